@@ -1,0 +1,130 @@
+"""`gpuledger simulate`, `gpuledger collect ...`, `gpuledger pricing ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app import render
+from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
+from collectors import ingest, pricing
+from collectors.load import LoadResult
+from collectors.simulator.generate import SimConfig, simulate
+from core import conventions as c
+from core.errors import ConfigError
+from core.settings import with_override
+from core.timeutil import Window, parse_duration, parse_ts
+from core.warehouse import open_warehouse
+
+
+@main.command("simulate")
+@click.option(
+    "--start", default="2026-11-02T00:00:00Z", show_default=True, help="First instant (UTC, 5-minute boundary)."
+)
+@click.option("--days", default=7.0, show_default=True, type=float, help="Length of the simulation.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Random seed: same seed, same bytes.")
+@click.option("--interval", default="5m", show_default=True, help="Scrape interval of the simulated exporters.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@fail_cleanly
+def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path) -> None:
+    """Write a simulated GPU fleet as OpenMetrics files plus truth.json."""
+    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval)), out)
+    click.echo(f"simulated {summary['pods']} pods, {summary['samples_per_series']} scrapes per series into {out}")
+
+
+@main.group("collect")
+def collect() -> None:
+    """Ingest metrics into the warehouse."""
+
+
+def _echo_load(result: LoadResult) -> None:
+    window = f" {result.window[0]:%Y-%m-%dT%H:%M}Z..{result.window[1]:%Y-%m-%dT%H:%M}Z" if result.window else ""
+    rows = ", ".join(f"{k}={v}" for k, v in result.rows.items() if v)
+    skipped = f"; {result.skipped_series} malformed series skipped" if result.skipped_series else ""
+    click.echo(f"collected {result.samples} samples from {result.source}{window}: {rows or 'no rows'}{skipped}")
+
+
+@collect.command("openmetrics")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--start", default=None, help="Only keep rows from this instant (UTC).")
+@click.option("--end", default=None, help="Only keep rows before this instant (UTC).")
+@click.option("--step", default=None, help="Warehouse resolution (default: settings collect.step).")
+@click.option("--cluster", default=None, help="Cluster name for series without a `cluster` label.")
+@click.option("--at", default=None, help="Timestamp for files whose samples carry none (a saved /metrics scrape).")
+@pass_ctx
+@fail_cleanly
+def collect_openmetrics(
+    ctx: Context,
+    files: tuple[Path, ...],
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    cluster: str | None,
+    at: str | None,
+) -> None:
+    """Ingest OpenMetrics files (sample timestamps required unless --at is given)."""
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
+    window = None
+    if start or end:
+        if not (start and end):
+            raise ConfigError("--start and --end go together")
+        window = make_window(start, end)
+    at_ts = parse_ts(at) if at else None
+    _echo_load(ingest.collect_files(ctx.warehouse, list(files), settings, window, at_ts))
+
+
+@collect.command("prometheus")
+@click.option("--url", default=None, help="Prometheus-compatible base URL (default: settings prometheus.url).")
+@click.option("--start", required=True, help="Window start (UTC, inclusive).")
+@click.option("--end", required=True, help="Window end (UTC, exclusive).")
+@click.option("--step", default=None, help="Query resolution (default: settings collect.step).")
+@click.option("--cluster", default=None, help="Cluster name for series without a `cluster` label.")
+@pass_ctx
+@fail_cleanly
+def collect_prometheus(
+    ctx: Context, url: str | None, start: str, end: str, step: str | None, cluster: str | None
+) -> None:
+    """Read a window through the Prometheus HTTP API (chunked range queries)."""
+    base = url or ctx.settings.prometheus.url
+    if not base:
+        raise ConfigError("no Prometheus URL: pass --url or set prometheus.url in the settings file")
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
+    window = Window(parse_ts(start), parse_ts(end))
+    _echo_load(ingest.collect_prometheus(ctx.warehouse, base, window, settings))
+
+
+@main.group("pricing")
+def pricing_group() -> None:
+    """Load and inspect price tables."""
+
+
+@pricing_group.command("import")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--default", "use_default", is_flag=True, help="Load the price table shipped with gpuledger.")
+@pass_ctx
+@fail_cleanly
+def pricing_import(ctx: Context, file: Path | None, use_default: bool) -> None:
+    """Import a price CSV (all rows or none)."""
+    if (file is None) == (not use_default):
+        raise ConfigError("give a FILE or --default (not both)")
+    rows = pricing.parse_csv(pricing.default_table_text(), "default") if use_default else pricing.read_file(file)  # type: ignore[arg-type]
+    with open_warehouse(ctx.warehouse) as con:
+        changed = pricing.store(con, rows)
+    click.echo(
+        f"imported {len(rows)} price rows ({changed} new or changed) from {'the default table' if use_default else file}"
+    )
+
+
+@pricing_group.command("show")
+@click.option("--instance-type", default=None, help="Only this instance type.")
+@pass_ctx
+@fail_cleanly
+def pricing_show(ctx: Context, instance_type: str | None) -> None:
+    """List stored prices with their source."""
+    with open_warehouse(ctx.warehouse, read_only=True) as con:
+        sql = f"SELECT * FROM {c.T_PRICES}" + (" WHERE instance_type = ?" if instance_type else "") + " ORDER BY ALL"
+        cur = con.execute(sql, [instance_type] if instance_type else [])
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    click.echo(render.table(rows, names))

@@ -1,0 +1,64 @@
+"""`gpuledger demo`: the whole pipeline on the simulated fleet (what `make run` calls)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from alerts import generator, serialize
+from app import exports, render
+from app.cli import Context, fail_cleanly, main, pass_ctx
+from app.cmd_outputs import rule_spec, run_dashboard
+from app.cmd_report import ROW_COLUMNS, run_chargeback
+from collectors import ingest, pricing
+from collectors.simulator import fleet
+from collectors.simulator.generate import SimConfig, simulate
+from core.settings import with_override
+from core.timeutil import Window, iso_week_of, iso_week_window, parse_ts
+from core.warehouse import open_warehouse
+
+
+@main.command("demo")
+@click.option("--start", default="2026-11-02T00:00:00Z", show_default=True, help="First day of the simulated week.")
+@click.option("--days", default=7.0, show_default=True, type=float, help="Days to simulate.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Simulator seed.")
+@click.option(
+    "--dir",
+    "workdir",
+    default="data/demo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the simulated files, rules and exports go.",
+)
+@click.option("--no-dashboard", is_flag=True, help="Stop after the exports instead of serving the dashboard.")
+@pass_ctx
+@fail_cleanly
+def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_dashboard: bool) -> None:
+    """simulate -> collect -> price -> chargeback -> rules -> weekly export -> dashboard."""
+    began = time.monotonic()
+    cfg = SimConfig(parse_ts(start), days, seed)
+    sim_dir = workdir / "fleet"
+    summary = simulate(cfg, sim_dir)
+    click.echo(f"1/6 simulated {summary['pods']} pods over {days:g} days into {sim_dir}")
+    # Store the simulator's own 5-minute resolution: one warehouse row per scrape.
+    settings = with_override(ctx.settings, "collect", step=f"{cfg.interval_s}s", cluster=fleet.CLUSTER)
+    result = ingest.collect_files(settings.warehouse.path, sorted(sim_dir.glob("*.om")), settings.collect)
+    click.echo(f"2/6 collected {result.samples} samples into {settings.warehouse.path} ({result.total_rows} rows)")
+    with open_warehouse(settings.warehouse.path) as con:
+        pricing.store(con, pricing.parse_csv(pricing.default_table_text(), "default"))
+    window = Window(cfg.start, cfg.start + timedelta(days=days))
+    report = run_chargeback(settings, window, ("team",))
+    click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
+    rules_dir = workdir / "rules"
+    serialize.write_all(generator.generate(rule_spec(settings)), rules_dir)
+    click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
+    week = iso_week_of(cfg.start)
+    folder = exports.write_weekly(week, run_chargeback(settings, iso_week_window(week), ("team",)), workdir / "exports")
+    click.echo(f"5/6 exported {week} to {folder}")
+    click.echo(f"pipeline took {time.monotonic() - began:.1f}s")
+    if not no_dashboard:
+        click.echo("6/6 starting the dashboard")
+        run_dashboard(settings)

@@ -1,0 +1,126 @@
+"""`gpuledger rules ...`, `gpuledger export ...`, `gpuledger dashboard`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from alerts import generator, serialize
+from app import exports
+from app.cli import Context, fail_cleanly, main, pass_ctx
+from app.cmd_report import run_chargeback
+from core.errors import ConfigError, TerminalError
+from core.settings import ENV_WAREHOUSE, Settings
+from core.timeutil import iso_week_window
+
+
+def rule_spec(settings: Settings) -> generator.RuleSpec:
+    r = settings.rules
+    return generator.RuleSpec(
+        namespace=r.namespace,
+        workload_label_style=settings.collect.workload_label_style,
+        low_utilization_threshold=r.low_utilization_threshold,
+        low_utilization_for=r.low_utilization_for,
+        not_reporting_for=r.not_reporting_for,
+    )
+
+
+@main.group("rules")
+def rules() -> None:
+    """Generate and check PrometheusRule files."""
+
+
+@rules.command("generate")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the YAML files.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
+)
+@pass_ctx
+@fail_cleanly
+def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
+    """Write one PrometheusRule (or plain rule file) per domain."""
+    paths = serialize.write_all(generator.generate(rule_spec(ctx.settings)), out, fmt)
+    click.echo(f"wrote {len(paths)} rule files to {out}")
+
+
+@rules.command("check")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@fail_cleanly
+def rules_check(directory: Path) -> None:
+    """Run `promtool check rules` on every YAML file in DIRECTORY."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TerminalError("promtool not found: install it with `apt-get install -y prometheus` (Debian)")
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"{directory}: no .yaml rule files")
+    ok, output = serialize.promtool_check(paths, promtool)
+    click.echo(output)
+    if not ok:
+        raise TerminalError(f"{directory}: promtool rejected the rules (see above)")
+
+
+@main.group("export")
+def export() -> None:
+    """Write chargeback exports."""
+
+
+@export.command("weekly")
+@click.option("--week", required=True, help="ISO week, e.g. 2026-W45 (Monday 00:00 UTC to next Monday).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Export root (default: settings export.directory)."
+)
+@pass_ctx
+@fail_cleanly
+def export_weekly(ctx: Context, week: str, out: Path | None) -> None:
+    """Chargeback for one ISO week as CSV + Parquet + manifest.json."""
+    window = iso_week_window(week)
+    report = run_chargeback(ctx.settings, window, ("team",))
+    folder = exports.write_weekly(week, report, out or ctx.settings.export.directory)
+    click.echo(f"exported {len(report.rows)} rows for {week} to {folder}")
+
+
+def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
+    script = Path(__file__).with_name("dashboard.py")
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+    ]
+
+
+def run_dashboard(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    host = host or settings.dashboard.host
+    port = port or settings.dashboard.port
+    env = dict(os.environ, **{ENV_WAREHOUSE: str(settings.warehouse.path.resolve())})
+    click.echo(f"dashboard on http://{host}:{port}  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(dashboard_command(settings, host, port), env=env, check=False)
+
+
+@main.command("dashboard")
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8501).")
+@pass_ctx
+@fail_cleanly
+def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
+    """Serve the Streamlit dashboard on the warehouse."""
+    run_dashboard(ctx.settings, host, port)

@@ -1,0 +1,120 @@
+"""Committing staged rows into the warehouse: one transaction per collection window.
+
+Facts: rows of the entities the staged data speaks for, inside the staged window, are deleted and
+re-inserted, so ingesting the same data twice changes nothing and a re-collection replaces what an
+earlier one wrote. Dimensions (nodes, GPUs, pods, namespaces) are upserted, widening first/last seen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+
+from collectors import stage
+from core import conventions as c
+from core.warehouse import one, transaction
+
+
+@dataclass
+class LoadResult:
+    source: str
+    rows: dict[str, int] = field(default_factory=dict)
+    window: tuple[datetime, datetime] | None = None
+    samples: int = 0
+    skipped_series: int = 0
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+_DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
+    # (staged table, warehouse table, conflict key, columns updated from the newer data)
+    (
+        "st_nodes",
+        c.T_NODES,
+        "cluster, node",
+        [
+            "instance_type",
+            "capacity_type",
+            "region",
+            "zone",
+            "node_pool",
+            "gpu_model",
+            "gpu_count",
+            "gpu_replicas",
+            "labels",
+        ],
+    ),
+    ("st_gpus", c.T_GPUS, "cluster, node, gpu_uuid, gpu_instance", ["gpu_index", "model", "mig_profile"]),
+    ("st_pods", c.T_PODS, "cluster, namespace, pod, uid", ["node", "labels"]),
+    ("st_namespaces", c.T_NAMESPACES, "cluster, namespace", ["labels"]),
+]
+
+
+def commit(con: duckdb.DuckDBPyConnection, result: LoadResult, watermark: datetime | None = None) -> None:
+    """Write every staged table in one transaction (all or nothing)."""
+    window = _staged_window(con)
+    result.window = window
+    started = datetime.now(UTC).replace(tzinfo=None)
+    with transaction(con):
+        for temp, table, _ in stage.STAGED:
+            result.rows[table] = _replace_facts(con, temp, table, window)
+        for temp, table, key, updated in _DIMENSIONS:
+            _upsert(con, temp, table, key, updated)
+        if watermark is not None:
+            con.execute(
+                f"""INSERT INTO {c.T_WATERMARKS} VALUES (?, ?, ?)
+                ON CONFLICT (source) DO UPDATE SET last_ts = greatest(excluded.last_ts, {c.T_WATERMARKS}.last_ts),
+                    updated_at = excluded.updated_at""",
+                [result.source, watermark, started],
+            )
+        con.execute(
+            f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
+            [
+                uuid.uuid4().hex,
+                result.source,
+                started,
+                datetime.now(UTC).replace(tzinfo=None),
+                window[0] if window else None,
+                window[1] if window else None,
+                result.total_rows,
+                result.skipped_series,
+            ],
+        )
+
+
+def _staged_window(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {temp}" for temp, _, _ in stage.STAGED)
+    row = one(con, f"SELECT min(lo), max(hi) FROM ({parts})")
+    if not row or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
+def _replace_facts(
+    con: duckdb.DuckDBPyConnection, temp: str, table: str, window: tuple[datetime, datetime] | None
+) -> int:
+    keys, where = stage.REPLACE_KEYS[table]
+    if window is not None:
+        key_match = " AND ".join(f"t.{k.strip()} = k.{k.strip()}" for k in keys.split(","))
+        con.execute(
+            f"""DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM stage_meta WHERE {where}) k
+            WHERE {key_match} AND t.ts BETWEEN ? AND ?""",
+            [window[0], window[1]],
+        )
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {temp}")
+    row = one(con, f"SELECT count(*) FROM {temp}")
+    return int(row[0]) if row else 0
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, temp: str, table: str, key: str, updated: list[str]) -> None:
+    sets = [f"{col} = coalesce(excluded.{col}, {table}.{col})" for col in updated]
+    sets += [
+        f"first_seen = least(excluded.first_seen, {table}.first_seen)",
+        f"last_seen = greatest(excluded.last_seen, {table}.last_seen)",
+    ]
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {temp} ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}")

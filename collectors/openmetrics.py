@@ -1,0 +1,189 @@
+"""A strict, fast parser for OpenMetrics / Prometheus text exposition with sample timestamps.
+
+Only the families gpuledger ingests are decoded (others are skipped after a dict lookup on the
+metric name). Label sets are parsed once per distinct series and cached, so the per-line cost is
+a find, a slice, a dict lookup and two float conversions. Any malformed line raises InputError
+naming the file and line; nothing is returned from a file that fails.
+
+Timestamps: OpenMetrics gives seconds (possibly fractional), the Prometheus text format gives
+milliseconds. Values above 1e11 are read as milliseconds (1e11 s is the year 5138).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import InputError
+
+# DCGM "blank" sentinels (dcgm_structs.h): values meaning "not supported / no data". Current
+# exporters skip them; older ones printed them, so they are dropped here.
+_INT64_BLANK = 9.223372036854775e18
+_FP64_BLANK = (140737488355328.0, 140737488355343.0)
+
+Selector = Callable[[str, dict[str, str]], bool]
+
+
+@dataclass
+class Samples:
+    """Columnar samples of the selected series: sid -> series, and parallel sample arrays."""
+
+    series: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    sid: array = field(default_factory=lambda: array("i"))
+    ts_ms: array = field(default_factory=lambda: array("q"))
+    value: array = field(default_factory=lambda: array("d"))
+    lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sid)
+
+
+def parse_labels(text: str, source: str, line: int) -> dict[str, str]:
+    """Parse `a="x",b="y\\"z"` (OpenMetrics escapes: \\\\, \\", \\n)."""
+    labels: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        eq = text.find("=", i)
+        if eq < 0 or eq + 1 >= n or text[eq + 1] != '"':
+            raise InputError(source, f"malformed label set {{{text}}}", line)
+        name = text[i:eq].strip()
+        if not name or not (name[0].isalpha() or name[0] == "_"):
+            raise InputError(source, f"malformed label name {name!r}", line)
+        j, out = eq + 2, []
+        while True:
+            if j >= n:
+                raise InputError(source, f"unterminated label value for {name!r}", line)
+            ch = text[j]
+            if ch == "\\" and j + 1 < n:
+                nxt = text[j + 1]
+                out.append("\n" if nxt == "n" else nxt)
+                j += 2
+            elif ch == '"':
+                break
+            else:
+                out.append(ch)
+                j += 1
+        labels[name] = "".join(out)
+        i = j + 1
+        if i < n and text[i] == ",":
+            i += 1
+        elif i < n:
+            raise InputError(source, f"expected ',' after label {name!r}", line)
+    return labels
+
+
+def _number(text: str, what: str, source: str, line: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(source, f"{what} {text!r} is not a number", line) from None
+
+
+def _is_blank(value: float) -> bool:
+    return value >= _INT64_BLANK or _FP64_BLANK[0] <= value <= _FP64_BLANK[1] or value != value
+
+
+class _Reader:
+    def __init__(self, source: str, wants_family: Callable[[str], bool], select: Selector, default_ts_ms: int | None):
+        self.source = source
+        self.wants_family = wants_family
+        self.select = select
+        self.default_ts_ms = default_ts_ms
+        self.out = Samples()
+        self.names: dict[str, bool] = {}
+        self.keys: dict[str, int] = {}
+
+    def sample(self, line: str, lineno: int) -> None:
+        brace = line.find("{")
+        if brace >= 0:
+            close = line.rfind("}")
+            if close < brace:
+                raise InputError(self.source, "unclosed '{' in sample line", lineno)
+            name, key, rest = line[:brace], line[: close + 1], line[close + 1 :]
+        else:
+            parts = line.split(None, 1)
+            name = key = parts[0]
+            rest = parts[1] if len(parts) > 1 else ""
+        wanted = self.names.get(name)
+        if wanted is None:
+            wanted = self.names[name] = self.wants_family(name)
+        if not wanted:
+            return
+        sid = self.keys.get(key)
+        if sid is None:
+            labels = parse_labels(key[brace + 1 : -1], self.source, lineno) if brace >= 0 else {}
+            sid = -1
+            if self.select(name, labels):
+                sid = len(self.out.series)
+                self.out.series.append((name, labels))
+            self.keys[key] = sid
+        if sid < 0:
+            return
+        self._append(sid, rest.split(), lineno)
+
+    def _append(self, sid: int, fields: list[str], lineno: int) -> None:
+        if not fields or len(fields) > 3:
+            raise InputError(self.source, "expected 'value [timestamp]' after the series", lineno)
+        value = _number(fields[0], "value", self.source, lineno)
+        if len(fields) >= 2:
+            ts = _number(fields[1], "timestamp", self.source, lineno)
+            ts_ms = int(round(ts if ts > 1e11 else ts * 1000.0))
+        elif self.default_ts_ms is not None:
+            ts_ms = self.default_ts_ms
+        else:
+            raise InputError(self.source, "sample has no timestamp (pass --at to ingest a plain scrape)", lineno)
+        if _is_blank(value):
+            return
+        self.out.sid.append(sid)
+        self.out.ts_ms.append(ts_ms)
+        self.out.value.append(value)
+
+
+def parse_lines(
+    lines: Iterable[str],
+    source: str,
+    wants_family: Callable[[str], bool],
+    select: Selector = lambda name, labels: True,
+    default_ts_ms: int | None = None,
+    require_eof: bool = True,
+) -> Samples:
+    reader = _Reader(source, wants_family, select, default_ts_ms)
+    seen_eof = False
+    lineno = 0
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.rstrip("\n").rstrip("\r")
+        if seen_eof:
+            if line.strip():
+                raise InputError(source, "content after '# EOF'", lineno)
+            continue
+        if not line.strip():
+            continue
+        if line[0] == "#":
+            if line.strip() == "# EOF":
+                seen_eof = True
+            continue
+        reader.sample(line, lineno)
+    reader.out.lines = lineno
+    if require_eof and not seen_eof:
+        raise InputError(source, "ends without '# EOF' (truncated OpenMetrics file?)", lineno or None)
+    return reader.out
+
+
+def parse_file(
+    path: Path,
+    wants_family: Callable[[str], bool],
+    select: Selector = lambda name, labels: True,
+    default_ts_ms: int | None = None,
+    require_eof: bool = True,
+) -> Samples:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return parse_lines(fh, str(path), wants_family, select, default_ts_ms, require_eof)
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise InputError(str(path), "is a directory, not an OpenMetrics file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from None

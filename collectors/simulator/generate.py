@@ -1,0 +1,183 @@
+"""`gpuledger simulate`: write the simulated fleet as OpenMetrics files plus truth.json.
+
+Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF`):
+  dcgm-exporter.om        DCGM gauges per GPU / MIG instance / time-slicing copy
+  kube-state-metrics.om   pods, phases, GPU requests, node and namespace labels
+  vllm.om                 serving histograms and counters of the inference pods
+  truth.json              allocated GPU-hours per team per day, computed from the schedule
+
+Every scrape happens SCRAPE_OFFSET_S seconds after an interval boundary, like a real scraper
+whose targets are not aligned with the query grid. With the default 5-minute interval (equal to
+Prometheus' lookback), a sample stands for exactly the interval that follows it, so truth.json is
+what an exact ingestion must reproduce for any query step that divides the interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from random import Random
+
+import numpy as np
+
+from collectors.simulator import dcgm, fleet, inference, ksm
+from collectors.simulator.signals import Stream, activity, clock
+from core import conventions as c
+from core.errors import ConfigError
+from core.timeutil import iso, to_epoch
+
+SCRAPE_OFFSET_S = 7
+DCGM_FAMILIES = {
+    c.DCGM_GR_ENGINE_ACTIVE: ("gauge", "Ratio of time the graphics engine is active."),
+    c.DCGM_GPU_UTIL: ("gauge", "GPU utilization (in %)."),
+    c.DCGM_FB_USED: ("gauge", "Framebuffer memory used (in MiB)."),
+    c.DCGM_POWER: ("gauge", "Power draw (in W)."),
+    c.DCGM_GPU_TEMP: ("gauge", "GPU temperature (in C)."),
+}
+KSM_FAMILIES = {
+    c.KSM_POD_INFO: "[STABLE] Information about pod.",
+    c.KSM_POD_LABELS: "[STABLE] Kubernetes labels converted to Prometheus labels.",
+    c.KSM_POD_PHASE: "[STABLE] The pods current phase.",
+    c.KSM_POD_REQUESTS: "[STABLE] The number of requested request resource by a container.",
+    c.KSM_NODE_INFO: "[STABLE] Information about a cluster node.",
+    c.KSM_NODE_LABELS: "[STABLE] Kubernetes labels converted to Prometheus labels.",
+    c.KSM_NODE_CAPACITY: "[STABLE] The capacity for different resources of a node.",
+    c.KSM_NAMESPACE_LABELS: "[STABLE] Kubernetes labels converted to Prometheus labels.",
+}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    start: datetime
+    days: float
+    seed: int
+    interval_s: int = 300
+
+    @property
+    def n_samples(self) -> int:
+        return int(round(self.days * 86400)) // self.interval_s
+
+
+def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
+    """Write the fleet's files into `out`; return a short summary."""
+    if cfg.interval_s < 15 or 86400 % cfg.interval_s:
+        raise ConfigError("--interval must divide a day and be at least 15s")
+    if cfg.n_samples < 1:
+        raise ConfigError("--days must cover at least one scrape interval")
+    if cfg.start.second or cfg.start.microsecond or cfg.start.minute % 5:
+        raise ConfigError("--start must be on a 5-minute boundary")
+    out.mkdir(parents=True, exist_ok=True)
+    n = cfg.n_samples
+    hour0 = cfg.start.hour + cfg.start.minute / 60
+    weekday0 = cfg.start.weekday()
+    pods = fleet.schedule(Random(cfg.seed), n, cfg.interval_s, weekday0, hour0)
+    stream = Stream(cfg.seed)
+    hours, weekdays = clock(hour0, weekday0, n, cfg.interval_s)
+    acts = [activity(stream, p, hours, weekdays) for p in pods]
+    stamps = _timestamps(cfg)
+    tracks = dcgm.build_tracks(pods, acts, n)
+    dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream)
+    _write(out / "dcgm-exporter.om", _gauge_families(DCGM_FAMILIES, dcgm_fams.segments, stamps))
+    ksm_fams = ksm.KsmFamilies(pods, n)
+    ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
+    _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, stamps))
+    inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
+    _write(out / "vllm.om", _inference_families(inf, stamps))
+    truth = compute_truth(cfg, pods)
+    (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
+
+
+def _timestamps(cfg: SimConfig) -> list[str]:
+    base = int(to_epoch(cfg.start)) + SCRAPE_OFFSET_S
+    return [str(base + k * cfg.interval_s) for k in range(cfg.n_samples)]
+
+
+def _write(path: Path, chunks: Iterable[str]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+        fh.write("# EOF\n")
+    os.replace(tmp, path)
+
+
+def _series_lines(name: str, segments: list[tuple[str, np.ndarray, list[str]]], stamps: list[str]) -> Iterable[str]:
+    # One series' samples stay together and in time order, whatever order its segments came in.
+    merged: dict[str, list[tuple[int, str]]] = {}
+    for labels, idx, values in segments:
+        merged.setdefault(labels, []).extend(zip(idx.tolist(), values, strict=True))
+    for labels in sorted(merged):
+        rows = sorted(merged[labels])
+        prefix = f"{name}{{{labels}}} "
+        yield "".join(f"{prefix}{v} {stamps[i]}\n" for i, v in rows)
+
+
+def _gauge_families(meta: dict[str, tuple[str, str]], segments_of, stamps: list[str]) -> Iterable[str]:  # type: ignore[no-untyped-def]
+    for name, (kind, help_) in meta.items():
+        yield f"# HELP {name} {help_}\n# TYPE {name} {kind}\n"
+        yield from _series_lines(name, segments_of(name), stamps)
+
+
+def _inference_families(inf: inference.InferenceFamilies, stamps: list[str]) -> Iterable[str]:
+    for family in inference.HISTOGRAMS:
+        yield f"# HELP {family} Histogram of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} histogram\n"
+        for idx, blocks in inf.histogram(family):
+            parts = []
+            for i, block in zip(idx.tolist(), blocks, strict=True):
+                parts.append("\n".join(f"{line} {stamps[i]}" for line in block.split("\n")) + "\n")
+            yield "".join(parts)
+    for family in inference.COUNTERS:
+        yield f"# HELP {family} Number of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} counter\n"
+        yield from _series_lines(family + "_total", inf.counter(family), stamps)
+
+
+def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
+    """Allocated GPU-hours per team and day straight from the schedule (no warehouse involved)."""
+    step_h = cfg.interval_s / 3600
+    per_day = 86400 // cfg.interval_s
+    days = [iso(cfg.start + timedelta(days=d))[:10] for d in range(-(-cfg.n_samples // per_day))]
+    by_team_day: dict[str, dict[str, float]] = {}
+    by_team_node: dict[str, dict[str, float]] = {}
+    for pod in pods:
+        node = fleet.NODE_BY_NAME[pod.node]
+        gpus = fleet.gpu_fraction(pod.resource, node.model, node.replicas) * pod.amount
+        team = pod.team or c.UNALLOCATED
+        for k in range(pod.start, pod.end):
+            day = days[k // per_day]
+            by_team_day.setdefault(team, {}).setdefault(day, 0.0)
+            by_team_day[team][day] += gpus * step_h
+        by_team_node.setdefault(team, {}).setdefault(pod.node, 0.0)
+        by_team_node[team][pod.node] += gpus * step_h * (pod.end - pod.start)
+    capacity_by_node = {n.name: n.gpu_count * step_h * cfg.n_samples for n in fleet.NODES}
+    return {
+        "meta": {
+            "start": iso(cfg.start),
+            "days": cfg.days,
+            "seed": cfg.seed,
+            "interval_s": cfg.interval_s,
+            "scrape_offset_s": SCRAPE_OFFSET_S,
+            "cluster": fleet.CLUSTER,
+            "pods": len(pods),
+        },
+        "allocated_gpu_hours": _rounded(by_team_day),
+        "allocated_gpu_hours_by_node": _rounded(by_team_node),
+        "capacity_gpu_hours_by_node": {k: round(v, 9) for k, v in capacity_by_node.items()},
+        "nodes": {
+            n.name: {
+                "instance_type": n.instance_type,
+                "capacity_type": n.capacity_type.replace("-", "_"),
+                "gpus": n.gpu_count,
+                "pool": n.pool,
+            }
+            for n in fleet.NODES
+        },
+    }
+
+
+def _rounded(data: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {k: {kk: round(vv, 9) for kk, vv in sorted(v.items())} for k, v in sorted(data.items())}

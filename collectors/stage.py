@@ -1,0 +1,207 @@
+"""Staging: raw samples -> the warehouse's step grid -> one temp table per warehouse table.
+
+Everything here runs on TEMP tables of the warehouse connection, before any write transaction,
+so a failure leaves the warehouse untouched.
+
+Grid semantics (the reason both collection paths agree to the last bit): a grid point t holds the
+last sample at or before t if it is at most `lookback` old, which is what Prometheus' range query
+returns at t. The warehouse row for point t has ts = t - step and covers [ts, ts + step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from collectors.series import META_COLUMNS
+from core import conventions as c
+from core.warehouse import one
+
+_STR_COLUMNS = [col for col in META_COLUMNS if col not in ("sid", "le", "gpu_count", "gpu_replicas")]
+
+
+def register_meta(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    columns: dict[str, Any] = {
+        "sid": pa.array([r["sid"] for r in rows], pa.int32()),
+        "le": pa.array([r["le"] for r in rows], pa.float64()),
+        "gpu_count": pa.array([r["gpu_count"] for r in rows], pa.int32()),
+        "gpu_replicas": pa.array([r["gpu_replicas"] for r in rows], pa.int32()),
+    }
+    for col in _STR_COLUMNS:
+        columns[col] = pa.array([str(r[col]) for r in rows], pa.string())
+    table = pa.table(columns)
+    con.register("meta_arrow", table)
+    con.execute("CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT * FROM meta_arrow")
+    con.unregister("meta_arrow")
+
+
+def register_points(
+    con: duckdb.DuckDBPyConnection, name: str, sid: np.ndarray, t_ms: np.ndarray, v: np.ndarray
+) -> None:
+    table = pa.table(
+        {"sid": pa.array(sid, pa.int32()), "t": pa.array(t_ms, pa.int64()), "v": pa.array(v, pa.float64())}
+    )
+    con.register("points_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM points_arrow")
+    con.unregister("points_arrow")
+
+
+def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, window_ms: tuple[int, int] | None) -> None:
+    """stage_raw(sid, t, v) at arbitrary times -> stage_grid(sid, t, v) on multiples of step."""
+    clip = ""
+    if window_ms is not None:
+        clip = f"AND g.t > {window_ms[0]} AND g.t <= {window_ms[1]}"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE stage_grid AS
+        WITH b AS (SELECT sid, min(t) AS lo, max(t) AS hi FROM stage_raw GROUP BY sid),
+        g AS (
+            SELECT sid, unnest(generate_series(((lo + {step_ms} - 1) // {step_ms}) * {step_ms},
+                                               ((hi + {lookback_ms}) // {step_ms}) * {step_ms},
+                                               {step_ms})) AS t
+            FROM b)
+        SELECT g.sid, g.t, r.v
+        FROM g ASOF JOIN stage_raw r ON g.sid = r.sid AND g.t >= r.t
+        WHERE g.t - r.t <= {lookback_ms} {clip}
+        """
+    )
+
+
+# Each staged table: (temp name, warehouse table, SELECT over stage_grid/stage_meta).
+# Points are grid END times; `{ts}` turns them into row start times.
+_TS = "epoch_ms(g.t - {step_ms})"
+
+STAGED: list[tuple[str, str, str]] = [
+    (
+        "st_gpu_samples",
+        c.T_GPU_SAMPLES,
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GR_ENGINE_ACTIVE}') AS gr_engine_active,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}') AS gpu_util,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_FB_USED}') AS fb_used_mib,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        -- per-process copies (pod_uid) hold one pod's share, not the device value
+        WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
+        GROUP BY ALL""",
+    ),
+    (
+        "st_gpu_pod_samples",
+        c.T_GPU_POD_SAMPLES,
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance, m.vgpu,
+            m.namespace, m.pod,
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}' AND m.pod_uid <> '') AS gpu_util
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'dcgm_sample' AND m.pod <> '' AND m.gpu_uuid <> ''
+        GROUP BY ALL""",
+    ),
+    (
+        "st_health",
+        c.T_HEALTH_SAMPLES,
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
+            m.family AS metric, max(g.v) AS value
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'dcgm_health' AND m.gpu_uuid <> ''
+        GROUP BY ALL""",
+    ),
+    (
+        "st_alloc",
+        c.T_POD_ALLOCATIONS,
+        """WITH per_container AS (
+                -- max: HA kube-state-metrics replicas export identical series
+                SELECT g.t, m.cluster, m.namespace, m.pod, m.uid, m.container, m.node, m.resource, max(g.v) AS amount
+                FROM stage_grid g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'ksm_requests' AND m.node <> ''
+                GROUP BY ALL),
+            running AS (
+                SELECT g.t, m.cluster, m.namespace, m.pod
+                FROM stage_grid g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'ksm_phase' AND m.phase = 'Running'
+                GROUP BY ALL HAVING max(g.v) = 1)
+        SELECT epoch_ms(p.t - {step_ms}) AS ts, {step_s} AS step_s, p.cluster, p.namespace, p.pod, p.uid,
+            p.node, p.resource, sum(p.amount) AS amount
+        FROM per_container p JOIN running r USING (t, cluster, namespace, pod)
+        GROUP BY ALL HAVING sum(p.amount) > 0""",
+    ),
+    (
+        "st_node_samples",
+        c.T_NODE_SAMPLES,
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, max(m.gpu_count) AS gpu_capacity
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_node_labels' AND m.node <> ''
+        GROUP BY ALL""",
+    ),
+    (
+        "st_inference",
+        c.T_INFERENCE_SAMPLES,
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.namespace, m.pod, m.model,
+            m.family AS metric, m.le, m.labels, max(g.v) AS value
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'vllm'
+        GROUP BY ALL""",
+    ),
+]
+
+# Which entities a staged table speaks for: rows of these entities inside the staged window are
+# replaced, so re-ingesting overlapping data never duplicates (and corrections win).
+REPLACE_KEYS: dict[str, tuple[str, str]] = {
+    c.T_GPU_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind LIKE 'dcgm%' AND gpu_uuid <> ''"),
+    c.T_GPU_POD_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind = 'dcgm_sample' AND gpu_uuid <> ''"),
+    c.T_HEALTH_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind = 'dcgm_health' AND gpu_uuid <> ''"),
+    c.T_POD_ALLOCATIONS: ("cluster, namespace, pod", "kind IN ('ksm_requests', 'ksm_phase') AND pod <> ''"),
+    c.T_NODE_SAMPLES: ("cluster, node", "kind = 'ksm_node_labels' AND node <> ''"),
+    c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'vllm'"),
+}
+
+
+def build_staged(con: duckdb.DuckDBPyConnection, step_s: int) -> dict[str, int]:
+    """Create every st_* temp table; return their row counts."""
+    counts = {}
+    for temp, _, sql in STAGED:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {sql.format(step_s=step_s, step_ms=step_s * 1000)}")
+        row = one(con, f"SELECT count(*) FROM {temp}")
+        counts[temp] = int(row[0]) if row else 0
+    _build_dimensions(con, step_s)
+    return counts
+
+
+def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
+    span = f"min(epoch_ms(g.t - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE st_nodes AS
+        SELECT m.cluster, m.node, arg_max(m.instance_type, g.t) AS instance_type,
+            arg_max(m.capacity_type, g.t) AS capacity_type, arg_max(m.region, g.t) AS region,
+            arg_max(m.zone, g.t) AS zone, arg_max(m.node_pool, g.t) AS node_pool,
+            arg_max(m.model, g.t) AS gpu_model, arg_max(m.gpu_count, g.t) AS gpu_count,
+            arg_max(m.gpu_replicas, g.t) AS gpu_replicas, arg_max(m.labels, g.t) AS labels, {span}
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_node_labels' AND m.node <> '' GROUP BY m.cluster, m.node"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE st_gpus AS
+        SELECT m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
+            try_cast(arg_max(m.gpu_index, g.t) AS INTEGER) AS gpu_index, arg_max(m.model, g.t) AS model,
+            arg_max(m.mig_profile, g.t) AS mig_profile, {span}
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind LIKE 'dcgm%' AND m.gpu_uuid <> '' GROUP BY m.cluster, m.node, m.gpu_uuid, m.gpu_instance"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE st_pods AS
+        SELECT m.cluster, m.namespace, m.pod, m.uid,
+            arg_max(m.node, g.t) FILTER (WHERE m.node <> '') AS node,
+            arg_max(m.labels, g.t) FILTER (WHERE m.kind = 'ksm_pod_labels') AS labels, {span}
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind IN ('ksm_pod_labels', 'ksm_pod_info', 'ksm_requests', 'ksm_phase')
+            AND m.pod <> '' AND m.uid <> ''
+        GROUP BY m.cluster, m.namespace, m.pod, m.uid"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE st_namespaces AS
+        SELECT m.cluster, m.namespace, arg_max(m.labels, g.t) AS labels, {span}
+        FROM stage_grid g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_namespace_labels' AND m.namespace <> '' GROUP BY m.cluster, m.namespace"""
+    )

@@ -1,0 +1,51 @@
+"""Exact money: Decimal everywhere, rounding to cents only at the edge, conserving totals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext
+
+from core.errors import InputError
+
+# 40 significant digits: a 10,000-GPU fleet over a year is ~1e8 GPU-hours x 1e2 $/h; the
+# exact-unit arithmetic (core.conventions.GPU_UNITS) keeps ~20 more digits of fraction.
+getcontext().prec = 40
+
+CENT = Decimal("0.01")
+
+
+def parse_price(text: str, source: str, line: int | None = None) -> Decimal:
+    """Parse a non-negative price string as Decimal (never via float)."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise InputError(source, f"price {text!r} is not a number", line) from exc
+    if not value.is_finite() or value < 0:
+        raise InputError(source, f"price {text!r} must be a finite non-negative number", line)
+    return value
+
+
+def to_cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+def allocate_cents(exact: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    """Round each exact amount to cents so the rounded parts sum to the rounded total.
+
+    Largest-remainder method: floor every part to the cent, then hand the leftover cents to the
+    parts with the largest remainders (ties broken by key, so the result is deterministic).
+    This is what makes "rows sum to the total, to the cent" true for any split.
+    """
+    total = to_cents(sum(exact.values(), Decimal(0)))
+    floored = {k: (v / CENT).to_integral_value(rounding="ROUND_FLOOR") * CENT for k, v in exact.items()}
+    leftover = int(((total - sum(floored.values(), Decimal(0))) / CENT).to_integral_value())
+    order = sorted(exact, key=lambda k: (-(exact[k] - floored[k]), k))
+    result = dict(floored)
+    step = CENT if leftover >= 0 else -CENT
+    for key in order[: abs(leftover)]:
+        result[key] += step
+    return result
+
+
+def decimal_sum(values: Sequence[Decimal]) -> Decimal:
+    return sum(values, Decimal(0))

@@ -1,0 +1,87 @@
+"""Time helpers: every timestamp in gpuledger is UTC; windows are half-open [start, end)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from core.errors import ConfigError
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp ('2026-11-02T00:00:00Z' or a date) into naive UTC."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time())
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"not an ISO-8601 timestamp: {text!r}") from exc
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def iso(ts: datetime) -> str:
+    """Format a naive-UTC datetime as '2026-11-02T00:00:00Z'."""
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_duration(text: str) -> int:
+    """Parse '60s', '5m', '1h30m', '7d' (or a bare number of seconds) into seconds."""
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    match = _DURATION.match(value)
+    if not value or not match or not any(match.groups()):
+        raise ConfigError(f"not a duration (use e.g. 60s, 5m, 1h, 7d): {text!r}")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def to_epoch(ts: datetime) -> float:
+    return ts.replace(tzinfo=UTC).timestamp()
+
+
+def from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open time window [start, end) in naive UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ConfigError(f"window end {iso(self.end)} is not after start {iso(self.start)}")
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": iso(self.start), "end": iso(self.end)}
+
+
+def iso_week_window(week: str) -> Window:
+    """'2026-W45' -> [Monday 00:00 UTC, next Monday 00:00 UTC)."""
+    match = re.fullmatch(r"(\d{4})-W(\d{2})", week.strip())
+    if not match:
+        raise ConfigError(f"not an ISO week (use e.g. 2026-W45): {week!r}")
+    try:
+        monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+    except ValueError as exc:
+        raise ConfigError(f"no such ISO week: {week!r}") from exc
+    start = datetime.combine(monday, datetime.min.time())
+    return Window(start, start + timedelta(days=7))
+
+
+def iso_week_of(ts: datetime) -> str:
+    year, week, _ = ts.isocalendar()
+    return f"{year}-W{week:02d}"

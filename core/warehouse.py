@@ -1,0 +1,110 @@
+"""Opening the DuckDB warehouse: create, migrate, refuse newer files, translate driver errors.
+
+DuckDB allows one writing process per file (or many read-only ones). Writers hold the connection
+only for the duration of a command; readers (dashboard, reports) open read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from core import conventions as c
+from core.errors import SchemaError, TerminalError, TransientError
+from core.schema import LATEST_VERSION, MIGRATIONS
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and for writers, create or migrate) the warehouse at `path`."""
+    if read_only and not path.exists():
+        raise TerminalError(f"{path}: no warehouse here yet; run `gpuledger demo` or `gpuledger collect` first")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise TransientError(f"{path}: cannot open warehouse ({_first_line(exc)})") from exc
+    except duckdb.Error as exc:
+        raise TerminalError(f"{path}: not a usable DuckDB warehouse ({_first_line(exc)})") from exc
+    con.execute("SET TimeZone = 'UTC'")
+    version = schema_version(con)
+    if version > LATEST_VERSION:
+        con.close()
+        raise SchemaError(
+            f"{path}: warehouse schema version {version} is newer than this gpuledger supports "
+            f"({LATEST_VERSION}); upgrade gpuledger to read it"
+        )
+    if version < LATEST_VERSION:
+        if read_only:
+            con.close()
+            raise SchemaError(f"{path}: warehouse schema version {version} needs migrating; open it once for writing")
+        migrate(con, version)
+    return con
+
+
+@contextmanager
+def open_warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All-or-nothing: commit on success, roll back on any exception (the warehouse is unchanged)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
+    """The first row of a query, with the result fully consumed (DuckDB 2 refuses new work on a
+    connection whose previous result was only partly fetched)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [c.T_SCHEMA_VERSION])
+    if not exists or not exists[0]:
+        return 0
+    row = one(con, f"SELECT max(version) FROM {c.T_SCHEMA_VERSION}")
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection, from_version: int, to_version: int = LATEST_VERSION) -> None:
+    """Apply migrations from_version+1 .. to_version, each in its own transaction."""
+    with transaction(con):
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {c.T_SCHEMA_VERSION} (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+        )
+    for version in range(from_version + 1, to_version + 1):
+        with transaction(con):
+            for statement in MIGRATIONS[version - 1]:
+                con.execute(statement)
+            now = datetime.now(UTC).replace(tzinfo=None)
+            con.execute(f"INSERT INTO {c.T_SCHEMA_VERSION} VALUES (?, ?)", [version, now])
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+    counts: dict[str, int] = {}
+    for name in names:
+        row = one(con, f'SELECT count(*) FROM "{name}"')
+        counts[name] = int(row[0]) if row else 0
+    return counts
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

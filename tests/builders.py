@@ -1,0 +1,98 @@
+"""Small builders for hand-made warehouses (in-memory DuckDB at the latest schema)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+
+from core import conventions as c
+from core.warehouse import migrate
+
+T0 = datetime(2026, 11, 2)
+
+
+def fresh_db() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con, 0)
+    return con
+
+
+def add_node(
+    con: duckdb.DuckDBPyConnection,
+    node: str,
+    gpus: int,
+    *,
+    instance_type: str = "p4d.24xlarge",
+    capacity_type: str = "on_demand",
+    region: str = "us-east-1",
+    model: str = "NVIDIA A100-SXM4-40GB",
+    replicas: int | None = None,
+    pool: str = "pool-a",
+    steps: int = 60,
+    step_s: int = 60,
+    start: datetime = T0,
+) -> None:
+    con.execute(
+        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, '', ?, ?, ?, ?, '{{}}', ?, ?)",
+        [
+            node,
+            instance_type,
+            capacity_type,
+            region,
+            pool,
+            model,
+            gpus,
+            replicas,
+            start,
+            start + timedelta(seconds=steps * step_s),
+        ],
+    )
+    con.execute(
+        f"INSERT INTO {c.T_NODE_SAMPLES} SELECT ? + to_seconds(i * ?), ?, 'c1', ?, ? FROM range(?) t(i)",
+        [start, step_s, step_s, node, gpus, steps],
+    )
+
+
+def add_pod(
+    con: duckdb.DuckDBPyConnection,
+    pod: str,
+    node: str,
+    *,
+    team: str | None = "vision",
+    namespace: str = "ns",
+    resource: str = "nvidia_com_gpu",
+    amount: int = 1,
+    offset: int = 0,
+    steps: int = 10,
+    step_s: int = 60,
+) -> None:
+    labels = json.dumps({"team": team} if team else {})
+    con.execute(
+        f"INSERT INTO {c.T_PODS} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [namespace, pod, f"uid-{pod}", node, labels, T0, T0],
+    )
+    con.execute(
+        f"""INSERT INTO {c.T_POD_ALLOCATIONS}
+        SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, ?, ?, ? FROM range(?) t(i)""",
+        [T0, offset, step_s, step_s, namespace, pod, f"uid-{pod}", node, resource, float(amount), steps],
+    )
+
+
+def add_price(
+    con: duckdb.DuckDBPyConnection,
+    price: str,
+    *,
+    gpus: int = 8,
+    instance_type: str = "p4d.24xlarge",
+    capacity_type: str = "on_demand",
+    region: str = "us-east-1",
+    effective_from: datetime = T0 - timedelta(days=30),
+) -> None:
+    con.execute(
+        f"INSERT INTO {c.T_PRICES} VALUES ('aws', ?, ?, ?, 'gpu', ?, ?, ?, 'test')",
+        [region, instance_type, capacity_type, gpus, Decimal(price), effective_from],
+    )

@@ -1,0 +1,81 @@
+"""The OpenMetrics parser: exact on real exporter text, strict on malformed input."""
+
+from __future__ import annotations
+
+import pytest
+
+from collectors.openmetrics import parse_labels, parse_lines
+from collectors.series import wants_family, wants_series
+from core.errors import InputError
+from tests.conftest import FIXTURES
+
+
+def _parse(text: str, **kw):  # type: ignore[no-untyped-def]
+    return parse_lines(text.splitlines(keepends=True), "t.om", lambda name: True, **kw)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('a="1",b="two words"', {"a": "1", "b": "two words"}),
+        (r'msg="say \"hi\"",path="C:\\x",nl="a\nb"', {"msg": 'say "hi"', "path": "C:\\x", "nl": "a\nb"}),
+        ('err_msg="GPU stopped processing",x="}"', {"err_msg": "GPU stopped processing", "x": "}"}),
+        ("", {}),
+    ],
+    ids=["plain values", "escaped quote backslash and newline", "spaces and braces inside values", "empty set"],
+)
+def test_label_sets_are_parsed_with_openmetrics_escapes(text: str, expected: dict[str, str]) -> None:
+    assert parse_labels(text, "t.om", 1) == expected
+
+
+def test_seconds_and_milliseconds_timestamps_are_both_understood() -> None:
+    out = _parse('m{a="1"} 1 1793577607\nm{a="1"} 2 1793577667.5\nm{a="1"} 3 1793577727000\n# EOF\n')
+    assert list(out.ts_ms) == [1793577607000, 1793577667500, 1793577727000]
+    assert list(out.value) == [1.0, 2.0, 3.0]
+
+
+def test_dcgm_blank_sentinels_and_nan_are_dropped() -> None:
+    out = _parse(
+        "m 9223372036854775794 1793577607\nm 140737488355328 1793577608\nm NaN 1793577609\nm 5 1793577610\n# EOF\n"
+    )
+    assert list(out.value) == [5.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('m{a="1" 5 1793577607\n# EOF\n', "t.om:1: unclosed '{'"),
+        ('m{a="1} 5 1793577607\n# EOF\n', "t.om:1: unterminated label value"),
+        ("m 5 soon\n# EOF\n", "t.om:1: timestamp 'soon' is not a number"),
+        ("m 5\n# EOF\n", "t.om:1: sample has no timestamp"),
+        ("m 5 1793577607\n", "t.om:1: ends without '# EOF'"),
+        ("m 5 1793577607\n# EOF\nm 6 1793577608\n", "t.om:3: content after '# EOF'"),
+    ],
+    ids=["unclosed brace", "unterminated string", "bad timestamp", "missing timestamp", "no EOF", "data after EOF"],
+)
+def test_malformed_input_raises_with_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        _parse(text)
+    assert message in str(info.value)
+
+
+def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
+    text = (FIXTURES / "dcgm-exporter_4.8.2_k8s_h100.prom").read_text()
+    out = parse_lines(text.splitlines(), "dcgm.prom", wants_family, wants_series, default_ts_ms=1, require_eof=False)
+    names = {name for name, _ in out.series}
+    assert names >= {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE"}
+    temps = {
+        labels["UUID"]: v
+        for (name, labels), v in zip((out.series[i] for i in out.sid), out.value, strict=False)
+        if name == "DCGM_FI_DEV_GPU_TEMP"
+    }
+    assert temps == {"GPU-1a2b3c4d-0000-1111-2222-333344445555": 58.0, "GPU-5e6f7a8b-9999-8888-7777-666655554444": 29.0}
+
+
+def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() -> None:
+    text = (FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom").read_text()
+    out = parse_lines(text.splitlines(), "ksm.prom", wants_family, wants_series, default_ts_ms=1, require_eof=False)
+    phases = {labels["phase"] for name, labels in out.series if name == "kube_pod_status_phase"}
+    resources = {labels["resource"] for name, labels in out.series if name == "kube_pod_container_resource_requests"}
+    assert phases == {"Running"}
+    assert resources == {"nvidia_com_gpu", "nvidia_com_mig_3g_40gb", "nvidia_com_gpu_shared"}

@@ -1,0 +1,83 @@
+"""Price tables: exact Decimal money, validated rows, all-or-nothing imports."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from collectors import pricing
+from core.errors import InputError
+from tests.conftest import run_cli
+from tests.helpers import snapshot
+
+HEADER = "provider,region,instance_type,capacity_type,gpu_model,gpus,price_per_hour_usd,effective_from\n"
+
+
+def test_the_default_table_parses_with_exact_decimals_and_a_date_and_source_on_every_row() -> None:
+    rows = pricing.parse_csv(pricing.default_table_text(), "default")
+    p4d = next(r for r in rows if r.instance_type == "p4d.24xlarge" and r.capacity_type == "on_demand")
+    assert p4d.price_per_hour_usd == Decimal("21.957642") and p4d.gpus == 8
+    assert all(r.effective_from and r.source for r in rows)
+    a2 = next(r for r in rows if r.instance_type == "a2-highgpu-1g" and r.capacity_type == "on_demand")
+    assert a2.price_per_hour_usd == Decimal("3.673385")  # = 2.933908 + 12 x 0.031611 + 85 x 0.004237
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "aws,us-east-1,p5.48xlarge,on_demand,H100,8,-1,2026-01-01\n",
+            "prices.csv:2: price '-1' must be a finite non-negative number",
+        ),
+        (
+            "aws,us-east-1,p5.48xlarge,on_demand,H100,8,cheap,2026-01-01\n",
+            "prices.csv:2: price 'cheap' is not a number",
+        ),
+        ("aws,us-east-1,p5.48xlarge,ondemand,H100,8,1,2026-01-01\n", "prices.csv:2: capacity_type 'ondemand'"),
+        (
+            "aws,us-east-1,p5.48xlarge,on_demand,H100,0,1,2026-01-01\n",
+            "prices.csv:2: gpus '0' must be a positive integer",
+        ),
+        ("aws,us-east-1,p5.48xlarge,on_demand,H100,8,1,yesterday\n", "prices.csv:2: effective_from 'yesterday'"),
+    ],
+    ids=["negative price", "non-numeric price", "unknown capacity type", "zero GPUs", "bad date"],
+)
+def test_a_bad_row_is_named_by_file_and_line(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text(HEADER + "aws,us-east-1,p4d.24xlarge,on_demand,A100,8,21.957642,2026-01-21\n" + body)
+    with pytest.raises(InputError) as info:
+        pricing.read_file(path)
+    assert message.replace(":2:", ":3:") in str(info.value)
+
+
+def test_a_missing_column_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("provider,region,instance_type\naws,us-east-1,p5.48xlarge\n")
+    with pytest.raises(InputError, match="prices.csv:1: missing column"):
+        pricing.read_file(path)
+
+
+def test_an_import_with_one_bad_row_applies_nothing(tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
+    before = snapshot(wh)
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER
+        + "aws,us-east-1,p4d.24xlarge,on_demand,A100,8,1.00,2026-02-01\naws,us-east-1,x,on_demand,A100,8,oops,2026-02-01\n"
+    )
+    result = run_cli("--warehouse", str(wh), "pricing", "import", str(path))
+    assert result.exit_code == 2 and "prices.csv:3:" in result.output
+    assert snapshot(wh) == before
+
+
+def test_importing_the_same_table_twice_changes_nothing(tmp_path: Path) -> None:
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
+    before = snapshot(wh)
+    result = run_cli("--warehouse", str(wh), "pricing", "import", "--default")
+    assert "(0 new or changed)" in result.output and snapshot(wh) == before
+    shown = run_cli("--warehouse", str(wh), "pricing", "show", "--instance-type", "p4d.24xlarge")
+    assert "21.9576420000" in shown.output and "vantage" in shown.output

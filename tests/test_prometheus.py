@@ -1,0 +1,113 @@
+"""Collecting through a real Prometheus gives exactly what direct ingestion gives, and the truth."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core import conventions as c
+from core.warehouse import open_warehouse
+from tests.conftest import free_port, run_cli
+from tests.helpers import rows, snapshot, team_day_hours
+
+DAY = "2026-11-02"
+
+
+@pytest.fixture(scope="module")
+def prometheus_warehouse(prometheus_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wh = tmp_path_factory.mktemp("promwh") / "prom.duckdb"
+    result = run_cli(
+        "--warehouse",
+        str(wh),
+        "collect",
+        "prometheus",
+        "--url",
+        prometheus_url,
+        "--start",
+        "2026-11-02T00:00:00Z",
+        "--end",
+        "2026-11-03T00:00:00Z",
+        "--step",
+        "60s",
+        "--cluster",
+        "sim-us-east-1",
+    )
+    assert result.exit_code == 0, result.output
+    return wh
+
+
+def test_prometheus_collection_equals_direct_ingestion_and_truth(
+    prometheus_warehouse: Path, direct_warehouse: Path, truth: dict
+) -> None:
+    via_prometheus = team_day_hours(prometheus_warehouse, [DAY])
+    direct = team_day_hours(direct_warehouse, [DAY])
+    assert set(via_prometheus) == set(direct) == set(truth["allocated_gpu_hours"])
+    for team in direct:
+        assert via_prometheus[team][DAY] == pytest.approx(direct[team][DAY], abs=1e-9)
+        assert via_prometheus[team][DAY] == pytest.approx(truth["allocated_gpu_hours"][team][DAY], abs=1e-9)
+
+
+def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
+    prometheus_warehouse: Path, direct_warehouse: Path
+) -> None:
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES, c.T_INFERENCE_SAMPLES):
+        assert rows(prometheus_warehouse, table) == rows(direct_warehouse, table), table
+
+
+def test_collection_records_a_watermark_for_the_source(prometheus_warehouse: Path, prometheus_url: str) -> None:
+    with open_warehouse(prometheus_warehouse, read_only=True) as con:
+        rows = con.execute(f"SELECT source, strftime(last_ts, '%Y-%m-%dT%H:%M') FROM {c.T_WATERMARKS}").fetchall()
+    assert rows == [(f"prometheus:{prometheus_url}", "2026-11-03T00:00")]
+
+
+def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
+    direct_warehouse: Path, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    shutil.copy(direct_warehouse, wh)
+    before = snapshot(wh)
+    url = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "settings.yaml"
+    config.write_text("collect:\n  retries: 0\n  timeout: 5s\n")
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "--warehouse",
+            str(wh),
+            "collect",
+            "prometheus",
+            "--url",
+            url,
+            "--start",
+            "2026-11-02T00:00:00Z",
+            "--end",
+            "2026-11-02T01:00:00Z",
+        ],
+    )
+    assert result.exit_code == 3
+    assert url in result.output and "cannot connect" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert snapshot(wh) == before
+
+
+def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str, tmp_path: Path) -> None:
+    from collectors import prometheus as prom
+    from core.errors import QueryError
+
+    client = prom.make_client(prometheus_url, 10, 0)
+    with pytest.raises(QueryError, match="rate\\(\\("):
+        prom._query_range(client, prometheus_url, "rate((", *_hour(), 60)
+
+
+def _hour():  # type: ignore[no-untyped-def]
+    from core.timeutil import parse_ts
+
+    return parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z")
