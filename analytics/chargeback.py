@@ -19,22 +19,12 @@ from typing import Any
 
 import duckdb
 
-from analytics import allocation, usage
+from analytics import allocation, prices, usage
 from core import conventions as c
 from core.money import allocate_cents, to_cents
 from core.timeutil import Window
 
 ZERO = Decimal(0)
-PRICE_KEY = (
-    "provider",
-    "p_instance_type",
-    "p_capacity_type",
-    "p_region",
-    "effective_from",
-    "price_per_hour_usd",
-    "price_gpus",
-    "source",
-)
 
 
 @dataclass
@@ -112,25 +102,15 @@ class ChargebackReport:
 def _query(by: tuple[str, ...], team_label: str) -> str:
     node_cols = [a for a in allocation.NODE_ATTRIBUTES if a in by]
     pod_cols = ["team"] + [a for a in ("namespace", "pod") if a in by]
-    select_cols = ", ".join(
-        [f"f.{p}" for p in pod_cols] + [f"n.{a}" if a not in ("cluster", "node") else f"f.{a}" for a in node_cols]
-    )
+    cols = [f"f.{p}" for p in pod_cols] + [f"n.{a}" if a not in ("cluster", "node") else f"f.{a}" for a in node_cols]
     return f"""
-    WITH facts AS ({allocation.step_facts_sql(team_label)}),
+    WITH priced AS ({prices.priced_sql(allocation.step_facts_sql(team_label))}),
     nodes_ AS (
         SELECT cluster, node, coalesce(node_pool, '') AS node_pool, coalesce(gpu_model, '') AS gpu_model,
             coalesce(capacity_type, 'on_demand') AS capacity_type, coalesce(instance_type, '') AS instance_type,
             coalesce(region, '') AS region
-        FROM {c.T_NODES}),
-    f_n AS (SELECT f.*, n.instance_type AS n_it, n.capacity_type AS n_ct, n.region AS n_rg FROM facts f LEFT JOIN nodes_ n USING (cluster, node)),
-    priced AS (
-        SELECT f_n.*, p.provider, p.instance_type AS p_instance_type, p.capacity_type AS p_capacity_type,
-            p.region AS p_region, p.effective_from, p.price_per_hour_usd, p.gpus AS price_gpus, p.source
-        FROM f_n ASOF LEFT JOIN {c.T_PRICES} p
-            ON p.instance_type = f_n.n_it AND p.capacity_type = f_n.n_ct AND p.region = f_n.n_rg
-            AND f_n.ts >= p.effective_from)
-    SELECT f.kind, {select_cols + ", " if select_cols else ""}{", ".join("f." + k for k in PRICE_KEY)},
-        sum(f.units) AS units
+        FROM {c.T_NODES})
+    SELECT f.kind, {", ".join(cols) + ", " if cols else ""}f.price_id, sum(f.units) AS units
     FROM priced f LEFT JOIN nodes_ n USING (cluster, node)
     GROUP BY ALL
     """
@@ -152,20 +132,18 @@ def chargeback(
     names = [d[0] for d in cur.description]
     facts = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     used = usage.used_gpu_hours(con, window, by, team_label)
-    return _assemble(window, by, facts, used, fallback_gpu_hour_usd)
+    return _assemble(window, by, facts, used, prices.load_prices(con), fallback_gpu_hour_usd)
 
 
-def _price_per_unit_second(fact: dict[str, Any], fallback: Decimal | None) -> tuple[Decimal, str | None]:
-    """$ per GPU-unit-second, and the provenance string (None when unpriced)."""
+def _rate(
+    price_id: str | None, infos: dict[str, prices.PriceInfo], fallback: Decimal | None
+) -> tuple[Decimal, str | None]:
+    """$ per GPU-unit-second under a price row, and its provenance (None when unpriced)."""
     per_hour_units = Decimal(c.GPU_UNITS) * 3600
-    if fact["price_per_hour_usd"] is None:
+    info = infos.get(price_id) if price_id is not None else None
+    if info is None:
         return (fallback or ZERO) / per_hour_units, None
-    gpu_hour = Decimal(fact["price_per_hour_usd"]) / Decimal(fact["price_gpus"])
-    source = (
-        f"{fact['provider']}/{fact['p_region']}/{fact['p_instance_type']}/{fact['p_capacity_type']}"
-        f"@{fact['effective_from']:%Y-%m-%d}" + (f" ({fact['source']})" if fact["source"] else "")
-    )
-    return gpu_hour / per_hour_units, source
+    return info.gpu_hour_usd / per_hour_units, info.source
 
 
 def _assemble(
@@ -173,6 +151,7 @@ def _assemble(
     by: tuple[str, ...],
     facts: list[dict[str, Any]],
     used: dict[tuple[str, ...], float],
+    infos: dict[str, prices.PriceInfo],
     fallback: Decimal | None,
 ) -> ChargebackReport:
     node_keys = [a for a in allocation.NODE_ATTRIBUTES if a in by]
@@ -180,31 +159,28 @@ def _assemble(
     exact: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
     units: dict[tuple[str, ...], int] = defaultdict(int)
     sources: dict[tuple[str, ...], set[str]] = defaultdict(set)
-    idle_units: dict[tuple[Any, ...], int] = defaultdict(int)
+    idle_units: dict[tuple[tuple[str, ...], str | None], int] = defaultdict(int)
     node_cost, capacity_units, unpriced_units = ZERO, 0, 0
     for f in facts:
-        rate, source = _price_per_unit_second(f, fallback)
+        rate, source = _rate(f["price_id"], infos, fallback)
         n_units = int(f["units"])
         node_part = tuple(str(f[k]) for k in node_keys)
-        price_part = tuple(str(f[k]) for k in PRICE_KEY)
         if f["kind"] == "capacity":
             node_cost += n_units * rate
             capacity_units += n_units
             unpriced_units += n_units if source is None else 0
-            idle_units[node_part + price_part] += n_units
+            idle_units[(node_part, f["price_id"])] += n_units
             continue
-        idle_units[node_part + price_part] -= n_units
+        # idle is what capacity leaves over under the same price row and node attributes
+        idle_units[(node_part, f["price_id"])] -= n_units
         key = _row_key(f, pod_keys, node_part)
         exact[key] += n_units * rate
         units[key] += n_units
         if source:
             sources[key].add(source)
-    for idle_key, n_units in idle_units.items():
-        fact = dict(zip(PRICE_KEY, _restore_price(facts, idle_key[len(node_keys) :]), strict=True))
-        rate, source = _price_per_unit_second(fact, fallback)
-        key = tuple(c.IDLE for _ in pod_keys) + idle_key[: len(node_keys)]
-        if not pod_keys:
-            key = (c.IDLE,) + key
+    for (node_part, price_id), n_units in idle_units.items():
+        rate, source = _rate(price_id, infos, fallback)
+        key = (tuple(c.IDLE for _ in pod_keys) or (c.IDLE,)) + node_part
         exact[key] += n_units * rate
         units[key] += n_units
         if source:
@@ -219,13 +195,6 @@ def _row_key(f: dict[str, Any], pod_keys: list[str], node_part: tuple[str, ...])
         return tuple(str(f[k]) for k in pod_keys) + node_part
     # Grouped by node attributes only: allocated rows still keep unallocated pods apart.
     return ((c.UNALLOCATED if f["team"] == c.UNALLOCATED else ""),) + node_part
-
-
-def _restore_price(facts: list[dict[str, Any]], price_part: tuple[str, ...]) -> tuple[Any, ...]:
-    for f in facts:
-        if tuple(str(f[k]) for k in PRICE_KEY) == price_part:
-            return tuple(f[k] for k in PRICE_KEY)
-    raise AssertionError("price key without a fact")
 
 
 def _report(
