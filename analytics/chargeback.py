@@ -1,242 +1,266 @@
 """Chargeback: who used which GPU capacity in a window, and what it cost, to the cent.
 
-Pure function of the warehouse and an explicit window. The order of operations:
+A pure function of the warehouse, an explicit window and typed options. Order of operations:
 1. Per step, every node's billable GPUs (capacity) and every Running pod's GPU share (allocated),
-   both in exact integer GPU-unit-seconds (analytics/allocation.py).
-2. Each node-step is priced with the price row in force at that step (price history), matched on
-   instance type, capacity type and region; GPUs get the node's whole price (price / GPUs).
-3. Idle = capacity - allocated, per price row and node attributes: it is exact, never negative.
-4. Money is computed in Decimal from the integer units, then rounded to cents with the
-   largest-remainder method across all rows, so rows always sum to the capacity's cost.
+   in exact integer GPU-unit-seconds (analytics/allocation.py), each step priced with the price
+   row in force for its node (analytics/prices.py).
+2. Allocated cost per pod; idle = capacity - allocated per node, price row (and day): exact, >= 0.
+3. Attribution (analytics/attribution.py) and grouping into rows; used GPU-hours from DCGM.
+4. Idle sharing (keep as a row, or share weighted/evenly within the cluster or node), then shared
+   costs (shared namespaces/labels plus a fixed overhead) to every other row, weighted or evenly
+   (analytics/sharing.py). Pools stay visible as rows whose negative share shows what moved.
+5. Money is exact Decimal until the end, then rounded once: row totals pinned to the grand total
+   (capacity cost + overhead) by the largest-remainder method, components pinned to their row.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
-from analytics import allocation, prices, usage
+from analytics import allocation, prices, sharing
+from analytics.attribution import Attribution, label_value, matches_selector, workload
+from analytics.ledger import SHARED, ZERO, ChargebackReport, Row, round_rows, sort_rows
+from analytics.usage import usage_facts_sql
 from core import conventions as c
-from core.money import allocate_cents, to_cents
+from core.money import to_cents
 from core.timeutil import Window
 
-ZERO = Decimal(0)
+UNIT_HOURS = c.GPU_UNITS * 3600
 
 
-@dataclass
-class ChargebackRow:
-    keys: dict[str, str]
-    gpu_hours: float
-    used_gpu_hours: float
-    allocated_cost_usd: Decimal
-    idle_share_usd: Decimal = ZERO
-    shared_share_usd: Decimal = ZERO
-    adjustment_usd: Decimal = ZERO
-    cost_usd: Decimal = ZERO
-    price_sources: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class ChargebackOptions:
+    by: tuple[str, ...] = ("team",)
+    attribution: Attribution = field(default_factory=Attribution)
+    mig_share: allocation.MigShare = "compute"
+    idle: Literal["keep", "weighted", "even"] = "keep"
+    idle_scope: Literal["cluster", "node"] = "cluster"
+    shared_namespaces: tuple[str, ...] = ()
+    shared_labels: tuple[str, ...] = ()  # `key=value` selectors on pod labels
+    shared_overhead_usd_per_hour: Decimal = ZERO
+    shared_split: Literal["weighted", "even"] = "weighted"
+    fallback_gpu_hour_usd: Decimal | None = None
 
-    @property
-    def efficiency(self) -> float | None:
-        return self.used_gpu_hours / self.gpu_hours if self.gpu_hours > 0 else None
-
-    def as_dict(self) -> dict[str, Any]:
-        eff = self.efficiency
+    def describe(self) -> dict[str, Any]:
         return {
-            **self.keys,
-            "gpu_hours": round(self.gpu_hours, 6),
-            "used_gpu_hours": round(self.used_gpu_hours, 6),
-            "efficiency": round(eff, 6) if eff is not None else None,
-            "allocated_cost_usd": str(self.allocated_cost_usd),
-            "idle_share_usd": str(self.idle_share_usd),
-            "shared_share_usd": str(self.shared_share_usd),
-            "adjustment_usd": str(self.adjustment_usd),
-            "cost_usd": str(self.cost_usd),
-            "price_sources": self.price_sources,
+            "mig_share": self.mig_share,
+            "idle": self.idle,
+            "idle_scope": self.idle_scope,
+            "shared_namespaces": list(self.shared_namespaces),
+            "shared_labels": list(self.shared_labels),
+            "shared_overhead_usd_per_hour": str(self.shared_overhead_usd_per_hour),
+            "shared_split": self.shared_split,
         }
 
 
 @dataclass
-class ChargebackReport:
-    window: Window
-    by: tuple[str, ...]
-    rows: list[ChargebackRow]
-    node_cost_usd: Decimal
-    capacity_gpu_hours: float
-    unpriced_gpu_hours: float
+class Fleet:
+    """Dimension lookups loaded once per report."""
 
-    def total(self, key: str | None = None) -> Decimal:
-        """Sum of row costs; key=IDLE / UNALLOCATED / None (= every row)."""
-        return sum((r.cost_usd for r in self.rows if key is None or self.kind(r) == key), ZERO)
-
-    def kind(self, row: ChargebackRow) -> str:
-        values = set(row.keys.values())
-        if c.IDLE in values:
-            return c.IDLE
-        if row.keys.get("team") == c.UNALLOCATED or c.UNALLOCATED in values:
-            return c.UNALLOCATED
-        return "allocated"
-
-    def totals(self) -> dict[str, Any]:
-        return {
-            "node_cost_usd": str(self.node_cost_usd),
-            "allocated_cost_usd": str(self.total("allocated")),
-            "idle_cost_usd": str(self.total(c.IDLE)),
-            "unallocated_cost_usd": str(self.total(c.UNALLOCATED)),
-            "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
-            "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "window": self.window.as_dict(),
-            "by": list(self.by),
-            "rows": [r.as_dict() for r in self.rows],
-            "totals": self.totals(),
-        }
-
-
-def _query(by: tuple[str, ...], team_label: str) -> str:
-    node_cols = [a for a in allocation.NODE_ATTRIBUTES if a in by]
-    pod_cols = ["team"] + [a for a in ("namespace", "pod") if a in by]
-    cols = [f"f.{p}" for p in pod_cols] + [f"n.{a}" if a not in ("cluster", "node") else f"f.{a}" for a in node_cols]
-    return f"""
-    WITH priced AS ({prices.priced_sql(allocation.step_facts_sql(team_label))}),
-    nodes_ AS (
-        SELECT cluster, node, coalesce(node_pool, '') AS node_pool, coalesce(gpu_model, '') AS gpu_model,
-            coalesce(capacity_type, 'on_demand') AS capacity_type, coalesce(instance_type, '') AS instance_type,
-            coalesce(region, '') AS region
-        FROM {c.T_NODES})
-    SELECT f.kind, {", ".join(cols) + ", " if cols else ""}f.price_id, sum(f.units) AS units
-    FROM priced f LEFT JOIN nodes_ n USING (cluster, node)
-    GROUP BY ALL
-    """
+    pods: dict[tuple[str, str, str, str], dict[str, str]]
+    pods_by_name: dict[tuple[str, str, str], dict[str, str]]
+    namespaces: dict[tuple[str, str], dict[str, str]]
+    nodes: dict[tuple[str, str], dict[str, str]]
 
 
 def chargeback(
-    con: duckdb.DuckDBPyConnection,
-    window: Window,
-    by: tuple[str, ...] = ("team",),
-    team_label: str = c.TEAM_LABEL,
-    fallback_gpu_hour_usd: Decimal | None = None,
+    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions | None = None
 ) -> ChargebackReport:
-    """Chargeback rows for `window` grouped by `by` (see allocation.GROUPABLE)."""
-    unknown = [b for b in by if b not in allocation.GROUPABLE]
-    if unknown:
-        raise ValueError(f"cannot group by {', '.join(unknown)}; choose from {', '.join(allocation.GROUPABLE)}")
-    params = [window.start, window.end] * 3
-    cur = con.execute(_query(by, team_label), params)
-    names = [d[0] for d in cur.description]
-    facts = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    used = usage.used_gpu_hours(con, window, by, team_label)
-    return _assemble(window, by, facts, used, prices.load_prices(con), fallback_gpu_hour_usd)
-
-
-def _rate(
-    price_id: str | None, infos: dict[str, prices.PriceInfo], fallback: Decimal | None
-) -> tuple[Decimal, str | None]:
-    """$ per GPU-unit-second under a price row, and its provenance (None when unpriced)."""
-    per_hour_units = Decimal(c.GPU_UNITS) * 3600
-    info = infos.get(price_id) if price_id is not None else None
-    if info is None:
-        return (fallback or ZERO) / per_hour_units, None
-    return info.gpu_hour_usd / per_hour_units, info.source
-
-
-def _assemble(
-    window: Window,
-    by: tuple[str, ...],
-    facts: list[dict[str, Any]],
-    used: dict[tuple[str, ...], float],
-    infos: dict[str, prices.PriceInfo],
-    fallback: Decimal | None,
-) -> ChargebackReport:
-    node_keys = [a for a in allocation.NODE_ATTRIBUTES if a in by]
-    pod_keys = [a for a in allocation.POD_ATTRIBUTES if a in by]
-    exact: dict[tuple[str, ...], Decimal] = defaultdict(Decimal)
-    units: dict[tuple[str, ...], int] = defaultdict(int)
-    sources: dict[tuple[str, ...], set[str]] = defaultdict(set)
-    idle_units: dict[tuple[tuple[str, ...], str | None], int] = defaultdict(int)
-    node_cost, capacity_units, unpriced_units = ZERO, 0, 0
-    for f in facts:
-        rate, source = _rate(f["price_id"], infos, fallback)
-        n_units = int(f["units"])
-        node_part = tuple(str(f[k]) for k in node_keys)
-        if f["kind"] == "capacity":
-            node_cost += n_units * rate
-            capacity_units += n_units
-            unpriced_units += n_units if source is None else 0
-            idle_units[(node_part, f["price_id"])] += n_units
-            continue
-        # idle is what capacity leaves over under the same price row and node attributes
-        idle_units[(node_part, f["price_id"])] -= n_units
-        key = _row_key(f, pod_keys, node_part)
-        exact[key] += n_units * rate
-        units[key] += n_units
-        if source:
-            sources[key].add(source)
-    for (node_part, price_id), n_units in idle_units.items():
-        rate, source = _rate(price_id, infos, fallback)
-        key = (tuple(c.IDLE for _ in pod_keys) or (c.IDLE,)) + node_part
-        exact[key] += n_units * rate
-        units[key] += n_units
-        if source:
-            sources[key].add(source)
-    return _report(
-        window, by, pod_keys, node_keys, exact, units, sources, used, node_cost, capacity_units, unpriced_units
-    )
-
-
-def _row_key(f: dict[str, Any], pod_keys: list[str], node_part: tuple[str, ...]) -> tuple[str, ...]:
-    if pod_keys:
-        return tuple(str(f[k]) for k in pod_keys) + node_part
-    # Grouped by node attributes only: allocated rows still keep unallocated pods apart.
-    return ((c.UNALLOCATED if f["team"] == c.UNALLOCATED else ""),) + node_part
-
-
-def _report(
-    window: Window,
-    by: tuple[str, ...],
-    pod_keys: list[str],
-    node_keys: list[str],
-    exact: dict[tuple[str, ...], Decimal],
-    units: dict[tuple[str, ...], int],
-    sources: dict[tuple[str, ...], set[str]],
-    used: dict[tuple[str, ...], float],
-    node_cost: Decimal,
-    capacity_units: int,
-    unpriced_units: int,
-) -> ChargebackReport:
-    names = pod_keys + node_keys if pod_keys else ["owner"] + node_keys
-    str_keys = {"|".join(k): k for k in exact}
-    cents = allocate_cents({s: exact[k] for s, k in str_keys.items()})
-    unit_hours = c.GPU_UNITS * 3600
-    rows = []
-    for s, key in str_keys.items():
-        if not pod_keys and key[0] == "" and units[key] == 0:
-            continue
-        keys = dict(zip(names, key, strict=True))
-        if not pod_keys:
-            keys["owner"] = key[0] or "allocated"
-        rows.append(
-            ChargebackRow(
-                keys=keys,
-                gpu_hours=units[key] / unit_hours,
-                used_gpu_hours=used.get(key, 0.0),
-                allocated_cost_usd=cents[s],
-                cost_usd=cents[s],
-                price_sources=sorted(sources[key]),
-            )
+    """Chargeback rows for `window`, grouped by options.by (see allocation.GROUPABLE)."""
+    opts = options or ChargebackOptions()
+    bad = [b for b in opts.by if not allocation.is_groupable(b)]
+    if bad:
+        raise ValueError(
+            f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
-    rows.sort(key=lambda r: (_special_rank(r.keys), -r.cost_usd, tuple(r.keys.values())))
+    by_day = "day" in opts.by
+    params = {"start": window.start, "end": window.end}
+    fleet = _load_fleet(con)
+    infos = prices.load_prices(con)
+    alloc = _rows(con, allocation.alloc_facts_sql(opts.mig_share, by_day), params)
+    capacity = _rows(con, allocation.capacity_facts_sql(opts.mig_share, by_day), params)
+    used = _rows(con, usage_facts_sql(by_day), params)
+    builder = _Builder(opts, fleet, infos)
+    builder.add_allocations(alloc)
+    builder.add_capacity(capacity)
+    builder.add_usage(used)
+    sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
+    overhead = opts.shared_overhead_usd_per_hour * Decimal(repr(window.hours))
+    sharing.share_costs(
+        builder.rows, builder.shared_keys, overhead, opts.shared_split, builder.shared_row_key(), builder.row
+    )
+    rows = [r for r in builder.rows.values() if r.gpu_hours or r.exact_total or r.used_gpu_hours or r.kind == c.IDLE]
+    round_rows(rows, to_cents(builder.node_cost + overhead))
     return ChargebackReport(
-        window, by, rows, to_cents(node_cost), capacity_units / unit_hours, unpriced_units / unit_hours
+        window=window,
+        by=opts.by,
+        rows=sort_rows(rows),
+        node_cost_usd=to_cents(builder.node_cost),
+        overhead_usd=to_cents(overhead),
+        capacity_gpu_hours=builder.capacity_units / UNIT_HOURS,
+        unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
+        unpriced_nodes=sorted(builder.unpriced_nodes),
+        options=opts.describe(),
     )
 
 
-def _special_rank(keys: dict[str, str]) -> int:
-    values = set(keys.values())
-    return 2 if c.IDLE in values else 1 if c.UNALLOCATED in values else 0
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, datetime]) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _json(text: str | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def _load_fleet(con: duckdb.DuckDBPyConnection) -> Fleet:
+    pods: dict[tuple[str, str, str, str], dict[str, str]] = {}
+    by_name: dict[tuple[str, str, str], dict[str, str]] = {}
+    for cluster, ns, pod, uid, labels in con.execute(
+        f"SELECT cluster, namespace, pod, uid, labels FROM {c.T_PODS} ORDER BY last_seen"
+    ).fetchall():
+        pods[(cluster, ns, pod, uid)] = by_name[(cluster, ns, pod)] = _json(labels)
+    namespaces = {
+        (cl, ns): _json(lb)
+        for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
+    }
+    cur = con.execute(allocation.nodes_sql())
+    names = [d[0] for d in cur.description]
+    nodes = {(r[0], r[1]): {k: str(v or "") for k, v in zip(names, r, strict=True)} for r in cur.fetchall()}
+    return Fleet(pods, by_name, namespaces, nodes)
+
+
+class _Builder:
+    """Accumulates exact amounts into rows keyed by the requested grouping."""
+
+    def __init__(self, opts: ChargebackOptions, fleet: Fleet, infos: Mapping[str, prices.PriceInfo]) -> None:
+        self.opts, self.fleet, self.infos = opts, fleet, infos
+        self.rows: dict[tuple[str, ...], Row] = {}
+        self.idle_pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]] = {}
+        self.scope_weights: dict[tuple[Any, ...], dict[tuple[str, ...], Decimal]] = {}
+        self.shared_keys: set[tuple[str, ...]] = set()
+        self.alloc_units: dict[tuple[Any, ...], int] = {}
+        self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
+        self.unpriced_nodes: set[str] = set()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _key(self, pod_values: Mapping[str, str], cluster: str, node: str, day: datetime | None) -> tuple[str, ...]:
+        attrs = self.fleet.nodes.get((cluster, node), {"cluster": cluster, "node": node})
+        out = []
+        for k in self.opts.by:
+            if k in allocation.NODE_ATTRIBUTES:
+                out.append(attrs.get(k, ""))
+            elif k == "day":
+                out.append(f"{day:%Y-%m-%d}" if day else "")
+            else:
+                out.append(pod_values.get(k, ""))
+        if not any(k in allocation.POD_ATTRIBUTES or k.startswith("label:") for k in self.opts.by):
+            out.insert(0, pod_values.get("owner", "allocated"))
+        return tuple(out)
+
+    def row(self, key: tuple[str, ...]) -> Row:
+        if key not in self.rows:
+            names = list(self.opts.by)
+            if len(key) > len(names):
+                names.insert(0, "owner")
+            self.rows[key] = Row(keys=dict(zip(names, key, strict=True)))
+        return self.rows[key]
+
+    def _pod_values(self, cluster: str, ns: str, pod: str, uid: str | None) -> tuple[dict[str, str], bool]:
+        labels = self.fleet.pods.get((cluster, ns, pod, uid or "")) or self.fleet.pods_by_name.get(
+            (cluster, ns, pod), {}
+        )
+        ns_labels = self.fleet.namespaces.get((cluster, ns), {})
+        team = self.opts.attribution.team(labels, ns, ns_labels)
+        shared = ns in self.opts.shared_namespaces or any(matches_selector(labels, s) for s in self.opts.shared_labels)
+        values = {"team": team, "namespace": ns, "pod": pod, "workload": workload(pod, labels)}
+        for key in self.opts.by:
+            if key.startswith("label:"):
+                values[key] = label_value(labels, key.removeprefix("label:")) or c.UNALLOCATED
+        values["owner"] = c.UNALLOCATED if team == c.UNALLOCATED else "allocated"
+        if shared:
+            values = {
+                k: (SHARED if k in values and k not in ("namespace", "pod", "workload") else v)
+                for k, v in values.items()
+            }
+            values["owner"] = SHARED
+        return values, shared
+
+    def _idle_key(self, cluster: str, node: str, day: datetime | None) -> tuple[str, ...]:
+        pod_values = {
+            k: c.IDLE for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
+        }
+        pod_values["owner"] = c.IDLE
+        return self._key(pod_values, cluster, node, day)
+
+    def shared_row_key(self) -> tuple[str, ...]:
+        """Where a fixed overhead lands before it is shared: `__shared__`, with no node attributes."""
+        pod_values = {
+            k: SHARED for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
+        }
+        pod_values["owner"] = SHARED
+        return self._key(pod_values, "", "", None)
+
+    # -- facts --------------------------------------------------------------------------------
+    def _rate(self, price_id: str | None) -> tuple[Decimal, str | None]:
+        info = self.infos.get(price_id) if price_id is not None else None
+        if info is None:
+            return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, None
+        return info.gpu_hour_usd / UNIT_HOURS, info.source
+
+    def add_allocations(self, facts: list[dict[str, Any]]) -> None:
+        for f in facts:
+            values, shared = self._pod_values(f["cluster"], f["namespace"], f["pod"], f["uid"])
+            key = self._key(values, f["cluster"], f["node"], f["day"])
+            rate, source = self._rate(f["price_id"])
+            units = int(f["units"])
+            cost = units * rate
+            row = self.row(key)
+            row.gpu_hours += units / UNIT_HOURS
+            row.allocated += cost
+            row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
+            if source:
+                row.sources.add(source)
+            if shared:
+                self.shared_keys.add(key)
+            pool = (f["cluster"], f["node"], f["price_id"], f["day"])
+            self.alloc_units[pool] = self.alloc_units.get(pool, 0) + units
+            scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
+            weights = self.scope_weights.setdefault(scope, {})
+            weights[key] = weights.get(key, ZERO) + cost
+
+    def add_capacity(self, facts: list[dict[str, Any]]) -> None:
+        for f in facts:
+            units = int(f["units"])
+            rate, source = self._rate(f["price_id"])
+            self.node_cost += units * rate
+            self.capacity_units += units
+            if source is None:
+                self.unpriced_units += units
+                self.unpriced_nodes.add(f"{f['cluster']}/{f['node']}")
+            idle_units = units - self.alloc_units.get((f["cluster"], f["node"], f["price_id"], f["day"]), 0)
+            key = self._idle_key(f["cluster"], f["node"], f["day"])
+            row = self.row(key)
+            row.gpu_hours += idle_units / UNIT_HOURS
+            row.allocated += idle_units * rate
+            if source:
+                row.sources.add(source)
+            scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
+            self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * rate)
+
+    def add_usage(self, facts: list[dict[str, Any]]) -> None:
+        for f in facts:
+            if f["pod"] is None:
+                key = self._idle_key(f["cluster"], f["node"], f["day"])
+            else:
+                values, _ = self._pod_values(f["cluster"], f["namespace"], f["pod"], f["uid"])
+                key = self._key(values, f["cluster"], f["node"], f["day"])
+            self.row(key).used_gpu_hours += float(f["used_s"] or 0.0) / 3600.0

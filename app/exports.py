@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.chargeback import ChargebackReport
+from analytics.ledger import ChargebackReport
 from app.render import csv_text
 from core import conventions as c
 from core.timeutil import iso
@@ -55,7 +55,7 @@ def export_rows(week: str, report: ChargebackReport) -> list[dict[str, Any]]:
                 "used_gpu_hours": d["used_gpu_hours"],
                 "efficiency": d["efficiency"],
                 **{m: Decimal(d[m]).quantize(Decimal("0.01")) for m in MONEY},
-                "price_sources": "; ".join(r.price_sources),
+                "price_sources": "; ".join(sorted(r.sources)),
             }
         )
     return rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext
 
 from core.errors import InputError
 
@@ -29,21 +29,26 @@ def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
-def allocate_cents(exact: Mapping[str, Decimal]) -> dict[str, Decimal]:
-    """Round each exact amount to cents so the rounded parts sum to the rounded total.
+def allocate_cents(exact: Mapping[str, Decimal], total: Decimal | None = None) -> dict[str, Decimal]:
+    """Round each exact amount to cents so the rounded parts sum to `total` (default: the rounded sum).
 
     Largest-remainder method: floor every part to the cent, then hand the leftover cents to the
-    parts with the largest remainders (ties broken by key, so the result is deterministic).
-    This is what makes "rows sum to the total, to the cent" true for any split.
+    parts with the largest remainders (or take them from the smallest, when the pinned total is
+    lower); ties are broken by key, so the result is deterministic. This is what makes "rows sum
+    to the total, to the cent" true for any split.
     """
-    total = to_cents(sum(exact.values(), Decimal(0)))
-    floored = {k: (v / CENT).to_integral_value(rounding="ROUND_FLOOR") * CENT for k, v in exact.items()}
+    if total is None:
+        total = to_cents(sum(exact.values(), Decimal(0)))
+    floored = {k: (v / CENT).to_integral_value(rounding=ROUND_FLOOR) * CENT for k, v in exact.items()}
     leftover = int(((total - sum(floored.values(), Decimal(0))) / CENT).to_integral_value())
-    order = sorted(exact, key=lambda k: (-(exact[k] - floored[k]), k))
     result = dict(floored)
-    step = CENT if leftover >= 0 else -CENT
-    for key in order[: abs(leftover)]:
-        result[key] += step
+    if not exact or leftover == 0:
+        return result
+    by_remainder = sorted(exact, key=lambda k: (-(exact[k] - floored[k]), k))
+    order = by_remainder if leftover > 0 else list(reversed(by_remainder))
+    step = CENT if leftover > 0 else -CENT
+    for i in range(abs(leftover)):
+        result[order[i % len(order)]] += step
     return result
 
 

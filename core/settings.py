@@ -65,7 +65,48 @@ class PricingSettings(_Section):
 
 
 class ChargebackSettings(_Section):
-    team_label: str = Field(default="team", description="Pod label naming the owning team.")
+    team_labels: list[str] = Field(
+        default=["team", "cost-center"],
+        description="Pod label keys naming the owner, in order; the namespace's labels with the same keys are the fallback.",
+    )
+    namespace_teams: dict[str, str] = Field(
+        default_factory=dict, description="Namespace -> team for pods and namespaces without an owner label."
+    )
+    mig_share: Literal["compute", "memory"] = Field(
+        default="compute", description="A MIG slice's share of its card: compute slices (g/7) or memory (GB/card GB)."
+    )
+    idle: Literal["keep", "weighted", "even"] = Field(
+        default="keep",
+        description="Idle GPU cost: keep as the __idle__ row, or share it weighted by allocated cost, or evenly.",
+    )
+    idle_scope: Literal["cluster", "node"] = Field(
+        default="cluster", description="Where shared idle stays: within its cluster, or within its node."
+    )
+    shared_namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces whose GPU cost is shared by everyone (e.g. platform monitoring)."
+    )
+    shared_labels: list[str] = Field(
+        default_factory=list, description="Pod label selectors (`key=value` or `key`) whose GPU cost is shared."
+    )
+    shared_overhead_usd_per_hour: Decimal = Field(
+        default=Decimal(0), ge=0, description="Fixed overhead in $/hour added to the shared pool (support, licences)."
+    )
+    shared_split: Literal["weighted", "even"] = Field(
+        default="weighted", description="Shared costs split weighted by allocated cost, or evenly per row."
+    )
+
+
+class BudgetSettings(_Section):
+    monthly_usd: dict[str, Decimal] = Field(default_factory=dict, description="Monthly GPU budget per team in USD.")
+    warn_at: float = Field(
+        default=0.9, gt=0, description="Warn when the month-end forecast reaches this fraction of the budget."
+    )
+    anomaly_threshold: float = Field(
+        default=3.5, gt=0, description="Robust z-score (median/MAD) above which a team's daily spend is an anomaly."
+    )
+    anomaly_min_usd: Decimal = Field(
+        default=Decimal(10), ge=0, description="Ignore daily deviations smaller than this many dollars."
+    )
 
 
 class RulesSettings(_Section):
@@ -97,6 +138,7 @@ class Settings(_Section):
     prometheus: PrometheusSettings = PrometheusSettings()
     pricing: PricingSettings = PricingSettings()
     chargeback: ChargebackSettings = ChargebackSettings()
+    budgets: BudgetSettings = BudgetSettings()
     rules: RulesSettings = RulesSettings()
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()

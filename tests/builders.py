@@ -65,15 +65,19 @@ def add_pod(
     team: str | None = "vision",
     namespace: str = "ns",
     resource: str = "nvidia_com_gpu",
-    amount: int = 1,
+    amount: float = 1,
     offset: int = 0,
     steps: int = 10,
     step_s: int = 60,
+    labels: dict[str, str] | None = None,
 ) -> None:
-    labels = json.dumps({"team": team} if team else {})
+    pod_labels = dict(labels or {})
+    if team:
+        pod_labels["team"] = team
+    labels_json = json.dumps(pod_labels)
     con.execute(
         f"INSERT INTO {c.T_PODS} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        [namespace, pod, f"uid-{pod}", node, labels, T0, T0],
+        [namespace, pod, f"uid-{pod}", node, labels_json, T0, T0],
     )
     con.execute(
         f"""INSERT INTO {c.T_POD_ALLOCATIONS}
@@ -96,3 +100,40 @@ def add_price(
         f"INSERT INTO {c.T_PRICES} VALUES ('aws', ?, ?, ?, 'gpu', ?, ?, ?, 'test')",
         [region, instance_type, capacity_type, gpus, Decimal(price), effective_from],
     )
+
+
+def add_gpu_usage(
+    con: duckdb.DuckDBPyConnection,
+    node: str,
+    uuid: str,
+    activity: float,
+    *,
+    pod: str | None = None,
+    namespace: str = "ns",
+    instance: str = "",
+    mig_profile: str = "",
+    model: str = "NVIDIA A100-SXM4-40GB",
+    offset: int = 0,
+    steps: int = 60,
+    step_s: int = 60,
+) -> None:
+    """One DCGM device (or MIG instance) at a constant activity, optionally mapped to a pod."""
+    con.execute(
+        f"INSERT INTO {c.T_GPUS} VALUES ('c1', ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [node, uuid, instance, model, mig_profile, T0, T0],
+    )
+    con.execute(
+        f"""INSERT INTO {c.T_GPU_SAMPLES}
+        SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, ?, NULL, NULL, NULL, NULL FROM range(?) t(i)""",
+        [T0, offset, step_s, step_s, node, uuid, instance, activity, steps],
+    )
+    if pod:
+        con.execute(
+            f"""INSERT INTO {c.T_GPU_POD_SAMPLES}
+            SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, '', ?, ?, NULL FROM range(?) t(i)""",
+            [T0, offset, step_s, step_s, node, uuid, instance, namespace, pod, steps],
+        )
+
+
+def add_namespace(con: duckdb.DuckDBPyConnection, namespace: str, labels: dict[str, str]) -> None:
+    con.execute(f"INSERT INTO {c.T_NAMESPACES} VALUES ('c1', ?, ?, ?, ?)", [namespace, json.dumps(labels), T0, T0])

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.chargeback import chargeback
+from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core.money import to_cents
 from core.timeutil import Window, parse_ts
@@ -48,7 +48,7 @@ def test_rows_sum_to_the_cost_of_all_gpu_capacity_to_the_cent_under_every_groupi
     direct_warehouse: Path, by: tuple[str, ...]
 ) -> None:
     with open_warehouse(direct_warehouse, read_only=True) as con:
-        report = chargeback(con, DAY, by)
+        report = chargeback(con, DAY, ChargebackOptions(by=by))
     assert report.rows
     assert sum(r.cost_usd for r in report.rows) == report.node_cost_usd
     t = report.totals()
@@ -136,13 +136,15 @@ def test_a_price_change_mid_window_bills_each_step_at_its_own_price() -> None:
     add_price(con, "4", gpus=1, effective_from=T0 + timedelta(hours=1))
     report = chargeback(con, Window(T0, T0 + timedelta(hours=2)))
     assert report.node_cost_usd == Decimal("6.00")
-    assert len(next(r for r in report.rows if r.keys["team"] == "vision").price_sources) == 2
+    assert len(next(r for r in report.rows if r.keys["team"] == "vision").sources) == 2
 
 
 def test_unpriced_gpu_hours_are_reported_not_hidden() -> None:
     con = fresh_db()
     add_node(con, "n1", 2, instance_type="mystery.large")
-    report = chargeback(con, Window(T0, T0 + timedelta(hours=1)), fallback_gpu_hour_usd=Decimal("1.50"))
+    report = chargeback(
+        con, Window(T0, T0 + timedelta(hours=1)), ChargebackOptions(fallback_gpu_hour_usd=Decimal("1.50"))
+    )
     assert report.unpriced_gpu_hours == pytest.approx(2.0) and report.node_cost_usd == Decimal("3.00")
 
 
@@ -195,7 +197,9 @@ def test_any_fleet_conserves_cost_to_the_cent_with_non_negative_rows(gpus, pods,
                 offset=offset,
                 steps=length,
             )
-    report = chargeback(con, Window(T0 + timedelta(minutes=window[0]), T0 + timedelta(minutes=window[1])), by)
+    report = chargeback(
+        con, Window(T0 + timedelta(minutes=window[0]), T0 + timedelta(minutes=window[1])), ChargebackOptions(by=by)
+    )
     assert sum(r.cost_usd for r in report.rows) == report.node_cost_usd
     assert all(r.cost_usd >= 0 and r.gpu_hours >= 0 for r in report.rows)
     assert sum(r.gpu_hours for r in report.rows) == pytest.approx(report.capacity_gpu_hours, abs=1e-9)
