@@ -33,7 +33,18 @@ tools: ## Install promtool/prometheus if missing (Debian, as root), else say wha
 	  else echo "make: promtool and prometheus are missing: install the Debian package 'prometheus' (apt-get install -y prometheus)"; exit 1; fi; }
 	@command -v promtool >/dev/null || { echo "make: promtool still missing after install"; exit 1; }
 
-test: $(DEV_STAMP) tools ## Run the whole test suite (real DuckDB, Prometheus, promtool, Streamlit)
+FOCUS_VENV := .focus-venv
+FOCUS_VALIDATOR := $(FOCUS_VENV)/bin/focus-validator
+
+$(FOCUS_VALIDATOR): ## the FinOps Foundation's FOCUS validator (needs Python 3.12; pyenv has it)
+	@PY312=$$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null | tail -1); \
+	  [ -n "$$PY312" ] || PY312=$$(command -v python3.12); \
+	  [ -n "$$PY312" ] || { echo "make: the FOCUS validator needs Python 3.12: install it (pyenv install 3.12)"; exit 1; }; \
+	  $$PY312 -m venv $(FOCUS_VENV) && \
+	  $(FOCUS_VENV)/bin/pip install --quiet focus-validator==2.2.1 numpy==1.26.4 'pyarrow<19' \
+	  || { echo "make: could not install focus-validator 2.2.1 into $(FOCUS_VENV)"; exit 1; }
+
+test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, promtool, Streamlit, FOCUS validator)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
@@ -46,4 +57,4 @@ golden: $(STAMP) ## Regenerate rules/ for the default configuration (review the 
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules
 
 clean: ## Remove the virtualenv and generated data
-	rm -rf $(VENV) data exports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FOCUS_VENV) data exports .pytest_cache .mypy_cache .ruff_cache

@@ -76,7 +76,7 @@ def nodes_sql() -> str:
         LEFT JOIN (SELECT cluster, node, any_value(model) AS model FROM {c.T_GPUS} GROUP BY ALL) g USING (cluster, node)"""
 
 
-def _alloc_steps_sql(mig_share: MigShare) -> str:
+def alloc_steps_sql(mig_share: MigShare) -> str:
     """Per pod and step: GPU units (HAMi gpucores scale whole GPUs to their percentage)."""
     share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
     return f"""
@@ -94,31 +94,37 @@ def alloc_facts_sql(mig_share: MigShare, by_day: bool) -> str:
     steps = f"""
         SELECT ts, step_s, cluster, node, namespace, pod, uid,
             CASE WHEN cores IS NULL THEN units ELSE units * CAST(round(cores) AS BIGINT) // 100 END * step_s AS units
-        FROM ({_alloc_steps_sql(mig_share)})"""
+        FROM ({alloc_steps_sql(mig_share)})"""
     return f"""
         SELECT cluster, node, namespace, pod, uid, price_id, {day} AS day, sum(units) AS units
         FROM ({priced_sql(steps)}) GROUP BY ALL"""
 
 
-def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:
-    """Billable GPU-unit-seconds per node, price row (and day).
+def capacity_steps_sql(mig_share: MigShare) -> str:
+    """Per node and step: billable GPU units per second (whole GPUs) and the step length.
 
     A node's billable GPUs at a step: what it declares (GPU feature discovery's
-    nvidia.com/gpu.count), else what DCGM reports, and never fewer than its pods are allocated.
+    nvidia.com/gpu.count), else what DCGM reports, and never fewer than its pods are allocated
+    (rounded up to whole GPUs: a node with 2.3 GPUs allocated and none declared is billed 3).
     """
-    day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
-    steps = f"""
+    return f"""
         WITH alloc AS (SELECT ts, cluster, node, max(step_s) AS step_s, sum(units) AS units
-                       FROM ({_alloc_steps_sql(mig_share)}) GROUP BY ALL),
+                       FROM ({alloc_steps_sql(mig_share)}) GROUP BY ALL),
         reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
                      FROM {c.T_GPU_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL),
         declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
-                     FROM {c.T_NODE_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL)
-        SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s,
-            greatest(coalesce(d.gpus, r.gpus, 0) * {U}, coalesce(a.units, 0)) AS units_per_s
-        FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node)"""
-    # ceil to whole GPUs: a node with 2.3 GPUs allocated but none declared is billed 3
-    whole = f"CAST(ceil(units_per_s / {U}) AS BIGINT) * {U} * step_s"
+                     FROM {c.T_NODE_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL),
+        raw AS (
+            SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s,
+                greatest(coalesce(d.gpus, r.gpus, 0) * {U}, coalesce(a.units, 0)) AS units_per_s
+            FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node))
+        SELECT ts, cluster, node, step_s, CAST(ceil(units_per_s / {U}) AS BIGINT) * {U} AS units_per_s FROM raw"""
+
+
+def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:
+    """Billable GPU-unit-seconds per node, price row (and day)."""
+    day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
+    steps = capacity_steps_sql(mig_share)
     return f"""
-        SELECT cluster, node, price_id, {day} AS day, sum({whole}) AS units
+        SELECT cluster, node, price_id, {day} AS day, sum(units_per_s * step_s) AS units
         FROM ({priced_sql(steps)}) GROUP BY ALL"""

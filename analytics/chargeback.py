@@ -229,6 +229,7 @@ class _Builder:
             row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
             if source:
                 row.sources.add(source)
+                row.price_ids.add(f["price_id"])
             if shared:
                 self.shared_keys.add(key)
             pool = (f["cluster"], f["node"], f["price_id"], f["day"])
@@ -253,6 +254,7 @@ class _Builder:
             row.allocated += idle_units * rate
             if source:
                 row.sources.add(source)
+                row.price_ids.add(f["price_id"])
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
             self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * rate)
 

@@ -31,6 +31,7 @@ class Row:
     shared_share: Decimal = ZERO
     adjustment: Decimal = ZERO
     sources: set[str] = field(default_factory=set)
+    price_ids: set[str] = field(default_factory=set)
     workloads: dict[str, Decimal] = field(default_factory=dict)  # workload -> exact allocated cost
     budget_usd: Decimal | None = None
     cents: dict[str, Decimal] = field(default_factory=dict)  # rounded components and total

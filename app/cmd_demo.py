@@ -11,13 +11,13 @@ import click
 from alerts import generator, serialize
 from app import exports, render
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_outputs import rule_spec, run_dashboard
+from app.cmd_outputs import rule_spec, run_dashboard, weekly_inputs
 from app.cmd_report import ROW_COLUMNS, run_chargeback
 from collectors import ingest, pricing
 from collectors.simulator import fleet
 from collectors.simulator.generate import SimConfig, simulate
 from core.settings import with_override
-from core.timeutil import Window, iso_week_of, iso_week_window, parse_ts
+from core.timeutil import Window, iso_week_of, parse_ts
 from core.warehouse import open_warehouse
 
 
@@ -56,7 +56,7 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     serialize.write_all(generator.generate(rule_spec(settings)), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
     week = iso_week_of(cfg.start)
-    folder = exports.write_weekly(week, run_chargeback(settings, iso_week_window(week), ("team",)), workdir / "exports")
+    folder = exports.write_weekly(weekly_inputs(settings, week), workdir / "exports")
     click.echo(f"5/6 exported {week} to {folder}")
     click.echo(f"pipeline took {time.monotonic() - began:.1f}s")
     if not no_dashboard:

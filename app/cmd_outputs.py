@@ -12,12 +12,15 @@ from pathlib import Path
 import click
 
 from alerts import generator, serialize
-from app import exports
+from analytics.chargeback import chargeback
+from analytics.prices import load_prices
+from app import exports, focus
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_report import run_chargeback
+from app.cmd_report import chargeback_options
 from core.errors import ConfigError, TerminalError
 from core.settings import ENV_WAREHOUSE, Settings
 from core.timeutil import iso_week_window
+from core.warehouse import open_warehouse
 
 
 def rule_spec(settings: Settings) -> generator.RuleSpec:
@@ -80,10 +83,24 @@ def export() -> None:
 @fail_cleanly
 def export_weekly(ctx: Context, week: str, out: Path | None) -> None:
     """Chargeback for one ISO week as CSV + Parquet + manifest.json."""
+    inputs = weekly_inputs(ctx.settings, week)
+    folder = exports.write_weekly(inputs, out or ctx.settings.export.directory)
+    click.echo(f"exported {len(inputs.by_team.rows)} team rows for {week} to {folder}")
+
+
+def weekly_inputs(settings: Settings, week: str) -> exports.WeeklyInputs:
+    """The three chargeback views a weekly export needs, from one read-only connection."""
     window = iso_week_window(week)
-    report = run_chargeback(ctx.settings, window, ("team",))
-    folder = exports.write_weekly(week, report, out or ctx.settings.export.directory)
-    click.echo(f"exported {len(report.rows)} rows for {week} to {folder}")
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        return exports.WeeklyInputs(
+            week=week,
+            by_team=chargeback(con, window, chargeback_options(settings, ("team",))),
+            by_workload=chargeback(con, window, chargeback_options(settings, ("team", "namespace", "workload"))),
+            for_focus=chargeback(con, window, chargeback_options(settings, focus.FOCUS_BY)),
+            prices=load_prices(con),
+            budgets=dict(settings.budgets.monthly_usd),
+            account=settings.collect.cluster,
+        )
 
 
 def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:

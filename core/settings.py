@@ -109,6 +109,22 @@ class BudgetSettings(_Section):
     )
 
 
+class SavingsSettings(_Section):
+    low_utilization: float = Field(
+        default=0.3, gt=0, le=1, description="Activity below which a whole-GPU pod is a right-sizing candidate."
+    )
+    min_run_hours: float = Field(default=6.0, ge=0, description="Pods running at least this long are spot candidates.")
+    busy_activity: float = Field(
+        default=0.5, ge=0, le=1, description="Spot candidates must keep the GPU at least this busy (training-like)."
+    )
+    assumed_spot_discount: float = Field(
+        default=0.6, ge=0, lt=1, description="Spot discount assumed when the price table has no spot price for a type."
+    )
+    peak_hours_utc: tuple[int, int] = Field(
+        default=(13, 22), description="Peak hours [start, end) in UTC, for off-peak moves."
+    )
+
+
 class RulesSettings(_Section):
     namespace: str = Field(default="monitoring", description="Namespace of the generated PrometheusRule objects.")
     low_utilization_threshold: float = Field(
@@ -139,6 +155,7 @@ class Settings(_Section):
     pricing: PricingSettings = PricingSettings()
     chargeback: ChargebackSettings = ChargebackSettings()
     budgets: BudgetSettings = BudgetSettings()
+    savings: SavingsSettings = SavingsSettings()
     rules: RulesSettings = RulesSettings()
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()

@@ -29,7 +29,8 @@ def exported(direct_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_the_export_folder_holds_csv_parquet_and_a_manifest_with_true_hashes(exported: Path) -> None:
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert sorted(p.name for p in exported.iterdir()) == ["chargeback.csv", "chargeback.parquet", "manifest.json"]
+    names = ["chargeback.csv", "chargeback.parquet", "focus-1.2.csv", "manifest.json", "workloads.csv"]
+    assert sorted(p.name for p in exported.iterdir()) == names
     for name, entry in manifest["files"].items():
         data = (exported / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
@@ -64,6 +65,10 @@ def test_the_weeks_totals_equal_the_chargeback_report_for_the_same_window(
     manifest = json.loads((exported / "manifest.json").read_text())
     assert Decimal(manifest["totals"]["node_cost_usd"]) == report.node_cost_usd
     assert {"__idle__", "__unallocated__"} <= {r["team"] for r in table}
+    with open(exported / "workloads.csv") as fh:
+        workloads = list(csv.DictReader(fh))
+    assert sum(Decimal(r["cost_usd"]) for r in workloads) == report.node_cost_usd
+    assert {"resnet-train", "llm-infer", "jupyter"} <= {r["workload"] for r in workloads}
 
 
 def test_a_bad_week_is_one_clear_error(direct_warehouse: Path, tmp_path: Path) -> None:
