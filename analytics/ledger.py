@@ -114,16 +114,30 @@ class ChargebackReport:
 
 
 def round_rows(rows: list[Row], grand_total: Decimal) -> None:
-    """Round row totals to cents pinned to the grand total, then each row's components to its total."""
-    keyed = {str(i): r for i, r in enumerate(rows)}
-    totals = allocate_cents({k: r.exact_total for k, r in keyed.items()}, total=grand_total)
-    for k, row in keyed.items():
-        parts = {
-            name: getattr(row, attr)
-            for name, attr in zip(COMPONENTS, ("allocated", "idle_share", "shared_share", "adjustment"), strict=True)
-        }
-        row.cents = allocate_cents(parts, total=totals[k])
-        row.cents["cost_usd"] = totals[k]
+    """Round to cents hierarchically, each level pinned to the one above (largest remainder).
+
+    Grand total -> first grouping key (the owner or team) -> rows -> each row's components. So the
+    rows of a team always add up to exactly what a by-team report bills that team, whatever finer
+    grouping is asked for, and every report adds up to the grand total.
+    """
+    heads: dict[str, list[Row]] = {}
+    for row in rows:
+        heads.setdefault(next(iter(row.keys.values()), ""), []).append(row)
+    head_totals = allocate_cents(
+        {h: sum((r.exact_total for r in rs), ZERO) for h, rs in heads.items()}, total=grand_total
+    )
+    for head, members in heads.items():
+        keyed = {str(i): r for i, r in enumerate(members)}
+        totals = allocate_cents({k: r.exact_total for k, r in keyed.items()}, total=head_totals[head])
+        for k, row in keyed.items():
+            parts = {
+                name: getattr(row, attr)
+                for name, attr in zip(
+                    COMPONENTS, ("allocated", "idle_share", "shared_share", "adjustment"), strict=True
+                )
+            }
+            row.cents = allocate_cents(parts, total=totals[k])
+            row.cents["cost_usd"] = totals[k]
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:

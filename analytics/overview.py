@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import duckdb
 
@@ -21,3 +22,52 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | Non
     if not row or row[0] is None:
         return None
     return row[0], row[1]
+
+
+def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """What the data-status page shows: runs, watermarks, row counts, coverage gaps and warnings."""
+    runs = con.execute(
+        f"""SELECT source, max(finished_at) AS last_success, max(window_end) AS data_until, sum(rows) AS rows,
+            sum(skipped_series) AS skipped_series, count(*) AS runs
+        FROM {c.T_INGEST_RUNS} WHERE status = 'ok' GROUP BY source ORDER BY source"""
+    ).fetchall()
+    watermarks = con.execute(f"SELECT source, last_ts, updated_at FROM {c.T_WATERMARKS} ORDER BY source").fetchall()
+    counts = {
+        t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])
+        for t in c.FACT_TABLES + (c.T_PODS, c.T_NODES, c.T_GPUS, c.T_PRICES)
+    }
+    return {
+        "runs": [
+            dict(zip(("source", "last_success", "data_until", "rows", "skipped_series", "runs"), r, strict=True))
+            for r in runs
+        ],
+        "watermarks": [dict(zip(("source", "last_ts", "updated_at"), w, strict=True)) for w in watermarks],
+        "counts": counts,
+        "warnings": warnings(con, counts),
+    }
+
+
+def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str]:
+    out = []
+    labelled = one(con, f"SELECT count(*) FROM {c.T_PODS} WHERE labels IS NOT NULL AND labels <> '{{}}'")
+    if counts[c.T_POD_ALLOCATIONS] and not (labelled and labelled[0]):
+        out.append(
+            "kube_pod_labels missing: start kube-state-metrics with --metric-labels-allowlist=pods=[team,cost-center] "
+            "or every GPU pod lands on __unallocated__"
+        )
+    if counts[c.T_POD_ALLOCATIONS] and not counts[c.T_GPU_SAMPLES]:
+        out.append("no dcgm-exporter samples: used GPU-hours and efficiency are unknown")
+    if counts[c.T_GPU_SAMPLES] and not counts[c.T_POD_ALLOCATIONS]:
+        out.append("no kube-state-metrics GPU requests: every GPU-hour counts as idle")
+    if not counts[c.T_PRICES]:
+        out.append("no prices: run `gpuledger pricing import --default` or import your own table")
+    unpriced = con.execute(
+        f"""SELECT DISTINCT n.instance_type, n.capacity_type, n.region FROM {c.T_NODES} n
+        WHERE NOT EXISTS (SELECT 1 FROM {c.T_PRICES} p WHERE p.instance_type = n.instance_type
+            AND p.capacity_type = n.capacity_type AND p.region = n.region) ORDER BY ALL"""
+    ).fetchall()
+    for itype, ctype, region in unpriced:
+        out.append(
+            f"no price for {itype or '(unknown instance type)'} {ctype} in {region or '(unknown region)'}: its GPU-hours are unpriced"
+        )
+    return out

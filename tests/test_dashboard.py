@@ -1,4 +1,4 @@
-"""The overview page renders the warehouse's numbers (streamlit.testing AppTest)."""
+"""Every dashboard page renders the warehouse's numbers (streamlit.testing AppTest)."""
 
 from __future__ import annotations
 
@@ -8,44 +8,89 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analytics.chargeback import chargeback
+from analytics.chargeback import ChargebackOptions, chargeback
 from core.timeutil import Window, parse_ts
-from core.warehouse import open_warehouse
+from core.warehouse import connect, open_warehouse
 
-APP = str(Path(__file__).resolve().parents[1] / "app" / "dashboard.py")
+APP = Path(__file__).resolve().parents[1] / "app"
+PAGES = ["overview", "teams", "health", "inference", "drift", "alerts", "exports", "status"]
+DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, warehouse: Path) -> AppTest:
+def _app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, page: str = "overview", **query: str) -> AppTest:
     monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(warehouse))
-    at = AppTest.from_file(APP, default_timeout=60)
+    monkeypatch.setenv("GPULEDGER_CONFIG", "/dev/null")
+    at = AppTest.from_file(str(APP / "dashboard.py"), default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
     at.run()
+    if page != "overview":
+        at.switch_page(str(APP / "pages" / f"{page}.py"))
+        at.run()
     assert not at.exception, at.exception
     return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_an_exception(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, page: str
+) -> None:
+    at = _app(monkeypatch, direct_warehouse, page)
+    assert at.title and at.title[0].value
 
 
 def test_overview_shows_spend_idle_and_unallocated_shares_matching_the_report(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
-    at = _run(monkeypatch, direct_warehouse)
+    at = _app(monkeypatch, direct_warehouse)
     with open_warehouse(direct_warehouse, read_only=True) as con:
-        report = chargeback(con, Window(parse_ts("2026-11-02"), parse_ts("2026-11-03")))
+        report = chargeback(con, DAY)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["GPU spend in window"] == f"${report.node_cost_usd:,.2f}"
-    idle = report.total("__idle__") / report.node_cost_usd * 100
-    assert metrics["Idle share"] == f"{idle:.1f}%"
+    assert metrics["Idle share"] == f"{report.total('__idle__') / report.node_cost_usd * 100:.1f}%"
     table = at.dataframe[0].value
-    assert set(table["team"]) == {r.keys["team"] for r in report.rows}
-    assert Decimal(str(round(table["cost (USD)"].sum(), 2))) == report.node_cost_usd
+    assert {r.keys["team"]: float(r.cost_usd) for r in report.rows} == pytest.approx(
+        dict(zip(table["team"], table["cost_usd"], strict=True))
+    )
+
+
+def test_filters_live_in_the_url_and_narrow_every_number(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    at = _app(monkeypatch, direct_warehouse, node_pool="od-a100")
+    assert at.query_params["node_pool"] in ("od-a100", ["od-a100"])
+    with open_warehouse(direct_warehouse, read_only=True) as con:
+        report = chargeback(con, DAY, ChargebackOptions(by=("node_pool",)))
+    pool = sum(r.cost_usd for r in report.rows if r.keys["node_pool"] == "od-a100")
+    assert {m.label: m.value for m in at.metric}["GPU spend in window"] == f"${pool:,.2f}"
+
+
+def test_a_teams_bill_matches_the_cli_report_and_downloads(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    at = _app(monkeypatch, direct_warehouse, "teams", bill="nlp")
+    with open_warehouse(direct_warehouse, read_only=True) as con:
+        report = chargeback(con, DAY, ChargebackOptions(by=("team",)))
+    nlp = next(r for r in report.rows if r.keys["team"] == "nlp")
+    assert {m.label: m.value for m in at.metric}["Total"] == f"${nlp.cost_usd:,.2f}"
+    bill = at.dataframe[0].value
+    assert Decimal(str(round(bill["cost_usd"].sum(), 2))) == nlp.cost_usd
+    assert {"llm-infer", "llama-sft", "embed-infer"} >= set(bill["workload"])
+
+
+def test_data_status_lists_sources_and_counts(monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path) -> None:
+    at = _app(monkeypatch, direct_warehouse, "status")
+    assert any("files:" in str(v) for v in at.dataframe[0].value["source"])
 
 
 def test_a_missing_warehouse_explains_what_to_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = _run(monkeypatch, tmp_path / "none.duckdb")
+    at = _app(monkeypatch, tmp_path / "none.duckdb")
     assert "gpuledger demo" in at.info[0].value
 
 
 def test_an_empty_warehouse_explains_what_to_collect(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from core.warehouse import connect
-
     connect(tmp_path / "empty.duckdb").close()
-    at = _run(monkeypatch, tmp_path / "empty.duckdb")
+    at = _app(monkeypatch, tmp_path / "empty.duckdb")
     assert "gpuledger collect" in at.info[0].value
+    status = _app(monkeypatch, tmp_path / "empty.duckdb", "status")
+    assert any("no prices" in w.value for w in status.warning)

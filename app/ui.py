@@ -1,0 +1,226 @@
+"""Shared dashboard plumbing: the warehouse, cached analytics calls, and the filters every page uses.
+
+Pages never run SQL: they call analytics functions through the cached wrappers here. Caches are
+keyed by the warehouse file's modification time, so a new collection invalidates them. Filters
+(window, cluster, team, GPU model, node pool) live in the URL query string, so a view is a link.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from analytics.chargeback import ChargebackOptions, chargeback
+from analytics.overview import data_span
+from core.errors import GpuledgerError, TransientError
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings, load_settings
+from core.timeutil import Window
+from core.warehouse import open_warehouse
+
+T = TypeVar("T")
+FILTER_KEYS = ("cluster", "team", "gpu_model", "node_pool")
+BREAKDOWN = ("team", "day", "cluster", "node_pool", "gpu_model")
+
+
+def settings() -> Settings:
+    config = os.environ.get(ENV_CONFIG)
+    return load_settings(Path(config) if config else Path("/dev/null"))
+
+
+def warehouse() -> Path:
+    return Path(os.environ.get(ENV_WAREHOUSE) or settings().warehouse.path)
+
+
+def mtime() -> tuple[str, float]:
+    """The cache key of the warehouse's current contents: its path and modification time."""
+    path = warehouse()
+    return str(path), (path.stat().st_mtime if path.exists() else 0.0)
+
+
+def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
+    """Run fn on a read-only connection; while a collector holds the write lock, wait and retry."""
+    for attempt in range(attempts):
+        try:
+            with open_warehouse(warehouse(), read_only=True) as con:
+                return fn(con)
+        except TransientError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+@st.cache_data(show_spinner=False)
+def span(version: tuple[str, float]) -> tuple[datetime, datetime] | None:
+    return read(data_span)
+
+
+@st.cache_data(show_spinner=False)
+def breakdown(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    """Chargeback rows by team x day x cluster x node pool x GPU model: every page filters this."""
+    opts = _options(BREAKDOWN)
+    report = read(lambda con: chargeback(con, Window(start, end), opts))
+    rows = [{**r.as_dict(), "kind": r.kind} for r in report.rows]
+    frame = pd.DataFrame(rows)
+    for col in (
+        "allocated_cost_usd",
+        "idle_share_usd",
+        "shared_share_usd",
+        "adjustment_usd",
+        "cost_usd",
+        "unused_cost_usd",
+    ):
+        if col in frame:
+            frame[col] = frame[col].astype(float)
+    return frame
+
+
+def _options(by: tuple[str, ...]) -> ChargebackOptions:
+    from app.cmd_report import chargeback_options
+
+    return chargeback_options(settings(), by)
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: datetime
+    end: datetime
+    picks: dict[str, list[str]]
+
+    @property
+    def window(self) -> Window:
+        return Window(self.start, self.end)
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        for key, values in self.picks.items():
+            if values and key in frame:
+                frame = frame[frame[key].isin(values)]
+        return frame
+
+
+def _query_dates(first: date, last: date) -> tuple[date, date]:
+    q = st.query_params
+    try:
+        start = date.fromisoformat(q.get("start", "")) if q.get("start") else max(first, last - timedelta(days=6))
+        end = date.fromisoformat(q.get("end", "")) if q.get("end") else last
+    except ValueError:
+        start, end = max(first, last - timedelta(days=6)), last
+    return max(first, min(start, last)), max(first, min(end, last))
+
+
+def sidebar_filters() -> Filters | None:
+    """Render the shared filters (kept in the URL); None when the warehouse has no data."""
+    try:
+        covered = span(mtime()) if warehouse().exists() else None
+    except GpuledgerError as exc:
+        st.error(str(exc))
+        return None
+    if covered is None:
+        return None
+    first, last = covered[0].date(), (covered[1] - timedelta(seconds=1)).date()
+    start, end = _query_dates(first, last)
+    picked = st.sidebar.date_input(
+        "Window (UTC days)", value=(start, end), min_value=first, max_value=last, key="window"
+    )
+    if isinstance(picked, tuple) and len(picked) == 2:
+        start, end = picked
+    st.query_params["start"], st.query_params["end"] = start.isoformat(), end.isoformat()
+    window = (
+        datetime.combine(start, datetime.min.time()),
+        datetime.combine(end, datetime.min.time()) + timedelta(days=1),
+    )
+    frame = breakdown(mtime(), *window)
+    picks = {}
+    for key in FILTER_KEYS:
+        options = sorted(str(v) for v in frame.get(key, pd.Series(dtype=str)).dropna().unique() if v)
+        chosen = [v for v in st.query_params.get_all(key) if v in options]
+        picks[key] = st.sidebar.multiselect(key.replace("_", " ").title(), options, default=chosen, key=f"f_{key}")
+        st.query_params[key] = picks[key]
+    return Filters(window[0], window[1], picks)
+
+
+def no_data() -> None:
+    path = warehouse()
+    if not path.exists():
+        st.info(
+            f"No warehouse at `{path}` yet. Run `gpuledger demo` for a simulated fleet, or `gpuledger collect` for yours."
+        )
+    else:
+        st.info(
+            "The warehouse has no GPU data yet. Run `gpuledger collect openmetrics FILE...` or `gpuledger collect prometheus`."
+        )
+
+
+def money(value: Any) -> str:
+    return f"${float(value):,.2f}"
+
+
+@st.cache_data(show_spinner=False)
+def budget_frame(version: tuple[str, float], as_of: datetime) -> pd.DataFrame | None:
+    from analytics import budget, spend
+
+    s = settings()
+    today = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    history = Window(today - timedelta(days=budget.HISTORY_DAYS), today)
+    lines = read(
+        lambda con: spend.budget_report(
+            con, f"{today:%Y-%m}", history, _options(("team",)), dict(s.budgets.monthly_usd), s.budgets.warn_at
+        )
+    )
+    return pd.DataFrame([line.as_dict() for line in lines])
+
+
+@st.cache_data(show_spinner=False)
+def savings_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    from analytics.recommend import recommendations
+    from app.cmd_finops import savings_options
+
+    recs = read(lambda con: recommendations(con, Window(start, end), _options(("team",)), savings_options(settings())))
+    cols = ["monthly_savings_usd", "kind", "team", "target", "action", "evidence"]
+    return pd.DataFrame([r.as_dict() for r in recs], columns=cols)
+
+
+@st.cache_data(show_spinner=False)
+def anomalies_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    from analytics.spend import anomaly_report
+
+    b = settings().budgets
+    found = read(
+        lambda con: anomaly_report(con, Window(start, end), _options(("team",)), b.anomaly_threshold, b.anomaly_min_usd)
+    )
+    cols = ["team", "day", "expected_usd", "actual_usd", "difference_usd", "robust_z", "drivers"]
+    return pd.DataFrame([a.as_dict() for a in found], columns=cols)
+
+
+@st.cache_data(show_spinner=False)
+def workloads_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    opts = _options(("team", "namespace", "workload", "cluster", "node_pool", "gpu_model"))
+    report = read(lambda con: chargeback(con, Window(start, end), opts))
+    frame = pd.DataFrame([{**r.as_dict(), "kind": r.kind} for r in report.rows])
+    for col in (
+        "allocated_cost_usd",
+        "idle_share_usd",
+        "shared_share_usd",
+        "adjustment_usd",
+        "cost_usd",
+        "unused_cost_usd",
+    ):
+        frame[col] = frame[col].astype(float)
+    frame["price_sources"] = frame["price_sources"].map(lambda v: "; ".join(v))
+    return frame
+
+
+@st.cache_data(show_spinner=False)
+def status(version: tuple[str, float]) -> dict[str, Any]:
+    from analytics.overview import data_status
+
+    return read(data_status)
