@@ -25,13 +25,17 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 run: $(STAMP) ## Simulated fleet -> warehouse -> analytics -> rules -> export -> dashboard on :8501
 	$(BIN)/gpuledger demo
 
-tools: ## Install promtool/prometheus if missing (Debian, as root), else say what to install
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-	      || { echo "make: could not install prometheus with apt-get; install the Debian package 'prometheus'"; exit 1; }; \
-	  else echo "make: promtool and prometheus are missing: install the Debian package 'prometheus' (apt-get install -y prometheus)"; exit 1; fi; }
-	@command -v promtool >/dev/null || { echo "make: promtool still missing after install"; exit 1; }
+DEBIAN_TOOLS := prometheus:promtool chromium:chromium
+
+tools: ## Install the real servers the tests use if missing (Debian packages, as root), else say what to install
+	@missing=""; for pair in $(DEBIAN_TOOLS); do pkg=$${pair%%:*}; bin=$${pair##*:}; \
+	  command -v $$bin >/dev/null || missing="$$missing $$pkg"; done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	        || { echo "make: could not install$$missing with apt-get; install those Debian packages"; exit 1; }; \
+	    else echo "make: missing Debian packages:$$missing (apt-get install -y$$missing)"; exit 1; fi; fi
+	@for pair in $(DEBIAN_TOOLS); do bin=$${pair##*:}; command -v $$bin >/dev/null || { echo "make: $$bin still missing after install"; exit 1; }; done
 
 FOCUS_VENV := .focus-venv
 FOCUS_VALIDATOR := $(FOCUS_VENV)/bin/focus-validator

@@ -11,8 +11,9 @@ import click
 from alerts import generator, serialize
 from app import exports, render
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_outputs import rule_spec, run_dashboard, weekly_inputs
+from app.cmd_outputs import run_dashboard, weekly_inputs
 from app.cmd_report import ROW_COLUMNS, run_chargeback
+from app.options import rule_spec
 from collectors import ingest, pricing
 from collectors.simulator import fleet
 from collectors.simulator.generate import SimConfig, simulate

@@ -10,10 +10,10 @@ import click
 from analytics import budget, spend
 from analytics.overview import data_span
 from analytics.recommend import recommendations
-from analytics.savings import SavingsOptions
 from app import render
 from app.cli import Context, fail_cleanly, make_window, pass_ctx, window_option
-from app.cmd_report import chargeback_options, report, run_chargeback
+from app.cmd_report import report, run_chargeback
+from app.options import chargeback_options, savings_options
 from core.errors import ConfigError, TerminalError
 from core.settings import Settings
 from core.timeutil import Window, parse_ts
@@ -31,13 +31,6 @@ def emit(rows: list[dict[str, Any]], columns: list[str], fmt: str, extra: dict[s
         click.echo(render.csv_text(rows, columns), nl=False)
     else:
         click.echo(render.table(rows, columns) if rows else "(nothing to report)")
-
-
-def savings_options(settings: Settings) -> SavingsOptions:
-    s = settings.savings
-    return SavingsOptions(
-        s.low_utilization, s.min_run_hours, s.busy_activity, s.assumed_spot_discount, s.peak_hours_utc
-    )
 
 
 @report.command("efficiency")

@@ -16,22 +16,11 @@ from analytics.chargeback import chargeback
 from analytics.prices import load_prices
 from app import exports, focus
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_report import chargeback_options
+from app.options import chargeback_options, rule_spec
 from core.errors import ConfigError, TerminalError
 from core.settings import ENV_WAREHOUSE, Settings
 from core.timeutil import iso_week_window
 from core.warehouse import open_warehouse
-
-
-def rule_spec(settings: Settings) -> generator.RuleSpec:
-    r = settings.rules
-    return generator.RuleSpec(
-        namespace=r.namespace,
-        workload_label_style=settings.collect.workload_label_style,
-        low_utilization_threshold=r.low_utilization_threshold,
-        low_utilization_for=r.low_utilization_for,
-        not_reporting_for=r.not_reporting_for,
-    )
 
 
 @main.group("rules")

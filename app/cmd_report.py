@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from analytics.allocation import GROUPABLE, is_groupable
-from analytics.attribution import Attribution
-from analytics.chargeback import ChargebackOptions, chargeback
+from analytics.allocation import GROUPABLE
+from analytics.chargeback import chargeback
 from analytics.ledger import ChargebackReport
 from app import render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx, window_option
-from core.errors import ConfigError
+from app.options import chargeback_options
 from core.settings import Settings
 from core.timeutil import Window
 from core.warehouse import open_warehouse
@@ -31,26 +30,6 @@ ROW_COLUMNS = (
 @main.group("report")
 def report() -> None:
     """Reports computed from the warehouse."""
-
-
-def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> ChargebackOptions:
-    """Settings -> the analytics' typed options (the one place they are translated)."""
-    bad = [b for b in by if not is_groupable(b)]
-    if bad:
-        raise ConfigError(f"--by {','.join(bad)}: choose from {', '.join(GROUPABLE)} or label:<key>")
-    cb = settings.chargeback
-    return ChargebackOptions(
-        by=by,
-        attribution=Attribution(tuple(cb.team_labels), dict(cb.namespace_teams)),
-        mig_share=cb.mig_share,
-        idle=cb.idle,
-        idle_scope=cb.idle_scope,
-        shared_namespaces=tuple(cb.shared_namespaces),
-        shared_labels=tuple(cb.shared_labels),
-        shared_overhead_usd_per_hour=cb.shared_overhead_usd_per_hour,
-        shared_split=cb.shared_split,
-        fallback_gpu_hour_usd=settings.pricing.fallback_gpu_hour_usd,
-    )
 
 
 def run_chargeback(settings: Settings, window: Window, by: tuple[str, ...]) -> ChargebackReport:

@@ -21,6 +21,7 @@ import streamlit as st
 
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.overview import data_span
+from app.options import chargeback_options, savings_options
 from core.errors import GpuledgerError, TransientError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings, load_settings
 from core.timeutil import Window
@@ -85,8 +86,6 @@ def breakdown(version: tuple[str, float], start: datetime, end: datetime) -> pd.
 
 
 def _options(by: tuple[str, ...]) -> ChargebackOptions:
-    from app.cmd_report import chargeback_options
-
     return chargeback_options(settings(), by)
 
 
@@ -182,7 +181,6 @@ def budget_frame(version: tuple[str, float], as_of: datetime) -> pd.DataFrame | 
 @st.cache_data(show_spinner=False)
 def savings_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.recommend import recommendations
-    from app.cmd_finops import savings_options
 
     recs = read(lambda con: recommendations(con, Window(start, end), _options(("team",)), savings_options(settings())))
     cols = ["monthly_savings_usd", "kind", "team", "target", "action", "evidence"]

@@ -7,7 +7,7 @@ import streamlit as st
 
 from alerts import generator
 from app import ui
-from app.cmd_outputs import rule_spec
+from app.options import rule_spec
 from core import conventions as c
 
 st.title("Alert rules")

@@ -35,7 +35,7 @@ cols[3].metric(
 
 st.subheader("Cost by team and day")
 trend = frame.pivot_table(index="day", columns="team", values="cost_usd", aggfunc="sum").fillna(0.0)
-st.area_chart(trend)
+st.bar_chart(trend)
 
 st.subheader("Cost by team")
 by_team = (
