@@ -35,14 +35,16 @@ def add_node(
     steps: int = 60,
     step_s: int = 60,
     start: datetime = T0,
+    zone: str = "",
 ) -> None:
     con.execute(
-        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, '', ?, ?, ?, ?, '{{}}', ?, ?)",
+        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', ?, ?)",
         [
             node,
             instance_type,
             capacity_type,
             region,
+            zone,
             pool,
             model,
             gpus,
