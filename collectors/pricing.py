@@ -123,6 +123,8 @@ def finish(rows: list[PriceRow], source: str, options: ImportOptions, skipped: C
             gpu_price_per_hour_usd=stored(row.price_per_hour_usd * options.gpu_share if gpu_part is None else gpu_part),
             fetched_at=row.fetched_at or options.fetched_at,
         )
+        if row.gpu_price_per_hour_usd is not None and row.gpu_price_per_hour_usd > row.price_per_hour_usd:
+            raise InputError(source, f"the GPUs' part of {'/'.join(str(k) for k in row.key)} exceeds its node price")
         previous = out.get(row.key)
         if previous is not None and previous != row:
             raise InputError(source, f"two different prices for {'/'.join(str(k) for k in row.key)}")

@@ -121,3 +121,23 @@ def test_prices_in_a_version_2_warehouse_survive_the_migration_and_bill_all_of_t
     ).fetchall()
     con.close()
     assert row == [("", "", Decimal("21.957642"), Decimal("21.957642"), "vantage", None)]
+
+
+def test_the_csv_takes_optional_zone_term_gpu_part_sku_and_fetch_time_columns(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER.strip() + ",zone,term,gpu_price_per_hour_usd,sku,fetched_at\n"
+        "aws,us-east-1,p3.2xlarge,spot,V100,1,0.52,2026-01-01,us-east-1a,,0.50,r-1,2026-01-02T03:04:05Z\n"
+        "gcp,us-central1,a2-highgpu-1g,reserved,A100,1,2.5,2026-01-01,,1yr,,,\n"
+    )
+    spot, reserved = sorted(pricing.read_file(path, pricing.ImportOptions(gpu_share=Decimal("0.9"))), key=str)
+    assert (spot.zone, spot.gpu_price_per_hour_usd, spot.sku, str(spot.fetched_at)) == (
+        "us-east-1a",
+        Decimal("0.50"),
+        "r-1",
+        "2026-01-02 03:04:05",
+    )
+    assert (reserved.term, reserved.gpu_price_per_hour_usd) == ("1yr", Decimal("2.25"))  # 2.5 x the 0.9 share
+    path.write_text(HEADER.strip() + ",gpu_price_per_hour_usd\naws,us-east-1,x,on_demand,A,1,1,2026-01-01,2\n")
+    with pytest.raises(InputError, match="GPUs' part of .* exceeds its node price"):
+        pricing.read_file(path)
