@@ -19,6 +19,7 @@ from analytics.prices import priced_sql
 from core import conventions as c
 
 U = c.GPU_UNITS
+UB = f"CAST({U} AS BIGINT)"  # GPU units in SQL: BIGINT, so units x GPUs x seconds never overflow INT32
 MigShare = Literal["compute", "memory"]
 HAMI_CORES = "nvidia_com_gpucores"
 HAMI_NO_SHARE = ("nvidia_com_gpumem", "nvidia_com_gpumem_percentage", HAMI_CORES)
@@ -43,18 +44,18 @@ def mig_slices_sql(model: str) -> str:
 def share_units_sql(resource: str, model: str, replicas: str, mig_share: MigShare = "compute") -> str:
     """SQL expression: GPU units of one unit of `resource` on a node with `model`, `replicas`."""
     mig_g = f"TRY_CAST(regexp_extract({resource}, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
-    compute = f"{U} * {mig_g} // {mig_slices_sql(model)}"
+    compute = f"{UB} * {mig_g} // {mig_slices_sql(model)}"
     mig = compute
     if mig_share == "memory":
         mem = f"TRY_CAST(regexp_extract({resource}, '_(\\d+)gb', 1) AS BIGINT)"
         card = f"TRY_CAST(regexp_extract({model}, '(\\d+)GB', 1) AS BIGINT)"
-        mig = f"coalesce({U} * least({mem}, {card}) // nullif({card}, 0), {compute})"
+        mig = f"coalesce({UB} * least({mem}, {card}) // nullif({card}, 0), {compute})"
     no_share = ", ".join(f"'{r}'" for r in HAMI_NO_SHARE)
     return f"""(CASE
         WHEN {resource} IN ({no_share}) THEN 0
-        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {U} // greatest(coalesce({replicas}, 1), 1)
+        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {UB} // greatest(coalesce({replicas}, 1), 1)
         WHEN {resource} LIKE '{c.RESOURCE_MIG_PREFIX}%' AND {mig_g} IS NOT NULL THEN {mig}
-        ELSE {U} END)"""
+        ELSE {UB} END)"""
 
 
 def device_share_sql(mig_profile: str, model: str) -> str:
@@ -116,9 +117,9 @@ def capacity_steps_sql(mig_share: MigShare) -> str:
                      FROM {c.T_NODE_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL),
         raw AS (
             SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s,
-                greatest(coalesce(d.gpus, r.gpus, 0) * {U}, coalesce(a.units, 0)) AS units_per_s
+                greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units, 0)) AS units_per_s
             FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node))
-        SELECT ts, cluster, node, step_s, CAST(ceil(units_per_s / {U}) AS BIGINT) * {U} AS units_per_s FROM raw"""
+        SELECT ts, cluster, node, step_s, CAST(ceil(units_per_s / {U}) AS BIGINT) * {UB} AS units_per_s FROM raw"""
 
 
 def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:

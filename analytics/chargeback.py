@@ -210,22 +210,24 @@ class _Builder:
         return self._key(pod_values, "", "", None)
 
     # -- facts --------------------------------------------------------------------------------
-    def _rate(self, price_id: str | None) -> tuple[Decimal, str | None]:
+    def _rate(self, price_id: str | None) -> tuple[Decimal, Decimal, str | None]:
+        """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None)."""
         info = self.infos.get(price_id) if price_id is not None else None
         if info is None:
-            return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, None
-        return info.gpu_hour_usd / UNIT_HOURS, info.source
+            return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
+        return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
 
     def add_allocations(self, facts: list[dict[str, Any]]) -> None:
         for f in facts:
             values, shared = self._pod_values(f["cluster"], f["namespace"], f["pod"], f["uid"])
             key = self._key(values, f["cluster"], f["node"], f["day"])
-            rate, source = self._rate(f["price_id"])
+            rate, discount, source = self._rate(f["price_id"])
             units = int(f["units"])
-            cost = units * rate
+            cost = units * (rate + discount)
             row = self.row(key)
             row.gpu_hours += units / UNIT_HOURS
-            row.allocated += cost
+            row.allocated += units * rate
+            row.adjustment += units * discount
             row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
             if source:
                 row.sources.add(source)
@@ -241,8 +243,8 @@ class _Builder:
     def add_capacity(self, facts: list[dict[str, Any]]) -> None:
         for f in facts:
             units = int(f["units"])
-            rate, source = self._rate(f["price_id"])
-            self.node_cost += units * rate
+            rate, discount, source = self._rate(f["price_id"])
+            self.node_cost += units * (rate + discount)
             self.capacity_units += units
             if source is None:
                 self.unpriced_units += units
@@ -252,11 +254,12 @@ class _Builder:
             row = self.row(key)
             row.gpu_hours += idle_units / UNIT_HOURS
             row.allocated += idle_units * rate
+            row.adjustment += idle_units * discount
             if source:
                 row.sources.add(source)
                 row.price_ids.add(f["price_id"])
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
-            self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * rate)
+            self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * (rate + discount))
 
     def add_usage(self, facts: list[dict[str, Any]]) -> None:
         for f in facts:

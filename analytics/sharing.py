@@ -65,7 +65,7 @@ def share_costs(
         return
     for key in sorted(shared_keys):
         row = rows[key]
-        pool = row.allocated + row.idle_share
+        pool = row.allocated + row.adjustment + row.idle_share
         if pool == 0:
             continue
         for target, part in _split(pool, recipients, mode).items():

@@ -1,4 +1,4 @@
-"""`gpuledger simulate`, `gpuledger collect ...`, `gpuledger pricing ...`."""
+"""`gpuledger simulate`, `gpuledger collect ...` (`gpuledger pricing ...` lives in cmd_pricing)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ from pathlib import Path
 
 import click
 
-from app import render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
-from collectors import ingest, pricing
+from collectors import ingest
 from collectors.load import LoadResult
 from collectors.simulator.generate import SimConfig, simulate
-from core import conventions as c
 from core.errors import ConfigError
 from core.settings import with_override
 from core.timeutil import Window, parse_duration, parse_ts
-from core.warehouse import open_warehouse
 
 
 @main.command("simulate")
@@ -92,39 +89,3 @@ def collect_prometheus(
     settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
     window = Window(parse_ts(start), parse_ts(end))
     _echo_load(ingest.collect_prometheus(ctx.warehouse, base, window, settings))
-
-
-@main.group("pricing")
-def pricing_group() -> None:
-    """Load and inspect price tables."""
-
-
-@pricing_group.command("import")
-@click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option("--default", "use_default", is_flag=True, help="Load the price table shipped with gpuledger.")
-@pass_ctx
-@fail_cleanly
-def pricing_import(ctx: Context, file: Path | None, use_default: bool) -> None:
-    """Import a price CSV (all rows or none)."""
-    if (file is None) == (not use_default):
-        raise ConfigError("give a FILE or --default (not both)")
-    rows = pricing.parse_csv(pricing.default_table_text(), "default") if use_default else pricing.read_file(file)  # type: ignore[arg-type]
-    with open_warehouse(ctx.warehouse) as con:
-        changed = pricing.store(con, rows)
-    click.echo(
-        f"imported {len(rows)} price rows ({changed} new or changed) from {'the default table' if use_default else file}"
-    )
-
-
-@pricing_group.command("show")
-@click.option("--instance-type", default=None, help="Only this instance type.")
-@pass_ctx
-@fail_cleanly
-def pricing_show(ctx: Context, instance_type: str | None) -> None:
-    """List stored prices with their source."""
-    with open_warehouse(ctx.warehouse, read_only=True) as con:
-        sql = f"SELECT * FROM {c.T_PRICES}" + (" WHERE instance_type = ?" if instance_type else "") + " ORDER BY ALL"
-        cur = con.execute(sql, [instance_type] if instance_type else [])
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    click.echo(render.table(rows, names))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from analytics import prices
 from analytics.allocation import GROUPABLE
 from analytics.chargeback import chargeback
 from analytics.ledger import ChargebackReport
@@ -49,17 +50,38 @@ def chargeback_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> Non
     result = run_chargeback(ctx.settings, make_window(start, end), tuple(b.strip() for b in by.split(",") if b.strip()))
     rows = [r.as_dict() for r in result.rows]
     keys = list(result.rows[0].keys) if result.rows else list(result.by)
+    unpriced = _unpriced(ctx.settings, result)
     if fmt == "json":
-        click.echo(render.json_text(result.as_dict()), nl=False)
+        click.echo(render.json_text({**result.as_dict(), "unpriced_nodes": [u.__dict__ for u in unpriced]}), nl=False)
     elif fmt == "csv":
         click.echo(render.csv_text(rows, [*keys, *ROW_COLUMNS, "price_sources"]), nl=False)
     else:
         click.echo(render.table(rows, [*keys, *ROW_COLUMNS]))
         totals = result.totals()
         click.echo(
-            f"\nnode cost {totals['node_cost_usd']} = allocated {totals['allocated_cost_usd']} + "
-            f"unallocated {totals['unallocated_cost_usd']} + idle {totals['idle_cost_usd']} (USD, "
+            f"\ncapacity cost {totals['node_cost_usd']} + overhead {totals['overhead_usd']} = allocated "
+            f"{totals['allocated_cost_usd']} + unallocated {totals['unallocated_cost_usd']} + shared "
+            f"{totals['shared_cost_usd']} + idle {totals['idle_cost_usd']} (USD, "
             f"{result.window.as_dict()['start']} to {result.window.as_dict()['end']})"
         )
-        if result.unpriced_gpu_hours:
-            click.echo(f"warning: {result.unpriced_gpu_hours:.2f} GPU-hours matched no price row", err=True)
+    if unpriced:
+        fallback = ctx.settings.pricing.fallback_gpu_hour_usd
+        click.echo(
+            f"warning: {result.unpriced_gpu_hours:.2f} GPU-hours on {len(unpriced)} node(s) matched no price row "
+            f"and were billed at {f'the fallback {fallback} $/GPU-h' if fallback is not None else '$0'} "
+            f"(set pricing.fallback_gpu_hour_usd or import prices): "
+            + ", ".join(
+                f"{u.cluster}/{u.node} ({u.instance_type or 'no instance type'}, {u.capacity_type}, "
+                f"{u.region or 'no region'}: {u.gpu_hours:.2f} GPU-h)"
+                for u in unpriced
+            ),
+            err=True,
+        )
+
+
+def _unpriced(settings: Settings, result: ChargebackReport) -> list[prices.UnpricedNode]:
+    """GPU nodes that matched no price, by name (only looked up when there are unpriced GPU-hours)."""
+    if not result.unpriced_gpu_hours:
+        return []
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        return prices.unpriced_nodes(con, result.window, settings.chargeback.mig_share)

@@ -205,3 +205,14 @@ RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/READ
 EXPORT_CHARGEBACK_BASENAME: Final = "chargeback"
 EXPORT_MANIFEST: Final = "manifest.json"
 EXPORT_FORMAT_VERSION: Final = 1
+
+
+# --- issue 4: pricing ---
+T_PRICE_DISCOUNTS: Final = "price_discounts"  # negotiated %, savings plans, committed use, with dates
+V_PRICE_HISTORY: Final = "price_history"  # prices plus effective_to (the next row's effective_from)
+PRICE_FORMATS: Final = ("aws", "aws-spot", "gcp", "azure", "csv")  # `gpuledger pricing import --format`
+PROVIDER_ON_PREM: Final = "on_prem"  # provider of price rows computed from pricing.on_prem
+HOURS_PER_YEAR: Final = 8760  # 365 x 24: AWS reserved terms, Azure (730 h x 12 months) and straight-line depreciation
+RESERVED_TERMS: Final = {"1yr": 1, "3yr": 3}  # normalised reservation terms -> years
+AWS_PURCHASE_OPTIONS: Final = ("No Upfront", "Partial Upfront", "All Upfront")
+GCP_COMPUTE_SERVICE: Final = "6F81-5844-456A"  # Cloud Billing Catalog service id of Compute Engine

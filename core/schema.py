@@ -63,5 +63,31 @@ MIGRATION_2 = [
         skipped_series BIGINT, status VARCHAR NOT NULL, message VARCHAR)""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]
+# Version 3 (issue 4, pricing): price rows gain a zone (spot prices are per availability zone), a
+# reservation term, the GPUs' part of the node price, and provenance (provider SKU, fetched-at);
+# discounts live in their own dated table; price_history adds each row's end. DuckDB cannot change a
+# primary key in place, so the prices table is rebuilt; existing rows keep their values and bill all
+# of the node price to its GPUs, as before.
+MIGRATION_3 = [
+    f"""CREATE TABLE {c.T_PRICES}_v3 (
+        provider VARCHAR NOT NULL, region VARCHAR NOT NULL, zone VARCHAR NOT NULL DEFAULT '',
+        instance_type VARCHAR NOT NULL, capacity_type VARCHAR NOT NULL, term VARCHAR NOT NULL DEFAULT '',
+        gpu_model VARCHAR, gpus INTEGER NOT NULL, price_per_hour_usd DECIMAL(28, 10) NOT NULL,
+        gpu_price_per_hour_usd DECIMAL(28, 10) NOT NULL, effective_from TIMESTAMP NOT NULL, source VARCHAR,
+        sku VARCHAR, fetched_at TIMESTAMP,
+        PRIMARY KEY (provider, region, zone, instance_type, capacity_type, effective_from))""",
+    f"""INSERT INTO {c.T_PRICES}_v3 SELECT provider, region, '', instance_type, capacity_type, '', gpu_model, gpus,
+        price_per_hour_usd, price_per_hour_usd, effective_from, source, NULL, NULL FROM {c.T_PRICES}""",
+    f"DROP TABLE {c.T_PRICES}",
+    f"ALTER TABLE {c.T_PRICES}_v3 RENAME TO {c.T_PRICES}",
+    f"""CREATE TABLE {c.T_PRICE_DISCOUNTS} (
+        name VARCHAR PRIMARY KEY, percent DECIMAL(9, 6) NOT NULL, provider VARCHAR NOT NULL,
+        region VARCHAR NOT NULL, instance_types VARCHAR NOT NULL, capacity_type VARCHAR NOT NULL,
+        effective_from TIMESTAMP NOT NULL, effective_to TIMESTAMP, source VARCHAR)""",
+    f"""CREATE VIEW {c.V_PRICE_HISTORY} AS SELECT *, lead(effective_from) OVER (
+        PARTITION BY provider, region, zone, instance_type, capacity_type ORDER BY effective_from) AS effective_to
+        FROM {c.T_PRICES}""",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
 LATEST_VERSION = len(MIGRATIONS)

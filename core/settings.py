@@ -9,6 +9,7 @@ Every field carries a description; tests/test_docs.py fails when one is missing 
 from __future__ import annotations
 
 import os
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -56,12 +57,83 @@ class PrometheusSettings(_Section):
     url: str | None = Field(default=None, description="Base URL of the Prometheus-compatible HTTP API.")
 
 
+class DiscountSettings(_Section):
+    """A negotiated discount, savings plan or committed-use discount on matching price rows."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9 _.-]+$", description="Name shown next to the prices it discounts.")
+    percent: Decimal = Field(gt=0, lt=100, description="Discount in percent of the price (stacked multiplicatively).")
+    provider: str = Field(default="", description="Only this provider's prices (empty: every provider).")
+    region: str = Field(default="", description="Only this region (empty: every region).")
+    instance_types: str = Field(default="*", description="Glob of instance types, e.g. `p5.*` (default: all).")
+    capacity_type: Literal["", "on_demand", "spot", "reserved", "on_prem"] = Field(
+        default="", description="Only this capacity type (empty: all)."
+    )
+    effective_from: date = Field(default=date(1970, 1, 1), description="First day the discount applies (UTC).")
+    effective_to: date | None = Field(default=None, description="First day it no longer applies (unset: open).")
+
+
+class OnPremSettings(_Section):
+    """Owned or colocated GPU servers: a GPU-hour price from capex, depreciation, opex and power."""
+
+    instance_type: str = Field(description="The nodes' `node.kubernetes.io/instance-type` label value.")
+    region: str = Field(default="", description="The nodes' region label value (empty: nodes without one).")
+    gpu_model: str = Field(default="", description="GPU model, for reports.")
+    gpus_per_node: int = Field(gt=0, description="GPUs in one server.")
+    effective_from: date = Field(description="First day this cost applies (UTC).")
+    capex_usd: Decimal = Field(default=Decimal(0), ge=0, description="Purchase price of one server.")
+    amortization_years: Decimal = Field(default=Decimal(4), gt=0, description="Straight-line depreciation period.")
+    residual_fraction: Decimal = Field(default=Decimal(0), ge=0, lt=1, description="Resale value at the end, 0-1.")
+    opex_fraction_per_year: Decimal = Field(
+        default=Decimal(0), ge=0, description="Yearly support, space and staff, as a fraction of capex."
+    )
+    power_kw: Decimal = Field(default=Decimal(0), ge=0, description="Average power draw of one server (kW).")
+    pue: Decimal = Field(default=Decimal(1), ge=1, description="Data-centre power usage effectiveness.")
+    usd_per_kwh: Decimal = Field(default=Decimal(0), ge=0, description="Electricity price.")
+    gpu_hour_usd: Decimal | None = Field(
+        default=None, ge=0, description="A per-GPU-hour rate to use instead of the capex model."
+    )
+
+
 class PricingSettings(_Section):
     fallback_gpu_hour_usd: Decimal | None = Field(
         default=None,
         description="Price per GPU-hour for GPU nodes that match no price row; unset = bill $0 and "
         "report the unpriced GPU-hours.",
     )
+    # --- issue 4: pricing ---
+    gpu_share: Decimal = Field(
+        default=Decimal(1),
+        gt=0,
+        le=1,
+        description="Share of a whole-node price billed to its GPUs when the provider does not price GPUs "
+        "separately (applied at import).",
+    )
+    reserved_term: Literal["1yr", "3yr"] = Field(default="1yr", description="Reservation term imported as `reserved`.")
+    reserved_purchase_option: Literal["No Upfront", "Partial Upfront", "All Upfront"] = Field(
+        default="No Upfront", description="AWS reserved purchase option imported as `reserved` (standard class)."
+    )
+    discounts: tuple[DiscountSettings, ...] = Field(
+        default=(), description="Discounts (`gpuledger pricing configure`)."
+    )
+    on_prem: tuple[OnPremSettings, ...] = Field(
+        default=(), description="On-prem servers (`gpuledger pricing configure`)."
+    )
+    aws_offer_url: str = Field(
+        default="https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonEC2/current/{region}/index.json",
+        description="AWS EC2 offer file URL; `{region}` is replaced.",
+    )
+    aws_regions: tuple[str, ...] = Field(default=("us-east-1",), description="Regions `pricing fetch aws` reads.")
+    gcp_catalog_url: str = Field(
+        default="https://cloudbilling.googleapis.com/v1/services/6F81-5844-456A/skus",
+        description="Cloud Billing Catalog SKU list of Compute Engine.",
+    )
+    gcp_api_key_file: Path | None = Field(default=None, description="File holding a Google API key (Catalog API).")
+    gcp_regions: tuple[str, ...] = Field(default=("us-central1",), description="Regions `pricing fetch gcp` keeps.")
+    azure_prices_url: str = Field(
+        default="https://prices.azure.com/api/retail/prices", description="Azure Retail Prices API (no auth)."
+    )
+    azure_regions: tuple[str, ...] = Field(default=("eastus",), description="Regions `pricing fetch azure` reads.")
+    fetch_timeout: str = Field(default="120s", description="HTTP timeout per price request.")
 
 
 class ChargebackSettings(_Section):

@@ -35,14 +35,16 @@ def add_node(
     steps: int = 60,
     step_s: int = 60,
     start: datetime = T0,
+    zone: str = "",
 ) -> None:
     con.execute(
-        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, '', ?, ?, ?, ?, '{{}}', ?, ?)",
+        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', ?, ?)",
         [
             node,
             instance_type,
             capacity_type,
             region,
+            zone,
             pool,
             model,
             gpus,
@@ -95,10 +97,25 @@ def add_price(
     capacity_type: str = "on_demand",
     region: str = "us-east-1",
     effective_from: datetime = T0 - timedelta(days=30),
+    zone: str = "",
+    gpu_price: str | None = None,
+    provider: str = "aws",
 ) -> None:
     con.execute(
-        f"INSERT INTO {c.T_PRICES} VALUES ('aws', ?, ?, ?, 'gpu', ?, ?, ?, 'test')",
-        [region, instance_type, capacity_type, gpus, Decimal(price), effective_from],
+        f"""INSERT INTO {c.T_PRICES} (provider, region, zone, instance_type, capacity_type, gpu_model, gpus,
+            price_per_hour_usd, gpu_price_per_hour_usd, effective_from, source)
+        VALUES (?, ?, ?, ?, ?, 'gpu', ?, ?, ?, ?, 'test')""",
+        [
+            provider,
+            region,
+            zone,
+            instance_type,
+            capacity_type,
+            gpus,
+            Decimal(price),
+            Decimal(gpu_price if gpu_price is not None else price),
+            effective_from,
+        ],
     )
 
 

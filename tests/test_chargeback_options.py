@@ -216,3 +216,12 @@ def test_workloads_strip_replicaset_hashes() -> None:
     add_pod(con, "web-7d9f8c6b5-x2k9p", "n1", team="ads", steps=30)
     names = {r.keys["workload"] for r in chargeback(con, HOUR, ChargebackOptions(by=("workload",))).rows}
     assert "web" in names and "train" in names
+
+
+def test_long_steps_and_big_nodes_do_not_overflow() -> None:
+    con = fresh_db()
+    add_node(con, "n1", 1024, steps=4, step_s=900)
+    add_price(con, "1024", gpus=1024)
+    add_pod(con, "p", "n1", amount=1000, steps=4, step_s=900)
+    report = chargeback(con, HOUR)
+    assert costs(report) == {"vision": Decimal("1000.00"), c.IDLE: Decimal("24.00")}

@@ -81,3 +81,63 @@ def test_importing_the_same_table_twice_changes_nothing(tmp_path: Path) -> None:
     assert "(0 new or changed)" in result.output and snapshot(wh) == before
     shown = run_cli("--warehouse", str(wh), "pricing", "show", "--instance-type", "p4d.24xlarge")
     assert "21.9576420000" in shown.output and "vantage" in shown.output
+
+
+def test_the_default_table_is_regenerated_from_the_importers_where_the_fixtures_allow() -> None:
+    from tests.regenerate_prices import TABLE, generated_rows, regenerate
+
+    current = TABLE.read_text(encoding="utf-8")
+    assert regenerate(current) == current, "stale: run .venv/bin/python -m tests.regenerate_prices"
+    shipped = {(r.provider, r.region, r.instance_type, r.capacity_type): r for r in pricing.parse_csv(current, "d")}
+    for row in generated_rows():
+        kept = shipped[(row.provider, row.region, row.instance_type, row.capacity_type)]
+        assert (kept.price_per_hour_usd, kept.gpu_price_per_hour_usd) == (
+            row.price_per_hour_usd,
+            row.gpu_price_per_hour_usd,
+        )
+    a2 = shipped[("gcp", "us-central1", "a2-highgpu-1g", "on_demand")]
+    assert a2.gpu_price_per_hour_usd == Decimal("2.933908") and "039F-D0DA-4055" in a2.sku
+
+
+def test_prices_in_a_version_2_warehouse_survive_the_migration_and_bill_all_of_the_node_to_its_gpus(
+    tmp_path: Path,
+) -> None:
+    import duckdb
+
+    from core import conventions as c
+    from core.warehouse import connect, migrate
+
+    path = tmp_path / "v2.duckdb"
+    raw = duckdb.connect(str(path))
+    migrate(raw, 0, to_version=2)
+    raw.execute(
+        f"INSERT INTO {c.T_PRICES} VALUES ('aws', 'us-east-1', 'p4d.24xlarge', 'on_demand', 'A100', 8, 21.957642,"
+        " '2026-01-21', 'vantage')"
+    )
+    raw.close()
+    con = connect(path)
+    row = con.execute(
+        f"SELECT zone, term, price_per_hour_usd, gpu_price_per_hour_usd, source, effective_to FROM {c.V_PRICE_HISTORY}"
+    ).fetchall()
+    con.close()
+    assert row == [("", "", Decimal("21.957642"), Decimal("21.957642"), "vantage", None)]
+
+
+def test_the_csv_takes_optional_zone_term_gpu_part_sku_and_fetch_time_columns(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text(
+        HEADER.strip() + ",zone,term,gpu_price_per_hour_usd,sku,fetched_at\n"
+        "aws,us-east-1,p3.2xlarge,spot,V100,1,0.52,2026-01-01,us-east-1a,,0.50,r-1,2026-01-02T03:04:05Z\n"
+        "gcp,us-central1,a2-highgpu-1g,reserved,A100,1,2.5,2026-01-01,,1yr,,,\n"
+    )
+    spot, reserved = sorted(pricing.read_file(path, pricing.ImportOptions(gpu_share=Decimal("0.9"))), key=str)
+    assert (spot.zone, spot.gpu_price_per_hour_usd, spot.sku, str(spot.fetched_at)) == (
+        "us-east-1a",
+        Decimal("0.50"),
+        "r-1",
+        "2026-01-02 03:04:05",
+    )
+    assert (reserved.term, reserved.gpu_price_per_hour_usd) == ("1yr", Decimal("2.25"))  # 2.5 x the 0.9 share
+    path.write_text(HEADER.strip() + ",gpu_price_per_hour_usd\naws,us-east-1,x,on_demand,A,1,1,2026-01-01,2\n")
+    with pytest.raises(InputError, match="GPUs' part of .* exceeds its node price"):
+        pricing.read_file(path)
