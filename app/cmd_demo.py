@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from alerts import generator, serialize
 from app import exports, render
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_outputs import run_dashboard, weekly_inputs
+from app.cmd_outputs import run_dashboard, weekly_inputs, write_rules
 from app.cmd_report import ROW_COLUMNS, run_chargeback
 from app.options import rule_spec
 from collectors import ingest, pricing
@@ -54,7 +53,7 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     report = run_chargeback(settings, window, ("team",))
     click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
     rules_dir = workdir / "rules"
-    serialize.write_all(generator.generate(rule_spec(settings)), rules_dir)
+    write_rules(rule_spec(settings), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
     week = iso_week_of(cfg.start)
     folder = exports.write_weekly(weekly_inputs(settings, week), workdir / "exports")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from alerts import generator, serialize
+from alerts import generator, serialize, unittests
 from analytics.chargeback import chargeback
 from analytics.prices import load_prices
 from app import exports, focus
@@ -37,8 +37,27 @@ def rules() -> None:
 @fail_cleanly
 def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
     """Write one PrometheusRule (or plain rule file) per domain."""
-    paths = serialize.write_all(generator.generate(rule_spec(ctx.settings)), out, fmt)
-    click.echo(f"wrote {len(paths)} rule files to {out}")
+    paths = write_rules(rule_spec(ctx.settings), out, fmt)
+    click.echo(f"wrote {len(paths)} rule files (and their promtool tests under tests/) to {out}")
+
+
+def write_rules(spec: generator.RuleSpec, out: Path, fmt: str = "prometheusrule") -> list[Path]:
+    files = generator.generate(spec)
+    return serialize.write_all(files, out, fmt, unittests.all_tests(files, spec))
+
+
+@rules.command("test")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@fail_cleanly
+def rules_test(directory: Path) -> None:
+    """Run `promtool test rules` on DIRECTORY/tests/*.test.yaml (the tests generated with the rules)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TerminalError("promtool not found: install it with `apt-get install -y prometheus` (Debian)")
+    ok, output = serialize.promtool_test(directory, promtool)
+    click.echo(output)
+    if not ok:
+        raise TerminalError(f"{directory}: promtool rule tests failed (see above)")
 
 
 @rules.command("check")

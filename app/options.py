@@ -5,11 +5,14 @@ Imported by the CLI and the dashboard alike, so it depends on nothing in the CLI
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from alerts.generator import RuleSpec
 from analytics.allocation import GROUPABLE, is_groupable
 from analytics.attribution import Attribution
 from analytics.chargeback import ChargebackOptions
 from analytics.savings import SavingsOptions
+from collectors.pricing import PriceRow, default_table_text, parse_csv
 from core.errors import ConfigError
 from core.settings import Settings
 
@@ -40,12 +43,35 @@ def savings_options(settings: Settings) -> SavingsOptions:
     )
 
 
-def rule_spec(settings: Settings) -> RuleSpec:
+def gpu_hour_prices(rows: list[PriceRow]) -> dict[tuple[str, str], Decimal]:
+    """(instance type, capacity type) -> $/GPU-hour of the latest region-wide row (rules carry no region)."""
+    latest: dict[tuple[str, str], PriceRow] = {}
+    for row in sorted(rows, key=lambda r: (r.effective_from, r.provider, r.region)):
+        if not row.zone:
+            latest[(row.instance_type, row.capacity_type)] = row
+    return {
+        key: (row.gpu_price_per_hour_usd if row.gpu_price_per_hour_usd is not None else row.price_per_hour_usd)
+        / row.gpus
+        for key, row in latest.items()
+    }
+
+
+def rule_spec(settings: Settings, prices: dict[tuple[str, str], Decimal] | None = None) -> RuleSpec:
+    """The rules for these settings; prices default to the price table shipped with gpuledger."""
     r = settings.rules
+    if prices is None:
+        prices = gpu_hour_prices(parse_csv(default_table_text(), "default"))
     return RuleSpec(
         namespace=r.namespace,
         workload_label_style=settings.collect.workload_label_style,
         low_utilization_threshold=r.low_utilization_threshold,
         low_utilization_for=r.low_utilization_for,
         not_reporting_for=r.not_reporting_for,
+        prices=prices,
+        budgets=dict(settings.budgets.monthly_usd),
+        budget_pace_factor=r.budget_pace_factor,
+        high_job_cost_usd_per_day=r.high_job_cost_usd_per_day,
+        min_requests_per_gpu_hour=r.min_requests_per_gpu_hour,
+        idle_capacity_ratio=r.idle_capacity_ratio,
+        time_slicing_replicas=r.time_slicing_replicas,
     )

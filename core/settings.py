@@ -209,6 +209,25 @@ class RulesSettings(_Section):
     not_reporting_for: str = Field(
         default="10m", description="How long a GPU may be silent before it counts as offline."
     )
+    budget_pace_factor: float = Field(
+        default=1.2,
+        gt=0,
+        description="Alert when a team's last-day spend rate exceeds this multiple of its budget pace.",
+    )
+    high_job_cost_usd_per_day: Decimal = Field(
+        default=Decimal(1000), ge=0, description="Alert when one GPU pod costs more than this in 24 hours."
+    )
+    min_requests_per_gpu_hour: float = Field(
+        default=1000.0, ge=0, description="Inference pods serving fewer requests per GPU-hour alert."
+    )
+    idle_capacity_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Alert when this share of the fleet's GPUs stays unrequested for 6 hours."
+    )
+    time_slicing_replicas: int = Field(
+        default=4,
+        ge=1,
+        description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
+    )
 
 
 class ExportSettings(_Section):

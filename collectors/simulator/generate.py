@@ -88,6 +88,7 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
     _write(out / "vllm.om", _inference_families(inf, stamps))
     truth = compute_truth(cfg, pods)
+    truth["pods"] = pod_truth(cfg, pods, acts)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
@@ -177,6 +178,27 @@ def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
             for n in fleet.NODES
         },
     }
+
+
+def pod_truth(cfg: SimConfig, pods: list[fleet.Pod], acts: list[np.ndarray]) -> list[dict[str, object]]:
+    """Every pod as scheduled: owner labels, placement, Running interval and mean graphics activity."""
+    step = timedelta(seconds=cfg.interval_s)
+    return [
+        {
+            "namespace": p.namespace,
+            "pod": p.name,
+            "team": p.team,
+            "cost_center": f"cc-{p.team}" if p.team else None,
+            "kind": p.kind,
+            "node": p.node,
+            "resource": p.resource,
+            "amount": p.amount,
+            "start": iso(cfg.start + step * p.start),
+            "end": iso(cfg.start + step * p.end),
+            "mean_activity": round(float(np.mean(a)), 6) if len(a) else None,
+        }
+        for p, a in zip(pods, acts, strict=True)
+    ]
 
 
 def _rounded(data: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -1,0 +1,260 @@
+"""promtool unit tests generated with the rules: series that must fire each alert, series that must not.
+
+Each rule file gets `tests/<name>.test.yaml` (next to a plain-rule-file copy, since promtool cannot
+read a PrometheusRule). Alerts are asserted through the ALERTS series (promql_expr_test), which
+checks labels without depending on the rendered annotations; floats are compared with
+`abs(x - v) < bool eps`, because promtool 2.42 compares exactly (no fuzzy_compare).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from alerts.generator import RuleSpec
+from alerts.model import RuleFile
+from core import conventions as c
+
+POD = 'namespace="{ns}",pod="{pod}",uid="u-{pod}"'
+GPU = 'gpu="0",UUID="GPU-{uuid}",device="nvidia0",modelName="NVIDIA A100-SXM4-40GB",Hostname="{node}"'
+
+
+def _series(name: str, labels: str, values: str) -> dict[str, str]:
+    return {"series": f"{name}{{{labels}}}", "values": values}
+
+
+def running_pod(
+    ns: str, pod: str, node: str, resource: str, amount: int, minutes: int, labels: str = ""
+) -> list[dict[str, str]]:
+    key = POD.format(ns=ns, pod=pod)
+    out = [
+        _series(
+            c.KSM_POD_REQUESTS,
+            f'{key},container="main",node="{node}",resource="{resource}",unit="integer"',
+            f"{amount}x{minutes}",
+        ),
+        _series(c.KSM_POD_PHASE, f'{key},phase="Running"', f"1x{minutes}"),
+    ]
+    if labels is not None:
+        out.append(_series(c.KSM_POD_LABELS, key + (f",{labels}" if labels else ""), f"1x{minutes}"))
+    return out
+
+
+def gpu(node: str, uuid: str, metric: str, values: str, pod: tuple[str, str] | None = None) -> dict[str, str]:
+    labels = GPU.format(uuid=uuid, node=node)
+    if pod:
+        labels += f',container="main",namespace="{pod[0]}",pod="{pod[1]}"'
+    return _series(metric, labels, values)
+
+
+def node(name: str, instance_type: str, minutes: int) -> dict[str, str]:
+    return _series(
+        c.KSM_NODE_LABELS, f'node="{name}",label_node_kubernetes_io_instance_type="{instance_type}"', f"1x{minutes}"
+    )
+
+
+def alerts_at(eval_time: str, alertname: str, expected: list[str]) -> dict[str, Any]:
+    """Firing ALERTS{alertname} at eval_time must be exactly `expected` (label strings)."""
+    return {
+        "expr": f'ALERTS{{alertname="{alertname}",alertstate="firing"}}',
+        "eval_time": eval_time,
+        "exp_samples": [
+            {"labels": f'ALERTS{{alertname="{alertname}",alertstate="firing",{lbl}}}', "value": 1} for lbl in expected
+        ],
+    }
+
+
+def close_to(expr: str, value: float | Decimal | str, eval_time: str, labels: str) -> dict[str, Any]:
+    return {
+        "expr": f"abs({expr} - {value}) < bool 1e-9",
+        "eval_time": eval_time,
+        "exp_samples": [{"labels": labels, "value": 1}],
+    }
+
+
+def cost_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    minutes = 420
+    series = [node("n1", "p4d.24xlarge", minutes), node("n8", "p5.48xlarge", minutes)]
+    series += running_pod("ml", "idle-nb", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="vision"')
+    series += running_pod("ml", "busy", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="vision"')
+    series += running_pod("ml", "slices", "n1", "nvidia_com_mig_3g_40gb", 2, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "big", "n8", c.RESOURCE_GPU, 8, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "svc", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "hot-svc", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="nlp"')
+    series += [
+        gpu("n1", "a", c.DCGM_GR_ENGINE_ACTIVE, f"0.05x{minutes}", ("ml", "idle-nb")),
+        gpu("n1", "b", c.DCGM_GR_ENGINE_ACTIVE, f"0.9x{minutes}", ("ml", "busy")),
+        gpu("n8", "c", c.DCGM_GR_ENGINE_ACTIVE, f"0.8x{minutes}", ("ml", "big")),
+        gpu("n1", "d", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "svc")),
+        gpu("n1", "e", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "hot-svc")),
+        # 6 req/min = 360 requests per GPU-hour (under the floor); 60 req/min with a counter reset at 3h
+        _series(c.VLLM_REQUEST_SUCCESS, 'namespace="ml",pod="svc",model_name="m"', f"0+6x{minutes}"),
+        _series(
+            c.VLLM_REQUEST_SUCCESS, 'namespace="ml",pod="hot-svc",model_name="m"', f"0+60x180 0+60x{minutes - 181}"
+        ),
+    ]
+    series += [gpu(f"idle-{i}", f"idle{i}", c.DCGM_GPU_TEMP, f"40x{minutes}") for i in range(40)]
+    price = spec.prices.get(("p4d.24xlarge", "on_demand"))
+    checks = [
+        alerts_at("3h", c.ALERT_LOW_GPU_UTILIZATION, ['namespace="ml",pod="idle-nb",severity="warning"']),
+        alerts_at("3h", c.ALERT_POOR_INFERENCE_EFFICIENCY, ['namespace="ml",pod="svc",severity="warning"']),
+        alerts_at("5h", c.ALERT_IDLE_GPU_CAPACITY, []),
+        alerts_at("6h50m", c.ALERT_IDLE_GPU_CAPACITY, ['severity="info"']),
+        close_to(
+            f'{c.REC_POD_GPU_SHARE}{{pod="slices"}}',
+            f"{Decimal(6) / 7:.12f}",
+            "1h",
+            '{namespace="ml",node="n1",pod="slices"}',
+        ),
+    ]
+    if price is not None:
+        checks.append(
+            close_to(f'{c.REC_POD_GPU_COST}{{pod="busy"}}', price, "1h", '{namespace="ml",node="n1",pod="busy"}')
+        )
+    big = spec.prices.get(("p5.48xlarge", "on_demand"))
+    fires = big is not None and big * 8 * 24 > spec.high_job_cost_usd_per_day
+    checks.append(
+        alerts_at(
+            "1h", c.ALERT_HIGH_TRAINING_COST, ['namespace="ml",node="n8",pod="big",severity="info"'] if fires else []
+        )
+    )
+    checks.append(alerts_at("3h", c.ALERT_TEAM_OVER_BUDGET_PACE, []))
+    tests = [
+        {
+            "name": "cost rules fire on idle, wasteful and expensive GPUs and stay quiet on busy ones",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": checks,
+        }
+    ]
+    if spec.budgets and big is not None:
+        tests.append(_budget_test(spec, big))
+    return tests
+
+
+def _budget_test(spec: RuleSpec, gpu_hour: Decimal) -> dict[str, Any]:
+    """The first budgeted team runs 8 GPUs for 3 hours: over pace exactly when 8 x price > pace x factor."""
+    team = sorted(spec.budgets)[0]
+    pace = Decimal(spec.budgets[team]) / 730 * Decimal(str(spec.budget_pace_factor))
+    series = [
+        node("n8", "p5.48xlarge", 240),
+        *running_pod("ml", "spender", "n8", c.RESOURCE_GPU, 8, 240, f'label_team="{team}"'),
+    ]
+    expected = [f'label_team="{team}",severity="warning"'] if gpu_hour * 8 > pace else []
+    return {
+        "name": f"team {team} against its budget pace",
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            alerts_at("30m", c.ALERT_TEAM_OVER_BUDGET_PACE, []),
+            alerts_at("3h", c.ALERT_TEAM_OVER_BUDGET_PACE, expected),
+        ],
+    }
+
+
+def compliance_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    series = running_pod("ml", "owned", "n1", c.RESOURCE_GPU, 1, 60, 'label_cost_center="cc-1",label_team="vision"')
+    series += running_pod("ml", "orphan", "n1", c.RESOURCE_GPU, 1, 60, "")
+    series += running_pod("ml", "team-only", "n1", c.RESOURCE_GPU, 1, 60, 'label_team="nlp"')
+    # a Pending pod's request must not count (only Running pods hold GPUs)
+    key = POD.format(ns="ml", pod="pending")
+    series += [
+        _series(
+            c.KSM_POD_REQUESTS, f'{key},container="main",node="",resource="{c.RESOURCE_GPU}",unit="integer"', "1x60"
+        ),
+        _series(c.KSM_POD_PHASE, f'{key},phase="Running"', "0x60"),
+    ]
+    return [
+        {
+            "name": "GPU pods must name a team and a cost centre",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                alerts_at("10m", c.ALERT_GPU_POD_WITHOUT_TEAM, []),
+                alerts_at("30m", c.ALERT_GPU_POD_WITHOUT_TEAM, ['namespace="ml",pod="orphan",severity="warning"']),
+                alerts_at(
+                    "30m",
+                    c.ALERT_GPU_POD_WITHOUT_COST_CENTER,
+                    [
+                        'namespace="ml",pod="orphan",severity="warning"',
+                        'namespace="ml",pod="team-only",severity="warning"',
+                    ],
+                ),
+            ],
+        }
+    ]
+
+
+def recording_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    series = running_pod("ml", "p", "n1", c.RESOURCE_GPU, 2, 30, 'label_team="vision"')
+    # a second kube-state-metrics replica exports the same request: it must not double the GPUs
+    key = POD.format(ns="ml", pod="p")
+    series.append(
+        _series(
+            c.KSM_POD_REQUESTS,
+            f'{key},container="main",node="n1",resource="{c.RESOURCE_GPU}",unit="integer",instance="ksm-2"',
+            "2x30",
+        )
+    )
+    return [
+        {
+            "name": "allocation counts Running pods once, however many kube-state-metrics replicas report them",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                {
+                    "expr": c.REC_POD_GPU_ALLOCATION,
+                    "eval_time": "10m",
+                    "exp_samples": [
+                        {
+                            "labels": f'{c.REC_POD_GPU_ALLOCATION}{{namespace="ml",node="n1",pod="p",resource="{c.RESOURCE_GPU}"}}',
+                            "value": 2,
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+
+
+def health_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "a GPU that stops reporting alerts; one that keeps reporting does not",
+            "interval": "1m",
+            "input_series": [
+                gpu("n1", "alive", c.DCGM_GPU_TEMP, "40x90"),
+                gpu("n1", "gone", c.DCGM_GPU_TEMP, "40x40 _x50"),
+            ],
+            "promql_expr_test": [
+                alerts_at("30m", c.ALERT_GPU_NOT_REPORTING, []),
+                alerts_at("65m", c.ALERT_GPU_NOT_REPORTING, ['Hostname="n1",UUID="GPU-gone",severity="critical"']),
+            ],
+        }
+    ]
+
+
+BUILDERS = {"recording": recording_tests, "cost": cost_tests, "health": health_tests, "compliance": compliance_tests}
+
+
+def test_document(rule_file: RuleFile, spec: RuleSpec, rules_path: str) -> dict[str, Any] | None:
+    domain = rule_file.name.removeprefix(f"{c.RULE_GROUP_PREFIX}-")
+    builder = BUILDERS.get(domain)
+    if builder is None:
+        return None
+    return {"rule_files": [rules_path, *_dependencies(domain)], "evaluation_interval": "1m", "tests": builder(spec)}
+
+
+def _dependencies(domain: str) -> list[str]:
+    # cost and compliance rules read the recording file's series
+    return [f"{c.RULE_GROUP_PREFIX}-recording.rules.yaml"] if domain in ("cost", "compliance") else []
+
+
+def all_tests(files: list[RuleFile], spec: RuleSpec) -> dict[str, dict[str, Any]]:
+    """name -> promtool test document, for every rule file that has tests."""
+    docs = {}
+    for rule_file in files:
+        doc = test_document(rule_file, spec, f"{rule_file.name}.rules.yaml")
+        if doc is not None:
+            docs[rule_file.name] = doc
+    return docs
