@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from analytics import allocation, usage
+from analytics.prices import gpu_hour_usd
 from core import conventions as c
 from core.money import allocate_cents, to_cents
 from core.timeutil import Window
@@ -160,7 +161,7 @@ def _price_per_unit_second(fact: dict[str, Any], fallback: Decimal | None) -> tu
     per_hour_units = Decimal(c.GPU_UNITS) * 3600
     if fact["price_per_hour_usd"] is None:
         return (fallback or ZERO) / per_hour_units, None
-    gpu_hour = Decimal(fact["price_per_hour_usd"]) / Decimal(fact["price_gpus"])
+    gpu_hour = gpu_hour_usd(fact["price_per_hour_usd"], fact["price_gpus"])
     source = (
         f"{fact['provider']}/{fact['p_region']}/{fact['p_instance_type']}/{fact['p_capacity_type']}"
         f"@{fact['effective_from']:%Y-%m-%d}" + (f" ({fact['source']})" if fact["source"] else "")
