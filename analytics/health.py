@@ -159,8 +159,9 @@ def evaluate(
     islands = hs.level_islands(con, lo, hi) + hs.rate_islands(con, lo, hi, thresholds)
     islands += hs.temperature_islands(con, lo, hi, thresholds) + hs.retired_page_islands(con, lo, hi, thresholds)
     changes = hs.xid_changes(con, lo, hi, team_label)
+    resets = hs.counter_resets(con, lo, hi)
     findings = [f for i in islands for f in _from_island(i, thresholds)]
-    findings += [f for x in changes for f in _from_xid(x, catalog, thresholds)]
+    findings += [f for x in changes for f in _from_xid(x, catalog, thresholds, resets.get(x.key, []))]
     findings += [f for s in hs.silences(con, lo, hi, thresholds.offline_after_s) for f in _from_silence(s, thresholds)]
     result = HealthResult(window, catalog.version, {k: g for k, g in gpus.items() if g.span[1] > window.start})
     by_key: dict[GpuKey, list[Finding]] = {}
@@ -220,28 +221,44 @@ def _cleared(i: Island) -> str:
     return f"{i.metric} back within limits{value}"
 
 
-def _from_xid(x: hs.XidChange, catalog: XidCatalog, t: HealthThresholds) -> list[Finding]:
+def _from_xid(x: hs.XidChange, catalog: XidCatalog, t: HealthThresholds, resets: list[datetime]) -> list[Finding]:
     entry = catalog.lookup(x.xid)
     state = SEVERITY_STATE.get(entry.severity)
-    if state is None or (x.previous is None and state == c.STATE_WATCH):
-        return []  # counts against the workload; or an old watch-level Xid still shown from before
-    since = "" if x.previous is not None else " (already shown when the data starts)"
+    stale = x.previous is None  # already shown when the data starts: when it happened is unknown
+    if state is None or (stale and state == c.STATE_WATCH):
+        return []  # counts against the workload; or an old watch-level Xid still on the gauge
+    if stale and state == c.STATE_DRAIN:
+        state = c.STATE_WATCH  # verify it was remediated rather than drain a GPU for an Xid of unknown age
+    since = " (already shown when the data starts: verify it was remediated)" if stale else ""
     detail = f"Xid {x.xid} {entry.mnemonic}: {entry.description}{since}. {entry.why}"
     opened = Evidence(c.SIG_XID, c.DCGM_XID, x.ts, float(x.xid), _float(x.previous), x.xid, detail)
     action = XID_ACTION_TEXT[entry.action]
-    if state == c.STATE_WATCH:
-        end = x.ts + timedelta(seconds=t.rate_window_s + t.watch_hold_s)
-        closed = Evidence(c.SIG_XID, c.DCGM_XID, end, xid=x.xid, detail=f"no new Xid {x.xid} for {t.watch_hold_s} s")
-        return [Finding(x.key, state, x.ts, end, opened, closed, action)]
-    if state == c.STATE_RMA or x.cleared_at is None:
+    if state == c.STATE_RMA:
         return [Finding(x.key, state, x.ts, None, opened, None, action)]
-    closed = Evidence(
-        c.SIG_XID, c.DCGM_XID, x.cleared_at, 0.0, float(x.xid), x.xid, "Xid gauge back to 0: driver reloaded"
-    )
-    return [
-        Finding(x.key, state, x.ts, x.cleared_at, opened, closed, action),
-        _probation(x.key, x.cleared_at, closed, t),
-    ]
+    if state == c.STATE_WATCH and not stale:
+        end = x.ts + timedelta(seconds=t.rate_window_s + t.watch_hold_s)
+        quiet = Evidence(c.SIG_XID, c.DCGM_XID, end, xid=x.xid, detail=f"no new Xid {x.xid} for {t.watch_hold_s} s")
+        return [Finding(x.key, state, x.ts, end, opened, quiet, action)]
+    cleared = _xid_cleared(x, resets)
+    if cleared is None:
+        return [Finding(x.key, state, x.ts, None, opened, None, action)]
+    if state == c.STATE_WATCH:
+        return [Finding(x.key, state, x.ts, _hold(cleared.ts, t), opened, cleared, action)]
+    return [Finding(x.key, state, x.ts, cleared.ts, opened, cleared, action), _probation(x.key, cleared.ts, cleared, t)]
+
+
+def _xid_cleared(x: hs.XidChange, resets: list[datetime]) -> Evidence | None:
+    """The first remediation after the Xid: the gauge back to 0 (driver reload) or a volatile ECC
+    counter restarting (GPU reset), whichever comes first."""
+    reset = next((r for r in resets if r > x.ts), None)
+    if reset is not None and (x.cleared_at is None or reset < x.cleared_at):
+        detail = "volatile ECC counters restarted: the GPU was reset or its driver reloaded"
+        return Evidence(c.SIG_XID, c.DCGM_ECC_DBE_VOL, reset, xid=x.xid, detail=detail)
+    if x.cleared_at is not None:
+        return Evidence(
+            c.SIG_XID, c.DCGM_XID, x.cleared_at, 0.0, float(x.xid), x.xid, "Xid gauge back to 0: driver reloaded"
+        )
+    return None
 
 
 def _float(value: int | None) -> float | None:
@@ -326,87 +343,3 @@ def _event(x: hs.XidChange, catalog: XidCatalog) -> XidEvent:
         x.teams,
         e.why,
     )
-
-
-@dataclass
-class NodePeriod:
-    cluster: str
-    node: str
-    state: str
-    start: datetime
-    end: datetime
-    gpus: tuple[str, ...]  # the GPUs in this (worst) state when the period began
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "node": self.node,
-            "state": self.state,
-            "start": iso(self.start),
-            "end": iso(self.end),
-            "gpus": list(self.gpus),
-        }
-
-
-def node_periods(result: HealthResult) -> list[NodePeriod]:
-    """A node's state over time: the most severe state of its GPUs at each instant."""
-    by_node: dict[tuple[str, str], list[Period]] = {}
-    for p in result.periods:
-        by_node.setdefault((p.key.cluster, p.key.node), []).append(p)
-    out: list[NodePeriod] = []
-    for (cluster, node), periods in sorted(by_node.items()):
-        cuts = sorted({p.start for p in periods} | {p.end for p in periods})
-        current: NodePeriod | None = None
-        for a, b in zip(cuts, cuts[1:], strict=False):
-            live = [p for p in periods if p.start <= a < p.end]
-            if not live:
-                current = None
-                continue
-            state = max((p.state for p in live), key=RANK.__getitem__)
-            if current is not None and current.state == state and current.end == a:
-                current.end = b
-                continue
-            current = NodePeriod(
-                cluster, node, state, a, b, tuple(sorted(p.key.gpu_uuid for p in live if p.state == state))
-            )
-            out.append(current)
-    return out
-
-
-def period_dict(p: Period, info: GpuInfo) -> dict[str, Any]:
-    return {
-        "cluster": p.key.cluster,
-        "node": p.key.node,
-        "gpu_uuid": p.key.gpu_uuid,
-        "gpu_index": info.gpu_index,
-        "model": info.model,
-        "node_pool": info.node_pool,
-        "state": p.state,
-        "from_state": p.from_state,
-        "start": iso(p.start),
-        "end": iso(p.end),
-        "began": iso(p.began),
-        "ongoing": p.ongoing,
-        "hours": round(p.hours, 6),
-        "action": p.action,
-        "evidence": [e.as_dict() for e in p.evidence],
-    }
-
-
-def event_dict(e: XidEvent) -> dict[str, Any]:
-    return {
-        "cluster": e.key.cluster,
-        "node": e.key.node,
-        "gpu_uuid": e.key.gpu_uuid,
-        "ts": iso(e.ts),
-        "xid": e.xid,
-        "previous_xid": e.previous,
-        "mnemonic": e.mnemonic,
-        "cause": e.cause,
-        "severity": e.severity,
-        "action": e.action,
-        "device_plugin_ignores": e.device_plugin_ignores,
-        "pods": list(e.pods),
-        "teams": list(e.teams),
-        "why": e.why,
-    }

@@ -301,3 +301,14 @@ def by_gpu(items: list[Any]) -> Iterator[tuple[GpuKey, list[Any]]]:
     for item in items:
         grouped.setdefault(item.key, []).append(item)
     yield from sorted(grouped.items())
+
+
+def counter_resets(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, list[datetime]]:
+    """When each GPU's volatile ECC counters restarted: evidence of a GPU reset or driver reload
+    (which the Xid gauge does not always show: it keeps the last Xid until the driver reloads)."""
+    sql = f"""WITH {_collapsed([c.DCGM_ECC_SBE_VOL, c.DCGM_ECC_DBE_VOL])}
+    SELECT DISTINCT cluster, node, gpu_uuid, ts FROM d WHERE v < pv ORDER BY ALL"""
+    out: dict[GpuKey, list[datetime]] = {}
+    for cluster, node, uuid, ts in con.execute(sql, {"lo": lo, "hi": hi}).fetchall():
+        out.setdefault(GpuKey(cluster, node, uuid), []).append(ts)
+    return out

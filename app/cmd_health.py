@@ -11,9 +11,10 @@ import click
 import duckdb
 
 from analytics import health_impact as impact
-from analytics.health import HealthResult, Period, evaluate, event_dict, node_periods, period_dict
+from analytics.health import HealthResult, Period, evaluate
 from analytics.health_policy import RANK, HealthThresholds, normalise_states
 from analytics.health_store import store
+from analytics.health_views import event_dict, node_periods, period_dict
 from analytics.xid_catalog import load_catalog
 from app import render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx, window_option
@@ -130,18 +131,22 @@ def health() -> None:
     """GPU health history in the warehouse."""
 
 
+def record_health(settings: Settings, window: Window) -> str:
+    """Evaluate the window, store its history, and say what was found in one line."""
+    with open_warehouse(settings.warehouse.path) as con:
+        result = compute(con, settings, window)
+        written = store(con, result, datetime.now(UTC).replace(tzinfo=None))
+    unhealthy = sorted({p.key.gpu_uuid for p in result.periods if p.state in c.UNHEALTHY_STATES})
+    return (
+        f"stored {written[c.T_HEALTH_PERIODS]} health periods and {written[c.T_HEALTH_EVENTS]} Xid events for "
+        f"{len(result.gpus)} GPUs ({len(unhealthy)} unhealthy at some point) in {iso(window.start)}..{iso(window.end)}"
+    )
+
+
 @health.command("evaluate")
 @window_option
 @pass_ctx
 @fail_cleanly
 def health_evaluate_cmd(ctx: Context, start: str, end: str) -> None:
     """Evaluate the window and store its health periods and Xid events (replacing earlier ones)."""
-    window = make_window(start, end)
-    with open_warehouse(ctx.settings.warehouse.path) as con:
-        result = compute(con, ctx.settings, window)
-        written = store(con, result, datetime.now(UTC).replace(tzinfo=None))
-    unhealthy = sorted({p.key.gpu_uuid for p in result.periods if p.state in c.UNHEALTHY_STATES})
-    click.echo(
-        f"stored {written[c.T_HEALTH_PERIODS]} health periods and {written[c.T_HEALTH_EVENTS]} Xid events for "
-        f"{len(result.gpus)} GPUs ({len(unhealthy)} unhealthy at some point) in {iso(window.start)}..{iso(window.end)}"
-    )
+    click.echo(record_health(ctx.settings, make_window(start, end)))

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from analytics import health_impact as impact
-from analytics.health import HealthResult, node_periods
+from analytics.health import HealthResult
 from analytics.health_store import unhealthy_hours
+from analytics.health_views import node_periods
 from app.cmd_health import compute
 from collectors.simulator.incidents import INCIDENTS
 from core import conventions as c

@@ -62,7 +62,7 @@ def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
 def test_prometheus_collection_yields_the_same_gpu_health_history(
     prometheus_warehouse: Path, direct_warehouse: Path
 ) -> None:
-    from analytics.health import period_dict
+    from analytics.health_views import period_dict
     from app.cmd_health import compute
     from core.settings import Settings
     from core.timeutil import Window, parse_ts
