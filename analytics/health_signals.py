@@ -115,7 +115,8 @@ def level_islands(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) ->
     """Drain/watch conditions read straight off a gauge or a volatile counter's level."""
     cases = " ".join(f"WHEN '{m}' THEN {cond}" for m, (_, cond) in LEVEL.items())
     sql = f"""WITH {_collapsed(list(LEVEL))},
-    flagged AS (SELECT *, CASE metric {cases} END AS on_ FROM d),
+    -- a level condition only changes where the value does: keep the change points
+    flagged AS (SELECT *, CASE metric {cases} END AS on_ FROM d WHERE pv IS NULL OR v <> pv),
     {_ISLANDS.strip()}"""
     return _islands(con, sql, {"lo": lo, "hi": hi}, {m: sig for m, (sig, _) in LEVEL.items()})
 
@@ -128,14 +129,27 @@ def _rate_condition(t: HealthThresholds) -> str:
         ELSE win > 0 END"""
 
 
+def _rate_bound(t: HealthThresholds) -> str:
+    """The smallest total increase that can put a series over its rate limit (see _rate_condition)."""
+    minutes = t.rate_window_s / 60
+    return f"""CASE metric
+        WHEN '{c.DCGM_PCIE_REPLAY}' THEN {float(t.pcie_replay_per_minute) * minutes}
+        WHEN '{c.DCGM_THERMAL_VIOLATION}' THEN {float(t.thermal_violation_ratio) * t.rate_window_s * 1e9}
+        ELSE 0 END"""
+
+
 def rate_islands(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, t: HealthThresholds) -> list[Island]:
     """Watch conditions on counter rates over the trailing rate window (resets handled)."""
     sql = f"""WITH {_collapsed(list(RATE))},
     inc AS (SELECT *, CASE WHEN pv IS NULL THEN 0 WHEN v >= pv THEN v - pv ELSE v END AS inc FROM d),
+    busy AS (
+        -- a series whose increases over the whole range stay within one window's limit cannot
+        -- cross it: skip the rolling sum for it (most counters barely move)
+        SELECT cluster, node, gpu_uuid, metric FROM inc GROUP BY ALL HAVING sum(inc) > {_rate_bound(t)}),
     roll AS (
         SELECT *, sum(inc) OVER (PARTITION BY cluster, node, gpu_uuid, metric ORDER BY ts
             RANGE BETWEEN INTERVAL {max(t.rate_window_s - 1, 0)} SECOND PRECEDING AND CURRENT ROW) AS win
-        FROM inc),
+        FROM inc SEMI JOIN busy USING (cluster, node, gpu_uuid, metric)),
     flagged AS (SELECT *, {_rate_condition(t)} AS on_ FROM roll),
     {_ISLANDS.strip()}"""
     return _islands(con, sql, {"lo": lo, "hi": hi}, RATE)
@@ -154,7 +168,7 @@ def temperature_islands(
         FROM {c.T_GPU_SAMPLES} g LEFT JOIN models m USING (cluster, node, gpu_uuid)
         WHERE g.ts >= $lo AND g.ts < $hi AND g.temp_c IS NOT NULL GROUP BY ALL),
     d AS (SELECT *, lag(v) OVER (PARTITION BY cluster, node, gpu_uuid ORDER BY ts) AS pv FROM s),
-    flagged AS (SELECT *, v > lim AS on_ FROM d),
+    flagged AS (SELECT *, v > lim AS on_ FROM d WHERE pv IS NULL OR v <> pv),
     {_ISLANDS.strip()}"""
     return _islands(con, sql, {"lo": lo, "hi": hi}, {c.DCGM_GPU_TEMP: c.SIG_TEMPERATURE})
 

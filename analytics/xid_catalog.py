@@ -91,9 +91,8 @@ class XidCatalog:
 
 def load_catalog(overrides: Mapping[int, Any] | None = None, text: str | None = None) -> XidCatalog:
     """Read the shipped catalog (or `text`), validate it, and apply `overrides` (code -> XidOverride)."""
-    raw = yaml.safe_load(
-        text if text is not None else resources.files("analytics.data").joinpath(CATALOG_FILE).read_text()
-    )
+    source = text if text is not None else resources.files("analytics.data").joinpath(CATALOG_FILE).read_text()
+    raw = yaml.load(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # the C loader when present
     if not isinstance(raw, dict) or "version" not in raw or not isinstance(raw.get("xids"), list):
         raise ConfigError(f"{CATALOG_FILE}: needs `version`, `sources` and a list of `xids`")
     sources = raw.get("sources") or {}

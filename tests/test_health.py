@@ -88,14 +88,18 @@ def test_gpus_without_incidents_never_change_state(day: HealthResult, truth: dic
 
 
 def test_a_healthy_fleet_yields_no_recommendation_at_all(healthy_warehouse: Path) -> None:
-    result = run_cli("--warehouse", str(healthy_warehouse), "report", "health", *ARGS, "--format", "json")
+    every_state = "healthy,watch,drain,offline,rma"
+    result = run_cli(
+        "--warehouse", str(healthy_warehouse), "report", "health", *ARGS, "--state", every_state, "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["gpus"] == [] and report["nodes"] == [] and report["impacted_pods"] == [] and report["lost"] == []
-    assert report["totals"]["gpus_evaluated"] == 29 and report["xid_events"] == []
-    with open_warehouse(healthy_warehouse, read_only=True) as con:
-        states = {p.state for p in compute(con, Settings(), DAY).periods}
-    assert states == {c.STATE_HEALTHY}, "not even a watch"
+    assert len(report["gpus"]) == report["totals"]["gpus_evaluated"] == 29
+    assert {(r["state"], r["since"], r["until"]) for r in report["gpus"]} == {
+        (c.STATE_HEALTHY, "2026-11-02T00:00:00Z", "ongoing")
+    }, "healthy all day, not even a watch"
+    assert report["nodes"] == [] and report["impacted_pods"] == [] and report["lost"] == []
+    assert report["xid_events"] == [] and report["totals"]["lost_cost_usd"] == "0.00"
 
 
 def test_xid_events_are_classified_and_attributed_to_the_pods_running_then(day: HealthResult, truth: dict) -> None:
