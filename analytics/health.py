@@ -136,6 +136,7 @@ class HealthResult:
     gpus: dict[GpuKey, GpuInfo]
     periods: list[Period] = field(default_factory=list)
     events: list[XidEvent] = field(default_factory=list)
+    counters: dict[GpuKey, dict[str, float]] = field(default_factory=dict)  # increases within the window
 
     def transitions(self) -> list[Period]:
         """Periods that begin with a change of state inside the window."""
@@ -170,6 +171,7 @@ def evaluate(
     for key, info in sorted(result.gpus.items()):
         result.periods += _clip(_sweep(info, by_key.get(key, [])), window)
     result.events = [_event(x, catalog) for x in changes if x.previous is not None and window.start <= x.ts < hi]
+    result.counters = hs.counter_increases(con, lo, window.start, hi)
     return result
 
 

@@ -326,3 +326,31 @@ def counter_resets(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -
     for cluster, node, uuid, ts in con.execute(sql, {"lo": lo, "hi": hi}).fetchall():
         out.setdefault(GpuKey(cluster, node, uuid), []).append(ts)
     return out
+
+
+ECC_COUNTERS = (
+    c.DCGM_ECC_SBE_VOL,
+    c.DCGM_ECC_DBE_VOL,
+    c.DCGM_ECC_SBE_AGG,
+    c.DCGM_ECC_DBE_AGG,
+    c.DCGM_PCIE_REPLAY,
+    c.DCGM_UNCORRECTABLE_REMAPPED_ROWS,
+    c.DCGM_CORRECTABLE_REMAPPED_ROWS,
+    c.DCGM_RETIRED_SBE,
+    c.DCGM_RETIRED_DBE,
+)
+
+
+def counter_increases(
+    con: duckdb.DuckDBPyConnection, lo: datetime, start: datetime, end: datetime
+) -> dict[GpuKey, dict[str, float]]:
+    """Each GPU's counter increases within [start, end), as PromQL's increase() counts them (a drop
+    is a restart: the new value is the increase); rows from `lo` give the value before `start`."""
+    sql = f"""WITH {_collapsed(list(ECC_COUNTERS))}
+    SELECT cluster, node, gpu_uuid, metric,
+        sum(CASE WHEN pv IS NULL THEN 0 WHEN v >= pv THEN v - pv ELSE v END) AS inc
+    FROM d WHERE ts >= $start GROUP BY ALL ORDER BY ALL"""
+    out: dict[GpuKey, dict[str, float]] = {}
+    for cluster, node, uuid, metric, inc in con.execute(sql, {"lo": lo, "hi": end, "start": start}).fetchall():
+        out.setdefault(GpuKey(cluster, node, uuid), {})[metric] = float(inc)
+    return out

@@ -54,6 +54,11 @@ class HealthReport:
             "gpus": self.rows(),
             "nodes": [n.as_dict() for n in node_periods(self.result) if n.state != c.STATE_HEALTHY],
             "xid_events": [event_dict(e) for e in self.result.events],
+            "counter_increases": [
+                {"cluster": k.cluster, "node": k.node, "gpu_uuid": k.gpu_uuid, **{m: v for m, v in inc.items() if v}}
+                for k, inc in sorted(self.result.counters.items())
+                if any(inc.values())
+            ],
             "impacted_pods": [i.as_dict() for i in self.impacts],
             "lost": [r.as_dict() for r in self.lost],
             "reliability": {

@@ -288,3 +288,14 @@ def test_each_gpu_reports_the_health_fields_its_architecture_supports(
     lines = [line for line in (sim_day / "dcgm-exporter.om").read_text().splitlines() if line.startswith(family + "{")]
     matching = [line for line in lines if model in line and ("GPU_I_PROFILE" in line) == mig]
     assert bool(matching) == present
+
+
+def test_counter_increases_read_restarts_as_promql_does_not_as_bursts(day: HealthResult, truth: dict) -> None:
+    keys = {k.gpu_uuid: k for k in day.gpus}
+    for uuid, g in truth["health"]["gpus"].items():
+        got = day.counters[keys[uuid]]
+        assert {m: got.get(m, 0.0) for m in g["counter_increases"]} == g["counter_increases"], g["incident"]
+    reload, _ = _truth_gpu(truth, "driver_reload")
+    got = day.counters[keys[reload]]
+    # the reload dropped 48,000 replays and 3,000 corrected errors to 0: neither a burst nor negative
+    assert got[c.DCGM_PCIE_REPLAY] < 10 and got[c.DCGM_ECC_SBE_VOL] == got[c.DCGM_ECC_SBE_AGG] < 50

@@ -52,6 +52,8 @@ HEALTH_FAMILIES: dict[str, tuple[str, str]] = {
     c.DCGM_PCIE_REPLAY: ("unknown", "Total number of PCIe retries."),
     c.DCGM_THERMAL_VIOLATION: ("unknown", "Throttling duration due to thermal constraints (in ns)."),
 }
+# Counters whose increase over the window truth.json states for every incident GPU.
+COUNTERS = (c.DCGM_ECC_SBE_VOL, c.DCGM_ECC_DBE_VOL, c.DCGM_ECC_SBE_AGG, c.DCGM_ECC_DBE_AGG, c.DCGM_PCIE_REPLAY)
 _VOLTA_ONLY = (c.DCGM_RETIRED_SBE, c.DCGM_RETIRED_DBE, c.DCGM_RETIRED_PENDING)
 _REMAP = (
     c.DCGM_ROW_REMAP_FAILURE,
@@ -115,6 +117,7 @@ class HealthSim:
         self.seed = seed
         self.incidents = [i for i in INCIDENTS if self.k(i.at_h) < n] if incidents else []
         self._cache: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self._resets: dict[tuple[str, int], dict[str, int]] = {}  # GPU -> counter -> sample it restarted at
 
     def k(self, hours: float) -> int:
         return int(round(hours * 3600 / self.interval_s))
@@ -179,8 +182,7 @@ class HealthSim:
             s[c.DCGM_ROW_REMAP_PENDING][k0:k1] = 1
             s[c.DCGM_UNCORRECTABLE_REMAPPED_ROWS][k0:] += 1
             if k1 < self.n:  # the GPU reset clears the volatile counters and completes the remap
-                _reset(s[c.DCGM_ECC_DBE_VOL], k1)
-                _reset(s[c.DCGM_ECC_SBE_VOL], k1)
+                self._restart(incident, s, (c.DCGM_ECC_DBE_VOL, c.DCGM_ECC_SBE_VOL), k1)
         elif incident.kind == "xid79_offline":
             s[c.DCGM_XID][k0:] = 79
             s["silent"][k0 + 1 :] = 1
@@ -199,8 +201,26 @@ class HealthSim:
         elif incident.kind == "driver_reload":
             s[c.DCGM_PCIE_REPLAY][:] += 48_000
             s[c.DCGM_ECC_SBE_VOL][:] += 3_000
-            _reset(s[c.DCGM_PCIE_REPLAY], k0)
-            _reset(s[c.DCGM_ECC_SBE_VOL], k0)
+            self._restart(incident, s, (c.DCGM_PCIE_REPLAY, c.DCGM_ECC_SBE_VOL), k0)
+
+    def _restart(self, incident: Incident, s: dict[str, np.ndarray], families: tuple[str, ...], k: int) -> None:
+        for family in families:
+            _reset(s[family], k)
+            self._resets.setdefault((incident.node, incident.index), {})[family] = k
+
+    def increases(self, node: str, index: int) -> dict[str, float]:
+        """Each counter's increase over the run, as the exporter's samples show it: the growth up to
+        a restart plus everything after it (the restart itself is not a negative jump)."""
+        series = self._gpu(node, index)
+        seen = np.nonzero(~series["silent"].astype(bool))[0]
+        first, last = int(seen[0]), int(seen[-1])
+        resets = self._resets.get((node, index), {})
+        out = {}
+        for family in COUNTERS:
+            v = series[family]
+            k = resets.get(family)
+            out[family] = float(v[last] - v[first]) if k is None else float(v[k - 1] - v[first] + v[last])
+        return out
 
     def truth(self, pods: list[Pod], start: datetime) -> dict[str, object]:
         """Expected transitions, lost GPU-hours, impacted pods and Xid events, from the incidents alone."""
@@ -245,6 +265,7 @@ class HealthSim:
             "impacted_pods": sorted(
                 f"{p.namespace}/{p.name}" for p in on_gpu if any(p.start < hi and p.end > lo for lo, hi in bad)
             ),
+            "counter_increases": self.increases(incident.node, incident.index),
         }
 
     def _expected(
