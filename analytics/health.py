@@ -35,6 +35,7 @@ from core.timeutil import Window, iso
 
 # Evidence order when several findings change state at the same instant (most decisive first).
 PRIORITY = (
+    c.SIG_RECURRENCE,
     c.SIG_ROW_REMAP_FAILURE,
     c.SIG_RETIRED_PAGES,
     c.SIG_RETIRED_DBE,
@@ -94,6 +95,7 @@ class Finding:
     opened: Evidence
     closed: Evidence | None
     action: str
+    hardware: bool = False  # a hardware failure (DBE, hardware or bus Xid): counts towards recurrence
 
 
 @dataclass
@@ -164,6 +166,7 @@ def evaluate(
     findings = [f for i in islands for f in _from_island(i, thresholds)]
     findings += [f for x in changes for f in _from_xid(x, catalog, thresholds, resets.get(x.key, []))]
     findings += [f for s in hs.silences(con, lo, hi, thresholds.offline_after_s) for f in _from_silence(s, thresholds)]
+    findings += _recurrences(findings, thresholds)
     result = HealthResult(window, catalog.version, {k: g for k, g in gpus.items() if g.span[1] > window.start})
     by_key: dict[GpuKey, list[Finding]] = {}
     for finding in findings:
@@ -201,7 +204,7 @@ def _from_island(i: Island, t: HealthThresholds) -> list[Finding]:
         if closed is not None and end is not None:
             closed = Evidence(i.signal, i.metric, end, i.end_value, detail=f"{_cleared(i)} since {iso(closed.ts)}")
         return [Finding(i.key, state, i.start, end, opened, closed, action)]
-    found = [Finding(i.key, state, i.start, i.end, opened, closed, action)]
+    found = [Finding(i.key, state, i.start, i.end, opened, closed, action, hardware=i.signal == c.SIG_ECC_DBE)]
     if i.end is not None and closed is not None:
         found.append(_probation(i.key, i.end, closed, t))
     return found
@@ -242,11 +245,38 @@ def _from_xid(x: hs.XidChange, catalog: XidCatalog, t: HealthThresholds, resets:
         quiet = Evidence(c.SIG_XID, c.DCGM_XID, end, xid=x.xid, detail=f"no new Xid {x.xid} for {t.watch_hold_s} s")
         return [Finding(x.key, state, x.ts, end, opened, quiet, action)]
     cleared = _xid_cleared(x, resets)
+    hardware = state == c.STATE_DRAIN and entry.cause in ("hardware", "bus")
     if cleared is None:
-        return [Finding(x.key, state, x.ts, None, opened, None, action)]
+        return [Finding(x.key, state, x.ts, None, opened, None, action, hardware)]
     if state == c.STATE_WATCH:
         return [Finding(x.key, state, x.ts, _hold(cleared.ts, t), opened, cleared, action)]
-    return [Finding(x.key, state, x.ts, cleared.ts, opened, cleared, action), _probation(x.key, cleared.ts, cleared, t)]
+    drain = Finding(x.key, state, x.ts, cleared.ts, opened, cleared, action, hardware)
+    return [drain, _probation(x.key, cleared.ts, cleared, t)]
+
+
+def _recurrences(findings: list[Finding], t: HealthThresholds) -> list[Finding]:
+    """RMA when a GPU's hardware fault comes back: the Nth hardware failure within `lookbehind`.
+    Findings that start while an earlier one is still active are the same failure (a DBE and its
+    Xid 48 arrive together), so only the start of each episode counts."""
+    if t.rma_after_failures < 1:
+        return []
+    out = []
+    for key, own in hs.by_gpu([f for f in findings if f.hardware]):
+        own.sort(key=lambda f: f.start)
+        episodes = [f for i, f in enumerate(own) if not any(_active(e, f.start) for e in own[:i])]
+        for i in range(t.rma_after_failures - 1, len(episodes)):
+            first, now = episodes[i - t.rma_after_failures + 1], episodes[i]
+            if (now.start - first.start).total_seconds() <= t.lookbehind_s:
+                before = ", ".join(f"{e.opened.signal} at {iso(e.start)}" for e in episodes[:i])
+                detail = f"hardware failure #{i + 1} ({now.opened.detail}); before: {before}"
+                opened = Evidence(c.SIG_RECURRENCE, now.opened.metric, now.start, xid=now.opened.xid, detail=detail)
+                out.append(Finding(key, c.STATE_RMA, now.start, None, opened, None, ACTION_TEXT[c.SIG_RECURRENCE]))
+                break
+    return out
+
+
+def _active(f: Finding, at: datetime) -> bool:
+    return f.start <= at and (f.end is None or at < f.end)
 
 
 def _xid_cleared(x: hs.XidChange, resets: list[datetime]) -> Evidence | None:

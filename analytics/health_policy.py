@@ -21,6 +21,7 @@ Signal -> state (defaults from NVIDIA's and DCGM's limits; see README "Fleet hea
 | thermal_violation            | throttled share of rate_window > ratio            | watch             |
 | temperature                  | GPU temperature > the model's limit               | watch             |
 | stopped_reporting            | silent for >= offline_after while its node is up  | offline           |
+| recurring_failure            | rma_after_failures hardware drains in lookbehind  | rma_recommended   |
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ ACTION_TEXT: dict[str, str] = {
     c.SIG_OFFLINE: "Check nvidia-smi on the node: if the GPU fell off the bus (Xid 79), drain and reboot the node; "
     "RMA if it recurs. (A dcgm-exporter outage looks the same: check the exporter pod too.)",
     c.SIG_PROBATION: "Keep watching: the GPU was recently remediated; recurrence means RMA.",
+    c.SIG_RECURRENCE: "Drain, run field diagnostics (dcgmi diag -r 3) and RMA: the hardware fault came back after "
+    "remediation (NVIDIA: RMA if a DBE or Xid 79 recurs).",
 }
 XID_ACTION_TEXT: dict[str, str] = {
     "restart_app": "Restart the application; the GPU itself is fine.",
@@ -77,6 +80,7 @@ class HealthThresholds:
     retired_dbe_soft_limit: int
     retired_dbe_per_week: int
     lookbehind_s: int
+    rma_after_failures: int = 2
     max_gpu_temp_c_by_model: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -92,6 +96,7 @@ class HealthThresholds:
             retired_dbe_soft_limit=health.retired_dbe_soft_limit,
             retired_dbe_per_week=health.retired_dbe_per_week,
             lookbehind_s=parse_duration(health.lookbehind),
+            rma_after_failures=health.rma_after_failures,
             max_gpu_temp_c_by_model=dict(health.max_gpu_temp_c_by_model),
         )
 

@@ -253,3 +253,4 @@ SIG_THERMAL_VIOLATION: Final = "thermal_violation"
 SIG_TEMPERATURE: Final = "temperature"
 SIG_OFFLINE: Final = "stopped_reporting"
 SIG_PROBATION: Final = "probation"
+SIG_RECURRENCE: Final = "recurring_failure"  # hardware failures again within the lookbehind

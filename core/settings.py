@@ -144,6 +144,12 @@ class HealthSettings(_Section):
         ge=0,
         description="New DBE page retirements per 7 days above which (past the soft limit) RMA is recommended.",
     )
+    rma_after_failures: int = Field(
+        default=2,
+        ge=0,
+        description="Hardware failures (DBE, hardware or bus Xid drains) within `lookbehind` that recommend RMA; "
+        "0 turns it off.",
+    )
     lookbehind: str = Field(
         default="7d", description="History read before a window to know each GPU's state when the window opens."
     )

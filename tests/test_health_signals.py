@@ -28,6 +28,20 @@ CASES: list[tuple[str, dict[str, list[Any]], list[tuple[float, str]], dict[str, 
         {},
     ),
     (
+        "a DBE that comes back after the GPU reset recommends RMA",
+        {c.DCGM_ECC_DBE_VOL: steps_of((60, 0), (60, 1), (180, 0), (300, 1))},
+        [(0, H), (60, D), (120, W), (300, R)],
+        {},
+        {},
+    ),
+    (
+        "a recurring DBE is only drained again when recurrence is not an RMA criterion",
+        {c.DCGM_ECC_DBE_VOL: steps_of((60, 0), (60, 1), (180, 0), (300, 1))},
+        [(0, H), (60, D), (120, W), (300, D)],
+        {"rma_after_failures": 0},
+        {},
+    ),
+    (
         "a counter reset after a driver reload is not an error burst",
         {
             c.DCGM_PCIE_REPLAY: ramp(48_000, 0.1, 300) + ramp(0, 0.1, 300),
