@@ -9,13 +9,14 @@ are read here). The order of operations:
    state when the window opens is known.
 2. Findings: each island becomes a finding asking for a state (policy in health_policy.py). A watch
    finding lasts `watch_hold` after it stops being present. A drain or offline finding ends when it
-   is cleared (the volatile counter resets, the Xid gauge returns to 0 after a driver reload, the GPU
-   reports again) and leaves a `watch` probation of `watch_hold`. RMA findings never clear: the
-   card must be replaced (a new UUID).
+   is cleared (the volatile counters restart after a GPU reset or driver reload, the Xid gauge
+   returns to 0, the GPU reports again) and leaves a `watch` probation of `watch_hold`. The
+   `rma_after_failures`-th hardware failure within `lookbehind` adds an RMA finding. RMA findings
+   never clear: the card must be replaced (a new UUID).
 3. Sweep: at every instant a GPU is in the most severe state its active findings ask for
    (healthy < watch < drain_recommended < offline < rma_recommended). Each change is a transition
    whose evidence is the findings that started (or, going down, ended) at that instant.
-4. A node is in the most severe state of its GPUs.
+4. A node is in the most severe state of its GPUs (analytics/health_views.py).
 """
 
 from __future__ import annotations
