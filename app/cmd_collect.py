@@ -23,10 +23,11 @@ from core.timeutil import Window, parse_duration, parse_ts
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed: same seed, same bytes.")
 @click.option("--interval", default="5m", show_default=True, help="Scrape interval of the simulated exporters.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--incidents/--no-incidents", default=True, show_default=True, help="Inject the GPU health incidents.")
 @fail_cleanly
-def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path) -> None:
+def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path, incidents: bool) -> None:
     """Write a simulated GPU fleet as OpenMetrics files plus truth.json."""
-    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval)), out)
+    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval), incidents), out)
     click.echo(f"simulated {summary['pods']} pods, {summary['samples_per_series']} scrapes per series into {out}")
 
 

@@ -10,6 +10,7 @@ import click
 
 from app import exports, render
 from app.cli import Context, fail_cleanly, main, pass_ctx
+from app.cmd_health import record_health
 from app.cmd_outputs import run_dashboard, weekly_inputs, write_rules
 from app.cmd_report import ROW_COLUMNS, run_chargeback
 from app.options import rule_spec
@@ -52,6 +53,7 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     window = Window(cfg.start, cfg.start + timedelta(days=days))
     report = run_chargeback(settings, window, ("team",))
     click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
+    click.echo(f"    fleet health: {record_health(settings, window)} (see `gpuledger report health`)")
     rules_dir = workdir / "rules"
     write_rules(rule_spec(settings), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")

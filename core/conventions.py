@@ -226,3 +226,52 @@ HOURS_PER_YEAR: Final = 8760  # 365 x 24: AWS reserved terms, Azure (730 h x 12 
 RESERVED_TERMS: Final = {"1yr": 1, "3yr": 3}  # normalised reservation terms -> years
 AWS_PURCHASE_OPTIONS: Final = ("No Upfront", "Partial Upfront", "All Upfront")
 GCP_COMPUTE_SERVICE: Final = "6F81-5844-456A"  # Cloud Billing Catalog service id of Compute Engine
+
+# --- issue 6: health ---
+# Derived health tables (written by `gpuledger health evaluate`, read by reports and the dashboard).
+T_HEALTH_EVENTS: Final = "gpu_health_events"  # one row per Xid event (a change of the last-Xid gauge)
+T_HEALTH_PERIODS: Final = "gpu_health_periods"  # one row per GPU and period spent in one health state
+
+# DCGM health fields (exporter names; DCGM_HEALTH_METRICS above lists every one gpuledger stores).
+DCGM_ECC_SBE_VOL: Final = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"  # volatile: resets on driver reload / GPU reset
+DCGM_ECC_DBE_VOL: Final = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+DCGM_ECC_SBE_AGG: Final = "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL"  # aggregate: persistent in the InfoROM
+DCGM_ECC_DBE_AGG: Final = "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL"
+DCGM_RETIRED_SBE: Final = "DCGM_FI_DEV_RETIRED_SBE"  # retired pages (pre-Ampere page retirement)
+DCGM_RETIRED_DBE: Final = "DCGM_FI_DEV_RETIRED_DBE"
+DCGM_RETIRED_PENDING: Final = "DCGM_FI_DEV_RETIRED_PENDING"
+DCGM_ROW_REMAP_FAILURE: Final = "DCGM_FI_DEV_ROW_REMAP_FAILURE"  # Ampere+ row remapping
+DCGM_ROW_REMAP_PENDING: Final = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+DCGM_UNCORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"
+DCGM_CORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
+DCGM_PCIE_REPLAY: Final = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+DCGM_THERMAL_VIOLATION: Final = "DCGM_FI_DEV_THERMAL_VIOLATION"  # cumulative ns of thermal throttling
+DCGM_POWER_VIOLATION: Final = "DCGM_FI_DEV_POWER_VIOLATION"
+L_ERR_MSG: Final = "err_msg"
+
+# Health states, least to most severe. A GPU is in the most severe state any of its findings asks
+# for; a node is in the most severe state of its GPUs.
+STATE_HEALTHY: Final = "healthy"
+STATE_WATCH: Final = "watch"
+STATE_DRAIN: Final = "drain_recommended"
+STATE_OFFLINE: Final = "offline"
+STATE_RMA: Final = "rma_recommended"
+HEALTH_STATES: Final = (STATE_HEALTHY, STATE_WATCH, STATE_DRAIN, STATE_OFFLINE, STATE_RMA)
+# States in which a GPU is out of service (its GPU-hours count as lost).
+UNHEALTHY_STATES: Final = (STATE_DRAIN, STATE_OFFLINE, STATE_RMA)
+
+# Health signals: the findings that move a GPU between states (evidence rows name them).
+SIG_XID: Final = "xid"
+SIG_ECC_DBE: Final = "ecc_dbe_volatile"
+SIG_ROW_REMAP_FAILURE: Final = "row_remap_failure"
+SIG_ROW_REMAP_PENDING: Final = "row_remap_pending"
+SIG_UNCORRECTABLE_REMAP: Final = "uncorrectable_remapped_rows"
+SIG_RETIRED_PAGES: Final = "retired_pages_limit"
+SIG_RETIRED_DBE: Final = "retired_dbe_rate"
+SIG_RETIRED_PENDING: Final = "retired_pages_pending"
+SIG_PCIE_REPLAY: Final = "pcie_replay_rate"
+SIG_THERMAL_VIOLATION: Final = "thermal_violation"
+SIG_TEMPERATURE: Final = "temperature"
+SIG_OFFLINE: Final = "stopped_reporting"
+SIG_PROBATION: Final = "probation"
+SIG_RECURRENCE: Final = "recurring_failure"  # hardware failures again within the lookbehind

@@ -89,5 +89,22 @@ MIGRATION_3 = [
         FROM {c.T_PRICES}""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
+# Version 4 (issue 6): GPU health history. Periods tile each GPU's observed time in the evaluated
+# windows (one state each, with the evidence of the transition into it); events are Xid changes.
+MIGRATION_4 = [
+    f"""CREATE TABLE {c.T_HEALTH_PERIODS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, model VARCHAR,
+        node_pool VARCHAR, state VARCHAR NOT NULL, period_start TIMESTAMP NOT NULL, period_end TIMESTAMP NOT NULL,
+        ongoing BOOLEAN NOT NULL, from_state VARCHAR, signal VARCHAR, metric VARCHAR, xid INTEGER, value DOUBLE,
+        action VARCHAR, evidence JSON, catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, period_start))""",
+    f"""CREATE TABLE {c.T_HEALTH_EVENTS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, ts TIMESTAMP NOT NULL,
+        xid INTEGER NOT NULL, previous_xid INTEGER, mnemonic VARCHAR, cause VARCHAR, severity VARCHAR,
+        action VARCHAR, device_plugin_ignores BOOLEAN, namespace VARCHAR, pod VARCHAR, team VARCHAR,
+        catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, ts))""",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]
 LATEST_VERSION = len(MIGRATIONS)

@@ -239,6 +239,73 @@ class DashboardSettings(_Section):
     port: int = Field(default=8501, gt=0, lt=65536, description="Port the dashboard listens on.")
 
 
+class XidOverride(_Section):
+    """Replaces fields of one Xid catalog entry (unset fields keep the shipped value)."""
+
+    mnemonic: str | None = Field(default=None, description="Short name of the Xid.")
+    cause: Literal["hardware", "driver", "application", "thermal", "bus"] | None = Field(
+        default=None, description="Likely cause class."
+    )
+    action: Literal["restart_app", "reset_gpu", "reboot_node", "drain_and_rma", "ignore"] | None = Field(
+        default=None, description="Immediate action."
+    )
+    severity: Literal["none", "watch", "drain", "rma"] | None = Field(
+        default=None, description="Effect on the GPU's health state (none = counts against the workload)."
+    )
+    why: str | None = Field(default=None, description="One line saying why (shown as evidence).")
+
+
+class HealthSettings(_Section):
+    """GPU health thresholds: the one place both the health analytics and the alert rules read."""
+
+    watch_hold: str = Field(
+        default="6h",
+        description="How long a GPU stays in `watch` after a finding clears (and after a drain or offline "
+        "period ends: probation).",
+    )
+    rate_window: str = Field(
+        default="5m", description="Window over which counter rates are measured; at least the scrape interval."
+    )
+    pcie_replay_per_minute: float = Field(
+        default=8.0, ge=0, description="PCIe replays per minute above which a GPU is watched (DCGM's limit)."
+    )
+    thermal_violation_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of time thermally throttled (violation counter) above which a GPU is watched.",
+    )
+    max_gpu_temp_c: float = Field(
+        default=85.0, description="GPU temperature (C) above which a GPU is watched (A100 max operating temperature)."
+    )
+    max_gpu_temp_c_by_model: dict[str, float] = Field(
+        default_factory=dict, description="Per-model temperature limits, keyed by DCGM modelName."
+    )
+    retired_pages_rma: int = Field(
+        default=60, gt=0, description="Retired pages (SBE + DBE) at which RMA is recommended (DCGM's limit)."
+    )
+    retired_dbe_soft_limit: int = Field(
+        default=15, ge=0, description="DBE-retired pages above which new DBE retirements recommend RMA."
+    )
+    retired_dbe_per_week: int = Field(
+        default=1,
+        ge=0,
+        description="New DBE page retirements per 7 days above which (past the soft limit) RMA is recommended.",
+    )
+    rma_after_failures: int = Field(
+        default=2,
+        ge=0,
+        description="Hardware failures (DBE, hardware or bus Xid drains) within `lookbehind` that recommend RMA; "
+        "0 turns it off.",
+    )
+    lookbehind: str = Field(
+        default="7d", description="History read before a window to know each GPU's state when the window opens."
+    )
+    xid_overrides: dict[int, XidOverride] = Field(
+        default_factory=dict, description="Per-Xid overrides of the shipped catalog (keys are Xid codes)."
+    )
+
+
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     collect: CollectSettings = CollectSettings()
@@ -248,6 +315,7 @@ class Settings(_Section):
     budgets: BudgetSettings = BudgetSettings()
     savings: SavingsSettings = SavingsSettings()
     rules: RulesSettings = RulesSettings()
+    health: HealthSettings = HealthSettings()
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()
 

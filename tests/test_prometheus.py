@@ -54,6 +54,27 @@ def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
 ) -> None:
     for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES, c.T_INFERENCE_SAMPLES):
         assert rows(prometheus_warehouse, table) == rows(direct_warehouse, table), table
+    # half a million health rows: compared by count and an order-independent hash of every row
+    health = [snapshot(wh)[c.T_HEALTH_SAMPLES] for wh in (prometheus_warehouse, direct_warehouse)]
+    assert health[0] == health[1] and health[0][0] > 0
+
+
+def test_prometheus_collection_yields_the_same_gpu_health_history(
+    prometheus_warehouse: Path, direct_warehouse: Path
+) -> None:
+    from analytics.health_views import period_dict
+    from app.cmd_health import compute
+    from core.settings import Settings
+    from core.timeutil import Window, parse_ts
+
+    day = Window(parse_ts(DAY), parse_ts("2026-11-03"))
+    histories = []
+    for wh in (prometheus_warehouse, direct_warehouse):
+        with open_warehouse(wh, read_only=True) as con:
+            result = compute(con, Settings(), day)
+        histories.append([period_dict(p, result.gpus[p.key]) for p in result.periods])
+    assert histories[0] == histories[1]
+    assert any(p["state"] == c.STATE_OFFLINE for p in histories[0])
 
 
 def test_collection_records_a_watermark_for_the_source(prometheus_warehouse: Path, prometheus_url: str) -> None:

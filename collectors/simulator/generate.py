@@ -24,7 +24,7 @@ from random import Random
 
 import numpy as np
 
-from collectors.simulator import dcgm, fleet, inference, ksm
+from collectors.simulator import dcgm, fleet, incidents, inference, ksm
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
@@ -56,6 +56,7 @@ class SimConfig:
     days: float
     seed: int
     interval_s: int = 300
+    incidents: bool = True  # the health incidents of collectors/simulator/incidents.py
 
     @property
     def n_samples(self) -> int:
@@ -80,8 +81,10 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     acts = [activity(stream, p, hours, weekdays) for p in pods]
     stamps = _timestamps(cfg)
     tracks = dcgm.build_tracks(pods, acts, n)
-    dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream)
-    _write(out / "dcgm-exporter.om", _gauge_families(DCGM_FAMILIES, dcgm_fams.segments, stamps))
+    health = incidents.HealthSim(n, cfg.interval_s, cfg.seed, cfg.incidents)
+    dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream, health)
+    dcgm_meta = {**DCGM_FAMILIES, **incidents.HEALTH_FAMILIES}
+    _write(out / "dcgm-exporter.om", _gauge_families(dcgm_meta, dcgm_fams.segments, stamps))
     ksm_fams = ksm.KsmFamilies(pods, n)
     ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
     _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, stamps))
@@ -89,6 +92,7 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     _write(out / "vllm.om", _inference_families(inf, stamps))
     truth = compute_truth(cfg, pods)
     truth["pods"] = pod_truth(cfg, pods, acts)
+    truth["health"] = health.truth(pods, cfg.start)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
