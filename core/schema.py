@@ -63,5 +63,9 @@ MIGRATION_2 = [
         skipped_series BIGINT, status VARCHAR NOT NULL, message VARCHAR)""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]
+# Version 3 (issue 7: serving): each serving row also keeps the time of the scrape its value came
+# from, so counter increases follow PromQL's increase() (extrapolation uses real sample times).
+MIGRATION_3 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMESTAMP"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
 LATEST_VERSION = len(MIGRATIONS)
