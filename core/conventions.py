@@ -287,8 +287,14 @@ L_HTTP_STATUS_LABELS: Final = ("status", "code", "response_code_class", "respons
 # A Prometheus-path pseudo family holding `timestamp(<family>)`: the raw sample time of each grid point.
 SAMPLE_TIME_SUFFIX: Final = "@timestamp"
 
-# Standard multiwindow burn-rate pairs (long, short), SRE Workbook / Sloth 30d catalog.
-BURN_RATE_WINDOWS: Final = (("1h", "5m"), ("6h", "30m"), ("1d", "2h"), ("3d", "6h"))
+# Standard multiwindow burn-rate pairs (long, short, % of the period's budget they may spend, severity):
+# the SRE Workbook / Sloth catalog. Factor = budget% / 100 x period / long window (14.4, 6, 3, 1 at 30d).
+BURN_RATE_WINDOWS: Final = (
+    ("1h", "5m", 2.0, "page"),
+    ("6h", "30m", 5.0, "page"),
+    ("1d", "2h", 10.0, "ticket"),
+    ("3d", "6h", 10.0, "ticket"),
+)
 # Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
 CANARY_VERDICTS: Final = ("PROMOTE", "HOLD", "ROLLBACK")
 DRIFT_BANDS: Final = ("stable", "moderate", "major")
