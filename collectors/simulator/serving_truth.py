@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,22 @@ def compute(start: datetime, interval_s: int, families: inf.InferenceFamilies) -
         "slos": [_slo_truth(slo, families, days, interval_s) for slo in SLOS],
         "drift": {app: _drift_truth(app, days) for app in sorted(SERVICES)},
         "canary": {inf.CANARY_APP: _canary_truth(families, days, interval_s)},
+        "traffic_by_day": _traffic_truth(families, days, interval_s),
     }
+
+
+def _traffic_truth(families: inf.InferenceFamilies, days: list[str], interval_s: int) -> dict[str, Any]:
+    """Requests finished by the engine and tokens, per model version and day (in-day increments)."""
+    out: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    for t in families.traffic:
+        per_version = out.setdefault(inf.PROFILES[t.pod.app].model, {}).setdefault(t.version, {})
+        for d, day in enumerate(days, 1):
+            mask = _in_day_increments(t, d, interval_s)
+            acc = per_version.setdefault(day, {"requests": 0, "prompt_tokens": 0, "generation_tokens": 0})
+            acc["requests"] += int(t.n[mask].sum())
+            acc["prompt_tokens"] += int(t.histogram_sum("prompt")[mask].sum())
+            acc["generation_tokens"] += int(t.histogram_sum("generation")[mask].sum())
+    return out
 
 
 def _versions(families: inf.InferenceFamilies, app: str) -> dict[str, list[str]]:
