@@ -66,12 +66,17 @@ def _emit(fmt: str, data: Any, rows: list[dict[str, Any]], columns: list[str], f
             click.echo(footer)
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _pct(value: float | None, digits: int = 3) -> str | None:
     return None if value is None else f"{value * 100:.{digits}f}%"
 
 
 SLO_COLUMNS = ["service", "slo", "sli", "objective", "window", "sli_value", "error_budget_remaining"]
-BURN_COLUMNS = [f"burn_{long}" for long, _, _, _ in c.BURN_RATE_WINDOWS]
+BURN_PAIRS = [f"burn_{long}_{short}" for long, short, _, _ in c.BURN_RATE_WINDOWS]
+BURN_WINDOWS = [f"burn_{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")]
 
 
 @report.command("slo")
@@ -98,16 +103,16 @@ def slo_cmd(ctx: Context, at: str | None, service: str | None, fmt: str) -> None
         row["sli_value"] = r.sli if raw else _pct(r.sli) or "no traffic"
         row["error_budget_remaining"] = r.budget_remaining if raw else _pct(r.budget_remaining, 1) or "no traffic"
         for b in r.burn:
-            rate = b.long_rate
-            row[f"burn_{b.long}"] = (
-                rate if raw else ("-" if rate is None else f"{rate:.2f}" + (" !" if b.firing else ""))
-            )
+            row[f"burn_{b.long}_{b.short}"] = f"{_rate(b.long_rate)}/{_rate(b.short_rate)}" + (" !" if b.firing else "")
+            row[f"burn_{b.long}"], row[f"burn_{b.short}"] = b.long_rate, b.short_rate
         row["days_met"] = f"{d['days_met']}/{d['days_with_traffic']}"
         rows.append(row)
     footer = (
-        f"\nat {iso(now)}; burn = long-window burn rate, '!' = the long and short windows both exceed the alert factor"
+        f"\nat {iso(now)}; burn = long/short window burn rates ('-': fewer than two scrapes or no traffic), "
+        "'!' = both exceed the alert factor"
     )
-    _emit(fmt, {"at": iso(now), "slos": data}, rows, [*SLO_COLUMNS, *BURN_COLUMNS, "days_met"], footer)
+    burn = BURN_PAIRS if fmt == "table" else BURN_WINDOWS
+    _emit(fmt, {"at": iso(now), "slos": data}, rows, [*SLO_COLUMNS, *burn, "days_met"], footer)
 
 
 def _window(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None) -> Window:

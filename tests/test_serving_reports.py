@@ -233,3 +233,17 @@ def test_drift_check_names_a_file_that_is_not_parquet(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "bad.parquet: not a readable Parquet file" in result.output
+
+
+def test_the_readmes_slo_example_is_valid_settings_for_the_simulated_services() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("### SLOs", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    from core.settings import Settings
+
+    serving = Settings.model_validate(yaml.safe_load(block)).serving
+    declared = [
+        (name, s.name, s.sli, s.threshold_seconds, s.objective)
+        for name, svc in serving.services.items()
+        for s in svc.slos
+    ]
+    assert declared == [(s["service"], s["name"], s["sli"], s.get("threshold_seconds"), s["objective"]) for s in SLOS]
