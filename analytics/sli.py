@@ -76,12 +76,19 @@ def _model_label(family: str) -> str | None:
 
 
 def service_pods(con: duckdb.DuckDBPyConnection, svc: ServiceSettings, window: Window) -> list[str]:
-    """Pods that exported any series with the service's model label in the window."""
-    sql = f"SELECT DISTINCT pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= ? AND ts < ? AND model = ? AND pod <> ''"
-    params: list[object] = [window.start, window.end, svc.model]
+    """The service's pods in the window: those exporting its model label, else (servers without a
+    model label, such as TGI) those matching `pods`."""
+    sql = f"SELECT DISTINCT pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= ? AND ts < ? AND pod <> ''"
+    params: list[object] = [window.start, window.end]
     if svc.namespace:
         sql += " AND namespace = ?"
         params.append(svc.namespace)
+    if svc.pods:
+        sql += " AND regexp_full_match(pod, ?)"
+        params.append(svc.pods)
+    labelled = sorted(r[0] for r in con.execute(sql + " AND model = ?", [*params, svc.model]).fetchall())
+    if labelled or not svc.pods:
+        return labelled
     return sorted(r[0] for r in con.execute(sql, params).fetchall())
 
 
@@ -91,6 +98,8 @@ def service_matchers(family: str, svc: ServiceSettings, pods: list[str]) -> tupl
     label = _model_label(family)
     if label is not None:
         out.append(Matcher(label, "=", svc.model))
+        if svc.pods:
+            out.append(Matcher("pod", "=~", svc.pods))
     elif pods:
         out.append(Matcher("pod", "=~", "|".join(re.escape(p) for p in pods)))
     else:
@@ -122,6 +131,14 @@ def le_text(edge: float) -> str:
     return "+Inf" if math.isinf(edge) else repr(float(edge))
 
 
+def le_matcher(edge: float) -> Matcher:
+    """`le` of one edge. An integral edge is spelled "5" by some exporters (Knative, Triton) and "5.0"
+    by others (prometheus_client; Prometheus 3 normalises to it), so it is matched both ways."""
+    if float(edge).is_integer():
+        return Matcher("le", "=~", f"{int(edge)}(\\.0)?")
+    return Matcher("le", "=", le_text(edge))
+
+
 def _latency_sli(
     con: duckdb.DuckDBPyConnection, svc: ServiceSettings, slo: SLOSettings, pods: list[str], window: Window, who: str
 ) -> SLI:
@@ -139,7 +156,7 @@ def _latency_sli(
         edge = _matching_edge(slo.threshold_seconds / scale, edges)
         if edge is None:
             raise ConfigError(f"SLO {who}: {_not_an_edge(slo.threshold_seconds, edges, scale, family)}")
-        good = Selector(f"{family}_bucket", (*matchers, Matcher("le", "=", le_text(edge))))
+        good = Selector(f"{family}_bucket", (*matchers, le_matcher(edge)))
         text = f"{family} <= {slo.threshold_seconds:g} s"
         return SLI(bad=(Term(1, count), Term(-1, good)), total=(Term(1, count),), description=text)
     raise ConfigError(f"SLO {who}: no {signal} histogram of model {svc.model!r} in the warehouse for the window")

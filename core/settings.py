@@ -112,6 +112,10 @@ class ServiceSettings(_Section):
 
     model: str = Field(description="Value of the model label (model_name, Triton's model, Knative's service_name).")
     namespace: str | None = Field(default=None, description="Only series from this namespace (optional).")
+    pods: str | None = Field(
+        default=None,
+        description="Only pods whose name fully matches this regex; required for servers without a model label (TGI).",
+    )
     slos: list[SLOSettings] = Field(default_factory=list, description="The service's objectives.")
 
 

@@ -264,3 +264,59 @@ def test_a_sloth_query_gpuledger_cannot_evaluate_is_refused_with_the_query(query
 
     with pytest.raises(ConfigError, match=message):
         slos_from_spec(spec, "spec.yaml", 86400)
+
+
+def _server_file(path: Path, series: dict[str, tuple[int, int]]) -> Path:
+    """One hour of 60 s scrapes; each series starts at `start` and grows by `step` per scrape."""
+    base = to_epoch(parse_ts("2026-11-02T00:00:00Z"))
+    lines = [f"{name} {start + step * k} {base + 60 * k}" for name, (start, step) in series.items() for k in range(61)]
+    path.write_text("\n".join(lines) + "\n# EOF\n")
+    return path
+
+
+SERVERS = {
+    "Triton failures over successes plus failures": (
+        {
+            'nv_inference_request_success{model="resnet",pod="triton-0",version="1"}': (1000, 97),
+            'nv_inference_request_failure{model="resnet",pod="triton-0",reason="BACKEND",version="1"}': (10, 3),
+        },
+        {"model": "resnet", "slos": [{"name": "errors", "sli": "error_ratio", "objective": 99}]},
+        1 - 3 / 100,
+    ),
+    "TGI latency, pods chosen by name (no model label)": (
+        {
+            'tgi_request_duration_bucket{le="0.5",pod="tgi-0"}': (900, 45),
+            'tgi_request_duration_bucket{le="+Inf",pod="tgi-0"}': (1000, 50),
+            'tgi_request_duration_count{pod="tgi-0"}': (1000, 50),
+            'tgi_request_duration_count{pod="other-app-0"}': (1000, 50),
+        },
+        {
+            "model": "bigscience/bloom",
+            "pods": "tgi-.*",
+            "slos": [{"name": "l", "sli": "latency", "threshold_seconds": 0.5, "objective": 90}],
+        },
+        45 / 50,
+    ),
+    "Knative latency in milliseconds, edge spelled 500": (
+        {
+            'revision_app_request_latencies_bucket{le="500",pod="iris-0",service_name="iris"}': (700, 19),
+            'revision_app_request_latencies_bucket{le="+Inf",pod="iris-0",service_name="iris"}': (800, 20),
+            'revision_app_request_latencies_count{pod="iris-0",service_name="iris"}': (800, 20),
+        },
+        {"model": "iris", "slos": [{"name": "l", "sli": "latency", "threshold_seconds": 0.5, "objective": 90}]},
+        19 / 20,
+    ),
+}
+
+
+@pytest.mark.parametrize(("series", "service", "sli"), list(SERVERS.values()), ids=list(SERVERS))
+def test_each_servers_own_counters_give_its_sli(tmp_path: Path, series: dict, service: dict, sli: float) -> None:
+    wh = tmp_path / "wh.duckdb"
+    scrape = _server_file(tmp_path / "s.om", series)
+    assert run_cli("--warehouse", str(wh), "collect", "openmetrics", str(scrape)).exit_code == 0
+    (report,) = _slos(
+        wh, parse_ts("2026-11-02T01:00:00Z"), ServingSettings.model_validate({"services": {"svc": service}})
+    )
+    assert report.sli == pytest.approx(sli, rel=1e-12)
+    bad, total = report.slo.sli.promql("1h")
+    assert "other-app" not in bad + total
