@@ -32,7 +32,6 @@ from core import conventions as c
 from core.timeutil import Window
 
 NUMERIC_SIGNALS = (c.SIG_PROMPT_LEN, c.SIG_GEN_LEN, c.SIG_E2E, c.SIG_TTFT, c.SIG_ITL)
-FINISHED = "vllm:request_success_total"
 
 
 def _span(window: Window) -> Span:
@@ -84,7 +83,7 @@ def traffic_drift(
             if len(edges):
                 out.append(histogram_drift(signal, edges, r, k, policy))
             break
-    finished = Selector(FINISHED, _matchers(model, extra))
+    finished = Selector(c.VLLM_FINISHED, _matchers(model, extra))
     if has_data(con, finished, reference):
         out.append(_finish_reasons(con, finished, spans, policy))
     return out
@@ -122,9 +121,7 @@ def _accuracy(
     con: duckdb.DuckDBPyConnection, model: str, span: Span, extra: tuple[Matcher, ...]
 ) -> tuple[float | None, float]:
     means = gauge_means(con, Selector(c.QUALITY_GAUGE, _matchers(model, extra)), [span]).get(0, {})
-    evals = series_increases(con, Selector("model_accuracy_evaluations_total", _matchers(model, extra)), [span]).get(
-        0, {}
-    )
+    evals = series_increases(con, Selector(c.QUALITY_EVALUATIONS, _matchers(model, extra)), [span]).get(0, {})
     weight_by_pod: dict[tuple[object, ...], float] = defaultdict(float)
     for key, value in evals.items():
         weight_by_pod[(key[0], key[1], key[2], key[6])] += value

@@ -178,19 +178,9 @@ def _not_an_edge(threshold: float, edges: list[float], scale: float, family: str
 
 
 def _error_sources(kind: str) -> list[tuple[str, str, str | None]]:
-    """(bad family, total family or '+' for success+failure, status regex) in preference order."""
-    server: list[tuple[str, str, str | None]] = [
-        ("nv_inference_request_failure", "+nv_inference_request_success", None),
-        ("nv_inference_request_failure_total", "+nv_inference_request_success_total", None),
-        ("tgi_request_failure", "tgi_request_count", None),
-        ("tgi_request_failure_total", "tgi_request_count_total", None),
-    ]
-    http: list[tuple[str, str, str | None]] = [
-        ("http_requests_total", "http_requests_total", "5.."),
-        ("revision_request_count", "revision_request_count", "5.."),
-        ("revision_request_count_total", "revision_request_count_total", "5.."),
-    ]
-    return (server if kind == "error_ratio" else []) + http
+    """(bad family, total family or '+' for bad + total, status regex) in preference order."""
+    server = list(c.SERVER_ERROR_SOURCES) if kind == "error_ratio" else []
+    return server + list(c.HTTP_ERROR_SOURCES)
 
 
 def _error_sli(con: duckdb.DuckDBPyConnection, svc: ServiceSettings, kind: str, pods: list[str], window: Window) -> SLI:

@@ -29,18 +29,6 @@ from analytics.counters import Matcher, Selector, Span, series_increases
 from core import conventions as c
 from core.timeutil import Window
 
-REQUEST_COUNTERS = (
-    ("vllm:request_success_total",),
-    ("nv_inference_request_success", "nv_inference_request_failure"),
-    ("nv_inference_request_success_total", "nv_inference_request_failure_total"),
-    ("tgi_request_count",),
-    ("tgi_request_count_total",),
-    ("request_predict_seconds_count",),
-    ("revision_request_count",),
-)
-PROMPT_COUNTERS = ("vllm:prompt_tokens_total", "tgi_request_input_length_sum")
-GENERATION_COUNTERS = ("vllm:generation_tokens_total", "tgi_request_generated_tokens_sum")
-PREFILL_DECODE = ("vllm:request_prefill_time_seconds_sum", "vllm:request_decode_time_seconds_sum")
 UNIT = Decimal("0.0001")
 
 PodKey = tuple[str, str]  # namespace, pod
@@ -149,9 +137,9 @@ def unit_costs(
         money = sum((r.cost_usd for r in rows), Decimal(0))
         item = UnitCost(
             m, version, sorted(p for _, p in pods), sum(r.gpu_hours for r in rows), money,
-            _first(con, REQUEST_COUNTERS, pods, span),
-            _first(con, tuple((x,) for x in PROMPT_COUNTERS), pods, span),
-            _first(con, tuple((x,) for x in GENERATION_COUNTERS), pods, span),
+            _first(con, c.REQUEST_COUNTERS, pods, span),
+            _first(con, tuple((x,) for x in c.PROMPT_TOKEN_COUNTERS), pods, span),
+            _first(con, tuple((x,) for x in c.GENERATION_TOKEN_COUNTERS), pods, span),
             "tokens", ceiling,
         )  # fmt: skip
         if len(rows) < len(pods):
@@ -168,8 +156,8 @@ def _divide(con: duckdb.DuckDBPyConnection, item: UnitCost, pods: set[PodKey], s
     tokens = item.prompt_tokens + item.generation_tokens
     if tokens <= 0 or item.gpu_hours <= 0:
         return
-    prefill = _counted(con, (PREFILL_DECODE[0],), pods, span)
-    decode = _counted(con, (PREFILL_DECODE[1],), pods, span)
+    prefill = _counted(con, (c.PREFILL_DECODE_SUMS[0],), pods, span)
+    decode = _counted(con, (c.PREFILL_DECODE_SUMS[1],), pods, span)
     if prefill and decode:
         item.split = "prefill_decode"
         input_cost = item.cost_usd * _dec(prefill) / _dec(prefill + decode)

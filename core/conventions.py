@@ -275,6 +275,33 @@ SERVING_COUNTERS: Final = {
     "http_requests_total": CNT_HTTP,  # prometheus_fastapi_instrumentator (vLLM): status = 2xx | 4xx | 5xx
     "model_accuracy_evaluations_total": CNT_QUALITY_EVALS,
 }
+# What each measurement is read from, in preference order (the first the service exports wins).
+VLLM_FINISHED: Final = "vllm:request_success_total"
+QUALITY_EVALUATIONS: Final = "model_accuracy_evaluations_total"
+REQUEST_COUNTERS: Final = (  # requests served (summed within a group)
+    ("vllm:request_success_total",),
+    ("nv_inference_request_success", "nv_inference_request_failure"),
+    ("nv_inference_request_success_total", "nv_inference_request_failure_total"),
+    ("tgi_request_count",),
+    ("tgi_request_count_total",),
+    ("request_predict_seconds_count",),
+    ("revision_request_count",),
+)
+PROMPT_TOKEN_COUNTERS: Final = ("vllm:prompt_tokens_total", "tgi_request_input_length_sum")
+GENERATION_TOKEN_COUNTERS: Final = ("vllm:generation_tokens_total", "tgi_request_generated_tokens_sum")
+PREFILL_DECODE_SUMS: Final = ("vllm:request_prefill_time_seconds_sum", "vllm:request_decode_time_seconds_sum")
+# Error SLI sources: (bad family, total family; "+" = bad + this, status regex on the HTTP status label).
+SERVER_ERROR_SOURCES: Final = (
+    ("nv_inference_request_failure", "+nv_inference_request_success", None),
+    ("nv_inference_request_failure_total", "+nv_inference_request_success_total", None),
+    ("tgi_request_failure", "tgi_request_count", None),
+    ("tgi_request_failure_total", "tgi_request_count_total", None),
+)
+HTTP_ERROR_SOURCES: Final = (
+    ("http_requests_total", "http_requests_total", "5.."),
+    ("revision_request_count", "revision_request_count", "5.."),
+    ("revision_request_count_total", "revision_request_count_total", "5.."),
+)
 # Gauges: the quality a team's evaluator exports (labelled predictions scored so far, 0..1).
 QUALITY_GAUGE: Final = "model_accuracy_ratio"
 SERVING_GAUGES: Final = (QUALITY_GAUGE,)

@@ -247,3 +247,19 @@ def test_the_readmes_slo_example_is_valid_settings_for_the_simulated_services() 
         for s in svc.slos
     ]
     assert declared == [(s["service"], s["name"], s["sli"], s.get("threshold_seconds"), s["objective"]) for s in SLOS]
+
+
+def test_sloth_spec_files_from_the_settings_are_reported_next_to_the_declared_slos(
+    direct_warehouse: Path, tmp_path: Path
+) -> None:
+    from tests.test_slo import SLOTH_SPEC
+
+    spec = tmp_path / "llm-slos.yaml"
+    spec.write_text(yaml.safe_dump(SLOTH_SPEC, sort_keys=False))
+    config = _config(tmp_path, sloth_specs=[str(spec)], sloth_window="28d")
+    out = json.loads(_cli(config, direct_warehouse, "report", "slo", "--format", "json").output)["slos"]
+    from_spec = {s["slo"]: s for s in out if s["source"] == f"sloth:{spec}"}
+    declared = {s["slo"]: s for s in out if s["source"] == "settings" and s["service"] == "llm-infer"}
+    assert set(from_spec) == {"e2e-latency", "errors"}
+    for name, row in from_spec.items():
+        assert row["sli_value"] == pytest.approx(declared[name]["sli_value"], rel=1e-12)
