@@ -63,7 +63,7 @@ def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, win
                                                ((hi + {lookback_ms}) // {step_ms}) * {step_ms},
                                                {step_ms})) AS t
             FROM b)
-        SELECT g.sid, g.t, r.v
+        SELECT g.sid, g.t, r.v, r.t AS sample_t
         FROM g ASOF JOIN stage_raw r ON g.sid = r.sid AND g.t >= r.t
         WHERE g.t - r.t <= {lookback_ms} {clip}
         """
@@ -138,11 +138,24 @@ STAGED: list[tuple[str, str, str]] = [
     (
         "st_inference",
         c.T_INFERENCE_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.namespace, m.pod, m.model,
-            m.family AS metric, m.le, m.labels, max(g.v) AS value
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'vllm'
-        GROUP BY ALL""",
+        """WITH v AS (
+                SELECT g.t, m.cluster, m.namespace, m.pod, m.model, m.family, m.le, m.labels,
+                    max(g.v) AS value, max(g.sample_t) AS sample_t
+                FROM stage_grid g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'inference'
+                GROUP BY ALL),
+            -- Prometheus path: timestamp(<family>) at the same grid point gives the sample's own time
+            tm AS (
+                SELECT g.t, m.cluster, m.namespace, m.pod, m.model, m.family, m.le, m.labels,
+                    max(round(g.v * 1000))::BIGINT AS sample_t
+                FROM stage_grid g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'inference_time'
+                GROUP BY ALL)
+        SELECT epoch_ms(v.t - {step_ms}) AS ts, {step_s} AS step_s, v.cluster, v.namespace, v.pod, v.model,
+            v.family AS metric, v.le, v.labels, v.value, epoch_ms(coalesce(v.sample_t, tm.sample_t)) AS sample_ts
+        FROM v LEFT JOIN tm ON v.t = tm.t AND v.cluster = tm.cluster AND v.namespace = tm.namespace
+            AND v.pod = tm.pod AND v.model = tm.model AND v.family = tm.family AND v.labels = tm.labels
+            AND v.le IS NOT DISTINCT FROM tm.le""",
     ),
 ]
 
@@ -154,13 +167,18 @@ REPLACE_KEYS: dict[str, tuple[str, str]] = {
     c.T_HEALTH_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind = 'dcgm_health' AND gpu_uuid <> ''"),
     c.T_POD_ALLOCATIONS: ("cluster, namespace, pod", "kind IN ('ksm_requests', 'ksm_phase') AND pod <> ''"),
     c.T_NODE_SAMPLES: ("cluster, node", "kind = 'ksm_node_labels' AND node <> ''"),
-    c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'vllm'"),
+    c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'inference'"),
 }
 
 
 def build_staged(con: duckdb.DuckDBPyConnection, step_s: int) -> dict[str, int]:
     """Create every st_* temp table; return their row counts."""
     counts = {}
+    cur = con.execute("SELECT * FROM stage_grid LIMIT 0")
+    columns = [col[0] for col in cur.description]
+    cur.fetchall()
+    if "sample_t" not in columns:  # the Prometheus path: grid points only
+        con.execute("ALTER TABLE stage_grid ADD COLUMN sample_t BIGINT")
     for temp, _, sql in STAGED:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {sql.format(step_s=step_s, step_ms=step_s * 1000)}")
         row = one(con, f"SELECT count(*) FROM {temp}")

@@ -275,3 +275,122 @@ SIG_TEMPERATURE: Final = "temperature"
 SIG_OFFLINE: Final = "stopped_reporting"
 SIG_PROBATION: Final = "probation"
 SIG_RECURRENCE: Final = "recurring_failure"  # hardware failures again within the lookbehind
+
+# --- issue 7: serving ---
+# Model-serving inputs, exactly as the servers export them. Each family maps onto a canonical
+# *signal*; analytics pick, per model, the first family of a signal that has data, so a server that
+# exports a metric under both its old and new name (vLLM's deprecation releases) is never counted twice.
+SIG_E2E: Final = "e2e_latency"  # seconds, request end to end
+SIG_TTFT: Final = "ttft"  # seconds to the first token (Triton: first response)
+SIG_ITL: Final = "itl"  # seconds between output tokens
+SIG_PROMPT_LEN: Final = "prompt_tokens"  # tokens per request (histogram)
+SIG_GEN_LEN: Final = "generation_tokens"  # tokens per request (histogram)
+SIG_PREFILL: Final = "prefill_time"  # seconds per request in prefill (splits GPU cost input/output)
+SIG_DECODE: Final = "decode_time"  # seconds per request in decode
+
+# Histogram family (without _bucket/_count/_sum) -> (signal, factor from the exported unit to seconds
+# or tokens). Order = preference within a signal. `le` is stored as exported and read per scrape.
+SERVING_HISTOGRAMS: Final = {
+    "vllm:e2e_request_latency_seconds": (SIG_E2E, 1.0),
+    "tgi_request_duration": (SIG_E2E, 1.0),
+    "request_predict_seconds": (SIG_E2E, 1.0),  # KServe Python model server
+    "request_predict_processing_seconds": (SIG_E2E, 1.0),  # KServe, older name
+    "revision_app_request_latencies": (SIG_E2E, 1e-3),  # Knative queue-proxy, milliseconds
+    "revision_request_latencies": (SIG_E2E, 1e-3),  # Knative activator path, milliseconds
+    "vllm:time_to_first_token_seconds": (SIG_TTFT, 1.0),
+    "nv_inference_first_response_histogram_ms": (SIG_TTFT, 1e-3),  # Triton, opt-in, milliseconds
+    "vllm:inter_token_latency_seconds": (SIG_ITL, 1.0),
+    "vllm:time_per_output_token_seconds": (SIG_ITL, 1.0),  # vLLM before 0.11
+    "vllm:request_prompt_tokens": (SIG_PROMPT_LEN, 1.0),
+    "tgi_request_input_length": (SIG_PROMPT_LEN, 1.0),
+    "vllm:request_generation_tokens": (SIG_GEN_LEN, 1.0),
+    "tgi_request_generated_tokens": (SIG_GEN_LEN, 1.0),
+    "vllm:request_prefill_time_seconds": (SIG_PREFILL, 1.0),
+    "vllm:request_decode_time_seconds": (SIG_DECODE, 1.0),
+}
+
+# Counters, by sample name as scraped (prometheus_client adds `_total`; Triton's prometheus-cpp and
+# TGI's metrics-exporter do not, and some relabelling pipelines add it: both spellings are read).
+CNT_REQUESTS_OK: Final = "requests_ok"
+CNT_REQUESTS_FAILED: Final = "requests_failed"
+CNT_REQUESTS_ALL: Final = "requests_all"
+CNT_HTTP: Final = "http_requests"  # HTTP layer: status / code / response_code_class label
+CNT_PROMPT_TOKENS: Final = "prompt_tokens_total"
+CNT_GEN_TOKENS: Final = "generation_tokens_total"
+CNT_QUALITY_EVALS: Final = "quality_evaluations"
+CNT_FINISHED: Final = "finished_by_reason"
+SERVING_COUNTERS: Final = {
+    "vllm:request_success_total": CNT_FINISHED,  # finished_reason = stop | length | abort
+    "vllm:prompt_tokens_total": CNT_PROMPT_TOKENS,
+    "vllm:generation_tokens_total": CNT_GEN_TOKENS,
+    "nv_inference_request_success": CNT_REQUESTS_OK,
+    "nv_inference_request_success_total": CNT_REQUESTS_OK,
+    "nv_inference_request_failure": CNT_REQUESTS_FAILED,  # reason = REJECTED | CANCELED | BACKEND | OTHER
+    "nv_inference_request_failure_total": CNT_REQUESTS_FAILED,
+    "nv_inference_count": "inferences",
+    "nv_inference_count_total": "inferences",
+    "nv_inference_request_duration_us": "request_duration_us",  # cumulative microseconds
+    "nv_inference_request_duration_us_total": "request_duration_us",
+    "nv_inference_queue_duration_us": "queue_duration_us",
+    "nv_inference_queue_duration_us_total": "queue_duration_us",
+    "tgi_request_success": CNT_REQUESTS_OK,
+    "tgi_request_success_total": CNT_REQUESTS_OK,
+    "tgi_request_failure": CNT_REQUESTS_FAILED,
+    "tgi_request_failure_total": CNT_REQUESTS_FAILED,
+    "tgi_request_count": CNT_REQUESTS_ALL,
+    "tgi_request_count_total": CNT_REQUESTS_ALL,
+    "revision_request_count": CNT_HTTP,  # Knative: response_code_class = 2xx | 5xx ...
+    "revision_request_count_total": CNT_HTTP,
+    "http_requests_total": CNT_HTTP,  # prometheus_fastapi_instrumentator (vLLM): status = 2xx | 4xx | 5xx
+    "model_accuracy_evaluations_total": CNT_QUALITY_EVALS,
+}
+# What each measurement is read from, in preference order (the first the service exports wins).
+VLLM_FINISHED: Final = "vllm:request_success_total"
+QUALITY_EVALUATIONS: Final = "model_accuracy_evaluations_total"
+REQUEST_COUNTERS: Final = (  # requests served (summed within a group)
+    ("vllm:request_success_total",),
+    ("nv_inference_request_success", "nv_inference_request_failure"),
+    ("nv_inference_request_success_total", "nv_inference_request_failure_total"),
+    ("tgi_request_count",),
+    ("tgi_request_count_total",),
+    ("request_predict_seconds_count",),
+    ("revision_request_count",),
+)
+PROMPT_TOKEN_COUNTERS: Final = ("vllm:prompt_tokens_total", "tgi_request_input_length_sum")
+GENERATION_TOKEN_COUNTERS: Final = ("vllm:generation_tokens_total", "tgi_request_generated_tokens_sum")
+PREFILL_DECODE_SUMS: Final = ("vllm:request_prefill_time_seconds_sum", "vllm:request_decode_time_seconds_sum")
+# Error SLI sources: (bad family, total family; "+" = bad + this, status regex on the HTTP status label).
+SERVER_ERROR_SOURCES: Final = (
+    ("nv_inference_request_failure", "+nv_inference_request_success", None),
+    ("nv_inference_request_failure_total", "+nv_inference_request_success_total", None),
+    ("tgi_request_failure", "tgi_request_count", None),
+    ("tgi_request_failure_total", "tgi_request_count_total", None),
+)
+HTTP_ERROR_SOURCES: Final = (
+    ("http_requests_total", "http_requests_total", "5.."),
+    ("revision_request_count", "revision_request_count", "5.."),
+    ("revision_request_count_total", "revision_request_count_total", "5.."),
+)
+# Gauges: the quality a team's evaluator exports (labelled predictions scored so far, 0..1).
+QUALITY_GAUGE: Final = "model_accuracy_ratio"
+SERVING_GAUGES: Final = (QUALITY_GAUGE,)
+# Labels naming the model and its version, in preference order.
+L_MODEL_LABELS: Final = ("model_name", "model", "service_name")
+L_VERSION_LABELS: Final = ("model_version", "version", "revision_name")
+L_FINISHED_REASON: Final = "finished_reason"
+# HTTP status labels; a value starting with "5" is a server error (5xx, 500, 503 ...).
+L_HTTP_STATUS_LABELS: Final = ("status", "code", "response_code_class", "response_code")
+# A Prometheus-path pseudo family holding `timestamp(<family>)`: the raw sample time of each grid point.
+SAMPLE_TIME_SUFFIX: Final = "@timestamp"
+
+# Standard multiwindow burn-rate pairs (long, short, % of the period's budget they may spend, severity):
+# the SRE Workbook / Sloth catalog. Factor = budget% / 100 x period / long window (14.4, 6, 3, 1 at 30d).
+BURN_RATE_WINDOWS: Final = (
+    ("1h", "5m", 2.0, "page"),
+    ("6h", "30m", 5.0, "page"),
+    ("1d", "2h", 10.0, "ticket"),
+    ("3d", "6h", 10.0, "ticket"),
+)
+# Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
+CANARY_VERDICTS: Final = ("PROMOTE", "HOLD", "ROLLBACK")
+DRIFT_BANDS: Final = ("stable", "moderate", "major")

@@ -106,5 +106,9 @@ MIGRATION_4 = [
         PRIMARY KEY (cluster, node, gpu_uuid, ts))""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]
+# Version 5 (issue 7: serving): each serving row also keeps the time of the scrape its value came
+# from, so counter increases follow PromQL's increase() (extrapolation uses real sample times).
+MIGRATION_5 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMESTAMP"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
 LATEST_VERSION = len(MIGRATIONS)

@@ -306,6 +306,81 @@ class HealthSettings(_Section):
     )
 
 
+class SLOSettings(_Section):
+    """One objective of a serving service (issue 7: serving)."""
+
+    name: str = Field(description="SLO name, unique within its service.")
+    sli: Literal["latency", "ttft", "error_ratio", "availability"] = Field(
+        description="latency / ttft: share of requests at or under `threshold_seconds` (end-to-end or time to "
+        "first token histogram); error_ratio: server failures (failure counter, else HTTP 5xx); availability: "
+        "HTTP non-5xx share."
+    )
+    objective: float = Field(gt=0, lt=100, description="Target share of good events, in percent (99.5).")
+    threshold_seconds: float | None = Field(
+        default=None, gt=0, description="latency / ttft only: the threshold; must be one of the histogram's edges."
+    )
+    window: str = Field(default="30d", description="SLO period (28d or 30d; any duration is accepted).")
+
+
+class ServiceSettings(_Section):
+    """A model-serving service: which series are its own."""
+
+    model: str = Field(description="Value of the model label (model_name, Triton's model, Knative's service_name).")
+    namespace: str | None = Field(default=None, description="Only series from this namespace (optional).")
+    pods: str | None = Field(
+        default=None,
+        description="Only pods whose name fully matches this regex; required for servers without a model label (TGI).",
+    )
+    slos: list[SLOSettings] = Field(default_factory=list, description="The service's objectives.")
+
+
+class CanarySettings(_Section):
+    """Rollback triggers: relative change of the canary vs the stable version (seed policy)."""
+
+    accuracy_drop: float = Field(default=0.05, ge=0, description="Rollback when accuracy degrades by more than this.")
+    latency_rise: float = Field(default=0.5, ge=0, description="Rollback when p95 latency rises by more than this.")
+    error_rate_rise: float = Field(
+        default=2.0, ge=0, description="Rollback when the error rate rises by more than this."
+    )
+    cost_rise: float = Field(
+        default=1.0, ge=0, description="Rollback when the cost per request rises by more than this."
+    )
+    min_requests: int = Field(default=1000, ge=1, description="Fewer requests on either version: HOLD.")
+    p_value: float = Field(default=0.05, gt=0, lt=1, description="Rate triggers need a one-sided z-test below this.")
+
+
+class ServingSettings(_Section):
+    services: dict[str, ServiceSettings] = Field(
+        default_factory=dict, description="Serving services by name, each with its model selector and SLOs."
+    )
+    sloth_specs: list[Path] = Field(
+        default_factory=list, description="Sloth `prometheus/v1` SLO spec files, read next to `services`."
+    )
+    sloth_window: str = Field(default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period).")
+    cost_ceiling_per_1k_requests_usd: Decimal = Field(
+        default=Decimal("5"), ge=0, description="Cost efficiency ceiling per 1,000 requests (seed policy: $5)."
+    )
+    psi_epsilon: float = Field(
+        default=1e-4, gt=0, lt=0.01, description="Share given to an empty PSI bin so its log stays finite."
+    )
+    psi_bands: tuple[float, float] = Field(
+        default=(0.1, 0.25), description="PSI below the first is stable, from it moderate, from the second major."
+    )
+    drift_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="KS and chi-square flag drift below this p-value."
+    )
+    distance_threshold: float = Field(
+        default=0.1, gt=0, description="Normed Wasserstein and Jensen-Shannon flag drift at or above this."
+    )
+    accuracy_degradation: float = Field(
+        default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."
+    )
+    min_quality_samples: int = Field(
+        default=200, ge=1, description="Scored predictions needed in each window before accuracy is judged."
+    )
+    canary: CanarySettings = Field(default_factory=CanarySettings, description="Canary rollback triggers.")
+
+
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     collect: CollectSettings = CollectSettings()
@@ -318,6 +393,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    serving: ServingSettings = ServingSettings()
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,24 @@ def truth(sim_day: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
+def sim_week(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated week (seed 7): the serving incidents fall on days 5 and 6."""
+    out = tmp_path_factory.mktemp("sim") / "week"
+    result = run_cli("simulate", "--start", SIM_START, "--days", "7", "--seed", "7", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def week_serving_warehouse(sim_week: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The week's serving metrics only (vllm.om), at the scrape interval: what SLOs and drift read."""
+    wh = tmp_path_factory.mktemp("wh") / "week.duckdb"
+    result = run_cli("--warehouse", str(wh), "collect", "openmetrics", str(sim_week / "vllm.om"), "--step", "300s")
+    assert result.exit_code == 0, result.output
+    return wh
+
+
+@pytest.fixture(scope="session")
 def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated day ingested straight from its files at 60 s, with the default prices."""
     wh = tmp_path_factory.mktemp("wh") / "direct.duckdb"
@@ -68,10 +87,16 @@ def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="session")
 def prometheus_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus serving the simulated day, backfilled with promtool."""
+    with serve_prometheus(sorted(sim_day.glob("*.om")), tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
+
+
+@contextmanager
+def serve_prometheus(files: list[Path], base: Path) -> Iterator[str]:
+    """Backfill OpenMetrics files into a fresh TSDB with promtool and serve it on a free port."""
     promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
-    base = tmp_path_factory.mktemp("prometheus")
     tsdb = base / "tsdb"
-    for om in sorted(sim_day.glob("*.om")):
+    for om in files:
         subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)], check=True, capture_output=True
         )

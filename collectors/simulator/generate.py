@@ -3,8 +3,9 @@
 Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF`):
   dcgm-exporter.om        DCGM gauges per GPU / MIG instance / time-slicing copy
   kube-state-metrics.om   pods, phases, GPU requests, node and namespace labels
-  vllm.om                 serving histograms and counters of the inference pods
-  truth.json              allocated GPU-hours per team per day, computed from the schedule
+  vllm.om                 serving histograms, counters and the accuracy gauge of the inference pods
+  truth.json              allocated GPU-hours per team per day, computed from the schedule; under
+                          `serving`, expected SLIs, drift and canary verdicts (serving_truth.py)
 
 Every scrape happens SCRAPE_OFFSET_S seconds after an interval boundary, like a real scraper
 whose targets are not aligned with the query grid. With the default 5-minute interval (equal to
@@ -24,7 +25,7 @@ from random import Random
 
 import numpy as np
 
-from collectors.simulator import dcgm, fleet, incidents, inference, ksm
+from collectors.simulator import dcgm, fleet, incidents, inference, ksm, serving_truth
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
@@ -93,6 +94,7 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     truth = compute_truth(cfg, pods)
     truth["pods"] = pod_truth(cfg, pods, acts)
     truth["health"] = health.truth(pods, cfg.start)
+    truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
@@ -129,16 +131,20 @@ def _gauge_families(meta: dict[str, tuple[str, str]], segments_of, stamps: list[
 
 
 def _inference_families(inf: inference.InferenceFamilies, stamps: list[str]) -> Iterable[str]:
-    for family in inference.HISTOGRAMS:
-        yield f"# HELP {family} Histogram of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} histogram\n"
-        for idx, blocks in inf.histogram(family):
+    for kind in inference.HISTOGRAMS:
+        family = inference.FAMILY[kind]
+        yield f"# HELP {family} {inference.HELP[kind]}\n# TYPE {family} histogram\n"
+        for idx, blocks in inf.histogram(kind):
             parts = []
             for i, block in zip(idx.tolist(), blocks, strict=True):
                 parts.append("\n".join(f"{line} {stamps[i]}" for line in block.split("\n")) + "\n")
             yield "".join(parts)
-    for family in inference.COUNTERS:
-        yield f"# HELP {family} Number of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} counter\n"
+    for family, help_ in inference.COUNTERS.items():
+        yield f"# HELP {family} {help_}\n# TYPE {family} counter\n"
         yield from _series_lines(family + "_total", inf.counter(family), stamps)
+    name, help_ = inference.ACCURACY_GAUGE
+    yield f"# HELP {name} {help_}\n# TYPE {name} gauge\n"
+    yield from _series_lines(name, inf.accuracy(), stamps)
 
 
 def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
