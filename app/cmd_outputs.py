@@ -18,7 +18,7 @@ from app import exports, focus
 from app.cli import Context, fail_cleanly, main, pass_ctx
 from app.options import chargeback_options, rule_spec
 from core.errors import ConfigError, TerminalError
-from core.settings import ENV_WAREHOUSE, Settings
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings
 from core.timeutil import iso_week_window
 from core.warehouse import open_warehouse
 
@@ -132,10 +132,14 @@ def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
     ]
 
 
-def run_dashboard(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def run_dashboard(
+    settings: Settings, host: str | None = None, port: int | None = None, config: Path | None = None
+) -> None:
     host = host or settings.dashboard.host
     port = port or settings.dashboard.port
     env = dict(os.environ, **{ENV_WAREHOUSE: str(settings.warehouse.path.resolve())})
+    if config is not None:
+        env[ENV_CONFIG] = str(config.resolve())
     click.echo(f"dashboard on http://{host}:{port}  (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(dashboard_command(settings, host, port), env=env, check=False)
@@ -148,4 +152,4 @@ def run_dashboard(settings: Settings, host: str | None = None, port: int | None 
 @fail_cleanly
 def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve the Streamlit dashboard on the warehouse."""
-    run_dashboard(ctx.settings, host, port)
+    run_dashboard(ctx.settings, host, port, ctx.config if ctx.config and ctx.config.is_file() else None)
