@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint golden tools clean screenshots
+.PHONY: help run test lint golden tools clean screenshots bench-load
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,13 +57,17 @@ lint: $(DEV_STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-golden: $(STAMP) ## Regenerate rules/ for the default configuration (review the diff!)
+golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the default configuration (review the diff!)
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules
+	for f in rules/*.yaml; do echo '---'; cat $$f; done > deploy/prometheusrules.yaml
 
 screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Chromium (after `make run` once)
 	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/gpuledger.duckdb \
 	  GPULEDGER_BROWSER_CONFIG=$(CURDIR)/data/demo/gpuledger.yaml GPULEDGER_BROWSER_QUERY="start=2026-11-02&end=2026-11-08" \
 	  $(BIN)/python -m pytest -q tests/test_browser.py
+
+bench-load: $(DEV_STAMP) ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)
+	$(BIN)/python bench/dashboard_load.py
 
 clean: ## Remove the virtualenv and generated data
 	rm -rf $(VENV) $(FOCUS_VENV) data exports .pytest_cache .mypy_cache .ruff_cache

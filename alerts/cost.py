@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 
-from alerts.model import Rule
+from alerts.model import Rule, promql_string
 from core import conventions as c
 
 MIG_PROFILES = (1, 2, 3, 4, 7)
@@ -53,7 +53,7 @@ def price_rule(prices: Mapping[tuple[str, str], Decimal]) -> Rule:
         for (itype, ctype), price in sorted(prices.items()):
             if ctype != capacity:
                 continue
-            match = f'{labels}="{itype}"' + (f', {spot_label}="spot"' if capacity == "spot" else "")
+            match = f"{labels}={promql_string(itype)}" + (f', {spot_label}="spot"' if capacity == "spot" else "")
             terms.append(f"max by (node) ({c.KSM_NODE_LABELS}{{{match}}}) * {_num(price)}")
     if not terms:
         terms = [f"max by (node) ({c.KSM_NODE_LABELS}) * 0"]

@@ -31,6 +31,8 @@ class RuleSpec:
     min_requests_per_gpu_hour: float = 1000.0
     idle_capacity_ratio: float = 0.5
     time_slicing_replicas: int = 4
+    collection_stale_after_s: int = 1800  # issue 11: alerts on gpuledger itself
+    export_missed_after_s: int = 6 * 3600
 
 
 def _runbook(anchor: str) -> str:
@@ -84,7 +86,7 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
     return Rule(
         alert=name,
         expr=expr,
-        for_=for_,
+        for_=for_ or None,
         labels={"severity": severity},
         annotations={"summary": summary, "description": description, "runbook_url": _runbook(name.lower())},
     )
@@ -207,6 +209,51 @@ def compliance(spec: RuleSpec) -> RuleFile:
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-compliance", spec.namespace, (group,))
 
 
+def service(spec: RuleSpec) -> RuleFile:
+    """Alerts on `gpuledger serve` itself, from its own /metrics (issue 11)."""
+    week_s = 7 * 86400
+    stale = _alert(
+        c.ALERT_COLLECTION_STALE,
+        f"time() - max by (source) ({c.M_COLLECTION_LAST_SUCCESS}) > {spec.collection_stale_after_s}",
+        "5m",
+        "warning",
+        "gpuledger has not collected from {{ $labels.source }} for a while",
+        f"The last successful collection from {{{{ $labels.source }}}} is over {spec.collection_stale_after_s // 60} "
+        'minutes old: chargeback and health lag behind. Check the service\'s log and gpuledger_errors_total{job="collect"} '
+        "(transient: the source is down; terminal: the settings or the data are wrong).",
+    )
+    missed = _alert(
+        c.ALERT_EXPORT_MISSED,
+        f"time() - max({c.M_EXPORT_LATEST_WEEK_END}) > {week_s + spec.export_missed_after_s}",
+        "10m",
+        "critical",
+        "The weekly chargeback export for finance is missing",
+        f"No export covers the week that ended over {spec.export_missed_after_s // 3600} hours ago. gpuledger exports "
+        "only complete weeks: check that every source collected past Monday 00:00 UTC (gpuledger_export_pending_weeks), "
+        "then the export job's errors. `gpuledger export weekly --week <week>` writes it by hand.",
+    )
+    failing = _alert(
+        c.ALERT_JOB_FAILING,
+        f'sum by (job, kind) (increase({c.M_ERRORS}_total{{kind=~"terminal|bug"}}[1h])) > 0',
+        "",
+        "warning",
+        "gpuledger's {{ $labels.job }} job fails ({{ $labels.kind }})",
+        "A job failed with an error retrying will not fix (bad settings or input: terminal; an unexpected error: bug). "
+        "The service's log names the file, URL or query.",
+    )
+    down = _alert(
+        c.ALERT_SERVICE_DOWN,
+        f"absent({c.M_START_TIME})",
+        "15m",
+        "critical",
+        "gpuledger serve is not running (or not scraped)",
+        "No gpuledger serve has been scraped for 15 minutes: nothing is collected or exported. Check the pod and its "
+        "ServiceMonitor; a second instance exits at once while the first holds the warehouse lock.",
+    )
+    group = Group(f"{c.RULE_GROUP_PREFIX}-service", (stale, missed, failing, down))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-service", spec.namespace, (group,))
+
+
 def generate(spec: RuleSpec) -> list[RuleFile]:
     """Every rule file for a spec, in a stable order."""
-    return [recording(spec), cost(spec), health(spec), compliance(spec)]
+    return [recording(spec), cost(spec), health(spec), compliance(spec), service(spec)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 
@@ -33,3 +34,11 @@ class RuleFile:
     name: str
     namespace: str
     groups: tuple[Group, ...]
+
+
+def promql_string(value: str) -> str:
+    """A PromQL string literal holding exactly `value` (team names, instance types from price files).
+
+    JSON escapes quotes, backslashes and control characters with a subset of the Go escapes PromQL
+    reads, so no value can end the matcher early or change the expression."""
+    return json.dumps(value, ensure_ascii=False)

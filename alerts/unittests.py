@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from alerts.generator import RuleSpec
-from alerts.model import RuleFile
+from alerts.model import RuleFile, promql_string
 from core import conventions as c
 
 POD = 'namespace="{ns}",pod="{pod}",uid="u-{pod}"'
@@ -138,9 +138,9 @@ def _budget_test(spec: RuleSpec, gpu_hour: Decimal) -> dict[str, Any]:
     pace = Decimal(spec.budgets[team]) / 730 * Decimal(str(spec.budget_pace_factor))
     series = [
         node("n8", "p5.48xlarge", 240),
-        *running_pod("ml", "spender", "n8", c.RESOURCE_GPU, 8, 240, f'label_team="{team}"'),
+        *running_pod("ml", "spender", "n8", c.RESOURCE_GPU, 8, 240, f"label_team={promql_string(team)}"),
     ]
-    expected = [f'label_team="{team}",severity="warning"'] if gpu_hour * 8 > pace else []
+    expected = [f'label_team={promql_string(team)},severity="warning"'] if gpu_hour * 8 > pace else []
     return {
         "name": f"team {team} against its budget pace",
         "interval": "1m",
@@ -234,7 +234,74 @@ def health_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     ]
 
 
-BUILDERS = {"recording": recording_tests, "cost": cost_tests, "health": health_tests, "compliance": compliance_tests}
+def service_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    """gpuledger's own metrics: the rules' thresholds are read from the spec, the series fit them."""
+    stale = spec.collection_stale_after_s
+    # `fresh` tracks time (value = t in seconds); `stuck` stopped updating at 10m
+    sources = [
+        _series(c.M_COLLECTION_LAST_SUCCESS, 'source="fresh"', f"0+60x{stale // 60 + 30}"),
+        _series(c.M_COLLECTION_LAST_SUCCESS, 'source="stuck"', f"0+60x10 600x{stale // 60 + 20}"),
+    ]
+    fires_at = 10 + stale // 60 + 5 + 1  # minutes: stale after 10m + threshold, then `for: 5m`
+    # the newest exported week ended 30 minutes less than (a week + the grace) before t=0
+    week_end = -(7 * 86400 + spec.export_missed_after_s) + 1800
+    errors = [
+        _series(f"{c.M_ERRORS}_total", 'job="export",kind="terminal"', "0x30 1x30"),
+        _series(f"{c.M_ERRORS}_total", 'job="collect",kind="transient"', "0+1x60"),
+    ]
+    return [
+        {
+            "name": "a source that stopped collecting alerts; one that keeps collecting does not",
+            "interval": "1m",
+            "input_series": sources,
+            "promql_expr_test": [
+                alerts_at(f"{fires_at - 2}m", c.ALERT_COLLECTION_STALE, []),
+                alerts_at(f"{fires_at + 1}m", c.ALERT_COLLECTION_STALE, ['severity="warning",source="stuck"']),
+            ],
+        },
+        {
+            "name": "a week without its export alerts once the grace has passed",
+            "interval": "1m",
+            "input_series": [_series(c.M_EXPORT_LATEST_WEEK_END, "", f"{week_end}x60")],
+            "promql_expr_test": [
+                alerts_at("20m", c.ALERT_EXPORT_MISSED, []),
+                alerts_at("50m", c.ALERT_EXPORT_MISSED, ['severity="critical"']),
+            ],
+        },
+        {
+            "name": "a week exported on time does not alert",
+            "interval": "1m",
+            "input_series": [_series(c.M_EXPORT_LATEST_WEEK_END, "", "0x60")],
+            "promql_expr_test": [alerts_at("50m", c.ALERT_EXPORT_MISSED, [])],
+        },
+        {
+            "name": "terminal errors alert, transient ones (a source's hiccup) do not",
+            "interval": "1m",
+            "input_series": errors,
+            "promql_expr_test": [
+                alerts_at("20m", c.ALERT_JOB_FAILING, []),
+                alerts_at("45m", c.ALERT_JOB_FAILING, ['job="export",kind="terminal",severity="warning"']),
+            ],
+        },
+        {
+            "name": "a service that stops being scraped alerts after 15 minutes",
+            "interval": "1m",
+            "input_series": [_series(c.M_START_TIME, "", "1x30")],
+            "promql_expr_test": [
+                alerts_at("40m", c.ALERT_SERVICE_DOWN, []),
+                alerts_at("60m", c.ALERT_SERVICE_DOWN, ['severity="critical"']),
+            ],
+        },
+    ]
+
+
+BUILDERS = {
+    "recording": recording_tests,
+    "cost": cost_tests,
+    "health": health_tests,
+    "compliance": compliance_tests,
+    "service": service_tests,
+}
 
 
 def test_document(rule_file: RuleFile, spec: RuleSpec, rules_path: str) -> dict[str, Any] | None:

@@ -71,6 +71,16 @@ def make_window(start: str, end: str) -> Window:
 
 
 # Sub-command groups live in their own modules; importing them registers them on `main`.
-from app import cmd_collect, cmd_demo, cmd_finops, cmd_health, cmd_outputs, cmd_pricing, cmd_report, cmd_serving  # noqa: E402,F401
+from app import (  # noqa: E402,F401
+    cmd_collect,
+    cmd_demo,
+    cmd_finops,
+    cmd_health,
+    cmd_outputs,
+    cmd_pricing,
+    cmd_report,
+    cmd_serve,
+    cmd_serving,
+)
 
 __all__ = ["main", "pass_ctx", "Context", "fail_cleanly", "window_option", "make_window", "parse_duration", "datetime"]

@@ -14,12 +14,12 @@ import click
 from alerts import generator, serialize, unittests
 from analytics.chargeback import chargeback
 from analytics.prices import load_prices
-from app import exports, focus
+from app import access, exports, focus
 from app.cli import Context, fail_cleanly, main, pass_ctx
 from app.options import chargeback_options, rule_spec
 from core.errors import ConfigError, TerminalError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings
-from core.timeutil import iso_week_window
+from core.timeutil import iso_week_of, iso_week_window
 from core.warehouse import open_warehouse
 
 
@@ -99,6 +99,7 @@ def export_weekly(ctx: Context, week: str, out: Path | None) -> None:
 def weekly_inputs(settings: Settings, week: str) -> exports.WeeklyInputs:
     """The three chargeback views a weekly export needs, from one read-only connection."""
     window = iso_week_window(week)
+    week = iso_week_of(window.start)  # canonical: it names the export folder
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
         return exports.WeeklyInputs(
             week=week,
@@ -129,7 +130,10 @@ def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
         "false",
         "--global.developmentMode",
         "false",
-    ]
+        # no run-on-save or source watching: a served dashboard never reloads code from its disk
+        "--server.fileWatcherType",
+        "none",
+    ] + (["--secrets.files", str(settings.dashboard.secrets_file)] if settings.dashboard.secrets_file else [])
 
 
 def run_dashboard(
@@ -137,6 +141,7 @@ def run_dashboard(
 ) -> None:
     host = host or settings.dashboard.host
     port = port or settings.dashboard.port
+    access.check_exposure(settings.dashboard, host)
     env = dict(os.environ, **{ENV_WAREHOUSE: str(settings.warehouse.path.resolve())})
     if config is not None:
         env[ENV_CONFIG] = str(config.resolve())

@@ -10,21 +10,28 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import ui
+from app import access, ui
 
 st.set_page_config(page_title="gpuledger", page_icon=":bar_chart:", layout="wide")
 
 PAGES = Path(__file__).parent / "pages"
+ALL_PAGES = {
+    "overview": ("Overview", ":material/dashboard:"),
+    "teams": ("Teams", ":material/groups:"),
+    "health": ("Fleet health", ":material/monitor_heart:"),
+    "inference": ("Inference", ":material/speed:"),
+    "drift": ("Drift", ":material/ssid_chart:"),
+    "alerts": ("Alerts", ":material/notifications:"),
+    "exports": ("Exports", ":material/download:"),
+    "status": ("Data status", ":material/database:"),
+}
+# who is looking decides what exists: a non-admin's navigation holds only their teams' pages
+scope = ui.authenticate(ui.settings().dashboard)
+st.session_state["scope"] = scope
 pages = [
-    st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page(PAGES / "teams.py", title="Teams", icon=":material/groups:"),
-    st.Page(PAGES / "health.py", title="Fleet health", icon=":material/monitor_heart:"),
-    st.Page(PAGES / "inference.py", title="Inference", icon=":material/speed:"),
-    st.Page(PAGES / "drift.py", title="Drift", icon=":material/ssid_chart:"),
-    st.Page(PAGES / "alerts.py", title="Alerts", icon=":material/notifications:"),
-    st.Page(PAGES / "exports.py", title="Exports", icon=":material/download:"),
-    st.Page(PAGES / "status.py", title="Data status", icon=":material/database:"),
+    st.Page(PAGES / f"{name}.py", title=ALL_PAGES[name][0], icon=ALL_PAGES[name][1], default=name == "overview")
+    for name in access.pages_for(scope, ALL_PAGES)
 ]
 nav = st.navigation(pages)
-st.session_state["filters"] = ui.sidebar_filters()
+st.session_state["filters"] = ui.sidebar_filters(scope)
 nav.run()

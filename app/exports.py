@@ -7,15 +7,20 @@ exports/<YYYY>-W<ww>/
   manifest.json                        rows, bytes and sha256 of every file, and the week's totals
 
 Re-running an export writes identical bytes (no run time is stored; rows are sorted; Parquet
-writer options are pinned). Each file goes to a temp name and is renamed into place, so a reader
-sees the previous file or the new one, never a torn one.
+writer options are pinned). The whole week is written and fsynced in `.staging/` under the export
+root, then swapped with the published folder in one atomic rename (renameat2 RENAME_EXCHANGE), so a
+reader, or a process killed at any instant, sees the previous week's files or the new ones: never a
+torn file, never a mix of both. The manifest is written last and lists every file's sha256.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -127,19 +132,87 @@ def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the kernel or filesystem cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _publish(staged: Path, folder: Path) -> None:
+    """Put the staged week in place of the published one in one step (readers never see a mix)."""
+    if not folder.exists():
+        os.rename(staged, folder)
+    elif not _exchange(staged, folder):
+        # no RENAME_EXCHANGE (non-Linux, some network filesystems): the folder is briefly absent,
+        # never mixed; recover_staging() puts the previous week back if a crash falls in between
+        aside = staged.with_name(staged.name + ".previous")
+        os.rename(folder, aside)
+        os.rename(staged, folder)
+        staged = aside
+    _fsync_dir(folder.parent)
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):  # still in use by a concurrent export: it removes it
+        staged.parent.rmdir()
+
+
+def recover_staging(out_root: Path) -> None:
+    """After a crash: restore a week moved aside by the fallback swap, and drop half-written stages."""
+    staging = out_root / STAGING
+    if not staging.is_dir():
+        return
+    for entry in staging.iterdir():
+        week, _, rest = entry.name.partition(".")
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another export of this machine is writing it right now
+        if entry.name.endswith(".previous") and not (out_root / week).exists():
+            os.rename(entry, out_root / week)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+STAGING = ".staging"
 
 
 def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
     """Write exports/<YYYY>-W<ww>/ and return the folder."""
     folder = out_root / inputs.week
-    folder.mkdir(parents=True, exist_ok=True)
+    recover_staging(out_root)
+    staged = out_root / STAGING / f"{inputs.week}.{os.getpid()}"
+    staged.mkdir(parents=True)
     teams = team_rows(inputs)
     workloads = workload_rows(inputs)
     focus_rows = focus.focus_rows(inputs.for_focus, inputs.prices, inputs.account)
@@ -150,7 +223,7 @@ def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
         FOCUS_FILE: (csv_text(focus_rows, focus.COLUMNS).encode("utf-8"), len(focus_rows)),
     }
     for name, (data, _) in payloads.items():
-        _atomic_write(folder / name, data)
+        _write_synced(staged / name, data)
     manifest = {
         "format_version": c.EXPORT_FORMAT_VERSION,
         "week": inputs.week,
@@ -163,5 +236,7 @@ def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
         },
         "totals": inputs.by_team.totals(),
     }
-    _atomic_write(folder / c.EXPORT_MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    _write_synced(staged / c.EXPORT_MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    _fsync_dir(staged)
+    _publish(staged, folder)
     return folder

@@ -15,6 +15,7 @@ from analytics.savings import SavingsOptions
 from collectors.pricing import PriceRow, default_table_text, parse_csv
 from core.errors import ConfigError
 from core.settings import Settings
+from core.timeutil import parse_duration
 
 
 def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> ChargebackOptions:
@@ -74,4 +75,6 @@ def rule_spec(settings: Settings, prices: dict[tuple[str, str], Decimal] | None 
         min_requests_per_gpu_hour=r.min_requests_per_gpu_hour,
         idle_capacity_ratio=r.idle_capacity_ratio,
         time_slicing_replicas=r.time_slicing_replicas,
+        collection_stale_after_s=parse_duration(r.collection_stale_after),
+        export_missed_after_s=parse_duration(r.export_missed_after),
     )

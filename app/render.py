@@ -8,8 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-# Cells starting with these are formulas to a spreadsheet; finance opens our CSVs in one.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Cells starting with these are formulas to a spreadsheet; finance opens our CSVs in one (OWASP's list,
+# plus the full-width forms some spreadsheet imports fold into ASCII).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def safe_cell(value: Any) -> Any:
@@ -21,6 +22,14 @@ def safe_cell(value: Any) -> Any:
         except ValueError:
             return "'" + value
     return value
+
+
+def safe_filename(name: str, limit: int = 200) -> str:
+    """A file name from untrusted parts (team names): one path segment, no control or shell-special
+    characters, never hidden or empty. Letters in any script stay; everything else becomes `_`."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_.+@" else "_" for ch in name)
+    cleaned = cleaned.lstrip(".") or "_"
+    return cleaned[:limit]
 
 
 def _cell(value: Any, decimals: int = 4) -> str:

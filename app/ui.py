@@ -21,9 +21,10 @@ import streamlit as st
 
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.overview import data_span
+from app import access
 from app.options import chargeback_options, savings_options
 from core.errors import GpuledgerError, TransientError
-from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings, load_settings
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, DashboardSettings, Settings, load_settings
 from core.timeutil import Window
 from core.warehouse import open_warehouse
 
@@ -100,6 +101,7 @@ class Filters:
     start: datetime
     end: datetime
     picks: dict[str, list[str]]
+    scope: access.Scope = access.EVERYTHING  # the teams this user may see (app/access.py)
 
     @property
     def window(self) -> Window:
@@ -109,7 +111,39 @@ class Filters:
         for key, values in self.picks.items():
             if values and key in frame:
                 frame = frame[frame[key].isin(values)]
-        return frame
+        return self.restrict(frame)
+
+    def restrict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Only the rows of teams this user may see: every frame a page shows or offers passes here."""
+        return self.scope.restrict(frame)
+
+
+def authenticate(policy: DashboardSettings) -> access.Scope:
+    """With `dashboard.auth: oidc`, log the user in (st.login) and return what they may see."""
+    if policy.auth == "none":
+        return access.EVERYTHING
+    identity = access.identity_from(st.user.to_dict(), policy.groups_claim)
+    if not identity.logged_in:
+        st.title("gpuledger")
+        st.write("Log in to see your teams' GPU bills.")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    scope = access.scope_for(identity, policy)
+    teams = "all teams" if scope.admin else (", ".join(sorted(scope.teams)) or "no team yet: ask an admin")
+    st.sidebar.caption(f"Signed in as {identity.label} ({teams})")
+    st.sidebar.button("Log out", on_click=st.logout)
+    return scope
+
+
+def current_scope() -> access.Scope:
+    return st.session_state.get("scope", access.NOTHING)
+
+
+def require_admin() -> None:
+    """Fleet-wide pages: a second guard behind the navigation, which already hides them."""
+    if not current_scope().admin:
+        st.error("This page shows every team's data: ask a gpuledger admin.")
+        st.stop()
 
 
 def _query_dates(first: date, last: date) -> tuple[date, date]:
@@ -122,7 +156,7 @@ def _query_dates(first: date, last: date) -> tuple[date, date]:
     return max(first, min(start, last)), max(first, min(end, last))
 
 
-def sidebar_filters() -> Filters | None:
+def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
     """Render the shared filters (kept in the URL); None when the warehouse has no data."""
     try:
         covered = span(mtime()) if warehouse().exists() else None
@@ -143,14 +177,14 @@ def sidebar_filters() -> Filters | None:
         datetime.combine(start, datetime.min.time()),
         datetime.combine(end, datetime.min.time()) + timedelta(days=1),
     )
-    frame = breakdown(mtime(), *window)
+    frame = scope.restrict(breakdown(mtime(), *window))
     picks = {}
     for key in FILTER_KEYS:
         options = sorted(str(v) for v in frame.get(key, pd.Series(dtype=str)).dropna().unique() if v)
         chosen = [v for v in st.query_params.get_all(key) if v in options]
         picks[key] = st.sidebar.multiselect(key.replace("_", " ").title(), options, default=chosen, key=f"f_{key}")
         st.query_params[key] = picks[key]
-    return Filters(window[0], window[1], picks)
+    return Filters(window[0], window[1], picks, scope)
 
 
 def no_data() -> None:

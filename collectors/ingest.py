@@ -55,7 +55,8 @@ def collect_prometheus(
     """Read the window from a Prometheus-compatible API, then commit it atomically."""
     step = step_s or parse_duration(settings.step)
     client = prometheus.make_client(url, parse_duration(settings.timeout), settings.retries)
-    fetched = prometheus.fetch(client, url, window, step, settings.max_points_per_query)
+    # messages name the URL without user:password@ (issue 11: secrets never reach logs or errors)
+    fetched = prometheus.fetch(client, _redact(url), window, step, settings.max_points_per_query)
     ctx = SeriesContext(settings.cluster, settings.workload_label_style)
     meta = [describe(i, name, labels, ctx) for i, (name, labels) in enumerate(fetched.series)]
     result = load.LoadResult(

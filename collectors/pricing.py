@@ -18,6 +18,8 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -134,6 +136,20 @@ def finish(rows: list[PriceRow], source: str, options: ImportOptions, skipped: C
     return Parsed(sorted(out.values(), key=lambda r: tuple(str(k) for k in r.key)), skipped)
 
 
+# What walking a document of an unexpected shape raises (a list where an object belongs, a number where
+# a string does, a missing key). Price files are untrusted input: that is the file's error, not ours.
+STRUCTURE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError, ArithmeticError, csv.Error)
+
+
+@contextmanager
+def input_structure(source: str) -> Iterator[None]:
+    """Translate a malformed document's shape errors into InputError naming the file, once, at the boundary."""
+    try:
+        yield
+    except STRUCTURE_ERRORS as exc:
+        raise InputError(source, f"unexpected document structure ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
 def load_json(text: str, source: str) -> Any:
     """JSON with every non-integer number as Decimal (never float); a syntax error names line and column."""
     try:
@@ -234,9 +250,33 @@ COLUMNS = (
 )
 
 
+# The stored columns' ranges: DECIMAL(28, 10) keeps 18 integer digits, gpus is an INTEGER.
+MAX_PRICE = Decimal(10) ** 18
+MAX_GPUS = 2**31 - 1
+
+
+def _check_storable(rows: list[PriceRow]) -> None:
+    for r in rows:
+        for what, value in (("price", r.price_per_hour_usd), ("GPU price", r.gpu_price_per_hour_usd)):
+            if value is not None and abs(value) >= MAX_PRICE:
+                raise InputError(r.source or "prices", f"{r.instance_type}: {what} {value} is out of range")
+        if not 0 < r.gpus <= MAX_GPUS:
+            raise InputError(r.source or "prices", f"{r.instance_type}: {r.gpus} GPUs is out of range")
+
+
 def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> int:
     """Upsert all rows in one transaction; returns how many rows were new or changed."""
+    _check_storable(rows)
     before = _snapshot(con)
+    try:
+        _upsert(con, rows)
+    except (duckdb.ConversionException, duckdb.ConstraintException, duckdb.InvalidInputException) as exc:
+        # rolled back already: a value the checks above did not foresee is still the file's fault
+        raise InputError(rows[0].source if rows else "prices", f"cannot store: {str(exc).splitlines()[0]}") from None
+    return len(_snapshot(con) - before)
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> None:
     with transaction(con):
         con.executemany(
             f"""INSERT INTO {c.T_PRICES} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -247,7 +287,6 @@ def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> int:
                 sku = excluded.sku, fetched_at = excluded.fetched_at""",
             [_values(r) for r in rows],
         )
-    return len(_snapshot(con) - before)
 
 
 def _values(r: PriceRow) -> list[object]:

@@ -20,8 +20,8 @@ from typing import Any
 import requests
 
 from collectors import gpu_catalog, pricing_aws, pricing_azure, pricing_gcp
-from collectors.pricing import ImportOptions, Parsed, load_json
-from core.errors import ConfigError, InputError, QueryError, SourceUnavailable
+from collectors.pricing import ImportOptions, Parsed, input_structure, load_json
+from core.errors import ConfigError, GpuledgerError, InputError, QueryError, SourceUnavailable, TransientError
 from core.settings import PricingSettings
 from core.timeutil import parse_duration
 
@@ -53,7 +53,8 @@ def fetch_aws(pricing: PricingSettings, regions: tuple[str, ...], timeout: float
         doc = load_json(_get(url, {}, timeout).text, url)
         if not isinstance(doc, dict):
             raise InputError(url, "not an AWS offer file (expected a JSON object)")
-        parsed = pricing_aws.parse_offer(doc, url, options)
+        with input_structure(url):
+            parsed = pricing_aws.parse_offer(doc, url, options)
         merged.rows += parsed.rows
         merged.skipped.update(parsed.skipped)
     return merged
@@ -75,11 +76,21 @@ def fetch_azure(pricing: PricingSettings, regions: tuple[str, ...], timeout: flo
             pages.append((doc, url))
             url, params = doc.get("NextPageLink") or None, {}  # the next link carries the query
     options = ImportOptions.from_settings(pricing, now(), regions)
-    return pricing_azure.parse_pages(pages, pricing.azure_prices_url, options)
+    with input_structure(pricing.azure_prices_url):
+        return pricing_azure.parse_pages(pages, pricing.azure_prices_url, options)
 
 
 def fetch_gcp(pricing: PricingSettings, regions: tuple[str, ...], timeout: float) -> Parsed:
     key = _api_key(pricing.gcp_api_key_file)
+    try:
+        return _fetch_gcp_pages(pricing, regions, timeout, key)
+    except TransientError as exc:  # a server may echo the request (and its key) in an error body
+        raise SourceUnavailable(str(exc).replace(key, "***")) from None
+    except GpuledgerError as exc:
+        raise QueryError(str(exc).replace(key, "***")) from None
+
+
+def _fetch_gcp_pages(pricing: PricingSettings, regions: tuple[str, ...], timeout: float, key: str) -> Parsed:
     pages: list[tuple[dict[str, Any], str]] = []
     token = ""
     while True:
@@ -92,7 +103,8 @@ def fetch_gcp(pricing: PricingSettings, regions: tuple[str, ...], timeout: float
         if not token:
             break
     options = ImportOptions.from_settings(pricing, now(), regions)
-    return pricing_gcp.parse_pages(pages, pricing.gcp_catalog_url, options)
+    with input_structure(pricing.gcp_catalog_url):
+        return pricing_gcp.parse_pages(pages, pricing.gcp_catalog_url, options)
 
 
 def _api_key(path: Path | None) -> str:

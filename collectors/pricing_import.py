@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors import pricing_aws, pricing_azure, pricing_gcp
-from collectors.pricing import ImportOptions, Parsed, load_json, parse_csv
+from collectors.pricing import ImportOptions, Parsed, input_structure, load_json, parse_csv
 from core import conventions as c
 from core.errors import ConfigError, InputError
 
@@ -59,6 +59,11 @@ def import_file(path: Path, fmt: str | None, options: ImportOptions) -> Parsed:
 
 
 def parse_text(text: str, source: str, fmt: str | None, options: ImportOptions) -> Parsed:
+    with input_structure(source):
+        return _parse_text(text, source, fmt, options)
+
+
+def _parse_text(text: str, source: str, fmt: str | None, options: ImportOptions) -> Parsed:
     if fmt is not None and fmt not in c.PRICE_FORMATS:
         raise ConfigError(f"--format {fmt}: choose from {', '.join(c.PRICE_FORMATS)}")
     start = text.lstrip()[:1]

@@ -394,3 +394,35 @@ BURN_RATE_WINDOWS: Final = (
 # Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
 CANARY_VERDICTS: Final = ("PROMOTE", "HOLD", "ROLLBACK")
 DRIFT_BANDS: Final = ("stable", "moderate", "major")
+
+# --- issue 11: service ---
+# `gpuledger serve`'s own metrics (prometheus_client; counters get `_total` when exposed).
+M_COLLECTION_LAST_SUCCESS: Final = "gpuledger_collection_last_success_timestamp_seconds"  # {source}
+M_COLLECTION_WATERMARK: Final = "gpuledger_collection_watermark_timestamp_seconds"  # {source}: data complete up to
+M_SAMPLES_INGESTED: Final = "gpuledger_samples_ingested"  # {source}, counter
+M_ROWS_COMMITTED: Final = "gpuledger_rows_committed"  # {source}, counter
+M_ERRORS: Final = "gpuledger_errors"  # {job, kind}: kind = transient | terminal | bug, counter
+M_JOB_DURATION: Final = "gpuledger_job_duration_seconds"  # {job}, histogram
+M_JOB_LAST_SUCCESS: Final = "gpuledger_job_last_success_timestamp_seconds"  # {job}
+M_EXPORT_LAST_SUCCESS: Final = "gpuledger_export_last_success_timestamp_seconds"
+M_EXPORT_LATEST_WEEK_END: Final = (
+    "gpuledger_export_latest_week_end_timestamp_seconds"  # end of the newest exported week
+)
+M_EXPORT_PENDING: Final = "gpuledger_export_pending_weeks"  # weeks due but not exported (waiting for data or failing)
+M_START_TIME: Final = "gpuledger_service_start_time_seconds"
+ERROR_KINDS: Final = ("transient", "terminal", "bug")
+# Scheduled jobs (the `job` label).
+JOB_COLLECT: Final = "collect"
+JOB_HEALTH: Final = "health"
+JOB_RULES: Final = "rules"
+JOB_EXPORT: Final = "export"
+JOB_PRICES: Final = "prices"
+# Alerts on gpuledger itself (rules/gpuledger-service.yaml).
+ALERT_COLLECTION_STALE: Final = "GpuledgerCollectionStale"
+ALERT_EXPORT_MISSED: Final = "GpuledgerWeeklyExportMissed"
+ALERT_JOB_FAILING: Final = "GpuledgerJobFailing"
+ALERT_SERVICE_DOWN: Final = "GpuledgerServiceDown"
+# Weekly export schedule: the previous ISO week, Mondays at this UTC hour.
+EXPORT_WEEKDAY: Final = "mon"
+EXPORT_HOUR_UTC: Final = 1
+LOCK_SUFFIX: Final = ".lock"  # <warehouse>.lock: held by the one `gpuledger serve` writing it

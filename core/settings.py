@@ -228,6 +228,13 @@ class RulesSettings(_Section):
         ge=1,
         description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
     )
+    # --- issue 11: service ---
+    collection_stale_after: str = Field(
+        default="30m", description="`GpuledgerCollectionStale` fires when a source has not collected for this long."
+    )
+    export_missed_after: str = Field(
+        default="6h", description="`GpuledgerWeeklyExportMissed` fires this long after a week ends without its export."
+    )
 
 
 class ExportSettings(_Section):
@@ -237,6 +244,74 @@ class ExportSettings(_Section):
 class DashboardSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the dashboard binds to.")
     port: int = Field(default=8501, gt=0, lt=65536, description="Port the dashboard listens on.")
+    # --- issue 11: service ---
+    auth: Literal["none", "oidc"] = Field(
+        default="none",
+        description="`oidc`: users log in (Streamlit st.login) and see only their teams; `none`: no login, "
+        "refused on any address but loopback unless `allow_unauthenticated`.",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False, description="Serve without login on a non-loopback address (behind an authenticating proxy)."
+    )
+    admin_users: list[str] = Field(default_factory=list, description="Users (email or subject) who see every team.")
+    admin_groups: list[str] = Field(default_factory=list, description="Groups whose members see every team.")
+    user_teams: dict[str, list[str]] = Field(
+        default_factory=dict, description="User (email or subject) -> the teams whose bills they may see."
+    )
+    group_teams: dict[str, list[str]] = Field(
+        default_factory=dict, description="Group -> the teams whose bills its members may see."
+    )
+    groups_claim: str = Field(default="groups", description="ID-token claim holding the user's groups.")
+    secrets_file: Path | None = Field(
+        default=None,
+        description="Streamlit secrets TOML with the `[auth]` OIDC client (id, secret, cookie secret); a mounted file.",
+    )
+
+
+class SourceSettings(_Section):
+    """One metrics source `gpuledger serve` collects on its own schedule."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Name in logs and metrics (letters, digits, _.-).")
+    type: Literal["prometheus", "openmetrics"] = Field(
+        description="`prometheus`: a Prometheus-compatible API from its watermark; `openmetrics`: files matching `paths`."
+    )
+    url: str | None = Field(default=None, description="prometheus: base URL (user:password@ is redacted everywhere).")
+    paths: list[str] = Field(default_factory=list, description="openmetrics: file globs, ingested whole each run.")
+    interval: str = Field(default="5m", description="How often to collect.")
+    cluster: str | None = Field(
+        default=None, description="Cluster for series without a label (default collect.cluster)."
+    )
+    backfill: str = Field(
+        default="1d", description="prometheus: how far back the first collection (no watermark) starts."
+    )
+
+
+class ServeSettings(_Section):
+    """`gpuledger serve`: what runs when, and where its own metrics are served."""
+
+    sources: list[SourceSettings] = Field(default_factory=list, description="Sources collected on a schedule.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address of /metrics and /healthz.")
+    metrics_port: int = Field(default=9464, gt=0, lt=65536, description="Port of /metrics and /healthz.")
+    commit_window: str = Field(
+        default="1h", description="Collections commit in windows this long; SIGTERM stops between two windows."
+    )
+    safety_lag: str = Field(default="2m", description="Collect up to now minus this (late samples still arrive).")
+    health_interval: str = Field(default="1h", description="How often `health evaluate` runs (`0s`: never).")
+    health_window: str = Field(default="1d", description="The window each health evaluation covers, ending now.")
+    weekly_export: bool = Field(default=True, description="Write the previous ISO week's export on Monday 01:00 UTC.")
+    rules_dir: Path | None = Field(
+        default=None, description="Regenerate rule files here at start and whenever the settings file changes."
+    )
+    config_check_interval: str = Field(default="1m", description="How often the settings file is checked for changes.")
+    price_refresh: list[Literal["aws", "gcp", "azure"]] = Field(
+        default_factory=list, description="Providers whose live prices are fetched daily (empty: none)."
+    )
+    price_refresh_at: str = Field(
+        default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="UTC time of the daily price refresh."
+    )
+    stop_timeout: str = Field(
+        default="60s", description="On SIGTERM, how long the running job may take to finish before the process exits."
+    )
 
 
 class XidOverride(_Section):
@@ -394,6 +469,7 @@ class Settings(_Section):
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()
     serving: ServingSettings = ServingSettings()
+    service: ServeSettings = ServeSettings()  # issue 11
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -10,6 +10,8 @@ from app import ui
 from app.options import rule_spec
 from core import conventions as c
 
+ui.require_admin()
+
 st.title("Alert rules")
 spec = rule_spec(ui.settings())
 rows = []

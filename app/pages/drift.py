@@ -8,6 +8,8 @@ import streamlit as st
 
 from app import ui
 
+ui.require_admin()
+
 st.title("Drift")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:

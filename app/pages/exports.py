@@ -9,6 +9,8 @@ import streamlit as st
 
 from app import ui
 
+ui.require_admin()
+
 st.title("Weekly exports")
 root = Path(ui.settings().export.directory)
 folders = (

@@ -9,6 +9,7 @@ import streamlit as st
 from app import ui
 from core import conventions as c
 
+ui.require_admin()
 COLOURS = {
     c.STATE_HEALTHY: "#2e7d32",
     c.STATE_WATCH: "#f9a825",

@@ -7,6 +7,8 @@ import streamlit as st
 
 from app import ui
 
+ui.require_admin()
+
 st.title("Inference SLOs")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:

@@ -56,11 +56,12 @@ st.caption(
 )
 
 budgets = ui.budget_frame(ui.mtime(), filters.end)
+budgets = filters.restrict(budgets) if budgets is not None else None
 if budgets is not None and not budgets.empty:
     st.subheader("Month to date vs budget")
     st.dataframe(budgets, hide_index=True, width="stretch")
 
-recs = ui.savings_frame(ui.mtime(), filters.start, filters.end)
+recs = filters.restrict(ui.savings_frame(ui.mtime(), filters.start, filters.end))
 if not recs.empty:
     st.subheader("Top savings")
     st.dataframe(recs.head(5), hide_index=True, width="stretch")

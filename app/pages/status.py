@@ -7,6 +7,8 @@ import streamlit as st
 
 from app import ui
 
+ui.require_admin()
+
 st.title("Data status")
 if not ui.warehouse().exists():
     ui.no_data()

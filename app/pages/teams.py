@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import ui
+from app import render, ui
 from core import conventions as c
 
 st.title("Team bill")
@@ -53,8 +53,9 @@ st.subheader("Line by line")
 st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button(
     "Download this bill (CSV)",
-    shown.to_csv(index=False).encode(),
-    file_name=f"gpuledger-{team}-{filters.start:%Y%m%d}-{filters.end:%Y%m%d}.csv",
+    # the shown rows only (already restricted to this user's teams), formula cells neutralised
+    render.csv_text(shown.to_dict("records"), list(shown.columns)).encode("utf-8"),
+    file_name=render.safe_filename(f"gpuledger-{team}-{filters.start:%Y%m%d}-{filters.end:%Y%m%d}.csv"),
     mime="text/csv",
 )
 
@@ -81,7 +82,7 @@ if budgets is not None and team in set(budgets["team"]):
         )
     )
 
-found = ui.anomalies_frame(ui.mtime(), filters.start, filters.end)
+found = filters.restrict(ui.anomalies_frame(ui.mtime(), filters.start, filters.end))
 found = found[found["team"] == team]
 st.subheader("Anomalies")
 if found.empty:

@@ -1,0 +1,71 @@
+"""Pure scheduling arithmetic for `gpuledger serve`: which weeks are due, how a collection is cut.
+
+No I/O and an explicit `now`, so catch-up after any outage is a table-driven test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from core import conventions as c
+from core.timeutil import Window, iso_week_of, iso_week_window
+
+WEEK = timedelta(days=7)
+MAX_CATCH_UP_WEEKS = 52  # a service down for longer exports the last year and says so
+_WEEK_NAME = re.compile(r"^\d{4}-W\d{2}$")
+
+
+def monday_of(ts: datetime) -> datetime:
+    day = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
+def latest_due_week(now: datetime) -> str:
+    """The newest ISO week whose export time (the next Monday at EXPORT_HOUR_UTC) has passed."""
+    monday = monday_of(now)
+    if now < monday + timedelta(hours=c.EXPORT_HOUR_UTC):
+        monday -= WEEK
+    return iso_week_of(monday - WEEK)
+
+
+def due_weeks(now: datetime, exported: Iterable[str]) -> list[str]:
+    """Weeks to export now, oldest first: every week after the newest export up to the latest due one.
+
+    With no export yet, only the latest due week: a new installation does not invent a history.
+    A week that was exported is never due again, so a restart cannot export it twice.
+    """
+    latest = iso_week_window(latest_due_week(now)).start
+    done = sorted(iso_week_window(w).start for w in exported)
+    if not done:
+        return [iso_week_of(latest)]
+    weeks, start = [], done[-1] + WEEK
+    while start <= latest:
+        weeks.append(iso_week_of(start))
+        start += WEEK
+    return weeks[-MAX_CATCH_UP_WEEKS:]
+
+
+def exported_weeks(root: Path) -> list[str]:
+    """Weeks with a published export (the manifest is written last, so its presence means complete)."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if _WEEK_NAME.match(p.name) and (p / c.EXPORT_MANIFEST).is_file())
+
+
+def floor_step(ts: datetime, step_s: int) -> datetime:
+    epoch = datetime(1970, 1, 1)
+    seconds = int((ts - epoch).total_seconds())
+    return epoch + timedelta(seconds=seconds - seconds % step_s)
+
+
+def commit_windows(window: Window, length_s: int, step_s: int) -> list[Window]:
+    """Consecutive windows of about length_s (a whole number of steps) covering the window."""
+    span = timedelta(seconds=max(step_s, length_s - length_s % step_s))
+    out, start = [], window.start
+    while start < window.end:
+        out.append(Window(start, min(start + span, window.end)))
+        start = out[-1].end
+    return out

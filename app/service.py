@@ -1,0 +1,249 @@
+"""`gpuledger serve`: the scheduled jobs. Each body is thin: it calls the stage function the
+matching CLI command calls, and records what happened in the service's metrics and log.
+
+Jobs run one at a time on a single worker thread (DuckDB allows one writer, and a collection must
+not race the export that reads it). State that must survive a restart lives where the stages
+already keep it: collection resumes from the warehouse's watermark, and a week counts as exported
+when its folder holds a manifest. So catch-up after any outage is: collect from each watermark,
+then export every due week whose data is complete, exactly once.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics.overview import data_span
+from app import exports, schedule
+from app.cmd_health import record_health
+from app.cmd_outputs import weekly_inputs, write_rules
+from app.options import rule_spec
+from app.service_metrics import ServiceMetrics
+from collectors import ingest, pricing, pricing_fetch
+from collectors.load import LoadResult
+from core import conventions as c
+from core.errors import GpuledgerError, InputError, TransientError
+from core.settings import Settings, SourceSettings, load_settings, with_override
+from core.timeutil import Window, iso, iso_week_window, parse_duration, to_epoch
+from core.warehouse import open_warehouse
+
+log = logging.getLogger("gpuledger.serve")
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def watermark_key(url: str) -> str:
+    """The watermark a Prometheus source's collections record (credentials stripped).
+
+    Issue 3's collector resumes from it by itself (ingest.source_name); until then the service does."""
+    return f"prometheus:{ingest._redact(url)}"
+
+
+class Service:
+    def __init__(self, settings: Settings, config: Path | None = None, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.rule_settings = settings
+        self.config = config
+        self.clock = clock
+        self.metrics = ServiceMetrics()
+        self.stop = threading.Event()
+        self.running = threading.Lock()  # held while a job runs; SIGTERM waits for it
+        self.watermarks: dict[str, datetime] = {}
+        self.config_digest = _digest(config)
+        self.last_ok: dict[str, str] = {}
+        self.pending_weeks = 0
+
+    @property
+    def warehouse(self) -> Path:
+        return self.settings.warehouse.path
+
+    # --- bookkeeping -------------------------------------------------------------------------
+    def run_job(self, job: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Run one job body: time it, count its failure by kind, never let it kill the service."""
+        label = f"{job} {args[0].name}" if args and isinstance(args[0], SourceSettings) else job
+        with self.running:
+            if self.stop.is_set():  # stopping: nothing new starts, not even the rest of a catch-up
+                log.info("%s skipped: stopping", label)
+                return False
+            began = time.monotonic()
+            try:
+                fn(*args)
+            except GpuledgerError as exc:
+                kind = "transient" if isinstance(exc, TransientError) else "terminal"
+                self.metrics.errors.labels(job=job, kind=kind).inc()
+                log.error("%s failed (%s): %s", label, kind, exc)
+                return False
+            except Exception:
+                self.metrics.errors.labels(job=job, kind="bug").inc()
+                log.exception("%s failed with an unexpected error (a bug: please report it)", label)
+                return False
+            finally:
+                self.metrics.duration.labels(job=job).observe(time.monotonic() - began)
+            self.metrics.job_success.labels(job=job).set(time.time())
+            self.last_ok[job] = iso(utcnow())
+            return True
+
+    def seed(self) -> None:
+        """Create or migrate the warehouse, then load watermarks and export state into the metrics."""
+        self.metrics.start_time.set(time.time())
+        with open_warehouse(self.warehouse) as con:
+            marks = con.execute(f"SELECT source, last_ts FROM {c.T_WATERMARKS}").fetchall()
+            runs = con.execute(
+                f"SELECT source, max(finished_at) FROM {c.T_INGEST_RUNS} WHERE status = 'ok' GROUP BY source"
+            ).fetchall()
+        self.watermarks = {str(k): v for k, v in marks}
+        finished = {str(k): v for k, v in runs}
+        for source in self._prometheus_sources():
+            key = watermark_key(str(source.url))
+            if key in self.watermarks:
+                self.metrics.watermark.labels(source=source.name).set(to_epoch(self.watermarks[key]))
+            if finished.get(key):
+                self.metrics.last_success.labels(source=source.name).set(to_epoch(finished[key]))
+        self._export_gauges()
+
+    # --- collection --------------------------------------------------------------------------
+    def collect(self, source: SourceSettings) -> None:
+        cs = with_override(self.settings, "collect", cluster=source.cluster).collect
+        if source.type == "openmetrics":
+            files = sorted({Path(p) for pattern in source.paths for p in glob.glob(pattern)})
+            if not files:
+                raise InputError(source.name, f"no file matches {', '.join(source.paths)}")
+            self._collected(source, ingest.collect_files(self.warehouse, files, cs), None)
+            return
+        step = parse_duration(cs.step)
+        key = watermark_key(str(source.url))
+        now = self.clock()
+        end = schedule.floor_step(now - timedelta(seconds=parse_duration(self.settings.service.safety_lag)), step)
+        start = self.watermarks.get(key) or schedule.floor_step(
+            now - timedelta(seconds=parse_duration(source.backfill)), step
+        )
+        if end <= start:
+            return
+        length = parse_duration(self.settings.service.commit_window)
+        for window in schedule.commit_windows(Window(start, end), length, step):
+            if self.stop.is_set():
+                log.info("%s: stopping before %s (collected up to the watermark)", source.name, iso(window.start))
+                return
+            result = ingest.collect_prometheus(self.warehouse, str(source.url), window, cs)
+            self.watermarks[key] = max(window.end, self.watermarks.get(key, window.end))
+            self._collected(source, result, window.end)
+
+    def _collected(self, source: SourceSettings, result: LoadResult, watermark: datetime | None) -> None:
+        m = self.metrics
+        m.samples.labels(source=source.name).inc(result.samples)
+        m.rows.labels(source=source.name).inc(result.total_rows)
+        m.last_success.labels(source=source.name).set(time.time())
+        if watermark is not None:
+            m.watermark.labels(source=source.name).set(to_epoch(watermark))
+        span = f" {iso(result.window[0])}..{iso(result.window[1])}" if result.window else ""
+        log.info("%s: collected %d samples%s (%d rows)", source.name, result.samples, span, result.total_rows)
+
+    def collect_source(self, source: SourceSettings) -> None:
+        if self.run_job(c.JOB_COLLECT, self.collect, source):
+            self.export_if_pending()
+
+    def _prometheus_sources(self) -> list[SourceSettings]:
+        return [s for s in self.settings.service.sources if s.type == "prometheus" and s.url]
+
+    # --- weekly export -----------------------------------------------------------------------
+    def export_due(self) -> None:
+        """Export every due week whose data is complete, oldest first; later ones wait for it."""
+        root = self.settings.export.directory
+        for week in schedule.due_weeks(self.clock(), schedule.exported_weeks(root)):
+            if self.stop.is_set():
+                return
+            ready, why = self._complete(week)
+            if not ready:
+                log.info("export %s: %s", week, why)
+                break
+            folder = exports.write_weekly(weekly_inputs(self.settings, week), root)
+            self.metrics.export_success.set(time.time())
+            log.info("exported %s to %s", week, folder)
+        self._export_gauges()
+
+    def export_if_pending(self) -> None:
+        if self.settings.service.weekly_export and self.pending_weeks > 0:
+            self.run_job(c.JOB_EXPORT, self.export_due)
+
+    def _complete(self, week: str) -> tuple[bool, str]:
+        window = iso_week_window(week)
+        with open_warehouse(self.warehouse, read_only=True) as con:
+            span = data_span(con)
+        if span is None or span[0] > window.start:
+            return False, "waiting: the warehouse holds no data from the week's start"
+        for source in self._prometheus_sources():
+            mark = self.watermarks.get(watermark_key(str(source.url)))
+            if mark is None or mark < window.end:
+                return False, f"waiting for {source.name} to collect up to {iso(window.end)}"
+        if not self._prometheus_sources() and span[1] < window.end:
+            return False, f"waiting: the warehouse's data ends at {iso(span[1])}"
+        return True, ""
+
+    def _export_gauges(self) -> None:
+        done = schedule.exported_weeks(self.settings.export.directory)
+        if done:
+            self.metrics.export_week_end.set(to_epoch(iso_week_window(done[-1]).end))
+        pending = schedule.due_weeks(self.clock(), done) if self.settings.service.weekly_export else []
+        self.pending_weeks = len(pending)
+        self.metrics.export_pending.set(len(pending))
+
+    # --- analytics, rules, prices ------------------------------------------------------------
+    def evaluate_health(self) -> None:
+        s = self.settings.service
+        end = schedule.floor_step(self.clock() - timedelta(seconds=parse_duration(s.safety_lag)), 60)
+        log.info(
+            "health: %s",
+            record_health(self.settings, Window(end - timedelta(seconds=parse_duration(s.health_window)), end)),
+        )
+
+    def check_config(self, force: bool = False) -> None:
+        """Regenerate the rules when the settings file changed (a bad file keeps the old rules)."""
+        digest = _digest(self.config)
+        if digest != self.config_digest and self.config is not None:
+            self.rule_settings = load_settings(self.config)
+            self.config_digest = digest
+            log.info("settings file %s changed: regenerating rules", self.config)
+            force = True
+        if force and self.settings.service.rules_dir is not None:
+            paths = write_rules(rule_spec(self.rule_settings), self.settings.service.rules_dir)
+            log.info("rules: wrote %d files to %s", len(paths), self.settings.service.rules_dir)
+
+    def refresh_prices(self) -> None:
+        for provider in self.settings.service.price_refresh:
+            parsed = pricing_fetch.fetch(provider, self.settings.pricing)
+            with open_warehouse(self.warehouse) as con:
+                changed = pricing.store(con, parsed.rows)
+            log.info("prices: %s: %d rows (%d new or changed)", provider, len(parsed.rows), changed)
+
+    # --- start-up ----------------------------------------------------------------------------
+    def catch_up(self) -> None:
+        """What a (re)start owes: collect every source from its watermark, then export due weeks."""
+        for source in self.settings.service.sources:
+            if self.stop.is_set():
+                return
+            self.run_job(c.JOB_COLLECT, self.collect, source)
+        if self.settings.service.weekly_export:
+            self.run_job(c.JOB_EXPORT, self.export_due)
+        if parse_duration(self.settings.service.health_interval) > 0:
+            self.run_job(c.JOB_HEALTH, self.evaluate_health)
+        self.run_job(c.JOB_RULES, self.check_config, True)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        ok = not self.stop.is_set()
+        return ok, {"status": "ok" if ok else "stopping", "last_success": dict(sorted(self.last_ok.items()))}
+
+
+def _digest(path: Path | None) -> str:
+    if path is None or not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()

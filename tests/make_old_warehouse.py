@@ -1,0 +1,84 @@
+"""Write tests/fixtures/warehouse-v4.duckdb: the simulated fleet's first three hours in a warehouse at
+schema version 4 (the one before the current 5), made with the migration machinery itself, plus
+the reports today's gpuledger gives on the same input ingested fresh (warehouse-v4.expected.json).
+
+    .venv/bin/python -m tests.make_old_warehouse      (only when the fixture must be remade)
+
+The v4 file is built by migrating an empty file to version 4 and copying, table by table, the
+columns version 4 has from a warehouse ingested by the current code; nothing newer leaks in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from core import conventions as c
+from core.warehouse import migrate
+from tests.conftest import FIXTURES, run_cli
+
+VERSION = 4
+OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
+EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
+WINDOW = ("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z")
+
+
+def reports(warehouse: Path) -> dict[str, object]:
+    """The reports the old file must still give after migrating: chargeback, health and unit cost."""
+    base = ["--warehouse", str(warehouse), "report"]
+    window = ["--start", WINDOW[0], "--end", WINDOW[1], "--format", "json"]
+    out = {}
+    for name, args in {
+        "chargeback": ["chargeback", "--by", "team,workload"],
+        "health": ["health", "--state", "healthy,watch,drain,offline,rma"],
+        "unit_cost": ["unit-cost"],
+    }.items():
+        result = run_cli(*base, *args, *window)
+        assert result.exit_code == 0, result.output
+        out[name] = json.loads(result.output)
+    return out
+
+
+def build(work: Path) -> Path:
+    fleet = work / "fleet"
+    assert run_cli("simulate", "--start", WINDOW[0], "--days", "0.125", "--out", str(fleet)).exit_code == 0
+    new = work / "new.duckdb"
+    files = [str(p) for p in sorted(fleet.glob("*.om"))]
+    assert run_cli("--warehouse", str(new), "collect", "openmetrics", *files, "--step", "300s").exit_code == 0
+    assert run_cli("--warehouse", str(new), "pricing", "import", "--default").exit_code == 0
+    assert (
+        run_cli("--warehouse", str(new), "health", "evaluate", "--start", WINDOW[0], "--end", WINDOW[1]).exit_code == 0
+    )
+    old = work / OLD.name
+    con = duckdb.connect(str(old))
+    con.execute("SET TimeZone = 'UTC'")
+    migrate(con, 0, VERSION)
+    con.execute(f"ATTACH '{new}' AS src (READ_ONLY)")
+    tables = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        " AND table_schema = 'main' AND table_type = 'BASE TABLE'"
+        " AND table_name <> ?",
+        [c.T_SCHEMA_VERSION],
+    ).fetchall()
+    for (table,) in tables:
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database()"
+            " AND table_schema = 'main' AND table_name = ?"
+            " ORDER BY ordinal_position", [table]).fetchall()]  # fmt: skip
+        names = ", ".join(f'"{col}"' for col in cols)
+        con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM src."{table}"')
+    con.execute("DETACH src")
+    con.execute("CHECKPOINT")
+    con.close()
+    EXPECTED.write_text(json.dumps(reports(new), indent=1, sort_keys=True) + "\n")
+    return old
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(build(Path(tmp)), OLD)
+    print(f"wrote {OLD} ({OLD.stat().st_size} bytes) and {EXPECTED}")
