@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from analytics.overview import data_span
 from app import exports, schedule
@@ -29,13 +29,14 @@ from app.service_metrics import ServiceMetrics
 from collectors import ingest, pricing, pricing_fetch
 from collectors.load import LoadResult
 from core import conventions as c
-from core.errors import GpuledgerError, InputError, TransientError
+from core.errors import GpuledgerError, InputError, TransientError, WarehouseBusy
 from core.settings import Settings, SourceSettings, load_settings, with_override
 from core.timeutil import Window, iso, iso_week_window, parse_duration, to_epoch
 from core.warehouse import open_warehouse
 
 log = logging.getLogger("gpuledger.serve")
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -118,7 +119,7 @@ class Service:
             files = sorted({Path(p) for pattern in source.paths for p in glob.glob(pattern)})
             if not files:
                 raise InputError(source.name, f"no file matches {', '.join(source.paths)}")
-            self._collected(source, ingest.collect_files(self.warehouse, files, cs), None)
+            self._collected(source, self._writing(ingest.collect_files, self.warehouse, files, cs), None)
             return
         step = parse_duration(cs.step)
         key = watermark_key(str(source.url))
@@ -134,9 +135,21 @@ class Service:
             if self.stop.is_set():
                 log.info("%s: stopping before %s (collected up to the watermark)", source.name, iso(window.start))
                 return
-            result = ingest.collect_prometheus(self.warehouse, str(source.url), window, cs)
+            result = self._writing(ingest.collect_prometheus, self.warehouse, str(source.url), window, cs)
             self.watermarks[key] = max(window.end, self.watermarks.get(key, window.end))
             self._collected(source, result, window.end)
+
+    def _writing(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a warehouse write, waiting up to service.lock_wait while readers (the dashboard, a backup)
+        hold DuckDB's file lock: they let go between queries, so retrying soon gets in."""
+        deadline = time.monotonic() + parse_duration(self.settings.service.lock_wait)
+        while True:
+            try:
+                return call(*args)
+            except WarehouseBusy:
+                if time.monotonic() > deadline or self.stop.is_set():
+                    raise
+            time.sleep(0.2)
 
     def _collected(self, source: SourceSettings, result: LoadResult, watermark: datetime | None) -> None:
         m = self.metrics

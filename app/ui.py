@@ -1,7 +1,8 @@
 """Shared dashboard plumbing: the warehouse, cached analytics calls, and the filters every page uses.
 
 Pages never run SQL: they call analytics functions through the cached wrappers here. Caches are
-keyed by the warehouse file's modification time, so a new collection invalidates them. Filters
+versioned by the warehouse file's modification time and refreshed in the background after a new
+collection (app/freshness.py: stale-while-revalidate, one computation per version). Filters
 (window, cluster, team, GPU model, node pool) live in the URL query string, so a view is a link.
 """
 
@@ -21,7 +22,7 @@ import streamlit as st
 
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.overview import data_span
-from app import access
+from app import access, freshness
 from app.options import chargeback_options, savings_options
 from core.errors import GpuledgerError, TransientError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, DashboardSettings, Settings, load_settings
@@ -67,12 +68,12 @@ def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
     raise AssertionError("unreachable")
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def span(version: tuple[str, float, str, float]) -> tuple[datetime, datetime] | None:
     return read(data_span)
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def breakdown(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     """Chargeback rows by team x day x cluster x node pool x GPU model: every page filters this."""
     opts = _options(BREAKDOWN)
@@ -203,7 +204,7 @@ def money(value: Any) -> str:
     return f"${float(value):,.2f}"
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def budget_frame(version: tuple[str, float, str, float], as_of: datetime) -> pd.DataFrame | None:
     from analytics import budget, spend
 
@@ -218,7 +219,7 @@ def budget_frame(version: tuple[str, float, str, float], as_of: datetime) -> pd.
     return pd.DataFrame([line.as_dict() for line in lines])
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def savings_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.recommend import recommendations
 
@@ -227,7 +228,7 @@ def savings_frame(version: tuple[str, float, str, float], start: datetime, end: 
     return pd.DataFrame([r.as_dict() for r in recs], columns=cols)
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def anomalies_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.spend import anomaly_report
 
@@ -239,7 +240,7 @@ def anomalies_frame(version: tuple[str, float, str, float], start: datetime, end
     return pd.DataFrame([a.as_dict() for a in found], columns=cols)
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def workloads_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     opts = _options(("team", "namespace", "workload", "cluster", "node_pool", "gpu_model"))
     report = read(lambda con: chargeback(con, Window(start, end), opts))
@@ -257,7 +258,7 @@ def workloads_frame(version: tuple[str, float, str, float], start: datetime, end
     return frame
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def status(version: tuple[str, float, str, float]) -> dict[str, Any]:
     from analytics.overview import data_status
 
@@ -269,7 +270,7 @@ def _cli_loaded() -> None:
     import app.cli  # noqa: F401
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def health_report(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
     _cli_loaded()
     from app.cmd_health import run_health
@@ -281,7 +282,7 @@ def health_report(version: tuple[str, float, str, float], start: datetime, end: 
     return data
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def serving(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
     """SLO reports at the window's end (or the serving data's end), unit costs and canary verdicts."""
     _cli_loaded()
@@ -325,7 +326,7 @@ def serving(version: tuple[str, float, str, float], start: datetime, end: dateti
     return read(run)
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def drift_days(version: tuple[str, float, str, float], start: datetime, end: datetime, model: str) -> dict[str, Any]:
     """Each day's traffic drift against the window's first day, per feature (the heatmap's cells)."""
     _cli_loaded()
@@ -361,7 +362,7 @@ def drift_days(version: tuple[str, float, str, float], start: datetime, end: dat
     return read(run)
 
 
-@st.cache_data(show_spinner=False)
+@freshness.cached
 def serving_models(version: tuple[str, float, str, float]) -> list[str]:
     from analytics.overview import serving_models as models
 

@@ -38,6 +38,10 @@ class SchemaError(TerminalError):
     """The warehouse file cannot be used by this version of gpuledger."""
 
 
+class WarehouseBusy(TransientError):
+    """Another process holds DuckDB's file lock on the warehouse (a writer, or readers while we write)."""
+
+
 class SourceUnavailable(TransientError):
     """A metrics backend could not be reached or answered 5xx; names the URL."""
 

@@ -312,6 +312,10 @@ class ServeSettings(_Section):
     stop_timeout: str = Field(
         default="60s", description="On SIGTERM, how long the running job may take to finish before the process exits."
     )
+    lock_wait: str = Field(
+        default="60s",
+        description="How long a job waits for dashboard readers to let go of the warehouse before failing.",
+    )
 
 
 class XidOverride(_Section):

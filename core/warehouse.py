@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from core import conventions as c
-from core.errors import SchemaError, TerminalError, TransientError
+from core.errors import SchemaError, TerminalError, TransientError, WarehouseBusy
 from core.schema import LATEST_VERSION, MIGRATIONS
 
 
@@ -28,7 +28,8 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
-        raise TransientError(f"{path}: cannot open warehouse ({_first_line(exc)})") from exc
+        kind = WarehouseBusy if "lock" in str(exc).lower() else TransientError
+        raise kind(f"{path}: cannot open warehouse ({_first_line(exc)})") from exc
     except duckdb.Error as exc:
         raise TerminalError(f"{path}: not a usable DuckDB warehouse ({_first_line(exc)})") from exc
     con.execute("SET TimeZone = 'UTC'")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,3 +189,46 @@ def test_service_settings_that_cannot_work_are_refused_at_start(tmp_path: Path, 
     config.write_text(f"service:\n  sources: {sources}\n")
     with pytest.raises(ConfigError):
         check_settings(load_settings(config, env={}))
+
+
+_READER = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)  # a dashboard session between two queries
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("hold", "lock_wait", "collected"),
+    [(1.5, "30s", True), (30, "1s", False)],
+    ids=["a reader letting go within lock_wait", "a reader holding on past lock_wait"],
+)
+def test_a_collection_waits_for_dashboard_readers_to_let_go_of_the_warehouse(
+    tmp_path: Path, week_allocations: Path, hold: float, lock_wait: str, collected: bool
+) -> None:
+    drop = tmp_path / "drop.om"
+    drop.write_text(
+        '# TYPE kube_pod_info gauge\nkube_pod_info{namespace="a",pod="p",uid="u",node="n"} 1 1794300000\n# EOF\n'
+    )
+    extra = f"  lock_wait: {lock_wait}\n  sources:\n    - {{name: drop, type: openmetrics, paths: ['{drop}']}}\n"
+    service = _service(tmp_path, week_allocations, "2026-11-10T09:00:00Z", "  weekly_export: false\n" + extra)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(service.warehouse), str(hold)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "holding"
+        began = time.monotonic()
+        ok = service.run_job(c.JOB_COLLECT, service.collect, service.settings.service.sources[0])
+        waited = time.monotonic() - began
+    finally:
+        reader.kill()
+        reader.wait()
+    get: Callable[..., float | None] = service.metrics.registry.get_sample_value
+    assert ok is collected
+    if collected:
+        assert waited >= 1.0  # it waited for the reader instead of failing at once
+        assert get(c.M_COLLECTION_LAST_SUCCESS, {"source": "drop"}) is not None
+    else:
+        assert 1.0 <= waited < 10
+        assert get(f"{c.M_ERRORS}_total", {"job": c.JOB_COLLECT, "kind": "transient"}) == 1

@@ -1,0 +1,88 @@
+"""Stale-while-revalidate caching for the dashboard's heavy frames (a chargeback over a week of a
+large fleet takes seconds to tens of seconds).
+
+st.cache_data keyed by the warehouse's modification time recomputed every frame in every session
+right after each collection commit: with `gpuledger serve` committing every few minutes and many
+viewers, pages waited on the same recomputation many times over, and their long read-only
+connections kept the collector from ever getting DuckDB's write lock. Here:
+  - a page gets the newest value computed for its arguments at once, even when the warehouse has
+    changed since (it is then at most one recomputation behind);
+  - recomputation happens on one background thread, once per key and version however many sessions
+    ask (single flight), so readers hold the warehouse one query at a time and the writer gets in;
+  - only a cold key (never computed in this process) makes its caller wait, and concurrent callers of
+    the same cold key share that one computation.
+Values are copied on the way out (as st.cache_data did), so pages cannot change what is cached.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pandas as pd
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_ENTRIES = 256
+log = logging.getLogger("gpuledger.dashboard")
+
+_lock = threading.Lock()
+_entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+_pending: dict[Hashable, Future[Any]] = {}
+_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-refresh")
+
+
+def cached(fn: F) -> F:
+    """`fn(version, *args)` where version = (warehouse, mtime, settings file, mtime), as ui.mtime() gives."""
+
+    @functools.wraps(fn)
+    def wrapper(version: tuple[str, float, str, float], *args: Hashable) -> Any:
+        key = (fn.__qualname__, version[0], version[2], args)
+        stamp = (version[1], version[3])
+        with _lock:
+            entry = _entries.get(key)
+            if entry is not None and entry[0] == stamp:
+                _entries.move_to_end(key)
+                return _copy(entry[1])
+            future = _pending.get(key)
+            if future is None:
+                future = _pending[key] = _worker.submit(_compute, key, stamp, fn, version, args)
+        if entry is not None:
+            return _copy(entry[1])  # stale by one collection at most; the refresh is under way
+        return _copy(future.result())
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _compute(
+    key: Hashable, stamp: Hashable, fn: Callable[..., Any], version: tuple[Any, ...], args: tuple[Any, ...]
+) -> Any:
+    try:
+        value = fn(version, *args)
+    except BaseException:
+        with _lock:
+            _pending.pop(key, None)
+        log.exception("dashboard refresh of %s failed; the previous value stays", key[0])  # type: ignore[index]
+        raise
+    with _lock:  # stored and released together: no caller can start a second computation in between
+        _entries[key] = (stamp, value)
+        _entries.move_to_end(key)
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
+        _pending.pop(key, None)
+    return value
+
+
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, pd.DataFrame) else copy.deepcopy(value)
+
+
+def clear() -> None:
+    """Forget everything (tests)."""
+    with _lock:
+        _entries.clear()

@@ -1,0 +1,109 @@
+"""The dashboard's stale-while-revalidate cache (app/freshness.py), with real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from app import freshness
+
+
+@pytest.fixture(autouse=True)
+def _empty() -> Iterator[None]:
+    freshness.clear()
+    yield
+    freshness.clear()
+
+
+def _version(mtime: float) -> tuple[str, float, str, float]:
+    return ("/w.duckdb", mtime, "/dev/null", 0.0)
+
+
+class Gated:
+    """A cached function whose computations wait for `gate` and are counted."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.calls: list[float] = []
+        self.fail = False
+
+        @freshness.cached
+        def value(version: tuple[str, float, str, float], n: int) -> dict[str, float]:
+            self.calls.append(version[1])
+            assert self.gate.wait(10)
+            if self.fail:
+                raise RuntimeError("warehouse unreadable")
+            return {"mtime": version[1], "n": n}
+
+        self.value = value
+
+
+def test_after_a_new_collection_a_page_gets_the_previous_numbers_at_once_then_the_new_ones() -> None:
+    g = Gated()
+    assert g.value(_version(1.0), 7) == {"mtime": 1.0, "n": 7}
+    g.gate.clear()  # the recomputation for the new version is slow
+    began = time.monotonic()
+    assert g.value(_version(2.0), 7) == {"mtime": 1.0, "n": 7}
+    assert time.monotonic() - began < 1
+    g.gate.set()
+    deadline = time.monotonic() + 10
+    while g.value(_version(2.0), 7)["mtime"] != 2.0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert g.calls == [1.0, 2.0]
+
+
+def test_many_sessions_asking_for_a_cold_key_share_one_computation() -> None:
+    g = Gated()
+    g.gate.clear()
+    results: list[dict[str, float]] = []
+    threads = [threading.Thread(target=lambda: results.append(g.value(_version(1.0), 3))) for _ in range(12)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    g.gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == [{"mtime": 1.0, "n": 3}] * 12
+    assert g.calls == [1.0]
+
+
+def test_each_version_is_computed_once_however_often_it_is_asked_for() -> None:
+    g = Gated()
+    for _ in range(5):
+        g.value(_version(1.0), 1)
+    g.value(_version(1.0), 2)  # other arguments are another key
+    assert g.calls == [1.0, 1.0]
+
+
+def test_a_failed_refresh_keeps_the_previous_value_and_a_failed_cold_call_raises() -> None:
+    g = Gated()
+    g.value(_version(1.0), 1)
+    g.fail = True
+    for _ in range(3):
+        assert g.value(_version(2.0), 1) == {"mtime": 1.0, "n": 1}
+        time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="warehouse unreadable"):
+        g.value(_version(1.0), 99)
+    g.fail = False
+    assert g.value(_version(1.0), 99) == {"mtime": 1.0, "n": 99}  # a failure is not cached
+
+
+def test_pages_cannot_change_what_is_cached() -> None:
+    @freshness.cached
+    def frame(version: tuple[str, float, str, float]) -> pd.DataFrame:
+        return pd.DataFrame({"team": ["a"], "cost_usd": [1.0]})
+
+    @freshness.cached
+    def nested(version: tuple[str, float, str, float]) -> dict[str, list[int]]:
+        return {"rows": [1, 2]}
+
+    frame(_version(1.0))["cost_usd"] = 99.0
+    nested(_version(1.0))["rows"].append(3)
+    assert frame(_version(1.0))["cost_usd"].tolist() == [1.0]
+    assert nested(_version(1.0)) == {"rows": [1, 2]}
