@@ -206,6 +206,12 @@ ALERT_POOR_INFERENCE_EFFICIENCY: Final = "GpuledgerPoorInferenceCostEfficiency"
 ALERT_IDLE_GPU_CAPACITY: Final = "GpuledgerIdleGPUCapacity"
 ALERT_GPU_POD_WITHOUT_COST_CENTER: Final = "GpuledgerGPUPodWithoutCostCenter"
 ALERT_GPU_NOT_REPORTING: Final = "GpuledgerGPUStoppedReporting"
+REC_SLO_ERROR_RATIO: Final = "slo:gpuledger_sli_error:ratio_rate"  # + window, e.g. ratio_rate5m
+REC_SLO_OBJECTIVE: Final = "slo:gpuledger_objective:ratio"
+REC_SLO_BUDGET_REMAINING: Final = "slo:gpuledger_period_error_budget_remaining:ratio"
+L_SLO_SERVICE: Final = "gpuledger_service"
+L_SLO_NAME: Final = "gpuledger_slo"
+ALERT_SLO_BURN: Final = "GpuledgerSLOErrorBudgetBurn"
 ALERT_GPU_POD_WITHOUT_TEAM: Final = "GpuledgerGPUPodWithoutTeam"
 RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/README.md"
 
