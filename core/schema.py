@@ -63,5 +63,9 @@ MIGRATION_2 = [
         skipped_series BIGINT, status VARCHAR NOT NULL, message VARCHAR)""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2]
+# --- issue 3: collectors ---
+# Version 3: per-step change of health signals (counters: reset-aware increase; Xid: event flag).
+MIGRATION_3 = [f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_DELTA} DOUBLE"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
 LATEST_VERSION = len(MIGRATIONS)

@@ -98,16 +98,14 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
     assert snapshot(wh) == before
 
 
-def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str, tmp_path: Path) -> None:
-    from collectors import prometheus as prom
+def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str) -> None:
+    from collectors import promapi
+    from collectors.http import HttpClient, HttpConfig
     from core.errors import QueryError
-
-    client = prom.make_client(prometheus_url, 10, 0)
-    with pytest.raises(QueryError, match="rate\\(\\("):
-        prom._query_range(client, prometheus_url, "rate((", *_hour(), 60)
-
-
-def _hour():  # type: ignore[no-untyped-def]
     from core.timeutil import parse_ts
 
-    return parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z")
+    client = HttpClient(prometheus_url, HttpConfig(timeout_s=10, retries=0))
+    with pytest.raises(QueryError, match="rate\\(\\("):
+        promapi.query_range(
+            client, "prometheus", "rate((", parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z"), 60
+        )
