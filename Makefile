@@ -25,15 +25,20 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 run: $(STAMP) ## Simulated fleet -> warehouse -> analytics -> rules -> export -> dashboard on :8501
 	$(BIN)/gpuledger demo
 
-tools: ## Install promtool/prometheus if missing (Debian, as root), else say what to install
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-	      || { echo "make: could not install prometheus with apt-get; install the Debian package 'prometheus'"; exit 1; }; \
-	  else echo "make: promtool and prometheus are missing: install the Debian package 'prometheus' (apt-get install -y prometheus)"; exit 1; fi; }
-	@command -v promtool >/dev/null || { echo "make: promtool still missing after install"; exit 1; }
+tools: ## Install prometheus/promtool and victoria-metrics if missing (Debian, as root), else say what to install
+	@missing=""; \
+	  { command -v promtool && command -v prometheus; } >/dev/null || missing="prometheus"; \
+	  command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	        || { echo "make: apt-get could not install '$$missing': install the Debian package(s) yourself"; exit 1; }; \
+	    else echo "make: missing tools: install the Debian package(s) '$$missing' (apt-get install -y $$missing)"; exit 1; fi; \
+	  fi
+	@for tool in promtool prometheus victoria-metrics; do \
+	  command -v $$tool >/dev/null || { echo "make: $$tool still missing after install"; exit 1; }; done
 
-test: $(DEV_STAMP) tools ## Run the whole test suite (real DuckDB, Prometheus, promtool, Streamlit)
+test: $(DEV_STAMP) tools ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PACKAGE_OF = {"prometheus": "prometheus", "promtool": "prometheus", "victoria-metrics": "victoria-metrics"}
+
+
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:  # CI installs it (make tools); never skip silently
-        pytest.fail(f"{name} is not installed: run `make tools` (Debian package 'prometheus')")
+        pytest.fail(f"{name} is not installed: run `make tools` (Debian package '{PACKAGE_OF.get(name, name)}')")
     return path
 
 
@@ -90,9 +94,64 @@ def prometheus_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         stderr=(base / "prometheus.log").open("w"),
     )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
+    with _running(proc, url, "/-/ready"):
         yield url
+
+
+def om_to_prometheus_text(om: Path) -> bytes:
+    """OpenMetrics (timestamps in seconds) -> Prometheus text (milliseconds), for VictoriaMetrics' import."""
+    out = []
+    for line in om.read_text().splitlines():
+        if line and not line.startswith("#"):
+            head, ts = line.rsplit(" ", 1)
+            out.append(f"{head} {round(float(ts) * 1000)}\n")
+    return "".join(out).encode()
+
+
+@pytest.fixture(scope="session")
+def victoriametrics_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real VictoriaMetrics serving the simulated day, loaded through its import API."""
+    binary = require_binary("victoria-metrics")
+    base = tmp_path_factory.mktemp("victoriametrics")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"-storageDataPath={base / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(base / "victoria-metrics.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    with _running(proc, url, "/health"):
+        for om in sorted(sim_day.glob("*.om")):
+            response = requests.post(f"{url}/api/v1/import/prometheus", data=om_to_prometheus_text(om), timeout=120)
+            assert response.status_code == 204, response.text
+        assert requests.get(f"{url}/internal/force_flush", timeout=60).status_code == 200
+        _wait_for_data(url)
+        yield url
+
+
+def _wait_for_data(url: str) -> None:
+    """Imported rows become searchable shortly after the flush."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = requests.get(
+            f"{url}/api/v1/query", params={"query": "count(kube_node_info)", "time": "2026-11-02T12:00:00Z"}, timeout=5
+        ).json()
+        if answer["data"]["result"]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("victoria-metrics did not show the imported data within 30 s")
+
+
+@contextmanager
+def _running(proc: subprocess.Popen[bytes], url: str, ready_path: str) -> Iterator[None]:
+    try:
+        _wait_ready(url, proc, ready_path)
+        yield
     finally:
         proc.terminate()
         try:
@@ -101,15 +160,15 @@ def prometheus_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             proc.kill()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], ready_path: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
+            if requests.get(f"{url}{ready_path}", timeout=1).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise RuntimeError("prometheus did not become ready within 60 s")
+    raise RuntimeError(f"{proc.args[0]} did not become ready within 60 s")
