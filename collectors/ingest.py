@@ -154,7 +154,7 @@ def choose_plan(
     """(name, queries): recording rules when they cover the window, else aggregation in the query."""
     sel = prometheus.selector_for(reader.flavor, parse_duration(settings.lookback))
     style = settings.workload_label_style
-    if settings.pushdown == "off":
+    if settings.pushdown == "raw":
         return "raw series", prometheus.raw_plan(sel)
     first = window.start + timedelta(seconds=reader.step_s)
     if settings.pushdown == "auto" and reader.covered(c.REC_HEARTBEAT, first, window.end):

@@ -9,7 +9,7 @@ The query grid: for a window [start, end) at step s the points are start, start+
 point at `start` is only the previous value counters need for their first increase; every other
 point t becomes the warehouse row [t-s, t), inside the window.
 
-Plans (`collect.pushdown`): `off` reads the raw series and lets the warehouse aggregate, like the
+Plans (`collect.pushdown`): `raw` reads the raw series and lets the warehouse aggregate, like the
 file path; `query` sends the aggregations of core/promql.py; `auto` reads gpuledger's recording
 rules instead when their heartbeat covers every step of the window, else does what `query` does.
 """
@@ -45,7 +45,7 @@ class Fetched:
     t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     skipped_series: int = 0
-    plan: str = "off"
+    plan: str = "raw series"
 
 
 def selector_for(flavor: str, lookback_s: int) -> promql.Selector:
@@ -107,7 +107,7 @@ class Reader:
         return seen == expected
 
 
-def fetch(reader: Reader, plan: list[Query], first: datetime, last: datetime, name: str = "off") -> Fetched:
+def fetch(reader: Reader, plan: list[Query], first: datetime, last: datetime, name: str = "raw series") -> Fetched:
     """Run every query of the plan over first..last; raise before returning anything on failure."""
     tasks = [(q, lo, hi) for q in plan for lo, hi in chunks(first, last, reader.step_s, reader.max_points)]
 

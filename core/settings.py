@@ -59,10 +59,10 @@ class CollectSettings(_Section):
     safety_lag: str = Field(
         default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
     )
-    pushdown: Literal["auto", "query", "off"] = Field(
+    pushdown: Literal["auto", "query", "raw"] = Field(
         default="auto",
         description="Aggregate in the store: `auto` reads gpuledger's recording rules where they cover the window, "
-        "else aggregates in the query; `query` always aggregates in the query; `off` reads raw series.",
+        "else aggregates in the query; `query` always aggregates in the query; `raw` reads raw series.",
     )
 
 

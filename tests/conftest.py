@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,19 @@ import requests
 from click.testing import CliRunner, Result
 
 from app.cli import main
+from core.timeutil import parse_ts, to_epoch
+from tests import servers
+from tests.servers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
+RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "gpuledger-collector.yaml"
 SIM_START = "2026-11-02T00:00:00Z"
+RULES_FROM = "2026-11-02T06:00:00Z"  # the recording rules "were deployed" at 06:00
 
 
 def run_cli(*args: str) -> Result:
     """Invoke `gpuledger ARGS...` in-process (settings from defaults + the given options only)."""
     return CliRunner().invoke(main, ["--config", "/dev/null", *args], catch_exceptions=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 PACKAGE_OF = {"prometheus": "prometheus", "promtool": "prometheus", "victoria-metrics": "victoria-metrics"}
@@ -70,42 +68,35 @@ def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus serving the simulated day, backfilled with promtool."""
-    promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
+def prometheus_tsdb(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated day backfilled with promtool, plus gpuledger's recording rules from RULES_FROM on
+    (evaluated on the grid by a first Prometheus), so collection meets both cases: with and without rules."""
+    promtool, binary = require_binary("promtool"), require_binary("prometheus")
     base = tmp_path_factory.mktemp("prometheus")
     tsdb = base / "tsdb"
     for om in sorted(sim_day.glob("*.om")):
         subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)], check=True, capture_output=True
         )
-    config = base / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=100y",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(base / "prometheus.log").open("w"),
+    start, end = parse_ts(RULES_FROM), parse_ts(SIM_START) + timedelta(days=1)
+    with servers.prometheus(binary, tsdb, base) as url:
+        text = servers.recording_rules_as_openmetrics(url, RULES_FILE, to_epoch(start), to_epoch(end), 60)
+    rules_om = base / "rules.om"
+    rules_om.write_text(text)
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(rules_om), str(tsdb)],
+        check=True,
+        capture_output=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    with _running(proc, url, "/-/ready"):
+    return tsdb
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(prometheus_tsdb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus serving the simulated day (and the recording rules from RULES_FROM on)."""
+    base = tmp_path_factory.mktemp("prometheus-serve")
+    with servers.prometheus(require_binary("prometheus"), prometheus_tsdb, base) as url:
         yield url
-
-
-def om_to_prometheus_text(om: Path) -> bytes:
-    """OpenMetrics (timestamps in seconds) -> Prometheus text (milliseconds), for VictoriaMetrics' import."""
-    out = []
-    for line in om.read_text().splitlines():
-        if line and not line.startswith("#"):
-            head, ts = line.rsplit(" ", 1)
-            out.append(f"{head} {round(float(ts) * 1000)}\n")
-    return "".join(out).encode()
 
 
 @pytest.fixture(scope="session")
@@ -114,20 +105,13 @@ def victoriametrics_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory)
     binary = require_binary("victoria-metrics")
     base = tmp_path_factory.mktemp("victoriametrics")
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-storageDataPath={base / 'data'}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-retentionPeriod=100y",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(base / "victoria-metrics.log").open("w"),
-    )
+    args = [binary, f"-storageDataPath={base / 'data'}", f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y"]
     url = f"http://127.0.0.1:{port}"
-    with _running(proc, url, "/health"):
+    with servers.running(args, base / "victoria-metrics.log", url, "/health"):
         for om in sorted(sim_day.glob("*.om")):
-            response = requests.post(f"{url}/api/v1/import/prometheus", data=om_to_prometheus_text(om), timeout=120)
+            response = requests.post(
+                f"{url}/api/v1/import/prometheus", data=servers.om_to_prometheus_text(om), timeout=120
+            )
             assert response.status_code == 204, response.text
         assert requests.get(f"{url}/internal/force_flush", timeout=60).status_code == 200
         _wait_for_data(url)
@@ -145,30 +129,3 @@ def _wait_for_data(url: str) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError("victoria-metrics did not show the imported data within 30 s")
-
-
-@contextmanager
-def _running(proc: subprocess.Popen[bytes], url: str, ready_path: str) -> Iterator[None]:
-    try:
-        _wait_ready(url, proc, ready_path)
-        yield
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], ready_path: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}{ready_path}", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{proc.args[0]} did not become ready within 60 s")

@@ -6,13 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import main
 from core import conventions as c
 from core.warehouse import open_warehouse
 from tests.conftest import free_port, run_cli
 from tests.helpers import rows, snapshot, team_day_hours
 
 DAY = "2026-11-02"
+DAY_WINDOW = ("--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,57 @@ def test_prometheus_collection_equals_direct_ingestion_and_truth(
 def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
     prometheus_warehouse: Path, direct_warehouse: Path
 ) -> None:
-    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES, c.T_INFERENCE_SAMPLES):
+    for table in (
+        c.T_POD_ALLOCATIONS,
+        c.T_GPU_SAMPLES,
+        c.T_GPU_POD_SAMPLES,
+        c.T_NODE_SAMPLES,
+        c.T_INFERENCE_SAMPLES,
+        c.T_HEALTH_SAMPLES,
+    ):
         assert rows(prometheus_warehouse, table) == rows(direct_warehouse, table), table
+
+
+def test_auto_pushdown_reads_recording_rules_only_for_windows_their_heartbeat_covers(
+    prometheus_warehouse: Path,
+) -> None:
+    with open_warehouse(prometheus_warehouse, read_only=True) as con:
+        runs = con.execute(
+            f"SELECT strftime(window_start, '%H:%M'), message FROM {c.T_INGEST_RUNS} ORDER BY window_start"
+        ).fetchall()
+    # the rules "were deployed" at 06:00 (tests/conftest.py RULES_FROM); commit windows are 6 h
+    assert runs == [
+        ("00:00", "read via aggregating queries"),
+        ("06:00", "read via recording rules"),
+        ("12:00", "read via recording rules"),
+        ("18:00", "read via recording rules"),
+    ]
+
+
+@pytest.mark.parametrize("pushdown", ["raw", "query"], ids=["raw series", "aggregating queries"])
+def test_every_pushdown_mode_stores_exactly_the_rows_of_direct_ingestion(
+    pushdown: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"collect:\n  pushdown: {pushdown}\n  cluster: sim-us-east-1\n")
+    wh = tmp_path / "wh.duckdb"
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "--warehouse",
+            str(wh),
+            "collect",
+            "prometheus",
+            "--url",
+            prometheus_url,
+            *DAY_WINDOW,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_HEALTH_SAMPLES):
+        assert rows(wh, table) == rows(direct_warehouse, table), table
 
 
 def test_collection_records_a_watermark_for_the_source(prometheus_warehouse: Path, prometheus_url: str) -> None:
@@ -71,10 +123,6 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
     url = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "settings.yaml"
     config.write_text("collect:\n  retries: 0\n  timeout: 5s\n")
-    from click.testing import CliRunner
-
-    from app.cli import main
-
     result = CliRunner().invoke(
         main,
         [
