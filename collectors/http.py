@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -25,6 +26,7 @@ from core import conventions as c
 from core.errors import ConfigError, QueryError, SourceUnavailable
 from core.settings import PrometheusSettings
 
+T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT = (
     requests.exceptions.ConnectionError,
@@ -144,6 +146,11 @@ class HttpClient:
 
     def get(self, path: str, params: Mapping[str, str] | None = None, what: str = "") -> bytes:
         """The body of a 2xx answer; SourceUnavailable after retries, QueryError on 4xx."""
+        return self.fetch(path, params, what, lambda body: body)
+
+    def fetch(self, path: str, params: Mapping[str, str] | None, what: str, decode: Callable[[bytes], T]) -> T:
+        """GET and decode; a transient failure, including an answer `decode` finds malformed or
+        partial (SourceUnavailable), is retried with backoff."""
         url = f"{self.base_url}{path}"
         subject = what or path
         for attempt in range(self.config.retries + 1):
@@ -156,10 +163,16 @@ class HttpClient:
                     raise SourceUnavailable(self._unavailable(url, subject, _describe(exc))) from None
             else:
                 if response.status_code < 300:
-                    return body
-                if response.status_code not in RETRY_STATUS:
+                    try:
+                        return decode(body)
+                    except SourceUnavailable as exc:
+                        if last:
+                            raise SourceUnavailable(
+                                self.redact(f"{exc} (gave up after {attempt + 1} attempts)")
+                            ) from None
+                elif response.status_code not in RETRY_STATUS:
                     raise QueryError(self.redact(f"{url}: {subject} rejected ({_status(response)})"))
-                if last:
+                elif last:
                     raise SourceUnavailable(self._unavailable(url, subject, _status(response)))
             self._sleep(self.backoff(attempt))
         raise AssertionError("unreachable")

@@ -82,8 +82,7 @@ def query_range(client: HttpClient, flavor: str, query: str, first: datetime, la
         **FLAVOR_PARAMS[flavor],
     }
     what = f"query {query!r} [{iso(first)}..{iso(last)}]"
-    body = client.get("/api/v1/query_range", params, what)
-    return decode_matrix(body, client.base_url, what)
+    return client.fetch("/api/v1/query_range", params, what, lambda body: decode_matrix(body, client.base_url, what))
 
 
 def _epoch(ts: datetime) -> str:
