@@ -21,6 +21,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from core import conventions as c
 from core.errors import ConfigError, QueryError, SourceUnavailable
@@ -142,6 +143,8 @@ class HttpClient:
             session = self._local.session = requests.Session()
             session.headers.update(self._headers)
             session.verify = self.config.verify
+            if self.config.verify is False:  # chosen explicitly (prometheus.insecure_skip_verify)
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return session
 
     def get(self, path: str, params: Mapping[str, str] | None = None, what: str = "") -> bytes:
@@ -156,8 +159,14 @@ class HttpClient:
         for attempt in range(self.config.retries + 1):
             last = attempt == self.config.retries
             try:
-                response = self._session().get(url, params=params, timeout=self.config.timeout_s)
+                # verify per request: a session-level setting loses to $REQUESTS_CA_BUNDLE in requests
+                response = self._session().get(
+                    url, params=params, timeout=self.config.timeout_s, verify=self.config.verify
+                )
                 body = response.content
+            except requests.exceptions.SSLError as exc:
+                # an untrusted certificate does not heal by retrying
+                raise ConfigError(self.redact(f"{url}: {_describe(exc)}")) from None
             except _TRANSIENT as exc:
                 if last:
                     raise SourceUnavailable(self._unavailable(url, subject, _describe(exc))) from None
@@ -191,7 +200,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS handshake failed (set prometheus.ca_file, or prometheus.insecure_skip_verify)"
+        return "TLS certificate not trusted or handshake failed (set prometheus.ca_file, or prometheus.insecure_skip_verify)"
     if isinstance(exc, requests.exceptions.ConnectionError):
         return f"cannot connect ({type(exc).__name__})"
     return f"response cut short ({type(exc).__name__})"
