@@ -48,8 +48,20 @@ class FakeStore:
     require_auth: str | None = None  # the exact Authorization header to demand
     seen: list[Seen] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def respond(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._respond(handler)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _respond(self, handler: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(handler.path)
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
         with self.lock:
