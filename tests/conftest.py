@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from app.cli import main
 from core.timeutil import parse_ts, to_epoch
-from tests import servers
+from tests import counters, servers
 from tests.servers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,10 +55,19 @@ def truth(sim_day: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sim_files(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The simulated day's files plus counters with resets and Xid changes on two of its GPUs
+    (tests/counters.py), the input every collection path is compared on."""
+    extra = tmp_path_factory.mktemp("counters") / "dcgm-counters.om"
+    extra.write_text(counters.openmetrics(sim_day / "dcgm-exporter.om", parse_ts(SIM_START)))
+    return [*sorted(sim_day.glob("*.om")), extra]
+
+
+@pytest.fixture(scope="session")
+def direct_warehouse(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated day ingested straight from its files at 60 s, with the default prices."""
     wh = tmp_path_factory.mktemp("wh") / "direct.duckdb"
-    files = sorted(str(p) for p in sim_day.glob("*.om"))
+    files = [str(p) for p in sim_files]
     result = run_cli(
         "--warehouse", str(wh), "collect", "openmetrics", *files, "--step", "60s", "--cluster", "sim-us-east-1"
     )
@@ -68,13 +77,13 @@ def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def prometheus_tsdb(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prometheus_tsdb(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated day backfilled with promtool, plus gpuledger's recording rules from RULES_FROM on
     (evaluated on the grid by a first Prometheus), so collection meets both cases: with and without rules."""
     promtool, binary = require_binary("promtool"), require_binary("prometheus")
     base = tmp_path_factory.mktemp("prometheus")
     tsdb = base / "tsdb"
-    for om in sorted(sim_day.glob("*.om")):
+    for om in sim_files:
         subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)], check=True, capture_output=True
         )
@@ -100,7 +109,7 @@ def prometheus_url(prometheus_tsdb: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="session")
-def victoriametrics_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def victoriametrics_url(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real VictoriaMetrics serving the simulated day, loaded through its import API."""
     binary = require_binary("victoria-metrics")
     base = tmp_path_factory.mktemp("victoriametrics")
@@ -108,7 +117,7 @@ def victoriametrics_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory)
     args = [binary, f"-storageDataPath={base / 'data'}", f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y"]
     url = f"http://127.0.0.1:{port}"
     with servers.running(args, base / "victoria-metrics.log", url, "/health"):
-        for om in sorted(sim_day.glob("*.om")):
+        for om in sim_files:
             response = requests.post(
                 f"{url}/api/v1/import/prometheus", data=servers.om_to_prometheus_text(om), timeout=120
             )
