@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from app import render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
-from collectors import ingest, pricing
+from collectors import ingest, pricing, scrape
 from collectors.load import LoadResult
 from collectors.simulator.generate import SimConfig, simulate
 from core import conventions as c
@@ -117,6 +118,20 @@ def collect_prometheus(
         parse_ts(end) if end else None,
     )
     _echo_load(result)
+
+
+@collect.command("scrape")
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--at", default=None, help="Timestamp to record the scrape at (default: now).")
+@click.option("--step", default=None, help="Warehouse resolution (default: settings collect.step).")
+@click.option("--cluster", default=None, help="Cluster name for series without a `cluster` label.")
+@pass_ctx
+@fail_cleanly
+def collect_scrape(ctx: Context, urls: tuple[str, ...], at: str | None, step: str | None, cluster: str | None) -> None:
+    """Scrape exporters' /metrics (dcgm-exporter, kube-state-metrics, vLLM) directly, without Prometheus."""
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
+    when = parse_ts(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    _echo_load(scrape.collect_scrapes(ctx.warehouse, list(urls), settings, when))
 
 
 @main.group("pricing")
