@@ -35,7 +35,8 @@ class CollectSettings(_Section):
     cluster: str = Field(default="default", description="Cluster name for series that carry no `cluster` label.")
     step: str = Field(default="60s", description="Warehouse resolution: one row per series per step.")
     lookback: str = Field(
-        default="5m", description="How long a sample stays current (Prometheus' lookback delta); used for files."
+        default="5m",
+        description="How long a sample stays current (Prometheus' lookback delta): files and VictoriaMetrics use it.",
     )
     workload_label_style: Literal["plain", "exported"] = Field(
         default="plain",
