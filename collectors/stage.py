@@ -34,7 +34,14 @@ def register_meta(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) ->
         columns[col] = pa.array([str(r[col]) for r in rows], pa.string())
     table = pa.table(columns)
     con.register("meta_arrow", table)
-    con.execute("CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT * FROM meta_arrow")
+    # integer keys of the rows a series feeds: grouping millions of points by one integer is far
+    # cheaper than by the strings it stands for (which are joined back once per key)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT *,
+            dense_rank() OVER (ORDER BY cluster, node, gpu_uuid, gpu_instance) AS dev_key,
+            dense_rank() OVER (ORDER BY cluster, namespace, pod, model, family, le, labels) AS inf_key
+        FROM meta_arrow"""
+    )
     con.unregister("meta_arrow")
 
 
@@ -79,16 +86,21 @@ STAGED: list[tuple[str, str, str]] = [
     (
         "st_gpu_samples",
         c.T_GPU_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GR_ENGINE_ACTIVE}') AS gr_engine_active,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}') AS gpu_util,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_FB_USED}') AS fb_used_mib,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
-        FROM stage_in g JOIN stage_meta m USING (sid)
-        -- per-process copies (pod_uid) hold one pod's share, not the device value
-        WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
-        GROUP BY ALL""",
+        f"""WITH per_key AS (
+                SELECT g.t, m.dev_key,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GR_ENGINE_ACTIVE}') AS gr_engine_active,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}') AS gpu_util,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_FB_USED}') AS fb_used_mib,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                -- per-process copies (pod_uid) hold one pod's share, not the device value
+                WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
+                GROUP BY g.t, m.dev_key),
+            device AS (SELECT DISTINCT dev_key, cluster, node, gpu_uuid, gpu_instance FROM stage_meta)
+        SELECT epoch_ms(p.t - {{step_ms}}) AS ts, {{step_s}} AS step_s, d.cluster, d.node, d.gpu_uuid,
+            d.gpu_instance, p.gr_engine_active, p.gpu_util, p.fb_used_mib, p.power_w, p.temp_c
+        FROM per_key p JOIN device d USING (dev_key)""",
     ),
     (
         "st_gpu_pod_samples",
@@ -161,13 +173,21 @@ STAGED: list[tuple[str, str, str]] = [
     (
         "st_inference",
         c.T_INFERENCE_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.namespace, m.pod, m.model,
-            m.family AS metric, m.le, m.labels, max(g.v) AS value
-        FROM stage_in g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'vllm'
-        GROUP BY ALL""",
+        """WITH per_key AS (
+                SELECT g.t, m.inf_key, max(g.v) AS value
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'vllm'
+                GROUP BY g.t, m.inf_key),
+            series AS (
+                -- labels become JSON once per key, not once per row on insert
+                SELECT DISTINCT inf_key, cluster, namespace, pod, model, family AS metric, le, labels::JSON AS labels
+                FROM stage_meta WHERE kind = 'vllm')
+        SELECT epoch_ms(p.t - {step_ms}) AS ts, {step_s} AS step_s, s.cluster, s.namespace, s.pod, s.model,
+            s.metric, s.le, s.labels, p.value
+        FROM per_key p JOIN series s USING (inf_key)""",
     ),
 ]
+
 
 # Which entities a staged table speaks for: rows of these entities inside the staged window are
 # replaced, so re-ingesting overlapping data never duplicates (and corrections win).
