@@ -29,6 +29,7 @@ tools: ## Install prometheus/promtool and victoria-metrics if missing (Debian, a
 	@missing=""; \
 	  { command -v promtool && command -v prometheus; } >/dev/null || missing="prometheus"; \
 	  command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	  missing="$${missing# }"; \
 	  if [ -n "$$missing" ]; then \
 	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \

@@ -10,6 +10,7 @@ backoff and full jitter (`retries` times); anything else (4xx) is terminal and n
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -55,7 +56,12 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
         return url, None
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc)), (parts.username, parts.password or "")
+    return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization header value for HTTP basic auth (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _read_secret(path: Path, what: str) -> str:
@@ -83,7 +89,7 @@ def config_for(
         secrets.append(token)
     if prom.basic_auth_username is not None:
         password = _basic_password(prom, env)
-        headers["Authorization"] = requests.auth._basic_auth_str(prom.basic_auth_username, password)
+        headers["Authorization"] = basic_auth(prom.basic_auth_username, password)
         secrets += [password, headers["Authorization"].split(" ", 1)[1]]
     elif prom.basic_auth_password_file or prom.basic_auth_password_env:
         raise ConfigError("prometheus.basic_auth_username is required with a basic-auth password")
@@ -122,8 +128,8 @@ class HttpClient:
         headers = dict(config.headers)
         secrets = list(config.secrets)
         if userinfo is not None and "Authorization" not in headers:
-            headers["Authorization"] = requests.auth._basic_auth_str(*userinfo)
-            secrets += [userinfo[1], headers["Authorization"].split(" ", 1)[1]]
+            headers["Authorization"] = basic_auth(*userinfo)
+            secrets += [userinfo[1], quote(userinfo[1], safe=""), headers["Authorization"].split(" ", 1)[1]]
         self.base_url = url
         self.config = config
         self._headers = headers

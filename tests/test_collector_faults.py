@@ -141,3 +141,24 @@ def test_a_malformed_series_is_skipped_counted_and_reported_once(prometheus_url:
     assert result.output.count("malformed series were skipped") == 1
     with open_warehouse(wh, read_only=True) as con:
         assert con.execute(f"SELECT sum(skipped_series) FROM {c.T_INGEST_RUNS}").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize(("draw", "expected"), [(1.0, [0.5, 1.0, 2.0, 4.0, 5.0]), (0.5, [0.25, 0.5, 1.0, 2.0, 2.5])])
+def test_backoff_doubles_per_attempt_with_full_jitter_up_to_a_cap(draw: float, expected: list[float]) -> None:
+    from collectors.http import HttpClient, HttpConfig
+
+    client = HttpClient("http://127.0.0.1:1", HttpConfig(backoff_base_s=0.5, backoff_max_s=5.0), rng=lambda: draw)
+    assert [client.backoff(attempt) for attempt in range(5)] == expected
+
+
+def test_retries_sleep_between_attempts_and_stop_at_the_configured_count(prometheus_url: str) -> None:
+    from collectors.http import HttpClient, HttpConfig
+    from core.errors import SourceUnavailable
+
+    slept: list[float] = []
+    store = FakeStore(prometheus_url, _always(Fault("status", 503, b"busy")))
+    with serving(store) as url:
+        client = HttpClient(url, HttpConfig(retries=3), sleep=slept.append, rng=lambda: 1.0)
+        with pytest.raises(SourceUnavailable, match="HTTP 503: busy .*gave up after 4 attempts"):
+            client.get("/api/v1/query", {"query": "up"}, "query 'up'")
+    assert len(store.seen) == 4 and slept == [0.5, 1.0, 2.0]
