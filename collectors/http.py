@@ -79,8 +79,10 @@ def config_for(
 ) -> HttpConfig:
     """Headers and TLS settings for a Prometheus-compatible store (reads the secret files now)."""
     env = os.environ if env is None else env
-    headers = dict(prom.headers)
-    secrets = [v for v in headers.values() if v]
+    # compressing a large answer costs the store more CPU than sending it uncompressed over a LAN
+    # (Prometheus: 1.6 s vs 0.3 s for 700k points); on a slow link, turn prometheus.gzip on
+    headers = {"Accept-Encoding": "gzip" if prom.gzip else "identity", **prom.headers}
+    secrets = [v for v in prom.headers.values() if v]
     if prom.tenant:
         headers[c.HEADER_TENANT] = prom.tenant
     if prom.bearer_token_file is not None:

@@ -128,7 +128,9 @@ def _replace_facts(
     con: duckdb.DuckDBPyConnection, temp: str, table: str, window: tuple[datetime, datetime] | None
 ) -> int:
     keys, where = stage.REPLACE_KEYS[table]
-    if window is not None:
+    # appending past the last committed window is the common case: nothing there to replace
+    occupied = window is not None and one(con, f"SELECT 1 FROM {table} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window))
+    if window is not None and occupied:
         key_match = " AND ".join(f"t.{k.strip()} = k.{k.strip()}" for k in keys.split(","))
         con.execute(
             f"""DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM stage_meta WHERE {where}) k

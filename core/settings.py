@@ -83,6 +83,9 @@ class PrometheusSettings(_Section):
     ca_file: Path | None = Field(default=None, description="CA bundle (PEM) to verify the server's certificate.")
     insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's TLS certificate.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent with every request.")
+    gzip: bool = Field(
+        default=False, description="Ask for gzip-compressed answers (slow links); off, the store skips compressing."
+    )
 
 
 class PricingSettings(_Section):
