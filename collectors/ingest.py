@@ -62,6 +62,7 @@ def commit_samples(
     result = load.LoadResult(source=source, samples=len(v))
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
     with open_warehouse(warehouse) as con:
+        _fast_writes(con)
         stage.register_meta(con, meta)
         stage.register_points(con, "stage_raw", sid, t_ms, v)
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
@@ -92,6 +93,7 @@ def collect_prometheus(
     total = load.LoadResult(source=source)
     kinds: set[str] = set()
     with open_warehouse(warehouse) as con:
+        _fast_writes(con)
         window = resolve_window(con, source, start, end, now or _utcnow(), step, settings)
         if window is None:
             total.warnings.append(f"nothing new to collect from {source} yet")
@@ -162,6 +164,12 @@ def choose_plan(
     if settings.pushdown == "auto" and reader.covered(c.REC_HEARTBEAT, first, window.end):
         return "recording rules", prometheus.pushdown_plan(style, sel, rules_step_s=reader.step_s)
     return "aggregating queries", prometheus.pushdown_plan(style, sel)
+
+
+def _fast_writes(con: duckdb.DuckDBPyConnection) -> None:
+    """Facts carry their own order (ts): letting DuckDB write staged tables in any order saves
+    about a quarter of the staging time."""
+    con.execute("SET preserve_insertion_order = false")
 
 
 def resolve_window(
