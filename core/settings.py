@@ -60,6 +60,11 @@ class CollectSettings(_Section):
     safety_lag: str = Field(
         default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
     )
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap while collecting (it spills to disk beyond it).",
+    )
     pushdown: Literal["auto", "query", "raw"] = Field(
         default="auto",
         description="Aggregate in the store: `auto` reads gpuledger's recording rules where they cover the window, "
