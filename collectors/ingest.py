@@ -92,13 +92,17 @@ def collect_prometheus(
     reader = prometheus.Reader(client, prom.flavor, step, settings.max_points_per_query, settings.concurrency)
     total = load.LoadResult(source=source)
     kinds: set[str] = set()
+    now = now or _utcnow()
+    # the watermark never passes what the store can already hold completely: a window reaching
+    # into the future is collected, but resuming starts again where the data was still arriving
+    settled = floor_step(now - timedelta(seconds=parse_duration(settings.safety_lag)), step)
     with open_warehouse(warehouse) as con:
         _fast_writes(con, settings)
-        window = resolve_window(con, source, start, end, now or _utcnow(), step, settings)
+        window = resolve_window(con, source, start, end, now, step, settings)
         if window is None:
             total.warnings.append(f"nothing new to collect from {source} yet")
             return total
-        for part, part_kinds in _pipeline(con, reader, settings, source, window):
+        for part, part_kinds in _pipeline(con, reader, settings, source, window, settled):
             total.add(part)
             kinds |= part_kinds
     total.warnings += warnings_for(kinds)
@@ -111,6 +115,7 @@ def _pipeline(
     settings: CollectSettings,
     source: str,
     window: Window,
+    settled: datetime,
 ) -> Iterator[tuple[load.LoadResult, set[str]]]:
     """Commit window after window, fetching the next one while the current one is staged and
     committed (DuckDB and the network both release the GIL); at most two windows are in memory."""
@@ -121,7 +126,7 @@ def _pipeline(
             plan_name, fetched = pending.result()
             if i + 1 < len(windows):
                 pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1])
-            yield _commit_window(con, settings, source, part_window, plan_name, fetched)
+            yield _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
 
 
 def _fetch_window(
@@ -139,6 +144,7 @@ def _commit_window(
     window: Window,
     plan_name: str,
     fetched: prometheus.Fetched,
+    settled: datetime,
 ) -> tuple[load.LoadResult, set[str]]:
     ctx = SeriesContext(settings.cluster, settings.workload_label_style)
     meta = [describe(i, name, labels, ctx) for i, (name, labels) in enumerate(fetched.series)]
@@ -148,7 +154,7 @@ def _commit_window(
     stage.register_meta(con, meta)
     stage.register_points(con, "stage_grid", fetched.sid, fetched.t_ms, fetched.v)
     stage.build_staged(con, step_s, (int(epoch_ms(window.start)), int(epoch_ms(window.end))))
-    load.commit(con, part, watermark=window.end, window=(window.start, window.end))
+    load.commit(con, part, watermark=min(window.end, settled), window=(window.start, window.end))
     return part, {str(m["kind"]) for m in meta}
 
 

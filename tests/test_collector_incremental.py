@@ -111,3 +111,14 @@ def test_commit_windows_tile_the_window_on_the_step_grid() -> None:
     parts = ingest.commit_windows(window, 6 * 3600, 60)
     assert [(p.start.hour, p.end.hour) for p in parts] == [(0, 6), (6, 12), (12, 13)]
     assert ingest.floor_step(parse_ts(f"{DAY}T10:07:59Z"), 300) == parse_ts(f"{DAY}T10:05:00Z")
+
+
+def test_a_window_reaching_past_now_never_moves_the_watermark_beyond_now_minus_the_lag(
+    prometheus_url: str, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    prom, settings = PrometheusSettings(url=prometheus_url), CollectSettings(cluster="sim-us-east-1", safety_lag="2m")
+    now = datetime(2026, 11, 2, 12, 3, 30)  # "now" is mid-day: the second half of the day is the future
+    ingest.collect_prometheus(wh, prom, settings, parse_ts(f"{DAY}T06:00:00Z"), parse_ts("2026-11-03"), now=now)
+    with open_warehouse(wh, read_only=True) as con:
+        assert con.execute(f"SELECT last_ts FROM {c.T_WATERMARKS}").fetchall() == [(datetime(2026, 11, 2, 12, 1),)]
