@@ -90,6 +90,8 @@ def config_for(
         headers["Authorization"] = f"Bearer {token}"
         secrets.append(token)
     if prom.basic_auth_username is not None:
+        if prom.bearer_token_file is not None:
+            raise ConfigError("prometheus: set a bearer token or basic auth, not both")
         password = _basic_password(prom, env)
         headers["Authorization"] = basic_auth(prom.basic_auth_username, password)
         secrets += [password, headers["Authorization"].split(" ", 1)[1]]

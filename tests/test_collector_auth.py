@@ -208,3 +208,32 @@ def test_each_flavor_sends_the_parameters_that_make_its_store_answer_like_promet
     for seen in store.seen:
         assert {k: seen.params.get(k) for k in expected} == expected
         assert set(seen.params) - set(expected) == {"query", "start", "end", "step"}
+
+
+MISCONFIGURED = {
+    "a missing token file": ({"bearer_token_file": "/nonexistent/token"}, "cannot read the bearer token"),
+    "an empty token file": ({"bearer_token_file": "EMPTY"}, "the bearer token file is empty"),
+    "a password without a user": ({"basic_auth_password_env": "X"}, "basic_auth_username is required"),
+    "a user without a password": ({"basic_auth_username": "u"}, "basic auth needs"),
+    "an unset password variable": (
+        {"basic_auth_username": "u", "basic_auth_password_env": "GPULEDGER_UNSET_VARIABLE"},
+        "$GPULEDGER_UNSET_VARIABLE is unset or empty",
+    ),
+    "token and basic auth together": (
+        {"bearer_token_file": "TOKEN", "basic_auth_username": "u", "basic_auth_password_env": "X"},
+        "not both",
+    ),
+    "a missing CA bundle": ({"ca_file": "/nonexistent/ca.pem"}, "no such CA bundle"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISCONFIGURED), ids=list(MISCONFIGURED))
+def test_misconfigured_credentials_are_one_clear_error_before_any_request(case: str, tmp_path: Path) -> None:
+    prometheus, message = MISCONFIGURED[case]
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "token").write_text(TOKEN)
+    paths = {"EMPTY": str(tmp_path / "empty"), "TOKEN": str(tmp_path / "token")}
+    prometheus = {k: paths.get(v, v) for k, v in prometheus.items()}
+    result = _run(tmp_path, _collect_settings() | {"prometheus": prometheus}, "--url", "http://127.0.0.1:9", *WINDOW)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and TOKEN not in result.output
