@@ -226,7 +226,12 @@ def build_staged(
 
 
 def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
-    span = f"min(epoch_ms(g.t - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
+    """Dimension rows from each series' first and last grid point (a label set is constant per
+    series, so the latest series decides: arg_max over series spans, not over every point)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stage_span AS SELECT sid, min(t) AS lo, max(t) AS t FROM stage_in GROUP BY sid"
+    )
+    span = f"min(epoch_ms(g.lo - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_nodes AS
         SELECT m.cluster, m.node, arg_max(m.instance_type, g.t) AS instance_type,
@@ -234,7 +239,7 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
             arg_max(m.zone, g.t) AS zone, arg_max(m.node_pool, g.t) AS node_pool,
             arg_max(m.model, g.t) AS gpu_model, arg_max(m.gpu_count, g.t) AS gpu_count,
             arg_max(m.gpu_replicas, g.t) AS gpu_replicas, arg_max(m.labels, g.t) AS labels, {span}
-        FROM stage_in g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind = 'ksm_node_labels' AND m.node <> '' GROUP BY m.cluster, m.node"""
     )
     con.execute(
@@ -242,7 +247,7 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
         SELECT m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
             try_cast(arg_max(m.gpu_index, g.t) AS INTEGER) AS gpu_index, arg_max(m.model, g.t) AS model,
             arg_max(m.mig_profile, g.t) AS mig_profile, {span}
-        FROM stage_in g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind LIKE 'dcgm%' AND m.gpu_uuid <> '' GROUP BY m.cluster, m.node, m.gpu_uuid, m.gpu_instance"""
     )
     con.execute(
@@ -250,7 +255,7 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
         SELECT m.cluster, m.namespace, m.pod, m.uid,
             arg_max(m.node, g.t) FILTER (WHERE m.node <> '') AS node,
             arg_max(m.labels, g.t) FILTER (WHERE m.kind = 'ksm_pod_labels') AS labels, {span}
-        FROM stage_in g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind IN ('ksm_pod_labels', 'ksm_pod_info', 'ksm_requests', 'ksm_phase', '{c.KIND_POD_ALLOCATION}')
             AND m.pod <> '' AND m.uid <> ''
         GROUP BY m.cluster, m.namespace, m.pod, m.uid"""
@@ -258,6 +263,6 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_namespaces AS
         SELECT m.cluster, m.namespace, arg_max(m.labels, g.t) AS labels, {span}
-        FROM stage_in g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind = 'ksm_namespace_labels' AND m.namespace <> '' GROUP BY m.cluster, m.namespace"""
     )
