@@ -38,8 +38,7 @@ def register_meta(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) ->
     # cheaper than by the strings it stands for (which are joined back once per key)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT *,
-            dense_rank() OVER (ORDER BY cluster, node, gpu_uuid, gpu_instance) AS dev_key,
-            dense_rank() OVER (ORDER BY cluster, namespace, pod, model, family, le, labels) AS inf_key
+            dense_rank() OVER (ORDER BY cluster, node, gpu_uuid, gpu_instance) AS dev_key
         FROM meta_arrow"""
     )
     con.unregister("meta_arrow")
@@ -173,21 +172,13 @@ STAGED: list[tuple[str, str, str]] = [
     (
         "st_inference",
         c.T_INFERENCE_SAMPLES,
-        """WITH per_key AS (
-                SELECT g.t, m.inf_key, max(g.v) AS value
-                FROM stage_in g JOIN stage_meta m USING (sid)
-                WHERE m.kind = 'vllm'
-                GROUP BY g.t, m.inf_key),
-            series AS (
-                -- labels become JSON once per key, not once per row on insert
-                SELECT DISTINCT inf_key, cluster, namespace, pod, model, family AS metric, le, labels::JSON AS labels
-                FROM stage_meta WHERE kind = 'vllm')
-        SELECT epoch_ms(p.t - {step_ms}) AS ts, {step_s} AS step_s, s.cluster, s.namespace, s.pod, s.model,
-            s.metric, s.le, s.labels, p.value
-        FROM per_key p JOIN series s USING (inf_key)""",
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.namespace, m.pod, m.model,
+            m.family AS metric, m.le, m.labels, max(g.v) AS value
+        FROM stage_in g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'vllm'
+        GROUP BY ALL""",
     ),
 ]
-
 
 # Which entities a staged table speaks for: rows of these entities inside the staged window are
 # replaced, so re-ingesting overlapping data never duplicates (and corrections win).
