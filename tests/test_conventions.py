@@ -276,3 +276,60 @@ def test_an_xid_event_is_a_change_of_the_last_xid_value(direct_warehouse: Path) 
         f"SELECT gpu_uuid, sum(delta), max(value) FROM {c.T_HEALTH_SAMPLES} WHERE metric = '{c.DCGM_XID}' GROUP BY ALL",
     )
     assert [(e[1], e[2]) for e in events] == [(counters.EXPECTED_XID_EVENTS, 79.0)] * 2
+
+
+# ---- the exported_* style through a real Prometheus, with the aggregations pushed into queries ----
+
+
+def _timestamped(text: str, start: int, scrapes: int) -> str:
+    """A plain scrape repeated every 5 minutes as OpenMetrics with timestamps."""
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    out = [f"{line} {start + i * 300}" for line in samples for i in range(scrapes)]
+    return "\n".join(out) + "\n# EOF\n"
+
+
+def _ha_ksm() -> str:
+    ksm = _running(KSM.read_text(), "llm-infer-5c7d-x2k9p", "ctr-batch-0")
+    return _with_label(ksm, "kube_", 'instance="10.0.0.1:8080"') + _with_label(ksm, "kube_", 'instance="10.0.0.2:8080"')
+
+
+THROUGH_PROMETHEUS = {
+    "dcgm-exporter scraped with honorLabels false": (
+        lambda: _as_scraped_by_a_service_monitor(H100.read_text() + SHARED.read_text()),
+        "exported",
+        (c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_GPUS),
+    ),
+    "two kube-state-metrics replicas": (_ha_ksm, "plain", (c.T_POD_ALLOCATIONS, c.T_NODE_SAMPLES, c.T_NODES)),
+}
+
+
+@pytest.mark.parametrize("pushdown", ["query", "raw"])
+@pytest.mark.parametrize("case", list(THROUGH_PROMETHEUS), ids=list(THROUGH_PROMETHEUS))
+def test_conventions_read_through_a_real_prometheus_equal_direct_ingestion(
+    case: str, pushdown: str, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests import servers
+    from tests.conftest import require_binary
+
+    make, style, tables = THROUGH_PROMETHEUS[case]
+    om = tmp_path / "input.om"
+    om.write_text(_timestamped(make(), 1793613607, 4))  # 2026-11-02T10:00:07Z, four scrapes
+    tsdb = tmp_path / "tsdb"
+    subprocess.run(
+        [require_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)],
+        check=True,
+        capture_output=True,
+    )
+    window = ("--start", "2026-11-02T10:00:00Z", "--end", "2026-11-02T10:30:00Z")
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"collect:\n  workload_label_style: {style}\n  pushdown: {pushdown}\n")
+    direct, via = tmp_path / "direct.duckdb", tmp_path / "via.duckdb"
+    assert run_cli_with(config, "--warehouse", str(direct), "collect", "openmetrics", str(om), *window).exit_code == 0
+    with servers.prometheus(require_binary("prometheus"), tsdb, tmp_path) as url:
+        result = run_cli_with(config, "--warehouse", str(via), "collect", "prometheus", "--url", url, *window)
+    assert result.exit_code == 0, result.output
+    for table in tables:
+        sql = f"SELECT * FROM {table}"
+        assert _query(via, sql) == _query(direct, sql) != [], table
