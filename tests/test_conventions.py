@@ -278,7 +278,7 @@ def test_an_xid_event_is_a_change_of_the_last_xid_value(direct_warehouse: Path) 
     assert [(e[1], e[2]) for e in events] == [(counters.EXPECTED_XID_EVENTS, 79.0)] * 2
 
 
-# ---- the exported_* style through a real Prometheus, with the aggregations pushed into queries ----
+# ---- exported_* labels and HA replicas through a real Prometheus, aggregated in the query or not ----
 
 
 def _timestamped(text: str, start: int, scrapes: int) -> str:
