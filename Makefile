@@ -25,7 +25,7 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 run: $(STAMP) ## Simulated fleet -> warehouse -> analytics -> rules -> export -> dashboard on :8501
 	$(BIN)/gpuledger demo
 
-DEBIAN_TOOLS := prometheus:promtool chromium:chromium
+DEBIAN_TOOLS := prometheus:promtool prometheus:prometheus victoria-metrics:victoria-metrics chromium:chromium
 
 tools: ## Install the real servers the tests use if missing (Debian packages, as root), else say what to install
 	@missing=""; for pair in $(DEBIAN_TOOLS); do pkg=$${pair%%:*}; bin=$${pair##*:}; \
@@ -48,7 +48,7 @@ $(FOCUS_VALIDATOR): ## the FinOps Foundation's FOCUS validator (needs Python 3.1
 	  $(FOCUS_VENV)/bin/pip install --quiet focus-validator==2.2.1 numpy==1.26.4 'pyarrow<19' \
 	  || { echo "make: could not install focus-validator 2.2.1 into $(FOCUS_VENV)"; exit 1; }
 
-test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, promtool, Streamlit, FOCUS validator)
+test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit, FOCUS validator)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from alerts import cost as cost_rules
 from alerts.model import Group, Rule, RuleFile
 from core import conventions as c
+from core import promql
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,19 @@ def compliance(spec: RuleSpec) -> RuleFile:
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-compliance", spec.namespace, (group,))
 
 
+def collector(spec: RuleSpec) -> RuleFile:
+    """The aggregations the collector pushes down (core/promql.py), precomputed for large fleets.
+
+    The collector reads them for a window only when the heartbeat covers every step of it; the
+    group's interval must not exceed the collector's step (collect.step)."""
+    rules = [Rule(record=c.REC_HEARTBEAT, expr="vector(1)")]
+    rules += [Rule(record=c.rec_device_gauge(m), expr=promql.device_gauge(m)) for m in c.DCGM_SAMPLE_COLUMNS]
+    rules.append(Rule(record=c.REC_POD_DEVICE, expr=promql.pod_device_mapping(spec.workload_label_style)))
+    rules.append(Rule(record=c.REC_POD_ALLOCATION_RUNNING, expr=promql.pod_allocation()))
+    group = Group(f"{c.RULE_GROUP_PREFIX}-collector", tuple(rules))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-collector", spec.namespace, (group,))
+
+
 def generate(spec: RuleSpec) -> list[RuleFile]:
     """Every rule file for a spec, in a stable order."""
-    return [recording(spec), cost(spec), health(spec), compliance(spec)]
+    return [recording(spec), cost(spec), health(spec), compliance(spec), collector(spec)]

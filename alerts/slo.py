@@ -66,11 +66,13 @@ def recordings(s: SLORule) -> Group:
     period = f"{s.period_days}d"
     rules = [Rule(record=ratio_record(w), expr=s.ratio(w), labels=s.labels) for w in (*WINDOWS, period)]
     rules.append(Rule(record=c.REC_SLO_OBJECTIVE, expr=f"vector({_num(s.objective / 100)})", labels=s.labels))
-    rules.append(Rule(
-        record=c.REC_SLO_BUDGET_REMAINING,
-        expr=f"1 - {s.selector(ratio_record(period))} / {_num(s.budget)}",
-        labels=s.labels,
-    ))
+    rules.append(
+        Rule(
+            record=c.REC_SLO_BUDGET_REMAINING,
+            expr=f"1 - {s.selector(ratio_record(period))} / {_num(s.budget)}",
+            labels=s.labels,
+        )
+    )
     return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-sli", tuple(rules))
 
 
@@ -78,21 +80,23 @@ def alerts(s: SLORule) -> Group:
     out = []
     for long, short, factor, kind, severity in PAIRS:
         threshold = _num(factor * s.period_days / 30 * s.budget)
-        out.append(Rule(
-            alert=c.ALERT_SLO_BURN,
-            expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
-            labels={"severity": severity, "burn": kind, "long": long, "short": short},
-            annotations={
-                "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:g}x too fast ({long}/{short})",
-                "description": (
-                    f"Bad events over {long} and {short} exceed {factor * s.period_days / 30:g}x the error budget of a "
-                    f"{s.objective:g}% objective over {s.period_days}d ({kind}: at this rate the budget is gone in "
-                    f"{s.period_days / (factor * s.period_days / 30):.1f} days). Check `gpuledger report slo`, recent "
-                    "rollouts and the canary verdict."
-                ),
-                "runbook_url": f"{c.RUNBOOK_BASE_URL}#slos",
-            },
-        ))
+        out.append(
+            Rule(
+                alert=c.ALERT_SLO_BURN,
+                expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
+                labels={"severity": severity, "burn": kind, "long": long, "short": short},
+                annotations={
+                    "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:g}x too fast ({long}/{short})",
+                    "description": (
+                        f"Bad events over {long} and {short} exceed {factor * s.period_days / 30:g}x the error budget of a "
+                        f"{s.objective:g}% objective over {s.period_days}d ({kind}: at this rate the budget is gone in "
+                        f"{s.period_days / (factor * s.period_days / 30):.1f} days). Check `gpuledger report slo`, recent "
+                        "rollouts and the canary verdict."
+                    ),
+                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#slos",
+                },
+            )
+        )
     return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-alerts", tuple(out))
 
 

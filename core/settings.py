@@ -36,7 +36,8 @@ class CollectSettings(_Section):
     cluster: str = Field(default="default", description="Cluster name for series that carry no `cluster` label.")
     step: str = Field(default="60s", description="Warehouse resolution: one row per series per step.")
     lookback: str = Field(
-        default="5m", description="How long a sample stays current (Prometheus' lookback delta); used for files."
+        default="5m",
+        description="How long a sample stays current (Prometheus' lookback delta): files and VictoriaMetrics use it.",
     )
     workload_label_style: Literal["plain", "exported"] = Field(
         default="plain",
@@ -51,10 +52,46 @@ class CollectSettings(_Section):
     )
     timeout: str = Field(default="60s", description="HTTP timeout per Prometheus request.")
     retries: int = Field(default=4, ge=0, description="Retries (exponential backoff with jitter) on transient errors.")
+    # --- issue 3: collectors ---
+    concurrency: int = Field(default=4, ge=1, le=64, description="Range queries in flight at once.")
+    commit_window: str = Field(
+        default="6h",
+        description="A long collection is fetched and committed in windows of this length; memory is bounded by it.",
+    )
+    safety_lag: str = Field(
+        default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
+    )
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap while collecting (it spills to disk beyond it).",
+    )
+    pushdown: Literal["auto", "query", "raw"] = Field(
+        default="auto",
+        description="Aggregate in the store: `auto` reads gpuledger's recording rules where they cover the window, "
+        "else aggregates in the query; `query` always aggregates in the query; `raw` reads raw series.",
+    )
 
 
 class PrometheusSettings(_Section):
     url: str | None = Field(default=None, description="Base URL of the Prometheus-compatible HTTP API.")
+    # --- issue 3: collectors ---
+    flavor: Literal["prometheus", "thanos", "mimir", "victoriametrics"] = Field(
+        default="prometheus", description="Which store answers at `url`; selects its query parameters."
+    )
+    tenant: str | None = Field(default=None, description="Tenant sent as X-Scope-OrgID (Mimir, Cortex).")
+    bearer_token_file: Path | None = Field(default=None, description="File holding a bearer token.")
+    basic_auth_username: str | None = Field(default=None, description="Basic-auth user name.")
+    basic_auth_password_file: Path | None = Field(default=None, description="File holding the basic-auth password.")
+    basic_auth_password_env: str | None = Field(
+        default=None, description="Environment variable holding the basic-auth password."
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) to verify the server's certificate.")
+    insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's TLS certificate.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent with every request.")
+    gzip: bool = Field(
+        default=False, description="Ask for gzip-compressed answers (slow links); off, the store skips compressing."
+    )
 
 
 class DiscountSettings(_Section):
