@@ -4,7 +4,8 @@ Device-level signals are aggregated per physical GPU (`max by (Hostname, UUID)`)
 and time-slicing copies repeat them. The last-Xid gauge is sticky and each new code is a new series
 (its `err_code` label), so an Xid alert fires on a change of value or on a code that was not there ten
 minutes ago, per GPU and code, never on the value being non-zero forever (a pod starting on a GPU
-that still shows an old Xid is not a new error).
+that still shows an old Xid is not a new error). A code first seen after a Prometheus restart or
+on a new exporter looks new: such an alert clears after the hold (an hour).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ XID_CLASSES = (  # catalog severities -> alert, alert severity
 )
 
 
-def _alert(name: str, expr: str, severity: str, summary: str, description: str, for_: str | None = None) -> Rule:
+def _alert(
+    name: str, expr: str, severity: str, summary: str, description: str, for_: str | None = None, **labels: str
+) -> Rule:
     return Rule(
         alert=name,
         expr=expr,
         for_=for_,
-        labels={"severity": severity},
+        labels={"severity": severity, **labels},
         annotations={
             "summary": summary,
             "description": description,
@@ -40,12 +43,14 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
 
 
-def counter_rules(t: HealthThresholds) -> list[Rule]:
+def counter_rules(t: HealthThresholds, rate_window: str) -> list[Rule]:
+    """rate_window: the thresholds' window, widened to four scrape intervals by the caller (a rate needs
+    two samples in its window even when a scrape is missed)."""
     where = "GPU {{ $labels.UUID }} on {{ $labels.Hostname }}"
     return [
         _alert(
             c.ALERT_NEW_DBE,
-            f"max by ({GPU}) (increase({c.DCGM_ECC_DBE_VOL}[10m])) > 0",
+            f"max by ({GPU}) (increase({c.DCGM_ECC_DBE_VOL}[{rate_window}])) > 0",
             "critical",
             f"{where} had a double-bit ECC error",
             ACTION_TEXT[c.SIG_ECC_DBE],
@@ -74,7 +79,7 @@ def counter_rules(t: HealthThresholds) -> list[Rule]:
         ),
         _alert(
             c.ALERT_THERMAL_THROTTLING,
-            f"max by ({GPU}) (rate({c.DCGM_THERMAL_VIOLATION}[{t.rate_window_s}s])) / 1e9 > {_num(t.thermal_violation_ratio)}",
+            f"max by ({GPU}) (rate({c.DCGM_THERMAL_VIOLATION}[{rate_window}])) / 1e9 > {_num(t.thermal_violation_ratio)}",
             "warning",
             f"{where} is throttling for heat",
             ACTION_TEXT[c.SIG_THERMAL_VIOLATION],
@@ -82,7 +87,7 @@ def counter_rules(t: HealthThresholds) -> list[Rule]:
         ),
         _alert(
             c.ALERT_PCIE_REPLAYS,
-            f"max by ({GPU}) (rate({c.DCGM_PCIE_REPLAY}[{t.rate_window_s}s])) * 60 > {_num(t.pcie_replay_per_minute)}",
+            f"max by ({GPU}) (rate({c.DCGM_PCIE_REPLAY}[{rate_window}])) * 60 > {_num(t.pcie_replay_per_minute)}",
             "warning",
             f'{where} replays PCIe transfers {{{{ $value | printf "%.1f" }}}} times a minute',
             ACTION_TEXT[c.SIG_PCIE_REPLAY],
@@ -111,8 +116,10 @@ def _temperature(t: HealthThresholds) -> str:
     return "\nor ".join(terms)
 
 
-def xid_rules(catalog: XidCatalog) -> list[Rule]:
-    """One rule per catalog class and action, so each alert carries the action its codes call for."""
+def xid_rules(catalog: XidCatalog, hold: str) -> list[Rule]:
+    """One rule per catalog class and action, so each alert carries the action its codes call for;
+    `hold`: how long a new code keeps its alert firing (an event, not a state: `gpuledger report
+    health` keeps the GPU's state)."""
     out = []
     by = f"{GPU}, {c.L_ERR_CODE}, {c.L_ERR_MSG}"
     for severities, name, severity in XID_CLASSES:
@@ -121,8 +128,8 @@ def xid_rules(catalog: XidCatalog) -> list[Rule]:
             codes = sorted(x for x, e in catalog.entries.items() if e.severity in severities and e.action == action)
             sel = f'{c.DCGM_XID}{{{c.L_ERR_CODE}=~"{"|".join(str(x) for x in codes)}"}}'
             expr = (
-                f"max by ({by}) (changes({sel}[10m]) > 0)\n"
-                f"or (max by ({by}) ({sel}) unless max by ({by}) ({sel} offset 10m))"
+                f"max by ({by}) (changes({sel}[{hold}]) > 0)\n"
+                f"or (max by ({by}) ({sel}) unless max by ({by}) ({sel} offset {hold}))"
             )
             out.append(
                 _alert(
@@ -131,6 +138,7 @@ def xid_rules(catalog: XidCatalog) -> list[Rule]:
                     severity,
                     "Xid {{ $labels.err_code }} ({{ $labels.err_msg }}) on GPU {{ $labels.UUID }} on {{ $labels.Hostname }}",
                     f"{XID_ACTION_TEXT[action]} (Xid catalog {catalog.version}; `gpuledger report health` has the evidence.)",
+                    action=action,
                 )
             )
     return out

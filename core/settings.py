@@ -265,6 +265,11 @@ class RulesSettings(_Section):
         ge=1,
         description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
     )
+    scrape_interval: str = Field(
+        default="30s",
+        description="Scrape interval of dcgm-exporter and the serving exporters where the rules run: rate() "
+        "windows in the rules are at least four times it, so every window holds two samples even when a scrape is missed.",
+    )
 
 
 class ExportSettings(_Section):
