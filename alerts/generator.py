@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from alerts import cost as cost_rules
+from alerts import health as health_rules
+from alerts import serving as serving_rules
+from alerts import slo as slo_rules
 from alerts.model import Group, Rule, RuleFile
+from analytics.health_policy import HealthThresholds
+from analytics.xid_catalog import XidCatalog, load_catalog
 from core import conventions as c
+from core import promql
+from core.settings import Settings
+
+
+def _default_thresholds() -> HealthThresholds:
+    return HealthThresholds.from_all(Settings())
 
 
 @dataclass(frozen=True)
@@ -31,8 +42,24 @@ class RuleSpec:
     min_requests_per_gpu_hour: float = 1000.0
     idle_capacity_ratio: float = 0.5
     time_slicing_replicas: int = 4
+    scrape_interval_s: int = 30
+    health: HealthThresholds = field(default_factory=_default_thresholds)
+    xid_catalog: XidCatalog = field(default_factory=load_catalog)
+    latency_rise: float = 0.5  # the canary's rollback triggers
+    error_rate_rise: float = 2.0
+    slos: tuple[slo_rules.SLORule, ...] = ()
     collection_stale_after_s: int = 1800  # issue 11: alerts on gpuledger itself
     export_missed_after_s: int = 6 * 3600
+
+    @property
+    def rate_window(self) -> str:
+        """The health rate window, widened so it always holds at least two scrapes' worth of samples."""
+        return f"{max(self.health.rate_window_s, 4 * self.scrape_interval_s)}s"
+
+    @property
+    def xid_hold(self) -> str:
+        """How long an Xid alert fires after its code first shows: an hour, or four scrapes."""
+        return f"{max(3600, 4 * self.scrape_interval_s)}s"
 
 
 def _runbook(anchor: str) -> str:
@@ -183,8 +210,22 @@ def health(spec: RuleSpec) -> RuleFile:
             "runbook_url": _runbook("gpuledgergpustoppedreporting"),
         },
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-health", (stopped,))
-    return RuleFile(f"{c.RULE_GROUP_PREFIX}-health", spec.namespace, (group,))
+    signals = Group(
+        f"{c.RULE_GROUP_PREFIX}-health", (stopped, *health_rules.counter_rules(spec.health, spec.rate_window))
+    )
+    xids = Group(f"{c.RULE_GROUP_PREFIX}-health-xid", tuple(health_rules.xid_rules(spec.xid_catalog, spec.xid_hold)))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-health", spec.namespace, (signals, xids))
+
+
+def drift(spec: RuleSpec) -> RuleFile:
+    """Serving regressions against the same hour yesterday: the canary's latency and error triggers."""
+    latency = Group(f"{c.RULE_GROUP_PREFIX}-drift-latency", tuple(serving_rules.latency_rules(spec.latency_rise)))
+    errors = Group(f"{c.RULE_GROUP_PREFIX}-drift-errors", tuple(serving_rules.error_rules(spec.error_rate_rise)))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-drift", spec.namespace, (latency, errors))
+
+
+def slo(spec: RuleSpec) -> RuleFile | None:
+    return slo_rules.slo_file(list(spec.slos), spec.namespace) if spec.slos else None
 
 
 def _without_label(alert: str, label: str, k8s_key: str) -> Rule:
@@ -207,6 +248,19 @@ def compliance(spec: RuleSpec) -> RuleFile:
     )
     group = Group(f"{c.RULE_GROUP_PREFIX}-compliance", rules)
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-compliance", spec.namespace, (group,))
+
+
+def collector(spec: RuleSpec) -> RuleFile:
+    """The aggregations the collector pushes down (core/promql.py), precomputed for large fleets.
+
+    The collector reads them for a window only when the heartbeat covers every step of it; the
+    group's interval must not exceed the collector's step (collect.step)."""
+    rules = [Rule(record=c.REC_HEARTBEAT, expr="vector(1)")]
+    rules += [Rule(record=c.rec_device_gauge(m), expr=promql.device_gauge(m)) for m in c.DCGM_SAMPLE_COLUMNS]
+    rules.append(Rule(record=c.REC_POD_DEVICE, expr=promql.pod_device_mapping(spec.workload_label_style)))
+    rules.append(Rule(record=c.REC_POD_ALLOCATION_RUNNING, expr=promql.pod_allocation()))
+    group = Group(f"{c.RULE_GROUP_PREFIX}-collector", tuple(rules))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-collector", spec.namespace, (group,))
 
 
 def service(spec: RuleSpec) -> RuleFile:
@@ -256,4 +310,14 @@ def service(spec: RuleSpec) -> RuleFile:
 
 def generate(spec: RuleSpec) -> list[RuleFile]:
     """Every rule file for a spec, in a stable order."""
-    return [recording(spec), cost(spec), health(spec), compliance(spec), service(spec)]
+    slos = slo(spec)
+    return [
+        recording(spec),
+        cost(spec),
+        health(spec),
+        *([slos] if slos else []),
+        drift(spec),
+        compliance(spec),
+        collector(spec),
+        service(spec),
+    ]

@@ -11,65 +11,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from alerts import unittests_signals as signals
 from alerts.generator import RuleSpec
 from alerts.model import RuleFile, promql_string
+from alerts.promtool_series import POD, alerts_at, close_to, gpu, node, running_pod
+from alerts.promtool_series import series as _series
 from core import conventions as c
-
-POD = 'namespace="{ns}",pod="{pod}",uid="u-{pod}"'
-GPU = 'gpu="0",UUID="GPU-{uuid}",device="nvidia0",modelName="NVIDIA A100-SXM4-40GB",Hostname="{node}"'
-
-
-def _series(name: str, labels: str, values: str) -> dict[str, str]:
-    return {"series": f"{name}{{{labels}}}", "values": values}
-
-
-def running_pod(
-    ns: str, pod: str, node: str, resource: str, amount: int, minutes: int, labels: str = ""
-) -> list[dict[str, str]]:
-    key = POD.format(ns=ns, pod=pod)
-    out = [
-        _series(
-            c.KSM_POD_REQUESTS,
-            f'{key},container="main",node="{node}",resource="{resource}",unit="integer"',
-            f"{amount}x{minutes}",
-        ),
-        _series(c.KSM_POD_PHASE, f'{key},phase="Running"', f"1x{minutes}"),
-    ]
-    if labels is not None:
-        out.append(_series(c.KSM_POD_LABELS, key + (f",{labels}" if labels else ""), f"1x{minutes}"))
-    return out
-
-
-def gpu(node: str, uuid: str, metric: str, values: str, pod: tuple[str, str] | None = None) -> dict[str, str]:
-    labels = GPU.format(uuid=uuid, node=node)
-    if pod:
-        labels += f',container="main",namespace="{pod[0]}",pod="{pod[1]}"'
-    return _series(metric, labels, values)
-
-
-def node(name: str, instance_type: str, minutes: int) -> dict[str, str]:
-    return _series(
-        c.KSM_NODE_LABELS, f'node="{name}",label_node_kubernetes_io_instance_type="{instance_type}"', f"1x{minutes}"
-    )
-
-
-def alerts_at(eval_time: str, alertname: str, expected: list[str]) -> dict[str, Any]:
-    """Firing ALERTS{alertname} at eval_time must be exactly `expected` (label strings)."""
-    return {
-        "expr": f'ALERTS{{alertname="{alertname}",alertstate="firing"}}',
-        "eval_time": eval_time,
-        "exp_samples": [
-            {"labels": f'ALERTS{{alertname="{alertname}",alertstate="firing",{lbl}}}', "value": 1} for lbl in expected
-        ],
-    }
-
-
-def close_to(expr: str, value: float | Decimal | str, eval_time: str, labels: str) -> dict[str, Any]:
-    return {
-        "expr": f"abs({expr} - {value}) < bool 1e-9",
-        "eval_time": eval_time,
-        "exp_samples": [{"labels": labels, "value": 1}],
-    }
 
 
 def cost_tests(spec: RuleSpec) -> list[dict[str, Any]]:
@@ -217,23 +164,6 @@ def recording_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     ]
 
 
-def health_tests(spec: RuleSpec) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": "a GPU that stops reporting alerts; one that keeps reporting does not",
-            "interval": "1m",
-            "input_series": [
-                gpu("n1", "alive", c.DCGM_GPU_TEMP, "40x90"),
-                gpu("n1", "gone", c.DCGM_GPU_TEMP, "40x40 _x50"),
-            ],
-            "promql_expr_test": [
-                alerts_at("30m", c.ALERT_GPU_NOT_REPORTING, []),
-                alerts_at("65m", c.ALERT_GPU_NOT_REPORTING, ['Hostname="n1",UUID="GPU-gone",severity="critical"']),
-            ],
-        }
-    ]
-
-
 def service_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     """gpuledger's own metrics: the rules' thresholds are read from the spec, the series fit them."""
     stale = spec.collection_stale_after_s
@@ -295,18 +225,20 @@ def service_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     ]
 
 
-BUILDERS = {
-    "recording": recording_tests,
-    "cost": cost_tests,
-    "health": health_tests,
-    "compliance": compliance_tests,
-    "service": service_tests,
-}
+def _builders() -> dict[str, Any]:
+    return {
+        "recording": recording_tests,
+        "cost": cost_tests,
+        "health": signals.health_tests,
+        "drift": signals.drift_tests,
+        "compliance": compliance_tests,
+        "service": service_tests,
+    }
 
 
 def test_document(rule_file: RuleFile, spec: RuleSpec, rules_path: str) -> dict[str, Any] | None:
     domain = rule_file.name.removeprefix(f"{c.RULE_GROUP_PREFIX}-")
-    builder = BUILDERS.get(domain)
+    builder = _builders().get(domain)
     if builder is None:
         return None
     return {"rule_files": [rules_path, *_dependencies(domain)], "evaluation_interval": "1m", "tests": builder(spec)}

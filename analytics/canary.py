@@ -26,7 +26,7 @@ import duckdb
 from analytics.chargeback import ChargebackOptions
 from analytics.counters import Matcher, Selector, Span, series_increases
 from analytics.serving_drift import _accuracy, one_sided_p
-from analytics.sli import _error_sources, _model_label, _status_label, has_data, service_matchers
+from analytics.sli import _error_sources, _status_label, has_data, model_label, service_matchers
 from analytics.unit_cost import UnitCost, serving_pods, unit_costs, version_of
 from core import conventions as c
 from core.errors import ConfigError
@@ -162,7 +162,7 @@ def _error_rate(con: duckdb.DuckDBPyConnection, side: Side, span: Span, window: 
         matchers = service_matchers(bad_family, svc, pods)
         if matchers is None:
             continue
-        if _model_label(bad_family) is not None:  # label-less families are already cut to the side's pods
+        if model_label(bad_family) is not None:  # label-less families are already cut to the side's pods
             matchers = (*matchers, *side.extra)
         total_sel = Selector(total_family.lstrip("+"), matchers)
         if not has_data(con, total_sel, window):

@@ -64,7 +64,7 @@ class SLODef:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _model_label(family: str) -> str | None:
+def model_label(family: str) -> str | None:
     """The label that carries the model name in this server's series (None: it has none)."""
     if family.startswith("nv_"):
         return "model"
@@ -95,7 +95,7 @@ def service_pods(con: duckdb.DuckDBPyConnection, svc: ServiceSettings, window: W
 def service_matchers(family: str, svc: ServiceSettings, pods: list[str]) -> tuple[Matcher, ...] | None:
     """Matchers selecting the service's series of `family` (None when it cannot be told apart)."""
     out = [Matcher("namespace", "=", svc.namespace)] if svc.namespace else []
-    label = _model_label(family)
+    label = model_label(family)
     if label is not None:
         out.append(Matcher(label, "=", svc.model))
         if svc.pods:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from app import exports, render
+from app import exports, render, slo_rules
 from app.cli import Context, fail_cleanly, main, pass_ctx
 from app.cmd_health import record_health
 from app.cmd_outputs import run_dashboard, weekly_inputs, write_rules
@@ -57,7 +57,7 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
     click.echo(f"    fleet health: {record_health(settings, window)} (see `gpuledger report health`)")
     rules_dir = workdir / "rules"
-    write_rules(rule_spec(settings), rules_dir)
+    write_rules(rule_spec(settings, slos=slo_rules.declared(settings)), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
     week = iso_week_of(cfg.start)
     folder = exports.write_weekly(weekly_inputs(settings, week), settings.export.directory)
@@ -78,6 +78,7 @@ def demo_settings(base: Settings, workdir: Path, interval_s: int) -> tuple[Setti
     doc.setdefault("warehouse", {})["path"] = str(base.warehouse.path)
     # the simulator's own 5-minute resolution: one warehouse row per scrape
     doc.setdefault("collect", {}).update(step=f"{interval_s}s", cluster=fleet.CLUSTER)
+    doc.setdefault("rules", {})["scrape_interval"] = f"{interval_s}s"
     doc.setdefault("export", {}).setdefault("directory", str(workdir / "exports"))
     if not base.budgets.monthly_usd:
         doc.setdefault("budgets", {})["monthly_usd"] = DEMO_BUDGETS

@@ -14,7 +14,7 @@ import click
 from alerts import generator, serialize, unittests
 from analytics.chargeback import chargeback
 from analytics.prices import load_prices
-from app import access, exports, focus
+from app import access, exports, focus, slo_rules
 from app.cli import Context, fail_cleanly, main, pass_ctx
 from app.options import chargeback_options, rule_spec
 from core.errors import ConfigError, TerminalError
@@ -36,9 +36,29 @@ def rules() -> None:
 @pass_ctx
 @fail_cleanly
 def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
-    """Write one PrometheusRule (or plain rule file) per domain."""
-    paths = write_rules(rule_spec(ctx.settings), out, fmt)
+    """Write one PrometheusRule (or plain rule file) per domain; SLO rules when SLOs are declared."""
+    paths = write_rules(rule_spec(ctx.settings, slos=slo_rules.declared(ctx.settings)), out, fmt)
     click.echo(f"wrote {len(paths)} rule files (and their promtool tests under tests/) to {out}")
+
+
+@rules.command("import-sloth")
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the YAML file.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
+)
+@click.option("--window", default=None, help="SLO period (default: settings serving.sloth_window, 30d).")
+@pass_ctx
+@fail_cleanly
+def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None) -> None:
+    """Turn a Sloth `prometheus/v1` spec into gpuledger's SLO rules (SLI recordings and burn-rate alerts)."""
+    slos = slo_rules.from_sloth(spec, window or ctx.settings.serving.sloth_window)
+    rule_file = generator.slo(generator.RuleSpec(namespace=ctx.settings.rules.namespace, slos=slos))
+    if rule_file is None:
+        raise ConfigError(f"{spec}: the spec declares no SLOs")
+    files = [rule_file]
+    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, generator.RuleSpec(slos=slos)))
+    click.echo(f"wrote {len(slos)} SLOs as {paths[0]}")
 
 
 def write_rules(spec: generator.RuleSpec, out: Path, fmt: str = "prometheusrule") -> list[Path]:

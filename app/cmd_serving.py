@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import duckdb
 import pandas as pd
-import yaml
 
 from analytics import canary as canary_mod
 from analytics import slo as slo_mod
@@ -19,37 +18,17 @@ from analytics.unit_cost import unit_costs
 from app import render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
 from app.cmd_report import report
-from app.options import chargeback_options
+from app.options import chargeback_options, sloth_specs
+from app.slo_rules import serving_data_end
 from core import conventions as c
 from core.errors import ConfigError, InputError
 from core.settings import ServingSettings, Settings
 from core.timeutil import Window, iso, parse_ts
-from core.warehouse import one, open_warehouse
+from core.warehouse import open_warehouse
 
 FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
 )
-
-
-def _data_end(con: duckdb.DuckDBPyConnection) -> datetime:
-    row = one(con, f"SELECT max(ts + to_seconds(step_s)) FROM {c.T_INFERENCE_SAMPLES}")
-    if not row or row[0] is None:
-        raise ConfigError("the warehouse holds no serving metrics yet; collect an inference server's metrics first")
-    return row[0]
-
-
-def _specs(serving: ServingSettings) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for path in serving.sloth_specs:
-        try:
-            for doc in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")):
-                if doc is not None:
-                    out.append((str(path), doc))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read Sloth spec: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return out
 
 
 def _policy(serving: ServingSettings) -> DriftPolicy:
@@ -90,8 +69,8 @@ def slo_cmd(ctx: Context, at: str | None, service: str | None, fmt: str) -> None
     """SLI, error budget remaining, burn rates (1h/5m, 6h/30m, 1d/2h, 3d/6h) and daily attainment per SLO."""
     serving = ctx.settings.serving
     with open_warehouse(ctx.warehouse, read_only=True) as con:
-        now = parse_ts(at) if at else _data_end(con)
-        defs = [d for d in slo_mod.build_slos(con, serving, _specs(serving), now) if service in (None, d.service)]
+        now = parse_ts(at) if at else serving_data_end(con)
+        defs = [d for d in slo_mod.build_slos(con, serving, sloth_specs(serving), now) if service in (None, d.service)]
         reports = [slo_mod.evaluate(con, d, now) for d in defs]
     if not reports:
         raise ConfigError("no SLO is declared: add serving.services.<name>.slos or serving.sloth_specs to the settings")
@@ -119,7 +98,7 @@ def slo_cmd(ctx: Context, at: str | None, service: str | None, fmt: str) -> None
 def _window(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None) -> Window:
     if start and end:
         return make_window(start, end)
-    stop = parse_ts(end) if end else _data_end(con)
+    stop = parse_ts(end) if end else serving_data_end(con)
     return Window(parse_ts(start) if start else stop - timedelta(days=1), stop)
 
 

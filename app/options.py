@@ -6,15 +6,22 @@ Imported by the CLI and the dashboard alike, so it depends on nothing in the CLI
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from alerts.generator import RuleSpec
+from alerts.slo import SLORule
 from analytics.allocation import GROUPABLE, is_groupable
 from analytics.attribution import Attribution
 from analytics.chargeback import ChargebackOptions
+from analytics.health_policy import HealthThresholds
 from analytics.savings import SavingsOptions
+from analytics.xid_catalog import load_catalog
 from collectors.pricing import PriceRow, default_table_text, parse_csv
 from core.errors import ConfigError
-from core.settings import Settings
+from core.settings import ServingSettings, Settings
 from core.timeutil import parse_duration
 
 
@@ -57,8 +64,26 @@ def gpu_hour_prices(rows: list[PriceRow]) -> dict[tuple[str, str], Decimal]:
     }
 
 
-def rule_spec(settings: Settings, prices: dict[tuple[str, str], Decimal] | None = None) -> RuleSpec:
-    """The rules for these settings; prices default to the price table shipped with gpuledger."""
+def sloth_specs(serving: ServingSettings) -> list[tuple[str, dict[str, Any]]]:
+    """(file, document) for every document of the settings' Sloth spec files."""
+    return [doc for path in serving.sloth_specs for doc in read_sloth(Path(path))]
+
+
+def read_sloth(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read Sloth spec: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return [(str(path), doc) for doc in docs if doc is not None]
+
+
+def rule_spec(
+    settings: Settings, prices: dict[tuple[str, str], Decimal] | None = None, slos: tuple[SLORule, ...] = ()
+) -> RuleSpec:
+    """The rules for these settings; prices default to the price table shipped with gpuledger; slos
+    come resolved against the warehouse (app.slo_rules)."""
     r = settings.rules
     if prices is None:
         prices = gpu_hour_prices(parse_csv(default_table_text(), "default"))
@@ -75,6 +100,12 @@ def rule_spec(settings: Settings, prices: dict[tuple[str, str], Decimal] | None 
         min_requests_per_gpu_hour=r.min_requests_per_gpu_hour,
         idle_capacity_ratio=r.idle_capacity_ratio,
         time_slicing_replicas=r.time_slicing_replicas,
+        scrape_interval_s=parse_duration(r.scrape_interval),
+        health=HealthThresholds.from_all(settings),
+        xid_catalog=load_catalog(settings.health.xid_overrides),
+        latency_rise=settings.serving.canary.latency_rise,
+        error_rate_rise=settings.serving.canary.error_rate_rise,
+        slos=slos,
         collection_stale_after_s=parse_duration(r.collection_stale_after),
         export_missed_after_s=parse_duration(r.export_missed_after),
     )

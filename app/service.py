@@ -26,11 +26,11 @@ from app.cmd_health import record_health
 from app.cmd_outputs import weekly_inputs, write_rules
 from app.options import rule_spec
 from app.service_metrics import ServiceMetrics
-from collectors import ingest, pricing, pricing_fetch
+from collectors import http, ingest, pricing, pricing_fetch
 from collectors.load import LoadResult
 from core import conventions as c
 from core.errors import GpuledgerError, InputError, TransientError, WarehouseBusy
-from core.settings import Settings, SourceSettings, load_settings, with_override
+from core.settings import PrometheusSettings, Settings, SourceSettings, load_settings, with_override
 from core.timeutil import Window, iso, iso_week_window, parse_duration, to_epoch
 from core.warehouse import open_warehouse
 
@@ -43,11 +43,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def watermark_key(url: str) -> str:
-    """The watermark a Prometheus source's collections record (credentials stripped).
+def store_settings(settings: Settings, source: SourceSettings) -> PrometheusSettings:
+    """A `prometheus` source's store: its own URL, with the `prometheus` section's flavor, tenant,
+    credentials and TLS (secrets come from files or the environment, never from the URL in logs)."""
+    return settings.prometheus.model_copy(update={"url": str(source.url)})
 
-    Issue 3's collector resumes from it by itself (ingest.source_name); until then the service does."""
-    return f"prometheus:{ingest._redact(url)}"
+
+def watermark_key(prom: PrometheusSettings) -> str:
+    """The watermark the collector records for a store (ingest.source_name: credentials stripped)."""
+    return ingest.source_name(http.split_userinfo(str(prom.url).rstrip("/"))[0], prom.tenant)
 
 
 class Service:
@@ -105,7 +109,7 @@ class Service:
         self.watermarks = {str(k): v for k, v in marks}
         finished = {str(k): v for k, v in runs}
         for source in self._prometheus_sources():
-            key = watermark_key(str(source.url))
+            key = watermark_key(store_settings(self.settings, source))
             if key in self.watermarks:
                 self.metrics.watermark.labels(source=source.name).set(to_epoch(self.watermarks[key]))
             if finished.get(key):
@@ -122,9 +126,10 @@ class Service:
             self._collected(source, self._writing(ingest.collect_files, self.warehouse, files, cs), None)
             return
         step = parse_duration(cs.step)
-        key = watermark_key(str(source.url))
+        prom = store_settings(self.settings, source)
+        key = watermark_key(prom)
         now = self.clock()
-        end = schedule.floor_step(now - timedelta(seconds=parse_duration(self.settings.service.safety_lag)), step)
+        end = schedule.floor_step(now - timedelta(seconds=parse_duration(cs.safety_lag)), step)
         start = self.watermarks.get(key) or schedule.floor_step(
             now - timedelta(seconds=parse_duration(source.backfill)), step
         )
@@ -135,7 +140,7 @@ class Service:
             if self.stop.is_set():
                 log.info("%s: stopping before %s (collected up to the watermark)", source.name, iso(window.start))
                 return
-            result = self._writing(ingest.collect_prometheus, self.warehouse, str(source.url), window, cs)
+            result = self._writing(ingest.collect_prometheus, self.warehouse, prom, cs, window.start, window.end, now)
             self.watermarks[key] = max(window.end, self.watermarks.get(key, window.end))
             self._collected(source, result, window.end)
 
@@ -195,7 +200,7 @@ class Service:
         if span is None or span[0] > window.start:
             return False, "waiting: the warehouse holds no data from the week's start"
         for source in self._prometheus_sources():
-            mark = self.watermarks.get(watermark_key(str(source.url)))
+            mark = self.watermarks.get(watermark_key(store_settings(self.settings, source)))
             if mark is None or mark < window.end:
                 return False, f"waiting for {source.name} to collect up to {iso(window.end)}"
         if not self._prometheus_sources() and span[1] < window.end:
@@ -213,7 +218,8 @@ class Service:
     # --- analytics, rules, prices ------------------------------------------------------------
     def evaluate_health(self) -> None:
         s = self.settings.service
-        end = schedule.floor_step(self.clock() - timedelta(seconds=parse_duration(s.safety_lag)), 60)
+        lag = parse_duration(self.settings.collect.safety_lag)
+        end = schedule.floor_step(self.clock() - timedelta(seconds=lag), 60)
         log.info(
             "health: %s",
             record_health(self.settings, Window(end - timedelta(seconds=parse_duration(s.health_window)), end)),

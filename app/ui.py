@@ -289,17 +289,18 @@ def serving(version: tuple[str, float, str, float], start: datetime, end: dateti
     from analytics import canary as canary_mod
     from analytics import slo as slo_mod
     from analytics.unit_cost import unit_costs
-    from app.cmd_serving import _data_end, _specs
+    from app.options import sloth_specs
+    from app.slo_rules import serving_data_end
 
     s = settings()
 
     def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         try:
-            data_end = _data_end(con)
+            data_end = serving_data_end(con)
         except GpuledgerError:
             return {"slos": [], "unit_costs": [], "canaries": [], "has_data": False}
         now = min(end, data_end)
-        defs = slo_mod.build_slos(con, s.serving, _specs(s.serving), now)
+        defs = slo_mod.build_slos(con, s.serving, sloth_specs(s.serving), now)
         slos = [slo_mod.evaluate(con, d, now).as_dict() for d in defs]
         window = Window(start, now) if now > start else Window(now - timedelta(days=1), now)
         costs = [

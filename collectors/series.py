@@ -24,9 +24,11 @@ SERVING_SAMPLE_NAMES = (
 HTTP_HANDLER_REGEX = "/v1/.+|/generate.*|/invocations|/predict.*|/v2/models/.+"
 _HTTP_NAME = "http_requests_total"
 
+HEALTH_NAMES = (*c.DCGM_HEALTH_METRICS, c.DCGM_ENERGY)
+
 KIND_BY_NAME: dict[str, str] = {
     **{name: "dcgm_sample" for name in c.DCGM_SAMPLE_COLUMNS},
-    **{name: "dcgm_health" for name in c.DCGM_HEALTH_METRICS},
+    **{name: "dcgm_health" for name in HEALTH_NAMES},
     c.KSM_POD_REQUESTS: "ksm_requests",
     c.KSM_POD_PHASE: "ksm_phase",
     c.KSM_POD_LABELS: "ksm_pod_labels",
@@ -34,6 +36,12 @@ KIND_BY_NAME: dict[str, str] = {
     c.KSM_NODE_LABELS: "ksm_node_labels",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
     **{name: "inference" for name in SERVING_SAMPLE_NAMES},
+}
+
+# Series the Prometheus collector reads already aggregated (core/promql.py); files never carry them.
+PUSHED_KINDS: dict[str, str] = {
+    c.REC_POD_ALLOCATION_RUNNING: c.KIND_POD_ALLOCATION,
+    c.REC_POD_DEVICE: c.KIND_DCGM_MAPPING,
 }
 
 # The PromQL each family is read with: the same selection the file path applies.
@@ -112,7 +120,7 @@ def _first(labels: dict[str, str], names: tuple[str, ...]) -> str:
 
 def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) -> dict[str, object]:
     """Standard columns for one series (empty strings where a label does not apply)."""
-    kind = KIND_BY_NAME[name]
+    kind = KIND_BY_NAME.get(name) or PUSHED_KINDS[name]
     row: dict[str, object] = dict.fromkeys(META_COLUMNS, "")
     row.update(sid=sid, family=name, kind=kind, cluster=labels.get(c.L_CLUSTER) or ctx.cluster)
     row["le"] = None
@@ -204,3 +212,16 @@ def _serving(row: dict[str, object], name: str, labels: dict[str, str]) -> None:
         le=float(le) if le is not None else None,
         labels=json.dumps(extra, sort_keys=True, separators=(",", ":")),
     )
+
+
+def warnings_for(kinds: set[str]) -> list[str]:
+    """Conventions a run can detect are missing from its input (each reported once per run)."""
+    out = []
+    pod_kinds = {"ksm_requests", "ksm_phase", "ksm_pod_info", c.KIND_POD_ALLOCATION}
+    if kinds & pod_kinds and "ksm_pod_labels" not in kinds:
+        out.append(
+            f"no {c.KSM_POD_LABELS} series: kube-state-metrics exports pod labels only when started with "
+            "--metric-labels-allowlist (e.g. pods=[team]); until then every GPU pod is charged to "
+            f"{c.UNALLOCATED}"
+        )
+    return out

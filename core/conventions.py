@@ -206,6 +206,24 @@ ALERT_POOR_INFERENCE_EFFICIENCY: Final = "GpuledgerPoorInferenceCostEfficiency"
 ALERT_IDLE_GPU_CAPACITY: Final = "GpuledgerIdleGPUCapacity"
 ALERT_GPU_POD_WITHOUT_COST_CENTER: Final = "GpuledgerGPUPodWithoutCostCenter"
 ALERT_GPU_NOT_REPORTING: Final = "GpuledgerGPUStoppedReporting"
+REC_SLO_ERROR_RATIO: Final = "slo:gpuledger_sli_error:ratio_rate"  # + window, e.g. ratio_rate5m
+REC_SLO_OBJECTIVE: Final = "slo:gpuledger_objective:ratio"
+REC_SLO_BUDGET_REMAINING: Final = "slo:gpuledger_period_error_budget_remaining:ratio"
+L_SLO_SERVICE: Final = "gpuledger_service"
+L_SLO_NAME: Final = "gpuledger_slo"
+ALERT_SLO_BURN: Final = "GpuledgerSLOErrorBudgetBurn"
+ALERT_NEW_DBE: Final = "GpuledgerGPUDoubleBitECCError"
+ALERT_ROW_REMAP_FAILURE: Final = "GpuledgerGPURowRemapFailure"
+ALERT_ROW_REMAP_PENDING: Final = "GpuledgerGPURowRemapPending"
+ALERT_RETIRED_PAGES: Final = "GpuledgerGPURetiredPagesLimit"
+ALERT_THERMAL_THROTTLING: Final = "GpuledgerGPUThermalThrottling"
+ALERT_PCIE_REPLAYS: Final = "GpuledgerGPUPCIeReplays"
+ALERT_GPU_TEMPERATURE: Final = "GpuledgerGPUHot"
+ALERT_XID_HARDWARE: Final = "GpuledgerGPUXidHardware"
+ALERT_XID_WATCH: Final = "GpuledgerGPUXidWatch"
+ALERT_XID_APPLICATION: Final = "GpuledgerGPUXidApplication"
+ALERT_LATENCY_REGRESSION: Final = "GpuledgerServingLatencyRegression"
+ALERT_ERROR_SPIKE: Final = "GpuledgerServingErrorSpike"
 ALERT_GPU_POD_WITHOUT_TEAM: Final = "GpuledgerGPUPodWithoutTeam"
 RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/README.md"
 
@@ -426,3 +444,47 @@ ALERT_SERVICE_DOWN: Final = "GpuledgerServiceDown"
 EXPORT_WEEKDAY: Final = "mon"
 EXPORT_HOUR_UTC: Final = 1
 LOCK_SUFFIX: Final = ".lock"  # <warehouse>.lock: held by the one `gpuledger serve` writing it
+# --------------------------------------------------------------------------------------------
+# --- issue 3: collectors ---
+# --------------------------------------------------------------------------------------------
+# Counters among the DCGM health signals: a driver reload resets them, so their per-step
+# increase is computed the way PromQL's increase() treats resets (a drop means "restarted at 0").
+DCGM_ENERGY: Final = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+DCGM_HEALTH_COUNTERS: Final = (
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    "DCGM_FI_DEV_RETIRED_SBE",
+    "DCGM_FI_DEV_RETIRED_DBE",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "DCGM_FI_DEV_POWER_VIOLATION",
+    DCGM_ENERGY,
+)
+# gpu_health_samples.delta: counters -> reset-aware increase since the previous step;
+# DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
+COL_HEALTH_DELTA: Final = "delta"
+
+# Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
+DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)
+
+# Recording rules the collector reads when they cover a window (see core/promql.py).
+REC_HEARTBEAT: Final = "gpuledger:recording_rules:heartbeat"  # vector(1): proves the group was evaluated
+REC_POD_ALLOCATION_RUNNING: Final = "pod:gpuledger_gpu_allocation_running:sum"  # requests x Running, HA-deduped
+REC_POD_DEVICE: Final = "pod_gpu:gpuledger_dcgm_mapping:count"  # which pod each device (or replica) serves
+
+
+def rec_device_gauge(metric: str) -> str:
+    """Recording rule holding one series per device entity for a DCGM gauge (copies deduplicated)."""
+    return f"gpu:{metric}:max"
+
+
+# Families the Prometheus collector names for pushed-down series (kinds in collectors/series.py).
+KIND_POD_ALLOCATION: Final = "pod_alloc"
+KIND_DCGM_MAPPING: Final = "dcgm_map"
+
+# HTTP header carrying the tenant for Mimir / Cortex.
+HEADER_TENANT: Final = "X-Scope-OrgID"

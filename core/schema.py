@@ -110,5 +110,8 @@ MIGRATION_4 = [
 # from, so counter increases follow PromQL's increase() (extrapolation uses real sample times).
 MIGRATION_5 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMESTAMP"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
+# Version 6 (issue 3, collectors): per-step change of health signals (counters: reset-aware increase; Xid: event flag).
+MIGRATION_6 = [f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_DELTA} DOUBLE"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6]
 LATEST_VERSION = len(MIGRATIONS)

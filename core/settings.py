@@ -36,7 +36,8 @@ class CollectSettings(_Section):
     cluster: str = Field(default="default", description="Cluster name for series that carry no `cluster` label.")
     step: str = Field(default="60s", description="Warehouse resolution: one row per series per step.")
     lookback: str = Field(
-        default="5m", description="How long a sample stays current (Prometheus' lookback delta); used for files."
+        default="5m",
+        description="How long a sample stays current (Prometheus' lookback delta): files and VictoriaMetrics use it.",
     )
     workload_label_style: Literal["plain", "exported"] = Field(
         default="plain",
@@ -51,10 +52,46 @@ class CollectSettings(_Section):
     )
     timeout: str = Field(default="60s", description="HTTP timeout per Prometheus request.")
     retries: int = Field(default=4, ge=0, description="Retries (exponential backoff with jitter) on transient errors.")
+    # --- issue 3: collectors ---
+    concurrency: int = Field(default=4, ge=1, le=64, description="Range queries in flight at once.")
+    commit_window: str = Field(
+        default="6h",
+        description="A long collection is fetched and committed in windows of this length; memory is bounded by it.",
+    )
+    safety_lag: str = Field(
+        default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
+    )
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap while collecting (it spills to disk beyond it).",
+    )
+    pushdown: Literal["auto", "query", "raw"] = Field(
+        default="auto",
+        description="Aggregate in the store: `auto` reads gpuledger's recording rules where they cover the window, "
+        "else aggregates in the query; `query` always aggregates in the query; `raw` reads raw series.",
+    )
 
 
 class PrometheusSettings(_Section):
     url: str | None = Field(default=None, description="Base URL of the Prometheus-compatible HTTP API.")
+    # --- issue 3: collectors ---
+    flavor: Literal["prometheus", "thanos", "mimir", "victoriametrics"] = Field(
+        default="prometheus", description="Which store answers at `url`; selects its query parameters."
+    )
+    tenant: str | None = Field(default=None, description="Tenant sent as X-Scope-OrgID (Mimir, Cortex).")
+    bearer_token_file: Path | None = Field(default=None, description="File holding a bearer token.")
+    basic_auth_username: str | None = Field(default=None, description="Basic-auth user name.")
+    basic_auth_password_file: Path | None = Field(default=None, description="File holding the basic-auth password.")
+    basic_auth_password_env: str | None = Field(
+        default=None, description="Environment variable holding the basic-auth password."
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) to verify the server's certificate.")
+    insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's TLS certificate.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent with every request.")
+    gzip: bool = Field(
+        default=False, description="Ask for gzip-compressed answers (slow links); off, the store skips compressing."
+    )
 
 
 class DiscountSettings(_Section):
@@ -228,6 +265,11 @@ class RulesSettings(_Section):
         ge=1,
         description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
     )
+    scrape_interval: str = Field(
+        default="30s",
+        description="Scrape interval of dcgm-exporter and the serving exporters where the rules run: rate() "
+        "windows in the rules are at least four times it, so every window holds two samples even when a scrape is missed.",
+    )
     # --- issue 11: service ---
     collection_stale_after: str = Field(
         default="30m", description="`GpuledgerCollectionStale` fires when a source has not collected for this long."
@@ -293,9 +335,10 @@ class ServeSettings(_Section):
     metrics_host: str = Field(default="127.0.0.1", description="Address of /metrics and /healthz.")
     metrics_port: int = Field(default=9464, gt=0, lt=65536, description="Port of /metrics and /healthz.")
     commit_window: str = Field(
-        default="1h", description="Collections commit in windows this long; SIGTERM stops between two windows."
+        default="1h",
+        description="Collections commit in windows this long (instead of collect.commit_window); SIGTERM stops "
+        "between two windows.",
     )
-    safety_lag: str = Field(default="2m", description="Collect up to now minus this (late samples still arrive).")
     health_interval: str = Field(default="1h", description="How often `health evaluate` runs (`0s`: never).")
     health_window: str = Field(default="1d", description="The window each health evaluation covers, ending now.")
     weekly_export: bool = Field(default=True, description="Write the previous ISO week's export on Monday 01:00 UTC.")

@@ -69,24 +69,24 @@ def fired(url: str, rules_dir: Path, start: datetime, end: datetime, step_s: int
         )
         resp.raise_for_status()
         for series in resp.json()["data"]["result"]:
-            since = _firing_since([float(t) for t, _ in series["values"]], for_s, step_s)
-            if since is not None:
-                merged = {**{k: v for k, v in series["metric"].items() if k != "__name__"}, **labels}
+            merged = {**{k: v for k, v in series["metric"].items() if k != "__name__"}, **labels}
+            for since in _firing_runs([float(t) for t, _ in series["values"]], for_s, step_s):
                 out.append(Firing(name, tuple(sorted(merged.items())), datetime.utcfromtimestamp(since)))
     return out
 
 
-def _firing_since(times: list[float], for_s: int, step_s: int) -> float | None:
-    """First time a run of consecutive true evaluations has lasted `for`."""
-    run_start = None
-    previous = None
+def _firing_runs(times: list[float], for_s: int, step_s: int) -> list[float]:
+    """When each run of consecutive true evaluations started firing (had lasted `for`)."""
+    out: list[float] = []
+    run_start, previous, recorded = 0.0, None, False
     for t in times:
         if previous is None or t - previous > step_s:
-            run_start = t
+            run_start, recorded = t, False
         previous = t
-        if run_start is not None and t - run_start >= for_s:
-            return run_start + for_s
-    return None
+        if not recorded and t - run_start >= for_s:
+            out.append(run_start + for_s)
+            recorded = True
+    return out
 
 
 def window(start: str, hours: float) -> tuple[datetime, datetime]:

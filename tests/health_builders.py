@@ -60,7 +60,8 @@ def add_health(
     kept = [(i, float(v)) for i, v in enumerate(values) if v is not None]
     con.register("health_frame", pd.DataFrame({"i": [i for i, _ in kept], "v": [v for _, v in kept]}))
     con.execute(
-        f"""INSERT INTO {c.T_HEALTH_SAMPLES} SELECT ?::TIMESTAMP + to_seconds(i * {STEP}), {STEP}, 'c1', ?, ?, '', ?, v
+        f"""INSERT INTO {c.T_HEALTH_SAMPLES} (ts, step_s, cluster, node, gpu_uuid, gpu_instance, metric, value)
+        SELECT ?::TIMESTAMP + to_seconds(i * {STEP}), {STEP}, 'c1', ?, ?, '', ?, v
         FROM health_frame""",
         [T0, node, uuid, metric],
     )

@@ -34,8 +34,8 @@ ARGS = ("--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z")
 
 
 @pytest.fixture(scope="module")
-def day(direct_warehouse: Path) -> HealthResult:
-    with open_warehouse(direct_warehouse, read_only=True) as con:
+def day(sim_warehouse: Path) -> HealthResult:
+    with open_warehouse(sim_warehouse, read_only=True) as con:
         return compute(con, Settings(), DAY)
 
 
@@ -121,9 +121,9 @@ def _gpu_hour_prices() -> dict[str, Decimal]:
 
 
 def test_lost_gpu_hours_and_their_cost_equal_the_truth_times_list_prices(
-    direct_warehouse: Path, day: HealthResult, truth: dict
+    sim_warehouse: Path, day: HealthResult, truth: dict
 ) -> None:
-    with open_warehouse(direct_warehouse, read_only=True) as con:
+    with open_warehouse(sim_warehouse, read_only=True) as con:
         lost = {r.key.gpu_uuid: r for r in impact.lost_capacity(con, day)}
     prices = _gpu_hour_prices()
     expected = {u: g for u, g in truth["health"]["gpus"].items() if g["lost_gpu_hours"]}
@@ -137,9 +137,9 @@ def test_lost_gpu_hours_and_their_cost_equal_the_truth_times_list_prices(
 
 
 def test_impacted_pods_are_the_ones_that_ran_on_each_gpu_while_it_was_unhealthy(
-    direct_warehouse: Path, day: HealthResult, truth: dict
+    sim_warehouse: Path, day: HealthResult, truth: dict
 ) -> None:
-    with open_warehouse(direct_warehouse, read_only=True) as con:
+    with open_warehouse(sim_warehouse, read_only=True) as con:
         rows = impact.impacted_pods(con, day)
     got: dict[str, list[str]] = {}
     for row in rows:
@@ -189,10 +189,10 @@ def _stored(wh: Path) -> list[tuple]:
 
 
 def test_stored_history_says_how_long_each_gpu_was_unhealthy_and_re_evaluating_changes_nothing(
-    direct_warehouse: Path, truth: dict, tmp_path: Path
+    sim_warehouse: Path, truth: dict, tmp_path: Path
 ) -> None:
     wh = tmp_path / "wh.duckdb"
-    shutil.copy(direct_warehouse, wh)
+    shutil.copy(sim_warehouse, wh)
     for start, end in (("2026-11-02T00:00:00Z", "2026-11-02T12:00:00Z"), ("2026-11-02T12:00:00Z", "2026-11-03")):
         assert run_cli("--warehouse", str(wh), "health", "evaluate", "--start", start, "--end", end).exit_code == 0
     halves = _stored(wh)
@@ -216,10 +216,10 @@ def test_stored_history_says_how_long_each_gpu_was_unhealthy_and_re_evaluating_c
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
 def test_report_health_lists_gpus_needing_action_with_evidence_and_action(
-    direct_warehouse: Path, truth: dict, fmt: str
+    sim_warehouse: Path, truth: dict, fmt: str
 ) -> None:
     result = run_cli(
-        "--warehouse", str(direct_warehouse), "report", "health", *ARGS, "--state", "drain,rma", "--format", fmt
+        "--warehouse", str(sim_warehouse), "report", "health", *ARGS, "--state", "drain,rma", "--format", fmt
     )
     assert result.exit_code == 0, result.output
     dbe, _ = _truth_gpu(truth, "dbe_burst")
@@ -241,8 +241,8 @@ def test_report_health_lists_gpus_needing_action_with_evidence_and_action(
     assert all(r["node"] and r["model"] and r["evidence"] and r["action"] for r in rows)
 
 
-def test_an_unknown_state_is_a_clear_error(direct_warehouse: Path) -> None:
-    result = run_cli("--warehouse", str(direct_warehouse), "report", "health", *ARGS, "--state", "broken")
+def test_an_unknown_state_is_a_clear_error(sim_warehouse: Path) -> None:
+    result = run_cli("--warehouse", str(sim_warehouse), "report", "health", *ARGS, "--state", "broken")
     assert result.exit_code == 2 and "unknown state 'broken'" in result.output
 
 
