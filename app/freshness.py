@@ -16,9 +16,9 @@ Values are copied on the way out (as st.cache_data did), so pages cannot change 
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -79,7 +79,10 @@ def _compute(
 
 
 def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, pd.DataFrame) else copy.deepcopy(value)
+    if isinstance(value, pd.DataFrame):
+        return value.copy()
+    # a pickle round trip, as st.cache_data did: several times faster than copy.deepcopy on large reports
+    return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
 
 def clear() -> None:

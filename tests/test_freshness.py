@@ -103,7 +103,8 @@ def test_pages_cannot_change_what_is_cached() -> None:
     def nested(version: tuple[str, float, str, float]) -> dict[str, list[int]]:
         return {"rows": [1, 2]}
 
-    frame(_version(1.0))["cost_usd"] = 99.0
+    page = frame(_version(1.0))
+    page["cost_usd"] = 99.0
     nested(_version(1.0))["rows"].append(3)
     assert frame(_version(1.0))["cost_usd"].tolist() == [1.0]
     assert nested(_version(1.0)) == {"rows": [1, 2]}
