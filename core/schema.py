@@ -89,5 +89,25 @@ MIGRATION_3 = [
         FROM {c.T_PRICES}""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3]
+# Version 4 (issue 10, performance): hourly and daily rollups of the step tables, maintained by every
+# collection commit (core/rollups.py), so a month's report reads pod-days instead of pod-steps. Units for
+# both MIG share modes; `fp` is the node's dimension fingerprint they were computed under. An upgraded
+# warehouse has empty rollups and no rollup_state: reports read the step tables until the next commit
+# rebuilds them.
+_ROLLUP_POD = "namespace VARCHAR, pod VARCHAR, uid VARCHAR"
+_ROLLUP_UNITS = "units_compute BIGINT NOT NULL, units_memory BIGINT NOT NULL"
+MIGRATION_4 = [
+    statement
+    for level, col in (("hourly", "hour"), ("daily", "day"))
+    for statement in (
+        f"""CREATE TABLE {c.T_ALLOC_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_CAPACITY_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_USAGE_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, used_s DOUBLE, fp UBIGINT)""",
+    )
+] + [f"CREATE TABLE {c.T_ROLLUP_STATE} (source VARCHAR PRIMARY KEY, source_rows BIGINT NOT NULL)"]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]
 LATEST_VERSION = len(MIGRATIONS)
