@@ -76,12 +76,14 @@ def chargeback(
         raise ValueError(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
-    plan = facts.plan(con, window, use_rollups)
-    queries = facts.class_queries(plan, opts.mig_share, _grouping(opts))
     builder = _Builder(opts, _namespaces(con), prices.load_prices(con))
-    builder.add_allocations(_rows(con, queries["alloc"]))
-    builder.add_capacity(_rows(con, queries["capacity"]))
-    builder.add_usage(_rows(con, queries["usage"]))
+    classes = facts.Classes(con, facts.plan(con, window, use_rollups), opts.mig_share, _grouping(opts))
+    try:
+        builder.add_allocations(classes.alloc())
+        builder.add_capacity(classes.capacity())
+        builder.add_usage(classes.usage())
+    finally:
+        classes.close()
     sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
     overhead = opts.shared_overhead_usd_per_hour * Decimal(repr(window.hours))
     sharing.share_costs(
@@ -108,14 +110,8 @@ def _grouping(opts: ChargebackOptions) -> facts.Grouping:
         node="node" in opts.by or opts.idle_scope == "node",
         attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node")),
         day="day" in opts.by,
-        pods="pod" in opts.by or "workload" in opts.by,
+        pods="pod" in opts.by,  # a workload is its app label; the SQL keeps the name of pods without one
     )
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cur = con.execute(sql)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
 def _json(text: str | None) -> dict[str, str]:

@@ -9,14 +9,16 @@ one in force for all of it (a day's or hour's start; a step's ts), so pricing is
 The chargeback then needs rows per *attribution class*, not per pod: pods with the same namespace
 and labels on the same node attributes, price row and day bill the same way. The SQL here groups
 them so a month at 10,000 GPUs (~1M pod-days) reaches Python as a few thousand rows; the pod name
-is kept only when the report groups by pod or workload, or when a pod's workload needs its name.
+is kept only when the report groups by pod, or when a pod's workload needs its name (no app label).
 Rows come sorted, so cent rounding breaks ties the same way on every run and from every source.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import duckdb
 
@@ -165,9 +167,9 @@ def _rollup_union(p: Plan, kind: str, columns: str) -> list[str]:
     return out
 
 
-def sources_sql(p: Plan, mig_share: MigShare) -> str:
-    """CTEs alloc_src(ts, cluster, node, namespace, pod, uid, units), capacity_src(ts, cluster, node,
-    units), usage_src(ts, cluster, node, namespace, pod, uid, used_s) and priced(ts, cluster, node, price_id)."""
+def sources_sql(p: Plan, mig_share: MigShare) -> dict[str, str]:
+    """SELECTs alloc (ts, cluster, node, namespace, pod, uid, units), capacity (ts, cluster, node, units) and
+    usage (ts, cluster, node, namespace, pod, uid, used_s), each row's ts a time its price holds for all of it."""
     where = _step_where(p)
     alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units")
     capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units")
@@ -191,13 +193,7 @@ def sources_sql(p: Plan, mig_share: MigShare) -> str:
         k: " UNION ALL ".join(v) if v else empty[k]
         for k, v in (("alloc", alloc), ("capacity", capacity), ("usage", usage))
     }
-    keys = "SELECT DISTINCT ts, cluster, node FROM alloc_src UNION SELECT DISTINCT ts, cluster, node FROM capacity_src"
-    return f"""
-    alloc_src AS ({union["alloc"]}),
-    capacity_src AS ({union["capacity"]}),
-    usage_src AS ({union["usage"]}),
-    price_keys AS ({keys}),
-    priced AS (SELECT ts, cluster, node, price_id FROM ({priced_sql("SELECT * FROM price_keys")}))"""
+    return {k: union[k] for k in ("alloc", "capacity", "usage")}
 
 
 @dataclass(frozen=True)
@@ -230,51 +226,86 @@ _APP = (
     + ") END"
 )
 # CASE, not AND: DuckDB evaluates both sides of AND, and '' is not JSON
-_NONEMPTY = (
-    "(CASE WHEN coalesce(CAST(p_.labels AS VARCHAR), '') = '' THEN FALSE ELSE len(json_keys(p_.labels)) > 0 END)"
-)
+_NONEMPTY = "(CASE WHEN coalesce(CAST(l0 AS VARCHAR), '') = '' THEN FALSE ELSE len(json_keys(l0)) > 0 END)"
 
 
-def _labels_sql(t: str) -> str:
-    """The pod's labels as the attribution reads them: by uid, else the latest pod of that name."""
+def _labelled(per_pod: str) -> str:
+    """CTEs giving `lab`: per-pod rows with the labels the attribution reads (by uid, else the latest pod of
+    that name, looked up only for the pods that need it)."""
+    key = "cluster, namespace, pod"
     return f"""
-        LEFT JOIN {c.T_PODS} p_ ON p_.cluster = {t}.cluster AND p_.namespace = {t}.namespace AND p_.pod = {t}.pod
-            AND p_.uid = coalesce({t}.uid, '')
-        LEFT JOIN pods_latest pl ON pl.cluster = {t}.cluster AND pl.namespace = {t}.namespace AND pl.pod = {t}.pod"""
+    lab0 AS (SELECT a.*, p_.labels AS l0 FROM {per_pod} a LEFT JOIN {c.T_PODS} p_
+             ON p_.cluster = a.cluster AND p_.namespace = a.namespace AND p_.pod = a.pod AND p_.uid = coalesce(a.uid, '')),
+    need AS (SELECT DISTINCT {key} FROM lab0 WHERE a_pod IS NOT NULL AND NOT {_NONEMPTY}),
+    fallback AS (SELECT p.cluster, p.namespace, p.pod, arg_max(p.labels, p.last_seen) AS labels
+                 FROM {c.T_PODS} p JOIN need USING ({key}) GROUP BY ALL),
+    lab AS (SELECT lab0.* EXCLUDE (l0), CASE WHEN {_NONEMPTY} THEN l0 ELSE fb.labels END AS labels
+            FROM lab0 LEFT JOIN fallback fb USING ({key}))"""
 
 
-def class_queries(p: Plan, mig_share: MigShare, g: Grouping) -> dict[str, str]:
-    """SQL per fact kind (alloc, capacity, usage), each grouped by attribution class."""
-    head = f"""WITH {sources_sql(p, mig_share).strip()},
-    pods_latest AS (SELECT cluster, namespace, pod, arg_max(labels, last_seen) AS labels FROM {c.T_PODS} GROUP BY ALL),
-    na AS ({nodes_sql()})"""
-    labels = f"CASE WHEN {_NONEMPTY} THEN p_.labels ELSE pl.labels END"
-    pod_keep = "TRUE" if g.pods else f"NOT ({_APP})"
-    alloc = f"""{head},
-    per_pod AS (
-        SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, a.namespace, a.pod, a.uid, sum(a.units) AS units
-        FROM alloc_src a JOIN priced x USING (ts, cluster, node) GROUP BY ALL),
-    lab AS (SELECT a.*, {labels} AS labels FROM per_pod a {_labels_sql("a")})
-    SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.price_id, lab.day, lab.namespace, lab.labels,
-        CASE WHEN {pod_keep} THEN lab.pod END AS pod, sum(lab.units) AS units
-    FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL"""
-    capacity = f"""{head},
-    cap AS (SELECT k.cluster, k.node, x.price_id, {g.day_sql("k")} AS day, sum(k.units) AS units
-            FROM capacity_src k JOIN priced x USING (ts, cluster, node) GROUP BY ALL),
-    pool AS (SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, sum(a.units) AS units
-             FROM alloc_src a JOIN priced x USING (ts, cluster, node) GROUP BY ALL),
-    idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) AS idle_units FROM cap LEFT JOIN pool
-             ON pool.cluster = cap.cluster AND pool.node = cap.node  -- NULL price_id (unpriced) and day match too
-             AND pool.price_id IS NOT DISTINCT FROM cap.price_id AND pool.day IS NOT DISTINCT FROM cap.day)
-    SELECT idle.cluster, {g.node_sql("idle", "idle.price_id")} AS node{g.attrs_sql()}, idle.price_id, idle.day,
-        sum(idle.units) AS units, sum(idle.idle_units) AS idle_units
-    FROM idle LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL"""
-    usage = f"""{head},
-    per_pod AS (
-        SELECT u.cluster, u.node, {g.day_sql("u")} AS day, u.namespace, u.pod, u.uid, sum(u.used_s) AS used_s
-        FROM usage_src u GROUP BY ALL),
-    lab AS (SELECT u.*, {labels} AS labels FROM per_pod u {_labels_sql("u")})
-    SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.day, lab.namespace, lab.labels,
-        CASE WHEN {pod_keep} THEN lab.pod END AS pod, lab.pod IS NOT NULL AS mapped, sum(lab.used_s) AS used_s
-    FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL"""
-    return {"alloc": alloc, "capacity": capacity, "usage": usage}
+class Classes:
+    """A chargeback's facts grouped by attribution class: temp tables live for one report."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping) -> None:
+        self.con, self.g = con, g
+        self.t = f"cb_{uuid.uuid4().hex[:12]}"
+        src = sources_sql(p, mig_share)
+        for kind in ("alloc", "capacity"):
+            con.execute(f"CREATE TEMP TABLE {self.t}_{kind} AS {src[kind]}")
+        keys = f"SELECT DISTINCT ts, cluster, node FROM {self.t}_alloc UNION SELECT DISTINCT ts, cluster, node FROM {self.t}_capacity"
+        con.execute(
+            f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys)})"
+        )
+        self.usage_src = src["usage"]
+
+    def close(self) -> None:
+        for kind in ("alloc", "capacity", "priced"):
+            self.con.execute(f"DROP TABLE IF EXISTS {self.t}_{kind}")
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def alloc(self) -> list[dict[str, Any]]:
+        g, t = self.g, self.t
+        pod_keep = "TRUE" if g.pods else f"NOT ({_APP})"
+        return self._rows(f"""
+        WITH per_pod AS (
+            SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, a.namespace, a.pod, a.pod AS a_pod, a.uid,
+                sum(a.units) AS units
+            FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
+        {_labelled("per_pod")},
+        na AS ({nodes_sql()})
+        SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.price_id, lab.day, lab.namespace, lab.labels,
+            CASE WHEN {pod_keep} THEN lab.pod END AS pod, sum(lab.units) AS units
+        FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+
+    def capacity(self) -> list[dict[str, Any]]:
+        g, t = self.g, self.t
+        return self._rows(f"""
+        WITH cap AS (SELECT k.cluster, k.node, x.price_id, {g.day_sql("k")} AS day, sum(k.units) AS units
+                     FROM {t}_capacity k JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
+        pool AS (SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, sum(a.units) AS units
+                 FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
+        idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) AS idle_units FROM cap LEFT JOIN pool
+                 ON pool.cluster = cap.cluster AND pool.node = cap.node  -- NULL price_id (unpriced) and day match too
+                 AND pool.price_id IS NOT DISTINCT FROM cap.price_id AND pool.day IS NOT DISTINCT FROM cap.day),
+        na AS ({nodes_sql()})
+        SELECT idle.cluster, {g.node_sql("idle", "idle.price_id")} AS node{g.attrs_sql()}, idle.price_id, idle.day,
+            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units
+        FROM idle LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+
+    def usage(self) -> list[dict[str, Any]]:
+        g = self.g
+        pod_keep = "TRUE" if g.pods else f"NOT ({_APP})"
+        return self._rows(f"""
+        WITH usage_src AS ({self.usage_src}),
+        per_pod AS (
+            SELECT u.cluster, u.node, {g.day_sql("u")} AS day, u.namespace, u.pod, u.pod AS a_pod, u.uid, sum(u.used_s) AS used_s
+            FROM usage_src u GROUP BY ALL),
+        {_labelled("per_pod")},
+        na AS ({nodes_sql()})
+        SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.day, lab.namespace, lab.labels,
+            CASE WHEN {pod_keep} THEN lab.pod END AS pod, lab.pod IS NOT NULL AS mapped, sum(lab.used_s) AS used_s
+        FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")

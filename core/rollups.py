@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 import duckdb
 
 from core import conventions as c
-from core.facts import MIG_SHARES, alloc_steps_sql, capacity_steps_sql, fingerprints_sql, scaled_sql, usage_steps_sql
+from core import rollup_sql
+from core.facts import fingerprints_sql
 from core.warehouse import one
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
@@ -88,28 +89,17 @@ def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -
     params = {"start": lo, "end": hi}
     for kind in ("alloc", "capacity", "usage"):
         con.execute(f"DELETE FROM {table(kind, 'hourly')} WHERE hour >= $start AND hour < $end", params)
-    hour = "date_trunc('hour', ts)"
     fps = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
-    units = ", ".join(f"sum({scaled_sql(f'units_{m}')} * step_s)" for m in MIG_SHARES)
-    con.execute(
-        f"""INSERT INTO {table("alloc", "hourly")}
-        SELECT {hour}, cluster, node, namespace, pod, uid, {units}, coalesce(any_value(f.fp), 0)
-        FROM ({alloc_steps_sql(MIG_SHARES)}) {fps} GROUP BY ALL""",
-        params,
-    )
-    capacity = ", ".join(f"sum(units_per_s_{m} * step_s)" for m in MIG_SHARES)
-    con.execute(
-        f"""INSERT INTO {table("capacity", "hourly")}
-        SELECT {hour}, cluster, node, {capacity}, coalesce(any_value(f.fp), 0)
-        FROM ({capacity_steps_sql(MIG_SHARES)}) {fps} GROUP BY ALL""",
-        params,
-    )
-    con.execute(
-        f"""INSERT INTO {table("usage", "hourly")}
-        SELECT bucket, cluster, node, namespace, pod, uid, used_s, coalesce(f.fp, 0)
-        FROM ({usage_steps_sql("date_trunc('hour', j.ts)")}) {fps}""",
-        params,
-    )
+    columns = {
+        "alloc": ("namespace, pod, uid, units_compute, units_memory", rollup_sql.alloc_hourly_sql()),
+        "capacity": ("units_compute, units_memory", rollup_sql.capacity_hourly_sql()),
+        "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql()),
+    }
+    for kind, (cols, sql) in columns.items():
+        con.execute(
+            f"INSERT INTO {table(kind, 'hourly')} SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) FROM ({sql}) {fps}",
+            params,
+        )
 
 
 def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:

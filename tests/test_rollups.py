@@ -54,7 +54,18 @@ def _fleet(pods: list[tuple[int, str, int, str | None, int, int]], gpus: list[in
         if node < len(gpus):
             add_pod(con, f"p{j}", f"n{node}", team=team, namespace=f"ns{j % 3}", resource=resource, amount=amount,
                     offset=offset, steps=length, step_s=STEP)  # fmt: skip
+            _map(con, j, node, offset, length)
     return con
+
+
+def _map(con: Any, j: int, node: int, offset: int, length: int) -> None:
+    """Pod j served by its node's one DCGM device: pods overlap there (shares by per-process util or evenly)."""
+    util = None if j % 2 else float(j * 37 % 101)
+    con.execute(
+        f"""INSERT INTO {c.T_GPU_POD_SAMPLES}
+        SELECT ? + to_seconds((? + i) * {STEP}), {STEP}, 'c1', ?, ?, '', ?, ?, ?, ? FROM range(?) t(i)""",
+        [T0, offset, f"n{node}", f"GPU-{node}", str(j % 2), f"ns{j % 3}", f"p{j}", util, length],
+    )
 
 
 POD = st.tuples(
@@ -141,7 +152,8 @@ def test_a_mig_instance_with_usage_has_the_same_used_hours_from_rollups(tmp_path
     rolled = chargeback(con, w)
     assert_same(rolled, chargeback(con, w, use_rollups=False))
     vision = next(r for r in rolled.rows if r.keys["team"] == "vision")
-    assert vision.used_gpu_hours == pytest.approx(0.7 * 3 / 7 * 300 * STEP / 3600)
+    node_gpu = 0.5 * 300 * STEP / 3600  # _fleet also maps every pod to its node's whole GPU (activity 0.5)
+    assert vision.used_gpu_hours == pytest.approx(node_gpu + 0.7 * 3 / 7 * 300 * STEP / 3600)
 
 
 def test_collection_commits_keep_the_rollups_in_sync_through_overlapping_re_ingests(
