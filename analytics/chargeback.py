@@ -249,7 +249,8 @@ class _Builder:
             self.capacity_units += units
             if source is None:
                 self.unpriced_units += units
-                self.unpriced_nodes.add(f"{f['cluster']}/{f['node']}")
+                for node in f.get("unpriced") or [f["node"]]:
+                    self.unpriced_nodes.add(f"{f['cluster']}/{node}")
             key = self._idle_key(f)
             row = self.row(key)
             row.gpu_hours += idle_units / UNIT_HOURS

@@ -24,12 +24,14 @@ import duckdb
 
 from analytics.prices import priced_sql
 from core import conventions as c
-from core import rollups
+from core import rollup_classes, rollups
 from core.facts import (
     MigShare,
     alloc_steps_sql,
     capacity_steps_sql,
     fingerprints_sql,
+    has_app_sql,
+    labelled_sql,
     nodes_sql,
     scaled_sql,
     usage_steps_sql,
@@ -156,9 +158,9 @@ def _step_where(p: Plan) -> str | None:
     return " OR ".join(f"({x})" for x in parts) if parts else None
 
 
-def _rollup_union(p: Plan, kind: str, columns: str) -> list[str]:
+def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[str]:
     out = []
-    for level, col, ranges in (("daily", "day", p.days), ("hourly", "hour", p.hours)):
+    for level, col, ranges in (("daily", "day", p.days if days else []), ("hourly", "hour", p.hours)):
         if ranges:
             out.append(
                 f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r "
@@ -167,13 +169,13 @@ def _rollup_union(p: Plan, kind: str, columns: str) -> list[str]:
     return out
 
 
-def sources_sql(p: Plan, mig_share: MigShare) -> dict[str, str]:
+def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str, str]:
     """SELECTs alloc (ts, cluster, node, namespace, pod, uid, units), capacity (ts, cluster, node, units) and
     usage (ts, cluster, node, namespace, pod, uid, used_s), each row's ts a time its price holds for all of it."""
     where = _step_where(p)
-    alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units")
+    alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units", pod_days)
     capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units")
-    usage = _rollup_union(p, "usage", "namespace, pod, uid, used_s")
+    usage = _rollup_union(p, "usage", "namespace, pod, uid, used_s", pod_days)
     if where is not None:
         alloc.append(
             f"SELECT ts, cluster, node, namespace, pod, uid, {scaled_sql('units')} * step_s AS units "
@@ -217,49 +219,52 @@ class Grouping:
         return f"date_trunc('day', {t}.ts)" if self.day else "NULL::TIMESTAMP"
 
 
-_APP = (
-    "CASE WHEN coalesce(CAST(lab.labels AS VARCHAR), '') = '' THEN FALSE ELSE ("
-    + " OR ".join(
-        f"coalesce(json_extract_string(lab.labels, '$.\"{k}\"'), '') <> ''"
-        for k in ("app.kubernetes.io/name", "app_kubernetes_io_name", "app")
-    )
-    + ") END"
-)
-# CASE, not AND: DuckDB evaluates both sides of AND, and '' is not JSON
-_NONEMPTY = "(CASE WHEN coalesce(CAST(l0 AS VARCHAR), '') = '' THEN FALSE ELSE len(json_keys(l0)) > 0 END)"
-
-
-def _labelled(per_pod: str) -> str:
-    """CTEs giving `lab`: per-pod rows with the labels the attribution reads (by uid, else the latest pod of
-    that name, looked up only for the pods that need it)."""
-    key = "cluster, namespace, pod"
-    return f"""
-    lab0 AS (SELECT a.*, p_.labels AS l0 FROM {per_pod} a LEFT JOIN {c.T_PODS} p_
-             ON p_.cluster = a.cluster AND p_.namespace = a.namespace AND p_.pod = a.pod AND p_.uid = coalesce(a.uid, '')),
-    need AS (SELECT DISTINCT {key} FROM lab0 WHERE a_pod IS NOT NULL AND NOT {_NONEMPTY}),
-    fallback AS (SELECT p.cluster, p.namespace, p.pod, arg_max(p.labels, p.last_seen) AS labels
-                 FROM {c.T_PODS} p JOIN need USING ({key}) GROUP BY ALL),
-    lab AS (SELECT lab0.* EXCLUDE (l0), CASE WHEN {_NONEMPTY} THEN l0 ELSE fb.labels END AS labels
-            FROM lab0 LEFT JOIN fallback fb USING ({key}))"""
-
-
 class Classes:
-    """A chargeback's facts grouped by attribution class: temp tables live for one report."""
+    """A chargeback's facts grouped by attribution class; its temp tables live for one report.
+
+    Whole days come from the class rollups (core/rollup_classes.py) when the report keeps neither node
+    names nor pod names apart and those rows are current; otherwise, and for hours and steps, pod rows
+    are labelled here. Either way nodes are grouped by `group_node`: their class-rollup representative
+    (same attributes, so the same price and grouping keys) or themselves.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping) -> None:
-        self.con, self.g = con, g
+        self.con, self.g, self.mig_share = con, g, mig_share
         self.t = f"cb_{uuid.uuid4().hex[:12]}"
-        src = sources_sql(p, mig_share)
-        for kind in ("alloc", "capacity"):
-            con.execute(f"CREATE TEMP TABLE {self.t}_{kind} AS {src[kind]}")
-        keys = f"SELECT DISTINCT ts, cluster, node FROM {self.t}_alloc UNION SELECT DISTINCT ts, cluster, node FROM {self.t}_capacity"
+        self.by_class = bool(p.days) and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
+        src = sources_sql(p, mig_share, pod_days=not self.by_class)
+        self.days = ranges_sql("day", p.days) if self.by_class else "FALSE"
+        groups = f"SELECT cluster, node, class_node FROM {c.T_CLASS_NODES}" if self.by_class else _NO_GROUPS
+        con.execute(f"CREATE TEMP TABLE {self.t}_groups AS {groups}")
+        con.execute(f"CREATE TEMP TABLE {self.t}_alloc AS {self._labelled(src['alloc'], 'units')}")
+        con.execute(f"CREATE TEMP TABLE {self.t}_capacity AS {src['capacity']}")
+        keys = (
+            f"SELECT DISTINCT ts, cluster, node FROM {self.t}_alloc UNION "
+            f"SELECT DISTINCT ts, cluster, node FROM {self.t}_capacity"
+        )
         con.execute(
             f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys)})"
         )
         self.usage_src = src["usage"]
 
+    def _labelled(self, pod_rows: str, value: str, mapped: str = "") -> str:
+        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], value), plus class rows."""
+        pod_keep = "TRUE" if self.g.pods else f"NOT {has_app_sql('lab.labels')}"
+        per_pod = f"""(SELECT r.ts, r.cluster, coalesce(gr.class_node, r.node) AS node, r.namespace, r.pod, r.pod AS a_pod,
+            r.uid, sum(r.{value}) AS {value} FROM ({pod_rows}) r LEFT JOIN {self.t}_groups gr USING (cluster, node) GROUP BY ALL)"""
+        out = f"""WITH {labelled_sql(per_pod).strip()}
+        SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, sum({value}) AS {value}
+        FROM lab GROUP BY ALL"""
+        if self.by_class:
+            table = c.T_CLASS_ALLOC if value == "units" else c.T_CLASS_USAGE
+            col = f"units_{self.mig_share}" if value == "units" else "used_s"
+            flag = ", mapped" if mapped else ""
+            out += f""" UNION ALL SELECT day, cluster, class_node, namespace, labels, pod{flag}, {col}
+            FROM {table} WHERE {self.days}"""
+        return out
+
     def close(self) -> None:
-        for kind in ("alloc", "capacity", "priced"):
+        for kind in ("alloc", "capacity", "priced", "groups"):
             self.con.execute(f"DROP TABLE IF EXISTS {self.t}_{kind}")
 
     def _rows(self, sql: str) -> list[dict[str, Any]]:
@@ -269,23 +274,20 @@ class Classes:
 
     def alloc(self) -> list[dict[str, Any]]:
         g, t = self.g, self.t
-        pod_keep = "TRUE" if g.pods else f"NOT ({_APP})"
         return self._rows(f"""
-        WITH per_pod AS (
-            SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, a.namespace, a.pod, a.pod AS a_pod, a.uid,
-                sum(a.units) AS units
-            FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
-        {_labelled("per_pod")},
-        na AS ({nodes_sql()})
-        SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.price_id, lab.day, lab.namespace, lab.labels,
-            CASE WHEN {pod_keep} THEN lab.pod END AS pod, sum(lab.units) AS units
-        FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+        WITH na AS ({nodes_sql()})
+        SELECT a.cluster, {g.node_sql("a")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("a")} AS day, a.namespace,
+            a.labels, a.pod, sum(a.units) AS units
+        FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
+        GROUP BY ALL ORDER BY ALL""")
 
     def capacity(self) -> list[dict[str, Any]]:
         g, t = self.g, self.t
         return self._rows(f"""
-        WITH cap AS (SELECT k.cluster, k.node, x.price_id, {g.day_sql("k")} AS day, sum(k.units) AS units
-                     FROM {t}_capacity k JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
+        WITH cap AS (SELECT k.cluster, coalesce(gr.class_node, k.node) AS node, x.price_id, {g.day_sql("k")} AS day,
+                         sum(k.units) AS units, list(DISTINCT k.node) FILTER (WHERE x.price_id IS NULL) AS unpriced
+                     FROM {t}_capacity k JOIN {t}_priced x USING (ts, cluster, node)
+                     LEFT JOIN {t}_groups gr USING (cluster, node) GROUP BY ALL),
         pool AS (SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, sum(a.units) AS units
                  FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
         idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) AS idle_units FROM cap LEFT JOIN pool
@@ -293,19 +295,17 @@ class Classes:
                  AND pool.price_id IS NOT DISTINCT FROM cap.price_id AND pool.day IS NOT DISTINCT FROM cap.day),
         na AS ({nodes_sql()})
         SELECT idle.cluster, {g.node_sql("idle", "idle.price_id")} AS node{g.attrs_sql()}, idle.price_id, idle.day,
-            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units
+            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units, flatten(list(idle.unpriced)) AS unpriced
         FROM idle LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
 
     def usage(self) -> list[dict[str, Any]]:
         g = self.g
-        pod_keep = "TRUE" if g.pods else f"NOT ({_APP})"
+        labelled = self._labelled(self.usage_src, "used_s", ", a_pod IS NOT NULL AS mapped")
         return self._rows(f"""
-        WITH usage_src AS ({self.usage_src}),
-        per_pod AS (
-            SELECT u.cluster, u.node, {g.day_sql("u")} AS day, u.namespace, u.pod, u.pod AS a_pod, u.uid, sum(u.used_s) AS used_s
-            FROM usage_src u GROUP BY ALL),
-        {_labelled("per_pod")},
-        na AS ({nodes_sql()})
-        SELECT lab.cluster, {g.node_sql("lab")} AS node{g.attrs_sql()}, lab.day, lab.namespace, lab.labels,
-            CASE WHEN {pod_keep} THEN lab.pod END AS pod, lab.pod IS NOT NULL AS mapped, sum(lab.used_s) AS used_s
-        FROM lab LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+        WITH u AS ({labelled}), na AS ({nodes_sql()})
+        SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, {g.day_sql("u")} AS day, u.namespace, u.labels,
+            u.pod, u.mapped, sum(u.used_s) AS used_s
+        FROM u LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+
+
+_NO_GROUPS = "SELECT ''::VARCHAR AS cluster, ''::VARCHAR AS node, ''::VARCHAR AS class_node WHERE FALSE"

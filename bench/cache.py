@@ -35,6 +35,9 @@ def warehouse(spec: FleetSpec, log: bool = True) -> tuple[Path, dict[str, object
     path, stats_path = folder / "warehouse.duckdb", folder / "generated.json"
     if stats_path.exists() and path.exists():
         return path, json.loads(stats_path.read_text())
+    upgraded = _upgrade(spec, folder)
+    if upgraded is not None:
+        return path, upgraded
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     if log:
@@ -59,3 +62,35 @@ def warehouse(spec: FleetSpec, log: bool = True) -> tuple[Path, dict[str, object
     }
     stats_path.write_text(json.dumps(stats, indent=2) + "\n")
     return path, stats
+
+
+def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
+    """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
+    (migrations add tables; rollups built from what the older warehouse already holds)."""
+    from core import rollups
+    from core.warehouse import connect, transaction
+
+    for old in range(LATEST_VERSION - 1, 3, -1):
+        source = root() / "fleets" / f"{spec.key}-gen{GENERATOR_VERSION}-schema{old}"
+        if not (source / "generated.json").exists():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        tmp = folder / "warehouse.tmp.duckdb"
+        os.replace(source / "warehouse.duckdb", tmp)  # moved, not copied: a 10,000-GPU month is ~16 GB
+        (source / "generated.json").rename(source / "upgraded.json")
+        started = time.monotonic()
+        con = connect(tmp)  # migrates
+        try:
+            with transaction(con):
+                rollups.rebuild_derived(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, folder / "warehouse.duckdb")
+        stats = json.loads((source / "upgraded.json").read_text())
+        stats.update(upgraded_from_schema=old, upgrade_s=round(time.monotonic() - started, 1))
+        stats["bytes"] = (folder / "warehouse.duckdb").stat().st_size
+        (folder / "generated.json").write_text(json.dumps(stats, indent=2) + "\n")
+        return stats
+    return None

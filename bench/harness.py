@@ -33,12 +33,18 @@ class Child:
 
 def spawn(task: str, args: dict[str, Any], timeout_s: float = 3600) -> Child:
     """Run one worker task; its own peak RSS (ru_maxrss of exactly this child, via wait4) and wall time."""
+    return spawn_argv(
+        [sys.executable, "-m", "bench.worker", task, json.dumps(args)], timeout_s, {"PYTHONPATH": str(ROOT)}
+    )
+
+
+def spawn_argv(argv: list[str], timeout_s: float = 3600, extra_env: dict[str, str] | None = None) -> Child:
+    """Run a command that prints one JSON line; its peak RSS and wall time."""
+    task = Path(argv[2] if argv[1] == "-m" else argv[1]).name
     started = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **(extra_env or {})}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.worker", task, json.dumps(args)], stdout=out, stderr=err, cwd=ROOT, env=env
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=env)
         timer = threading.Timer(timeout_s, proc.kill)
         timer.start()
         try:

@@ -171,3 +171,30 @@ def usage_steps_sql(bucket: str, where: str = WINDOW) -> str:
     FROM joined j LEFT JOIN uids u USING (ts, cluster, namespace, pod)
     GROUP BY ALL
     """
+
+
+# Attribution reads a pod's labels by uid, else the latest pod of that name; a workload is its app label,
+# else its name. CASE rather than AND: DuckDB evaluates both sides of AND, and '' is not JSON.
+def has_app_sql(labels: str) -> str:
+    """TRUE when `labels` (JSON text) carry an app.kubernetes.io/name or app label (the workload needs no pod name)."""
+    keys = ("app.kubernetes.io/name", "app_kubernetes_io_name", "app")
+    found = " OR ".join(f"coalesce(json_extract_string({labels}, '$.\"{k}\"'), '') <> ''" for k in keys)
+    return f"(CASE WHEN coalesce(CAST({labels} AS VARCHAR), '') = '' THEN FALSE ELSE ({found}) END)"
+
+
+def _nonempty(labels: str) -> str:
+    return f"(CASE WHEN coalesce(CAST({labels} AS VARCHAR), '') = '' THEN FALSE ELSE len(json_keys({labels})) > 0 END)"
+
+
+def labelled_sql(per_pod: str) -> str:
+    """CTEs ending in `lab`: `per_pod` rows (cluster, namespace, pod, uid, a_pod, ...) with `labels` as the
+    attribution reads them; the pod-name fallback is looked up only for the pods that need it."""
+    key = "cluster, namespace, pod"
+    return f"""
+    lab0 AS (SELECT a.*, p_.labels AS l0 FROM {per_pod} a LEFT JOIN {c.T_PODS} p_
+             ON p_.cluster = a.cluster AND p_.namespace = a.namespace AND p_.pod = a.pod AND p_.uid = coalesce(a.uid, '')),
+    need AS (SELECT DISTINCT {key} FROM lab0 WHERE a_pod IS NOT NULL AND NOT {_nonempty("l0")}),
+    fallback AS (SELECT p.cluster, p.namespace, p.pod, arg_max(p.labels, p.last_seen) AS labels
+                 FROM {c.T_PODS} p JOIN need USING ({key}) GROUP BY ALL),
+    lab AS (SELECT lab0.* EXCLUDE (l0), CAST(CASE WHEN {_nonempty("l0")} THEN l0 ELSE fb.labels END AS VARCHAR) AS labels
+            FROM lab0 LEFT JOIN fallback fb USING ({key}))"""

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from core import conventions as c
-from core import rollup_sql
+from core import rollup_classes, rollup_sql
 from core.facts import fingerprints_sql
 from core.warehouse import one
 
@@ -46,7 +46,9 @@ def source_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     """Do the rollups hold every step row (no write since the last refresh bypassed them)?"""
-    stored = dict(con.execute(f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE}").fetchall())
+    stored = {
+        k: v for k, v in con.execute(f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE}").fetchall() if k in SOURCES
+    }
     counts = source_rows(con)
     if not stored:
         return not any(counts.values())
@@ -72,6 +74,14 @@ def refresh(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | 
             day += DAY
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
+    if rollup_classes.exists(con):  # schema 5 and later
+        rollup_classes.rebuild(con)
+
+
+def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild what derives from the hourly/daily rollups alone (the class rows), e.g. after a migration."""
+    if rollup_classes.exists(con):
+        rollup_classes.rebuild(con)
 
 
 def _floor(ts: datetime, unit: timedelta) -> datetime:

@@ -109,5 +109,16 @@ MIGRATION_4 = [
     )
 ] + [f"CREATE TABLE {c.T_ROLLUP_STATE} (source VARCHAR PRIMARY KEY, source_rows BIGINT NOT NULL)"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4]
+# Version 5 (issue 10): daily rollups by attribution class (core/rollup_classes.py), so a month's report by
+# team reads one row per class and node group instead of one per pod. Empty until the next commit builds
+# them; reports fall back to the pod-day rows meanwhile.
+MIGRATION_5 = [
+    f"""CREATE TABLE {c.T_CLASS_ALLOC} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
+    f"""CREATE TABLE {c.T_CLASS_USAGE} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, mapped BOOLEAN NOT NULL, used_s DOUBLE)""",
+    f"""CREATE TABLE {c.T_CLASS_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, class_node VARCHAR NOT NULL)""",
+]
+
+MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
 LATEST_VERSION = len(MIGRATIONS)

@@ -199,3 +199,29 @@ def test_an_upgraded_warehouse_is_rebuilt_by_its_next_commit(
         assert facts.plan(con, Window(T0, T0 + timedelta(days=1))).days == [(T0, T0 + timedelta(days=1))]
         assert_same(chargeback(con, Window(T0, T0 + timedelta(days=1))), before)
         assert before.node_cost_usd > Decimal(0)
+
+
+def test_a_report_by_team_over_whole_days_reads_the_class_rows_and_bills_the_same() -> None:
+    con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400), (1, "nvidia_com_mig_3g_40gb", 1, None, 50, 300)], [2, 1])
+    _refresh(con)
+    w = Window(T0, T0 + timedelta(days=2, hours=5))
+    classes = facts.Classes(con, facts.plan(con, w), "compute", facts.Grouping(False, (), False, False))
+    try:
+        assert classes.by_class
+    finally:
+        classes.close()
+    for by in (("team",), ("team", "workload", "day"), ("namespace", "node_pool", "gpu_model")):
+        assert_same(
+            chargeback(con, w, ChargebackOptions(by=by)),
+            chargeback(con, w, ChargebackOptions(by=by), use_rollups=False),
+        )
+
+
+def test_a_pod_relabelled_after_the_class_rows_were_built_is_billed_to_its_new_team() -> None:
+    con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400)], [2])
+    _refresh(con)
+    con.execute(f"""UPDATE {c.T_PODS} SET labels = '{{"team": "nlp"}}' WHERE pod = 'p0'""")
+    w = Window(T0, T0 + timedelta(days=2))
+    rolled = chargeback(con, w)
+    assert_same(rolled, chargeback(con, w, use_rollups=False))
+    assert {r.keys["team"] for r in rolled.rows} == {"nlp", c.IDLE}
