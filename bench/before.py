@@ -9,6 +9,7 @@ Stored under "before" in bench/results.json (make bench keeps it) and rendered i
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -37,7 +38,8 @@ def _main_chargeback(main_dir: str, args: dict[str, Any], timeout_s: float) -> d
 def measure(main_dir: str) -> dict[str, Any]:
     rows = []
     start = FleetSpec(gpus=1).start.isoformat()
-    for gpus, days, main_runs, runs in PLAN:
+    sizes = {int(x) for x in os.environ.get("BEFORE_SIZES", "100,1000,10000").split(",")}
+    for gpus, days, main_runs, runs in [p for p in PLAN if p[0] in sizes]:
         path, stats = cache.warehouse(FleetSpec(gpus=gpus))
         args = {"warehouse": str(path), "start": start, "hours": days * 24}
         entry: dict[str, Any] = {"gpus": stats["gpus"], "window": f"{days} d"}
@@ -77,8 +79,6 @@ def _profiles(main_dir: str) -> list[tuple[str, dict[str, object]]]:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 

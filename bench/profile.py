@@ -27,6 +27,8 @@ def py_spy(argv: list[str], rate: int = 50, top: int = 8, env: dict[str, str] | 
     samples = 0
     for line in lines:
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
         n = int(count)
         samples += n
         frames = [_short(f) for f in stack.split(";") if f]
@@ -37,8 +39,13 @@ def py_spy(argv: list[str], rate: int = 50, top: int = 8, env: dict[str, str] | 
     return {
         "samples": samples,
         "self": [(f, round(100 * n / samples, 1)) for f, n in self_time.most_common(top)],
-        "total": [(f, round(100 * n / samples, 1)) for f, n in total.most_common(top * 3) if "<module>" not in f][:top],
+        "total": [(f, round(100 * n / samples, 1)) for f, n in total.most_common() if _interesting(f)][:top],
     }
+
+
+def _interesting(frame: str) -> bool:
+    """Leave out the interpreter's and the benchmark worker's own frames."""
+    return not any(x in frame for x in ("<frozen", "<module>", "bench/worker.py", "bench/main_chargeback.py", "runpy"))
 
 
 def _short(frame: str) -> str:

@@ -177,7 +177,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{', '.join(f'{x:.1f}' for x in h['loadavg_at_start'])} and at end {', '.join(f'{x:.1f}' for x in h['loadavg_at_end'])} "
         "(other engineers' test suites share the machine: compare ratios taken in the same run, not absolute times "
         f"across runs). Each figure: median of {h['runs']} runs after a warm-up, with min and max. Python {h['python']}, "
-        f"DuckDB {h['duckdb']}, Prometheus 2.42.",
+        f"DuckDB {h['duckdb']}, Prometheus 2.42."
+        + (" Quick run (`BENCH_QUICK=1`): 100 and 1,000 GPUs only, no 10,000-GPU figures." if h.get("quick") else ""),
         "",
         "## Targets",
         "",
