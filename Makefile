@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint golden tools clean bench
+.PHONY: help run test lint golden tools clean screenshots bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 run: $(STAMP) ## Simulated fleet -> warehouse -> analytics -> rules -> export -> dashboard on :8501
 	$(BIN)/gpuledger demo
 
-DEBIAN_TOOLS := prometheus:promtool chromium:chromium
+DEBIAN_TOOLS := prometheus:promtool prometheus:prometheus victoria-metrics:victoria-metrics chromium:chromium
 
 tools: ## Install the real servers the tests use if missing (Debian packages, as root), else say what to install
 	@missing=""; for pair in $(DEBIAN_TOOLS); do pkg=$${pair%%:*}; bin=$${pair##*:}; \
@@ -48,7 +48,7 @@ $(FOCUS_VALIDATOR): ## the FinOps Foundation's FOCUS validator (needs Python 3.1
 	  $(FOCUS_VENV)/bin/pip install --quiet focus-validator==2.2.1 numpy==1.26.4 'pyarrow<19' \
 	  || { echo "make: could not install focus-validator 2.2.1 into $(FOCUS_VENV)"; exit 1; }
 
-test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, promtool, Streamlit, FOCUS validator)
+test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit, FOCUS validator)
 	@$(BIN)/python -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
@@ -62,6 +62,11 @@ bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and p
 
 golden: $(STAMP) ## Regenerate rules/ for the default configuration (review the diff!)
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules
+
+screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Chromium (after `make run` once)
+	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/gpuledger.duckdb \
+	  GPULEDGER_BROWSER_CONFIG=$(CURDIR)/data/demo/gpuledger.yaml GPULEDGER_BROWSER_QUERY="start=2026-11-02&end=2026-11-08" \
+	  $(BIN)/python -m pytest -q tests/test_browser.py
 
 clean: ## Remove the virtualenv and generated data
 	rm -rf $(VENV) $(FOCUS_VENV) data exports .pytest_cache .mypy_cache .ruff_cache

@@ -6,19 +6,58 @@ average gauges over time (avg_over_time) and only apply rate/increase to counter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
 
+from alerts import cost as cost_rules
+from alerts import health as health_rules
+from alerts import serving as serving_rules
+from alerts import slo as slo_rules
 from alerts.model import Group, Rule, RuleFile
+from analytics.health_policy import HealthThresholds
+from analytics.xid_catalog import XidCatalog, load_catalog
 from core import conventions as c
+from core import promql
+from core.settings import Settings
+
+
+def _default_thresholds() -> HealthThresholds:
+    return HealthThresholds.from_all(Settings())
 
 
 @dataclass(frozen=True)
 class RuleSpec:
+    """Everything the generator needs, resolved by the caller (settings, price table, budgets)."""
+
     namespace: str = "monitoring"
     workload_label_style: str = "plain"
     low_utilization_threshold: float = 0.10
     low_utilization_for: str = "2h"
     not_reporting_for: str = "10m"
+    prices: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (instance type, capacity) -> $/GPU-h
+    budgets: Mapping[str, Decimal] = field(default_factory=dict)  # team -> monthly USD
+    budget_pace_factor: float = 1.2
+    high_job_cost_usd_per_day: Decimal = Decimal(1000)
+    min_requests_per_gpu_hour: float = 1000.0
+    idle_capacity_ratio: float = 0.5
+    time_slicing_replicas: int = 4
+    scrape_interval_s: int = 30
+    health: HealthThresholds = field(default_factory=_default_thresholds)
+    xid_catalog: XidCatalog = field(default_factory=load_catalog)
+    latency_rise: float = 0.5  # the canary's rollback triggers
+    error_rate_rise: float = 2.0
+    slos: tuple[slo_rules.SLORule, ...] = ()
+
+    @property
+    def rate_window(self) -> str:
+        """The health rate window, widened so it always holds at least two scrapes' worth of samples."""
+        return f"{max(self.health.rate_window_s, 4 * self.scrape_interval_s)}s"
+
+    @property
+    def xid_hold(self) -> str:
+        """How long an Xid alert fires after its code first shows: an hour, or four scrapes."""
+        return f"{max(3600, 4 * self.scrape_interval_s)}s"
 
 
 def _runbook(anchor: str) -> str:
@@ -48,7 +87,8 @@ def recording(spec: RuleSpec) -> RuleFile:
     allocation = Rule(
         record=c.REC_POD_GPU_ALLOCATION,
         expr=(
-            f"sum by (namespace, pod, node, resource) ({_gpu_requests()})\n"
+            # max first: HA kube-state-metrics replicas export the same request twice
+            f"sum by (namespace, pod, node, resource) (max by (namespace, pod, container, node, resource) ({_gpu_requests()}))\n"
             f"  * on (namespace, pod) group_left () {_running()}"
         ),
     )
@@ -67,27 +107,88 @@ def recording(spec: RuleSpec) -> RuleFile:
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-recording", spec.namespace, (group,))
 
 
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> Rule:
+    return Rule(
+        alert=name,
+        expr=expr,
+        for_=for_,
+        labels={"severity": severity},
+        annotations={"summary": summary, "description": description, "runbook_url": _runbook(name.lower())},
+    )
+
+
 def cost(spec: RuleSpec) -> RuleFile:
-    low = Rule(
-        alert=c.ALERT_LOW_GPU_UTILIZATION,
-        expr=(
-            f"avg_over_time({c.REC_POD_GPU_ACTIVE}[{spec.low_utilization_for}]) < {spec.low_utilization_threshold}\n"
-            f"  and on (namespace, pod) sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION}) > 0"
+    recordings = Group(
+        f"{c.RULE_GROUP_PREFIX}-cost-recording",
+        (
+            cost_rules.share_rule(spec.time_slicing_replicas),
+            cost_rules.price_rule(spec.prices),
+            *cost_rules.cost_rules(),
+            *cost_rules.budget_rules(spec.budgets),
         ),
-        for_="15m",
+    )
+    low = _alert(
+        c.ALERT_LOW_GPU_UTILIZATION,
+        f"avg_over_time({c.REC_POD_GPU_ACTIVE}[{spec.low_utilization_for}]) < {spec.low_utilization_threshold}\n"
+        f"  and on (namespace, pod) sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION}) > 0",
+        "15m",
+        "warning",
+        "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} is barely using its GPUs",
+        f"Graphics-engine activity averaged {{{{ $value | humanizePercentage }}}} over {spec.low_utilization_for} "
+        f"(threshold {spec.low_utilization_threshold:.0%}). Release the GPUs, or move the work to a MIG slice or a "
+        "time-sliced share.",
+    )
+    pace = _alert(
+        c.ALERT_TEAM_OVER_BUDGET_PACE,
+        f"avg_over_time({c.REC_TEAM_GPU_COST}[1d])\n  > on (label_team) {c.REC_TEAM_BUDGET_PACE} * {spec.budget_pace_factor}",
+        "1h",
+        "warning",
+        "Team {{ $labels.label_team }} is spending GPUs faster than its budget allows",
+        f'The last day\'s GPU spend rate, {{{{ $value | printf "%.2f" }}}} $/h, is over {spec.budget_pace_factor}x the pace '
+        "of its monthly budget (budget / 730 h). Check `gpuledger report budget` and the team's largest workloads.",
+    )
+    job = _alert(
+        c.ALERT_HIGH_TRAINING_COST,
+        f"avg_over_time({c.REC_POD_GPU_COST}[1d]) * 24 > {cost_rules._num(spec.high_job_cost_usd_per_day)}",
+        "10m",
+        "info",
+        "GPU job {{ $labels.namespace }}/{{ $labels.pod }} cost over $"
+        f"{cost_rules._num(spec.high_job_cost_usd_per_day)} in a day",
+        'The pod\'s GPUs cost {{ $value | printf "%.0f" }} USD over the last 24 hours. Confirm the run is expected '
+        "(a sweep left running, a stuck job); long training belongs on spot with checkpointing.",
+    )
+    requests_rate = f"sum by (namespace, pod) (rate({c.VLLM_REQUEST_SUCCESS}[1h])) * 3600"
+    serving = Rule(
+        alert=c.ALERT_POOR_INFERENCE_EFFICIENCY,
+        expr=(
+            f"{requests_rate}\n  / on (namespace, pod) sum by (namespace, pod) ({c.REC_POD_GPU_SHARE})\n"
+            f"  < {spec.min_requests_per_gpu_hour:g}\n"
+            # zero traffic is not an efficiency problem here: the low-utilisation alert catches idle GPUs
+            f"  and on (namespace, pod) {requests_rate} > 0"
+        ),
+        for_="1h",
         labels={"severity": "warning"},
         annotations={
-            "summary": "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} is barely using its GPUs",
+            "summary": "Inference pod {{ $labels.namespace }}/{{ $labels.pod }} serves few requests per GPU-hour",
             "description": (
-                f"Graphics-engine activity averaged {{{{ $value | humanizePercentage }}}} over {spec.low_utilization_for} "
-                f"(threshold {spec.low_utilization_threshold:.0%}). Release the GPUs, or move the work to a MIG slice "
-                "or a time-sliced share."
+                f'{{{{ $value | printf "%.0f" }}}} requests per GPU-hour, under the floor of {spec.min_requests_per_gpu_hour:g}. '
+                "Scale the deployment in, batch more, or move it to a MIG slice."
             ),
-            "runbook_url": _runbook("gpuledgerlowgpuutilization"),
+            "runbook_url": _runbook(c.ALERT_POOR_INFERENCE_EFFICIENCY.lower()),
         },
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-cost", (low,))
-    return RuleFile(f"{c.RULE_GROUP_PREFIX}-cost", spec.namespace, (group,))
+    gpus = "count(count by (Hostname, UUID) (DCGM_FI_DEV_GPU_TEMP))"
+    idle = _alert(
+        c.ALERT_IDLE_GPU_CAPACITY,
+        f"1 - sum({c.REC_POD_GPU_SHARE}) / {gpus} > {spec.idle_capacity_ratio}",
+        "6h",
+        "info",
+        "More than {{ $value | humanizePercentage }} of the GPU fleet is idle",
+        f"Over {spec.idle_capacity_ratio:.0%} of the GPUs dcgm-exporter reports have been requested by no pod for 6 hours. "
+        "Scale GPU node pools down (`gpuledger report savings`).",
+    )
+    group = Group(f"{c.RULE_GROUP_PREFIX}-cost", (low, pace, job, serving, idle))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-cost", spec.namespace, (recordings, group))
 
 
 def health(spec: RuleSpec) -> RuleFile:
@@ -107,32 +208,68 @@ def health(spec: RuleSpec) -> RuleFile:
             "runbook_url": _runbook("gpuledgergpustoppedreporting"),
         },
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-health", (stopped,))
-    return RuleFile(f"{c.RULE_GROUP_PREFIX}-health", spec.namespace, (group,))
+    signals = Group(
+        f"{c.RULE_GROUP_PREFIX}-health", (stopped, *health_rules.counter_rules(spec.health, spec.rate_window))
+    )
+    xids = Group(f"{c.RULE_GROUP_PREFIX}-health-xid", tuple(health_rules.xid_rules(spec.xid_catalog, spec.xid_hold)))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-health", spec.namespace, (signals, xids))
+
+
+def drift(spec: RuleSpec) -> RuleFile:
+    """Serving regressions against the same hour yesterday: the canary's latency and error triggers."""
+    latency = Group(f"{c.RULE_GROUP_PREFIX}-drift-latency", tuple(serving_rules.latency_rules(spec.latency_rise)))
+    errors = Group(f"{c.RULE_GROUP_PREFIX}-drift-errors", tuple(serving_rules.error_rules(spec.error_rate_rise)))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-drift", spec.namespace, (latency, errors))
+
+
+def slo(spec: RuleSpec) -> RuleFile | None:
+    return slo_rules.slo_file(list(spec.slos), spec.namespace) if spec.slos else None
+
+
+def _without_label(alert: str, label: str, k8s_key: str) -> Rule:
+    return _alert(
+        alert,
+        f"sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION}) > 0\n"
+        f'  unless on (namespace, pod) max by (namespace, pod) ({c.KSM_POD_LABELS}{{{label}!=""}})',
+        "15m",
+        "warning",
+        f"GPU pod {{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}} has no {k8s_key} label",
+        f"GPU use must name its owner and cost centre (pod label `{k8s_key}`); without it the cost lands on "
+        f"__unallocated__. Add the label, and run kube-state-metrics with --metric-labels-allowlist=pods=[team,cost-center].",
+    )
 
 
 def compliance(spec: RuleSpec) -> RuleFile:
-    no_team = Rule(
-        alert=c.ALERT_GPU_POD_WITHOUT_TEAM,
-        expr=(
-            f"sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION}) > 0\n"
-            f'  unless on (namespace, pod) max by (namespace, pod) ({c.KSM_POD_LABELS}{{label_team!=""}})'
-        ),
-        for_="15m",
-        labels={"severity": "warning"},
-        annotations={
-            "summary": "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} names no team",
-            "description": (
-                "GPU use must name its owner (pod label `team`); its cost lands on __unallocated__. Add the label, "
-                "and make sure kube-state-metrics runs with --metric-labels-allowlist=pods=[team]."
-            ),
-            "runbook_url": _runbook("gpuledgergpupodwithoutteam"),
-        },
+    rules = (
+        _without_label(c.ALERT_GPU_POD_WITHOUT_TEAM, "label_team", "team"),
+        _without_label(c.ALERT_GPU_POD_WITHOUT_COST_CENTER, "label_cost_center", "cost-center"),
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-compliance", (no_team,))
+    group = Group(f"{c.RULE_GROUP_PREFIX}-compliance", rules)
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-compliance", spec.namespace, (group,))
+
+
+def collector(spec: RuleSpec) -> RuleFile:
+    """The aggregations the collector pushes down (core/promql.py), precomputed for large fleets.
+
+    The collector reads them for a window only when the heartbeat covers every step of it; the
+    group's interval must not exceed the collector's step (collect.step)."""
+    rules = [Rule(record=c.REC_HEARTBEAT, expr="vector(1)")]
+    rules += [Rule(record=c.rec_device_gauge(m), expr=promql.device_gauge(m)) for m in c.DCGM_SAMPLE_COLUMNS]
+    rules.append(Rule(record=c.REC_POD_DEVICE, expr=promql.pod_device_mapping(spec.workload_label_style)))
+    rules.append(Rule(record=c.REC_POD_ALLOCATION_RUNNING, expr=promql.pod_allocation()))
+    group = Group(f"{c.RULE_GROUP_PREFIX}-collector", tuple(rules))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-collector", spec.namespace, (group,))
 
 
 def generate(spec: RuleSpec) -> list[RuleFile]:
     """Every rule file for a spec, in a stable order."""
-    return [recording(spec), cost(spec), health(spec), compliance(spec)]
+    slos = slo(spec)
+    return [
+        recording(spec),
+        cost(spec),
+        health(spec),
+        *([slos] if slos else []),
+        drift(spec),
+        compliance(spec),
+        collector(spec),
+    ]

@@ -80,17 +80,38 @@ def render(rule_file: RuleFile, fmt: str = "prometheusrule") -> str:
     return dump(prometheus_rule(rule_file) if fmt == "prometheusrule" else rule_groups(rule_file))
 
 
-def write_all(files: list[RuleFile], out: Path, fmt: str = "prometheusrule") -> list[Path]:
-    """Write each rule file atomically as <name>.yaml; return the paths."""
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_all(
+    files: list[RuleFile], out: Path, fmt: str = "prometheusrule", tests: dict[str, dict[str, Any]] | None = None
+) -> list[Path]:
+    """Write each rule file atomically as <name>.yaml, and under tests/ a plain copy plus its promtool tests."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for rule_file in files:
         path = out / f"{rule_file.name}.yaml"
-        tmp = path.with_suffix(".yaml.tmp")
-        tmp.write_text(render(rule_file, fmt), encoding="utf-8")
-        os.replace(tmp, path)
+        _atomic(path, render(rule_file, fmt))
         paths.append(path)
+    if tests:
+        (out / "tests").mkdir(exist_ok=True)
+        for rule_file in files:
+            _atomic(out / "tests" / f"{rule_file.name}.rules.yaml", render(rule_file, "rulefile"))
+        for name, doc in sorted(tests.items()):
+            _atomic(out / "tests" / f"{name}.test.yaml", dump(doc))
     return paths
+
+
+def promtool_test(directory: Path, promtool: str = "promtool") -> tuple[bool, str]:
+    """Run `promtool test rules` on every tests/*.test.yaml under directory."""
+    files = sorted(str(p) for p in (directory / "tests").glob("*.test.yaml"))
+    if not files:
+        return False, f"{directory}/tests: no *.test.yaml files"
+    proc = subprocess.run([promtool, "test", "rules", *files], capture_output=True, text=True, check=False)
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
 def promtool_check(paths: list[Path], promtool: str = "promtool") -> tuple[bool, str]:

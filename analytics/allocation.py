@@ -14,6 +14,7 @@ is computed. (OpenCost bills MIG $0 and time-sliced pods $0 or N x: see README, 
 from __future__ import annotations
 
 from analytics.prices import priced_sql
+from core import conventions as c
 from core.facts import (
     HAMI_CORES,
     HAMI_NO_SHARE,
@@ -73,3 +74,11 @@ def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:
     return f"""
         SELECT cluster, node, price_id, {day} AS day, sum(units_per_s * step_s) AS units
         FROM ({priced_sql(steps)}) GROUP BY ALL"""
+
+
+def team_sql(labels: str, namespace_labels: str, team_labels: str | tuple[str, ...] | list[str] = c.TEAM_LABEL) -> str:
+    """SQL for the owning team (the chargeback's attribution chain, for SQL-side callers such as health):
+    the pod's labels in `team_labels` order, then the namespace's, else __unallocated__."""
+    keys = [team_labels] if isinstance(team_labels, str) else list(team_labels)
+    lookups = [f"nullif({src}->>'{c.ksm_label_key(k)}', '')" for src in (labels, namespace_labels) for k in keys]
+    return f"coalesce({', '.join(lookups)}, '{c.UNALLOCATED}')"

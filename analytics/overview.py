@@ -71,3 +71,9 @@ def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str
             f"no price for {itype or '(unknown instance type)'} {ctype} in {region or '(unknown region)'}: its GPU-hours are unpriced"
         )
     return out
+
+
+def serving_models(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Models that exported serving metrics."""
+    rows = con.execute(f"SELECT DISTINCT model FROM {c.T_INFERENCE_SAMPLES} WHERE model <> '' ORDER BY 1").fetchall()
+    return [r[0] for r in rows]

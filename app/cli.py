@@ -37,8 +37,9 @@ def fail_cleanly(func: F) -> F:
 
 
 class Context:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, config: Path | None = None) -> None:
         self.settings = settings
+        self.config = config  # the settings file, handed on to the dashboard process
 
     @property
     def warehouse(self) -> Path:
@@ -57,7 +58,7 @@ def main(ctx: click.Context, config: Path | None, warehouse: Path | None) -> Non
     """gpuledger: GPU cost, health and serving SLOs for Kubernetes fleets."""
     settings = load_settings(config)
     settings = with_override(settings, "warehouse", path=warehouse)
-    ctx.obj = Context(settings)
+    ctx.obj = Context(settings, config)
 
 
 def window_option(func: F) -> F:
@@ -70,6 +71,6 @@ def make_window(start: str, end: str) -> Window:
 
 
 # Sub-command groups live in their own modules; importing them registers them on `main`.
-from app import cmd_collect, cmd_demo, cmd_finops, cmd_outputs, cmd_pricing, cmd_report  # noqa: E402,F401
+from app import cmd_collect, cmd_demo, cmd_finops, cmd_health, cmd_outputs, cmd_pricing, cmd_report, cmd_serving  # noqa: E402,F401
 
 __all__ = ["main", "pass_ctx", "Context", "fail_cleanly", "window_option", "make_window", "parse_duration", "datetime"]

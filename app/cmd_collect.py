@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
-from collectors import ingest
+from collectors import ingest, scrape
 from collectors.load import LoadResult
 from collectors.simulator.generate import SimConfig, simulate
 from core.errors import ConfigError
 from core.settings import with_override
-from core.timeutil import Window, parse_duration, parse_ts
+from core.timeutil import parse_duration, parse_ts
 
 
 @main.command("simulate")
@@ -23,10 +24,11 @@ from core.timeutil import Window, parse_duration, parse_ts
 @click.option("--seed", default=7, show_default=True, type=int, help="Random seed: same seed, same bytes.")
 @click.option("--interval", default="5m", show_default=True, help="Scrape interval of the simulated exporters.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--incidents/--no-incidents", default=True, show_default=True, help="Inject the GPU health incidents.")
 @fail_cleanly
-def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path) -> None:
+def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path, incidents: bool) -> None:
     """Write a simulated GPU fleet as OpenMetrics files plus truth.json."""
-    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval)), out)
+    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval), incidents), out)
     click.echo(f"simulated {summary['pods']} pods, {summary['samples_per_series']} scrapes per series into {out}")
 
 
@@ -36,10 +38,19 @@ def collect() -> None:
 
 
 def _echo_load(result: LoadResult) -> None:
+    """One summary line on stdout; each warning once on stderr."""
     window = f" {result.window[0]:%Y-%m-%dT%H:%M}Z..{result.window[1]:%Y-%m-%dT%H:%M}Z" if result.window else ""
     rows = ", ".join(f"{k}={v}" for k, v in result.rows.items() if v)
+    commits = f" in {result.windows} commits" if result.windows > 1 else ""
+    via = f" via {', '.join(result.plans)}" if result.plans else ""
     skipped = f"; {result.skipped_series} malformed series skipped" if result.skipped_series else ""
-    click.echo(f"collected {result.samples} samples from {result.source}{window}: {rows or 'no rows'}{skipped}")
+    click.echo(
+        f"collected {result.samples} samples from {result.source}{window}{commits}{via}: {rows or 'no rows'}{skipped}"
+    )
+    if result.skipped_series:
+        click.echo(f"gpuledger: warning: {result.skipped_series} malformed series were skipped", err=True)
+    for warning in result.warnings:
+        click.echo(f"gpuledger: warning: {warning}", err=True)
 
 
 @collect.command("openmetrics")
@@ -73,19 +84,49 @@ def collect_openmetrics(
 
 @collect.command("prometheus")
 @click.option("--url", default=None, help="Prometheus-compatible base URL (default: settings prometheus.url).")
-@click.option("--start", required=True, help="Window start (UTC, inclusive).")
-@click.option("--end", required=True, help="Window end (UTC, exclusive).")
+@click.option("--start", default=None, help="Window start (UTC, inclusive; default: the source's watermark).")
+@click.option("--end", default=None, help="Window end (UTC, exclusive; default: now minus collect.safety_lag).")
 @click.option("--step", default=None, help="Query resolution (default: settings collect.step).")
 @click.option("--cluster", default=None, help="Cluster name for series without a `cluster` label.")
+@click.option(
+    "--flavor",
+    default=None,
+    type=click.Choice(["prometheus", "thanos", "mimir", "victoriametrics"]),
+    help="Which store answers (default: settings prometheus.flavor).",
+)
 @pass_ctx
 @fail_cleanly
 def collect_prometheus(
-    ctx: Context, url: str | None, start: str, end: str, step: str | None, cluster: str | None
+    ctx: Context,
+    url: str | None,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    cluster: str | None,
+    flavor: str | None,
 ) -> None:
-    """Read a window through the Prometheus HTTP API (chunked range queries)."""
-    base = url or ctx.settings.prometheus.url
-    if not base:
-        raise ConfigError("no Prometheus URL: pass --url or set prometheus.url in the settings file")
+    """Read a window through the Prometheus HTTP API (chunked range queries, one commit per window)."""
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster)
+    settings = with_override(settings, "prometheus", url=url, flavor=flavor)
+    result = ingest.collect_prometheus(
+        ctx.warehouse,
+        settings.prometheus,
+        settings.collect,
+        parse_ts(start) if start else None,
+        parse_ts(end) if end else None,
+    )
+    _echo_load(result)
+
+
+@collect.command("scrape")
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--at", default=None, help="Timestamp to record the scrape at (default: now).")
+@click.option("--step", default=None, help="Warehouse resolution (default: settings collect.step).")
+@click.option("--cluster", default=None, help="Cluster name for series without a `cluster` label.")
+@pass_ctx
+@fail_cleanly
+def collect_scrape(ctx: Context, urls: tuple[str, ...], at: str | None, step: str | None, cluster: str | None) -> None:
+    """Scrape exporters' /metrics (dcgm-exporter, kube-state-metrics, vLLM) directly, without Prometheus."""
     settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
-    window = Window(parse_ts(start), parse_ts(end))
-    _echo_load(ingest.collect_prometheus(ctx.warehouse, base, window, settings))
+    when = parse_ts(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    _echo_load(scrape.collect_scrapes(ctx.warehouse, list(urls), settings, when))

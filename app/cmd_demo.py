@@ -5,19 +5,21 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 
-from alerts import generator, serialize
-from app import exports, render
+from app import exports, render, slo_rules
 from app.cli import Context, fail_cleanly, main, pass_ctx
-from app.cmd_outputs import run_dashboard, weekly_inputs
+from app.cmd_health import record_health
+from app.cmd_outputs import run_dashboard, weekly_inputs, write_rules
 from app.cmd_report import ROW_COLUMNS, run_chargeback
 from app.options import rule_spec
 from collectors import ingest, pricing
-from collectors.simulator import fleet
+from collectors.simulator import fleet, serving_truth
 from collectors.simulator.generate import SimConfig, simulate
-from core.settings import with_override
+from core.settings import Settings, load_settings
 from core.timeutil import Window, iso_week_of, parse_ts
 from core.warehouse import open_warehouse
 
@@ -44,8 +46,8 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     sim_dir = workdir / "fleet"
     summary = simulate(cfg, sim_dir)
     click.echo(f"1/6 simulated {summary['pods']} pods over {days:g} days into {sim_dir}")
-    # Store the simulator's own 5-minute resolution: one warehouse row per scrape.
-    settings = with_override(ctx.settings, "collect", step=f"{cfg.interval_s}s", cluster=fleet.CLUSTER)
+    settings, config_path = demo_settings(ctx.settings, workdir, cfg.interval_s)
+    click.echo(f"    settings for the simulated fleet (SLOs, budgets): {config_path}")
     result = ingest.collect_files(settings.warehouse.path, sorted(sim_dir.glob("*.om")), settings.collect)
     click.echo(f"2/6 collected {result.samples} samples into {settings.warehouse.path} ({result.total_rows} rows)")
     with open_warehouse(settings.warehouse.path) as con:
@@ -53,13 +55,44 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     window = Window(cfg.start, cfg.start + timedelta(days=days))
     report = run_chargeback(settings, window, ("team",))
     click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
+    click.echo(f"    fleet health: {record_health(settings, window)} (see `gpuledger report health`)")
     rules_dir = workdir / "rules"
-    serialize.write_all(generator.generate(rule_spec(settings)), rules_dir)
+    write_rules(rule_spec(settings, slos=slo_rules.declared(settings)), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
     week = iso_week_of(cfg.start)
-    folder = exports.write_weekly(weekly_inputs(settings, week), workdir / "exports")
+    folder = exports.write_weekly(weekly_inputs(settings, week), settings.export.directory)
     click.echo(f"5/6 exported {week} to {folder}")
     click.echo(f"pipeline took {time.monotonic() - began:.1f}s")
     if not no_dashboard:
         click.echo("6/6 starting the dashboard")
-        run_dashboard(settings)
+        run_dashboard(settings, config=config_path)
+
+
+# Monthly budgets for the simulated teams: chosen so the overview shows one team over, one near, one fine.
+DEMO_BUDGETS = {"vision": "9000", "nlp": "16000", "research": "1400", "ads": "600"}
+
+
+def demo_settings(base: Settings, workdir: Path, interval_s: int) -> tuple[Settings, Path]:
+    """The user's settings plus what the simulated fleet needs; written to a file the dashboard also reads."""
+    doc = base.model_dump(mode="json", exclude_defaults=True)
+    doc.setdefault("warehouse", {})["path"] = str(base.warehouse.path)
+    # the simulator's own 5-minute resolution: one warehouse row per scrape
+    doc.setdefault("collect", {}).update(step=f"{interval_s}s", cluster=fleet.CLUSTER)
+    doc.setdefault("rules", {})["scrape_interval"] = f"{interval_s}s"
+    doc.setdefault("export", {}).setdefault("directory", str(workdir / "exports"))
+    if not base.budgets.monthly_usd:
+        doc.setdefault("budgets", {})["monthly_usd"] = DEMO_BUDGETS
+    if not base.serving.services:
+        services: dict[str, dict[str, Any]] = {
+            name: {**spec, "slos": []} for name, spec in serving_truth.SERVICES.items()
+        }
+        for slo in serving_truth.SLOS:
+            services[str(slo["service"])]["slos"].append({k: v for k, v in slo.items() if k != "service"})
+        doc.setdefault("serving", {})["services"] = services
+    path = workdir / "gpuledger.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by `gpuledger demo` for the simulated fleet.\n" + yaml.safe_dump(doc, sort_keys=True),
+        encoding="utf-8",
+    )
+    return load_settings(path, env={}), path

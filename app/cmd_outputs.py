@@ -11,14 +11,14 @@ from pathlib import Path
 
 import click
 
-from alerts import generator, serialize
+from alerts import generator, serialize, unittests
 from analytics.chargeback import chargeback
 from analytics.prices import load_prices
-from app import exports, focus
+from app import exports, focus, slo_rules
 from app.cli import Context, fail_cleanly, main, pass_ctx
 from app.options import chargeback_options, rule_spec
 from core.errors import ConfigError, TerminalError
-from core.settings import ENV_WAREHOUSE, Settings
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings
 from core.timeutil import iso_week_window
 from core.warehouse import open_warehouse
 
@@ -36,9 +36,48 @@ def rules() -> None:
 @pass_ctx
 @fail_cleanly
 def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
-    """Write one PrometheusRule (or plain rule file) per domain."""
-    paths = serialize.write_all(generator.generate(rule_spec(ctx.settings)), out, fmt)
-    click.echo(f"wrote {len(paths)} rule files to {out}")
+    """Write one PrometheusRule (or plain rule file) per domain; SLO rules when SLOs are declared."""
+    paths = write_rules(rule_spec(ctx.settings, slos=slo_rules.declared(ctx.settings)), out, fmt)
+    click.echo(f"wrote {len(paths)} rule files (and their promtool tests under tests/) to {out}")
+
+
+@rules.command("import-sloth")
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the YAML file.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
+)
+@click.option("--window", default=None, help="SLO period (default: settings serving.sloth_window, 30d).")
+@pass_ctx
+@fail_cleanly
+def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None) -> None:
+    """Turn a Sloth `prometheus/v1` spec into gpuledger's SLO rules (SLI recordings and burn-rate alerts)."""
+    slos = slo_rules.from_sloth(spec, window or ctx.settings.serving.sloth_window)
+    rule_file = generator.slo(generator.RuleSpec(namespace=ctx.settings.rules.namespace, slos=slos))
+    if rule_file is None:
+        raise ConfigError(f"{spec}: the spec declares no SLOs")
+    files = [rule_file]
+    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, generator.RuleSpec(slos=slos)))
+    click.echo(f"wrote {len(slos)} SLOs as {paths[0]}")
+
+
+def write_rules(spec: generator.RuleSpec, out: Path, fmt: str = "prometheusrule") -> list[Path]:
+    files = generator.generate(spec)
+    return serialize.write_all(files, out, fmt, unittests.all_tests(files, spec))
+
+
+@rules.command("test")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@fail_cleanly
+def rules_test(directory: Path) -> None:
+    """Run `promtool test rules` on DIRECTORY/tests/*.test.yaml (the tests generated with the rules)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TerminalError("promtool not found: install it with `apt-get install -y prometheus` (Debian)")
+    ok, output = serialize.promtool_test(directory, promtool)
+    click.echo(output)
+    if not ok:
+        raise TerminalError(f"{directory}: promtool rule tests failed (see above)")
 
 
 @rules.command("check")
@@ -113,10 +152,14 @@ def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
     ]
 
 
-def run_dashboard(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def run_dashboard(
+    settings: Settings, host: str | None = None, port: int | None = None, config: Path | None = None
+) -> None:
     host = host or settings.dashboard.host
     port = port or settings.dashboard.port
     env = dict(os.environ, **{ENV_WAREHOUSE: str(settings.warehouse.path.resolve())})
+    if config is not None:
+        env[ENV_CONFIG] = str(config.resolve())
     click.echo(f"dashboard on http://{host}:{port}  (Ctrl-C to stop)")
     with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(dashboard_command(settings, host, port), env=env, check=False)
@@ -129,4 +172,4 @@ def run_dashboard(settings: Settings, host: str | None = None, port: int | None 
 @fail_cleanly
 def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
     """Serve the Streamlit dashboard on the warehouse."""
-    run_dashboard(ctx.settings, host, port)
+    run_dashboard(ctx.settings, host, port, ctx.config if ctx.config and ctx.config.is_file() else None)

@@ -41,10 +41,16 @@ def warehouse() -> Path:
     return Path(os.environ.get(ENV_WAREHOUSE) or settings().warehouse.path)
 
 
-def mtime() -> tuple[str, float]:
-    """The cache key of the warehouse's current contents: its path and modification time."""
+def mtime() -> tuple[str, float, str, float]:
+    """The cache key of what pages show: the warehouse and the settings file, each path and modification time."""
     path = warehouse()
-    return str(path), (path.stat().st_mtime if path.exists() else 0.0)
+    config = Path(os.environ.get(ENV_CONFIG) or "/dev/null")
+    return (
+        str(path),
+        path.stat().st_mtime if path.exists() else 0.0,
+        str(config),
+        config.stat().st_mtime if config.is_file() else 0.0,
+    )
 
 
 def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
@@ -61,12 +67,12 @@ def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
 
 
 @st.cache_data(show_spinner=False)
-def span(version: tuple[str, float]) -> tuple[datetime, datetime] | None:
+def span(version: tuple[str, float, str, float]) -> tuple[datetime, datetime] | None:
     return read(data_span)
 
 
 @st.cache_data(show_spinner=False)
-def breakdown(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+def breakdown(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     """Chargeback rows by team x day x cluster x node pool x GPU model: every page filters this."""
     opts = _options(BREAKDOWN)
     report = read(lambda con: chargeback(con, Window(start, end), opts))
@@ -164,7 +170,7 @@ def money(value: Any) -> str:
 
 
 @st.cache_data(show_spinner=False)
-def budget_frame(version: tuple[str, float], as_of: datetime) -> pd.DataFrame | None:
+def budget_frame(version: tuple[str, float, str, float], as_of: datetime) -> pd.DataFrame | None:
     from analytics import budget, spend
 
     s = settings()
@@ -179,7 +185,7 @@ def budget_frame(version: tuple[str, float], as_of: datetime) -> pd.DataFrame | 
 
 
 @st.cache_data(show_spinner=False)
-def savings_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+def savings_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.recommend import recommendations
 
     recs = read(lambda con: recommendations(con, Window(start, end), _options(("team",)), savings_options(settings())))
@@ -188,7 +194,7 @@ def savings_frame(version: tuple[str, float], start: datetime, end: datetime) ->
 
 
 @st.cache_data(show_spinner=False)
-def anomalies_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+def anomalies_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.spend import anomaly_report
 
     b = settings().budgets
@@ -200,7 +206,7 @@ def anomalies_frame(version: tuple[str, float], start: datetime, end: datetime) 
 
 
 @st.cache_data(show_spinner=False)
-def workloads_frame(version: tuple[str, float], start: datetime, end: datetime) -> pd.DataFrame:
+def workloads_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     opts = _options(("team", "namespace", "workload", "cluster", "node_pool", "gpu_model"))
     report = read(lambda con: chargeback(con, Window(start, end), opts))
     frame = pd.DataFrame([{**r.as_dict(), "kind": r.kind} for r in report.rows])
@@ -218,7 +224,112 @@ def workloads_frame(version: tuple[str, float], start: datetime, end: datetime) 
 
 
 @st.cache_data(show_spinner=False)
-def status(version: tuple[str, float]) -> dict[str, Any]:
+def status(version: tuple[str, float, str, float]) -> dict[str, Any]:
     from analytics.overview import data_status
 
     return read(data_status)
+
+
+def _cli_loaded() -> None:
+    """Import the CLI package first: its command modules import each other in that order."""
+    import app.cli  # noqa: F401
+
+
+@st.cache_data(show_spinner=False)
+def health_report(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
+    _cli_loaded()
+    from app.cmd_health import run_health
+    from core import conventions as cv
+
+    report = run_health(settings(), Window(start, end), cv.HEALTH_STATES)
+    data = report.as_dict()
+    data["all_periods"] = report.rows()
+    return data
+
+
+@st.cache_data(show_spinner=False)
+def serving(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
+    """SLO reports at the window's end (or the serving data's end), unit costs and canary verdicts."""
+    _cli_loaded()
+    from analytics import canary as canary_mod
+    from analytics import slo as slo_mod
+    from analytics.unit_cost import unit_costs
+    from app.options import sloth_specs
+    from app.slo_rules import serving_data_end
+
+    s = settings()
+
+    def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        try:
+            data_end = serving_data_end(con)
+        except GpuledgerError:
+            return {"slos": [], "unit_costs": [], "canaries": [], "has_data": False}
+        now = min(end, data_end)
+        defs = slo_mod.build_slos(con, s.serving, sloth_specs(s.serving), now)
+        slos = [slo_mod.evaluate(con, d, now).as_dict() for d in defs]
+        window = Window(start, now) if now > start else Window(now - timedelta(days=1), now)
+        costs = [
+            r.as_dict()
+            for r in unit_costs(con, window, s.serving.cost_ceiling_per_1k_requests_usd, None, _options(("team",)))
+        ]
+        canaries = []
+        for model in sorted({r["model"] for r in costs if r.get("version")}):
+            try:
+                verdict = canary_mod.canary_verdict(
+                    con,
+                    model,
+                    window,
+                    s.serving.canary,
+                    s.serving.min_quality_samples,
+                    None,
+                    s.pricing.fallback_gpu_hour_usd,
+                )
+                canaries.append(verdict.as_dict())
+            except GpuledgerError:
+                continue
+        return {"slos": slos, "unit_costs": costs, "canaries": canaries, "has_data": True, "at": now.isoformat()}
+
+    return read(run)
+
+
+@st.cache_data(show_spinner=False)
+def drift_days(version: tuple[str, float, str, float], start: datetime, end: datetime, model: str) -> dict[str, Any]:
+    """Each day's traffic drift against the window's first day, per feature (the heatmap's cells)."""
+    _cli_loaded()
+    from analytics.serving_drift import traffic_drift
+    from app.cmd_serving import _policy
+
+    s = settings()
+    days = [start + timedelta(days=i) for i in range(max(1, (end - start).days))]
+    reference = Window(days[0], days[0] + timedelta(days=1))
+
+    def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        cells, details = [], {}
+        for day in days[1:]:
+            current = Window(day, day + timedelta(days=1))
+            for f in traffic_drift(con, model, reference, current, _policy(s.serving)):
+                cells.append(
+                    {
+                        "day": f"{day:%Y-%m-%d}",
+                        "feature": f.feature,
+                        "value": f.statistics.get(f.method),
+                        "method": f.method,
+                        "drift": f.drift,
+                        "psi": f.statistics.get("psi"),
+                    }
+                )
+                details[(f"{day:%Y-%m-%d}", f.feature)] = f.as_dict()
+        return {
+            "reference": reference.as_dict(),
+            "cells": cells,
+            "details": {f"{k[0]}|{k[1]}": v for k, v in details.items()},
+        }
+
+    return read(run)
+
+
+@st.cache_data(show_spinner=False)
+def serving_models(version: tuple[str, float, str, float]) -> list[str]:
+    from analytics.overview import serving_models as models
+
+    return read(models)

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.fleet import FleetSpec, build
@@ -64,13 +65,22 @@ def warehouse(spec: FleetSpec, log: bool = True) -> tuple[Path, dict[str, object
     return path, stats
 
 
+# Fleets cached before this branch met main's schema versions 4-6 (health history, serving sample
+# times, health deltas) were numbered without them: their 4 (rollups) is today's 7, their 5 (class
+# rollups) today's 8. Caches written since are named by today's numbers, from 8 on.
+_PRE_MERGE = {5: 8, 4: 7}
+_FIRST_CURRENT = 8
+
+
 def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
     """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
     (migrations add tables; rollups built from what the older warehouse already holds)."""
     from core import rollups
     from core.warehouse import connect, transaction
 
-    for old in range(LATEST_VERSION - 1, 3, -1):
+    candidates = [(v, v, False) for v in range(LATEST_VERSION - 1, _FIRST_CURRENT - 1, -1)]
+    candidates += [(old, new, True) for old, new in _PRE_MERGE.items() if new <= LATEST_VERSION]
+    for old, equivalent, pre_merge in candidates:
         source = root() / "fleets" / f"{spec.key}-gen{GENERATOR_VERSION}-schema{old}"
         if not (source / "generated.json").exists():
             continue
@@ -80,6 +90,8 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
         os.replace(source / "warehouse.duckdb", tmp)  # moved, not copied: a 10,000-GPU month is ~16 GB
         (source / "generated.json").rename(source / "upgraded.json")
         started = time.monotonic()
+        if pre_merge:
+            _renumber(tmp, equivalent)
         con = connect(tmp)  # migrates
         try:
             with transaction(con):
@@ -89,8 +101,29 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
             con.close()
         os.replace(tmp, folder / "warehouse.duckdb")
         stats = json.loads((source / "upgraded.json").read_text())
-        stats.update(upgraded_from_schema=old, upgrade_s=round(time.monotonic() - started, 1))
+        stats.update(upgraded_from_schema=equivalent, upgrade_s=round(time.monotonic() - started, 1))
         stats["bytes"] = (folder / "warehouse.duckdb").stat().st_size
         (folder / "generated.json").write_text(json.dumps(stats, indent=2) + "\n")
         return stats
     return None
+
+
+def _renumber(path: Path, equivalent: int) -> None:
+    """A pre-merge cache: add main's versions 4-6 and record its own versions under today's numbers."""
+    import duckdb
+
+    from core import conventions as c
+    from core.schema import MIGRATIONS
+
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for version in (4, 5, 6):
+            for statement in MIGRATIONS[version - 1]:
+                con.execute(statement)
+        con.execute(f"DELETE FROM {c.T_SCHEMA_VERSION} WHERE version > 3")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        con.executemany(f"INSERT INTO {c.T_SCHEMA_VERSION} VALUES (?, ?)", [(v, now) for v in range(4, equivalent + 1)])
+        con.execute("COMMIT")
+    finally:
+        con.close()

@@ -1,8 +1,8 @@
 """The 'before' figure: main's own chargeback (step tables only) on a bench warehouse.
 
 Run as a script with main's checkout first on sys.path (`python bench/main_chargeback.py MAIN_DIR JSON`):
-it imports main's `core` and `analytics`, never this branch's. main knows schema 3; the bench warehouse
-is newer but holds the same step tables, so its version check is relaxed to the file's own version.
+it imports main's `core` and `analytics`, never this branch's. main knows schema 6 (no rollups); the bench
+warehouse is newer but holds the same step tables, so its version check is relaxed to the file's own version.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def ingest_files(args: dict[str, Any]) -> dict[str, Any]:
 
 def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
     from collectors.ingest import collect_prometheus
-    from core.settings import CollectSettings
+    from core.settings import CollectSettings, PrometheusSettings
 
     scratch, w = Path(args["scratch"]), _window(args)
     out: dict[str, Any] = {}
@@ -112,7 +112,8 @@ def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
     def once() -> Any:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        result = collect_prometheus(scratch / "w.duckdb", args["url"], w, CollectSettings(cluster="bench"))
+        prom = PrometheusSettings(url=args["url"])
+        result = collect_prometheus(scratch / "w.duckdb", prom, CollectSettings(cluster="bench"), w.start, w.end)
         out["bytes"] = (scratch / "w.duckdb").stat().st_size
         out["samples"], out["rows"] = result.samples, result.total_rows
         return result

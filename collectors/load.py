@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 
@@ -26,10 +26,27 @@ class LoadResult:
     window: tuple[datetime, datetime] | None = None
     samples: int = 0
     skipped_series: int = 0
+    warnings: list[str] = field(default_factory=list)
+    windows: int = 0  # committed windows (one transaction each)
+    plans: dict[str, int] = field(default_factory=dict)  # how windows were read: rules / query / off
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
+
+    def add(self, part: LoadResult) -> None:
+        """Fold one committed window into a run's summary."""
+        for table, n in part.rows.items():
+            self.rows[table] = self.rows.get(table, 0) + n
+        if part.window is not None:
+            lo = min(self.window[0], part.window[0]) if self.window else part.window[0]
+            hi = max(self.window[1], part.window[1]) if self.window else part.window[1]
+            self.window = (lo, hi)
+        self.samples += part.samples
+        self.skipped_series += part.skipped_series
+        self.windows += 1
+        for name, n in part.plans.items():
+            self.plans[name] = self.plans.get(name, 0) + n
 
 
 _DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
@@ -56,10 +73,21 @@ _DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
 ]
 
 
-def commit(con: duckdb.DuckDBPyConnection, result: LoadResult, watermark: datetime | None = None) -> None:
-    """Write every staged table in one transaction (all or nothing)."""
-    window = _staged_window(con)
-    result.window = window
+def commit(
+    con: duckdb.DuckDBPyConnection,
+    result: LoadResult,
+    watermark: datetime | None = None,
+    window: tuple[datetime, datetime] | None = None,
+) -> None:
+    """Write every staged table in one transaction (all or nothing).
+
+    `window` [start, end) is the span the staged data speaks for (rows of its entities there are
+    replaced); without it, the span of the staged rows is used."""
+    if window is not None:
+        result.window = window
+        window = (window[0], window[1] - timedelta(microseconds=1))  # BETWEEN is inclusive
+    else:
+        window = result.window = _staged_window(con)
     started = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
@@ -76,16 +104,17 @@ def commit(con: duckdb.DuckDBPyConnection, result: LoadResult, watermark: dateti
                 [result.source, watermark, started],
             )
         con.execute(
-            f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', NULL)",
+            f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?)",
             [
                 uuid.uuid4().hex,
                 result.source,
                 started,
                 datetime.now(UTC).replace(tzinfo=None),
-                window[0] if window else None,
-                window[1] if window else None,
+                result.window[0] if result.window else None,
+                result.window[1] if result.window else None,
                 result.total_rows,
                 result.skipped_series,
+                ", ".join(f"read via {plan}" for plan in result.plans) or None,
             ],
         )
 
@@ -102,7 +131,9 @@ def _replace_facts(
     con: duckdb.DuckDBPyConnection, temp: str, table: str, window: tuple[datetime, datetime] | None
 ) -> int:
     keys, where = stage.REPLACE_KEYS[table]
-    if window is not None:
+    # appending past the last committed window is the common case: nothing there to replace
+    occupied = window is not None and one(con, f"SELECT 1 FROM {table} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window))
+    if window is not None and occupied:
         key_match = " AND ".join(f"t.{k.strip()} = k.{k.strip()}" for k in keys.split(","))
         con.execute(
             f"""DELETE FROM {table} t USING (SELECT DISTINCT {keys} FROM stage_meta WHERE {where}) k

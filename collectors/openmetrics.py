@@ -178,6 +178,12 @@ def parse_file(
     default_ts_ms: int | None = None,
     require_eof: bool = True,
 ) -> Samples:
+    if default_ts_ms is None and require_eof:
+        from collectors import openmetrics_fast  # the fast path re-uses this module's strict pieces
+
+        fast = openmetrics_fast.parse_file(path, wants_family, select)
+        if fast is not None:
+            return fast
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             return parse_lines(fh, str(path), wants_family, select, default_ts_ms, require_eof)

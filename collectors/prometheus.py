@@ -1,122 +1,149 @@
-"""Collecting from a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+"""Reading a window from a Prometheus-compatible store (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
-Each family is read with one range query per chunk; chunks keep every series under the
-`max_points_per_query` limit (Prometheus refuses more than 11,000 points per series). A window is
-fetched completely before anything is written: a failure part-way leaves the warehouse as it was.
+A window is read as a set of queries (the plan), each split into chunks of at most
+`max_points_per_query` points per series (Prometheus refuses more than 11,000), run `concurrency`
+at a time. Everything of one window is fetched before anything is written: any failure raises and
+the window is not committed.
 
-The query grid: for a window [start, end) at step s, points are start+s, ..., end (inclusive), so
-every returned point t becomes the warehouse row [t-s, t), inside the window.
+The query grid: for a window [start, end) at step s the points are start, start+s, ..., end. The
+point at `start` is only the previous value counters need for their first increase; every other
+point t becomes the warehouse row [t-s, t), inside the window.
+
+Plans (`collect.pushdown`): `raw` reads the raw series and lets the warehouse aggregate, like the
+file path; `query` sends the aggregations of core/promql.py; `auto` reads gpuledger's recording
+rules instead when their heartbeat covers every step of the window, else does what `query` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import numpy as np
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from urllib3.util.retry import Retry
 
-from collectors.series import PROMQL_BY_NAME
-from core.errors import QueryError, SourceUnavailable
-from core.timeutil import Window, iso
+from collectors import promapi
+from collectors.http import HttpClient
+from collectors.series import HEALTH_NAMES, PROMQL_BY_NAME
+from core import conventions as c
+from core import promql
+
+
+@dataclass(frozen=True)
+class Query:
+    family: str  # the name the series are staged under (collectors/series.py KIND_BY_NAME)
+    promql: str
 
 
 @dataclass
 class Fetched:
     """Series labels and their points on the query grid (t in epoch ms, grid END points)."""
 
-    series: list[tuple[str, dict[str, str]]]
-    sid: np.ndarray
-    t_ms: np.ndarray
-    v: np.ndarray
+    series: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    sid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     skipped_series: int = 0
+    plan: str = "raw series"
 
 
-def make_client(url: str, timeout_s: float, retries: int) -> PrometheusConnect:
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=retries,
-        backoff_factor=0.5,
-        backoff_jitter=0.25,
-        status_forcelist=(500, 502, 503, 504),
-        allowed_methods=("GET",),
-        raise_on_status=False,
-    )
-    return PrometheusConnect(url=url.rstrip("/"), retry=retry, timeout=timeout_s)
+def selector_for(flavor: str, lookback_s: int) -> promql.Selector:
+    """VictoriaMetrics guesses each series' staleness from its scrape interval (a series that ends
+    vanishes one interval later, not after the lookback): pin Prometheus' rule explicitly. The
+    window is left-open there, Prometheus 2.x's lookback is closed: one extra millisecond."""
+    if flavor != "victoriametrics":
+        return promql.plain
+    window = f"[{lookback_s * 1000 + 1}ms]"
+
+    def pinned(selector: str) -> str:
+        # timestamp(<sel>) (serving sample times) cannot take a range; it is sent as is: at the few
+        # steps VictoriaMetrics already dropped, a serving row keeps its value without its sample time
+        if selector.startswith("timestamp("):
+            return selector
+        return f"last_over_time({selector}{window})"
+
+    return pinned
 
 
-def chunks(window: Window, step_s: int, max_points: int) -> Iterator[tuple[datetime, datetime]]:
-    """(first point, last point) pairs covering start+step .. end with at most max_points each."""
-    first = window.start + timedelta(seconds=step_s)
+def raw_plan(sel: promql.Selector) -> list[Query]:
+    return [Query(name, sel(query)) for name, query in PROMQL_BY_NAME.items()]
+
+
+def pushdown_plan(style: str, sel: promql.Selector, rules_step_s: int | None = None) -> list[Query]:
+    """Aggregations in the store; with rules_step_s, read the recording rules instead."""
+
+    def pick(rule: str, expr: str) -> str:
+        return promql.recorded(rule, rules_step_s) if rules_step_s else expr
+
+    plan = [Query(m, pick(c.rec_device_gauge(m), promql.device_gauge(m, sel))) for m in c.DCGM_SAMPLE_COLUMNS]
+    plan.append(Query(c.DCGM_GPU_UTIL, promql.per_process_util(style, sel)))
+    plan.append(Query(c.REC_POD_DEVICE, pick(c.REC_POD_DEVICE, promql.pod_device_mapping(style, sel))))
+    plan.append(Query(c.REC_POD_ALLOCATION_RUNNING, pick(c.REC_POD_ALLOCATION_RUNNING, promql.pod_allocation(sel))))
+    plan += [Query(m, promql.device_health(m, sel)) for m in HEALTH_NAMES]
+    pushed = {*c.DCGM_SAMPLE_COLUMNS, *HEALTH_NAMES, c.KSM_POD_REQUESTS, c.KSM_POD_PHASE}
+    plan += [Query(name, sel(query)) for name, query in PROMQL_BY_NAME.items() if name not in pushed]
+    return plan
+
+
+def chunks(first: datetime, last: datetime, step_s: int, max_points: int) -> Iterator[tuple[datetime, datetime]]:
+    """(first point, last point) pairs covering first..last with at most max_points each."""
     span = timedelta(seconds=step_s * (max_points - 1))
-    while first <= window.end:
-        last = min(first + span, window.end)
-        yield first, last
-        first = last + timedelta(seconds=step_s)
+    while first <= last:
+        end = min(first + span, last)
+        yield first, end
+        first = end + timedelta(seconds=step_s)
 
 
-def fetch(client: PrometheusConnect, url: str, window: Window, step_s: int, max_points: int) -> Fetched:
-    """Read every ingested family over the window; raise before returning anything on failure."""
-    series: list[tuple[str, dict[str, str]]] = []
+@dataclass(frozen=True)
+class Reader:
+    client: HttpClient
+    flavor: str
+    step_s: int
+    max_points: int
+    concurrency: int
+
+    def run(self, query: str, first: datetime, last: datetime) -> promapi.Matrix:
+        return promapi.query_range(self.client, self.flavor, query, first, last, self.step_s)
+
+    def covered(self, rule: str, first: datetime, last: datetime) -> bool:
+        """Does the recording rule have a value at every grid point first..last?"""
+        expected = int((last - first).total_seconds()) // self.step_s + 1
+        seen = 0
+        for lo, hi in chunks(first, last, self.step_s, self.max_points):
+            matrix = self.run(f"count({promql.recorded(rule, self.step_s)})", lo, hi)
+            seen += sum(len(t) for t in matrix.t_ms)
+        return seen == expected
+
+
+def fetch(reader: Reader, plan: list[Query], first: datetime, last: datetime, name: str = "raw series") -> Fetched:
+    """Run every query of the plan over first..last; raise before returning anything on failure."""
+    tasks = [(q, lo, hi) for q in plan for lo, hi in chunks(first, last, reader.step_s, reader.max_points)]
+
+    def run(task: tuple[Query, datetime, datetime]) -> promapi.Matrix:
+        return reader.run(task[0].promql, task[1], task[2])
+
+    with ThreadPoolExecutor(max_workers=reader.concurrency, thread_name_prefix="gpuledger-query") as pool:
+        matrices = list(pool.map(run, tasks))  # the first failure propagates; nothing is returned
+    return _merge([(q.family, m) for (q, _, _), m in zip(tasks, matrices, strict=True)], name)
+
+
+def _merge(answers: list[tuple[str, promapi.Matrix]], plan: str) -> Fetched:
+    out = Fetched(plan=plan)
     index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
     sids: list[np.ndarray] = []
     times: list[np.ndarray] = []
     values: list[np.ndarray] = []
-    skipped = 0
-    for name, query in PROMQL_BY_NAME.items():
-        for first, last in chunks(window, step_s, max_points):
-            for item in _query_range(client, url, query, first, last, step_s):
-                labels = {k: v for k, v in item.get("metric", {}).items() if k != "__name__"}
-                points = item.get("values")
-                if not isinstance(points, list):
-                    skipped += 1
-                    continue
-                key = (name, tuple(sorted(labels.items())))
-                sid = index.setdefault(key, len(series))
-                if sid == len(series):
-                    series.append((name, labels))
-                t, v = _points(points)
-                sids.append(np.full(len(t), sid, dtype=np.int32))
-                times.append(t)
-                values.append(v)
-    if not sids:
-        return Fetched(series, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), skipped)
-    return Fetched(series, np.concatenate(sids), np.concatenate(times), np.concatenate(values), skipped)
-
-
-def _points(points: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    t = np.fromiter((round(float(p[0]) * 1000) for p in points), dtype=np.int64, count=len(points))
-    v = np.fromiter((float(p[1]) for p in points), dtype=np.float64, count=len(points))
-    keep = ~np.isnan(v)
-    return t[keep], v[keep]
-
-
-def _query_range(
-    client: PrometheusConnect, url: str, query: str, first: datetime, last: datetime, step_s: int
-) -> list[dict[str, Any]]:
-    start, end = first.replace(tzinfo=UTC), last.replace(tzinfo=UTC)
-    try:
-        result = client.custom_query_range(query, start_time=start, end_time=end, step=f"{step_s}s")
-    except PrometheusApiClientException as exc:
-        text = str(exc)
-        if "HTTP Status Code 5" in text:
-            raise SourceUnavailable(
-                f"{url}: server error for query {query!r} [{iso(first)}..{iso(last)}]: {text[:200]}"
-            ) from exc
-        raise QueryError(f"{url}: query {query!r} rejected: {text[:300]}") from exc
-    except requests.exceptions.RetryError as exc:
-        raise SourceUnavailable(f"{url}: still failing after retries for query {query!r}") from exc
-    except requests.exceptions.ConnectionError as exc:
-        raise SourceUnavailable(f"{url}: cannot connect ({type(exc).__name__}); is Prometheus running there?") from exc
-    except requests.exceptions.Timeout as exc:
-        raise SourceUnavailable(f"{url}: timed out on query {query!r}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SourceUnavailable(f"{url}: malformed response to query {query!r} ({type(exc).__name__})") from exc
-    if not isinstance(result, list):
-        raise SourceUnavailable(f"{url}: malformed response to query {query!r} (result is not a list)")
-    return result
+    for family, matrix in answers:
+        out.skipped_series += matrix.skipped
+        for labels, t, v in zip(matrix.labels, matrix.t_ms, matrix.values, strict=True):
+            key = (family, tuple(sorted(labels.items())))
+            sid = index.setdefault(key, len(out.series))
+            if sid == len(out.series):
+                out.series.append((family, labels))
+            sids.append(np.full(len(t), sid, dtype=np.int32))
+            times.append(t)
+            values.append(v)
+    if sids:
+        out.sid, out.t_ms, out.v = np.concatenate(sids), np.concatenate(times), np.concatenate(values)
+    return out

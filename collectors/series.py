@@ -8,25 +8,40 @@ cannot drift apart.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from core import conventions as c
 
 # Families read from Prometheus, one query each. The file path reads the same set.
-VLLM_SAMPLE_NAMES = (
-    tuple(f"{h}{suffix}" for h in c.VLLM_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum")) + c.VLLM_COUNTERS
+# Serving: every histogram bucket by bucket (edges are read from each scrape), counters, gauges.
+SERVING_SAMPLE_NAMES = (
+    tuple(f"{h}{suffix}" for h in c.SERVING_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum"))
+    + tuple(c.SERVING_COUNTERS)
+    + c.SERVING_GAUGES
 )
+# Only the HTTP routes an inference server answers: other apps' http_requests_total stay out.
+HTTP_HANDLER_REGEX = "/v1/.+|/generate.*|/invocations|/predict.*|/v2/models/.+"
+_HTTP_NAME = "http_requests_total"
+
+HEALTH_NAMES = (*c.DCGM_HEALTH_METRICS, c.DCGM_ENERGY)
 
 KIND_BY_NAME: dict[str, str] = {
     **{name: "dcgm_sample" for name in c.DCGM_SAMPLE_COLUMNS},
-    **{name: "dcgm_health" for name in c.DCGM_HEALTH_METRICS},
+    **{name: "dcgm_health" for name in HEALTH_NAMES},
     c.KSM_POD_REQUESTS: "ksm_requests",
     c.KSM_POD_PHASE: "ksm_phase",
     c.KSM_POD_LABELS: "ksm_pod_labels",
     c.KSM_POD_INFO: "ksm_pod_info",
     c.KSM_NODE_LABELS: "ksm_node_labels",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
-    **{name: "vllm" for name in VLLM_SAMPLE_NAMES},
+    **{name: "inference" for name in SERVING_SAMPLE_NAMES},
+}
+
+# Series the Prometheus collector reads already aggregated (core/promql.py); files never carry them.
+PUSHED_KINDS: dict[str, str] = {
+    c.REC_POD_ALLOCATION_RUNNING: c.KIND_POD_ALLOCATION,
+    c.REC_POD_DEVICE: c.KIND_DCGM_MAPPING,
 }
 
 # The PromQL each family is read with: the same selection the file path applies.
@@ -34,7 +49,15 @@ PROMQL_BY_NAME: dict[str, str] = {
     **{name: name for name in KIND_BY_NAME},
     c.KSM_POD_REQUESTS: f'{c.KSM_POD_REQUESTS}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}',
     c.KSM_POD_PHASE: f'{c.KSM_POD_PHASE}{{phase="Running"}}',
+    _HTTP_NAME: f'{_HTTP_NAME}{{handler=~"{HTTP_HANDLER_REGEX}"}}',
 }
+# Increases are computed as PromQL's increase() does, which needs each sample's own time: the
+# Prometheus path reads it with timestamp() next to every serving family (files carry it already).
+PROMQL_BY_NAME.update(
+    {name + c.SAMPLE_TIME_SUFFIX: f"timestamp({PROMQL_BY_NAME[name]})" for name in SERVING_SAMPLE_NAMES}
+)
+KIND_BY_NAME.update({name + c.SAMPLE_TIME_SUFFIX: "inference_time" for name in SERVING_SAMPLE_NAMES})
+_HTTP_HANDLER = re.compile(HTTP_HANDLER_REGEX)
 
 META_COLUMNS = (
     "sid",
@@ -77,6 +100,8 @@ def wants_series(name: str, labels: dict[str, str]) -> bool:
     if name == c.KSM_POD_REQUESTS:
         resource = labels.get(c.L_RESOURCE, "")
         return resource.startswith(c.RESOURCE_GPU) or resource.startswith(c.RESOURCE_MIG_PREFIX)
+    if name == _HTTP_NAME:
+        return _HTTP_HANDLER.fullmatch(labels.get("handler", "")) is not None
     return True
 
 
@@ -95,7 +120,7 @@ def _first(labels: dict[str, str], names: tuple[str, ...]) -> str:
 
 def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) -> dict[str, object]:
     """Standard columns for one series (empty strings where a label does not apply)."""
-    kind = KIND_BY_NAME[name]
+    kind = KIND_BY_NAME.get(name) or PUSHED_KINDS[name]
     row: dict[str, object] = dict.fromkeys(META_COLUMNS, "")
     row.update(sid=sid, family=name, kind=kind, cluster=labels.get(c.L_CLUSTER) or ctx.cluster)
     row["le"] = None
@@ -103,8 +128,8 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
     row["gpu_replicas"] = None
     if kind.startswith("dcgm"):
         _dcgm(row, labels, ctx)
-    elif kind == "vllm":
-        _vllm(row, name, labels)
+    elif kind in ("inference", "inference_time"):
+        _serving(row, name.removesuffix(c.SAMPLE_TIME_SUFFIX), labels)
     elif kind == "ksm_node_labels":
         _node(row, labels)
     else:
@@ -171,15 +196,32 @@ def _node(row: dict[str, object], labels: dict[str, str]) -> None:
     )
 
 
-def _vllm(row: dict[str, object], name: str, labels: dict[str, str]) -> None:
-    extra = {
-        k: v for k, v in labels.items() if k not in ("namespace", "pod", "model_name", "le", "cluster", "__name__")
-    }
+def _serving(row: dict[str, object], name: str, labels: dict[str, str]) -> None:
+    """Serving series of any server: the model label (model_name, Triton's model, Knative's
+    service_name) becomes `model`; the rest (version, engine, finished_reason, status, ...) stays in
+    `labels`. `family` is the sample name as exported, without the Prometheus-path time suffix."""
+    model_label = next((k for k in c.L_MODEL_LABELS if labels.get(k)), "")
+    skip = {"namespace", "pod", "le", "cluster", "__name__", model_label}
+    extra = {k: v for k, v in labels.items() if k not in skip}
     le = labels.get(c.L_LE)
     row.update(
+        family=name,
         namespace=labels.get(c.L_NAMESPACE, ""),
         pod=labels.get(c.L_POD, ""),
-        model=labels.get(c.L_MODEL, ""),
+        model=labels.get(model_label, "") if model_label else "",
         le=float(le) if le is not None else None,
         labels=json.dumps(extra, sort_keys=True, separators=(",", ":")),
     )
+
+
+def warnings_for(kinds: set[str]) -> list[str]:
+    """Conventions a run can detect are missing from its input (each reported once per run)."""
+    out = []
+    pod_kinds = {"ksm_requests", "ksm_phase", "ksm_pod_info", c.KIND_POD_ALLOCATION}
+    if kinds & pod_kinds and "ksm_pod_labels" not in kinds:
+        out.append(
+            f"no {c.KSM_POD_LABELS} series: kube-state-metrics exports pod labels only when started with "
+            "--metric-labels-allowlist (e.g. pods=[team]); until then every GPU pod is charged to "
+            f"{c.UNALLOCATED}"
+        )
+    return out

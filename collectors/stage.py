@@ -34,7 +34,13 @@ def register_meta(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) ->
         columns[col] = pa.array([str(r[col]) for r in rows], pa.string())
     table = pa.table(columns)
     con.register("meta_arrow", table)
-    con.execute("CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT * FROM meta_arrow")
+    # integer keys of the rows a series feeds: grouping millions of points by one integer is far
+    # cheaper than by the strings it stands for (which are joined back once per key)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT *,
+            dense_rank() OVER (ORDER BY cluster, node, gpu_uuid, gpu_instance) AS dev_key
+        FROM meta_arrow"""
+    )
     con.unregister("meta_arrow")
 
 
@@ -52,8 +58,8 @@ def register_points(
 def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, window_ms: tuple[int, int] | None) -> None:
     """stage_raw(sid, t, v) at arbitrary times -> stage_grid(sid, t, v) on multiples of step."""
     clip = ""
-    if window_ms is not None:
-        clip = f"AND g.t > {window_ms[0]} AND g.t <= {window_ms[1]}"
+    if window_ms is not None:  # one step before the window: the previous value of counters
+        clip = f"AND g.t > {window_ms[0] - step_ms} AND g.t <= {window_ms[1]}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE stage_grid AS
@@ -63,7 +69,7 @@ def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, win
                                                ((hi + {lookback_ms}) // {step_ms}) * {step_ms},
                                                {step_ms})) AS t
             FROM b)
-        SELECT g.sid, g.t, r.v
+        SELECT g.sid, g.t, r.v, r.t AS sample_t
         FROM g ASOF JOIN stage_raw r ON g.sid = r.sid AND g.t >= r.t
         WHERE g.t - r.t <= {lookback_ms} {clip}
         """
@@ -73,21 +79,27 @@ def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, win
 # Each staged table: (temp name, warehouse table, SELECT over stage_grid/stage_meta).
 # Points are grid END times; `{ts}` turns them into row start times.
 _TS = "epoch_ms(g.t - {step_ms})"
+_COUNTERS = "(" + ", ".join(f"'{m}'" for m in c.DCGM_HEALTH_COUNTERS) + ")"
 
 STAGED: list[tuple[str, str, str]] = [
     (
         "st_gpu_samples",
         c.T_GPU_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GR_ENGINE_ACTIVE}') AS gr_engine_active,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}') AS gpu_util,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_FB_USED}') AS fb_used_mib,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        -- per-process copies (pod_uid) hold one pod's share, not the device value
-        WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
-        GROUP BY ALL""",
+        f"""WITH per_key AS (
+                SELECT g.t, m.dev_key,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GR_ENGINE_ACTIVE}') AS gr_engine_active,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}') AS gpu_util,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_FB_USED}') AS fb_used_mib,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
+                    max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                -- per-process copies (pod_uid) hold one pod's share, not the device value
+                WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
+                GROUP BY g.t, m.dev_key),
+            device AS (SELECT DISTINCT dev_key, cluster, node, gpu_uuid, gpu_instance FROM stage_meta)
+        SELECT epoch_ms(p.t - {{step_ms}}) AS ts, {{step_s}} AS step_s, d.cluster, d.node, d.gpu_uuid,
+            d.gpu_instance, p.gr_engine_active, p.gpu_util, p.fb_used_mib, p.power_w, p.temp_c
+        FROM per_key p JOIN device d USING (dev_key)""",
     ),
     (
         "st_gpu_pod_samples",
@@ -95,18 +107,31 @@ STAGED: list[tuple[str, str, str]] = [
         f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance, m.vgpu,
             m.namespace, m.pod,
             max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}' AND m.pod_uid <> '') AS gpu_util
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'dcgm_sample' AND m.pod <> '' AND m.gpu_uuid <> ''
+        FROM stage_in g JOIN stage_meta m USING (sid)
+        WHERE m.kind IN ('dcgm_sample', '{c.KIND_DCGM_MAPPING}') AND m.pod <> '' AND m.gpu_uuid <> ''
         GROUP BY ALL""",
     ),
     (
         "st_health",
         c.T_HEALTH_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
-            m.family AS metric, max(g.v) AS value
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'dcgm_health' AND m.gpu_uuid <> ''
-        GROUP BY ALL""",
+        f"""WITH per_step AS (
+                SELECT g.t, m.cluster, m.node, m.gpu_uuid, m.gpu_instance, m.family AS metric, max(g.v) AS value
+                FROM stage_grid g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'dcgm_health' AND m.gpu_uuid <> ''
+                GROUP BY ALL),
+            with_prev AS (
+                SELECT *, lag(value) OVER w AS prev, lag(t) OVER w AS prev_t FROM per_step
+                WINDOW w AS (PARTITION BY cluster, node, gpu_uuid, gpu_instance, metric ORDER BY t))
+        SELECT epoch_ms(t - {{step_ms}}) AS ts, {{step_s}} AS step_s, cluster, node, gpu_uuid, gpu_instance,
+            metric, value,
+            CASE WHEN prev IS NULL OR prev_t <> t - {{step_ms}} THEN NULL
+                 -- a counter that dropped was reset (driver reload) and restarted at 0: PromQL increase()
+                 WHEN metric IN {_COUNTERS} THEN CASE WHEN value >= prev THEN value - prev ELSE value END
+                 -- the last-Xid gauge: a change to a new non-zero code is an Xid event
+                 WHEN metric = '{c.DCGM_XID}' THEN CASE WHEN value <> prev AND value > 0 THEN 1 ELSE 0 END
+            END AS {c.COL_HEALTH_DELTA}
+        FROM with_prev
+        WHERE t > {{lo}} AND t <= {{hi}}""",
     ),
     (
         "st_alloc",
@@ -114,35 +139,57 @@ STAGED: list[tuple[str, str, str]] = [
         """WITH per_container AS (
                 -- max: HA kube-state-metrics replicas export identical series
                 SELECT g.t, m.cluster, m.namespace, m.pod, m.uid, m.container, m.node, m.resource, max(g.v) AS amount
-                FROM stage_grid g JOIN stage_meta m USING (sid)
+                FROM stage_in g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_requests' AND m.node <> ''
                 GROUP BY ALL),
             running AS (
                 SELECT g.t, m.cluster, m.namespace, m.pod
-                FROM stage_grid g JOIN stage_meta m USING (sid)
+                FROM stage_in g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_phase' AND m.phase = 'Running'
                 GROUP BY ALL HAVING max(g.v) = 1)
         SELECT epoch_ms(p.t - {step_ms}) AS ts, {step_s} AS step_s, p.cluster, p.namespace, p.pod, p.uid,
             p.node, p.resource, sum(p.amount) AS amount
         FROM per_container p JOIN running r USING (t, cluster, namespace, pod)
-        GROUP BY ALL HAVING sum(p.amount) > 0""",
+        GROUP BY ALL HAVING sum(p.amount) > 0
+        UNION ALL
+        -- already aggregated by the store (core/promql.py pod_allocation)
+        SELECT epoch_ms(g.t - {step_ms}) AS ts, {step_s} AS step_s, m.cluster, m.namespace, m.pod, m.uid,
+            m.node, m.resource, max(g.v) AS amount
+        FROM stage_in g JOIN stage_meta m USING (sid)
+        WHERE m.kind = '"""
+        + c.KIND_POD_ALLOCATION
+        + """' AND m.node <> '' AND g.v > 0
+        GROUP BY ALL""",
     ),
     (
         "st_node_samples",
         c.T_NODE_SAMPLES,
         f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, max(m.gpu_count) AS gpu_capacity
-        FROM stage_grid g JOIN stage_meta m USING (sid)
+        FROM stage_in g JOIN stage_meta m USING (sid)
         WHERE m.kind = 'ksm_node_labels' AND m.node <> ''
         GROUP BY ALL""",
     ),
     (
         "st_inference",
         c.T_INFERENCE_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.namespace, m.pod, m.model,
-            m.family AS metric, m.le, m.labels, max(g.v) AS value
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'vllm'
-        GROUP BY ALL""",
+        """WITH v AS (
+                SELECT g.t, m.cluster, m.namespace, m.pod, m.model, m.family, m.le, m.labels,
+                    max(g.v) AS value, max(g.sample_t) AS sample_t
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'inference'
+                GROUP BY ALL),
+            -- Prometheus path: timestamp(<family>) at the same grid point gives the sample's own time
+            tm AS (
+                SELECT g.t, m.cluster, m.namespace, m.pod, m.model, m.family, m.le, m.labels,
+                    max(round(g.v * 1000))::BIGINT AS sample_t
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'inference_time'
+                GROUP BY ALL)
+        SELECT epoch_ms(v.t - {step_ms}) AS ts, {step_s} AS step_s, v.cluster, v.namespace, v.pod, v.model,
+            v.family AS metric, v.le, v.labels, v.value, epoch_ms(coalesce(v.sample_t, tm.sample_t)) AS sample_ts
+        FROM v LEFT JOIN tm ON v.t = tm.t AND v.cluster = tm.cluster AND v.namespace = tm.namespace
+            AND v.pod = tm.pod AND v.model = tm.model AND v.family = tm.family AND v.labels = tm.labels
+            AND v.le IS NOT DISTINCT FROM tm.le""",
     ),
 ]
 
@@ -150,19 +197,37 @@ STAGED: list[tuple[str, str, str]] = [
 # replaced, so re-ingesting overlapping data never duplicates (and corrections win).
 REPLACE_KEYS: dict[str, tuple[str, str]] = {
     c.T_GPU_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind LIKE 'dcgm%' AND gpu_uuid <> ''"),
-    c.T_GPU_POD_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind = 'dcgm_sample' AND gpu_uuid <> ''"),
+    c.T_GPU_POD_SAMPLES: (
+        "cluster, node, gpu_uuid, gpu_instance",
+        f"kind IN ('dcgm_sample', '{c.KIND_DCGM_MAPPING}') AND gpu_uuid <> ''",
+    ),
     c.T_HEALTH_SAMPLES: ("cluster, node, gpu_uuid, gpu_instance", "kind = 'dcgm_health' AND gpu_uuid <> ''"),
-    c.T_POD_ALLOCATIONS: ("cluster, namespace, pod", "kind IN ('ksm_requests', 'ksm_phase') AND pod <> ''"),
+    c.T_POD_ALLOCATIONS: (
+        "cluster, namespace, pod",
+        f"kind IN ('ksm_requests', 'ksm_phase', '{c.KIND_POD_ALLOCATION}') AND pod <> ''",
+    ),
     c.T_NODE_SAMPLES: ("cluster, node", "kind = 'ksm_node_labels' AND node <> ''"),
-    c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'vllm'"),
+    c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'inference'"),
 }
 
 
-def build_staged(con: duckdb.DuckDBPyConnection, step_s: int) -> dict[str, int]:
-    """Create every st_* temp table; return their row counts."""
+def build_staged(
+    con: duckdb.DuckDBPyConnection, step_s: int, window_ms: tuple[int, int] | None = None
+) -> dict[str, int]:
+    """Create every st_* temp table from stage_grid/stage_meta; return their row counts.
+
+    Grid points at or before the window start are only read as counters' previous values."""
+    lo, hi = window_ms or (-(2**62), 2**62)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stage_in AS SELECT * FROM stage_grid WHERE t > {lo} AND t <= {hi}")
     counts = {}
+    cur = con.execute("SELECT * FROM stage_grid LIMIT 0")
+    columns = [col[0] for col in cur.description]
+    cur.fetchall()
+    if "sample_t" not in columns:  # the Prometheus path: grid points only
+        con.execute("ALTER TABLE stage_grid ADD COLUMN sample_t BIGINT")
     for temp, _, sql in STAGED:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {sql.format(step_s=step_s, step_ms=step_s * 1000)}")
+        query = sql.format(step_s=step_s, step_ms=step_s * 1000, lo=lo, hi=hi)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {query}")
         row = one(con, f"SELECT count(*) FROM {temp}")
         counts[temp] = int(row[0]) if row else 0
     _build_dimensions(con, step_s)
@@ -170,7 +235,12 @@ def build_staged(con: duckdb.DuckDBPyConnection, step_s: int) -> dict[str, int]:
 
 
 def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
-    span = f"min(epoch_ms(g.t - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
+    """Dimension rows from each series' first and last grid point (a label set is constant per
+    series, so the latest series decides: arg_max over series spans, not over every point)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE stage_span AS SELECT sid, min(t) AS lo, max(t) AS t FROM stage_in GROUP BY sid"
+    )
+    span = f"min(epoch_ms(g.lo - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_nodes AS
         SELECT m.cluster, m.node, arg_max(m.instance_type, g.t) AS instance_type,
@@ -178,7 +248,7 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
             arg_max(m.zone, g.t) AS zone, arg_max(m.node_pool, g.t) AS node_pool,
             arg_max(m.model, g.t) AS gpu_model, arg_max(m.gpu_count, g.t) AS gpu_count,
             arg_max(m.gpu_replicas, g.t) AS gpu_replicas, arg_max(m.labels, g.t) AS labels, {span}
-        FROM stage_grid g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind = 'ksm_node_labels' AND m.node <> '' GROUP BY m.cluster, m.node"""
     )
     con.execute(
@@ -186,7 +256,7 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
         SELECT m.cluster, m.node, m.gpu_uuid, m.gpu_instance,
             try_cast(arg_max(m.gpu_index, g.t) AS INTEGER) AS gpu_index, arg_max(m.model, g.t) AS model,
             arg_max(m.mig_profile, g.t) AS mig_profile, {span}
-        FROM stage_grid g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind LIKE 'dcgm%' AND m.gpu_uuid <> '' GROUP BY m.cluster, m.node, m.gpu_uuid, m.gpu_instance"""
     )
     con.execute(
@@ -194,14 +264,14 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
         SELECT m.cluster, m.namespace, m.pod, m.uid,
             arg_max(m.node, g.t) FILTER (WHERE m.node <> '') AS node,
             arg_max(m.labels, g.t) FILTER (WHERE m.kind = 'ksm_pod_labels') AS labels, {span}
-        FROM stage_grid g JOIN stage_meta m USING (sid)
-        WHERE m.kind IN ('ksm_pod_labels', 'ksm_pod_info', 'ksm_requests', 'ksm_phase')
+        FROM stage_span g JOIN stage_meta m USING (sid)
+        WHERE m.kind IN ('ksm_pod_labels', 'ksm_pod_info', 'ksm_requests', 'ksm_phase', '{c.KIND_POD_ALLOCATION}')
             AND m.pod <> '' AND m.uid <> ''
         GROUP BY m.cluster, m.namespace, m.pod, m.uid"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_namespaces AS
         SELECT m.cluster, m.namespace, arg_max(m.labels, g.t) AS labels, {span}
-        FROM stage_grid g JOIN stage_meta m USING (sid)
+        FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind = 'ksm_namespace_labels' AND m.namespace <> '' GROUP BY m.cluster, m.namespace"""
     )

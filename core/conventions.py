@@ -202,8 +202,36 @@ RULE_GROUP_PREFIX: Final = "gpuledger"
 REC_POD_GPU_ALLOCATION: Final = "namespace_pod:gpuledger_gpu_allocation:sum"
 REC_POD_GPU_ACTIVE: Final = "namespace_pod:gpuledger_gpu_engine_active:avg"
 REC_TEAM_GPU_ALLOCATION: Final = "team:gpuledger_gpu_allocation:sum"
+REC_POD_GPU_SHARE: Final = "namespace_pod:gpuledger_gpu_share:sum"
+REC_NODE_GPU_PRICE: Final = "node:gpuledger_gpu_price_usd_per_hour:max"
+REC_POD_GPU_COST: Final = "namespace_pod:gpuledger_gpu_cost_usd_per_hour:sum"
+REC_TEAM_GPU_COST: Final = "team:gpuledger_gpu_cost_usd_per_hour:sum"
+REC_TEAM_BUDGET_PACE: Final = "team:gpuledger_budget_usd_per_hour:pace"
 ALERT_LOW_GPU_UTILIZATION: Final = "GpuledgerLowGPUUtilization"
+ALERT_TEAM_OVER_BUDGET_PACE: Final = "GpuledgerTeamOverBudgetPace"
+ALERT_HIGH_TRAINING_COST: Final = "GpuledgerHighTrainingCost"
+ALERT_POOR_INFERENCE_EFFICIENCY: Final = "GpuledgerPoorInferenceCostEfficiency"
+ALERT_IDLE_GPU_CAPACITY: Final = "GpuledgerIdleGPUCapacity"
+ALERT_GPU_POD_WITHOUT_COST_CENTER: Final = "GpuledgerGPUPodWithoutCostCenter"
 ALERT_GPU_NOT_REPORTING: Final = "GpuledgerGPUStoppedReporting"
+REC_SLO_ERROR_RATIO: Final = "slo:gpuledger_sli_error:ratio_rate"  # + window, e.g. ratio_rate5m
+REC_SLO_OBJECTIVE: Final = "slo:gpuledger_objective:ratio"
+REC_SLO_BUDGET_REMAINING: Final = "slo:gpuledger_period_error_budget_remaining:ratio"
+L_SLO_SERVICE: Final = "gpuledger_service"
+L_SLO_NAME: Final = "gpuledger_slo"
+ALERT_SLO_BURN: Final = "GpuledgerSLOErrorBudgetBurn"
+ALERT_NEW_DBE: Final = "GpuledgerGPUDoubleBitECCError"
+ALERT_ROW_REMAP_FAILURE: Final = "GpuledgerGPURowRemapFailure"
+ALERT_ROW_REMAP_PENDING: Final = "GpuledgerGPURowRemapPending"
+ALERT_RETIRED_PAGES: Final = "GpuledgerGPURetiredPagesLimit"
+ALERT_THERMAL_THROTTLING: Final = "GpuledgerGPUThermalThrottling"
+ALERT_PCIE_REPLAYS: Final = "GpuledgerGPUPCIeReplays"
+ALERT_GPU_TEMPERATURE: Final = "GpuledgerGPUHot"
+ALERT_XID_HARDWARE: Final = "GpuledgerGPUXidHardware"
+ALERT_XID_WATCH: Final = "GpuledgerGPUXidWatch"
+ALERT_XID_APPLICATION: Final = "GpuledgerGPUXidApplication"
+ALERT_LATENCY_REGRESSION: Final = "GpuledgerServingLatencyRegression"
+ALERT_ERROR_SPIKE: Final = "GpuledgerServingErrorSpike"
 ALERT_GPU_POD_WITHOUT_TEAM: Final = "GpuledgerGPUPodWithoutTeam"
 RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/README.md"
 
@@ -224,3 +252,216 @@ HOURS_PER_YEAR: Final = 8760  # 365 x 24: AWS reserved terms, Azure (730 h x 12 
 RESERVED_TERMS: Final = {"1yr": 1, "3yr": 3}  # normalised reservation terms -> years
 AWS_PURCHASE_OPTIONS: Final = ("No Upfront", "Partial Upfront", "All Upfront")
 GCP_COMPUTE_SERVICE: Final = "6F81-5844-456A"  # Cloud Billing Catalog service id of Compute Engine
+
+# --- issue 6: health ---
+# Derived health tables (written by `gpuledger health evaluate`, read by reports and the dashboard).
+T_HEALTH_EVENTS: Final = "gpu_health_events"  # one row per Xid event (a change of the last-Xid gauge)
+T_HEALTH_PERIODS: Final = "gpu_health_periods"  # one row per GPU and period spent in one health state
+
+# DCGM health fields (exporter names; DCGM_HEALTH_METRICS above lists every one gpuledger stores).
+DCGM_ECC_SBE_VOL: Final = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"  # volatile: resets on driver reload / GPU reset
+DCGM_ECC_DBE_VOL: Final = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+DCGM_ECC_SBE_AGG: Final = "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL"  # aggregate: persistent in the InfoROM
+DCGM_ECC_DBE_AGG: Final = "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL"
+DCGM_RETIRED_SBE: Final = "DCGM_FI_DEV_RETIRED_SBE"  # retired pages (pre-Ampere page retirement)
+DCGM_RETIRED_DBE: Final = "DCGM_FI_DEV_RETIRED_DBE"
+DCGM_RETIRED_PENDING: Final = "DCGM_FI_DEV_RETIRED_PENDING"
+DCGM_ROW_REMAP_FAILURE: Final = "DCGM_FI_DEV_ROW_REMAP_FAILURE"  # Ampere+ row remapping
+DCGM_ROW_REMAP_PENDING: Final = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+DCGM_UNCORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS"
+DCGM_CORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
+DCGM_PCIE_REPLAY: Final = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
+DCGM_THERMAL_VIOLATION: Final = "DCGM_FI_DEV_THERMAL_VIOLATION"  # cumulative ns of thermal throttling
+DCGM_POWER_VIOLATION: Final = "DCGM_FI_DEV_POWER_VIOLATION"
+L_ERR_MSG: Final = "err_msg"
+
+# Health states, least to most severe. A GPU is in the most severe state any of its findings asks
+# for; a node is in the most severe state of its GPUs.
+STATE_HEALTHY: Final = "healthy"
+STATE_WATCH: Final = "watch"
+STATE_DRAIN: Final = "drain_recommended"
+STATE_OFFLINE: Final = "offline"
+STATE_RMA: Final = "rma_recommended"
+HEALTH_STATES: Final = (STATE_HEALTHY, STATE_WATCH, STATE_DRAIN, STATE_OFFLINE, STATE_RMA)
+# States in which a GPU is out of service (its GPU-hours count as lost).
+UNHEALTHY_STATES: Final = (STATE_DRAIN, STATE_OFFLINE, STATE_RMA)
+
+# Health signals: the findings that move a GPU between states (evidence rows name them).
+SIG_XID: Final = "xid"
+SIG_ECC_DBE: Final = "ecc_dbe_volatile"
+SIG_ROW_REMAP_FAILURE: Final = "row_remap_failure"
+SIG_ROW_REMAP_PENDING: Final = "row_remap_pending"
+SIG_UNCORRECTABLE_REMAP: Final = "uncorrectable_remapped_rows"
+SIG_RETIRED_PAGES: Final = "retired_pages_limit"
+SIG_RETIRED_DBE: Final = "retired_dbe_rate"
+SIG_RETIRED_PENDING: Final = "retired_pages_pending"
+SIG_PCIE_REPLAY: Final = "pcie_replay_rate"
+SIG_THERMAL_VIOLATION: Final = "thermal_violation"
+SIG_TEMPERATURE: Final = "temperature"
+SIG_OFFLINE: Final = "stopped_reporting"
+SIG_PROBATION: Final = "probation"
+SIG_RECURRENCE: Final = "recurring_failure"  # hardware failures again within the lookbehind
+
+# --- issue 7: serving ---
+# Model-serving inputs, exactly as the servers export them. Each family maps onto a canonical
+# *signal*; analytics pick, per model, the first family of a signal that has data, so a server that
+# exports a metric under both its old and new name (vLLM's deprecation releases) is never counted twice.
+SIG_E2E: Final = "e2e_latency"  # seconds, request end to end
+SIG_TTFT: Final = "ttft"  # seconds to the first token (Triton: first response)
+SIG_ITL: Final = "itl"  # seconds between output tokens
+SIG_PROMPT_LEN: Final = "prompt_tokens"  # tokens per request (histogram)
+SIG_GEN_LEN: Final = "generation_tokens"  # tokens per request (histogram)
+SIG_PREFILL: Final = "prefill_time"  # seconds per request in prefill (splits GPU cost input/output)
+SIG_DECODE: Final = "decode_time"  # seconds per request in decode
+
+# Histogram family (without _bucket/_count/_sum) -> (signal, factor from the exported unit to seconds
+# or tokens). Order = preference within a signal. `le` is stored as exported and read per scrape.
+SERVING_HISTOGRAMS: Final = {
+    "vllm:e2e_request_latency_seconds": (SIG_E2E, 1.0),
+    "tgi_request_duration": (SIG_E2E, 1.0),
+    "request_predict_seconds": (SIG_E2E, 1.0),  # KServe Python model server
+    "request_predict_processing_seconds": (SIG_E2E, 1.0),  # KServe, older name
+    "revision_app_request_latencies": (SIG_E2E, 1e-3),  # Knative queue-proxy, milliseconds
+    "revision_request_latencies": (SIG_E2E, 1e-3),  # Knative activator path, milliseconds
+    "vllm:time_to_first_token_seconds": (SIG_TTFT, 1.0),
+    "nv_inference_first_response_histogram_ms": (SIG_TTFT, 1e-3),  # Triton, opt-in, milliseconds
+    "vllm:inter_token_latency_seconds": (SIG_ITL, 1.0),
+    "vllm:time_per_output_token_seconds": (SIG_ITL, 1.0),  # vLLM before 0.11
+    "vllm:request_prompt_tokens": (SIG_PROMPT_LEN, 1.0),
+    "tgi_request_input_length": (SIG_PROMPT_LEN, 1.0),
+    "vllm:request_generation_tokens": (SIG_GEN_LEN, 1.0),
+    "tgi_request_generated_tokens": (SIG_GEN_LEN, 1.0),
+    "vllm:request_prefill_time_seconds": (SIG_PREFILL, 1.0),
+    "vllm:request_decode_time_seconds": (SIG_DECODE, 1.0),
+}
+
+# Counters, by sample name as scraped (prometheus_client adds `_total`; Triton's prometheus-cpp and
+# TGI's metrics-exporter do not, and some relabelling pipelines add it: both spellings are read).
+CNT_REQUESTS_OK: Final = "requests_ok"
+CNT_REQUESTS_FAILED: Final = "requests_failed"
+CNT_REQUESTS_ALL: Final = "requests_all"
+CNT_HTTP: Final = "http_requests"  # HTTP layer: status / code / response_code_class label
+CNT_PROMPT_TOKENS: Final = "prompt_tokens_total"
+CNT_GEN_TOKENS: Final = "generation_tokens_total"
+CNT_QUALITY_EVALS: Final = "quality_evaluations"
+CNT_FINISHED: Final = "finished_by_reason"
+SERVING_COUNTERS: Final = {
+    "vllm:request_success_total": CNT_FINISHED,  # finished_reason = stop | length | abort
+    "vllm:prompt_tokens_total": CNT_PROMPT_TOKENS,
+    "vllm:generation_tokens_total": CNT_GEN_TOKENS,
+    "nv_inference_request_success": CNT_REQUESTS_OK,
+    "nv_inference_request_success_total": CNT_REQUESTS_OK,
+    "nv_inference_request_failure": CNT_REQUESTS_FAILED,  # reason = REJECTED | CANCELED | BACKEND | OTHER
+    "nv_inference_request_failure_total": CNT_REQUESTS_FAILED,
+    "nv_inference_count": "inferences",
+    "nv_inference_count_total": "inferences",
+    "nv_inference_request_duration_us": "request_duration_us",  # cumulative microseconds
+    "nv_inference_request_duration_us_total": "request_duration_us",
+    "nv_inference_queue_duration_us": "queue_duration_us",
+    "nv_inference_queue_duration_us_total": "queue_duration_us",
+    "tgi_request_success": CNT_REQUESTS_OK,
+    "tgi_request_success_total": CNT_REQUESTS_OK,
+    "tgi_request_failure": CNT_REQUESTS_FAILED,
+    "tgi_request_failure_total": CNT_REQUESTS_FAILED,
+    "tgi_request_count": CNT_REQUESTS_ALL,
+    "tgi_request_count_total": CNT_REQUESTS_ALL,
+    "revision_request_count": CNT_HTTP,  # Knative: response_code_class = 2xx | 5xx ...
+    "revision_request_count_total": CNT_HTTP,
+    "http_requests_total": CNT_HTTP,  # prometheus_fastapi_instrumentator (vLLM): status = 2xx | 4xx | 5xx
+    "model_accuracy_evaluations_total": CNT_QUALITY_EVALS,
+}
+# What each measurement is read from, in preference order (the first the service exports wins).
+VLLM_FINISHED: Final = "vllm:request_success_total"
+QUALITY_EVALUATIONS: Final = "model_accuracy_evaluations_total"
+REQUEST_COUNTERS: Final = (  # requests served (summed within a group)
+    ("vllm:request_success_total",),
+    ("nv_inference_request_success", "nv_inference_request_failure"),
+    ("nv_inference_request_success_total", "nv_inference_request_failure_total"),
+    ("tgi_request_count",),
+    ("tgi_request_count_total",),
+    ("request_predict_seconds_count",),
+    ("revision_request_count",),
+)
+PROMPT_TOKEN_COUNTERS: Final = ("vllm:prompt_tokens_total", "tgi_request_input_length_sum")
+GENERATION_TOKEN_COUNTERS: Final = ("vllm:generation_tokens_total", "tgi_request_generated_tokens_sum")
+PREFILL_DECODE_SUMS: Final = ("vllm:request_prefill_time_seconds_sum", "vllm:request_decode_time_seconds_sum")
+# Error SLI sources: (bad family, total family; "+" = bad + this, status regex on the HTTP status label).
+SERVER_ERROR_SOURCES: Final = (
+    ("nv_inference_request_failure", "+nv_inference_request_success", None),
+    ("nv_inference_request_failure_total", "+nv_inference_request_success_total", None),
+    ("tgi_request_failure", "tgi_request_count", None),
+    ("tgi_request_failure_total", "tgi_request_count_total", None),
+)
+HTTP_ERROR_SOURCES: Final = (
+    ("http_requests_total", "http_requests_total", "5.."),
+    ("revision_request_count", "revision_request_count", "5.."),
+    ("revision_request_count_total", "revision_request_count_total", "5.."),
+)
+# Gauges: the quality a team's evaluator exports (labelled predictions scored so far, 0..1).
+QUALITY_GAUGE: Final = "model_accuracy_ratio"
+SERVING_GAUGES: Final = (QUALITY_GAUGE,)
+# Labels naming the model and its version, in preference order.
+L_MODEL_LABELS: Final = ("model_name", "model", "service_name")
+L_VERSION_LABELS: Final = ("model_version", "version", "revision_name")
+L_FINISHED_REASON: Final = "finished_reason"
+# HTTP status labels; a value starting with "5" is a server error (5xx, 500, 503 ...).
+L_HTTP_STATUS_LABELS: Final = ("status", "code", "response_code_class", "response_code")
+# A Prometheus-path pseudo family holding `timestamp(<family>)`: the raw sample time of each grid point.
+SAMPLE_TIME_SUFFIX: Final = "@timestamp"
+
+# Standard multiwindow burn-rate pairs (long, short, % of the period's budget they may spend, severity):
+# the SRE Workbook / Sloth catalog. Factor = budget% / 100 x period / long window (14.4, 6, 3, 1 at 30d).
+BURN_RATE_WINDOWS: Final = (
+    ("1h", "5m", 2.0, "page"),
+    ("6h", "30m", 5.0, "page"),
+    ("1d", "2h", 10.0, "ticket"),
+    ("3d", "6h", 10.0, "ticket"),
+)
+# Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
+CANARY_VERDICTS: Final = ("PROMOTE", "HOLD", "ROLLBACK")
+DRIFT_BANDS: Final = ("stable", "moderate", "major")
+
+# --------------------------------------------------------------------------------------------
+# --- issue 3: collectors ---
+# --------------------------------------------------------------------------------------------
+# Counters among the DCGM health signals: a driver reload resets them, so their per-step
+# increase is computed the way PromQL's increase() treats resets (a drop means "restarted at 0").
+DCGM_ENERGY: Final = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+DCGM_HEALTH_COUNTERS: Final = (
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    "DCGM_FI_DEV_RETIRED_SBE",
+    "DCGM_FI_DEV_RETIRED_DBE",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "DCGM_FI_DEV_POWER_VIOLATION",
+    DCGM_ENERGY,
+)
+# gpu_health_samples.delta: counters -> reset-aware increase since the previous step;
+# DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
+COL_HEALTH_DELTA: Final = "delta"
+
+# Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
+DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)
+
+# Recording rules the collector reads when they cover a window (see core/promql.py).
+REC_HEARTBEAT: Final = "gpuledger:recording_rules:heartbeat"  # vector(1): proves the group was evaluated
+REC_POD_ALLOCATION_RUNNING: Final = "pod:gpuledger_gpu_allocation_running:sum"  # requests x Running, HA-deduped
+REC_POD_DEVICE: Final = "pod_gpu:gpuledger_dcgm_mapping:count"  # which pod each device (or replica) serves
+
+
+def rec_device_gauge(metric: str) -> str:
+    """Recording rule holding one series per device entity for a DCGM gauge (copies deduplicated)."""
+    return f"gpu:{metric}:max"
+
+
+# Families the Prometheus collector names for pushed-down series (kinds in collectors/series.py).
+KIND_POD_ALLOCATION: Final = "pod_alloc"
+KIND_DCGM_MAPPING: Final = "dcgm_map"
+
+# HTTP header carrying the tenant for Mimir / Cortex.
+HEADER_TENANT: Final = "X-Scope-OrgID"

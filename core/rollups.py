@@ -74,7 +74,7 @@ def refresh(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | 
             day += DAY
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
-    if rollup_classes.exists(con):  # schema 5 and later
+    if rollup_classes.exists(con):  # schema 8 and later
         rollup_classes.rebuild(con)
 
 

@@ -89,14 +89,38 @@ MIGRATION_3 = [
         FROM {c.T_PRICES}""",
 ]
 
-# Version 4 (issue 10, performance): hourly and daily rollups of the step tables, maintained by every
+# Version 4 (issue 6): GPU health history. Periods tile each GPU's observed time in the evaluated
+# windows (one state each, with the evidence of the transition into it); events are Xid changes.
+MIGRATION_4 = [
+    f"""CREATE TABLE {c.T_HEALTH_PERIODS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, model VARCHAR,
+        node_pool VARCHAR, state VARCHAR NOT NULL, period_start TIMESTAMP NOT NULL, period_end TIMESTAMP NOT NULL,
+        ongoing BOOLEAN NOT NULL, from_state VARCHAR, signal VARCHAR, metric VARCHAR, xid INTEGER, value DOUBLE,
+        action VARCHAR, evidence JSON, catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, period_start))""",
+    f"""CREATE TABLE {c.T_HEALTH_EVENTS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, ts TIMESTAMP NOT NULL,
+        xid INTEGER NOT NULL, previous_xid INTEGER, mnemonic VARCHAR, cause VARCHAR, severity VARCHAR,
+        action VARCHAR, device_plugin_ignores BOOLEAN, namespace VARCHAR, pod VARCHAR, team VARCHAR,
+        catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, ts))""",
+]
+
+# Version 5 (issue 7: serving): each serving row also keeps the time of the scrape its value came
+# from, so counter increases follow PromQL's increase() (extrapolation uses real sample times).
+MIGRATION_5 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMESTAMP"]
+
+# Version 6 (issue 3, collectors): per-step change of health signals (counters: reset-aware increase; Xid: event flag).
+MIGRATION_6 = [f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_DELTA} DOUBLE"]
+
+# Version 7 (issue 10, performance): hourly and daily rollups of the step tables, maintained by every
 # collection commit (core/rollups.py), so a month's report reads pod-days instead of pod-steps. Units for
 # both MIG share modes; `fp` is the node's dimension fingerprint they were computed under. An upgraded
 # warehouse has empty rollups and no rollup_state: reports read the step tables until the next commit
 # rebuilds them.
 _ROLLUP_POD = "namespace VARCHAR, pod VARCHAR, uid VARCHAR"
 _ROLLUP_UNITS = "units_compute BIGINT NOT NULL, units_memory BIGINT NOT NULL"
-MIGRATION_4 = [
+MIGRATION_7 = [
     statement
     for level, col in (("hourly", "hour"), ("daily", "day"))
     for statement in (
@@ -109,10 +133,10 @@ MIGRATION_4 = [
     )
 ] + [f"CREATE TABLE {c.T_ROLLUP_STATE} (source VARCHAR PRIMARY KEY, source_rows BIGINT NOT NULL)"]
 
-# Version 5 (issue 10): daily rollups by attribution class (core/rollup_classes.py), so a month's report by
+# Version 8 (issue 10): daily rollups by attribution class (core/rollup_classes.py), so a month's report by
 # team reads one row per class and node group instead of one per pod. Empty until the next commit builds
 # them; reports fall back to the pod-day rows meanwhile.
-MIGRATION_5 = [
+MIGRATION_8 = [
     f"""CREATE TABLE {c.T_CLASS_ALLOC} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
         namespace VARCHAR, labels VARCHAR, pod VARCHAR, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
     f"""CREATE TABLE {c.T_CLASS_USAGE} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
@@ -120,5 +144,14 @@ MIGRATION_5 = [
     f"""CREATE TABLE {c.T_CLASS_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, class_node VARCHAR NOT NULL)""",
 ]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5]
+MIGRATIONS: list[list[str]] = [
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+    MIGRATION_7,
+    MIGRATION_8,
+]
 LATEST_VERSION = len(MIGRATIONS)

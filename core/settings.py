@@ -36,7 +36,8 @@ class CollectSettings(_Section):
     cluster: str = Field(default="default", description="Cluster name for series that carry no `cluster` label.")
     step: str = Field(default="60s", description="Warehouse resolution: one row per series per step.")
     lookback: str = Field(
-        default="5m", description="How long a sample stays current (Prometheus' lookback delta); used for files."
+        default="5m",
+        description="How long a sample stays current (Prometheus' lookback delta): files and VictoriaMetrics use it.",
     )
     workload_label_style: Literal["plain", "exported"] = Field(
         default="plain",
@@ -51,10 +52,46 @@ class CollectSettings(_Section):
     )
     timeout: str = Field(default="60s", description="HTTP timeout per Prometheus request.")
     retries: int = Field(default=4, ge=0, description="Retries (exponential backoff with jitter) on transient errors.")
+    # --- issue 3: collectors ---
+    concurrency: int = Field(default=4, ge=1, le=64, description="Range queries in flight at once.")
+    commit_window: str = Field(
+        default="6h",
+        description="A long collection is fetched and committed in windows of this length; memory is bounded by it.",
+    )
+    safety_lag: str = Field(
+        default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
+    )
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap while collecting (it spills to disk beyond it).",
+    )
+    pushdown: Literal["auto", "query", "raw"] = Field(
+        default="auto",
+        description="Aggregate in the store: `auto` reads gpuledger's recording rules where they cover the window, "
+        "else aggregates in the query; `query` always aggregates in the query; `raw` reads raw series.",
+    )
 
 
 class PrometheusSettings(_Section):
     url: str | None = Field(default=None, description="Base URL of the Prometheus-compatible HTTP API.")
+    # --- issue 3: collectors ---
+    flavor: Literal["prometheus", "thanos", "mimir", "victoriametrics"] = Field(
+        default="prometheus", description="Which store answers at `url`; selects its query parameters."
+    )
+    tenant: str | None = Field(default=None, description="Tenant sent as X-Scope-OrgID (Mimir, Cortex).")
+    bearer_token_file: Path | None = Field(default=None, description="File holding a bearer token.")
+    basic_auth_username: str | None = Field(default=None, description="Basic-auth user name.")
+    basic_auth_password_file: Path | None = Field(default=None, description="File holding the basic-auth password.")
+    basic_auth_password_env: str | None = Field(
+        default=None, description="Environment variable holding the basic-auth password."
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle (PEM) to verify the server's certificate.")
+    insecure_skip_verify: bool = Field(default=False, description="Do not verify the server's TLS certificate.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers sent with every request.")
+    gzip: bool = Field(
+        default=False, description="Ask for gzip-compressed answers (slow links); off, the store skips compressing."
+    )
 
 
 class DiscountSettings(_Section):
@@ -209,6 +246,30 @@ class RulesSettings(_Section):
     not_reporting_for: str = Field(
         default="10m", description="How long a GPU may be silent before it counts as offline."
     )
+    budget_pace_factor: float = Field(
+        default=1.2,
+        gt=0,
+        description="Alert when a team's last-day spend rate exceeds this multiple of its budget pace.",
+    )
+    high_job_cost_usd_per_day: Decimal = Field(
+        default=Decimal(1000), ge=0, description="Alert when one GPU pod costs more than this in 24 hours."
+    )
+    min_requests_per_gpu_hour: float = Field(
+        default=1000.0, ge=0, description="Inference pods serving fewer requests per GPU-hour alert."
+    )
+    idle_capacity_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="Alert when this share of the fleet's GPUs stays unrequested for 6 hours."
+    )
+    time_slicing_replicas: int = Field(
+        default=4,
+        ge=1,
+        description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
+    )
+    scrape_interval: str = Field(
+        default="30s",
+        description="Scrape interval of dcgm-exporter and the serving exporters where the rules run: rate() "
+        "windows in the rules are at least four times it, so every window holds two samples even when a scrape is missed.",
+    )
 
 
 class ExportSettings(_Section):
@@ -220,6 +281,148 @@ class DashboardSettings(_Section):
     port: int = Field(default=8501, gt=0, lt=65536, description="Port the dashboard listens on.")
 
 
+class XidOverride(_Section):
+    """Replaces fields of one Xid catalog entry (unset fields keep the shipped value)."""
+
+    mnemonic: str | None = Field(default=None, description="Short name of the Xid.")
+    cause: Literal["hardware", "driver", "application", "thermal", "bus"] | None = Field(
+        default=None, description="Likely cause class."
+    )
+    action: Literal["restart_app", "reset_gpu", "reboot_node", "drain_and_rma", "ignore"] | None = Field(
+        default=None, description="Immediate action."
+    )
+    severity: Literal["none", "watch", "drain", "rma"] | None = Field(
+        default=None, description="Effect on the GPU's health state (none = counts against the workload)."
+    )
+    why: str | None = Field(default=None, description="One line saying why (shown as evidence).")
+
+
+class HealthSettings(_Section):
+    """GPU health thresholds: the one place both the health analytics and the alert rules read."""
+
+    watch_hold: str = Field(
+        default="6h",
+        description="How long a GPU stays in `watch` after a finding clears (and after a drain or offline "
+        "period ends: probation).",
+    )
+    rate_window: str = Field(
+        default="5m", description="Window over which counter rates are measured; at least the scrape interval."
+    )
+    pcie_replay_per_minute: float = Field(
+        default=8.0, ge=0, description="PCIe replays per minute above which a GPU is watched (DCGM's limit)."
+    )
+    thermal_violation_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of time thermally throttled (violation counter) above which a GPU is watched.",
+    )
+    max_gpu_temp_c: float = Field(
+        default=85.0, description="GPU temperature (C) above which a GPU is watched (A100 max operating temperature)."
+    )
+    max_gpu_temp_c_by_model: dict[str, float] = Field(
+        default_factory=dict, description="Per-model temperature limits, keyed by DCGM modelName."
+    )
+    retired_pages_rma: int = Field(
+        default=60, gt=0, description="Retired pages (SBE + DBE) at which RMA is recommended (DCGM's limit)."
+    )
+    retired_dbe_soft_limit: int = Field(
+        default=15, ge=0, description="DBE-retired pages above which new DBE retirements recommend RMA."
+    )
+    retired_dbe_per_week: int = Field(
+        default=1,
+        ge=0,
+        description="New DBE page retirements per 7 days above which (past the soft limit) RMA is recommended.",
+    )
+    rma_after_failures: int = Field(
+        default=2,
+        ge=0,
+        description="Hardware failures (DBE, hardware or bus Xid drains) within `lookbehind` that recommend RMA; "
+        "0 turns it off.",
+    )
+    lookbehind: str = Field(
+        default="7d", description="History read before a window to know each GPU's state when the window opens."
+    )
+    xid_overrides: dict[int, XidOverride] = Field(
+        default_factory=dict, description="Per-Xid overrides of the shipped catalog (keys are Xid codes)."
+    )
+
+
+class SLOSettings(_Section):
+    """One objective of a serving service (issue 7: serving)."""
+
+    name: str = Field(description="SLO name, unique within its service.")
+    sli: Literal["latency", "ttft", "error_ratio", "availability"] = Field(
+        description="latency / ttft: share of requests at or under `threshold_seconds` (end-to-end or time to "
+        "first token histogram); error_ratio: server failures (failure counter, else HTTP 5xx); availability: "
+        "HTTP non-5xx share."
+    )
+    objective: float = Field(gt=0, lt=100, description="Target share of good events, in percent (99.5).")
+    threshold_seconds: float | None = Field(
+        default=None, gt=0, description="latency / ttft only: the threshold; must be one of the histogram's edges."
+    )
+    window: str = Field(default="30d", description="SLO period (28d or 30d; any duration is accepted).")
+
+
+class ServiceSettings(_Section):
+    """A model-serving service: which series are its own."""
+
+    model: str = Field(description="Value of the model label (model_name, Triton's model, Knative's service_name).")
+    namespace: str | None = Field(default=None, description="Only series from this namespace (optional).")
+    pods: str | None = Field(
+        default=None,
+        description="Only pods whose name fully matches this regex; required for servers without a model label (TGI).",
+    )
+    slos: list[SLOSettings] = Field(default_factory=list, description="The service's objectives.")
+
+
+class CanarySettings(_Section):
+    """Rollback triggers: relative change of the canary vs the stable version (seed policy)."""
+
+    accuracy_drop: float = Field(default=0.05, ge=0, description="Rollback when accuracy degrades by more than this.")
+    latency_rise: float = Field(default=0.5, ge=0, description="Rollback when p95 latency rises by more than this.")
+    error_rate_rise: float = Field(
+        default=2.0, ge=0, description="Rollback when the error rate rises by more than this."
+    )
+    cost_rise: float = Field(
+        default=1.0, ge=0, description="Rollback when the cost per request rises by more than this."
+    )
+    min_requests: int = Field(default=1000, ge=1, description="Fewer requests on either version: HOLD.")
+    p_value: float = Field(default=0.05, gt=0, lt=1, description="Rate triggers need a one-sided z-test below this.")
+
+
+class ServingSettings(_Section):
+    services: dict[str, ServiceSettings] = Field(
+        default_factory=dict, description="Serving services by name, each with its model selector and SLOs."
+    )
+    sloth_specs: list[Path] = Field(
+        default_factory=list, description="Sloth `prometheus/v1` SLO spec files, read next to `services`."
+    )
+    sloth_window: str = Field(default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period).")
+    cost_ceiling_per_1k_requests_usd: Decimal = Field(
+        default=Decimal("5"), ge=0, description="Cost efficiency ceiling per 1,000 requests (seed policy: $5)."
+    )
+    psi_epsilon: float = Field(
+        default=1e-4, gt=0, lt=0.01, description="Share given to an empty PSI bin so its log stays finite."
+    )
+    psi_bands: tuple[float, float] = Field(
+        default=(0.1, 0.25), description="PSI below the first is stable, from it moderate, from the second major."
+    )
+    drift_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="KS and chi-square flag drift below this p-value."
+    )
+    distance_threshold: float = Field(
+        default=0.1, gt=0, description="Normed Wasserstein and Jensen-Shannon flag drift at or above this."
+    )
+    accuracy_degradation: float = Field(
+        default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."
+    )
+    min_quality_samples: int = Field(
+        default=200, ge=1, description="Scored predictions needed in each window before accuracy is judged."
+    )
+    canary: CanarySettings = Field(default_factory=CanarySettings, description="Canary rollback triggers.")
+
+
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     collect: CollectSettings = CollectSettings()
@@ -229,8 +432,10 @@ class Settings(_Section):
     budgets: BudgetSettings = BudgetSettings()
     savings: SavingsSettings = SavingsSettings()
     rules: RulesSettings = RulesSettings()
+    health: HealthSettings = HealthSettings()
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    serving: ServingSettings = ServingSettings()
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:

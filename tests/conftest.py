@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,14 @@ import requests
 from click.testing import CliRunner, Result
 
 from app.cli import main
+from core.timeutil import parse_ts, to_epoch
+from tests import counters, servers
+from tests.servers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
+RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "gpuledger-collector.yaml"
 SIM_START = "2026-11-02T00:00:00Z"
+RULES_FROM = "2026-11-02T06:00:00Z"  # the recording rules "were deployed" at 06:00
 
 
 def run_cli(*args: str) -> Result:
@@ -25,16 +31,13 @@ def run_cli(*args: str) -> Result:
     return CliRunner().invoke(main, ["--config", "/dev/null", *args], catch_exceptions=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+PACKAGE_OF = {"prometheus": "prometheus", "promtool": "prometheus", "victoria-metrics": "victoria-metrics"}
 
 
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:  # CI installs it (make tools); never skip silently
-        pytest.fail(f"{name} is not installed: run `make tools` (Debian package 'prometheus')")
+        pytest.fail(f"{name} is not installed: run `make tools` (Debian package '{PACKAGE_OF.get(name, name)}')")
     return path
 
 
@@ -53,10 +56,50 @@ def truth(sim_day: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sim_week(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated week (seed 7): the serving incidents fall on days 5 and 6."""
+    out = tmp_path_factory.mktemp("sim") / "week"
+    result = run_cli("simulate", "--start", SIM_START, "--days", "7", "--seed", "7", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def week_serving_warehouse(sim_week: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The week's serving metrics only (vllm.om), at the scrape interval: what SLOs and drift read."""
+    wh = tmp_path_factory.mktemp("wh") / "week.duckdb"
+    result = run_cli("--warehouse", str(wh), "collect", "openmetrics", str(sim_week / "vllm.om"), "--step", "300s")
+    assert result.exit_code == 0, result.output
+    return wh
+
+
+@contextmanager
+def serve_prometheus(files: list[Path], base: Path) -> Iterator[str]:
+    """Backfill OpenMetrics files into a fresh TSDB with promtool and serve it on a free port."""
+    promtool, binary = require_binary("promtool"), require_binary("prometheus")
+    tsdb = base / "tsdb"
+    for om in files:
+        subprocess.run(
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)], check=True, capture_output=True
+        )
+    with servers.prometheus(binary, tsdb, base) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sim_files(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The simulated day's files plus counters with resets and Xid changes on two of its GPUs
+    (tests/counters.py), the input every collection path is compared on."""
+    extra = tmp_path_factory.mktemp("counters") / "dcgm-counters.om"
+    extra.write_text(counters.openmetrics(sim_day / "dcgm-exporter.om", parse_ts(SIM_START)))
+    return [*sorted(sim_day.glob("*.om")), extra]
+
+
+@pytest.fixture(scope="session")
+def direct_warehouse(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The simulated day ingested straight from its files at 60 s, with the default prices."""
     wh = tmp_path_factory.mktemp("wh") / "direct.duckdb"
-    files = sorted(str(p) for p in sim_day.glob("*.om"))
+    files = [str(p) for p in sim_files]
     result = run_cli(
         "--warehouse", str(wh), "collect", "openmetrics", *files, "--step", "60s", "--cluster", "sim-us-east-1"
     )
@@ -66,50 +109,78 @@ def direct_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
-def prometheus_url(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus serving the simulated day, backfilled with promtool."""
-    promtool, prometheus = require_binary("promtool"), require_binary("prometheus")
+def sim_warehouse(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated day alone (no extra counter GPUs) at 60 s with the default prices: what tests
+    comparing against the simulator's fleet-wide truth (every GPU, every incident) read."""
+    wh = tmp_path_factory.mktemp("wh") / "sim.duckdb"
+    files = [str(p) for p in sorted(sim_day.glob("*.om"))]
+    result = run_cli(
+        "--warehouse", str(wh), "collect", "openmetrics", *files, "--step", "60s", "--cluster", "sim-us-east-1"
+    )
+    assert result.exit_code == 0, result.output
+    assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
+    return wh
+
+
+@pytest.fixture(scope="session")
+def prometheus_tsdb(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated day backfilled with promtool, plus gpuledger's recording rules from RULES_FROM on
+    (evaluated on the grid by a first Prometheus), so collection meets both cases: with and without rules."""
+    promtool, binary = require_binary("promtool"), require_binary("prometheus")
     base = tmp_path_factory.mktemp("prometheus")
     tsdb = base / "tsdb"
-    for om in sorted(sim_day.glob("*.om")):
+    for om in sim_files:
         subprocess.run(
             [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)], check=True, capture_output=True
         )
-    config = base / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=100y",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(base / "prometheus.log").open("w"),
+    start, end = parse_ts(RULES_FROM), parse_ts(SIM_START) + timedelta(days=1)
+    with servers.prometheus(binary, tsdb, base) as url:
+        text = servers.recording_rules_as_openmetrics(url, RULES_FILE, to_epoch(start), to_epoch(end), 60)
+    rules_om = base / "rules.om"
+    rules_om.write_text(text)
+    subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(rules_om), str(tsdb)],
+        check=True,
+        capture_output=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, proc)
+    return tsdb
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(prometheus_tsdb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus serving the simulated day (and the recording rules from RULES_FROM on)."""
+    base = tmp_path_factory.mktemp("prometheus-serve")
+    with servers.prometheus(require_binary("prometheus"), prometheus_tsdb, base) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+@pytest.fixture(scope="session")
+def victoriametrics_url(sim_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real VictoriaMetrics serving the simulated day, loaded through its import API."""
+    binary = require_binary("victoria-metrics")
+    base = tmp_path_factory.mktemp("victoriametrics")
+    port = free_port()
+    args = [binary, f"-storageDataPath={base / 'data'}", f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100y"]
+    url = f"http://127.0.0.1:{port}"
+    with servers.running(args, base / "victoria-metrics.log", url, "/health"):
+        for om in sim_files:
+            response = requests.post(
+                f"{url}/api/v1/import/prometheus", data=servers.om_to_prometheus_text(om), timeout=120
+            )
+            assert response.status_code == 204, response.text
+        assert requests.get(f"{url}/internal/force_flush", timeout=60).status_code == 200
+        _wait_for_data(url)
+        yield url
+
+
+def _wait_for_data(url: str) -> None:
+    """Imported rows become searchable shortly after the flush."""
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {proc.returncode}")
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+        answer = requests.get(
+            f"{url}/api/v1/query", params={"query": "count(kube_node_info)", "time": "2026-11-02T12:00:00Z"}, timeout=5
+        ).json()
+        if answer["data"]["result"]:
+            return
         time.sleep(0.2)
-    raise RuntimeError("prometheus did not become ready within 60 s")
+    raise RuntimeError("victoria-metrics did not show the imported data within 30 s")

@@ -94,3 +94,44 @@ def test_an_empty_warehouse_explains_what_to_collect(monkeypatch: pytest.MonkeyP
     assert "gpuledger collect" in at.info[0].value
     status = _app(monkeypatch, tmp_path / "empty.duckdb", "status")
     assert any("no prices" in w.value for w in status.warning)
+
+
+def test_the_health_page_shows_the_simulated_incidents_with_their_evidence_and_cost(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, truth: dict
+) -> None:
+    from tests.counters import LAB_NODE  # the collector tests' two extra GPUs, with a DBE of their own
+
+    at = _app(monkeypatch, direct_warehouse, "health")
+    unhealthy = {u for u, g in truth["health"]["gpus"].items() if g["lost_gpu_hours"] > 0}
+    metrics = {m.label: m.value for m in at.metric}
+    actions = at.dataframe[1].value
+    lab = set(actions.loc[actions["node"] == LAB_NODE, "gpu_uuid"])
+    assert int(metrics["GPUs needing action"]) == len(unhealthy) + len(lab)
+    lost = sum(Decimal(str(g["lost_cost_usd"])) for g in truth["health"]["gpus"].values() if "lost_cost_usd" in g)
+    if lost:
+        assert metrics["Cost of unreliability"] == f"${lost:,.2f}"
+    assert set(actions["gpu_uuid"]) - lab == unhealthy
+    assert all(actions["evidence"].str.len() > 0) and all(actions["action"].str.len() > 0)
+
+
+def test_the_inference_page_shows_every_declared_slo(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from collectors.simulator import serving_truth
+
+    services: dict = {name: {**spec, "slos": []} for name, spec in serving_truth.SERVICES.items()}
+    for slo in serving_truth.SLOS:
+        services[slo["service"]]["slos"].append({k: v for k, v in slo.items() if k != "service"})
+    config = tmp_path / "s.yaml"
+    config.write_text(yaml.safe_dump({"serving": {"services": services}}))
+    monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(direct_warehouse))
+    monkeypatch.setenv("GPULEDGER_CONFIG", str(config))
+    at = AppTest.from_file(str(APP / "dashboard.py"), default_timeout=120)
+    at.run()
+    at.switch_page(str(APP / "pages" / "inference.py"))
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == len(serving_truth.SLOS) and set(table["service"]) == set(serving_truth.SERVICES)

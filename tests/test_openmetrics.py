@@ -79,3 +79,46 @@ def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() 
     resources = {labels["resource"] for name, labels in out.series if name == "kube_pod_container_resource_requests"}
     assert phases == {"Running"}
     assert resources == {"nvidia_com_gpu", "nvidia_com_mig_3g_40gb", "nvidia_com_gpu_shared"}
+
+
+def _samples(s):  # type: ignore[no-untyped-def]
+    return (s.series, list(s.sid), list(s.ts_ms), list(s.value))
+
+
+def test_the_fast_path_returns_exactly_what_the_strict_parser_returns(sim_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from collectors import openmetrics_fast
+
+    tricky = tmp_path / "tricky.om"
+    tricky.write_text(
+        '# HELP x with "quotes" and } braces\n'
+        'DCGM_FI_DEV_GPU_TEMP{UUID="GPU-1",Hostname="n1",modelName="NVIDIA H100 80GB HBM3",msg="a \\"b\\" }"} 41 1793577607\n'
+        'DCGM_FI_DEV_GPU_TEMP{UUID="GPU-1",Hostname="n1",modelName="NVIDIA H100 80GB HBM3",msg="a \\"b\\" }"} NaN 1793577907\n'
+        'DCGM_FI_DEV_POWER_USAGE{UUID="GPU-1",Hostname="n1"} 9223372036854775794 1793577607\n'
+        'DCGM_FI_DEV_POWER_USAGE{UUID="GPU-1",Hostname="n1"} +Inf 1793577907.5\n'
+        "kube_node_info 1 1793577607000\n"
+        "# EOF\n"
+    )
+    for path in [*sim_files, tricky]:
+        fast = openmetrics_fast.parse_file(path, wants_family, wants_series)
+        assert fast is not None, path
+        with open(path, encoding="utf-8") as fh:
+            strict = parse_lines(fh, str(path), wants_family, wants_series)
+        assert _samples(fast) == _samples(strict), path.name
+
+
+SLOW_PATH = {
+    "a line without timestamp": 'x_total 1 2\nDCGM_FI_DEV_GPU_TEMP{a="1"} 3\n# EOF\n',
+    "content after EOF": 'DCGM_FI_DEV_GPU_TEMP{a="1"} 3 4\n# EOF\nDCGM_FI_DEV_GPU_TEMP{a="1"} 3 5\n',
+    "no EOF": 'DCGM_FI_DEV_GPU_TEMP{a="1"} 3 4\n',
+    "a bad value": 'DCGM_FI_DEV_GPU_TEMP{a="1"} hot 4\n# EOF\n',
+    "a malformed label set": "DCGM_FI_DEV_GPU_TEMP{a=1} 3 4\n# EOF\n",
+}
+
+
+@pytest.mark.parametrize("case", list(SLOW_PATH), ids=list(SLOW_PATH))
+def test_anything_unexpected_leaves_the_file_to_the_strict_parser(case: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from collectors import openmetrics_fast
+
+    path = tmp_path / "x.om"
+    path.write_text(SLOW_PATH[case])
+    assert openmetrics_fast.parse_file(path, wants_family, wants_series) is None

@@ -6,13 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from app.cli import main
 from core import conventions as c
 from core.warehouse import open_warehouse
 from tests.conftest import free_port, run_cli
 from tests.helpers import rows, snapshot, team_day_hours
 
 DAY = "2026-11-02"
+DAY_WINDOW = ("--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +55,78 @@ def test_prometheus_collection_equals_direct_ingestion_and_truth(
 def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
     prometheus_warehouse: Path, direct_warehouse: Path
 ) -> None:
-    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES, c.T_INFERENCE_SAMPLES):
+    for table in (
+        c.T_POD_ALLOCATIONS,
+        c.T_GPU_SAMPLES,
+        c.T_GPU_POD_SAMPLES,
+        c.T_NODE_SAMPLES,
+        c.T_INFERENCE_SAMPLES,
+        c.T_HEALTH_SAMPLES,
+    ):
         assert rows(prometheus_warehouse, table) == rows(direct_warehouse, table), table
+    # half a million health rows: compared by count and an order-independent hash of every row
+    health = [snapshot(wh)[c.T_HEALTH_SAMPLES] for wh in (prometheus_warehouse, direct_warehouse)]
+    assert health[0] == health[1] and health[0][0] > 0
+
+
+def test_prometheus_collection_yields_the_same_gpu_health_history(
+    prometheus_warehouse: Path, direct_warehouse: Path
+) -> None:
+    from analytics.health_views import period_dict
+    from app.cmd_health import compute
+    from core.settings import Settings
+    from core.timeutil import Window, parse_ts
+
+    day = Window(parse_ts(DAY), parse_ts("2026-11-03"))
+    histories = []
+    for wh in (prometheus_warehouse, direct_warehouse):
+        with open_warehouse(wh, read_only=True) as con:
+            result = compute(con, Settings(), day)
+        histories.append([period_dict(p, result.gpus[p.key]) for p in result.periods])
+    assert histories[0] == histories[1]
+    assert any(p["state"] == c.STATE_OFFLINE for p in histories[0])
+
+
+def test_auto_pushdown_reads_recording_rules_only_for_windows_their_heartbeat_covers(
+    prometheus_warehouse: Path,
+) -> None:
+    with open_warehouse(prometheus_warehouse, read_only=True) as con:
+        runs = con.execute(
+            f"SELECT strftime(window_start, '%H:%M'), message FROM {c.T_INGEST_RUNS} ORDER BY window_start"
+        ).fetchall()
+    # the rules "were deployed" at 06:00 (tests/conftest.py RULES_FROM); commit windows are 6 h
+    assert runs == [
+        ("00:00", "read via aggregating queries"),
+        ("06:00", "read via recording rules"),
+        ("12:00", "read via recording rules"),
+        ("18:00", "read via recording rules"),
+    ]
+
+
+@pytest.mark.parametrize("pushdown", ["raw", "query"], ids=["raw series", "aggregating queries"])
+def test_every_pushdown_mode_stores_exactly_the_rows_of_direct_ingestion(
+    pushdown: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"collect:\n  pushdown: {pushdown}\n  cluster: sim-us-east-1\n")
+    wh = tmp_path / "wh.duckdb"
+    result = CliRunner().invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "--warehouse",
+            str(wh),
+            "collect",
+            "prometheus",
+            "--url",
+            prometheus_url,
+            *DAY_WINDOW,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_HEALTH_SAMPLES):
+        assert rows(wh, table) == rows(direct_warehouse, table), table
 
 
 def test_collection_records_a_watermark_for_the_source(prometheus_warehouse: Path, prometheus_url: str) -> None:
@@ -71,10 +144,6 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
     url = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "settings.yaml"
     config.write_text("collect:\n  retries: 0\n  timeout: 5s\n")
-    from click.testing import CliRunner
-
-    from app.cli import main
-
     result = CliRunner().invoke(
         main,
         [
@@ -98,16 +167,14 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
     assert snapshot(wh) == before
 
 
-def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str, tmp_path: Path) -> None:
-    from collectors import prometheus as prom
+def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str) -> None:
+    from collectors import promapi
+    from collectors.http import HttpClient, HttpConfig
     from core.errors import QueryError
-
-    client = prom.make_client(prometheus_url, 10, 0)
-    with pytest.raises(QueryError, match="rate\\(\\("):
-        prom._query_range(client, prometheus_url, "rate((", *_hour(), 60)
-
-
-def _hour():  # type: ignore[no-untyped-def]
     from core.timeutil import parse_ts
 
-    return parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z")
+    client = HttpClient(prometheus_url, HttpConfig(timeout_s=10, retries=0))
+    with pytest.raises(QueryError, match="rate\\(\\("):
+        promapi.query_range(
+            client, "prometheus", "rate((", parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z"), 60
+        )

@@ -16,11 +16,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_rules_directory_matches_a_fresh_generation_for_the_default_settings(tmp_path: Path) -> None:
     assert run_cli("rules", "generate", "--out", str(tmp_path)).exit_code == 0
-    ours = sorted(p.name for p in (ROOT / "rules").glob("*.yaml"))
-    fresh = sorted(p.name for p in tmp_path.glob("*.yaml"))
-    assert ours == fresh
-    match, mismatch, errors = filecmp.cmpfiles(ROOT / "rules", tmp_path, fresh, shallow=False)
-    assert not mismatch and not errors, f"rules/ is stale: run `make golden` ({mismatch})"
+    for sub in ("", "tests"):
+        ours = sorted(p.name for p in (ROOT / "rules" / sub).glob("*.yaml"))
+        fresh = sorted(p.name for p in (tmp_path / sub).glob("*.yaml"))
+        assert ours == fresh
+        match, mismatch, errors = filecmp.cmpfiles(ROOT / "rules" / sub, tmp_path / sub, fresh, shallow=False)
+        assert not mismatch and not errors, f"rules/{sub} is stale: run `make golden` ({mismatch})"
+
+
+def test_the_generated_unit_tests_pass_on_promtool() -> None:
+    require_binary("promtool")
+    result = run_cli("rules", "test", str(ROOT / "rules"))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("SUCCESS") == len(list((ROOT / "rules" / "tests").glob("*.test.yaml")))
+
+
+def test_a_team_spending_faster_than_its_budget_pace_alerts(tmp_path: Path) -> None:
+    require_binary("promtool")
+    config = tmp_path / "s.yaml"
+    config.write_text('budgets:\n  monthly_usd:\n    vision: "20000"\n')  # pace 27.40 $/h; 8 x p5 = 55.04 $/h
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    out = tmp_path / "rules"
+    assert CliRunner().invoke(main, ["--config", str(config), "rules", "generate", "--out", str(out)]).exit_code == 0
+    test_doc = (out / "tests" / "gpuledger-cost.test.yaml").read_text()
+    assert 'label_team="vision",severity="warning"' in test_doc
+    result = run_cli("rules", "test", str(out))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_rule_that_no_longer_matches_its_tests_fails_them(tmp_path: Path) -> None:
+    require_binary("promtool")
+    assert run_cli("rules", "generate", "--out", str(tmp_path)).exit_code == 0
+    rules = tmp_path / "tests" / "gpuledger-cost.rules.yaml"
+    rules.write_text(rules.read_text().replace("[2h]) < 0.1", "[2h]) < 0.01"))
+    result = run_cli("rules", "test", str(tmp_path))
+    assert result.exit_code == 2 and "FAILED" in result.output
 
 
 def test_promtool_accepts_every_generated_rule_file() -> None:

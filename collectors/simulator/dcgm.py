@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from collectors.simulator.fleet import NODES, Device, Node, Pod
+from collectors.simulator.incidents import HEALTH_FAMILIES, XID_MESSAGES, HealthSim
 from collectors.simulator.signals import Stream, memory_share, power, temperature
+from core import conventions as c
 
 DRIVER = "550.127.08"
 Segment = tuple[str, np.ndarray, list[str]]  # label string, sample indices, formatted values
@@ -79,9 +81,10 @@ def _fmt(values: np.ndarray, decimals: int) -> list[str]:
 class DcgmFamilies:
     """Builds the segments of each DCGM family for the whole fleet."""
 
-    def __init__(self, pods: list[Pod], tracks: list[Track], stream: Stream) -> None:
+    def __init__(self, pods: list[Pod], tracks: list[Track], stream: Stream, health: HealthSim | None = None) -> None:
         self.pods = pods
         self.tracks = tracks
+        self.health = health
         self.noise: dict[tuple[str, int], np.ndarray] = {}
         for t in tracks:  # device-wide noise: MIG instances and replicas repeat their GPU's power
             key = (t.device.node, t.device.index)
@@ -107,13 +110,33 @@ class DcgmFamilies:
         shared = [t for t in self.tracks if t.device.vgpu]
         for t in self.tracks:
             if not t.device.vgpu:
-                out += self._plain(family, t)
+                out += self._finish(family, t.device, self._plain(family, t))
         by_gpu: dict[tuple[str, int], list[Track]] = {}
         for t in shared:
             by_gpu.setdefault((t.device.node, t.device.index), []).append(t)
         for replicas in by_gpu.values():
-            out += self._time_sliced(family, replicas)
+            out += self._finish(family, replicas[0].device, self._time_sliced(family, replicas))
         return out
+
+    def _finish(self, family: str, device: Device, segments: list[Segment]) -> list[Segment]:
+        """Drop the samples of a GPU that stopped reporting; give Xid series their err_* labels."""
+        if self.health is None:
+            return segments
+        silent = self.health.silent(device.node, device.index)
+        out = []
+        for labels, idx, values in segments:
+            keep = ~silent[idx]
+            kept_values = [v for v, k in zip(values, keep, strict=True) if k]
+            if not len(kept_values):
+                continue
+            if family == c.DCGM_XID:
+                out += _split_by_xid(labels, idx[keep], kept_values)
+            else:
+                out.append((labels, idx[keep], kept_values))
+        return out
+
+    def _unsupported(self, family: str, device: Device) -> bool:
+        return family in HEALTH_FAMILIES and (self.health is None or self.health.values(family, device) is None)
 
     def _values(self, family: str, t: Track, act: np.ndarray, occ: np.ndarray) -> np.ndarray:
         d = t.device
@@ -127,11 +150,19 @@ class DcgmFamilies:
             return np.round(share * d.mig_memory_mib)
         if family == "DCGM_FI_DEV_POWER_USAGE":
             return power(dev_act, d.model.tdp_w, self.noise[(d.node, d.index)])
-        return temperature(dev_act)
+        if family in HEALTH_FAMILIES:
+            assert self.health is not None
+            health = self.health.values(family, d)
+            assert health is not None
+            return health
+        temp = temperature(dev_act)
+        return self.health.temperature(d.node, d.index, temp) if self.health is not None else temp
 
     def _plain(self, family: str, t: Track) -> list[Segment]:
         if family == "DCGM_FI_DEV_GPU_UTIL" and t.device.mig_profile:
             return []  # not supported for MIG instances
+        if self._unsupported(family, t.device):
+            return []  # a blank DCGM field: the exporter emits no series
         decimals = 6 if family in ("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_POWER_USAGE") else 0
         values = self._values(family, t, t.act, t.occ)
         base = device_labels(t.device)
@@ -144,6 +175,8 @@ class DcgmFamilies:
     def _time_sliced(self, family: str, replicas: list[Track]) -> list[Segment]:
         first = replicas[0].device
         dev = Device(first.node, first.index, first.uuid, first.model)
+        if self._unsupported(family, dev):
+            return []
         base = device_labels(dev)
         n = len(replicas[0].act)
         dev_act = self.device_act[(dev.node, dev.index)]
@@ -170,3 +203,18 @@ class DcgmFamilies:
                 values = self._values(family, fake, dev_act, total_occ)
             out.append((base, device_rows, _fmt(values[device_rows], decimals)))
         return out
+
+
+def _split_by_xid(labels: str, idx: np.ndarray, values: list[str]) -> list[Segment]:
+    """One series per Xid value: dcgm-exporter adds err_code/err_msg, sorted among the attributes
+    (container, err_code, err_msg, namespace, ...), so a new Xid is a new series."""
+    out: list[Segment] = []
+    by_value: dict[str, list[int]] = {}
+    for i, v in zip(idx.tolist(), values, strict=True):
+        by_value.setdefault(v, []).append(i)
+    for value, indices in by_value.items():
+        attrs = f',err_code="{value}",err_msg="{XID_MESSAGES.get(int(value), "Unknown Error")}"'
+        cut = labels.find(',namespace="')
+        merged = labels[:cut] + attrs + labels[cut:] if cut >= 0 else labels + attrs
+        out.append((merged, np.array(indices), [value] * len(indices)))
+    return out

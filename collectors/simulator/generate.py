@@ -3,8 +3,9 @@
 Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF`):
   dcgm-exporter.om        DCGM gauges per GPU / MIG instance / time-slicing copy
   kube-state-metrics.om   pods, phases, GPU requests, node and namespace labels
-  vllm.om                 serving histograms and counters of the inference pods
-  truth.json              allocated GPU-hours per team per day, computed from the schedule
+  vllm.om                 serving histograms, counters and the accuracy gauge of the inference pods
+  truth.json              allocated GPU-hours per team per day, computed from the schedule; under
+                          `serving`, expected SLIs, drift and canary verdicts (serving_truth.py)
 
 Every scrape happens SCRAPE_OFFSET_S seconds after an interval boundary, like a real scraper
 whose targets are not aligned with the query grid. With the default 5-minute interval (equal to
@@ -24,7 +25,7 @@ from random import Random
 
 import numpy as np
 
-from collectors.simulator import dcgm, fleet, inference, ksm
+from collectors.simulator import dcgm, fleet, incidents, inference, ksm, serving_truth
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
@@ -56,6 +57,7 @@ class SimConfig:
     days: float
     seed: int
     interval_s: int = 300
+    incidents: bool = True  # the health incidents of collectors/simulator/incidents.py
 
     @property
     def n_samples(self) -> int:
@@ -80,14 +82,19 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     acts = [activity(stream, p, hours, weekdays) for p in pods]
     stamps = _timestamps(cfg)
     tracks = dcgm.build_tracks(pods, acts, n)
-    dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream)
-    _write(out / "dcgm-exporter.om", _gauge_families(DCGM_FAMILIES, dcgm_fams.segments, stamps))
+    health = incidents.HealthSim(n, cfg.interval_s, cfg.seed, cfg.incidents)
+    dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream, health)
+    dcgm_meta = {**DCGM_FAMILIES, **incidents.HEALTH_FAMILIES}
+    _write(out / "dcgm-exporter.om", _gauge_families(dcgm_meta, dcgm_fams.segments, stamps))
     ksm_fams = ksm.KsmFamilies(pods, n)
     ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
     _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, stamps))
     inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
     _write(out / "vllm.om", _inference_families(inf, stamps))
     truth = compute_truth(cfg, pods)
+    truth["pods"] = pod_truth(cfg, pods, acts)
+    truth["health"] = health.truth(pods, cfg.start)
+    truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
@@ -124,16 +131,20 @@ def _gauge_families(meta: dict[str, tuple[str, str]], segments_of, stamps: list[
 
 
 def _inference_families(inf: inference.InferenceFamilies, stamps: list[str]) -> Iterable[str]:
-    for family in inference.HISTOGRAMS:
-        yield f"# HELP {family} Histogram of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} histogram\n"
-        for idx, blocks in inf.histogram(family):
+    for kind in inference.HISTOGRAMS:
+        family = inference.FAMILY[kind]
+        yield f"# HELP {family} {inference.HELP[kind]}\n# TYPE {family} histogram\n"
+        for idx, blocks in inf.histogram(kind):
             parts = []
             for i, block in zip(idx.tolist(), blocks, strict=True):
                 parts.append("\n".join(f"{line} {stamps[i]}" for line in block.split("\n")) + "\n")
             yield "".join(parts)
-    for family in inference.COUNTERS:
-        yield f"# HELP {family} Number of {family.split(':')[1].replace('_', ' ')}.\n# TYPE {family} counter\n"
+    for family, help_ in inference.COUNTERS.items():
+        yield f"# HELP {family} {help_}\n# TYPE {family} counter\n"
         yield from _series_lines(family + "_total", inf.counter(family), stamps)
+    name, help_ = inference.ACCURACY_GAUGE
+    yield f"# HELP {name} {help_}\n# TYPE {name} gauge\n"
+    yield from _series_lines(name, inf.accuracy(), stamps)
 
 
 def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
@@ -177,6 +188,27 @@ def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
             for n in fleet.NODES
         },
     }
+
+
+def pod_truth(cfg: SimConfig, pods: list[fleet.Pod], acts: list[np.ndarray]) -> list[dict[str, object]]:
+    """Every pod as scheduled: owner labels, placement, Running interval and mean graphics activity."""
+    step = timedelta(seconds=cfg.interval_s)
+    return [
+        {
+            "namespace": p.namespace,
+            "pod": p.name,
+            "team": p.team,
+            "cost_center": f"cc-{p.team}" if p.team else None,
+            "kind": p.kind,
+            "node": p.node,
+            "resource": p.resource,
+            "amount": p.amount,
+            "start": iso(cfg.start + step * p.start),
+            "end": iso(cfg.start + step * p.end),
+            "mean_activity": round(float(np.mean(a)), 6) if len(a) else None,
+        }
+        for p, a in zip(pods, acts, strict=True)
+    ]
 
 
 def _rounded(data: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -1,8 +1,8 @@
 """kube-state-metrics 2.x series of the simulated fleet (label layout of internal/store/*.go).
 
 Pod series start with namespace, pod, uid; node series with node. Started with
---metric-labels-allowlist=pods=[team,app.kubernetes.io/name],nodes=[*],namespaces=[team], so
-kube_pod_labels carries label_team where the pod has one (the sandbox namespace does not).
+--metric-labels-allowlist=pods=[team,cost-center,app.kubernetes.io/name],nodes=[*],namespaces=[team],
+so kube_pod_labels carries label_team and label_cost_center where the pod has them (sandbox pods do not).
 A pod is Pending for one scrape (node=""), Running, then Succeeded for two scrapes before its
 object is deleted (its request rows stay until then, as in real clusters).
 """
@@ -94,9 +94,10 @@ class KsmFamilies:
         return out
 
     def _pod_labels(self, pod: Pod) -> list[Segment]:
+        # keys sorted by their Kubernetes spelling: app.kubernetes.io/name, cost-center, team
         labels = f'{self._pod_key(pod)},label_app_kubernetes_io_name="{pod.app}"'
         if pod.team is not None:
-            labels += f',label_team="{pod.team}"'
+            labels += f',label_cost_center="cc-{pod.team}",label_team="{pod.team}"'
         idx = np.arange(pod.created, pod.deleted)
         return [(labels, idx, ["1"] * len(idx))]
 

@@ -50,7 +50,7 @@ def activity(stream: Stream, pod: Pod, hour: np.ndarray, weekday: np.ndarray) ->
     elif pod.kind == "inference":
         act = 0.12 + 0.65 * diurnal(hour[sl], weekday[sl]) + 0.03 * z
     elif pod.kind == "notebook":
-        act = 0.02 + 0.22 * stream.uniform(n) ** 3
+        act = 0.01 + 0.15 * stream.uniform(n) ** 3  # mostly idle: a notebook holding a GPU
     else:
         act = 0.55 + 0.12 * z
     return np.clip(act, 0.0, 1.0)

@@ -1,0 +1,103 @@
+"""Serving regression rules: the seed's rollback triggers as alerts, comparing the last hour with the
+same hour a day earlier (a rollout shows up as a step change against yesterday's traffic pattern).
+
+  latency: p95 end-to-end latency rises by more than `latency_rise` (0.5 = 50%)
+  errors:  the failure share rises by more than `error_rate_rise` (2.0 = 200%) and is at least 1%
+The thresholds are the canary's (settings serving.canary): one definition for the canary verdict and
+the alert. p95 comes from each exporter's own histogram (bucket edges as exported), `sum by (le, ...)`
+first so replicas add up before the quantile. Each server family gets its own rule, grouped by the
+label that carries its model (the namespace for servers without one, such as TGI). Distribution
+drift (PSI and friends) needs each model's own bucket edges over two windows: `gpuledger drift
+check` computes it from the warehouse.
+"""
+
+from __future__ import annotations
+
+from alerts.model import Rule
+from analytics.sli import model_label
+from core import conventions as c
+
+SUSTAINED = "1h"
+STATUS_LABELS = ("status", "code")  # Python instrumentators use status, Go's promhttp code
+MIN_ERROR_SHARE = 0.01
+
+
+def _by(family: str) -> str:
+    return model_label(family) or "namespace"
+
+
+def _unit(scale: float) -> str:
+    return "ms" if scale == 1e-3 else "s"
+
+
+def _p95(family: str, by: str, offset: str = "") -> str:
+    return f"histogram_quantile(0.95, sum by (le, {by}) (rate({family}_bucket[{SUSTAINED}]{offset})))"
+
+
+def latency_rules(rise: float) -> list[Rule]:
+    out = []
+    for family, (signal, scale) in sorted(c.SERVING_HISTOGRAMS.items()):
+        if signal != c.SIG_E2E:
+            continue
+        by = _by(family)
+        out.append(
+            Rule(
+                alert=c.ALERT_LATENCY_REGRESSION,
+                expr=f"{_p95(family, by)}\n  > {1 + rise:g} * {_p95(family, by, ' offset 1d')}",
+                for_="15m",
+                labels={"severity": "warning", "histogram": family},
+                annotations={
+                    "summary": f"p95 latency of {{{{ $labels.{by} }}}} rose over {rise:.0%} against yesterday",
+                    "description": (
+                        f'p95 end-to-end latency over the last hour is {{{{ $value | printf "%.2f" }}}} {_unit(scale)}, '
+                        f"more than {1 + rise:g}x the same hour yesterday (the canary's rollback trigger). Check "
+                        "recent rollouts (`gpuledger report canary`) and GPU health on the serving nodes."
+                    ),
+                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#serving-regressions",
+                },
+            )
+        )
+    return out
+
+
+def _sum_rate(metric: str, by: str, offset: str) -> str:
+    return f"sum by ({by}) (rate({metric}[{SUSTAINED}]{offset}))"
+
+
+def _error_ratio(bad: str, total: str, status: str | None, by: str, offset: str = "") -> str:
+    """bad / total; a total starting with + counts the successes only, so total = it + bad (Triton);
+    with a status, the bad events are the total's series with a 5xx status."""
+    if status is not None:
+        parts = [_sum_rate(f'{bad}{{{label}=~"5..|5xx"}}', by, offset) for label in STATUS_LABELS]
+        failures = "(" + " or ".join(parts) + ")"
+    else:
+        failures = _sum_rate(bad, by, offset)
+    denominator = _sum_rate(total.lstrip("+"), by, offset)
+    if total.startswith("+"):
+        denominator = f"({denominator} + {failures})"
+    return f"({failures} / {denominator})"
+
+
+def error_rules(rise: float) -> list[Rule]:
+    out = []
+    for bad, total, status in (*c.SERVER_ERROR_SOURCES, *c.HTTP_ERROR_SOURCES):
+        by = _by(bad)
+        now, before = _error_ratio(bad, total, status, by), _error_ratio(bad, total, status, by, " offset 1d")
+        out.append(
+            Rule(
+                alert=c.ALERT_ERROR_SPIKE,
+                expr=f"{now}\n  > {1 + rise:g} * {before}\nand {now} > {MIN_ERROR_SHARE:g}",
+                for_="10m",
+                labels={"severity": "critical", "counter": bad},
+                annotations={
+                    "summary": f"Server errors of {{{{ $labels.{by} }}}} spiked over {rise:.0%} against yesterday",
+                    "description": (
+                        "The failure share over the last hour is {{ $value | humanizePercentage }}, more than "
+                        f"{1 + rise:g}x the same hour yesterday and over {MIN_ERROR_SHARE:.0%} (the canary's rollback "
+                        "trigger). Roll back the last change (`gpuledger report canary`)."
+                    ),
+                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#serving-regressions",
+                },
+            )
+        )
+    return out

@@ -1,0 +1,144 @@
+"""SLO rules: traffic-weighted SLI recordings and multiwindow, multi-burn-rate alerts.
+
+For each SLO, `slo:gpuledger_sli_error:ratio_rate<w>` records bad / total events over each window the
+alerts need and over the SLO's period (a ratio of sums over the whole period, never a mean of short
+ratios, so uneven traffic weighs right; `total > 0` makes zero-traffic windows record nothing
+instead of 0/0). One alert per window pair (Google SRE Workbook, Sloth's catalog), so the firing pair
+is visible in its labels: page 14.4x on 1h/5m and 6x on 6h/30m, ticket 3x on 1d/2h and 1x on 3d/6h,
+factors scaled by period / 30 days (28d: 13.44, 5.6, 2.8, 0.933).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from alerts.model import Group, Rule, RuleFile
+from analytics.counters import Matcher, Selector
+from analytics.sli import SLI, SLODef, Term
+from core import conventions as c
+from core.timeutil import parse_duration
+
+WINDOW_MARK = "__GPULEDGER_WINDOW__"
+WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+SEVERITY = {"page": "critical", "ticket": "warning"}
+
+
+def burn_factor(budget_percent: float, long: str, period_days: float) -> float:
+    """The burn rate that spends budget_percent of the period's error budget in `long`."""
+    return budget_percent / 100 * period_days * 86400 / parse_duration(long)
+
+
+@dataclass(frozen=True)
+class SLORule:
+    """One SLO as PromQL: bad and total event counts with WINDOW_MARK where the window goes."""
+
+    service: str
+    slo: str
+    objective: float  # percent
+    period_days: float
+    bad: str
+    total: str
+    description: str = ""
+
+    @property
+    def budget(self) -> float:
+        return round(1 - self.objective / 100, 12)
+
+    def ratio(self, window: str) -> str:
+        bad, total = self.bad.replace(WINDOW_MARK, window), self.total.replace(WINDOW_MARK, window)
+        return f"({bad})\n/\n(({total}) > 0)"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {c.L_SLO_SERVICE: self.service, c.L_SLO_NAME: self.slo}
+
+    def selector(self, record: str) -> str:
+        inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
+        return f"{record}{{{inner}}}"
+
+
+def ratio_record(window: str) -> str:
+    return f"{c.REC_SLO_ERROR_RATIO}{window}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.10f}".rstrip("0").rstrip(".")
+
+
+def _le_variants(value: str) -> str:
+    """Prometheus 3 stores classic-histogram `le` as a float string (`1.0`), Prometheus 2 as exported
+    (`1`): match both spellings of the same edge."""
+    if value in ("+Inf", "Inf", "inf"):
+        return "[+]?Inf"
+    number = float(value)
+    spellings = {value, repr(number), f"{number:g}"}
+    if number == int(number):
+        spellings.add(str(int(number)))
+    return "|".join(re.escape(x) for x in sorted(spellings))
+
+
+def _portable(term: Term) -> Term:
+    matchers = tuple(
+        Matcher(m.label, "=~", _le_variants(m.value)) if m.label == c.L_LE and m.op == "=" else m
+        for m in term.selector.matchers
+    )
+    return Term(term.sign, Selector(term.selector.metric, matchers))
+
+
+def from_def(d: SLODef) -> SLORule:
+    """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
+    sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
+    bad, total = SLI.promql(sli, WINDOW_MARK)
+    return SLORule(d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description)
+
+
+def _period(days: float) -> str:
+    return f"{days:g}d" if days == int(days) else f"{round(days * 24)}h"
+
+
+def recordings(s: SLORule) -> Group:
+    period = _period(s.period_days)
+    rules = [Rule(record=ratio_record(w), expr=s.ratio(w), labels=s.labels) for w in (*WINDOWS, period)]
+    rules.append(Rule(record=c.REC_SLO_OBJECTIVE, expr=f"vector({_num(s.objective / 100)})", labels=s.labels))
+    rules.append(
+        Rule(
+            record=c.REC_SLO_BUDGET_REMAINING,
+            expr=f"1 - {s.selector(ratio_record(period))} / {_num(s.budget)}",
+            labels=s.labels,
+        )
+    )
+    return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-sli", tuple(rules))
+
+
+def alerts(s: SLORule) -> Group:
+    out = []
+    for long, short, budget_percent, kind in c.BURN_RATE_WINDOWS:
+        factor = burn_factor(budget_percent, long, s.period_days)
+        threshold = _num(factor * s.budget)
+        severity = SEVERITY[kind]
+        out.append(
+            Rule(
+                alert=c.ALERT_SLO_BURN,
+                expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
+                labels={"severity": severity, "burn": kind, "long": long, "short": short},
+                annotations={
+                    "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:.4g}x too fast ({long}/{short})",
+                    "description": (
+                        f"Bad events over {long} and {short} exceed {factor:.4g}x the error budget of a {s.objective:g}% "
+                        f"objective over {_period(s.period_days)} ({kind}: {budget_percent:g}% of the budget gone in {long}; at "
+                        f"this rate all of it in {s.period_days / factor:.1f} days). Check `gpuledger report slo`, recent "
+                        "rollouts and the canary verdict."
+                    ),
+                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#slos",
+                },
+            )
+        )
+    return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-alerts", tuple(out))
+
+
+def slo_file(slos: list[SLORule], namespace: str) -> RuleFile:
+    groups: list[Group] = []
+    for s in sorted(slos, key=lambda x: (x.service, x.slo)):
+        groups += [recordings(s), alerts(s)]
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-slo", namespace, tuple(groups))

@@ -1,0 +1,197 @@
+"""promtool unit tests generated with the rules: series that must fire each alert, series that must not.
+
+Each rule file gets `tests/<name>.test.yaml` (next to a plain-rule-file copy, since promtool cannot
+read a PrometheusRule). Alerts are asserted through the ALERTS series (promql_expr_test), which
+checks labels without depending on the rendered annotations; floats are compared with
+`abs(x - v) < bool eps`, because promtool 2.42 compares exactly (no fuzzy_compare).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from alerts import unittests_signals as signals
+from alerts.generator import RuleSpec
+from alerts.model import RuleFile
+from alerts.promtool_series import POD, alerts_at, close_to, gpu, node, running_pod
+from alerts.promtool_series import series as _series
+from core import conventions as c
+
+
+def cost_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    minutes = 420
+    series = [node("n1", "p4d.24xlarge", minutes), node("n8", "p5.48xlarge", minutes)]
+    series += running_pod("ml", "idle-nb", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="vision"')
+    series += running_pod("ml", "busy", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="vision"')
+    series += running_pod("ml", "slices", "n1", "nvidia_com_mig_3g_40gb", 2, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "big", "n8", c.RESOURCE_GPU, 8, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "svc", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="nlp"')
+    series += running_pod("ml", "hot-svc", "n1", c.RESOURCE_GPU, 1, minutes, 'label_team="nlp"')
+    series += [
+        gpu("n1", "a", c.DCGM_GR_ENGINE_ACTIVE, f"0.05x{minutes}", ("ml", "idle-nb")),
+        gpu("n1", "b", c.DCGM_GR_ENGINE_ACTIVE, f"0.9x{minutes}", ("ml", "busy")),
+        gpu("n8", "c", c.DCGM_GR_ENGINE_ACTIVE, f"0.8x{minutes}", ("ml", "big")),
+        gpu("n1", "d", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "svc")),
+        gpu("n1", "e", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "hot-svc")),
+        # 6 req/min = 360 requests per GPU-hour (under the floor); 60 req/min with a counter reset at 3h
+        _series(c.VLLM_REQUEST_SUCCESS, 'namespace="ml",pod="svc",model_name="m"', f"0+6x{minutes}"),
+        _series(
+            c.VLLM_REQUEST_SUCCESS, 'namespace="ml",pod="hot-svc",model_name="m"', f"0+60x180 0+60x{minutes - 181}"
+        ),
+    ]
+    series += [gpu(f"idle-{i}", f"idle{i}", c.DCGM_GPU_TEMP, f"40x{minutes}") for i in range(40)]
+    price = spec.prices.get(("p4d.24xlarge", "on_demand"))
+    checks = [
+        alerts_at("3h", c.ALERT_LOW_GPU_UTILIZATION, ['namespace="ml",pod="idle-nb",severity="warning"']),
+        alerts_at("3h", c.ALERT_POOR_INFERENCE_EFFICIENCY, ['namespace="ml",pod="svc",severity="warning"']),
+        alerts_at("5h", c.ALERT_IDLE_GPU_CAPACITY, []),
+        alerts_at("6h50m", c.ALERT_IDLE_GPU_CAPACITY, ['severity="info"']),
+        close_to(
+            f'{c.REC_POD_GPU_SHARE}{{pod="slices"}}',
+            f"{Decimal(6) / 7:.12f}",
+            "1h",
+            '{namespace="ml",node="n1",pod="slices"}',
+        ),
+    ]
+    if price is not None:
+        checks.append(
+            close_to(f'{c.REC_POD_GPU_COST}{{pod="busy"}}', price, "1h", '{namespace="ml",node="n1",pod="busy"}')
+        )
+    big = spec.prices.get(("p5.48xlarge", "on_demand"))
+    fires = big is not None and big * 8 * 24 > spec.high_job_cost_usd_per_day
+    checks.append(
+        alerts_at(
+            "1h", c.ALERT_HIGH_TRAINING_COST, ['namespace="ml",node="n8",pod="big",severity="info"'] if fires else []
+        )
+    )
+    checks.append(alerts_at("3h", c.ALERT_TEAM_OVER_BUDGET_PACE, []))
+    tests = [
+        {
+            "name": "cost rules fire on idle, wasteful and expensive GPUs and stay quiet on busy ones",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": checks,
+        }
+    ]
+    if spec.budgets and big is not None:
+        tests.append(_budget_test(spec, big))
+    return tests
+
+
+def _budget_test(spec: RuleSpec, gpu_hour: Decimal) -> dict[str, Any]:
+    """The first budgeted team runs 8 GPUs for 3 hours: over pace exactly when 8 x price > pace x factor."""
+    team = sorted(spec.budgets)[0]
+    pace = Decimal(spec.budgets[team]) / 730 * Decimal(str(spec.budget_pace_factor))
+    series = [
+        node("n8", "p5.48xlarge", 240),
+        *running_pod("ml", "spender", "n8", c.RESOURCE_GPU, 8, 240, f'label_team="{team}"'),
+    ]
+    expected = [f'label_team="{team}",severity="warning"'] if gpu_hour * 8 > pace else []
+    return {
+        "name": f"team {team} against its budget pace",
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            alerts_at("30m", c.ALERT_TEAM_OVER_BUDGET_PACE, []),
+            alerts_at("3h", c.ALERT_TEAM_OVER_BUDGET_PACE, expected),
+        ],
+    }
+
+
+def compliance_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    series = running_pod("ml", "owned", "n1", c.RESOURCE_GPU, 1, 60, 'label_cost_center="cc-1",label_team="vision"')
+    series += running_pod("ml", "orphan", "n1", c.RESOURCE_GPU, 1, 60, "")
+    series += running_pod("ml", "team-only", "n1", c.RESOURCE_GPU, 1, 60, 'label_team="nlp"')
+    # a Pending pod's request must not count (only Running pods hold GPUs)
+    key = POD.format(ns="ml", pod="pending")
+    series += [
+        _series(
+            c.KSM_POD_REQUESTS, f'{key},container="main",node="",resource="{c.RESOURCE_GPU}",unit="integer"', "1x60"
+        ),
+        _series(c.KSM_POD_PHASE, f'{key},phase="Running"', "0x60"),
+    ]
+    return [
+        {
+            "name": "GPU pods must name a team and a cost centre",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                alerts_at("10m", c.ALERT_GPU_POD_WITHOUT_TEAM, []),
+                alerts_at("30m", c.ALERT_GPU_POD_WITHOUT_TEAM, ['namespace="ml",pod="orphan",severity="warning"']),
+                alerts_at(
+                    "30m",
+                    c.ALERT_GPU_POD_WITHOUT_COST_CENTER,
+                    [
+                        'namespace="ml",pod="orphan",severity="warning"',
+                        'namespace="ml",pod="team-only",severity="warning"',
+                    ],
+                ),
+            ],
+        }
+    ]
+
+
+def recording_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    series = running_pod("ml", "p", "n1", c.RESOURCE_GPU, 2, 30, 'label_team="vision"')
+    # a second kube-state-metrics replica exports the same request: it must not double the GPUs
+    key = POD.format(ns="ml", pod="p")
+    series.append(
+        _series(
+            c.KSM_POD_REQUESTS,
+            f'{key},container="main",node="n1",resource="{c.RESOURCE_GPU}",unit="integer",instance="ksm-2"',
+            "2x30",
+        )
+    )
+    return [
+        {
+            "name": "allocation counts Running pods once, however many kube-state-metrics replicas report them",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                {
+                    "expr": c.REC_POD_GPU_ALLOCATION,
+                    "eval_time": "10m",
+                    "exp_samples": [
+                        {
+                            "labels": f'{c.REC_POD_GPU_ALLOCATION}{{namespace="ml",node="n1",pod="p",resource="{c.RESOURCE_GPU}"}}',
+                            "value": 2,
+                        }
+                    ],
+                }
+            ],
+        }
+    ]
+
+
+def _builders() -> dict[str, Any]:
+    return {
+        "recording": recording_tests,
+        "cost": cost_tests,
+        "health": signals.health_tests,
+        "drift": signals.drift_tests,
+        "compliance": compliance_tests,
+    }
+
+
+def test_document(rule_file: RuleFile, spec: RuleSpec, rules_path: str) -> dict[str, Any] | None:
+    domain = rule_file.name.removeprefix(f"{c.RULE_GROUP_PREFIX}-")
+    builder = _builders().get(domain)
+    if builder is None:
+        return None
+    return {"rule_files": [rules_path, *_dependencies(domain)], "evaluation_interval": "1m", "tests": builder(spec)}
+
+
+def _dependencies(domain: str) -> list[str]:
+    # cost and compliance rules read the recording file's series
+    return [f"{c.RULE_GROUP_PREFIX}-recording.rules.yaml"] if domain in ("cost", "compliance") else []
+
+
+def all_tests(files: list[RuleFile], spec: RuleSpec) -> dict[str, dict[str, Any]]:
+    """name -> promtool test document, for every rule file that has tests."""
+    docs = {}
+    for rule_file in files:
+        doc = test_document(rule_file, spec, f"{rule_file.name}.rules.yaml")
+        if doc is not None:
+            docs[rule_file.name] = doc
+    return docs

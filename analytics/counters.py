@@ -1,0 +1,194 @@
+"""Counter increases and gauge averages over serving series, exactly as PromQL computes them.
+
+`increase(x[W])` evaluated at T takes the raw samples with time in (T-W, T] (Prometheus 3 range
+semantics; 2.x also includes a sample exactly at T-W), needs at least two, adds the value before
+every drop (a counter reset), then extrapolates towards the window edges as promql/functions.go
+extrapolatedRate does: by the distance to the edge when it is under 1.1 x the average sample
+spacing, else by half a spacing, and never to before the counter would have been zero.
+
+Raw samples come from the warehouse's step grid: every row keeps the time of the scrape its value
+came from (`sample_ts`), so the distinct (series, sample_ts, value) are the scrapes themselves
+whenever the step is no longer than the scrape interval. Older rows without it fall back to the
+end of their step.
+
+Selectors are PromQL's: a sample name plus label matchers (=, !=, =~, !~; regexes fully anchored,
+RE2 in both Prometheus and DuckDB). Labels map onto warehouse columns: the model label
+(model_name / model / service_name) onto `model`, `le` onto the numeric edge, the rest onto
+`namespace`, `pod`, `cluster` or the JSON `labels`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+
+from core import conventions as c
+from core.timeutil import to_epoch
+
+_COLUMNS = {"namespace": "namespace", "pod": "pod", "cluster": "cluster"}
+_SERIES = "cluster, namespace, pod, model, metric, le, labels"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str  # = != =~ !~
+    value: str
+
+    def promql(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.label}{self.op}"{escaped}"'
+
+
+@dataclass(frozen=True)
+class Selector:
+    metric: str
+    matchers: tuple[Matcher, ...] = ()
+
+    def promql(self) -> str:
+        inner = ",".join(m.promql() for m in self.matchers)
+        return f"{self.metric}{{{inner}}}" if inner else self.metric
+
+    def where(self) -> tuple[str, list[object]]:
+        """A SQL condition on inference_samples (and its parameters) selecting these series."""
+        parts: list[str] = ["metric = ?"]
+        params: list[object] = [self.metric]
+        for m in self.matchers:
+            column = _column(m.label)
+            if m.label == c.L_LE:
+                column = "CASE WHEN le = 'inf'::DOUBLE THEN '+Inf' ELSE CAST(le AS VARCHAR) END"
+                if m.op in ("=", "!="):
+                    parts.append(f"{'' if m.op == '=' else 'NOT '}(le IS NOT NULL AND le = ?::DOUBLE)")
+                    params.append(m.value.replace("+Inf", "inf"))
+                    continue
+            sql = {
+                "=": "{} = ?",
+                "!=": "{} <> ?",
+                "=~": "regexp_full_match({}, ?)",
+                "!~": "NOT regexp_full_match({}, ?)",
+            }
+            parts.append(sql[m.op].format(f"coalesce({column}, '')"))
+            params.append(m.value)
+        return " AND ".join(parts), params
+
+
+def _column(label: str) -> str:
+    if label in _COLUMNS:
+        return _COLUMNS[label]
+    if label in c.L_MODEL_LABELS:
+        return "model"
+    return f"json_extract_string(labels, '$.\"{label}\"')"
+
+
+@dataclass(frozen=True)
+class Span:
+    """One evaluation: the range (end - seconds, end]."""
+
+    end: datetime
+    seconds: int
+
+    @property
+    def start(self) -> datetime:
+        return self.end - timedelta(seconds=self.seconds)
+
+
+def extrapolated_increase(
+    n: int, first_t_ms: int, last_t_ms: int, first_v: float, delta: float, start_ms: int, end_ms: int
+) -> float | None:
+    """PromQL increase() of one series, given its samples' summary in the range (start, end]."""
+    if n < 2:
+        return None
+    result = delta
+    duration_to_start = (first_t_ms - start_ms) / 1000
+    duration_to_end = (end_ms - last_t_ms) / 1000
+    sampled = (last_t_ms - first_t_ms) / 1000
+    average = sampled / (n - 1)
+    if result > 0 and first_v >= 0:
+        # A counter cannot have been below zero: do not extrapolate past that point.
+        duration_to_zero = sampled * (first_v / result)
+        if duration_to_zero < duration_to_start:
+            duration_to_start = duration_to_zero
+    threshold = average * 1.1
+    extrapolate_to = sampled
+    extrapolate_to += duration_to_start if duration_to_start < threshold else average / 2
+    extrapolate_to += duration_to_end if duration_to_end < threshold else average / 2
+    return result * (extrapolate_to / sampled)
+
+
+def _ms(ts: datetime) -> int:
+    return round(to_epoch(ts) * 1000)
+
+
+def _spans_table(con: duckdb.DuckDBPyConnection, spans: list[Span]) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE serving_spans (sid INTEGER, lo BIGINT, hi BIGINT)")
+    con.executemany(
+        "INSERT INTO serving_spans VALUES (?, ?, ?)",
+        [[i, _ms(s.end) - s.seconds * 1000, _ms(s.end)] for i, s in enumerate(spans)],
+    )
+
+
+def _points_sql(selector: Selector, spans: list[Span]) -> tuple[str, list[object]]:
+    where, params = selector.where()
+    lo = min(s.start for s in spans) - timedelta(hours=1)
+    hi = max(s.end for s in spans) + timedelta(hours=1)
+    sql = f"""SELECT DISTINCT {_SERIES}, value,
+            epoch_ms(coalesce(sample_ts, ts + to_seconds(step_s))) AS t
+        FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= ? AND ts <= ? AND {where}"""
+    return sql, [lo, hi, *params]
+
+
+def series_increases(
+    con: duckdb.DuckDBPyConnection, selector: Selector, spans: list[Span]
+) -> dict[int, dict[tuple[object, ...], float]]:
+    """increase() of every series the selector matches, per span index (series without two
+    samples in a span are absent from it, as in PromQL)."""
+    if not spans:
+        return {}
+    _spans_table(con, spans)
+    points, params = _points_sql(selector, spans)
+    rows = con.execute(
+        f"""WITH p AS ({points}),
+        j AS (SELECT s.sid, s.lo, s.hi, p.* FROM p JOIN serving_spans s ON p.t > s.lo AND p.t <= s.hi),
+        o AS (SELECT *, lag(value) OVER (PARTITION BY sid, {_SERIES} ORDER BY t) AS prev FROM j)
+        SELECT sid, lo, hi, {_SERIES}, count(*) AS n, min(t) AS first_t, max(t) AS last_t,
+            arg_min(value, t) AS first_v,
+            arg_max(value, t) - arg_min(value, t) + sum(CASE WHEN value < prev THEN prev ELSE 0 END) AS delta
+        FROM o GROUP BY ALL""",
+        params,
+    ).fetchall()
+    out: dict[int, dict[tuple[object, ...], float]] = defaultdict(dict)
+    for sid, lo, hi, *rest in rows:
+        key, (n, first_t, last_t, first_v, delta) = tuple(rest[:7]), rest[7:]
+        value = extrapolated_increase(n, first_t, last_t, first_v, delta, lo, hi)
+        if value is not None:
+            out[sid][key] = value
+    return out
+
+
+def summed_increase(con: duckdb.DuckDBPyConnection, selector: Selector, spans: list[Span]) -> list[float | None]:
+    """`sum(increase(selector[W]))` per span: None where no series has two samples (no data)."""
+    per_span = series_increases(con, selector, spans)
+    return [sum(per_span[i].values()) if per_span.get(i) else None for i in range(len(spans))]
+
+
+def gauge_means(
+    con: duckdb.DuckDBPyConnection, selector: Selector, spans: list[Span]
+) -> dict[int, dict[tuple[object, ...], tuple[float, int]]]:
+    """avg_over_time() of every matched gauge series per span, with its sample count."""
+    if not spans:
+        return {}
+    _spans_table(con, spans)
+    points, params = _points_sql(selector, spans)
+    rows = con.execute(
+        f"""WITH p AS ({points})
+        SELECT s.sid, {", ".join("p." + col.strip() for col in _SERIES.split(","))}, avg(p.value), count(*)
+        FROM p JOIN serving_spans s ON p.t > s.lo AND p.t <= s.hi GROUP BY ALL""",
+        params,
+    ).fetchall()
+    out: dict[int, dict[tuple[object, ...], tuple[float, int]]] = defaultdict(dict)
+    for sid, *rest in rows:
+        out[sid][tuple(rest[:7])] = (float(rest[7]), int(rest[8]))
+    return out

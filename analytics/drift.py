@@ -1,0 +1,250 @@
+"""Drift statistics between a reference and a current sample: raw values or binned counts.
+
+Methods (natural logarithms throughout):
+- PSI = sum (c - r) ln(c / r) over the reference's quantile bins (deciles by default; with
+  histogram input, the exported bucket edges closest to the reference deciles). An empty bin gets
+  the share `epsilon` (default 1e-4) on either side so the log stays finite. Bands: < 0.1 stable,
+  < 0.25 moderate, else major.
+- Kolmogorov-Smirnov: D = max |F_r - F_c|; on raw values scipy's ks_2samp (exact for small samples,
+  asymptotic otherwise); on histograms D is taken at the bucket edges and p = kstwo.sf(D, round(mn/(m+n))).
+- Normed Wasserstein: W1(ref, cur) / max(std(ref), 0.001) (Evidently's wasserstein_distance_norm).
+  Histogram mass is placed at each bucket's upper edge (the +Inf bucket at the last finite edge).
+- Jensen-Shannon distance: sqrt(KL(r||m)/2 + KL(c||m)/2), m = (r + c)/2, on the PSI bins (numeric)
+  or categories; at most sqrt(ln 2) ~ 0.833 (scipy.spatial.distance.jensenshannon, base e).
+- Chi-square for categories: the 2 x k contingency test of independence, without Yates' correction.
+
+Default method (comparable to Evidently's registry): a numeric feature with more than 5 distinct
+values uses KS when the reference has at most 1,000 rows, normed Wasserstein above; otherwise the
+feature is treated as categorical: chi-square up to 1,000 reference rows, Jensen-Shannon above.
+p-value tests flag drift below `p_value` (0.05), distances at or above `threshold` (0.1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+EPSILON = 1e-4
+PSI_BANDS = (0.1, 0.25)
+N_BINS = 10
+SMALL_REFERENCE = 1000  # Evidently: at most this many reference rows -> p-value tests
+MAX_CATEGORICAL_UNIQUE = 5
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    epsilon: float = EPSILON
+    psi_bands: tuple[float, float] = PSI_BANDS
+    p_value: float = 0.05
+    threshold: float = 0.1
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    kind: str  # numeric | categorical
+    method: str  # the default method that decides `drift`
+    n_reference: float
+    n_current: float
+    statistics: dict[str, float | None] = field(default_factory=dict)
+    drift: bool = False
+    psi_band: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "kind": self.kind,
+            "method": self.method,
+            "drift": self.drift,
+            "psi_band": self.psi_band,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            **self.statistics,
+        }
+
+
+def psi(reference_share: np.ndarray, current_share: np.ndarray, epsilon: float = EPSILON) -> float:
+    r = np.where(reference_share == 0, epsilon, reference_share)
+    c = np.where(current_share == 0, epsilon, current_share)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def psi_band(value: float, bands: tuple[float, float] = PSI_BANDS) -> str:
+    return "major" if value >= bands[1] else "moderate" if value >= bands[0] else "stable"
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    p = p / p.sum()
+    q = q / q.sum()
+    m = (p + q) / 2
+    kl = lambda a: float(np.sum(np.where(a > 0, a * np.log(np.where(a > 0, a, 1) / m), 0.0)))  # noqa: E731
+    return math.sqrt(max(kl(p) + kl(q), 0.0) / 2)
+
+
+def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float, int]:
+    """Statistic, p-value and degrees of freedom of the 2 x k test of independence."""
+    table = np.vstack([reference_counts, current_counts]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0, 0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    dof = table.shape[1] - 1
+    return statistic, float(stats.chi2.sf(statistic, dof)), dof
+
+
+def wasserstein(
+    u: np.ndarray, v: np.ndarray, u_weights: np.ndarray | None = None, v_weights: np.ndarray | None = None
+) -> float:
+    """W1 = integral of |F_u - F_v| over the merged support (scipy's _cdf_distance, p = 1)."""
+    u_sorter, v_sorter = np.argsort(u), np.argsort(v)
+    all_values = np.sort(np.concatenate([u, v]))
+    deltas = np.diff(all_values)
+    u_cdf = _weighted_cdf(u, u_sorter, u_weights, all_values[:-1])
+    v_cdf = _weighted_cdf(v, v_sorter, v_weights, all_values[:-1])
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
+
+
+def _weighted_cdf(values: np.ndarray, sorter: np.ndarray, weights: np.ndarray | None, at: np.ndarray) -> np.ndarray:
+    idx = np.searchsorted(values[sorter], at, side="right")
+    if weights is None:
+        return idx / len(values)
+    cumulative = np.concatenate([[0.0], np.cumsum(weights[sorter])])
+    return cumulative[idx] / cumulative[-1]
+
+
+def quantile_edges(reference: np.ndarray, bins: int = N_BINS) -> np.ndarray:
+    """Inner cut points at the reference's quantiles (duplicates merged)."""
+    return np.unique(np.quantile(reference, np.arange(1, bins) / bins))
+
+
+def _binned(values: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    # Bins (-inf, q1], (q1, q2], ..., (q_last, inf): a value equal to a cut falls in the lower bin.
+    return np.bincount(np.searchsorted(cuts, values, side="left"), minlength=len(cuts) + 1).astype(float)
+
+
+def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
+    """Every numeric statistic on raw values, and the verdict of the default method."""
+    reference = reference[~np.isnan(reference)]
+    current = current[~np.isnan(current)]
+    if len(np.unique(np.concatenate([reference, current]))) <= MAX_CATEGORICAL_UNIQUE:
+        return categorical_drift(feature, reference.astype(str), current.astype(str), policy)
+    cuts = quantile_edges(reference)
+    r_counts, c_counts = _binned(reference, cuts), _binned(current, cuts)
+    ks = stats.ks_2samp(reference, current)
+    value = psi(r_counts / r_counts.sum(), c_counts / c_counts.sum(), policy.epsilon)
+    out = FeatureDrift(feature, "numeric", "", float(len(reference)), float(len(current)))
+    out.statistics = {
+        "psi": value,
+        "ks_statistic": float(ks.statistic),
+        "ks_p_value": float(ks.pvalue),
+        "wasserstein_normed": wasserstein(reference, current) / max(float(np.std(reference)), 0.001),
+        "jensen_shannon": jensen_shannon(r_counts, c_counts),
+    }
+    return _decide(out, policy)
+
+
+def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
+    categories = sorted(set(reference.tolist()) | set(current.tolist()))
+    r = np.array([np.sum(reference == k) for k in categories], dtype=float)
+    c = np.array([np.sum(current == k) for k in categories], dtype=float)
+    return counts_drift(feature, categories, r, c, policy)
+
+
+def counts_drift(
+    feature: str, categories: list[str], reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
+) -> FeatureDrift:
+    """Categorical drift from counts per category (e.g. requests per finished_reason)."""
+    statistic, p, dof = chi_square(reference, current)
+    out = FeatureDrift(feature, "categorical", "", float(reference.sum()), float(current.sum()))
+    out.statistics = {
+        "chi_square": statistic,
+        "chi_square_p_value": p,
+        "chi_square_dof": float(dof),
+        "jensen_shannon": jensen_shannon(reference, current) if reference.sum() and current.sum() else None,
+        "psi": psi(reference / reference.sum(), current / current.sum(), policy.epsilon)
+        if reference.sum() and current.sum()
+        else None,
+        **{
+            f"share_reference[{k}]": float(v / reference.sum()) if reference.sum() else None
+            for k, v in zip(categories, reference, strict=True)
+        },
+        **{
+            f"share_current[{k}]": float(v / current.sum()) if current.sum() else None
+            for k, v in zip(categories, current, strict=True)
+        },
+    }
+    return _decide(out, policy)
+
+
+def _decide(out: FeatureDrift, policy: DriftPolicy) -> FeatureDrift:
+    s = out.statistics
+    small = out.n_reference <= SMALL_REFERENCE
+    if out.kind == "numeric":
+        out.method = "ks" if small else "wasserstein_normed"
+        out.drift = (
+            _value(s["ks_p_value"], 1.0) < policy.p_value
+            if small
+            else _value(s["wasserstein_normed"], 0.0) >= policy.threshold
+        )
+    else:
+        out.method = "chi_square" if small else "jensen_shannon"
+        out.drift = (
+            _value(s["chi_square_p_value"], 1.0) < policy.p_value
+            if small
+            else _value(s["jensen_shannon"], 0.0) >= policy.threshold
+        )
+    value = s.get("psi")
+    if value is not None:
+        out.psi_band = psi_band(value, policy.psi_bands)
+    return out
+
+
+def _value(x: float | None, missing: float) -> float:
+    return missing if x is None else x  # never `x or missing`: a p-value of exactly 0 is the strongest evidence
+
+
+def histogram_cuts(edges: np.ndarray, reference_counts: np.ndarray, bins: int = N_BINS) -> np.ndarray:
+    """Indices of the bucket edges closest to the reference's quantiles: the PSI bins a histogram
+    allows (bucket j holds values in (edge[j-1], edge[j]])."""
+    cdf = np.cumsum(reference_counts) / reference_counts.sum()
+    finite = np.isfinite(edges)
+    cuts = {int(np.argmax(cdf >= q - 1e-12)) for q in np.arange(1, bins) / bins}
+    return np.array(sorted(j for j in cuts if finite[j] and j < len(edges) - 1), dtype=int)
+
+
+def _merge(counts: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    bounds = np.concatenate([[0], cuts + 1, [len(counts)]])
+    return np.array([counts[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)], dtype=float)
+
+
+def histogram_drift(
+    feature: str, edges: np.ndarray, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
+) -> FeatureDrift:
+    """Numeric drift from bucket counts (non-cumulative, one per `le` edge, +Inf last)."""
+    out = FeatureDrift(feature, "numeric", "", float(reference.sum()), float(current.sum()))
+    if not reference.sum() or not current.sum():
+        out.method = "none"
+        return out
+    cuts = histogram_cuts(edges, reference)
+    r_bins, c_bins = _merge(reference, cuts), _merge(current, cuts)
+    f_r, f_c = np.cumsum(reference) / reference.sum(), np.cumsum(current) / current.sum()
+    d = float(np.max(np.abs(f_r - f_c)))
+    n, m = reference.sum(), current.sum()
+    last_finite = edges[np.isfinite(edges)][-1]
+    points = np.where(np.isfinite(edges), edges, last_finite)
+    mean = np.average(points, weights=reference)
+    std = math.sqrt(float(np.average((points - mean) ** 2, weights=reference)))
+    out.statistics = {
+        "psi": psi(r_bins / r_bins.sum(), c_bins / c_bins.sum(), policy.epsilon),
+        "ks_statistic": d,
+        "ks_p_value": float(stats.kstwo.sf(d, round(n * m / (n + m)))),
+        "wasserstein_normed": wasserstein(points, points, reference, current) / max(std, 0.001),
+        "jensen_shannon": jensen_shannon(r_bins, c_bins),
+        "psi_bins": float(len(r_bins)),
+    }
+    return _decide(out, policy)

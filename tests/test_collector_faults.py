@@ -1,0 +1,164 @@
+"""Faults between the collector and the store, replayed from a real Prometheus's recorded answers.
+
+Transient faults (5xx, timeouts, bodies cut short, malformed or partial answers) are retried with
+backoff; once retries run out the run fails with exit 3 and the window being fetched is not
+committed. A 4xx is terminal at once (exit 2) and names the query. A malformed series is skipped,
+counted and reported once, and the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from app.cli import main
+from core import conventions as c
+from core.warehouse import open_warehouse
+from tests.fake_store import PASS, FakeStore, Fault, serving
+
+START, END = "2026-11-02T00:00:00Z", "2026-11-02T02:00:00Z"
+Script = Callable[[int, dict[str, str]], Fault]
+
+
+def _collect(url: str, wh: Path, tmp_path: Path, *extra: str, timeout: str = "3s") -> Result:
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        "collect:\n  retries: 2\n  commit_window: 1h\n  concurrency: 2\n  pushdown: query\n"
+        f"  timeout: {timeout}\n  cluster: sim-us-east-1\n"
+    )
+    args = ["--config", str(config), "--warehouse", str(wh), "collect", "prometheus", "--url", url, *extra]
+    return CliRunner().invoke(main, args)
+
+
+def _window_rows(wh: Path, table: str, lo: str = START, hi: str = END) -> list[tuple]:
+    with open_warehouse(wh, read_only=True) as con:
+        found = con.execute(f"SELECT * FROM {table} WHERE ts >= ?::TIMESTAMP AND ts < ?::TIMESTAMP", [lo, hi])
+        return sorted(found.fetchall(), key=repr)
+
+
+def _first_requests(fault: Fault, count: int = 1) -> Script:
+    return lambda n, params: fault if n < count else PASS
+
+
+def _always(fault: Fault) -> Script:
+    return lambda n, params: fault
+
+
+RECOVERED = {
+    "a 503 is retried": Fault("status", 503, b'{"status":"error","error":"overloaded"}'),
+    "a timeout is retried": Fault("delay", seconds=4.0),
+    "a body cut short is retried": Fault("cut"),
+    "malformed JSON is retried": Fault("malformed"),
+    "a partial answer is retried": Fault("partial"),
+}
+
+
+@pytest.mark.parametrize("case", list(RECOVERED), ids=list(RECOVERED))
+def test_a_transient_fault_is_retried_and_the_window_commits_exactly(
+    case: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    store = FakeStore(prometheus_url, _first_requests(RECOVERED[case]))
+    with serving(store) as url:
+        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES):
+        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+
+
+FAILING = {
+    "5xx until retries run out": (Fault("status", 502, b"bad gateway"), "HTTP 502"),
+    "timeouts until retries run out": (Fault("delay", seconds=2.5), "timed out"),
+    "malformed JSON until retries run out": (Fault("malformed"), "malformed answer"),
+    "partial answers until retries run out": (Fault("partial"), "partial answer"),
+    "bodies cut short until retries run out": (Fault("cut"), "cut short"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILING), ids=list(FAILING))
+def test_a_lasting_fault_fails_transiently_names_the_query_and_commits_nothing(
+    case: str, prometheus_url: str, tmp_path: Path
+) -> None:
+    fault, message = FAILING[case]
+    store = FakeStore(prometheus_url, _always(fault))
+    wh = tmp_path / "wh.duckdb"
+    with serving(store) as url:
+        result = _collect(url, wh, tmp_path, "--start", START, "--end", END, timeout="1s")
+    assert result.exit_code == 3, result.output
+    assert message in result.output and "query '" in result.output and "gave up after 3 attempts" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with open_warehouse(wh, read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {c.T_POD_ALLOCATIONS}").fetchall() == [(0,)]
+        assert con.execute(f"SELECT count(*) FROM {c.T_WATERMARKS}").fetchall() == [(0,)]
+
+
+def test_a_rejected_query_is_terminal_at_once_and_shows_the_query(prometheus_url: str, tmp_path: Path) -> None:
+    body = b'{"status":"error","errorType":"bad_data","error":"parse error: unexpected end of input"}'
+    store = FakeStore(prometheus_url, _always(Fault("status", 400, body)))
+    with serving(store) as url:
+        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 2
+    assert "rejected (HTTP 400: parse error: unexpected end of input)" in result.output
+    assert "query '" in result.output
+    queries = {s.params.get("query") for s in store.seen if s.path.endswith("query_range")}
+    assert len(store.seen) <= 2 * len(queries)  # no retries: at most the requests already in flight
+
+
+def test_a_failure_in_a_later_window_keeps_the_committed_ones_and_the_next_run_resumes(
+    prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    outage = {"on": True}
+
+    def second_window_fails(n: int, params: dict[str, str]) -> Fault:
+        late = float(params.get("start", "0")) >= 1793581200  # 2026-11-02T01:00:00Z
+        return Fault("status", 503, b"down") if late and outage["on"] else PASS
+
+    wh = tmp_path / "wh.duckdb"
+    with serving(FakeStore(prometheus_url, second_window_fails)) as url:
+        failed = _collect(url, wh, tmp_path, "--start", START, "--end", END, timeout="1s")
+        assert failed.exit_code == 3
+        first_hour = _window_rows(wh, c.T_POD_ALLOCATIONS, hi="2026-11-02T01:00:00Z")
+        assert first_hour == _window_rows(direct_warehouse, c.T_POD_ALLOCATIONS, hi="2026-11-02T01:00:00Z")
+        assert _window_rows(wh, c.T_POD_ALLOCATIONS, lo="2026-11-02T01:00:00Z") == []
+        outage["on"] = False
+        resumed = _collect(url, wh, tmp_path, "--end", END)  # no --start: from the watermark
+    assert resumed.exit_code == 0, resumed.output
+    assert f"prometheus:{url} 2026-11-02T01:00Z..2026-11-02T02:00Z" in resumed.output
+    assert _window_rows(wh, c.T_POD_ALLOCATIONS) == _window_rows(direct_warehouse, c.T_POD_ALLOCATIONS)
+
+
+def test_a_malformed_series_is_skipped_counted_and_reported_once(prometheus_url: str, tmp_path: Path) -> None:
+    def corrupt_allocations(n: int, params: dict[str, str]) -> Fault:
+        return Fault("bad_series") if c.KSM_POD_REQUESTS in params.get("query", "") else PASS
+
+    wh = tmp_path / "wh.duckdb"
+    with serving(FakeStore(prometheus_url, corrupt_allocations)) as url:
+        result = _collect(url, wh, tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    assert "; 2 malformed series skipped" in result.output  # one per commit window
+    assert result.output.count("malformed series were skipped") == 1
+    with open_warehouse(wh, read_only=True) as con:
+        assert con.execute(f"SELECT sum(skipped_series) FROM {c.T_INGEST_RUNS}").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize(("draw", "expected"), [(1.0, [0.5, 1.0, 2.0, 4.0, 5.0]), (0.5, [0.25, 0.5, 1.0, 2.0, 2.5])])
+def test_backoff_doubles_per_attempt_with_full_jitter_up_to_a_cap(draw: float, expected: list[float]) -> None:
+    from collectors.http import HttpClient, HttpConfig
+
+    client = HttpClient("http://127.0.0.1:1", HttpConfig(backoff_base_s=0.5, backoff_max_s=5.0), rng=lambda: draw)
+    assert [client.backoff(attempt) for attempt in range(5)] == expected
+
+
+def test_retries_sleep_between_attempts_and_stop_at_the_configured_count(prometheus_url: str) -> None:
+    from collectors.http import HttpClient, HttpConfig
+    from core.errors import SourceUnavailable
+
+    slept: list[float] = []
+    store = FakeStore(prometheus_url, _always(Fault("status", 503, b"busy")))
+    with serving(store) as url:
+        client = HttpClient(url, HttpConfig(retries=3), sleep=slept.append, rng=lambda: 1.0)
+        with pytest.raises(SourceUnavailable, match="HTTP 503: busy .*gave up after 4 attempts"):
+            client.get("/api/v1/query", {"query": "up"}, "query 'up'")
+    assert len(store.seen) == 4 and slept == [0.5, 1.0, 2.0]
