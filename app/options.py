@@ -105,5 +105,6 @@ def rule_spec(
         xid_catalog=load_catalog(settings.health.xid_overrides),
         latency_rise=settings.serving.canary.latency_rise,
         error_rate_rise=settings.serving.canary.error_rate_rise,
+        psi_major=settings.serving.psi_bands[1],
         slos=slos,
     )

@@ -232,6 +232,17 @@ ALERT_XID_WATCH: Final = "GpuledgerGPUXidWatch"
 ALERT_XID_APPLICATION: Final = "GpuledgerGPUXidApplication"
 ALERT_LATENCY_REGRESSION: Final = "GpuledgerServingLatencyRegression"
 ALERT_ERROR_SPIKE: Final = "GpuledgerServingErrorSpike"
+ALERT_DISTRIBUTION_DRIFT: Final = "GpuledgerServingDistributionDrift"
+ALERT_ACCURACY_DRIFT: Final = "GpuledgerModelAccuracyDrift"
+# Gauges `gpuledger report drift --textfile` writes (node-exporter textfile collector / Pushgateway):
+# the drift report's own numbers, so the alert and the report share one definition.
+METRIC_DRIFT_PSI: Final = "gpuledger_serving_drift_psi"  # {model, feature}
+METRIC_DRIFT_DETECTED: Final = "gpuledger_serving_drift_detected"  # {model, feature, kind, method} 1 | 0
+METRIC_ACCURACY_DEGRADED: Final = "gpuledger_serving_accuracy_degraded"  # {model} 1 | 0 (the verdict)
+METRIC_ACCURACY_DEGRADATION: Final = "gpuledger_serving_accuracy_degradation"  # {model} relative drop
+METRIC_DRIFT_WINDOW_END: Final = "gpuledger_serving_drift_window_end_seconds"  # {model} current window end
+L_DRIFT_MODEL: Final = "model"
+L_DRIFT_FEATURE: Final = "feature"
 ALERT_GPU_POD_WITHOUT_TEAM: Final = "GpuledgerGPUPodWithoutTeam"
 RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/README.md"
 
