@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint golden tools clean screenshots
+.PHONY: help run test lint golden tools clean screenshots bench
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ lint: $(DEV_STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas -> bench/results.md (not in `test`)
+	$(BIN)/python -m bench.run
 
 golden: $(STAMP) ## Regenerate rules/ for the default configuration (review the diff!)
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules

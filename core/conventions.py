@@ -26,6 +26,14 @@ T_INFERENCE_SAMPLES: Final = "inference_samples"  # per step: serving counters a
 T_PRICES: Final = "prices"  # price rows with effective_from and provenance
 T_WATERMARKS: Final = "watermarks"  # last committed step per collection source
 T_INGEST_RUNS: Final = "ingest_runs"  # one row per collection run (data-status page)
+# Rollups of the step tables (core/rollups.py), each as <name>_hourly and <name>_daily.
+T_ALLOC_ROLLUP: Final = "rollup_alloc"  # GPU-unit-seconds per pod and hour/day
+T_CAPACITY_ROLLUP: Final = "rollup_capacity"  # billable GPU-unit-seconds per node and hour/day
+T_USAGE_ROLLUP: Final = "rollup_usage"  # used GPU-seconds per pod and hour/day
+T_ROLLUP_STATE: Final = "rollup_state"  # step-table row counts at the last rollup refresh
+T_CLASS_ALLOC: Final = "rollup_class_alloc_daily"  # GPU-unit-seconds per attribution class, node group and day
+T_CLASS_USAGE: Final = "rollup_class_usage_daily"  # used GPU-seconds per attribution class, node group and day
+T_CLASS_NODES: Final = "rollup_class_nodes"  # node -> the representative of nodes with the same attributes
 
 FACT_TABLES: Final = (
     T_NODE_SAMPLES,
