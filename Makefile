@@ -57,6 +57,9 @@ lint: $(DEV_STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas -> bench/results.md (not in `test`)
+	$(BIN)/python -m bench.run
+
 golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the default configuration (review the diff!)
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules
 	for f in rules/*.yaml; do echo '---'; cat $$f; done > deploy/prometheusrules.yaml
@@ -66,9 +69,7 @@ screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Ch
 	  GPULEDGER_BROWSER_CONFIG=$(CURDIR)/data/demo/gpuledger.yaml GPULEDGER_BROWSER_QUERY="start=2026-11-02&end=2026-11-08" \
 	  $(BIN)/python -m pytest -q tests/test_browser.py
 
-bench: bench-load ## Every benchmark (today: the dashboard load)
-
-bench-load: $(DEV_STAMP) ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)
+bench-load: $(DEV_STAMP) tools ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)
 	$(BIN)/python bench/dashboard_load.py
 
 clean: ## Remove the virtualenv and generated data

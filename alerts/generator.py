@@ -47,6 +47,7 @@ class RuleSpec:
     xid_catalog: XidCatalog = field(default_factory=load_catalog)
     latency_rise: float = 0.5  # the canary's rollback triggers
     error_rate_rise: float = 2.0
+    psi_major: float = 0.25  # serving.psi_bands[1]: the drift report's "major" band
     slos: tuple[slo_rules.SLORule, ...] = ()
     collection_stale_after_s: int = 1800  # issue 11: alerts on gpuledger itself
     export_missed_after_s: int = 6 * 3600
@@ -218,10 +219,12 @@ def health(spec: RuleSpec) -> RuleFile:
 
 
 def drift(spec: RuleSpec) -> RuleFile:
-    """Serving regressions against the same hour yesterday: the canary's latency and error triggers."""
+    """Serving regressions against the same hour yesterday (the canary's latency and error triggers), and
+    the drift report's distribution and accuracy verdicts."""
     latency = Group(f"{c.RULE_GROUP_PREFIX}-drift-latency", tuple(serving_rules.latency_rules(spec.latency_rise)))
     errors = Group(f"{c.RULE_GROUP_PREFIX}-drift-errors", tuple(serving_rules.error_rules(spec.error_rate_rise)))
-    return RuleFile(f"{c.RULE_GROUP_PREFIX}-drift", spec.namespace, (latency, errors))
+    reported = Group(f"{c.RULE_GROUP_PREFIX}-drift-reported", tuple(serving_rules.drift_rules(spec.psi_major)))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-drift", spec.namespace, (latency, errors, reported))
 
 
 def slo(spec: RuleSpec) -> RuleFile | None:

@@ -101,3 +101,43 @@ def error_rules(rise: float) -> list[Rule]:
             )
         )
     return out
+
+
+def drift_rules(psi_major: float) -> list[Rule]:
+    """Distribution and accuracy drift from the gauges `gpuledger report drift --textfile` writes: the
+    report's own PSI, tests and verdict (PSI on the reference's decile bins cannot be rebuilt from
+    bucket series in PromQL, which cannot subtract neighbouring `le` buckets without naming them)."""
+    m, f = c.L_DRIFT_MODEL, c.L_DRIFT_FEATURE
+    runbook = f"{c.RUNBOOK_BASE_URL}#drift"
+    distribution = Rule(
+        alert=c.ALERT_DISTRIBUTION_DRIFT,
+        expr=(
+            f"max by ({m}, {f}) ({c.METRIC_DRIFT_PSI}) >= {psi_major:g}\n"
+            f'or max by ({m}, {f}) ({c.METRIC_DRIFT_DETECTED}{{kind="categorical"}}) == 1'
+        ),
+        labels={"severity": "warning"},
+        annotations={
+            "summary": f"{{{{ $labels.{f} }}}} of {{{{ $labels.{m} }}}} drifted from its reference",
+            "description": (
+                f"PSI at or over {psi_major:g} (major), or a categorical test flags drift, between the drift "
+                "report's reference and current windows. Check what changed in the traffic (clients, prompts, "
+                "a rollout) with `gpuledger report drift`; retrain or re-evaluate if it persists."
+            ),
+            "runbook_url": runbook,
+        },
+    )
+    accuracy = Rule(
+        alert=c.ALERT_ACCURACY_DRIFT,
+        expr=f"max by ({m}) ({c.METRIC_ACCURACY_DEGRADED}) == 1",
+        labels={"severity": "warning"},
+        annotations={
+            "summary": f"Accuracy of {{{{ $labels.{m} }}}} dropped against its reference",
+            "description": (
+                "The evaluator's scored accuracy fell by more than serving.accuracy_degradation against the "
+                "reference, significantly (one-sided test). Compare versions with `gpuledger report canary` and "
+                "roll back or retrain."
+            ),
+            "runbook_url": runbook,
+        },
+    )
+    return [distribution, accuracy]

@@ -162,9 +162,42 @@ def _error_series() -> list[dict[str, str]]:
     ]
 
 
+def _reported(metric: str, labels: str, value: float) -> dict[str, str]:
+    return _series(metric, labels, f"{value:g}x30")
+
+
+def _reported_test(spec: RuleSpec) -> dict[str, Any]:
+    major = spec.psi_major
+    return {
+        "name": "the drift report's major PSI, categorical drift and accuracy verdict alert; the rest does not",
+        "interval": "1m",
+        "input_series": [
+            _reported(c.METRIC_DRIFT_PSI, 'model="a",feature="prompt_tokens"', major),
+            _reported(c.METRIC_DRIFT_PSI, 'model="a",feature="e2e_latency"', major * 0.99),
+            _reported(c.METRIC_DRIFT_DETECTED, 'model="a",feature="e2e_latency",kind="numeric",method="ks"', 1),
+            _reported(c.METRIC_DRIFT_DETECTED, 'model="a",feature="finish_reason",kind="categorical",method="x"', 1),
+            _reported(c.METRIC_DRIFT_DETECTED, 'model="b",feature="finish_reason",kind="categorical",method="x"', 0),
+            _reported(c.METRIC_ACCURACY_DEGRADED, 'model="a"', 1),
+            _reported(c.METRIC_ACCURACY_DEGRADED, 'model="b"', 0),
+        ],
+        "promql_expr_test": [
+            alerts_at(
+                "10m",
+                c.ALERT_DISTRIBUTION_DRIFT,
+                [
+                    'feature="finish_reason",model="a",severity="warning"',
+                    'feature="prompt_tokens",model="a",severity="warning"',
+                ],
+            ),
+            alerts_at("10m", c.ALERT_ACCURACY_DRIFT, ['model="a",severity="warning"']),
+        ],
+    }
+
+
 def drift_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     family = "vllm:e2e_request_latency_seconds"
     return [
+        _reported_test(spec),
         {
             "name": "p95 latency rising against the same hour yesterday alerts; steady and idle models do not",
             "interval": "5m",

@@ -13,16 +13,35 @@ is computed. (OpenCost bills MIG $0 and time-sliced pods $0 or N x: see README, 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from analytics.prices import priced_sql
 from core import conventions as c
+from core.facts import (
+    HAMI_CORES,
+    HAMI_NO_SHARE,
+    UB,
+    MigShare,
+    U,
+    alloc_steps_sql,
+    capacity_steps_sql,
+    device_share_sql,
+    mig_slices_sql,
+    nodes_sql,
+    share_units_sql,
+)
 
-U = c.GPU_UNITS
-UB = f"CAST({U} AS BIGINT)"  # GPU units in SQL: BIGINT, so units x GPUs x seconds never overflow INT32
-MigShare = Literal["compute", "memory"]
-HAMI_CORES = "nvidia_com_gpucores"
-HAMI_NO_SHARE = ("nvidia_com_gpumem", "nvidia_com_gpumem_percentage", HAMI_CORES)
+__all__ = [
+    "HAMI_CORES",
+    "HAMI_NO_SHARE",
+    "UB",
+    "U",
+    "MigShare",
+    "alloc_steps_sql",
+    "capacity_steps_sql",
+    "device_share_sql",
+    "mig_slices_sql",
+    "nodes_sql",
+    "share_units_sql",
+]
 
 # Node attributes every report can group by (idle rows carry them too); pod attributes (idle rows
 # carry __idle__ for them); `day` splits rows by UTC day; `label:<key>` groups by any pod label.
@@ -36,59 +55,6 @@ def is_groupable(key: str) -> bool:
     return key in GROUPABLE or (key.startswith("label:") and len(key) > len("label:"))
 
 
-def mig_slices_sql(model: str) -> str:
-    """Compute slices of a MIG-capable card, from its model name (A30: 4, others: 7)."""
-    return f"(CASE WHEN {model} ILIKE '%A30%' THEN 4 ELSE 7 END)"
-
-
-def share_units_sql(resource: str, model: str, replicas: str, mig_share: MigShare = "compute") -> str:
-    """SQL expression: GPU units of one unit of `resource` on a node with `model`, `replicas`."""
-    mig_g = f"TRY_CAST(regexp_extract({resource}, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
-    compute = f"{UB} * {mig_g} // {mig_slices_sql(model)}"
-    mig = compute
-    if mig_share == "memory":
-        mem = f"TRY_CAST(regexp_extract({resource}, '_(\\d+)gb', 1) AS BIGINT)"
-        card = f"TRY_CAST(regexp_extract({model}, '(\\d+)GB', 1) AS BIGINT)"
-        mig = f"coalesce({UB} * least({mem}, {card}) // nullif({card}, 0), {compute})"
-    no_share = ", ".join(f"'{r}'" for r in HAMI_NO_SHARE)
-    return f"""(CASE
-        WHEN {resource} IN ({no_share}) THEN 0
-        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {UB} // greatest(coalesce({replicas}, 1), 1)
-        WHEN {resource} LIKE '{c.RESOURCE_MIG_PREFIX}%' AND {mig_g} IS NOT NULL THEN {mig}
-        ELSE {UB} END)"""
-
-
-def device_share_sql(mig_profile: str, model: str) -> str:
-    """Share of the physical GPU one DCGM entity is (a MIG instance '3g.40gb' is 3/7)."""
-    g = f"TRY_CAST(regexp_extract({mig_profile}, '^(\\d+)g', 1) AS DOUBLE)"
-    return (
-        f"(CASE WHEN coalesce({mig_profile}, '') = '' OR {g} IS NULL THEN 1.0 ELSE {g} / {mig_slices_sql(model)} END)"
-    )
-
-
-def nodes_sql() -> str:
-    """Node attributes with defaults; the GPU model falls back to what DCGM reports."""
-    return f"""
-        SELECT n.cluster, n.node, coalesce(n.node_pool, '') AS node_pool,
-            coalesce(nullif(n.gpu_model, ''), g.model, '') AS gpu_model,
-            coalesce(n.capacity_type, 'on_demand') AS capacity_type, coalesce(n.instance_type, '') AS instance_type,
-            coalesce(n.region, '') AS region, n.gpu_replicas
-        FROM {c.T_NODES} n
-        LEFT JOIN (SELECT cluster, node, any_value(model) AS model FROM {c.T_GPUS} GROUP BY ALL) g USING (cluster, node)"""
-
-
-def alloc_steps_sql(mig_share: MigShare) -> str:
-    """Per pod and step: GPU units (HAMi gpucores scale whole GPUs to their percentage)."""
-    share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
-    return f"""
-        SELECT a.ts, a.step_s, a.cluster, a.node, a.namespace, a.pod, a.uid,
-            sum(CAST(round(a.amount) AS BIGINT) * {share}) AS units,
-            max(a.amount) FILTER (WHERE a.resource = '{HAMI_CORES}') AS cores
-        FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
-        WHERE a.ts >= $start AND a.ts < $end
-        GROUP BY ALL"""
-
-
 def alloc_facts_sql(mig_share: MigShare, by_day: bool) -> str:
     """Allocated GPU-unit-seconds per pod, node, price row (and day)."""
     day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
@@ -99,27 +65,6 @@ def alloc_facts_sql(mig_share: MigShare, by_day: bool) -> str:
     return f"""
         SELECT cluster, node, namespace, pod, uid, price_id, {day} AS day, sum(units) AS units
         FROM ({priced_sql(steps)}) GROUP BY ALL"""
-
-
-def capacity_steps_sql(mig_share: MigShare) -> str:
-    """Per node and step: billable GPU units per second (whole GPUs) and the step length.
-
-    A node's billable GPUs at a step: what it declares (GPU feature discovery's
-    nvidia.com/gpu.count), else what DCGM reports, and never fewer than its pods are allocated
-    (rounded up to whole GPUs: a node with 2.3 GPUs allocated and none declared is billed 3).
-    """
-    return f"""
-        WITH alloc AS (SELECT ts, cluster, node, max(step_s) AS step_s, sum(units) AS units
-                       FROM ({alloc_steps_sql(mig_share)}) GROUP BY ALL),
-        reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
-                     FROM {c.T_GPU_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL),
-        declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
-                     FROM {c.T_NODE_SAMPLES} WHERE ts >= $start AND ts < $end GROUP BY ALL),
-        raw AS (
-            SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s,
-                greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units, 0)) AS units_per_s
-            FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node))
-        SELECT ts, cluster, node, step_s, CAST(ceil(units_per_s / {U}) AS BIGINT) * {UB} AS units_per_s FROM raw"""
 
 
 def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:

@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 import duckdb
 
-from analytics import allocation, prices, sharing
+from analytics import allocation, facts, prices, sharing
 from analytics.attribution import Attribution, label_value, matches_selector, workload
 from analytics.ledger import SHARED, ZERO, ChargebackReport, Row, round_rows, sort_rows
-from analytics.usage import usage_facts_sql
 from core import conventions as c
 from core.money import to_cents
 from core.timeutil import Window
@@ -60,37 +58,32 @@ class ChargebackOptions:
         }
 
 
-@dataclass
-class Fleet:
-    """Dimension lookups loaded once per report."""
-
-    pods: dict[tuple[str, str, str, str], dict[str, str]]
-    pods_by_name: dict[tuple[str, str, str], dict[str, str]]
-    namespaces: dict[tuple[str, str], dict[str, str]]
-    nodes: dict[tuple[str, str], dict[str, str]]
-
-
 def chargeback(
-    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions | None = None
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    options: ChargebackOptions | None = None,
+    *,
+    use_rollups: bool = True,
 ) -> ChargebackReport:
-    """Chargeback rows for `window`, grouped by options.by (see allocation.GROUPABLE)."""
+    """Chargeback rows for `window`, grouped by options.by (see allocation.GROUPABLE).
+
+    Whole days and hours come from the rollups when they are in sync with the step tables
+    (analytics/facts.py); `use_rollups=False` reads only the step tables (the same numbers, slower).
+    """
     opts = options or ChargebackOptions()
     bad = [b for b in opts.by if not allocation.is_groupable(b)]
     if bad:
         raise ValueError(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
-    by_day = "day" in opts.by
-    params = {"start": window.start, "end": window.end}
-    fleet = _load_fleet(con)
-    infos = prices.load_prices(con)
-    alloc = _rows(con, allocation.alloc_facts_sql(opts.mig_share, by_day), params)
-    capacity = _rows(con, allocation.capacity_facts_sql(opts.mig_share, by_day), params)
-    used = _rows(con, usage_facts_sql(by_day), params)
-    builder = _Builder(opts, fleet, infos)
-    builder.add_allocations(alloc)
-    builder.add_capacity(capacity)
-    builder.add_usage(used)
+    builder = _Builder(opts, _namespaces(con), prices.load_prices(con))
+    classes = facts.Classes(con, facts.plan(con, window, use_rollups), opts.mig_share, _grouping(opts))
+    try:
+        builder.add_allocations(classes.alloc())
+        builder.add_capacity(classes.capacity())
+        builder.add_usage(classes.usage())
+    finally:
+        classes.close()
     sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
     overhead = opts.shared_overhead_usd_per_hour * Decimal(repr(window.hours))
     sharing.share_costs(
@@ -111,53 +104,53 @@ def chargeback(
     )
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, datetime]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+def _grouping(opts: ChargebackOptions) -> facts.Grouping:
+    """Keep a node's name, attributes, day and pod names apart only where the report needs them."""
+    return facts.Grouping(
+        node="node" in opts.by or opts.idle_scope == "node",
+        attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node")),
+        day="day" in opts.by,
+        pods="pod" in opts.by,  # a workload is its app label; the SQL keeps the name of pods without one
+    )
 
 
 def _json(text: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
 
 
-def _load_fleet(con: duckdb.DuckDBPyConnection) -> Fleet:
-    pods: dict[tuple[str, str, str, str], dict[str, str]] = {}
-    by_name: dict[tuple[str, str, str], dict[str, str]] = {}
-    for cluster, ns, pod, uid, labels in con.execute(
-        f"SELECT cluster, namespace, pod, uid, labels FROM {c.T_PODS} ORDER BY last_seen"
-    ).fetchall():
-        pods[(cluster, ns, pod, uid)] = by_name[(cluster, ns, pod)] = _json(labels)
-    namespaces = {
+def _namespaces(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
+    return {
         (cl, ns): _json(lb)
         for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
     }
-    cur = con.execute(allocation.nodes_sql())
-    names = [d[0] for d in cur.description]
-    nodes = {(r[0], r[1]): {k: str(v or "") for k, v in zip(names, r, strict=True)} for r in cur.fetchall()}
-    return Fleet(pods, by_name, namespaces, nodes)
 
 
 class _Builder:
     """Accumulates exact amounts into rows keyed by the requested grouping."""
 
-    def __init__(self, opts: ChargebackOptions, fleet: Fleet, infos: Mapping[str, prices.PriceInfo]) -> None:
-        self.opts, self.fleet, self.infos = opts, fleet, infos
+    def __init__(
+        self,
+        opts: ChargebackOptions,
+        namespaces: Mapping[tuple[str, str], dict[str, str]],
+        infos: Mapping[str, prices.PriceInfo],
+    ) -> None:
+        self.opts, self.namespaces, self.infos = opts, namespaces, infos
+        self._classes: dict[tuple[str, str, str | None, str | None], tuple[dict[str, str], bool]] = {}
         self.rows: dict[tuple[str, ...], Row] = {}
         self.idle_pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]] = {}
         self.scope_weights: dict[tuple[Any, ...], dict[tuple[str, ...], Decimal]] = {}
         self.shared_keys: set[tuple[str, ...]] = set()
-        self.alloc_units: dict[tuple[Any, ...], int] = {}
         self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
         self.unpriced_nodes: set[str] = set()
 
     # -- keys ---------------------------------------------------------------------------------
-    def _key(self, pod_values: Mapping[str, str], cluster: str, node: str, day: datetime | None) -> tuple[str, ...]:
-        attrs = self.fleet.nodes.get((cluster, node), {"cluster": cluster, "node": node})
+    def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
+        """The row a fact lands on; `fact` carries cluster, node and the node attributes grouped by."""
+        day = fact.get("day")
         out = []
         for k in self.opts.by:
             if k in allocation.NODE_ATTRIBUTES:
-                out.append(attrs.get(k, ""))
+                out.append(str(fact.get(k) or ""))
             elif k == "day":
                 out.append(f"{day:%Y-%m-%d}" if day else "")
             else:
@@ -174,14 +167,21 @@ class _Builder:
             self.rows[key] = Row(keys=dict(zip(names, key, strict=True)))
         return self.rows[key]
 
-    def _pod_values(self, cluster: str, ns: str, pod: str, uid: str | None) -> tuple[dict[str, str], bool]:
-        labels = self.fleet.pods.get((cluster, ns, pod, uid or "")) or self.fleet.pods_by_name.get(
-            (cluster, ns, pod), {}
-        )
-        ns_labels = self.fleet.namespaces.get((cluster, ns), {})
+    def _pod_values(self, f: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
+        """Attribution of a class of pods (namespace, labels, and the pod name when kept), cached."""
+        cache_key = (f["cluster"], f["namespace"], f["labels"], f["pod"])
+        found = self._classes.get(cache_key)
+        if found is None:
+            found = self._classes[cache_key] = self._attribute(
+                f["cluster"], f["namespace"], f["pod"], _json(f["labels"])
+            )
+        return found
+
+    def _attribute(self, cluster: str, ns: str, pod: str | None, labels: dict[str, str]) -> tuple[dict[str, str], bool]:
+        ns_labels = self.namespaces.get((cluster, ns), {})
         team = self.opts.attribution.team(labels, ns, ns_labels)
         shared = ns in self.opts.shared_namespaces or any(matches_selector(labels, s) for s in self.opts.shared_labels)
-        values = {"team": team, "namespace": ns, "pod": pod, "workload": workload(pod, labels)}
+        values = {"team": team, "namespace": ns, "pod": pod or "", "workload": workload(pod or "", labels)}
         for key in self.opts.by:
             if key.startswith("label:"):
                 values[key] = label_value(labels, key.removeprefix("label:")) or c.UNALLOCATED
@@ -194,12 +194,12 @@ class _Builder:
             values["owner"] = SHARED
         return values, shared
 
-    def _idle_key(self, cluster: str, node: str, day: datetime | None) -> tuple[str, ...]:
+    def _idle_key(self, fact: Mapping[str, Any]) -> tuple[str, ...]:
         pod_values = {
             k: c.IDLE for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
         }
         pod_values["owner"] = c.IDLE
-        return self._key(pod_values, cluster, node, day)
+        return self._key(pod_values, fact)
 
     def shared_row_key(self) -> tuple[str, ...]:
         """Where a fixed overhead lands before it is shared: `__shared__`, with no node attributes."""
@@ -207,7 +207,7 @@ class _Builder:
             k: SHARED for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
         }
         pod_values["owner"] = SHARED
-        return self._key(pod_values, "", "", None)
+        return self._key(pod_values, {"cluster": "", "node": "", "day": None})
 
     # -- facts --------------------------------------------------------------------------------
     def _rate(self, price_id: str | None) -> tuple[Decimal, Decimal, str | None]:
@@ -217,10 +217,11 @@ class _Builder:
             return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
         return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
 
-    def add_allocations(self, facts: list[dict[str, Any]]) -> None:
-        for f in facts:
-            values, shared = self._pod_values(f["cluster"], f["namespace"], f["pod"], f["uid"])
-            key = self._key(values, f["cluster"], f["node"], f["day"])
+    def add_allocations(self, rows: list[dict[str, Any]]) -> None:
+        """Class rows: cluster, node (or None), node attributes, price_id, day, namespace, labels, pod, units."""
+        for f in rows:
+            values, shared = self._pod_values(f)
+            key = self._key(values, f)
             rate, discount, source = self._rate(f["price_id"])
             units = int(f["units"])
             cost = units * (rate + discount)
@@ -234,23 +235,23 @@ class _Builder:
                 row.price_ids.add(f["price_id"])
             if shared:
                 self.shared_keys.add(key)
-            pool = (f["cluster"], f["node"], f["price_id"], f["day"])
-            self.alloc_units[pool] = self.alloc_units.get(pool, 0) + units
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
             weights = self.scope_weights.setdefault(scope, {})
             weights[key] = weights.get(key, ZERO) + cost
 
-    def add_capacity(self, facts: list[dict[str, Any]]) -> None:
-        for f in facts:
-            units = int(f["units"])
+    def add_capacity(self, rows: list[dict[str, Any]]) -> None:
+        """Rows per cluster, node (when kept, and always for unpriced nodes), attributes, price_id, day:
+        billable `units` and `idle_units` (capacity minus what pods were allocated, exact)."""
+        for f in rows:
+            units, idle_units = int(f["units"]), int(f["idle_units"])
             rate, discount, source = self._rate(f["price_id"])
             self.node_cost += units * (rate + discount)
             self.capacity_units += units
             if source is None:
                 self.unpriced_units += units
-                self.unpriced_nodes.add(f"{f['cluster']}/{f['node']}")
-            idle_units = units - self.alloc_units.get((f["cluster"], f["node"], f["price_id"], f["day"]), 0)
-            key = self._idle_key(f["cluster"], f["node"], f["day"])
+                for node in f.get("unpriced") or [f["node"]]:
+                    self.unpriced_nodes.add(f"{f['cluster']}/{node}")
+            key = self._idle_key(f)
             row = self.row(key)
             row.gpu_hours += idle_units / UNIT_HOURS
             row.allocated += idle_units * rate
@@ -261,11 +262,7 @@ class _Builder:
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
             self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * (rate + discount))
 
-    def add_usage(self, facts: list[dict[str, Any]]) -> None:
-        for f in facts:
-            if f["pod"] is None:
-                key = self._idle_key(f["cluster"], f["node"], f["day"])
-            else:
-                values, _ = self._pod_values(f["cluster"], f["namespace"], f["pod"], f["uid"])
-                key = self._key(values, f["cluster"], f["node"], f["day"])
+    def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        for f in rows:
+            key = self._key(self._pod_values(f)[0], f) if f["mapped"] else self._idle_key(f)
             self.row(key).used_gpu_hours += float(f["used_s"] or 0.0) / 3600.0

@@ -15,7 +15,7 @@ from analytics import slo as slo_mod
 from analytics.drift import DriftPolicy, FeatureDrift, categorical_drift, numeric_drift
 from analytics.serving_drift import accuracy_drift, traffic_drift
 from analytics.unit_cost import unit_costs
-from app import render
+from app import drift_textfile, render
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
 from app.cmd_report import report
 from app.options import chargeback_options, sloth_specs
@@ -108,11 +108,24 @@ def _window(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None) 
 @click.option("--reference-end", required=True, help="Reference window end (exclusive).")
 @click.option("--start", default=None, help="Current window start (default: 24 h before --end).")
 @click.option("--end", default=None, help="Current window end (default: the end of the serving data).")
+@click.option(
+    "--textfile",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the figures as Prometheus gauges (node-exporter textfile collector) for the drift alerts.",
+)
 @FORMAT
 @pass_ctx
 @fail_cleanly
 def drift_report_cmd(
-    ctx: Context, model: str, reference_start: str, reference_end: str, start: str | None, end: str | None, fmt: str
+    ctx: Context,
+    model: str,
+    reference_start: str,
+    reference_end: str,
+    start: str | None,
+    end: str | None,
+    textfile: Path | None,
+    fmt: str,
 ) -> None:
     """Traffic drift (prompt/generation length, latency, finish reasons) and accuracy drift of one model."""
     serving = ctx.settings.serving
@@ -130,6 +143,8 @@ def drift_report_cmd(
         "model": model, "reference": reference.as_dict(), "current": current.as_dict(),
         "features": {f.feature: f.as_dict() for f in features}, "accuracy": acc.as_dict(),
     }  # fmt: skip
+    if textfile is not None:
+        drift_textfile.write(textfile, drift_textfile.exposition(model, current.end, features, acc))
     rows = [_drift_row(f) for f in features]
     footer = (
         f"\naccuracy: {acc.verdict} (reference {_pct(acc.reference, 2)}, current {_pct(acc.current, 2)}, "

@@ -105,6 +105,7 @@ def rule_spec(
         xid_catalog=load_catalog(settings.health.xid_overrides),
         latency_rise=settings.serving.canary.latency_rise,
         error_rate_rise=settings.serving.canary.error_rate_rise,
+        psi_major=settings.serving.psi_bands[1],
         slos=slos,
         collection_stale_after_s=parse_duration(r.collection_stale_after),
         export_missed_after_s=parse_duration(r.export_missed_after),

@@ -15,6 +15,7 @@ import duckdb
 
 from collectors import stage
 from core import conventions as c
+from core import rollups
 from core.warehouse import one, transaction
 
 
@@ -89,10 +90,12 @@ def commit(
         window = result.window = _staged_window(con)
     started = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
+        rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
         for temp, table, _ in stage.STAGED:
             result.rows[table] = _replace_facts(con, temp, table, window)
         for temp, table, key, updated in _DIMENSIONS:
             _upsert(con, temp, table, key, updated)
+        rollups.refresh(con, window, full=not rollups_current)
         if watermark is not None:
             con.execute(
                 f"""INSERT INTO {c.T_WATERMARKS} VALUES (?, ?, ?)

@@ -26,6 +26,14 @@ T_INFERENCE_SAMPLES: Final = "inference_samples"  # per step: serving counters a
 T_PRICES: Final = "prices"  # price rows with effective_from and provenance
 T_WATERMARKS: Final = "watermarks"  # last committed step per collection source
 T_INGEST_RUNS: Final = "ingest_runs"  # one row per collection run (data-status page)
+# Rollups of the step tables (core/rollups.py), each as <name>_hourly and <name>_daily.
+T_ALLOC_ROLLUP: Final = "rollup_alloc"  # GPU-unit-seconds per pod and hour/day
+T_CAPACITY_ROLLUP: Final = "rollup_capacity"  # billable GPU-unit-seconds per node and hour/day
+T_USAGE_ROLLUP: Final = "rollup_usage"  # used GPU-seconds per pod and hour/day
+T_ROLLUP_STATE: Final = "rollup_state"  # step-table row counts at the last rollup refresh
+T_CLASS_ALLOC: Final = "rollup_class_alloc_daily"  # GPU-unit-seconds per attribution class, node group and day
+T_CLASS_USAGE: Final = "rollup_class_usage_daily"  # used GPU-seconds per attribution class, node group and day
+T_CLASS_NODES: Final = "rollup_class_nodes"  # node -> the representative of nodes with the same attributes
 
 FACT_TABLES: Final = (
     T_NODE_SAMPLES,
@@ -224,6 +232,17 @@ ALERT_XID_WATCH: Final = "GpuledgerGPUXidWatch"
 ALERT_XID_APPLICATION: Final = "GpuledgerGPUXidApplication"
 ALERT_LATENCY_REGRESSION: Final = "GpuledgerServingLatencyRegression"
 ALERT_ERROR_SPIKE: Final = "GpuledgerServingErrorSpike"
+ALERT_DISTRIBUTION_DRIFT: Final = "GpuledgerServingDistributionDrift"
+ALERT_ACCURACY_DRIFT: Final = "GpuledgerModelAccuracyDrift"
+# Gauges `gpuledger report drift --textfile` writes (node-exporter textfile collector / Pushgateway):
+# the drift report's own numbers, so the alert and the report share one definition.
+METRIC_DRIFT_PSI: Final = "gpuledger_serving_drift_psi"  # {model, feature}
+METRIC_DRIFT_DETECTED: Final = "gpuledger_serving_drift_detected"  # {model, feature, kind, method} 1 | 0
+METRIC_ACCURACY_DEGRADED: Final = "gpuledger_serving_accuracy_degraded"  # {model} 1 | 0 (the verdict)
+METRIC_ACCURACY_DEGRADATION: Final = "gpuledger_serving_accuracy_degradation"  # {model} relative drop
+METRIC_DRIFT_WINDOW_END: Final = "gpuledger_serving_drift_window_end_seconds"  # {model} current window end
+L_DRIFT_MODEL: Final = "model"
+L_DRIFT_FEATURE: Final = "feature"
 ALERT_GPU_POD_WITHOUT_TEAM: Final = "GpuledgerGPUPodWithoutTeam"
 RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/README.md"
 

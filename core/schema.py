@@ -113,5 +113,45 @@ MIGRATION_5 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMEST
 # Version 6 (issue 3, collectors): per-step change of health signals (counters: reset-aware increase; Xid: event flag).
 MIGRATION_6 = [f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_DELTA} DOUBLE"]
 
-MIGRATIONS: list[list[str]] = [MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5, MIGRATION_6]
+# Version 7 (issue 10, performance): hourly and daily rollups of the step tables, maintained by every
+# collection commit (core/rollups.py), so a month's report reads pod-days instead of pod-steps. Units for
+# both MIG share modes; `fp` is the node's dimension fingerprint they were computed under. An upgraded
+# warehouse has empty rollups and no rollup_state: reports read the step tables until the next commit
+# rebuilds them.
+_ROLLUP_POD = "namespace VARCHAR, pod VARCHAR, uid VARCHAR"
+_ROLLUP_UNITS = "units_compute BIGINT NOT NULL, units_memory BIGINT NOT NULL"
+MIGRATION_7 = [
+    statement
+    for level, col in (("hourly", "hour"), ("daily", "day"))
+    for statement in (
+        f"""CREATE TABLE {c.T_ALLOC_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_CAPACITY_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_USAGE_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, used_s DOUBLE, fp UBIGINT)""",
+    )
+] + [f"CREATE TABLE {c.T_ROLLUP_STATE} (source VARCHAR PRIMARY KEY, source_rows BIGINT NOT NULL)"]
+
+# Version 8 (issue 10): daily rollups by attribution class (core/rollup_classes.py), so a month's report by
+# team reads one row per class and node group instead of one per pod. Empty until the next commit builds
+# them; reports fall back to the pod-day rows meanwhile.
+MIGRATION_8 = [
+    f"""CREATE TABLE {c.T_CLASS_ALLOC} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
+    f"""CREATE TABLE {c.T_CLASS_USAGE} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, mapped BOOLEAN NOT NULL, used_s DOUBLE)""",
+    f"""CREATE TABLE {c.T_CLASS_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, class_node VARCHAR NOT NULL)""",
+]
+
+MIGRATIONS: list[list[str]] = [
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+    MIGRATION_7,
+    MIGRATION_8,
+]
 LATEST_VERSION = len(MIGRATIONS)

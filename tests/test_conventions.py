@@ -20,7 +20,7 @@ from core import conventions as c
 from core.timeutil import Window
 from core.warehouse import open_warehouse
 from tests import counters
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, backfill_command
 
 AT = "2026-11-02T10:00:00Z"
 STEP = Window(datetime(2026, 11, 2, 9, 59), datetime(2026, 11, 2, 10, 0))
@@ -321,7 +321,7 @@ def test_conventions_read_through_a_real_prometheus_equal_direct_ingestion(
     om.write_text(_timestamped(make(), 1793613607, 4))  # 2026-11-02T10:00:07Z, four scrapes
     tsdb = tmp_path / "tsdb"
     subprocess.run(
-        [require_binary("promtool"), "tsdb", "create-blocks-from", "openmetrics", str(om), str(tsdb)],
+        [*backfill_command(require_binary("promtool")), str(om), str(tsdb)],
         check=True,
         capture_output=True,
     )

@@ -177,9 +177,9 @@ def _report_firing(warehouse: Path, times: list[int]) -> tuple[set, set]:
     between Prometheus's extrapolated rate() and the warehouse's exact increases."""
     firing, close = set(), set()
     with open_warehouse(warehouse, read_only=True) as con:
+        defs = slo_mod.build_slos(con, serving_settings("30d"), [], WEEK + timedelta(days=7))
         for t in times:
             now = WEEK + timedelta(seconds=t - to_epoch(WEEK))
-            defs = slo_mod.build_slos(con, serving_settings("30d"), [], now)
             for d in defs:
                 for b in slo_mod.evaluate(con, d, now).burn:
                     key = (d.service, d.name, b.long, t)

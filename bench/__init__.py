@@ -1,0 +1,1 @@
+"""Benchmarks at fleet scale (`make bench`): a fast synthetic fleet generator and the harness."""

@@ -1,0 +1,89 @@
+"""Running benchmark tasks in child processes and summarising their timings.
+
+Each task runs in its own `python -m bench.worker` process: its peak RSS comes from wait4() on
+that process alone (not the harness), and its timings are a warm-up followed by N runs. Figures
+are the median of the runs with min and max; ratios are taken run by run within one process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Child:
+    result: dict[str, Any]
+    peak_rss_mb: float
+    wall_s: float
+
+
+def spawn(task: str, args: dict[str, Any], timeout_s: float = 3600) -> Child:
+    """Run one worker task; its own peak RSS (ru_maxrss of exactly this child, via wait4) and wall time."""
+    return spawn_argv(
+        [sys.executable, "-m", "bench.worker", task, json.dumps(args)], timeout_s, {"PYTHONPATH": str(ROOT)}
+    )
+
+
+def spawn_argv(argv: list[str], timeout_s: float = 3600, extra_env: dict[str, str] | None = None) -> Child:
+    """Run a command that prints one JSON line; its peak RSS and wall time."""
+    task = Path(argv[2] if argv[1] == "-m" else argv[1]).name
+    started = time.monotonic()
+    env = {**os.environ, **(extra_env or {})}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT, env=env)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "killed (timeout?)"
+        raise RuntimeError(f"{task} failed ({proc.returncode}): {last}")
+    line = [x for x in stdout.strip().splitlines() if x.startswith("{")][-1]
+    return Child(json.loads(line), usage.ru_maxrss / 1024, time.monotonic() - started)  # ru_maxrss: KiB on Linux
+
+
+@dataclass
+class Stat:
+    median: float
+    min: float
+    max: float
+    runs: int
+    values: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "min": self.min, "max": self.max, "runs": self.runs}
+
+
+def stat(values: list[float]) -> Stat:
+    return Stat(statistics.median(values), min(values), max(values), len(values), values)
+
+
+def exponent(sizes: Sequence[float], times: Sequence[float]) -> float | None:
+    """Least-squares k in time = a * size^k (log-log fit)."""
+    pts = [(math.log(s), math.log(t)) for s, t in zip(sizes, times, strict=True) if s > 0 and t > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(x for x, _ in pts) / len(pts)
+    my = sum(y for _, y in pts) / len(pts)
+    den = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / den if den else None

@@ -1,0 +1,229 @@
+"""results.json -> results.md: the figures table, growth exponents, targets met or missed, before/after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.harness import exponent
+from core import conventions as c
+
+RSS_LIMIT_MB = 1536
+
+
+def agree(numbers: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """Assert gpuledger, PromQL and pandas computed the same bill before any time is compared.
+
+    Cost: within 1 cent per team (gpuledger rounds each row to the cent, the others sum floats);
+    GPU-hours and used GPU-hours: within a millionth.
+    """
+    base = numbers["gpuledger"]
+    worst_cost, worst_hours = 0.0, 0.0
+    for side, other in numbers.items():
+        if side == "gpuledger":
+            continue
+        assert set(other) == set(base), f"{side} teams {sorted(other)} != gpuledger {sorted(base)}"
+        for team, row in base.items():
+            cost = abs(other[team]["cost_usd"] - row["cost_usd"])
+            hours = abs(other[team]["gpu_hours"] - row["gpu_hours"]) / max(row["gpu_hours"], 1.0)
+            assert cost <= 0.011, f"{side} bills {team} ${other[team]['cost_usd']:.4f}, gpuledger ${row['cost_usd']}"
+            assert hours <= 1e-6, (
+                f"{side} gives {team} {other[team]['gpu_hours']} GPU-hours, gpuledger {row['gpu_hours']}"
+            )
+            if "used_gpu_hours" in other[team] and team != c.IDLE:
+                used = abs(other[team]["used_gpu_hours"] - row["used_gpu_hours"]) / max(row["used_gpu_hours"], 1.0)
+                assert used <= 1e-6, f"{side} gives {team} {other[team]['used_gpu_hours']} used GPU-hours"
+            worst_cost, worst_hours = max(worst_cost, cost), max(worst_hours, hours)
+    return {"teams": len(base), "max_cost_diff_usd": round(worst_cost, 6), "max_gpu_hours_rel_diff": worst_hours}
+
+
+def _fmt(v: Any, unit: str) -> str:
+    if v is None:
+        return "—"
+    if unit in ("samples/s", "rows/s"):
+        return f"{v:,.0f}"
+    if unit == "x":
+        return f"{v:,.1f}x"
+    if unit == "rows":
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if v < 100 else f"{v:,.0f}"
+
+
+def _find(figs: list[dict[str, Any]], fid: str, **match: Any) -> list[dict[str, Any]]:
+    return [f for f in figs if f["id"] == fid and all(f.get(k) == v for k, v in match.items())]
+
+
+def _largest(figs: list[dict[str, Any]], fid: str) -> dict[str, Any] | None:
+    found = [f for f in _find(figs, fid) if f.get("median") is not None or fid.startswith("dashboard")]
+    return max(found, key=lambda f: f["gpus"]) if found else None
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    """(target, measured, where, met)."""
+    figs = results["figures"]
+    out: list[tuple[str, str, str, bool | None]] = []
+    cb = _largest(figs, "chargeback.gpuledger")
+    if cb:
+        out.append(
+            ("30-day chargeback by team < 1 s", f"{cb['median']:.3f} s", f"{cb['gpus']:,} GPUs", cb["median"] < 1)
+        )
+    ratio = _largest(figs, "ratio.promql")
+    if ratio:
+        out.append(
+            (
+                ">= 50x faster than PromQL",
+                f"{ratio['median']:,.0f}x",
+                f"{ratio['gpus']:,} GPUs, {ratio['window']}",
+                ratio["median"] >= 50,
+            )
+        )
+        extra = extrapolated_promql(results)
+        if extra and cb:
+            x = extra / cb["median"]
+            out.append(
+                (
+                    ">= 50x faster than PromQL (10k GPUs, 30 d)",
+                    f"~{x:,.0f}x (PromQL extrapolated: ~{extra:,.0f} s)",
+                    f"{cb['gpus']:,} GPUs, {cb['window']}",
+                    x >= 50,
+                )
+            )
+    for fid, label, goal in (
+        ("ingest.prometheus", "ingest from Prometheus >= 300k samples/s", 300_000),
+        ("ingest.files", "ingest from files >= 1M samples/s", 1_000_000),
+    ):
+        f = _largest(figs, fid)
+        if f:
+            out.append(
+                (label, f"{f['median']:,.0f} samples/s", f"{f['gpus']:,} GPUs, {f['window']}", f["median"] >= goal)
+            )
+    for fid in ("bytes.warehouse", "bytes.files", "bytes.prometheus"):
+        f = _largest(figs, fid)
+        if f:
+            out.append(
+                (
+                    "<= 4 bytes per stored raw sample",
+                    f"{f['median']:.2f} B ({fid})",
+                    f"{f['gpus']:,} GPUs, {f['window']}",
+                    f["median"] <= 4,
+                )
+            )
+    pages = [f for f in figs if f["id"] == "dashboard.cold"]
+    if pages:
+        g = max(f["gpus"] for f in pages)
+        slow = [f"{f['page']} {(f['median'] if f['median'] is not None else f['min']):.1f} s" for f in pages
+                if f["gpus"] == g and (f["median"] is None or f["median"] >= 2)]  # fmt: skip
+        worst = max((f["median"] or f["min"]) for f in pages if f["gpus"] == g)
+        out.append(
+            (
+                "every dashboard page < 2 s (first view, caches cleared)",
+                f"slowest {worst:.1f} s" + (f"; over: {', '.join(slow)}" if slow else ""),
+                f"{g:,} GPUs",
+                not slow,
+            )
+        )
+        warm = [f for f in figs if f["id"] == "dashboard.warm" and f["gpus"] == g]
+        if warm:
+            w = max(f["median"] for f in warm)
+            out.append(("every dashboard page < 2 s (cached)", f"slowest {w:.2f} s", f"{g:,} GPUs", w < 2))
+    rss = [(f.get("peak_rss_mb"), f) for f in figs if f.get("peak_rss_mb")]
+    if rss:
+        top, f = max(rss, key=lambda x: x[0])
+        out.append(
+            (
+                "peak RSS < 1.5 GB for any command",
+                f"{top:,.0f} MB ({f['id']})",
+                f"{f['gpus']:,} GPUs",
+                top < RSS_LIMIT_MB,
+            )
+        )
+    return out
+
+
+def extrapolated_promql(results: dict[str, Any]) -> float | None:
+    """PromQL seconds for 10k GPUs x 30 days from the measured sizes: fitted size exponent, and linear in
+    window length (a subquery evaluates its expression once per step)."""
+    figs = sorted(_find(results["figures"], "compare.promql"), key=lambda f: f["gpus"])
+    cb = _largest(results["figures"], "chargeback.gpuledger")
+    if len(figs) < 2 or not cb:
+        return None
+    k = exponent([f["gpus"] for f in figs], [f["median"] for f in figs])
+    hours = float(figs[-1]["window"].split()[0])
+    return float(figs[-1]["median"] * (cb["gpus"] / figs[-1]["gpus"]) ** (k or 1) * (30 * 24 / hours))
+
+
+def growth(figs: list[dict[str, Any]]) -> list[tuple[str, str, float | None]]:
+    out = []
+    for fid in sorted({f["id"] for f in figs}):
+        group = [f for f in figs if f["id"] == fid and f.get("median") and f.get("page") in (None, "teams")]
+        by_size: dict[int, dict[str, Any]] = {f["gpus"]: f for f in group}
+        if len(by_size) >= 2 and group[0]["unit"] in ("s",):
+            sizes = sorted(by_size)
+            out.append(
+                (
+                    fid,
+                    " / ".join(f"{by_size[s]['median']:.3g}" for s in sizes),
+                    exponent(sizes, [by_size[s]["median"] for s in sizes]),
+                )
+            )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    h = results["header"]
+    lines = [
+        "# gpuledger benchmarks",
+        "",
+        f"`make bench` on {h['cpus']} CPUs, {h['started']}, {h['seconds']} s in all; load average at start "
+        f"{', '.join(f'{x:.1f}' for x in h['loadavg_at_start'])} and at end {', '.join(f'{x:.1f}' for x in h['loadavg_at_end'])} "
+        "(other engineers' test suites share the machine: compare ratios taken in the same run, not absolute times "
+        f"across runs). Each figure: median of {h['runs']} runs after a warm-up, with min and max. Python {h['python']}, "
+        f"DuckDB {h['duckdb']}, Prometheus 2.42."
+        + (" Quick run (`BENCH_QUICK=1`): 100 and 1,000 GPUs only, no 10,000-GPU figures." if h.get("quick") else ""),
+        "",
+        "## Targets",
+        "",
+        "| target | measured | where | |",
+        "|---|---|---|---|",
+    ]
+    for name, measured, where, met in targets(results):
+        lines.append(f"| {name} | {measured} | {where} | {'**met**' if met else '**missed**'} |")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "| figure | GPUs | window | step | median | min | max | runs | unit | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in results["figures"]:
+        note = _note(f)
+        lines.append(
+            f"| {f['what']} | {f['gpus']:,} | {f['window']} | {f['resolution']} | {_fmt(f.get('median'), f['unit'])} | "
+            f"{_fmt(f.get('min'), f['unit'])} | {_fmt(f.get('max'), f['unit'])} | {f.get('runs', '')} | {f['unit']} | {note} |"
+        )
+    lines += [
+        "",
+        "## Growth with fleet size (cost ∝ size^k)",
+        "",
+        "| figure | medians at 100 / 1,000 / 10,000 GPUs | k |",
+        "|---|---|---|",
+    ]
+    for fid, medians, k in growth(results["figures"]):
+        lines.append(f"| {fid} | {medians} | {k:.2f} |" if k is not None else f"| {fid} | {medians} | — |")
+    if results.get("before"):
+        lines += ["", results["before"].get("markdown", "")]
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _note(f: dict[str, Any]) -> str:
+    parts = []
+    if f.get("peak_rss_mb"):
+        parts.append(f"peak RSS {f['peak_rss_mb']:,.0f} MB")
+    if f.get("agreement"):
+        a = f["agreement"]
+        parts.append(f"same bill asserted ({a['teams']} rows, max Δ ${a['max_cost_diff_usd']})")
+    for key in ("samples", "rows", "pods", "bytes", "facts_s", "rollups_s"):
+        if f.get(key) is not None:
+            parts.append(f"{key} {f[key]:,}" if isinstance(f[key], int) else f"{key} {f[key]}")
+    return "; ".join(parts)

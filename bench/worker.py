@@ -1,0 +1,189 @@
+"""One benchmark task in its own process (`python -m bench.worker TASK JSON-ARGS`), so its peak RSS is
+its own: a warm-up, then `runs` timed runs; prints one JSON line {"times": [...], ...}.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core.timeutil import Window, to_epoch
+
+
+def _window(args: dict[str, Any]) -> Window:
+    start = datetime.fromisoformat(args["start"])
+    return Window(start, start + timedelta(hours=args["hours"]))
+
+
+def _timed(fn: Callable[[], Any], runs: int, warmup: int = 1) -> tuple[list[float], Any]:
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return times, result
+
+
+def _report(report: Any) -> dict[str, dict[str, float]]:
+    return {
+        r.keys["team"]: {"gpu_hours": r.gpu_hours, "cost_usd": float(r.cost_usd), "used_gpu_hours": r.used_gpu_hours}
+        for r in report.rows
+    }
+
+
+def chargeback(args: dict[str, Any]) -> dict[str, Any]:
+    from analytics.chargeback import ChargebackOptions, chargeback
+    from core.warehouse import open_warehouse
+
+    w, rollups = _window(args), args.get("rollups", True)
+    with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
+        opts = ChargebackOptions(by=tuple(args.get("by", ["team"])))
+        times, report = _timed(
+            lambda: chargeback(con, w, opts, use_rollups=rollups), args["runs"], args.get("warmup", 1)
+        )
+    return {"times": times, "numbers": _report(report)}
+
+
+def three_way(args: dict[str, Any]) -> dict[str, Any]:
+    """gpuledger, PromQL and pandas interleaved run by run, so each ratio compares the same moment."""
+    from analytics.chargeback import chargeback
+    from bench import pandas_chargeback, promql
+    from core.warehouse import open_warehouse
+
+    w = _window(args)
+    sides: dict[str, list[float]] = {"gpuledger": [], "promql": [], "pandas": []}
+    numbers: dict[str, Any] = {}
+    with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
+        fns: dict[str, Callable[[], Any]] = {
+            "gpuledger": lambda: _report(chargeback(con, w)),
+            "promql": lambda: promql.chargeback_by_team(args["url"], to_epoch(w.end), args["hours"] / 24, 60),
+            "pandas": lambda: pandas_chargeback.chargeback_by_team(con, w.start, w.end),
+        }
+        for i in range(args["runs"] + 1):  # the first round is the warm-up
+            for side, fn in fns.items():
+                if side not in args.get("sides", list(fns)):
+                    continue
+                started = time.perf_counter()
+                numbers[side] = fn()
+                if i:
+                    sides[side].append(time.perf_counter() - started)
+    return {"times": sides, "numbers": numbers}
+
+
+def ingest_files(args: dict[str, Any]) -> dict[str, Any]:
+    from collectors.ingest import collect_files
+    from core.settings import CollectSettings
+
+    files = [Path(p) for p in args["files"]]
+    scratch = Path(args["scratch"])
+    settings = CollectSettings(cluster="bench", lookback="60s")
+    out: dict[str, Any] = {}
+
+    def once() -> Any:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        result = collect_files(scratch / "w.duckdb", files, settings)
+        out["bytes"] = (scratch / "w.duckdb").stat().st_size
+        out["samples"], out["rows"] = result.samples, result.total_rows
+        return result
+
+    out["times"], _ = _timed(once, args["runs"], args.get("warmup", 1))
+    return out
+
+
+def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
+    from collectors.ingest import collect_prometheus
+    from core.settings import CollectSettings, PrometheusSettings
+
+    scratch, w = Path(args["scratch"]), _window(args)
+    out: dict[str, Any] = {}
+
+    def once() -> Any:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        prom = PrometheusSettings(url=args["url"])
+        result = collect_prometheus(scratch / "w.duckdb", prom, CollectSettings(cluster="bench"), w.start, w.end)
+        out["bytes"] = (scratch / "w.duckdb").stat().st_size
+        out["samples"], out["rows"] = result.samples, result.total_rows
+        return result
+
+    out["times"], _ = _timed(once, args["runs"], args.get("warmup", 1))
+    return out
+
+
+def scan_rate(args: dict[str, Any]) -> dict[str, Any]:
+    """DuckDB's own scan-and-aggregate over `table` in the window: the machine's limit for that many rows."""
+    import duckdb
+
+    w = _window(args)
+    con = duckdb.connect(args["warehouse"], read_only=True)
+    col = args.get("ts", "ts")
+    sql = (
+        f"SELECT {args['group']}, sum({args['value']}) FROM {args['table']} WHERE {col} >= ? AND {col} < ? GROUP BY ALL"
+    )
+    rows = con.execute(
+        f"SELECT count(*) FROM {args['table']} WHERE {col} >= ? AND {col} < ?", [w.start, w.end]
+    ).fetchall()[0][0]
+    times, _ = _timed(lambda: con.execute(sql, [w.start, w.end]).fetchall(), args["runs"])
+    return {"times": times, "rows": int(rows)}
+
+
+def dashboard(args: dict[str, Any]) -> dict[str, Any]:
+    """Every page through Streamlit's AppTest: cold (caches cleared) and warm (cached) renders."""
+    import logging
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+    os.environ["GPULEDGER_WAREHOUSE"], os.environ["GPULEDGER_CONFIG"] = args["warehouse"], "/dev/null"
+    app = Path(__file__).resolve().parents[1] / "app"
+    out: dict[str, Any] = {}
+    for page in args["pages"]:
+        at = AppTest.from_file(str(app / "dashboard.py"), default_timeout=3600)
+
+        def render(cold: bool, at: AppTest = at, page: str = page) -> None:
+            if cold:
+                st.cache_data.clear()
+            at.run()
+            if page != "overview":
+                at.switch_page(str(app / "pages" / f"{page}.py"))
+                at.run()
+            if at.exception:
+                raise RuntimeError(f"{page}: {at.exception}")
+
+        cold, _ = _timed(functools.partial(render, True), args["runs"], 1)
+        warm, _ = _timed(functools.partial(render, False), args["runs"], 0)
+        out[page] = {"cold": cold, "warm": warm}
+    return {"times": out}
+
+
+TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "chargeback": chargeback,
+    "three_way": three_way,
+    "ingest_files": ingest_files,
+    "ingest_prometheus": ingest_prometheus,
+    "scan_rate": scan_rate,
+    "dashboard": dashboard,
+}
+
+
+def main() -> None:
+    task, args = sys.argv[1], json.loads(sys.argv[2])
+    result = TASKS[task](args)
+    print(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()

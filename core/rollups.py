@@ -1,0 +1,132 @@
+"""Hourly and daily rollups of the step tables, maintained inside every collection commit.
+
+A 30-day report on a 10,000-GPU fleet at 60 s steps would aggregate about a billion step rows; the
+chargeback instead reads, for every whole day (hour) of its window, one row per pod-day (pod-hour)
+and node-day (node-hour), and the step tables only for partial edge hours. The rollups hold exactly
+what the step SQL (core/facts.py) sums, so answers are identical (integer GPU-unit-seconds):
+
+  alloc_hourly/daily     GPU-unit-seconds per pod, for both MIG share modes (HAMi cores applied)
+  capacity_hourly/daily  billable GPU-unit-seconds per node, for both MIG share modes
+  usage_hourly/daily     used GPU-seconds per pod (NULL pod: activity on unallocated GPUs)
+
+Prices are applied at query time (a price or discount change inside an hour sends that hour to the
+step tables); labels and attribution too. What the step SQL reads from dimension tables (GPU model,
+time-slicing replicas, MIG profiles) is fingerprinted per node: a row whose node's fingerprint has
+changed since it was computed is ignored and its node is recomputed from the steps.
+
+`rollup_state` records the step tables' row counts at the last refresh. A warehouse whose counts
+differ (rows written outside a collection commit, e.g. by hand or by an older gpuledger) is out of
+sync: the chargeback then reads the step tables, and the next commit rebuilds every rollup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from core import conventions as c
+from core import rollup_classes, rollup_sql
+from core.facts import fingerprints_sql
+from core.warehouse import one
+
+SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+def table(kind: str, level: str) -> str:
+    """kind: alloc | capacity | usage; level: hourly | daily."""
+    base = {"alloc": c.T_ALLOC_ROLLUP, "capacity": c.T_CAPACITY_ROLLUP, "usage": c.T_USAGE_ROLLUP}[kind]
+    return f"{base}_{level}"
+
+
+def source_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in SOURCES}  # type: ignore[index]
+
+
+def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
+    """Do the rollups hold every step row (no write since the last refresh bypassed them)?"""
+    stored = {
+        k: v for k, v in con.execute(f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE}").fetchall() if k in SOURCES
+    }
+    counts = source_rows(con)
+    if not stored:
+        return not any(counts.values())
+    return stored == counts
+
+
+def refresh(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | None, full: bool = False) -> None:
+    """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
+    of everything when `full`; then record the step tables' row counts. Call inside the commit's
+    transaction, after the facts and dimensions are written."""
+    if full:
+        for kind in ("alloc", "capacity", "usage"):
+            for level in ("hourly", "daily"):
+                con.execute(f"DELETE FROM {table(kind, level)}")
+        window = _data_span(con)
+    if window is not None:
+        lo = _floor(window[0], HOUR)
+        hi = _floor(window[1], HOUR) + HOUR
+        day = _floor(lo, DAY)
+        while day < hi:  # a day at a time: bounded memory on a full rebuild
+            _refresh_hours(con, max(lo, day), min(hi, day + DAY))
+            _refresh_day(con, day)
+            day += DAY
+    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
+    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
+    if rollup_classes.exists(con):  # schema 8 and later
+        rollup_classes.rebuild(con)
+
+
+def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild what derives from the hourly/daily rollups alone (the class rows), e.g. after a migration."""
+    if rollup_classes.exists(con):
+        rollup_classes.rebuild(con)
+
+
+def _floor(ts: datetime, unit: timedelta) -> datetime:
+    midnight = ts.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight if unit == DAY else ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {t}" for t in SOURCES)
+    row = one(con, f"SELECT min(lo), max(hi) FROM ({parts})")
+    return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> None:
+    params = {"start": lo, "end": hi}
+    for kind in ("alloc", "capacity", "usage"):
+        con.execute(f"DELETE FROM {table(kind, 'hourly')} WHERE hour >= $start AND hour < $end", params)
+    fps = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
+    columns = {
+        "alloc": ("namespace, pod, uid, units_compute, units_memory", rollup_sql.alloc_hourly_sql()),
+        "capacity": ("units_compute, units_memory", rollup_sql.capacity_hourly_sql()),
+        "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql()),
+    }
+    for kind, (cols, sql) in columns.items():
+        con.execute(
+            f"INSERT INTO {table(kind, 'hourly')} SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) FROM ({sql}) {fps}",
+            params,
+        )
+
+
+def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:
+    """A day's rows: the sum of its hours; a day whose hours disagree on a fingerprint gets NULL."""
+    params = {"start": day, "end": day + DAY}
+    fp = "CASE WHEN min(fp) = max(fp) THEN min(fp) END"
+    sums = {
+        "alloc": ("namespace, pod, uid", "sum(units_compute), sum(units_memory)"),
+        "capacity": ("", "sum(units_compute), sum(units_memory)"),
+        "usage": ("namespace, pod, uid", "sum(used_s)"),
+    }
+    for kind, (pod, agg) in sums.items():
+        keys = "cluster, node" + (f", {pod}" if pod else "")
+        con.execute(f"DELETE FROM {table(kind, 'daily')} WHERE day >= $start AND day < $end", params)
+        con.execute(
+            f"""INSERT INTO {table(kind, "daily")}
+            SELECT date_trunc('day', hour), {keys}, {agg}, {fp} FROM {table(kind, "hourly")}
+            WHERE hour >= $start AND hour < $end GROUP BY date_trunc('day', hour), {keys}""",
+            params,
+        )
