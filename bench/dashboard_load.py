@@ -128,8 +128,8 @@ async def session(url: str, deadline: float, think: float, out: Results, seed: i
     rng = random.Random(seed)
     ws = await websocket_connect(
         f"{url.replace('http', 'ws')}/_stcore/stream",
-        subprotocols=["streamlit"],
-        max_size=None,  # type: ignore[list-item]
+        subprotocols=["streamlit"],  # type: ignore[list-item]
+        max_size=None,
     )
     hashes: dict[str, str] = {}
     order = list(PAGES)
