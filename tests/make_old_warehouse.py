@@ -1,11 +1,12 @@
-"""Write tests/fixtures/warehouse-v4.duckdb: the simulated fleet's first three hours in a warehouse at
-schema version 4 (the one before the current 5), made with the migration machinery itself, plus
-the reports today's gpuledger gives on the same input ingested fresh (warehouse-v4.expected.json).
+"""Write tests/fixtures/warehouse-v<VERSION>.duckdb: the simulated fleet's first three hours in a warehouse at
+the schema version before the current one, made with the migration machinery itself, plus
+the reports today's gpuledger gives on the same input ingested fresh (warehouse-v<VERSION>.expected.json).
 
-    .venv/bin/python -m tests.make_old_warehouse      (only when the fixture must be remade)
+    .venv/bin/python -m tests.make_old_warehouse      (when the schema moves on: the file of the version before
+    the new one; older fixtures stay, each still migrates)
 
-The v4 file is built by migrating an empty file to version 4 and copying, table by table, the
-columns version 4 has from a warehouse ingested by the current code; nothing newer leaks in.
+The old file is built by migrating an empty file to VERSION and copying, table by table, the
+columns that version has from a warehouse ingested by the current code; nothing newer leaks in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from core import conventions as c
 from core.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 4
+VERSION = 7
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
 WINDOW = ("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z")

@@ -13,14 +13,20 @@ import pytest
 from core.errors import SchemaError
 from core.schema import LATEST_VERSION
 from core.warehouse import connect, open_warehouse, schema_version
-from tests.make_old_warehouse import EXPECTED, OLD, VERSION, reports
+from tests.conftest import FIXTURES
+from tests.make_old_warehouse import VERSION, reports
+
+VERSIONS = (4, VERSION)  # an older file and the previous version's
 
 
-def test_a_warehouse_from_the_previous_schema_version_migrates_and_gives_the_same_reports(tmp_path: Path) -> None:
-    wh = tmp_path / OLD.name
-    shutil.copy(OLD, wh)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_warehouse_from_an_older_schema_version_migrates_and_gives_the_same_reports(
+    tmp_path: Path, version: int
+) -> None:
+    wh = tmp_path / f"warehouse-v{version}.duckdb"
+    shutil.copy(FIXTURES / wh.name, wh)
     con = duckdb.connect(str(wh), read_only=True)
-    assert schema_version(con) == VERSION < LATEST_VERSION
+    assert schema_version(con) == version < LATEST_VERSION
     con.close()
     with pytest.raises(SchemaError, match="needs migrating"):  # readers never change a file
         connect(wh, read_only=True)
@@ -29,4 +35,9 @@ def test_a_warehouse_from_the_previous_schema_version_migrates_and_gives_the_sam
     # chargeback, fleet health and serving unit cost, exactly as today's gpuledger gives them on the same
     # input ingested fresh (serving rows from before version 5 carry no scrape time: analytics/counters.py
     # falls back to the step's end, which gives the same request counts on 5-minute scrapes)
-    assert reports(wh) == json.loads(EXPECTED.read_text())
+    assert reports(wh) == json.loads((FIXTURES / f"warehouse-v{version}.expected.json").read_text())
+
+
+def test_the_newest_old_fixture_is_the_version_before_the_current_one() -> None:
+    # a new migration must come with its predecessor's file: `python -m tests.make_old_warehouse`
+    assert VERSION == LATEST_VERSION - 1
