@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import Ridge
 
 from core.money import to_cents
 
@@ -46,6 +45,8 @@ def _fit_predict(history: list[float], first_weekday: int, horizon: int) -> tupl
     x = np.arange(n + horizon, dtype=float)
     weekdays = (first_weekday + np.arange(n + horizon)) % 7
     design = _design(x, weekdays, with_weekday)
+    from sklearn.linear_model import Ridge  # here, not at the top: importing scikit-learn takes ~2 s per command
+
     model = Ridge(alpha=1.0).fit(design[:n], np.asarray(history))
     predicted = np.maximum(model.predict(design[n:]), 0.0)
     name = "ridge regression on trend + day of week" if with_weekday else "ridge regression on trend"

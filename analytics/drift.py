@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 EPSILON = 1e-4
 PSI_BANDS = (0.1, 0.25)
@@ -67,6 +69,13 @@ class FeatureDrift:
         }
 
 
+def _stats() -> ModuleType:
+    """scipy.stats, imported on first use: it takes about a second, and most commands never test drift."""
+    from scipy import stats
+
+    return stats
+
+
 def psi(reference_share: np.ndarray, current_share: np.ndarray, epsilon: float = EPSILON) -> float:
     r = np.where(reference_share == 0, epsilon, reference_share)
     c = np.where(current_share == 0, epsilon, current_share)
@@ -94,7 +103,7 @@ def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tupl
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
     dof = table.shape[1] - 1
-    return statistic, float(stats.chi2.sf(statistic, dof)), dof
+    return statistic, float(_stats().chi2.sf(statistic, dof)), dof
 
 
 def wasserstein(
@@ -135,7 +144,7 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
         return categorical_drift(feature, reference.astype(str), current.astype(str), policy)
     cuts = quantile_edges(reference)
     r_counts, c_counts = _binned(reference, cuts), _binned(current, cuts)
-    ks = stats.ks_2samp(reference, current)
+    ks = _stats().ks_2samp(reference, current)
     value = psi(r_counts / r_counts.sum(), c_counts / c_counts.sum(), policy.epsilon)
     out = FeatureDrift(feature, "numeric", "", float(len(reference)), float(len(current)))
     out.statistics = {
@@ -242,7 +251,7 @@ def histogram_drift(
     out.statistics = {
         "psi": psi(r_bins / r_bins.sum(), c_bins / c_bins.sum(), policy.epsilon),
         "ks_statistic": d,
-        "ks_p_value": float(stats.kstwo.sf(d, round(n * m / (n + m)))),
+        "ks_p_value": float(_stats().kstwo.sf(d, round(n * m / (n + m)))),
         "wasserstein_normed": wasserstein(points, points, reference, current) / max(std, 0.001),
         "jensen_shannon": jensen_shannon(r_bins, c_bins),
         "psi_bins": float(len(r_bins)),

@@ -23,10 +23,9 @@ from typing import Any
 
 import duckdb
 import numpy as np
-from scipy import stats
 
 from analytics.counters import Matcher, Selector, Span, gauge_means, series_increases
-from analytics.drift import DriftPolicy, FeatureDrift, counts_drift, histogram_drift
+from analytics.drift import DriftPolicy, FeatureDrift, _stats, counts_drift, histogram_drift
 from analytics.sli import has_data
 from core import conventions as c
 from core.timeutil import Window
@@ -165,4 +164,4 @@ def one_sided_p(p1: float, n1: float, p2: float, n2: float) -> float | None:
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     if se == 0:
         return 1.0 if p2 >= p1 else 0.0
-    return float(stats.norm.sf((p1 - p2) / se))
+    return float(_stats().norm.sf((p1 - p2) / se))
