@@ -51,8 +51,9 @@ class Plan:
     window: Window | None = None
 
 
-def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = True) -> Plan:
-    """Which part of `window` each source serves. Without usable rollups: all steps."""
+def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = True, days: bool = True) -> Plan:
+    """Which part of `window` each source serves. Without usable rollups: all steps. `days=False`: no
+    daily rows (whole days from the hourly rollups), for reports that split by hour of day."""
     if not use_rollups or not rollups.in_sync(con):
         return Plan(steps=[(window.start, window.end)], window=window)
     changes = _price_changes(con, window)
@@ -67,7 +68,7 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = Tru
     t = first
     while t < last:
         day = _floor(t, DAY)
-        if t == day and day + DAY <= last and day not in dirty_days:
+        if days and t == day and day + DAY <= last and day not in dirty_days:
             _add(out.days, day, day + DAY)
             t = day + DAY
             continue

@@ -1,4 +1,11 @@
-"""Gathering the evidence for savings recommendations from the warehouse (see analytics/savings.py)."""
+"""Gathering the evidence for savings recommendations from the warehouse (see analytics/savings.py).
+
+Where the evidence is a sum of GPU-unit-seconds (pool costs, off-peak idle and peak batch GPU-hours) it
+comes from the rollups, through the chargeback's plan (analytics/facts.py: hourly rows, steps only for
+edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
+per-step statistic stays on the step tables, each piece saying why: a pool's peak allocation and
+average capacity, a pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +15,11 @@ from typing import Any
 
 import duckdb
 
-from analytics import savings
-from analytics.allocation import MigShare, alloc_steps_sql, capacity_steps_sql, nodes_sql
+from analytics import facts, savings
+from analytics.allocation import UB, MigShare, nodes_sql
 from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
+from core.facts import units_sql
 from core.timeutil import Window
 
 U = c.GPU_UNITS
@@ -23,15 +31,34 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, window: Window) -> list[dict
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _pool_steps_sql(mig_share: MigShare, peak: tuple[int, int]) -> str:
+def _pool_steps_sql(mig_share: MigShare) -> str:
+    """Per node pool and step: billable capacity and allocated GPUs, and the largest node's GPUs.
+
+    Step tables on purpose: the peak allocation is a maximum over steps and the average capacity a mean
+    over steps (as is a node's GPU count); hourly sums of unit-seconds cannot give either. The SQL is
+    core/facts.capacity_steps_sql's rule in one pass: GPU units are linear in the allocation rows (HAMi
+    cores are not applied here, as before), so a node-step's units are summed straight from the rows
+    without grouping by pod first; DCGM's GPU count is only read for node-steps that declare none
+    (as core/rollup_sql.capacity_hourly_sql does)."""
+    key = "d.ts = s.ts AND d.cluster = s.cluster AND d.node = s.node"
     return f"""
-    WITH cap AS ({capacity_steps_sql(mig_share)}),
-    al AS (SELECT ts, cluster, node, sum(units) AS units FROM ({alloc_steps_sql(mig_share)}) GROUP BY ALL),
-    n AS ({nodes_sql()})
-    SELECT n.node_pool, cap.ts, hour(cap.ts) >= {peak[0]} AND hour(cap.ts) < {peak[1]} AS peak,
-        max(cap.step_s) AS step_s, sum(cap.units_per_s) / {U} AS capacity_gpus,
-        sum(coalesce(al.units, 0)) / {U} AS alloc_gpus, max(cap.units_per_s) / {U} AS max_node_gpus
-    FROM cap LEFT JOIN al USING (ts, cluster, node) LEFT JOIN n USING (cluster, node)
+    WITH n AS ({nodes_sql()}),
+    alloc AS (SELECT a.ts, a.cluster, a.node, max(a.step_s) AS step_s, {units_sql(mig_share)} AS units
+              FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node)
+              WHERE a.ts >= $start AND a.ts < $end GROUP BY a.ts, a.cluster, a.node),
+    declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
+                 FROM {c.T_NODE_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end GROUP BY ALL),
+    reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
+                 FROM {c.T_GPU_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end
+                 AND NOT EXISTS (SELECT 1 FROM declared d WHERE {key} AND d.gpus IS NOT NULL)
+                 GROUP BY ALL),
+    cap AS (SELECT ts, cluster, node, coalesce(a.units, 0) AS alloc_units,
+                CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units, 0)) / {U}) AS BIGINT) * {UB}
+                    AS units_per_s
+            FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node))
+    SELECT n.node_pool, cap.ts, sum(cap.units_per_s) / {U} AS capacity_gpus, sum(cap.alloc_units) / {U} AS alloc_gpus,
+        max(cap.units_per_s) / {U} AS max_node_gpus
+    FROM cap LEFT JOIN n USING (cluster, node)
     GROUP BY ALL
     """
 
@@ -40,14 +67,14 @@ def recommendations(
     con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
 ) -> list[savings.Recommendation]:
     pool_rates = _pool_rates(con, window, cb)
-    steps = _rows(con, _pool_steps_sql(cb.mig_share, opts.peak_hours), window)
-    pods = _pods(con, window, cb)
+    steps = _rows(con, _pool_steps_sql(cb.mig_share), window)
+    pods = _pods(con, window, cb, opts)
     recs = savings.release_idle(_pools(steps, pool_rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
-    recs += savings.off_peak(_off_peak(con, window, cb, opts, steps, pool_rates), window)
+    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, pool_rates), window)
     return savings.rank(recs)
 
 
@@ -82,7 +109,9 @@ def _pools(steps: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dict[
     return out
 
 
-def _pods(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions) -> list[dict[str, Any]]:
+def _pods(
+    con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
+) -> list[dict[str, Any]]:
     report = chargeback(con, window, replace(cb, by=("team", "namespace", "workload", "pod"), idle="keep"))
     by_pod = {(r.keys["namespace"], r.keys["pod"]): r for r in report.rows if r.kind in ("allocated", c.UNALLOCATED)}
     out = []
@@ -100,8 +129,16 @@ def _pods(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions)
                 "used_gpu_hours": row.used_gpu_hours,
                 "cost_usd": row.cents.get("allocated_cost_usd", Decimal(0)),
                 "model": stats["model"] or "",
+                "fb_p95_mib": None,
             }
         )
+    keys = {(p["cluster"], p["namespace"], p["pod"]) for p in out if savings.right_size_candidate(p, opts)}
+    fb = {
+        (r["cluster"], r["namespace"], r["pod"]): r["fb_p95_mib"]
+        for r in _rows(con, savings.fb_p95_sql(sorted(keys)), window)
+    }
+    for p in out:
+        p["fb_p95_mib"] = fb.get((p["cluster"], p["namespace"], p["pod"]))
     return out
 
 
@@ -110,32 +147,39 @@ def _off_peak(
     window: Window,
     cb: ChargebackOptions,
     opts: savings.SavingsOptions,
-    steps: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
     rates: dict[str, Decimal],
 ) -> list[dict[str, Any]]:
-    idle_off_peak: dict[str, float] = {}
-    for s in steps:
-        if not s["peak"]:
-            pool = s["node_pool"] or ""
-            idle_off_peak[pool] = (
-                idle_off_peak.get(pool, 0.0) + (s["capacity_gpus"] - s["alloc_gpus"]) * s["step_s"] / 3600
-            )
+    # GPU-unit-seconds by hour of day: hourly rollups (whole days too: the peak split is by hour), steps
+    # for edge hours, hours with a price change and stale nodes; the same integers as the step tables.
+    src = facts.sources_sql(facts.plan(con, window, days=False), cb.mig_share)
+    peak = f"hour(ts) >= {opts.peak_hours[0]} AND hour(ts) < {opts.peak_hours[1]}"
+    n = f"LEFT JOIN ({nodes_sql()}) n USING (cluster, node)"
+    idle = con.execute(
+        f"""SELECT coalesce(n.node_pool, '') AS node_pool, sum(units) FROM (
+            SELECT cluster, node, units FROM ({src["capacity"]}) WHERE NOT ({peak})
+            UNION ALL SELECT cluster, node, -units FROM ({src["alloc"]}) WHERE NOT ({peak})) {n}
+        GROUP BY ALL"""
+    ).fetchall()
+    idle_off_peak = {pool: int(units) / U / 3600 for pool, units in idle}
     sql = f"""
-    WITH al AS ({alloc_steps_sql(cb.mig_share)}), n AS ({nodes_sql()}),
-    serving AS (SELECT DISTINCT cluster, namespace, pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= $start AND ts < $end)
-    SELECT n.node_pool, al.namespace, al.pod, sum(al.units * al.step_s) / {U} / 3600.0 AS gpu_hours
-    FROM al LEFT JOIN n USING (cluster, node) LEFT JOIN serving s USING (cluster, namespace, pod)
-    WHERE s.pod IS NULL AND hour(al.ts) >= {opts.peak_hours[0]} AND hour(al.ts) < {opts.peak_hours[1]}
+    WITH serving AS (SELECT DISTINCT cluster, namespace, pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= $start AND ts < $end)
+    SELECT n.node_pool, al.namespace, al.pod, sum(al.units) AS units
+    FROM ({src["alloc"]}) al {n} LEFT JOIN serving s USING (cluster, namespace, pod)
+    WHERE s.pod IS NULL AND {peak.replace("ts", "al.ts")}
     GROUP BY ALL"""
     # only jobs short enough to fit in the off-peak hours can move there
     fits = 24 - (opts.peak_hours[1] - opts.peak_hours[0])
-    teams = {(p["namespace"], p["pod"]): p["team"] for p in _pods(con, window, cb) if p["run_hours"] <= fits}
-    per: dict[tuple[str, str], float] = {}
+    teams = {(p["namespace"], p["pod"]): p["team"] for p in pods if p["run_hours"] <= fits}
+    # integer unit-seconds summed exactly, divided once: GPU-hours at 60 s steps often end in .x5, and
+    # a float sum in row order (which DuckDB does not fix) could print either neighbour with .1f
+    units: dict[tuple[str, str], int] = {}
     for r in _rows(con, sql, window):
         if (r["namespace"], r["pod"]) not in teams:
             continue
         key = (r["node_pool"] or "", teams[(r["namespace"], r["pod"])])
-        per[key] = per.get(key, 0.0) + float(r["gpu_hours"])
+        units[key] = units.get(key, 0) + int(r["units"])
+    per = {key: u / U / 3600 for key, u in units.items()}
     return [
         {
             "node_pool": pool,

@@ -98,13 +98,21 @@ def _mig_fit(activity: float, fb_mib: float, model: str) -> tuple[int, int] | No
     return None
 
 
+def right_size_candidate(p: dict[str, Any], opts: SavingsOptions) -> bool:
+    """A single whole-GPU pod at low activity that cost something: what right_size considers."""
+    eff = p["efficiency"]
+    return (
+        p["whole"] == 1 and p["resources"] == 1 and eff is not None and eff < opts.low_utilization and p["cost_usd"] > 0
+    )
+
+
 def right_size(pods: list[dict[str, Any]], window: Window, opts: SavingsOptions) -> list[Recommendation]:
     """pods: team, namespace, pod, model, gpu_hours, efficiency, fb_p95_mib, cost_usd (whole-GPU, 1 GPU)."""
     out = []
     for p in pods:
-        eff = p["efficiency"]
-        if eff is None or eff >= opts.low_utilization or p["cost_usd"] <= 0:
+        if not right_size_candidate(p, opts):
             continue
+        eff = p["efficiency"]
         if any(m in p["model"].upper() for m in MIG_CAPABLE):
             fit = _mig_fit(eff, p["fb_p95_mib"] or 0.0, p["model"])
             if fit is None:
@@ -202,7 +210,10 @@ def rank(recs: list[Recommendation]) -> list[Recommendation]:
 
 
 def pod_stats_sql() -> str:
-    """Per pod: its single whole-GPU request, node attributes, run hours, p95 framebuffer, serving?"""
+    """Per pod: its single whole-GPU request, node attributes, run hours, serving? (p95 framebuffer: fb_p95_sql).
+
+    Read from the step table: a pod's request, its count of resource names and its run hours are per-step
+    facts, and the rollups keep only GPU-unit-seconds."""
     return f"""
     WITH a AS (
         SELECT cluster, namespace, pod, uid, node, max(amount) FILTER (WHERE resource = '{c.RESOURCE_GPU}') AS whole,
@@ -210,15 +221,33 @@ def pod_stats_sql() -> str:
         FROM (SELECT DISTINCT ts, step_s, cluster, namespace, pod, uid, node, resource, amount FROM {c.T_POD_ALLOCATIONS}
               WHERE ts >= $start AND ts < $end)
         GROUP BY ALL),
-    fb AS (
-        SELECT m.cluster, m.namespace, m.pod, quantile_cont(s.fb_used_mib, 0.95) AS fb_p95_mib
-        FROM {c.T_GPU_POD_SAMPLES} m JOIN {c.T_GPU_SAMPLES} s USING (ts, cluster, node, gpu_uuid, gpu_instance)
-        WHERE m.ts >= $start AND m.ts < $end GROUP BY ALL),
     serving AS (SELECT DISTINCT cluster, namespace, pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= $start AND ts < $end)
-    SELECT a.*, n.gpu_model AS model, n.instance_type, n.capacity_type, n.region, n.node_pool, fb.fb_p95_mib,
+    SELECT a.*, n.gpu_model AS model, n.instance_type, n.capacity_type, n.region, n.node_pool,
         s.pod IS NOT NULL AS serving
     FROM a LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
-    LEFT JOIN fb USING (cluster, namespace, pod) LEFT JOIN serving s USING (cluster, namespace, pod)
+    LEFT JOIN serving s USING (cluster, namespace, pod)
+    """
+
+
+def fb_p95_sql(pods: list[tuple[str, str, str]]) -> str:
+    """(cluster, namespace, pod, fb_p95_mib) for the given (cluster, namespace, pod) keys only.
+
+    A quantile over steps: no rollup holds it, so it reads the step tables, but only for the pods a
+    right-size recommendation can use it for (the rest of the fleet's samples are skipped)."""
+
+    def q(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    keys = ", ".join(f"({q(cl)}, {q(ns)}, {q(pod)})" for cl, ns, pod in sorted(pods)) or "(NULL, NULL, NULL)"
+    return f"""
+    WITH k AS (SELECT * FROM (VALUES {keys}) v(cluster, namespace, pod)),
+    m AS (SELECT m.* FROM {c.T_GPU_POD_SAMPLES} m SEMI JOIN k USING (cluster, namespace, pod)
+          WHERE m.ts >= $start AND m.ts < $end),
+    s AS (SELECT s.* FROM {c.T_GPU_SAMPLES} s SEMI JOIN (SELECT DISTINCT cluster, node FROM m) x USING (cluster, node)
+          WHERE s.ts >= $start AND s.ts < $end)
+    SELECT m.cluster, m.namespace, m.pod, quantile_cont(s.fb_used_mib, 0.95) AS fb_p95_mib
+    FROM m JOIN s USING (ts, cluster, node, gpu_uuid, gpu_instance)
+    GROUP BY ALL
     """
 
 
