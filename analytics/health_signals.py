@@ -162,11 +162,16 @@ def temperature_islands(
     limits = " ".join(f"WHEN {_quote(model)} THEN {float(v)}" for model, v in t.max_gpu_temp_c_by_model.items())
     limit = f"CASE m.model {limits} ELSE {float(t.max_gpu_temp_c)} END" if limits else str(float(t.max_gpu_temp_c))
     sql = f"""WITH models AS (SELECT cluster, node, gpu_uuid, max(model) AS model FROM {c.T_GPUS} GROUP BY ALL),
-    s AS (
-        SELECT g.cluster, g.node, g.gpu_uuid, '{c.DCGM_GPU_TEMP}' AS metric, g.ts, max(g.temp_c) AS v,
-            max({limit}) AS lim
+    t AS (
+        SELECT g.cluster, g.node, g.gpu_uuid, g.ts, g.temp_c, {limit} AS lim
         FROM {c.T_GPU_SAMPLES} g LEFT JOIN models m USING (cluster, node, gpu_uuid)
-        WHERE g.ts >= $lo AND g.ts < $hi AND g.temp_c IS NOT NULL GROUP BY ALL),
+        WHERE g.ts >= $lo AND g.ts < $hi AND g.temp_c IS NOT NULL),
+    -- only a GPU that ever runs over its limit can have an island: one aggregate pass finds them, so
+    -- the per-step window functions below run on a handful of GPUs instead of the fleet
+    hot AS (SELECT cluster, node, gpu_uuid FROM t GROUP BY ALL HAVING max(temp_c - lim) > 0),
+    s AS (
+        SELECT cluster, node, gpu_uuid, '{c.DCGM_GPU_TEMP}' AS metric, ts, max(temp_c) AS v, max(lim) AS lim
+        FROM t SEMI JOIN hot USING (cluster, node, gpu_uuid) GROUP BY ALL),
     d AS (SELECT *, lag(v) OVER (PARTITION BY cluster, node, gpu_uuid ORDER BY ts) AS pv FROM s),
     flagged AS (SELECT *, v > lim AS on_ FROM d WHERE pv IS NULL OR v <> pv),
     {_ISLANDS.strip()}"""
