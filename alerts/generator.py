@@ -14,7 +14,7 @@ from alerts import cost as cost_rules
 from alerts import health as health_rules
 from alerts import serving as serving_rules
 from alerts import slo as slo_rules
-from alerts.model import Group, Rule, RuleFile
+from alerts.model import Group, Rule, RuleFile, alert
 from analytics.health_policy import HealthThresholds
 from analytics.xid_catalog import XidCatalog, load_catalog
 from core import conventions as c
@@ -111,13 +111,7 @@ def recording(spec: RuleSpec) -> RuleFile:
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> Rule:
-    return Rule(
-        alert=name,
-        expr=expr,
-        for_=for_ or None,
-        labels={"severity": severity},
-        annotations={"summary": summary, "description": description, "runbook_url": _runbook(name.lower())},
-    )
+    return alert(name, expr, severity, summary, description, _runbook(name.lower()), for_)
 
 
 def cost(spec: RuleSpec) -> RuleFile:

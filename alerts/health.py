@@ -10,7 +10,7 @@ on a new exporter looks new: such an alert clears after the hold (an hour).
 
 from __future__ import annotations
 
-from alerts.model import Rule
+from alerts.model import Rule, alert
 from analytics.health_policy import ACTION_TEXT, XID_ACTION_TEXT, HealthThresholds
 from analytics.xid_catalog import XidCatalog
 from core import conventions as c
@@ -26,17 +26,7 @@ XID_CLASSES = (  # catalog severities -> alert, alert severity
 def _alert(
     name: str, expr: str, severity: str, summary: str, description: str, for_: str | None = None, **labels: str
 ) -> Rule:
-    return Rule(
-        alert=name,
-        expr=expr,
-        for_=for_,
-        labels={"severity": severity, **labels},
-        annotations={
-            "summary": summary,
-            "description": description,
-            "runbook_url": f"{c.RUNBOOK_BASE_URL}#fleet-health",
-        },
-    )
+    return alert(name, expr, severity, summary, description, f"{c.RUNBOOK_BASE_URL}#fleet-health", for_, **labels)
 
 
 def _num(value: float) -> str:

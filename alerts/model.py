@@ -42,3 +42,23 @@ def promql_string(value: str) -> str:
     JSON escapes quotes, backslashes and control characters with a subset of the Go escapes PromQL
     reads, so no value can end the matcher early or change the expression."""
     return json.dumps(value, ensure_ascii=False)
+
+
+def alert(
+    name: str,
+    expr: str,
+    severity: str,
+    summary: str,
+    description: str,
+    runbook_url: str,
+    for_: str | None = None,
+    **labels: str,
+) -> Rule:
+    """An alerting rule with what every gpuledger alert carries: a severity and the three annotations."""
+    return Rule(
+        alert=name,
+        expr=expr,
+        for_=for_ or None,
+        labels={"severity": severity, **labels},
+        annotations={"summary": summary, "description": description, "runbook_url": runbook_url},
+    )

@@ -13,13 +13,14 @@ check` computes it from the warehouse.
 
 from __future__ import annotations
 
-from alerts.model import Rule
+from alerts.model import Rule, alert
 from analytics.sli import model_label
 from core import conventions as c
 
 SUSTAINED = "1h"
 STATUS_LABELS = ("status", "code")  # Python instrumentators use status, Go's promhttp code
 MIN_ERROR_SHARE = 0.01
+REGRESSIONS = f"{c.RUNBOOK_BASE_URL}#serving-regressions"
 
 
 def _by(family: str) -> str:
@@ -41,20 +42,17 @@ def latency_rules(rise: float) -> list[Rule]:
             continue
         by = _by(family)
         out.append(
-            Rule(
-                alert=c.ALERT_LATENCY_REGRESSION,
-                expr=f"{_p95(family, by)}\n  > {1 + rise:g} * {_p95(family, by, ' offset 1d')}",
-                for_="15m",
-                labels={"severity": "warning", "histogram": family},
-                annotations={
-                    "summary": f"p95 latency of {{{{ $labels.{by} }}}} rose over {rise:.0%} against yesterday",
-                    "description": (
-                        f'p95 end-to-end latency over the last hour is {{{{ $value | printf "%.2f" }}}} {_unit(scale)}, '
-                        f"more than {1 + rise:g}x the same hour yesterday (the canary's rollback trigger). Check "
-                        "recent rollouts (`gpuledger report canary`) and GPU health on the serving nodes."
-                    ),
-                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#serving-regressions",
-                },
+            alert(
+                c.ALERT_LATENCY_REGRESSION,
+                f"{_p95(family, by)}\n  > {1 + rise:g} * {_p95(family, by, ' offset 1d')}",
+                "warning",
+                f"p95 latency of {{{{ $labels.{by} }}}} rose over {rise:.0%} against yesterday",
+                f'p95 end-to-end latency over the last hour is {{{{ $value | printf "%.2f" }}}} {_unit(scale)}, '
+                f"more than {1 + rise:g}x the same hour yesterday (the canary's rollback trigger). Check "
+                "recent rollouts (`gpuledger report canary`) and GPU health on the serving nodes.",
+                REGRESSIONS,
+                "15m",
+                histogram=family,
             )
         )
     return out
@@ -84,20 +82,17 @@ def error_rules(rise: float) -> list[Rule]:
         by = _by(bad)
         now, before = _error_ratio(bad, total, status, by), _error_ratio(bad, total, status, by, " offset 1d")
         out.append(
-            Rule(
-                alert=c.ALERT_ERROR_SPIKE,
-                expr=f"{now}\n  > {1 + rise:g} * {before}\nand {now} > {MIN_ERROR_SHARE:g}",
-                for_="10m",
-                labels={"severity": "critical", "counter": bad},
-                annotations={
-                    "summary": f"Server errors of {{{{ $labels.{by} }}}} spiked over {rise:.0%} against yesterday",
-                    "description": (
-                        "The failure share over the last hour is {{ $value | humanizePercentage }}, more than "
-                        f"{1 + rise:g}x the same hour yesterday and over {MIN_ERROR_SHARE:.0%} (the canary's rollback "
-                        "trigger). Roll back the last change (`gpuledger report canary`)."
-                    ),
-                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#serving-regressions",
-                },
+            alert(
+                c.ALERT_ERROR_SPIKE,
+                f"{now}\n  > {1 + rise:g} * {before}\nand {now} > {MIN_ERROR_SHARE:g}",
+                "critical",
+                f"Server errors of {{{{ $labels.{by} }}}} spiked over {rise:.0%} against yesterday",
+                "The failure share over the last hour is {{ $value | humanizePercentage }}, more than "
+                f"{1 + rise:g}x the same hour yesterday and over {MIN_ERROR_SHARE:.0%} (the canary's rollback "
+                "trigger). Roll back the last change (`gpuledger report canary`).",
+                REGRESSIONS,
+                "10m",
+                counter=bad,
             )
         )
     return out
@@ -109,35 +104,25 @@ def drift_rules(psi_major: float) -> list[Rule]:
     bucket series in PromQL, which cannot subtract neighbouring `le` buckets without naming them)."""
     m, f = c.L_DRIFT_MODEL, c.L_DRIFT_FEATURE
     runbook = f"{c.RUNBOOK_BASE_URL}#drift"
-    distribution = Rule(
-        alert=c.ALERT_DISTRIBUTION_DRIFT,
-        expr=(
-            f"max by ({m}, {f}) ({c.METRIC_DRIFT_PSI}) >= {psi_major:g}\n"
-            f'or max by ({m}, {f}) ({c.METRIC_DRIFT_DETECTED}{{kind="categorical"}}) == 1'
-        ),
-        labels={"severity": "warning"},
-        annotations={
-            "summary": f"{{{{ $labels.{f} }}}} of {{{{ $labels.{m} }}}} drifted from its reference",
-            "description": (
-                f"PSI at or over {psi_major:g} (major), or a categorical test flags drift, between the drift "
-                "report's reference and current windows. Check what changed in the traffic (clients, prompts, "
-                "a rollout) with `gpuledger report drift`; retrain or re-evaluate if it persists."
-            ),
-            "runbook_url": runbook,
-        },
+    distribution = alert(
+        c.ALERT_DISTRIBUTION_DRIFT,
+        f"max by ({m}, {f}) ({c.METRIC_DRIFT_PSI}) >= {psi_major:g}\n"
+        f'or max by ({m}, {f}) ({c.METRIC_DRIFT_DETECTED}{{kind="categorical"}}) == 1',
+        "warning",
+        f"{{{{ $labels.{f} }}}} of {{{{ $labels.{m} }}}} drifted from its reference",
+        f"PSI at or over {psi_major:g} (major), or a categorical test flags drift, between the drift "
+        "report's reference and current windows. Check what changed in the traffic (clients, prompts, "
+        "a rollout) with `gpuledger report drift`; retrain or re-evaluate if it persists.",
+        runbook,
     )
-    accuracy = Rule(
-        alert=c.ALERT_ACCURACY_DRIFT,
-        expr=f"max by ({m}) ({c.METRIC_ACCURACY_DEGRADED}) == 1",
-        labels={"severity": "warning"},
-        annotations={
-            "summary": f"Accuracy of {{{{ $labels.{m} }}}} dropped against its reference",
-            "description": (
-                "The evaluator's scored accuracy fell by more than serving.accuracy_degradation against the "
-                "reference, significantly (one-sided test). Compare versions with `gpuledger report canary` and "
-                "roll back or retrain."
-            ),
-            "runbook_url": runbook,
-        },
+    accuracy = alert(
+        c.ALERT_ACCURACY_DRIFT,
+        f"max by ({m}) ({c.METRIC_ACCURACY_DEGRADED}) == 1",
+        "warning",
+        f"Accuracy of {{{{ $labels.{m} }}}} dropped against its reference",
+        "The evaluator's scored accuracy fell by more than serving.accuracy_degradation against the "
+        "reference, significantly (one-sided test). Compare versions with `gpuledger report canary` and "
+        "roll back or retrain.",
+        runbook,
     )
     return [distribution, accuracy]
