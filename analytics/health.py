@@ -27,9 +27,11 @@ from typing import Any
 
 import duckdb
 
+from analytics import health_coverage as cov
 from analytics import health_signals as hs
+from analytics.health_coverage import GpuInfo
 from analytics.health_policy import ACTION_TEXT, RANK, SEVERITY_STATE, XID_ACTION_TEXT, HealthThresholds
-from analytics.health_signals import GpuInfo, GpuKey, Island
+from analytics.health_signals import GpuKey, Island
 from analytics.xid_catalog import XidCatalog
 from core import conventions as c
 from core.timeutil import Window, iso
@@ -156,17 +158,23 @@ def evaluate(
     thresholds: HealthThresholds,
     catalog: XidCatalog,
     team_label: str | tuple[str, ...] = c.TEAM_LABEL,
+    use_rollups: bool = True,
 ) -> HealthResult:
-    """Every GPU's health periods and Xid events in `window` (reading `lookbehind` of history)."""
+    """Every GPU's health periods and Xid events in `window` (reading `lookbehind` of history; spans and
+    silences from the coverage rollup where current, unless `use_rollups` is off)."""
     lo, hi = window.start - timedelta(seconds=thresholds.lookbehind_s), window.end
-    gpus = hs.gpu_infos(con, lo, hi)
+    gpus = cov.gpu_infos(con, lo, hi, use_rollups)
     islands = hs.level_islands(con, lo, hi) + hs.rate_islands(con, lo, hi, thresholds)
     islands += hs.temperature_islands(con, lo, hi, thresholds) + hs.retired_page_islands(con, lo, hi, thresholds)
     changes = hs.xid_changes(con, lo, hi, team_label)
     resets = hs.counter_resets(con, lo, hi)
     findings = [f for i in islands for f in _from_island(i, thresholds)]
     findings += [f for x in changes for f in _from_xid(x, catalog, thresholds, resets.get(x.key, []))]
-    findings += [f for s in hs.silences(con, lo, hi, thresholds.offline_after_s) for f in _from_silence(s, thresholds)]
+    findings += [
+        f
+        for s in cov.silences(con, lo, hi, thresholds.offline_after_s, use_rollups)
+        for f in _from_silence(s, thresholds)
+    ]
     findings += _recurrences(findings, thresholds)
     result = HealthResult(window, catalog.version, {k: g for k, g in gpus.items() if g.span[1] > window.start})
     by_key: dict[GpuKey, list[Finding]] = {}
@@ -298,7 +306,7 @@ def _float(value: int | None) -> float | None:
     return float(value) if value is not None else None
 
 
-def _from_silence(s: hs.Silence, t: HealthThresholds) -> list[Finding]:
+def _from_silence(s: cov.Silence, t: HealthThresholds) -> list[Finding]:
     opened = Evidence(c.SIG_OFFLINE, None, s.start, detail=f"no DCGM samples since {iso(s.start)} while the node is up")
     if not s.reported_again:
         return [Finding(s.key, c.STATE_OFFLINE, s.start, s.end, opened, None, ACTION_TEXT[c.SIG_OFFLINE])]

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from analytics.health import HealthResult, Period, XidEvent
+from analytics.health_coverage import GpuInfo
 from analytics.health_policy import RANK
-from analytics.health_signals import GpuInfo
 from core.timeutil import iso
 
 

@@ -75,7 +75,7 @@ _FIRST_CURRENT = 8
 def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
     """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
     (migrations add tables; rollups built from what the older warehouse already holds)."""
-    from core import rollups
+    from core import rollup_coverage, rollups
     from core.warehouse import connect, transaction
 
     candidates = [(v, v, False) for v in range(LATEST_VERSION - 1, _FIRST_CURRENT - 1, -1)]
@@ -96,6 +96,8 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
         try:
             with transaction(con):
                 rollups.rebuild_derived(con)
+                if not rollup_coverage.in_sync(con):  # schema 9: coverage is built from the step tables
+                    rollup_coverage.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -15,7 +15,7 @@ import duckdb
 
 from collectors import stage
 from core import conventions as c
-from core import rollups
+from core import rollup_coverage, rollups
 from core.warehouse import one, transaction
 
 
@@ -91,11 +91,12 @@ def commit(
     started = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
+        coverage_current = rollup_coverage.in_sync(con)
         for temp, table, _ in stage.STAGED:
             result.rows[table] = _replace_facts(con, temp, table, window)
         for temp, table, key, updated in _DIMENSIONS:
             _upsert(con, temp, table, key, updated)
-        rollups.refresh(con, window, full=not rollups_current)
+        rollups.refresh(con, window, full=not rollups_current, coverage_full=not coverage_current)
         if watermark is not None:
             con.execute(
                 f"""INSERT INTO {c.T_WATERMARKS} VALUES (?, ?, ?)

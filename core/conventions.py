@@ -30,6 +30,7 @@ T_INGEST_RUNS: Final = "ingest_runs"  # one row per collection run (data-status 
 T_ALLOC_ROLLUP: Final = "rollup_alloc"  # GPU-unit-seconds per pod and hour/day
 T_CAPACITY_ROLLUP: Final = "rollup_capacity"  # billable GPU-unit-seconds per node and hour/day
 T_USAGE_ROLLUP: Final = "rollup_usage"  # used GPU-seconds per pod and hour/day
+T_COVERAGE_ROLLUP: Final = "rollup_coverage_hourly"  # per GPU and node and hour: steps reported, first, last end
 T_ROLLUP_STATE: Final = "rollup_state"  # step-table row counts at the last rollup refresh
 T_CLASS_ALLOC: Final = "rollup_class_alloc_daily"  # GPU-unit-seconds per attribution class, node group and day
 T_CLASS_USAGE: Final = "rollup_class_usage_daily"  # used GPU-seconds per attribution class, node group and day

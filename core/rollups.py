@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from core import conventions as c
-from core import rollup_classes, rollup_sql
+from core import rollup_classes, rollup_coverage, rollup_sql
 from core.facts import fingerprints_sql
 from core.warehouse import one
 
@@ -55,10 +55,18 @@ def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     return stored == counts
 
 
-def refresh(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | None, full: bool = False) -> None:
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    window: tuple[datetime, datetime] | None,
+    full: bool = False,
+    coverage_full: bool | None = None,
+) -> None:
     """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
-    of everything when `full`; then record the step tables' row counts. Call inside the commit's
-    transaction, after the facts and dimensions are written."""
+    of everything when `full` (the coverage rollup: when `coverage_full`, by default `full`); then
+    record the step tables' row counts. Call inside the commit's transaction, after the facts and
+    dimensions are written."""
+    lo, hi = (_floor(window[0], HOUR), _floor(window[1], HOUR) + HOUR) if window else (None, None)
+    rollup_coverage.refresh(con, lo, hi, full=full if coverage_full is None else coverage_full)
     if full:
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
@@ -72,7 +80,8 @@ def refresh(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | 
             _refresh_hours(con, max(lo, day), min(hi, day + DAY))
             _refresh_day(con, day)
             day += DAY
-    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
+    keys = ", ".join(f"'{t}'" for t in SOURCES)
+    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source IN ({keys})")  # class: and coverage: rows are theirs
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
     if rollup_classes.exists(con):  # schema 8 and later
         rollup_classes.rebuild(con)

@@ -144,6 +144,15 @@ MIGRATION_8 = [
     f"""CREATE TABLE {c.T_CLASS_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, class_node VARCHAR NOT NULL)""",
 ]
 
+# Version 9 (issues 9, 10: the health page on a large fleet): per hour, which steps each GPU reported and
+# each node was up (core/rollup_coverage.py), so the health report finds its GPUs and their silences
+# without a DISTINCT over every sample of the month. gpu_uuid NULL: the node's row. Empty until the next
+# commit builds it (rollup_state then gains a health_samples row); health reads the step tables meanwhile.
+MIGRATION_9 = [
+    f"""CREATE TABLE {c.T_COVERAGE_ROLLUP} (hour TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL,
+        gpu_uuid VARCHAR, steps BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_end TIMESTAMP NOT NULL)"""
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -153,5 +162,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_6,
     MIGRATION_7,
     MIGRATION_8,
+    MIGRATION_9,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -17,7 +17,7 @@ from analytics import facts
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.ledger import ChargebackReport
 from core import conventions as c
-from core import rollups
+from core import rollup_coverage, rollups
 from core.timeutil import Window
 from core.warehouse import open_warehouse, transaction
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
@@ -185,8 +185,9 @@ def test_an_upgraded_warehouse_is_rebuilt_by_its_next_commit(
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
                 con.execute(f"DELETE FROM {rollups.table(kind, level)}")
+        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
         con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
-        assert not rollups.in_sync(con)
+        assert not rollups.in_sync(con) and not rollup_coverage.in_sync(con)
         before = chargeback(con, Window(T0, T0 + timedelta(days=1)))
     files = [str(sim_day / "kube-state-metrics.om")]
     late = ("--start", "2026-11-02T23:00:00Z", "--end", "2026-11-03T00:00:00Z")
@@ -195,7 +196,9 @@ def test_an_upgraded_warehouse_is_rebuilt_by_its_next_commit(
         == 0
     )
     with open_warehouse(wh, read_only=True) as con:
-        assert rollups.in_sync(con)
+        assert rollups.in_sync(con) and rollup_coverage.in_sync(con)
+        hours = con.execute(f"SELECT count(DISTINCT hour) FROM {c.T_COVERAGE_ROLLUP}").fetchall()[0][0]
+        assert hours == 24, "the whole day's coverage, not only the hour this commit wrote"
         assert facts.plan(con, Window(T0, T0 + timedelta(days=1))).days == [(T0, T0 + timedelta(days=1))]
         assert_same(chargeback(con, Window(T0, T0 + timedelta(days=1))), before)
         assert before.node_cost_usd > Decimal(0)

@@ -1,0 +1,91 @@
+"""Hourly coverage: which steps each GPU reported and each node was up, for the health report.
+
+The health report needs, for every GPU of a month, when it was reporting or expected to (its span)
+and the runs of steps where its node was up but it sent nothing (silences). Read from the step
+tables, both are a DISTINCT over every sample of the window: 51M rows and a minute at 1,000 GPUs.
+This table holds, per hour, one row per GPU (distinct steps with a DCGM sample, the first step, the
+last step's end) and one per node (gpu_uuid NULL: steps where kube-state-metrics listed the node or
+any of its GPUs reported). Spans are the min and max of those; a GPU can only have a silent step in
+an hour where its node has more steps than it, so the step tables are read for those hours only
+(analytics/health_coverage.py).
+
+Every collection commit recomputes the hours it touched. `rollup_state` keeps the step tables' row
+counts under `coverage:<table>`; while they differ (a write outside a commit, or a warehouse just
+upgraded to schema 9) the health report reads the step tables and the next commit rebuilds it all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import duckdb
+
+from core import conventions as c
+from core.warehouse import one
+
+SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
+PREFIX = "coverage:"
+DAY = timedelta(days=1)
+
+
+def exists(con: duckdb.DuckDBPyConnection) -> bool:
+    row = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [c.T_COVERAGE_ROLLUP])
+    return bool(row and row[0])
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    return {PREFIX + t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in SOURCES}  # type: ignore[index]
+
+
+def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
+    """Does the coverage table speak for every step row (no write since the last refresh bypassed it)?"""
+    if not exists(con):
+        return False
+    stored = dict(
+        con.execute(
+            f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX]
+        ).fetchall()
+    )
+    return bool(stored) and stored == _counts(con)
+
+
+def hourly_sql() -> str:
+    """(hour, cluster, node, gpu_uuid, steps, first_ts, last_end) of the steps in [$start, $end)."""
+    window = "ts >= $start AND ts < $end"
+    return f"""
+    WITH cov AS (
+        SELECT cluster, node, gpu_uuid, ts, step_s FROM {c.T_GPU_SAMPLES} WHERE {window}
+        UNION ALL SELECT cluster, node, gpu_uuid, ts, step_s FROM {c.T_HEALTH_SAMPLES} WHERE {window}),
+    up AS (
+        SELECT cluster, node, ts, step_s FROM {c.T_NODE_SAMPLES} WHERE {window}
+        UNION ALL SELECT cluster, node, ts, step_s FROM cov)
+    SELECT date_trunc('hour', ts), cluster, node, gpu_uuid, count(DISTINCT ts), min(ts),
+        max(ts + to_seconds(step_s)) FROM cov GROUP BY ALL
+    UNION ALL
+    SELECT date_trunc('hour', ts), cluster, node, NULL, count(DISTINCT ts), min(ts),
+        max(ts + to_seconds(step_s)) FROM up GROUP BY ALL"""
+
+
+def refresh(con: duckdb.DuckDBPyConnection, lo: datetime | None, hi: datetime | None, full: bool) -> None:
+    """Recompute the hours [lo, hi) (hour-aligned), or everything when `full` (pass `not in_sync(con)` as
+    read before the commit's writes); record the counts. A no-op before schema 9. Call inside the commit."""
+    if not exists(con):
+        return
+    if full:
+        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
+        lo, hi = _span(con)
+    day = lo
+    while day is not None and hi is not None and day < hi:  # a day at a time: bounded memory on a rebuild
+        end = min(hi, day + DAY)
+        params = {"start": day, "end": end}
+        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= $start AND hour < $end", params)
+        con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", params)
+        day = end
+    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX])
+    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(_counts(con).items()))
+
+
+def _span(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
+    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {t}" for t in SOURCES)
+    row = one(con, f"SELECT date_trunc('hour', min(lo)), date_trunc('hour', max(hi)) + INTERVAL 1 HOUR FROM ({parts})")
+    return (row[0], row[1]) if row else (None, None)
