@@ -8,6 +8,7 @@ from decimal import Decimal
 from analytics.chargeback import ChargebackOptions
 from analytics.recommend import recommendations
 from analytics.savings import SavingsOptions
+from core.facts import HAMI_CORES
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
 
@@ -63,3 +64,15 @@ def test_short_or_idle_work_is_not_sent_to_spot_and_results_are_ranked() -> None
     recs = _recs(con)
     assert not [r for r in recs if r.kind == "move to spot"]
     assert [r.monthly_savings_usd for r in recs] == sorted((r.monthly_savings_usd for r in recs), reverse=True)
+
+
+def test_a_pod_asking_for_a_gpu_and_hami_cores_runs_as_long_as_it_ran_not_twice_as_long() -> None:
+    con = fresh_db()
+    add_node(con, "n1", 1, steps=STEPS, instance_type="p3.2xlarge")
+    add_price(con, "3.06", gpus=1, instance_type="p3.2xlarge")
+    add_price(con, "0.918", gpus=1, instance_type="p3.2xlarge", capacity_type="spot")
+    add_pod(con, "train-abcde", "n1", steps=4 * 60)  # 4 h: under the 6 h a move to spot needs
+    add_pod(con, "train-abcde", "n1", steps=4 * 60, resource=HAMI_CORES, amount=100)
+    add_gpu_usage(con, "n1", "GPU-0", 0.9, pod="train-abcde", steps=4 * 60)
+    assert not [r for r in _recs(con) if r.kind == "move to spot"]
+    assert [r for r in _recs(con, min_run_hours=3.5) if r.kind == "move to spot"]
