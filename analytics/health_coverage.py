@@ -21,13 +21,14 @@ from datetime import datetime, timedelta
 
 import duckdb
 
+from analytics import step_ranges
 from analytics.health_signals import GpuKey
+from analytics.step_ranges import Range
 from core import conventions as c
 from core import rollup_coverage
 
 HOUR = timedelta(hours=1)
 Span = tuple[datetime, datetime]
-Range = tuple[str, str, datetime, datetime]  # cluster, node, [lo, hi)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,6 @@ class GpuInfo:
 
 
 _KNOWN = f"known AS (SELECT cluster, node, gpu_uuid, min(first_seen) AS first_seen FROM {c.T_GPUS} GROUP BY ALL)"
-_RANGES = "ranges AS (SELECT unnest($r_cluster) AS cluster, unnest($r_node) AS node, unnest($r_lo) AS lo, unnest($r_hi) AS hi)"
 
 
 def _raw(table: str, cols: str, ranged: bool) -> str:
@@ -62,7 +62,7 @@ def _raw(table: str, cols: str, ranged: bool) -> str:
 
 def _coverage(ranged: bool) -> str:
     gpu_cols, node_cols = "cluster, node, gpu_uuid, ts, step_s", "cluster, node, ts, step_s"
-    return f"""{_RANGES + "," if ranged else ""}
+    return f"""{step_ranges.CTE + "," if ranged else ""}
     cov AS ({_raw(c.T_GPU_SAMPLES, gpu_cols, ranged)} UNION {_raw(c.T_HEALTH_SAMPLES, gpu_cols, ranged)}),
     node_up AS (
         -- a node is up while kube-state-metrics lists it, or while any of its GPUs reports
@@ -101,15 +101,8 @@ def _silences(
         EXISTS (SELECT 1 FROM cov WHERE cov.cluster = s.cluster AND cov.node = s.node AND cov.gpu_uuid = s.gpu_uuid
                 AND cov.ts = s.end_) AS again
     FROM spans s WHERE s.end_ - s.start >= to_seconds({int(min_s)}) ORDER BY ALL"""
-    rows = con.execute(sql, {"lo": lo, "hi": hi, **_range_params(ranges)}).fetchall()
+    rows = con.execute(sql, {"lo": lo, "hi": hi, **(step_ranges.params(ranges) if ranges else {})}).fetchall()
     return [Silence(GpuKey(cl, n, u), start, end, bool(again)) for cl, n, u, start, end, again in rows]
-
-
-def _range_params(ranges: list[Range] | None) -> dict[str, list[object]]:
-    if ranges is None:
-        return {}
-    names = ("r_cluster", "r_node", "r_lo", "r_hi")
-    return {name: [r[i] for r in ranges] for i, name in enumerate(names)}
 
 
 def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[Range]:
@@ -126,15 +119,7 @@ def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) 
         ORDER BY ALL""",
         {"lo": lo, "hi": hi},
     ).fetchall()
-    ranges: list[Range] = []
-    for cluster, node, hour in rows:
-        start, end = max(lo, hour), min(hi, hour + 2 * HOUR)
-        last = ranges[-1] if ranges else None
-        if last and last[:2] == (cluster, node) and start <= last[3]:
-            ranges[-1] = (cluster, node, last[2], end)
-        else:
-            ranges.append((cluster, node, start, end))
-    return ranges
+    return step_ranges.from_hours(rows, lo, hi, after=HOUR)
 
 
 def gpu_infos(

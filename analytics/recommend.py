@@ -4,34 +4,38 @@ Where the evidence is a sum of GPU-unit-seconds (pool costs, off-peak idle and p
 comes from the rollups, through the chargeback's plan (analytics/facts.py: hourly rows, steps only for
 edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
 per-step statistic stays on the step tables, each piece saying why: a pool's peak allocation and
-average capacity, a pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
+average capacity (DCGM's GPU counts only where the coverage rollup shows undeclared node steps), a pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 
-from analytics import facts, savings
+from analytics import facts, savings, step_ranges
 from analytics.allocation import UB, MigShare, nodes_sql
 from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
+from core import rollup_coverage
 from core.facts import units_sql
 from core.timeutil import Window
 
 U = c.GPU_UNITS
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, window: Window) -> list[dict[str, Any]]:
-    cur = con.execute(sql, {"start": window.start, "end": window.end})
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, window: Window, extra: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    cur = con.execute(sql, {"start": window.start, "end": window.end, **(extra or {})})
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _pool_steps_sql(mig_share: MigShare) -> str:
+def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) -> str:
     """Per node pool and step: billable capacity and allocated GPUs, and the largest node's GPUs.
 
     Step tables on purpose: the peak allocation is a maximum over steps and the average capacity a mean
@@ -39,17 +43,20 @@ def _pool_steps_sql(mig_share: MigShare) -> str:
     core/facts.capacity_steps_sql's rule in one pass: GPU units are linear in the allocation rows (HAMi
     cores are not applied here, as before), so a node-step's units are summed straight from the rows
     without grouping by pod first; DCGM's GPU count is only read for node-steps that declare none
-    (as core/rollup_sql.capacity_hourly_sql does)."""
+    (as core/rollup_sql.capacity_hourly_sql does): from every step (`reported_ranges` None), from
+    the `ranges` CTE's nodes and hours (True), or not at all (False)."""
     key = "d.ts = s.ts AND d.cluster = s.cluster AND d.node = s.node"
+    ranged = "JOIN ranges r ON s.cluster = r.cluster AND s.node = r.node AND s.ts >= r.lo AND s.ts < r.hi"
     return f"""
-    WITH n AS ({nodes_sql()}),
+    WITH {step_ranges.CTE + "," if reported_ranges else ""} n AS ({nodes_sql()}),
     alloc AS (SELECT a.ts, a.cluster, a.node, max(a.step_s) AS step_s, {units_sql(mig_share)} AS units
               FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node)
               WHERE a.ts >= $start AND a.ts < $end GROUP BY a.ts, a.cluster, a.node),
     declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
                  FROM {c.T_NODE_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end GROUP BY ALL),
-    reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
-                 FROM {c.T_GPU_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end
+    reported AS (SELECT s.ts, s.cluster, s.node, max(s.step_s) AS step_s, count(DISTINCT s.gpu_uuid) AS gpus
+                 FROM {c.T_GPU_SAMPLES} s {ranged if reported_ranges else ""}
+                 WHERE s.ts >= $start AND s.ts < $end {"" if reported_ranges is not False else "AND false"}
                  AND NOT EXISTS (SELECT 1 FROM declared d WHERE {key} AND d.gpus IS NOT NULL)
                  GROUP BY ALL),
     cap AS (SELECT ts, cluster, node, coalesce(a.units, 0) AS alloc_units,
@@ -67,7 +74,7 @@ def recommendations(
     con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
 ) -> list[savings.Recommendation]:
     pool_rates = _pool_rates(con, window, cb)
-    steps = _rows(con, _pool_steps_sql(cb.mig_share), window)
+    steps = _pool_steps(con, window, cb.mig_share)
     pods = _pods(con, window, cb, opts)
     recs = savings.release_idle(_pools(steps, pool_rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
@@ -76,6 +83,22 @@ def recommendations(
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
     recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, pool_rates), window)
     return savings.rank(recs)
+
+
+def _pool_steps(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
+    """The pool steps, reading DCGM's GPU counts only for the node-hours whose coverage rollup row has a step
+    kube-state-metrics gave no capacity for (none on a fleet where it always does)."""
+    if not rollup_coverage.in_sync(con):
+        return _rows(con, _pool_steps_sql(mig_share), window)
+    hours = con.execute(
+        f"""SELECT cluster, node, hour FROM {c.T_COVERAGE_ROLLUP}
+        WHERE gpu_uuid IS NULL AND declared_steps < steps AND hour >= date_trunc('hour', $start::TIMESTAMP)
+            AND hour < $end ORDER BY ALL""",
+        {"start": window.start, "end": window.end},
+    ).fetchall()
+    ranges = step_ranges.from_hours(hours, window.start, window.end, after=timedelta(0))
+    extra = step_ranges.params(ranges) if ranges else None
+    return _rows(con, _pool_steps_sql(mig_share, reported_ranges=bool(ranges)), window, extra)
 
 
 def _pool_rates(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions) -> dict[str, Decimal]:

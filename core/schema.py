@@ -147,10 +147,12 @@ MIGRATION_8 = [
 # Version 9 (issues 9, 10: the health page on a large fleet): per hour, which steps each GPU reported and
 # each node was up (core/rollup_coverage.py), so the health report finds its GPUs and their silences
 # without a DISTINCT over every sample of the month. gpu_uuid NULL: the node's row. Empty until the next
-# commit builds it (rollup_state then gains a health_samples row); health reads the step tables meanwhile.
+# commit builds it (rollup_state then gains its coverage: rows); health reads the step tables meanwhile.
+# declared_steps (node rows): steps where kube-state-metrics gave the node's GPU capacity.
 MIGRATION_9 = [
     f"""CREATE TABLE {c.T_COVERAGE_ROLLUP} (hour TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL,
-        gpu_uuid VARCHAR, steps BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_end TIMESTAMP NOT NULL)"""
+        gpu_uuid VARCHAR, steps BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_end TIMESTAMP NOT NULL,
+        declared_steps BIGINT)"""
 ]
 
 MIGRATIONS: list[list[str]] = [

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from operator import itemgetter
 
+import pytest
+
+from analytics import recommend
 from analytics.chargeback import ChargebackOptions
 from analytics.recommend import recommendations
 from analytics.savings import SavingsOptions
+from core import conventions as c
+from core import rollup_coverage, rollups
 from core.facts import HAMI_CORES
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
@@ -76,3 +82,33 @@ def test_a_pod_asking_for_a_gpu_and_hami_cores_runs_as_long_as_it_ran_not_twice_
     add_gpu_usage(con, "n1", "GPU-0", 0.9, pod="train-abcde", steps=4 * 60)
     assert not [r for r in _recs(con) if r.kind == "move to spot"]
     assert [r for r in _recs(con, min_run_hours=3.5) if r.kind == "move to spot"]
+
+
+POOL_CASES = [
+    ("kube-state-metrics gives every node's capacity: no DCGM count is read", 24 * 60, None),
+    ("one node listed only 10 h while its GPUs report all day: DCGM counts for the rest", 10 * 60 + 7, None),
+    ("one step of one node missing from kube-state-metrics: DCGM's count for that step", 24 * 60, 300),
+]
+
+
+@pytest.mark.parametrize(("name", "listed_steps", "missing"), POOL_CASES, ids=[p[0] for p in POOL_CASES])
+def test_pool_steps_from_the_coverage_rollup_equal_those_read_from_every_step(
+    name: str, listed_steps: int, missing: int | None
+) -> None:
+    con = fresh_db()
+    add_node(con, "n1", 2, steps=STEPS, pool="od")
+    add_node(con, "n2", 4, steps=listed_steps, pool="od")
+    for gpu in range(3):
+        add_gpu_usage(con, "n2", f"GPU-{gpu}", 0.5, steps=STEPS)
+    add_pod(con, "p", "n2", amount=2, offset=30, steps=STEPS - 60)
+    if missing is not None:
+        con.execute(f"DELETE FROM {c.T_NODE_SAMPLES} WHERE node = 'n2' AND ts = ?", [T0 + timedelta(minutes=missing)])
+    window = Window(T0 + timedelta(minutes=17), T0 + timedelta(hours=23, minutes=41))
+    every_step = recommend._rows(con, recommend._pool_steps_sql("compute"), window)
+    rollups.refresh(con, None, full=True)
+    assert rollup_coverage.in_sync(con)
+    key = itemgetter("node_pool", "ts")
+    assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(every_step, key=key)
+    if listed_steps < STEPS or missing:
+        # n1's 2 GPUs plus n2's: 4 while listed, else the 3 DCGM reports
+        assert {r["capacity_gpus"] for r in every_step} == {6, 5}
