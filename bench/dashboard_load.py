@@ -35,6 +35,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.asyncio.client import connect as websocket_connect  # Streamlit's own server dependency
 
 from collectors import pricing
+from core import rollups
 from core.warehouse import connect, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +94,8 @@ def build_warehouse(path: Path, gpus: int, days: int, end: datetime) -> None:
                 [start, steps, gpus],
             )
         pricing.store(con, pricing.parse_csv(pricing.default_table_text(), "default"))
+        with transaction(con):  # as a collector's commits leave it: rollups current, so pages read them
+            rollups.refresh(con, None, full=True)
         con.execute("CHECKPOINT")
     finally:
         con.close()

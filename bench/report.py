@@ -90,6 +90,8 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     for fid, label, goal in (
         ("ingest.prometheus", "ingest from Prometheus >= 300k samples/s", 300_000),
         ("ingest.files", "ingest from files >= 1M samples/s", 1_000_000),
+        ("ingest.prometheus.bulk", "ingest from Prometheus >= 300k samples/s (bulk load)", 300_000),
+        ("ingest.files.bulk", "ingest from files >= 1M samples/s (bulk load)", 1_000_000),
     ):
         f = _largest(figs, fid)
         if f:
