@@ -13,6 +13,7 @@ import duckdb
 from analytics import health_impact as impact
 from analytics.health import HealthResult, Period, evaluate
 from analytics.health_policy import RANK, HealthThresholds, normalise_states
+from analytics.health_signals import GpuKey
 from analytics.health_store import store
 from analytics.health_views import event_dict, node_periods, period_dict
 from analytics.xid_catalog import load_catalog
@@ -40,7 +41,9 @@ class HealthReport:
     def rows(self) -> list[dict[str, Any]]:
         """GPUs needing action: one row per period in the selected states, worst first."""
         picked = [p for p in self.result.periods if p.state in self.states]
-        worst = {p.key: max(RANK[q.state] for q in picked if q.key == p.key) for p in picked}
+        worst: dict[GpuKey, int] = {}
+        for p in picked:
+            worst[p.key] = max(worst.get(p.key, -1), RANK[p.state])
         picked.sort(key=lambda p: (-worst[p.key], p.key, p.start))
         cost = {(r.key, start): usd for r in self.lost for start, usd in r.by_period.items()}
         return [_row(p, self.result, cost.get((p.key, p.start))) for p in picked]

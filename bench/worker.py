@@ -55,6 +55,29 @@ def chargeback(args: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "numbers": _report(report)}
 
 
+def health(args: dict[str, Any]) -> dict[str, Any]:
+    """`report health`'s work: every GPU's periods and Xid events, the pods on unhealthy GPUs, lost capacity."""
+    from analytics import health_impact as impact
+    from analytics.health import evaluate
+    from analytics.health_policy import HealthThresholds
+    from analytics.xid_catalog import load_catalog
+    from core.settings import Settings
+    from core.warehouse import open_warehouse
+
+    s, w, rollups = Settings(), _window(args), args.get("rollups", True)
+    thresholds, catalog = HealthThresholds.from_all(s), load_catalog(s.health.xid_overrides)
+
+    def once() -> int:
+        result = evaluate(con, w, thresholds, catalog, tuple(s.chargeback.team_labels), use_rollups=rollups)
+        impact.impacted_pods(con, result, tuple(s.chargeback.team_labels))
+        impact.lost_capacity(con, result, s.pricing.fallback_gpu_hour_usd)
+        return len(result.periods)
+
+    with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
+        times, periods = _timed(once, args["runs"], args.get("warmup", 1))
+    return {"times": times, "periods": periods}
+
+
 def three_way(args: dict[str, Any]) -> dict[str, Any]:
     """gpuledger, PromQL and pandas interleaved run by run, so each ratio compares the same moment."""
     from analytics.chargeback import chargeback
@@ -175,6 +198,7 @@ def dashboard(args: dict[str, Any]) -> dict[str, Any]:
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "chargeback": chargeback,
     "three_way": three_way,
+    "health": health,
     "ingest_files": ingest_files,
     "ingest_prometheus": ingest_prometheus,
     "scan_rate": scan_rate,

@@ -104,7 +104,7 @@ def test_a_fleet_without_gaps_reads_no_step_at_all_for_its_silences() -> None:
 gaps = st.lists(st.tuples(st.integers(0, 299), st.integers(1, 90)), max_size=3)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     gpus=st.lists(st.tuples(st.integers(0, 200), gaps), min_size=1, max_size=3),
     node_steps=st.integers(60, 300),
