@@ -57,7 +57,7 @@ lint: $(DEV_STAMP) ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas -> bench/results.md (not in `test`)
+bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas, and the dashboard load test -> bench/results.md (not in `test`)
 	$(BIN)/python -m bench.run
 
 golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the default configuration (review the diff!)

@@ -59,6 +59,13 @@ def cached(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def current(fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> bool:
+    """Does the cache hold `fn`'s value for this very version (not a stale one being refreshed)?"""
+    with _lock:
+        entry = _entries.get((fn.__qualname__, version[0], version[2], args))
+    return entry is not None and entry[0] == (version[1], version[3])
+
+
 def _compute(
     key: Hashable, stamp: Hashable, fn: Callable[..., Any], version: tuple[Any, ...], args: tuple[Any, ...]
 ) -> Any:

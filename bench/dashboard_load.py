@@ -204,7 +204,22 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def report(out: Results, serve_metrics: str, limit: float) -> int:
+def summary(out: Results, collections: float, serve_failed: list[str]) -> dict[str, object]:
+    """What `make bench` records (--json): per page and over all pages, loads, p50, p95 and max seconds."""
+    pages = {**out.latencies, "all": [v for vs in out.latencies.values() for v in vs]}
+    return {
+        "pages": {
+            page: {"loads": len(v), "p50": statistics.median(v), "p95": _percentile(v, 0.95), "max": max(v)}
+            for page, v in pages.items()
+            if v
+        },
+        "errors": out.errors,
+        "collections": collections,
+        "serve_failed": serve_failed,
+    }
+
+
+def report(out: Results, serve_metrics: str, limit: float, json_out: Path | None = None) -> int:
     every = [v for vs in out.latencies.values() for v in vs]
     print(f"{'page':<10} {'loads':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
     for page, values in sorted(out.latencies.items()):
@@ -223,6 +238,8 @@ def report(out: Results, serve_metrics: str, limit: float) -> int:
     serve_failed = [line for line in collected if line.startswith("gpuledger_errors_total")]
     if collections == 0 or serve_failed:
         print(f"serve: {collections:g} collections during the load, failures: {serve_failed or 'none'}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(summary(out, collections, serve_failed), indent=1))
     return 0 if not out.errors and p95 < limit and collections > 0 and not serve_failed else 1
 
 
@@ -235,6 +252,7 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=2.0, help="mean seconds a user reads a page")
     parser.add_argument("--collect-every", default="15s", help="serve's collection interval during the load")
     parser.add_argument("--p95-limit", type=float, default=3.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here (make bench does)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gpuledger-load-") as tmp:
         return run(Path(tmp), args)
@@ -284,7 +302,7 @@ def run(work: Path, args: argparse.Namespace) -> int:
         print(
             f"{args.sessions} sessions for {args.seconds:g}s, think time ~{args.think:g}s, serve collecting every {args.collect_every}"
         )
-        return report(out, metrics, args.p95_limit)
+        return report(out, metrics, args.p95_limit, args.json)
     finally:
         for proc in (dash, serve):  # our own processes, by pid
             if proc.poll() is None:

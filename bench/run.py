@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ INGEST_WINDOWS = (
     30,
 )  # minutes: a scheduled collection, and a bulk load (up to 1,000 GPUs: 10,000 would take minutes per run)
 INGEST_START = timedelta(days=1, hours=12)
+LOAD_TIMEOUT = 900
 # Pages whose first view reads the step tables (the overview's savings recommendations, analytics/recommend.py;
 # fleet health, analytics/health*.py): one run each, bounded, so `make bench` stays under 20 minutes.
 SLOW_PAGES = ("overview", "health")
@@ -114,6 +116,24 @@ def health(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
                         f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb,
                         periods=child.result["periods"])  # fmt: skip
             fig["baseline"] = not rollups
+
+
+def load(b: Bench) -> None:
+    """bench/dashboard_load.py (also `make bench-load`): 20 sessions x 60 s on 1,000 GPUs while serve collects."""
+    out = cache.root() / "scratch" / "load.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(ROOT / "bench" / "dashboard_load.py"), "--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=LOAD_TIMEOUT, check=False)
+    if not out.exists():
+        b.notes.append(
+            f"dashboard load: no figures (exit {done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}"
+        )
+        return
+    result = json.loads(out.read_text())
+    for page, f in result["pages"].items():
+        b.add("dashboard.load", f"dashboard under load: page '{page}', p95 of {f['loads']} loads (20 sessions, 60 s, "
+              "serve collecting)", 1000, "7 d (default)", [f["p95"]], page=page, p50_s=round(f["p50"], 3),
+              slowest_s=round(f["max"], 3), errors=len(result["errors"]), collections=result["collections"])  # fmt: skip
 
 
 def three_way(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]], port: int) -> None:
@@ -290,6 +310,7 @@ def main() -> None:
     storage(b, whs)
     limits(b, whs)
     dashboard(b, whs)
+    load(b)
     header["loadavg_at_end"] = os.getloadavg()
     header["seconds"] = round(time.monotonic() - b.started)
     out = ROOT / "bench"

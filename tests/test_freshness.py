@@ -108,3 +108,18 @@ def test_pages_cannot_change_what_is_cached() -> None:
     nested(_version(1.0))["rows"].append(3)
     assert frame(_version(1.0))["cost_usd"].tolist() == [1.0]
     assert nested(_version(1.0)) == {"rows": [1, 2]}
+
+
+def test_current_says_whether_the_cached_value_is_this_collections_or_a_stale_one_being_refreshed() -> None:
+    g = Gated()
+    assert not freshness.current(g.value, _version(1.0), 7), "nothing computed yet"
+    g.value(_version(1.0), 7)
+    assert freshness.current(g.value, _version(1.0), 7) and not freshness.current(g.value, _version(1.0), 8)
+    g.gate.clear()
+    g.value(_version(2.0), 7)  # the previous value at once, the refresh under way
+    assert not freshness.current(g.value, _version(2.0), 7)
+    g.gate.set()
+    deadline = time.monotonic() + 10
+    while not freshness.current(g.value, _version(2.0), 7):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
