@@ -7,6 +7,7 @@ schema version (core/schema.py) or the export format version when you do.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 # --------------------------------------------------------------------------------------------
@@ -182,6 +183,7 @@ GPU_RESOURCE_REGEX: Final = "nvidia_com_gpu.*|nvidia_com_mig_.*"
 TEAM_LABEL: Final = "team"
 
 
+@lru_cache(maxsize=1024)  # a few configured keys, looked up for every pod class of a report
 def ksm_label_key(key: str) -> str:
     """A Kubernetes label key as kube-state-metrics names it, minus `label_` (utils.go labelName).
 
