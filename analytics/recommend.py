@@ -21,7 +21,7 @@ from analytics.allocation import UB, MigShare, nodes_sql
 from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core import rollup_coverage
-from core.facts import units_sql
+from core.facts import share_units_sql
 from core.timeutil import Window
 
 U = c.GPU_UNITS
@@ -41,28 +41,33 @@ def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) ->
     Step tables on purpose: the peak allocation is a maximum over steps and the average capacity a mean
     over steps (as is a node's GPU count); hourly sums of unit-seconds cannot give either. The SQL is
     core/facts.capacity_steps_sql's rule in one pass: GPU units are linear in the allocation rows (HAMi
-    cores are not applied here, as before), so a node-step's units are summed straight from the rows
-    without grouping by pod first; DCGM's GPU count is only read for node-steps that declare none
-    (as core/rollup_sql.capacity_hourly_sql does): from every step (`reported_ranges` None), from
-    the `ranges` CTE's nodes and hours (True), or not at all (False)."""
-    key = "d.ts = s.ts AND d.cluster = s.cluster AND d.node = s.node"
+    cores are not applied here, as before), so the allocation rows, the declared GPU counts and DCGM's
+    counts are stacked and grouped once by node-step (a third faster than grouping each and joining the
+    groups). DCGM's count only matters for node-steps that declare none (as in core/rollup_sql's
+    capacity_hourly_sql), so it is read from every step (`reported_ranges` None), from the `ranges` CTE's
+    nodes and hours (True), or not at all (False)."""
     ranged = "JOIN ranges r ON s.cluster = r.cluster AND s.node = r.node AND s.ts >= r.lo AND s.ts < r.hi"
+    share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
     return f"""
     WITH {step_ranges.CTE + "," if reported_ranges else ""} n AS ({nodes_sql()}),
-    alloc AS (SELECT a.ts, a.cluster, a.node, max(a.step_s) AS step_s, {units_sql(mig_share)} AS units
-              FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node)
-              WHERE a.ts >= $start AND a.ts < $end GROUP BY a.ts, a.cluster, a.node),
-    declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
-                 FROM {c.T_NODE_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end GROUP BY ALL),
-    reported AS (SELECT s.ts, s.cluster, s.node, max(s.step_s) AS step_s, count(DISTINCT s.gpu_uuid) AS gpus
+    reported AS (SELECT s.ts, s.cluster, s.node, count(DISTINCT s.gpu_uuid) AS gpus
                  FROM {c.T_GPU_SAMPLES} s {ranged if reported_ranges else ""}
                  WHERE s.ts >= $start AND s.ts < $end {"" if reported_ranges is not False else "AND false"}
-                 AND NOT EXISTS (SELECT 1 FROM declared d WHERE {key} AND d.gpus IS NOT NULL)
                  GROUP BY ALL),
-    cap AS (SELECT ts, cluster, node, coalesce(a.units, 0) AS alloc_units,
-                CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units, 0)) / {U}) AS BIGINT) * {UB}
-                    AS units_per_s
-            FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node))
+    parts AS (
+        SELECT a.ts, a.cluster, a.node, CAST(round(a.amount) AS BIGINT) * {share} AS units,
+            NULL::BIGINT AS declared, NULL::BIGINT AS reported
+        FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node) WHERE a.ts >= $start AND a.ts < $end
+        UNION ALL SELECT ts, cluster, node, NULL, gpu_capacity, NULL FROM {c.T_NODE_SAMPLES}
+        WHERE ts >= $start AND ts < $end
+        UNION ALL SELECT ts, cluster, node, NULL, NULL, gpus FROM reported),
+    node_steps AS (
+        SELECT ts, cluster, node, coalesce(sum(units), 0) AS alloc_units,
+            coalesce(max(declared), max(reported), 0) AS gpus
+        FROM parts GROUP BY ts, cluster, node),
+    cap AS (SELECT ts, cluster, node, alloc_units,
+                CAST(ceil(greatest(gpus * {UB}, alloc_units) / {U}) AS BIGINT) * {UB} AS units_per_s
+            FROM node_steps)
     SELECT n.node_pool, cap.ts, sum(cap.units_per_s) / {U} AS capacity_gpus, sum(cap.alloc_units) / {U} AS alloc_gpus,
         max(cap.units_per_s) / {U} AS max_node_gpus
     FROM cap LEFT JOIN n USING (cluster, node)

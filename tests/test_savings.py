@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 from operator import itemgetter
 
+import duckdb
 import pytest
 
 from analytics import recommend
@@ -14,7 +15,7 @@ from analytics.recommend import recommendations
 from analytics.savings import SavingsOptions
 from core import conventions as c
 from core import rollup_coverage, rollups
-from core.facts import HAMI_CORES
+from core.facts import HAMI_CORES, alloc_steps_sql, capacity_steps_sql
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
 
@@ -91,8 +92,23 @@ POOL_CASES = [
 ]
 
 
+def chargeback_rule_pool_steps(con: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, object]]:
+    """The same per pool-step figures from the chargeback's own step SQL (core/facts): an independent reference."""
+    u = c.GPU_UNITS
+    cur = con.execute(
+        f"""WITH cap AS ({capacity_steps_sql("compute")}),
+        al AS (SELECT ts, cluster, node, sum(units) AS units FROM ({alloc_steps_sql("compute")}) GROUP BY ALL)
+        SELECT coalesce(n.node_pool, '') AS node_pool, cap.ts, sum(cap.units_per_s) / {u} AS capacity_gpus,
+            sum(coalesce(al.units, 0)) / {u} AS alloc_gpus, max(cap.units_per_s) / {u} AS max_node_gpus
+        FROM cap LEFT JOIN al USING (ts, cluster, node) LEFT JOIN {c.T_NODES} n USING (cluster, node) GROUP BY ALL""",
+        {"start": window.start, "end": window.end},
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
 @pytest.mark.parametrize(("name", "listed_steps", "missing"), POOL_CASES, ids=[p[0] for p in POOL_CASES])
-def test_pool_steps_from_the_coverage_rollup_equal_those_read_from_every_step(
+def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
     name: str, listed_steps: int, missing: int | None
 ) -> None:
     con = fresh_db()
@@ -101,14 +117,17 @@ def test_pool_steps_from_the_coverage_rollup_equal_those_read_from_every_step(
     for gpu in range(3):
         add_gpu_usage(con, "n2", f"GPU-{gpu}", 0.5, steps=STEPS)
     add_pod(con, "p", "n2", amount=2, offset=30, steps=STEPS - 60)
+    add_pod(con, "q", "n1", amount=3, offset=400, steps=90)  # over-allocated: billed 3 GPUs, declares 2
     if missing is not None:
         con.execute(f"DELETE FROM {c.T_NODE_SAMPLES} WHERE node = 'n2' AND ts = ?", [T0 + timedelta(minutes=missing)])
     window = Window(T0 + timedelta(minutes=17), T0 + timedelta(hours=23, minutes=41))
-    every_step = recommend._rows(con, recommend._pool_steps_sql("compute"), window)
+    reference = chargeback_rule_pool_steps(con, window)
+    key = itemgetter("node_pool", "ts")
+    assert sorted(recommend._rows(con, recommend._pool_steps_sql("compute"), window), key=key) == sorted(
+        reference, key=key
+    )
     rollups.refresh(con, None, full=True)
     assert rollup_coverage.in_sync(con)
-    key = itemgetter("node_pool", "ts")
-    assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(every_step, key=key)
-    if listed_steps < STEPS or missing:
-        # n1's 2 GPUs plus n2's: 4 while listed, else the 3 DCGM reports
-        assert {r["capacity_gpus"] for r in every_step} == {6, 5}
+    assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(reference, key=key)
+    # n1's 2 GPUs (3 while q over-allocates it) plus n2's: 4 while listed, else the 3 DCGM reports
+    assert {r["capacity_gpus"] for r in reference} == ({5, 6, 7} if listed_steps < STEPS or missing else {6, 7})
