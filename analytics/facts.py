@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -36,10 +36,9 @@ from core.facts import (
     scaled_sql,
     usage_steps_sql,
 )
-from core.timeutil import Window
+from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
 
 Ranges = list[tuple[datetime, datetime]]
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 @dataclass
@@ -57,17 +56,17 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = Tru
     if not use_rollups or not rollups.in_sync(con):
         return Plan(steps=[(window.start, window.end)], window=window)
     changes = _price_changes(con, window)
-    dirty_hours = {_floor(t, HOUR) for t in changes if t != _floor(t, HOUR)}
-    dirty_days = {_floor(t, DAY) for t in changes if t != _floor(t, DAY)}
+    dirty_hours = {floor_to(t, HOUR) for t in changes if t != floor_to(t, HOUR)}
+    dirty_days = {floor_to(t, DAY) for t in changes if t != floor_to(t, DAY)}
     out = Plan(window=window)
-    first, last = _ceil(window.start, HOUR), _floor(window.end, HOUR)
+    first, last = ceil_to(window.start, HOUR), floor_to(window.end, HOUR)
     if first >= last:
         out.steps.append((window.start, window.end))
         return out
     _add(out.steps, window.start, first)
     t = first
     while t < last:
-        day = _floor(t, DAY)
+        day = floor_to(t, DAY)
         if days and t == day and day + DAY <= last and day not in dirty_days:
             _add(out.days, day, day + DAY)
             t = day + DAY
@@ -77,19 +76,6 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = Tru
     _add(out.steps, last, window.end)
     out.stale = _stale_nodes(con, out)
     return out
-
-
-def _floor(t: datetime, unit: timedelta) -> datetime:
-    return (
-        t.replace(hour=0, minute=0, second=0, microsecond=0)
-        if unit == DAY
-        else t.replace(minute=0, second=0, microsecond=0)
-    )
-
-
-def _ceil(t: datetime, unit: timedelta) -> datetime:
-    f = _floor(t, unit)
-    return f if f == t else f + unit
 
 
 def _add(ranges: Ranges, lo: datetime, hi: datetime) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 
@@ -26,8 +26,8 @@ from analytics.health_signals import GpuKey
 from analytics.step_ranges import Range
 from core import conventions as c
 from core import rollup_coverage
+from core.timeutil import HOUR, ceil_to, floor_to
 
-HOUR = timedelta(hours=1)
 Span = tuple[datetime, datetime]
 
 
@@ -53,11 +53,8 @@ _KNOWN = f"known AS (SELECT cluster, node, gpu_uuid, min(first_seen) AS first_se
 
 def _raw(table: str, cols: str, ranged: bool) -> str:
     """A step table's rows in [$lo, $hi), restricted to the `ranges` CTE's nodes and times when `ranged`."""
-    if not ranged:
-        return f"SELECT DISTINCT {cols} FROM {table} WHERE ts >= $lo AND ts < $hi"
-    picked = ", ".join(f"t.{col.strip()}" for col in cols.split(","))
-    return f"""SELECT DISTINCT {picked} FROM {table} t JOIN ranges r
-        ON t.cluster = r.cluster AND t.node = r.node AND t.ts >= r.lo AND t.ts < r.hi WHERE t.ts >= $lo AND t.ts < $hi"""
+    return f"""SELECT DISTINCT {cols} FROM {table} t WHERE ts >= $lo AND ts < $hi
+        {"AND " + step_ranges.within("t") if ranged else ""}"""
 
 
 def _coverage(ranged: bool) -> str:
@@ -147,7 +144,7 @@ def gpu_infos(
 
 
 def _spans(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, use_rollups: bool) -> dict[GpuKey, Span]:
-    first, last = _ceil(lo), hi.replace(minute=0, second=0, microsecond=0)
+    first, last = ceil_to(lo, HOUR), floor_to(hi, HOUR)
     if not use_rollups or first >= last or not rollup_coverage.in_sync(con):
         return _step_spans(con, lo, hi)
     out = _rollup_spans(con, first, last)
@@ -155,11 +152,6 @@ def _spans(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, use_rollu
         if a < b:
             _merge(out, _step_spans(con, a, b).items())
     return out
-
-
-def _ceil(t: datetime) -> datetime:
-    floor = t.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == t else floor + HOUR
 
 
 def _merge(out: dict[GpuKey, Span], more: Iterable[tuple[GpuKey, Span]]) -> None:

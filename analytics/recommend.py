@@ -4,7 +4,8 @@ Where the evidence is a sum of GPU-unit-seconds (pool costs, off-peak idle and p
 comes from the rollups, through the chargeback's plan (analytics/facts.py: hourly rows, steps only for
 edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
 per-step statistic stays on the step tables, each piece saying why: a pool's peak allocation and
-average capacity (DCGM's GPU counts only where the coverage rollup shows undeclared node steps), a pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
+average capacity (DCGM's GPU counts only where the coverage rollup shows undeclared node steps), a
+pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) ->
     groups). DCGM's count only matters for node-steps that declare none (as in core/rollup_sql's
     capacity_hourly_sql), so it is read from every step (`reported_ranges` None), from the `ranges` CTE's
     nodes and hours (True), or not at all (False)."""
-    ranged = "JOIN ranges r ON s.cluster = r.cluster AND s.node = r.node AND s.ts >= r.lo AND s.ts < r.hi"
     share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
     return f"""
     WITH {step_ranges.CTE + "," if reported_ranges else ""} n AS ({nodes_sql()}),
     reported AS (SELECT s.ts, s.cluster, s.node, count(DISTINCT s.gpu_uuid) AS gpus
-                 FROM {c.T_GPU_SAMPLES} s {ranged if reported_ranges else ""}
-                 WHERE s.ts >= $start AND s.ts < $end {"" if reported_ranges is not False else "AND false"}
+                 FROM {c.T_GPU_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end
+                 {_reported_filter(reported_ranges)}
                  GROUP BY ALL),
     parts AS (
         SELECT a.ts, a.cluster, a.node, CAST(round(a.amount) AS BIGINT) * {share} AS units,
@@ -73,6 +73,12 @@ def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) ->
     FROM cap LEFT JOIN n USING (cluster, node)
     GROUP BY ALL
     """
+
+
+def _reported_filter(reported_ranges: bool | None) -> str:
+    if reported_ranges is None:
+        return ""
+    return "AND " + step_ranges.within("s") if reported_ranges else "AND false"
 
 
 def recommendations(

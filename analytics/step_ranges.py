@@ -1,7 +1,7 @@
 """Reading the step tables for a few nodes and hours only: the ones a rollup says need the steps.
 
-Queries join a step table with the `ranges` CTE (per node, [lo, hi)) built from a parameter list,
-so a healthy month costs a scan of the rollup, not of every sample.
+A query declares the `ranges` CTE (per node, [lo, hi)) from a parameter list and keeps a step table's
+rows with `within(alias)`, so a healthy month costs a scan of the rollup, not of every sample.
 """
 
 from __future__ import annotations
@@ -9,10 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-HOUR = timedelta(hours=1)
+from core.timeutil import HOUR
+
 Range = tuple[str, str, datetime, datetime]  # cluster, node, [lo, hi)
 
 CTE = "ranges AS (SELECT unnest($r_cluster) AS cluster, unnest($r_node) AS node, unnest($r_lo) AS lo, unnest($r_hi) AS hi)"
+
+
+def within(t: str) -> str:
+    """SQL condition: row `t` of a step table falls in one of the `ranges` of its node."""
+    return f"""EXISTS (SELECT 1 FROM ranges r WHERE r.cluster = {t}.cluster AND r.node = {t}.node
+        AND {t}.ts >= r.lo AND {t}.ts < r.hi)"""
 
 
 def params(ranges: list[Range]) -> dict[str, list[object]]:

@@ -42,8 +42,7 @@ def cached(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(version: tuple[str, float, str, float], *args: Hashable) -> Any:
-        key = (fn.__qualname__, version[0], version[2], args)
-        stamp = (version[1], version[3])
+        key, stamp = _key(fn, version, args), _stamp(version)
         with _lock:
             entry = _entries.get(key)
             if entry is not None and entry[0] == stamp:
@@ -62,8 +61,18 @@ def cached(fn: F) -> F:
 def current(fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> bool:
     """Does the cache hold `fn`'s value for this very version (not a stale one being refreshed)?"""
     with _lock:
-        entry = _entries.get((fn.__qualname__, version[0], version[2], args))
-    return entry is not None and entry[0] == (version[1], version[3])
+        entry = _entries.get(_key(fn, version, args))
+    return entry is not None and entry[0] == _stamp(version)
+
+
+def _key(fn: Callable[..., Any], version: tuple[str, float, str, float], args: tuple[Hashable, ...]) -> Hashable:
+    """What a value is for: the function, the warehouse and settings files, the arguments (not their mtimes)."""
+    return (fn.__qualname__, version[0], version[2], args)
+
+
+def _stamp(version: tuple[str, float, str, float]) -> Hashable:
+    """Which collection it is from: the two files' modification times."""
+    return (version[1], version[3])
 
 
 def _compute(

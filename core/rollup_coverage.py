@@ -17,16 +17,16 @@ upgraded to schema 9) the health report reads the step tables and the next commi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 
 from core import conventions as c
-from core.warehouse import one
+from core.timeutil import DAY, hours_covering
+from core.warehouse import one, row_counts, ts_span
 
 SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
 PREFIX = "coverage:"
-DAY = timedelta(days=1)
 
 
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
@@ -35,7 +35,7 @@ def exists(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {PREFIX + t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in SOURCES}  # type: ignore[index]
+    return {PREFIX + t: n for t, n in row_counts(con, SOURCES).items()}
 
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
@@ -74,7 +74,7 @@ def refresh(con: duckdb.DuckDBPyConnection, lo: datetime | None, hi: datetime | 
         return
     if full:
         con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
-        lo, hi = _span(con)
+        lo, hi = hours_covering(ts_span(con, SOURCES))
     day = lo
     while day is not None and hi is not None and day < hi:  # a day at a time: bounded memory on a rebuild
         end = min(hi, day + DAY)
@@ -84,9 +84,3 @@ def refresh(con: duckdb.DuckDBPyConnection, lo: datetime | None, hi: datetime | 
         day = end
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX])
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(_counts(con).items()))
-
-
-def _span(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
-    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {t}" for t in SOURCES)
-    row = one(con, f"SELECT date_trunc('hour', min(lo)), date_trunc('hour', max(hi)) + INTERVAL 1 HOUR FROM ({parts})")
-    return (row[0], row[1]) if row else (None, None)

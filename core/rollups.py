@@ -21,17 +21,17 @@ sync: the chargeback then reads the step tables, and the next commit rebuilds ev
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 
 from core import conventions as c
 from core import rollup_classes, rollup_coverage, rollup_sql
 from core.facts import fingerprints_sql
-from core.warehouse import one
+from core.timeutil import DAY, floor_to, hours_covering
+from core.warehouse import row_counts, ts_span
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def table(kind: str, level: str) -> str:
@@ -41,7 +41,7 @@ def table(kind: str, level: str) -> str:
 
 
 def source_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in SOURCES}  # type: ignore[index]
+    return row_counts(con, SOURCES)
 
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
@@ -65,17 +65,16 @@ def refresh(
     of everything when `full` (the coverage rollup: when `coverage_full`, by default `full`); then
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
     dimensions are written."""
-    lo, hi = (_floor(window[0], HOUR), _floor(window[1], HOUR) + HOUR) if window else (None, None)
-    rollup_coverage.refresh(con, lo, hi, full=full if coverage_full is None else coverage_full)
+    hours = hours_covering(window)
+    rollup_coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full)
     if full:
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
                 con.execute(f"DELETE FROM {table(kind, level)}")
-        window = _data_span(con)
-    if window is not None:
-        lo = _floor(window[0], HOUR)
-        hi = _floor(window[1], HOUR) + HOUR
-        day = _floor(lo, DAY)
+        hours = hours_covering(ts_span(con, SOURCES))
+    lo, hi = hours
+    if lo is not None and hi is not None:
+        day = floor_to(lo, DAY)
         while day < hi:  # a day at a time: bounded memory on a full rebuild
             _refresh_hours(con, max(lo, day), min(hi, day + DAY))
             _refresh_day(con, day)
@@ -91,17 +90,6 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild what derives from the hourly/daily rollups alone (the class rows), e.g. after a migration."""
     if rollup_classes.exists(con):
         rollup_classes.rebuild(con)
-
-
-def _floor(ts: datetime, unit: timedelta) -> datetime:
-    midnight = ts.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight if unit == DAY else ts.replace(minute=0, second=0, microsecond=0)
-
-
-def _data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
-    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {t}" for t in SOURCES)
-    row = one(con, f"SELECT min(lo), max(hi) FROM ({parts})")
-    return (row[0], row[1]) if row and row[0] is not None else None
 
 
 def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> None:

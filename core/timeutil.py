@@ -42,6 +42,25 @@ def parse_duration(text: str) -> int:
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+def floor_to(ts: datetime, unit: timedelta) -> datetime:
+    """The start of the hour (unit HOUR) or UTC day (unit DAY) holding ts."""
+    hour = ts.replace(minute=0, second=0, microsecond=0)
+    return hour.replace(hour=0) if unit == DAY else hour
+
+
+def ceil_to(ts: datetime, unit: timedelta) -> datetime:
+    floor = floor_to(ts, unit)
+    return floor if floor == ts else floor + unit
+
+
+def hours_covering(span: tuple[datetime, datetime] | None) -> tuple[datetime | None, datetime | None]:
+    """Times [first, last] (inclusive) -> the whole hours [lo, hi) holding them; (None, None) for no span."""
+    return (floor_to(span[0], HOUR), floor_to(span[1], HOUR) + HOUR) if span else (None, None)
+
+
 def to_epoch(ts: datetime) -> float:
     return ts.replace(tzinfo=UTC).timestamp()
 

@@ -6,7 +6,7 @@ only for the duration of a command; readers (dashboard, reports) open read-only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +105,18 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         row = one(con, f'SELECT count(*) FROM "{name}"')
         counts[name] = int(row[0]) if row else 0
     return counts
+
+
+def row_counts(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> dict[str, int]:
+    """Rows per table (DuckDB answers a bare count(*) from its metadata)."""
+    return {t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in tables}  # type: ignore[index]
+
+
+def ts_span(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> tuple[datetime, datetime] | None:
+    """The first and last `ts` over the tables; None when they are all empty."""
+    parts = " UNION ALL ".join(f"SELECT min(ts) lo, max(ts) hi FROM {t}" for t in tables)
+    row = one(con, f"SELECT min(lo), max(hi) FROM ({parts})")
+    return (row[0], row[1]) if row and row[0] is not None else None
 
 
 def _first_line(exc: BaseException) -> str:
