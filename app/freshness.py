@@ -10,7 +10,10 @@ connections kept the collector from ever getting DuckDB's write lock. Here:
   - recomputation happens on one background thread, once per key and version however many sessions
     ask (single flight), so readers hold the warehouse one query at a time and the writer gets in;
   - only a cold key (never computed in this process) makes its caller wait, and concurrent callers of
-    the same cold key share that one computation.
+    the same cold key share that one computation;
+  - or not even that: peek() answers None for a cold key and computes it on a second background thread,
+    so a page shows its fast parts at once and polls for a slow panel (the overview's savings, which
+    read per-step samples) without other pages' frames queueing behind it.
 Values are copied on the way out (as st.cache_data did), so pages cannot change what is cached.
 """
 
@@ -22,7 +25,7 @@ import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -35,6 +38,10 @@ _lock = threading.Lock()
 _entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
 _pending: dict[Hashable, Future[Any]] = {}
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-refresh")
+# peek()'s first computations run apart, so a page's own frames never queue behind a minute-long panel
+_background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-panel")
+_done: Future[Any] = Future()
+_done.set_result(None)
 
 
 def cached(fn: F) -> F:
@@ -42,20 +49,46 @@ def cached(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(version: tuple[str, float, str, float], *args: Hashable) -> Any:
-        key, stamp = _key(fn, version, args), _stamp(version)
-        with _lock:
-            entry = _entries.get(key)
-            if entry is not None and entry[0] == stamp:
-                _entries.move_to_end(key)
-                return _copy(entry[1])
-            future = _pending.get(key)
-            if future is None:
-                future = _pending[key] = _worker.submit(_compute, key, stamp, fn, version, args)
-        if entry is not None:
-            return _copy(entry[1])  # stale by one collection at most; the refresh is under way
-        return _copy(future.result())
+        found, value, future = _lookup(fn, version, args)
+        return value if found else _copy(future.result())
 
     return wrapper  # type: ignore[return-value]
+
+
+def peek(cached_fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> Any | None:
+    """`cached_fn`'s value (possibly one collection stale) without waiting: None while a cold key is first
+    computed in the background, so a page can show its fast parts at once and this part when it is ready."""
+    found, value, _ = _lookup(cached_fn.__wrapped__, version, args, _background)  # type: ignore[attr-defined]
+    return value if found else None
+
+
+def settle(timeout: float | None = None) -> None:
+    """Wait for every background computation under way (tests and benchmarks)."""
+    with _lock:
+        futures = list(_pending.values())
+    wait(futures, timeout)  # a failure is logged by _compute; the caller wants quiet, not the value
+
+
+def _lookup(
+    fn: Callable[..., Any],
+    version: tuple[str, float, str, float],
+    args: tuple[Hashable, ...],
+    executor: ThreadPoolExecutor = _worker,
+) -> tuple[bool, Any, Future[Any]]:
+    """(found, a copy of the value, the computation under way): a stale value counts as found and starts
+    its refresh; a cold key starts (or joins) its first computation."""
+    key, stamp = _key(fn, version, args), _stamp(version)
+    with _lock:
+        entry = _entries.get(key)
+        if entry is not None and entry[0] == stamp:
+            _entries.move_to_end(key)
+            return True, _copy(entry[1]), _done
+        future = _pending.get(key)
+        if future is None:
+            future = _pending[key] = executor.submit(_compute, key, stamp, fn, version, args)
+    if entry is not None:
+        return True, _copy(entry[1]), future  # stale by one collection at most; the refresh is under way
+    return False, None, future
 
 
 def current(fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> bool:
@@ -102,6 +135,7 @@ def _copy(value: Any) -> Any:
 
 
 def clear() -> None:
-    """Forget everything (tests)."""
+    """Forget everything (tests), after what is under way has finished (else it would store itself after)."""
+    settle()
     with _lock:
         _entries.clear()

@@ -244,6 +244,12 @@ def savings_frame(version: tuple[str, float, str, float], start: datetime, end: 
     return pd.DataFrame([r.as_dict() for r in recs], columns=cols)
 
 
+def savings_ready(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame | None:
+    """savings_frame if it has been computed (or is one collection stale), else None while it is computed."""
+    value = freshness.peek(savings_frame, version, start, end)
+    return None if value is None else pd.DataFrame(value)
+
+
 @freshness.cached
 def anomalies_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
     from analytics.spend import anomaly_report

@@ -115,10 +115,12 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         slow = [f"{f['page']} {(f['median'] if f['median'] is not None else f['min']):.1f} s" for f in pages
                 if f["gpus"] == g and (f["median"] is None or f["median"] >= 2)]  # fmt: skip
         worst = max((f["median"] or f["min"]) for f in pages if f["gpus"] == g)
+        panel = _find(figs, "dashboard.complete", gpus=g)
+        fills = f"; the overview's savings panel fills in after {panel[0]['median']:.1f} s" if panel else ""
         out.append(
             (
                 "every dashboard page < 2 s (first view, caches cleared)",
-                f"slowest {worst:.1f} s" + (f"; over: {', '.join(slow)}" if slow else ""),
+                f"slowest {worst:.1f} s" + (f"; over: {', '.join(slow)}" if slow else "") + fills,
                 f"{g:,} GPUs",
                 not slow,
             )

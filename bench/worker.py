@@ -189,9 +189,18 @@ def dashboard(args: dict[str, Any]) -> dict[str, Any]:
             if at.exception:
                 raise RuntimeError(f"{page}: {at.exception}")
 
-        cold, _ = _timed(functools.partial(render, True), args["runs"], 1)
+        cold, complete = [], []
+        for i in range(args["runs"] + 1):  # the first round is the warm-up
+            began = time.perf_counter()
+            render(True)
+            shown = time.perf_counter()
+            freshness.settle()  # panels filled in after the page (the overview's savings)
+            render(False)
+            if i:
+                cold.append(shown - began)
+                complete.append(time.perf_counter() - began)
         warm, _ = _timed(functools.partial(render, False), args["runs"], 0)
-        out[page] = {"cold": cold, "warm": warm}
+        out[page] = {"cold": cold, "warm": warm, "complete": complete}
     return {"times": out}
 
 

@@ -18,7 +18,7 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parents[1]
 # page path -> (its title, a text that appears only once the page has computed its numbers)
 PAGES = {
-    "": ("GPU spend", "GPU spend in window"),
+    "": ("GPU spend", "recommendations worth"),  # the savings panel, filled in after the page (fragment polling)
     "teams": ("Team bill", "Line by line"),
     "health": ("Fleet health", "GPUs evaluated"),
     "inference": ("Inference", "Unit cost"),

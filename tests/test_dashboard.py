@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 from pathlib import Path
 
@@ -63,6 +65,35 @@ def test_filters_live_in_the_url_and_narrow_every_number(
         report = chargeback(con, DAY, ChargebackOptions(by=("node_pool",)))
     pool = sum(r.cost_usd for r in report.rows if r.keys["node_pool"] == "od-a100")
     assert {m.label: m.value for m in at.metric}["GPU spend in window"] == f"${pool:,.2f}"
+
+
+def test_the_overview_shows_its_page_at_once_and_the_cli_savings_report_when_ready(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    from app import freshness
+    from tests.conftest import run_cli
+
+    freshness.clear()
+    at = _app(monkeypatch, direct_warehouse)
+    filters = at.session_state["filters"]
+    pending = [i.value for i in at.info]
+    assert any("Working out savings recommendations" in v for v in pending), pending
+    assert at.metric, "the rest of the page did not wait for the savings"
+    freshness.settle(120)
+    at.run()
+    assert not at.exception and not any("Working out" in i.value for i in at.info)
+    result = run_cli(
+        "--warehouse", str(direct_warehouse), "--config", "/dev/null", "report", "savings",
+        "--start", filters.start.isoformat(), "--end", filters.end.isoformat(), "--format", "csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cli = list(csv.DictReader(io.StringIO(result.output)))
+    assert cli, "the simulated fleet has savings to show"
+    shown = at.dataframe[-1].value
+    assert list(shown["target"]) == [r["target"] for r in cli[:5]]
+    assert [str(v) for v in shown["monthly_savings_usd"]] == [r["monthly_savings_usd"] for r in cli[:5]]
+    total = sum(Decimal(r["monthly_savings_usd"]) for r in cli)
+    assert f"{len(cli)} recommendations worth ${total:,.2f}/month" in at.caption[-1].value
 
 
 def test_a_teams_bill_matches_the_cli_report_and_downloads(

@@ -123,3 +123,32 @@ def test_current_says_whether_the_cached_value_is_this_collections_or_a_stale_on
     while not freshness.current(g.value, _version(2.0), 7):
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_peek_answers_none_for_a_cold_key_at_once_and_the_value_once_computed() -> None:
+    g = Gated()
+    g.gate.clear()
+    began = time.monotonic()
+    assert freshness.peek(g.value, _version(1.0), 5) is None
+    assert freshness.peek(g.value, _version(1.0), 5) is None  # asked again while computing: no second run
+    assert time.monotonic() - began < 1
+    g.gate.set()
+    freshness.settle(10)
+    assert freshness.peek(g.value, _version(1.0), 5) == {"mtime": 1.0, "n": 5}
+    assert g.calls == [1.0]
+    g.gate.clear()
+    assert freshness.peek(g.value, _version(2.0), 5) == {"mtime": 1.0, "n": 5}, "stale beats nothing"
+    g.gate.set()
+    freshness.settle(10)
+    assert freshness.peek(g.value, _version(2.0), 5) == {"mtime": 2.0, "n": 5}
+
+
+def test_a_pages_frame_does_not_queue_behind_a_slow_panel_being_peeked() -> None:
+    slow, fast = Gated(), Gated()
+    slow.gate.clear()
+    assert freshness.peek(slow.value, _version(1.0), 1) is None  # a minute-long panel, under way
+    began = time.monotonic()
+    assert fast.value(_version(1.0), 2) == {"mtime": 1.0, "n": 2}
+    assert time.monotonic() - began < 5, "the page's own frame waited for the panel"
+    slow.gate.set()
+    freshness.settle(10)

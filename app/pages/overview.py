@@ -8,6 +8,8 @@ import streamlit as st
 from app import ui
 from core import conventions as c
 
+SAVINGS_POLL_S = 2
+
 st.title("GPU spend and efficiency")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
@@ -61,10 +63,35 @@ if budgets is not None and not budgets.empty:
     st.subheader("Month to date vs budget")
     st.dataframe(budgets, hide_index=True, width="stretch")
 
-recs = filters.restrict(ui.savings_frame(ui.mtime(), filters.start, filters.end))
-if not recs.empty:
+
+def _show_savings(recs: pd.DataFrame) -> None:
     st.subheader("Top savings")
+    if recs.empty:
+        st.caption(
+            "No savings recommendations for this window and filter: no idle pool, oversized pod or move to spot."
+        )
+        return
     st.dataframe(recs.head(5), hide_index=True, width="stretch")
     st.caption(
         f"{len(recs)} recommendations worth {ui.money(pd.to_numeric(recs['monthly_savings_usd']).sum())}/month in all."
     )
+
+
+@st.fragment(run_every=SAVINGS_POLL_S)
+def _savings_pending(f: ui.Filters) -> None:
+    """Shown while the recommendations are first worked out: they read per-step samples (a pool's peak, a
+    pod's run hours and memory p95), which takes seconds to a minute on a large fleet, so the rest of the
+    page does not wait for them. Polls the cache and reruns the page once they are there."""
+    if ui.savings_ready(ui.mtime(), f.start, f.end) is not None:
+        st.rerun()
+    st.subheader("Top savings")
+    st.info(
+        "Working out savings recommendations for this window (a pass over its per-step samples): they appear here when ready."
+    )
+
+
+recs = ui.savings_ready(ui.mtime(), filters.start, filters.end)
+if recs is None:
+    _savings_pending(filters)
+else:
+    _show_savings(filters.restrict(recs))
