@@ -12,16 +12,29 @@ from core.warehouse import one
 
 
 def data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
-    """First and last covered instant of GPU data (allocations or device samples), or None."""
-    row = one(
-        con,
-        f"""SELECT min(lo), max(hi) FROM (
-            SELECT min(ts) lo, max(ts + to_seconds(step_s)) hi FROM {c.T_POD_ALLOCATIONS}
-            UNION ALL SELECT min(ts), max(ts + to_seconds(step_s)) FROM {c.T_GPU_SAMPLES})""",
-    )
+    """First and last covered instant of GPU data (allocations or device samples), or None.
+
+    min(ts), max(ts) and max(step_s) of a bare column come from DuckDB's column statistics without a scan;
+    the end of the last step is then looked for only among rows that can reach past max(ts) (ts within
+    max(step_s) of it), which zone maps narrow to the last row groups. Exact, and milliseconds instead of
+    a pass over every row (seconds at 1,000 GPUs, every dashboard page's first view)."""
+    spans = [span for t in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES) if (span := _table_span(con, t)) is not None]
+    if not spans:
+        return None
+    return min(lo for lo, _ in spans), max(hi for _, hi in spans)
+
+
+def _table_span(con: duckdb.DuckDBPyConnection, table: str) -> tuple[datetime, datetime] | None:
+    row = one(con, f"SELECT min(ts), max(ts), max(step_s) FROM {table}")
     if not row or row[0] is None:
         return None
-    return row[0], row[1]
+    lo, last, longest = row
+    tail = one(
+        con,
+        f"SELECT max(ts + to_seconds(step_s)) FROM {table} WHERE ts >= ?::TIMESTAMP - to_seconds(?)",
+        [last, longest],
+    )
+    return lo, tail[0]  # type: ignore[index]
 
 
 def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
