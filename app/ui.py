@@ -9,6 +9,7 @@ collection (app/freshness.py: stale-while-revalidate, one computation per versio
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ from core.timeutil import Window
 from core.warehouse import open_warehouse
 
 T = TypeVar("T")
+
+
+def _import_heavy_modules() -> None:
+    """The forecast's scikit-learn and the drift tests' scipy.stats take ~2 s to import. The CLI imports them
+    where they run (a command that does not forecast should not pay for it); the dashboard process imports
+    them once, here, off any page's path, so the first view of a page with a forecast does not wait for it
+    (a page that needs them meanwhile blocks on the same import, not a second one)."""
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+
+threading.Thread(target=_import_heavy_modules, name="gpuledger-imports", daemon=True).start()
 FILTER_KEYS = ("cluster", "team", "gpu_model", "node_pool")
 BREAKDOWN = ("team", "day", "cluster", "node_pool", "gpu_model")
 
