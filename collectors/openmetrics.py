@@ -11,6 +11,7 @@ milliseconds. Values above 1e11 are read as milliseconds (1e11 s is the year 513
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,8 +41,23 @@ class Samples:
         return len(self.sid)
 
 
+_PLAIN_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\]*)"(?:,|$)')
+
+
 def parse_labels(text: str, source: str, line: int) -> dict[str, str]:
-    """Parse `a="x",b="y\\"z"` (OpenMetrics escapes: \\\\, \\", \\n)."""
+    """Parse `a="x",b="y\\"z"` (OpenMetrics escapes: \\\\, \\", \\n).
+
+    Label sets without escapes (nearly all) are matched by one regular expression, accepted only when its
+    matches cover the whole text (every character is a name, a quoted value or a separating comma), so it
+    accepts exactly what the character loop below does; anything else goes through that loop, which also
+    says what is wrong."""
+    found = _PLAIN_LABEL.findall(text)
+    if found and sum(len(k) + len(v) + 4 for k, v in found) - 1 == len(text) and text[-1] != ",":
+        return dict(found)
+    return _parse_labels_escaped(text, source, line)
+
+
+def _parse_labels_escaped(text: str, source: str, line: int) -> dict[str, str]:
     labels: dict[str, str] = {}
     i, n = 0, len(text)
     while i < n:

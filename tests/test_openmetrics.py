@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from collectors.openmetrics import parse_labels, parse_lines
+from collectors.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
 from collectors.series import wants_family, wants_series
 from core.errors import InputError
 from tests.conftest import FIXTURES
@@ -26,6 +28,24 @@ def _parse(text: str, **kw):  # type: ignore[no-untyped-def]
 )
 def test_label_sets_are_parsed_with_openmetrics_escapes(text: str, expected: dict[str, str]) -> None:
     assert parse_labels(text, "t.om", 1) == expected
+
+
+_LABEL_TEXT = st.text(alphabet='ab_9=",\\ n-x', max_size=24) | st.lists(
+    st.tuples(st.sampled_from(["a", "_b", "c9", " d", "9e", "f-g"]), st.text(alphabet='xy ,="\\n}', max_size=5)),
+    max_size=4,
+).map(lambda pairs: ",".join(f'{k}="{v}"' for k, v in pairs) + ("," if len(pairs) == 2 else ""))
+
+
+@given(_LABEL_TEXT)
+@settings(max_examples=400, deadline=None)
+def test_the_plain_label_fast_path_accepts_and_rejects_exactly_what_the_character_parser_does(text: str) -> None:
+    def outcome(parse):  # type: ignore[no-untyped-def]
+        try:
+            return parse(text, "t.om", 1)
+        except InputError as exc:
+            return ("error", str(exc))
+
+    assert outcome(parse_labels) == outcome(_parse_labels_escaped)
 
 
 def test_seconds_and_milliseconds_timestamps_are_both_understood() -> None:
