@@ -23,7 +23,7 @@ from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core import rollup_coverage
 from core.facts import share_units_sql
-from core.timeutil import Window
+from core.timeutil import DAY, Window
 
 U = c.GPU_UNITS
 
@@ -96,11 +96,22 @@ def recommendations(
     return savings.rank(recs)
 
 
-def _pool_steps(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
+def _pool_steps(
+    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, chunk: timedelta = DAY
+) -> list[dict[str, Any]]:
     """The pool steps, reading DCGM's GPU counts only for the node-hours whose coverage rollup row has a step
-    kube-state-metrics gave no capacity for (none on a fleet where it always does)."""
+    kube-state-metrics gave no capacity for (none on a fleet where it always does). Each step's figures
+    depend on that step's rows only, so the window is read a `chunk` at a time: the grouping by node-step
+    holds a day's node-steps, not the window's (a week at 10,000 GPUs: 23 million, gigabytes of hash table)."""
+    sql, extra = _pool_steps_query(con, window, mig_share)
+    return [row for part in window.split(chunk) for row in _rows(con, sql, part, extra)]
+
+
+def _pool_steps_query(
+    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare
+) -> tuple[str, dict[str, Any] | None]:
     if not rollup_coverage.in_sync(con):
-        return _rows(con, _pool_steps_sql(mig_share), window)
+        return _pool_steps_sql(mig_share), None
     hours = con.execute(
         f"""SELECT cluster, node, hour FROM {c.T_COVERAGE_ROLLUP}
         WHERE gpu_uuid IS NULL AND declared_steps < steps AND hour >= date_trunc('hour', $start::TIMESTAMP)
@@ -109,7 +120,7 @@ def _pool_steps(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigSh
     ).fetchall()
     ranges = step_ranges.from_hours(hours, window.start, window.end, after=timedelta(0))
     extra = step_ranges.params(ranges) if ranges else None
-    return _rows(con, _pool_steps_sql(mig_share, reported_ranges=bool(ranges)), window, extra)
+    return _pool_steps_sql(mig_share, reported_ranges=bool(ranges)), extra
 
 
 def _pool_rates(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions) -> dict[str, Decimal]:

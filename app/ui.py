@@ -73,6 +73,7 @@ def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
     for attempt in range(attempts):
         try:
             with open_warehouse(warehouse(), read_only=True) as con:
+                con.execute(f"SET memory_limit = '{settings().dashboard.memory_limit}'")
                 return fn(con)
         except TransientError:
             if attempt == attempts - 1:

@@ -286,6 +286,12 @@ class ExportSettings(_Section):
 class DashboardSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the dashboard binds to.")
     port: int = Field(default=8501, gt=0, lt=65536, description="Port the dashboard listens on.")
+    memory_limit: str = Field(
+        default="1GB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap for the dashboard's queries (it spills to disk beyond it; unbounded, "
+        "a week's savings pass at 10,000 GPUs took 9 GB).",
+    )
     # --- issue 11: service ---
     auth: Literal["none", "oidc"] = Field(
         default="none",

@@ -87,6 +87,13 @@ class Window:
     def as_dict(self) -> dict[str, str]:
         return {"start": iso(self.start), "end": iso(self.end)}
 
+    def split(self, chunk: timedelta) -> list[Window]:
+        """Consecutive windows of `chunk` from the start (the last one shorter) that together are this one."""
+        edges = [self.start]
+        while edges[-1] + chunk < self.end:
+            edges.append(edges[-1] + chunk)
+        return [Window(a, b) for a, b in zip(edges, [*edges[1:], self.end], strict=True)]
+
 
 def iso_week_window(week: str) -> Window:
     """'2026-W45' -> [Monday 00:00 UTC, next Monday 00:00 UTC)."""

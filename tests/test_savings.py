@@ -129,5 +129,7 @@ def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
     rollups.refresh(con, None, full=True)
     assert rollup_coverage.in_sync(con)
     assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(reference, key=key)
+    odd_chunks = recommend._pool_steps(con, window, "compute", chunk=timedelta(hours=5, minutes=7))
+    assert sorted(odd_chunks, key=key) == sorted(reference, key=key), "read in chunks, the steps are the same"
     # n1's 2 GPUs (3 while q over-allocates it) plus n2's: 4 while listed, else the 3 DCGM reports
     assert {r["capacity_gpus"] for r in reference} == ({5, 6, 7} if listed_steps < STEPS or missing else {6, 7})
