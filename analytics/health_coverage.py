@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 
@@ -26,7 +27,7 @@ from analytics.health_signals import GpuKey
 from analytics.step_ranges import Range
 from core import conventions as c
 from core import rollup_coverage
-from core.timeutil import HOUR, ceil_to, floor_to
+from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
 
 Span = tuple[datetime, datetime]
 
@@ -104,8 +105,17 @@ def _silences(
 
 def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[Range]:
     """Per node, the hours where some GPU expected to report has fewer steps than its node (or was first
-    seen mid-hour), merged into ranges, each extended by an hour to see the GPU report again."""
-    rows = con.execute(
+    seen mid-hour), merged into ranges, each extended by an hour to see the GPU report again. Each hour is
+    judged on its own rows, so the window is read a day at a time (a month at 10,000 GPUs in one join took
+    gigabytes); an hour cut by a day's edge is read twice, hence the set."""
+    rows: set[tuple[Any, ...]] = set()
+    for part in Window(lo, hi).split(DAY):
+        rows.update(_suspect_hours(con, part.start, part.end))
+    return step_ranges.from_hours(sorted(rows), lo, hi, after=HOUR)
+
+
+def _suspect_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[tuple[Any, ...]]:
+    return con.execute(
         f"""WITH {_KNOWN},
         cov AS (SELECT * FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= date_trunc('hour', $lo::TIMESTAMP) AND hour < $hi)
         SELECT DISTINCT u.cluster, u.node, u.hour
@@ -116,7 +126,6 @@ def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) 
         ORDER BY ALL""",
         {"lo": lo, "hi": hi},
     ).fetchall()
-    return step_ranges.from_hours(rows, lo, hi, after=HOUR)
 
 
 def gpu_infos(
@@ -172,7 +181,15 @@ def _first_seen_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime
 
 
 def _rollup_spans(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, Span]:
-    """Spans from whole hours [lo, hi): a node's hour counts for a GPU first seen by the hour's start."""
+    """Spans from whole hours [lo, hi): a node's hour counts for a GPU first seen by the hour's start. A day
+    at a time (bounded memory), the days' spans merged: a span is a min and a max, so the merge is exact."""
+    out: dict[GpuKey, Span] = {}
+    for part in Window(lo, hi).split(DAY):
+        _merge(out, _rollup_spans_part(con, part.start, part.end).items())
+    return out
+
+
+def _rollup_spans_part(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, Span]:
     rows = con.execute(
         f"""WITH {_KNOWN},
         cov AS (SELECT * FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= $lo AND hour < $hi)

@@ -72,8 +72,7 @@ def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
     """Run fn on a read-only connection; while a collector holds the write lock, wait and retry."""
     for attempt in range(attempts):
         try:
-            with open_warehouse(warehouse(), read_only=True) as con:
-                con.execute(f"SET memory_limit = '{settings().dashboard.memory_limit}'")
+            with open_warehouse(warehouse(), read_only=True, memory_limit=settings().dashboard.memory_limit) as con:
                 return fn(con)
         except TransientError:
             if attempt == attempts - 1:

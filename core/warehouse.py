@@ -18,9 +18,14 @@ from core import conventions as c
 from core.errors import SchemaError, TerminalError, TransientError, WarehouseBusy
 from core.schema import LATEST_VERSION, MIGRATIONS
 
+# DuckDB's own default is 80% of the machine's memory: a month's health report at 10,000 GPUs then peaked at
+# 2.4 GB. Capped, DuckDB spills its joins and aggregations to disk instead; collect.memory_limit and
+# dashboard.memory_limit set their own caps.
+DEFAULT_MEMORY_LIMIT = "1GB"
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and for writers, create or migrate) the warehouse at `path`."""
+
+def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    """Open (and for writers, create or migrate) the warehouse at `path`, DuckDB capped at `memory_limit`."""
     if read_only and not path.exists():
         raise TerminalError(f"{path}: no warehouse here yet; run `gpuledger demo` or `gpuledger collect` first")
     if not read_only:
@@ -33,6 +38,7 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise TerminalError(f"{path}: not a usable DuckDB warehouse ({_first_line(exc)})") from exc
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     version = schema_version(con)
     if version > LATEST_VERSION:
         con.close()
@@ -49,8 +55,10 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 
 
 @contextmanager
-def open_warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only)
+def open_warehouse(
+    path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only, memory_limit=memory_limit)
     try:
         yield con
     finally:
