@@ -49,6 +49,9 @@ class GpuInfo:
     span: Span  # first and last instant the GPU was reporting or expected to
 
 
+# The coverage rollup is read at most a week at a time: a month's join at 10,000 GPUs took 2.4 GB, a week's
+# fits DuckDB's 1 GB cap, and the dashboard's default week stays one query.
+CHUNK = 7 * DAY
 _KNOWN = f"known AS (SELECT cluster, node, gpu_uuid, min(first_seen) AS first_seen FROM {c.T_GPUS} GROUP BY ALL)"
 
 
@@ -106,10 +109,10 @@ def _silences(
 def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[Range]:
     """Per node, the hours where some GPU expected to report has fewer steps than its node (or was first
     seen mid-hour), merged into ranges, each extended by an hour to see the GPU report again. Each hour is
-    judged on its own rows, so the window is read a day at a time (a month at 10,000 GPUs in one join took
-    gigabytes); an hour cut by a day's edge is read twice, hence the set."""
+    judged on its own rows, so the window is read a CHUNK at a time (a month at 10,000 GPUs in one join took
+    gigabytes); an hour cut by a chunk's edge is read twice, hence the set."""
     rows: set[tuple[Any, ...]] = set()
-    for part in Window(lo, hi).split(DAY):
+    for part in Window(lo, hi).split(CHUNK):
         rows.update(_suspect_hours(con, part.start, part.end))
     return step_ranges.from_hours(sorted(rows), lo, hi, after=HOUR)
 
@@ -181,10 +184,10 @@ def _first_seen_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime
 
 
 def _rollup_spans(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, Span]:
-    """Spans from whole hours [lo, hi): a node's hour counts for a GPU first seen by the hour's start. A day
-    at a time (bounded memory), the days' spans merged: a span is a min and a max, so the merge is exact."""
+    """Spans from whole hours [lo, hi): a node's hour counts for a GPU first seen by the hour's start. A CHUNK
+    at a time (bounded memory), the chunks' spans merged: a span is a min and a max, so the merge is exact."""
     out: dict[GpuKey, Span] = {}
-    for part in Window(lo, hi).split(DAY):
+    for part in Window(lo, hi).split(CHUNK):
         _merge(out, _rollup_spans_part(con, part.start, part.end).items())
     return out
 

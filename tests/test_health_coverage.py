@@ -89,7 +89,7 @@ def test_the_rollup_read_in_chunks_gives_whole_spans_and_the_same_silences(chunk
     add_node(con, "n1", 2, steps=300)
     add_reporting_gpu(con, "n1", "GPU-a", [i for i in range(300) if not 100 <= i < 170])  # across chunk edges
     add_reporting_gpu(con, "n1", "GPU-b", list(range(300)))
-    with mock.patch.object(hc, "DAY", timedelta(minutes=chunk_minutes)):
+    with mock.patch.object(hc, "CHUNK", timedelta(minutes=chunk_minutes)):
         steps, rolled = both_ways(con, at(0), at(300))  # on the hour: no edge steps to hide a lost chunk
     assert rolled == steps
     infos, silences = rolled  # type: ignore[misc]
@@ -140,7 +140,7 @@ def test_any_pattern_of_gaps_gives_the_same_spans_and_silences_from_the_rollup_a
     for n, (first, holes) in enumerate(gpus):
         silent = {i for start, length in holes for i in range(start, start + length)}
         add_reporting_gpu(con, "n1", f"GPU-{n}", [i for i in range(first, 300) if i not in silent], first_seen=first)
-    with mock.patch.object(hc, "DAY", timedelta(minutes=chunk_minutes)):
+    with mock.patch.object(hc, "CHUNK", timedelta(minutes=chunk_minutes)):
         steps, rolled = both_ways(con, at(window[0]), at(window[1]), min_steps * STEP)
     assert rolled == steps
 
