@@ -61,8 +61,8 @@ def commit_samples(
         lookback_ms = step_s * 1000 - 1  # a lone scrape stands for the one step it falls in, not a lookback
     result = load.LoadResult(source=source, samples=len(v))
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
-    with open_warehouse(warehouse) as con:
-        _fast_writes(con, settings)
+    with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
+        _fast_writes(con)
         stage.register_meta(con, meta)
         stage.register_points(con, "stage_raw", sid, t_ms, v)
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
@@ -96,8 +96,8 @@ def collect_prometheus(
     # the watermark never passes what the store can already hold completely: a window reaching
     # into the future is collected, but resuming starts again where the data was still arriving
     settled = floor_step(now - timedelta(seconds=parse_duration(settings.safety_lag)), step)
-    with open_warehouse(warehouse) as con:
-        _fast_writes(con, settings)
+    with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
+        _fast_writes(con)
         window = resolve_window(con, source, start, end, now, step, settings)
         if window is None:
             total.warnings.append(f"nothing new to collect from {source} yet")
@@ -172,12 +172,11 @@ def choose_plan(
     return "aggregating queries", prometheus.pushdown_plan(style, sel)
 
 
-def _fast_writes(con: duckdb.DuckDBPyConnection, settings: CollectSettings) -> None:
+def _fast_writes(con: duckdb.DuckDBPyConnection) -> None:
     """Facts carry their own order (ts): letting DuckDB write staged tables in any order saves
-    about a quarter of the staging time. The memory cap keeps DuckDB from caching the ever larger
-    warehouse: a 30-day collection then needs no more memory than a 1-day one."""
+    about a quarter of the staging time. (The connection's memory cap, collect.memory_limit, keeps
+    DuckDB from caching the ever larger warehouse: a 30-day collection needs no more than a 1-day one.)"""
     con.execute("SET preserve_insertion_order = false")
-    con.execute(f"SET memory_limit = '{settings.memory_limit}'")
 
 
 def resolve_window(
