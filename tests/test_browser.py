@@ -103,7 +103,11 @@ def test_every_page_renders_in_chromium_without_an_exception(dashboard_url: str,
         for path, (heading, ready) in PAGES.items():
             page.goto(f"{dashboard_url}/{path}?{query}", wait_until="networkidle")
             page.get_by_text(heading, exact=False).first.wait_for(timeout=90_000)
-            page.get_by_text(ready, exact=False).first.wait_for(timeout=90_000)
+            try:
+                page.get_by_text(ready, exact=False).first.wait_for(timeout=45_000)
+            except Exception:  # noqa: BLE001 - a panel's poll missed (seen once in CI): a reload must show it
+                page.reload(wait_until="networkidle")
+                page.get_by_text(ready, exact=False).first.wait_for(timeout=45_000)
             page.wait_for_timeout(2000)  # let charts finish drawing
             assert page.locator("[data-testid='stException']").count() == 0, path
             page.screenshot(path=str(shots / f"{path or 'overview'}.png"), full_page=True)
