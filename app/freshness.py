@@ -26,6 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -60,6 +61,52 @@ def peek(cached_fn: Callable[..., Any], version: tuple[str, float, str, float], 
     computed in the background, so a page can show its fast parts at once and this part when it is ready."""
     found, value, _ = _lookup(cached_fn.__wrapped__, version, args, _background)  # type: ignore[attr-defined]
     return value if found else None
+
+
+def prefetch(
+    calls: list[tuple[Callable[..., Any], tuple[Hashable, ...]]],
+    version: tuple[str, float, str, float],
+    around: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    """Start computing, in order and as one background task run inside `around()` (one warehouse connection
+    for them all), every `cached` call whose value is missing or stale and not already under way. Callers of
+    those keys meanwhile wait for (or, stale, skip) it as for any computation."""
+    stamp, todo = _stamp(version), []
+    with _lock:
+        for cached_fn, args in calls:
+            fn = cached_fn.__wrapped__  # type: ignore[attr-defined]
+            key = _key(fn, version, args)
+            entry = _entries.get(key)
+            if key in _pending or (entry is not None and entry[0] == stamp):
+                continue
+            future = _pending[key] = Future()
+            todo.append((key, fn, args, future))
+    if todo:
+        _worker.submit(_compute_all, todo, stamp, version, around)
+
+
+def _compute_all(
+    todo: list[tuple[Hashable, Callable[..., Any], tuple[Any, ...], Future[Any]]],
+    stamp: Hashable,
+    version: tuple[Any, ...],
+    around: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    left = list(todo)
+    try:
+        with around():
+            while left:
+                key, fn, args, future = left.pop(0)
+                try:
+                    future.set_result(_compute(key, stamp, fn, version, args))
+                except BaseException as exc:  # _compute logged it and released the key
+                    future.set_exception(exc)
+    except BaseException as exc:  # `around` failed (the warehouse stayed locked): every waiter hears why
+        log.exception("dashboard prefetch failed")
+        with _lock:
+            for key, _, _, _ in left:
+                _pending.pop(key, None)
+        for _, _, _, future in left:
+            future.set_exception(exc)
 
 
 def settle(timeout: float | None = None) -> None:

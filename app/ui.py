@@ -8,15 +8,17 @@ collection (app/freshness.py: stale-while-revalidate, one computation per versio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import altair  # noqa: F401  (before the import thread below: see _import_heavy_modules)
 import duckdb
 import pandas as pd
 import streamlit as st
@@ -37,7 +39,11 @@ def _import_heavy_modules() -> None:
     """The forecast's scikit-learn and the drift tests' scipy.stats take ~2 s to import. The CLI imports them
     where they run (a command that does not forecast should not pay for it); the dashboard process imports
     them once, here, off any page's path, so the first view of a page with a forecast does not wait for it
-    (a page that needs them meanwhile blocks on the same import, not a second one)."""
+    (a page that needs them meanwhile blocks on the same import, not a second one).
+
+    scikit-learn imports narwhals, as altair (Streamlit's charts) does. Two threads importing narwhals at once
+    can deadlock on its circular package imports (Python then raises _DeadlockError in one: a page crashed with
+    it), so altair, and narwhals with it, is imported at this module's top, before this thread starts."""
     import scipy.stats  # noqa: F401
     import sklearn.linear_model  # noqa: F401
 
@@ -68,17 +74,42 @@ def mtime() -> tuple[str, float, str, float]:
     )
 
 
+_shared = threading.local()
+
+
 def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
-    """Run fn on a read-only connection; while a collector holds the write lock, wait and retry."""
+    """Run fn on a read-only connection (the thread's shared one inside `shared_connection`); while a
+    collector holds the write lock, wait and retry."""
+    con = getattr(_shared, "con", None)
+    if con is not None:
+        return fn(con)
+    with contextlib.ExitStack() as stack:
+        return fn(_open_reader(stack, attempts))
+
+
+def _open_reader(stack: contextlib.ExitStack, attempts: int) -> duckdb.DuckDBPyConnection:
     for attempt in range(attempts):
         try:
-            with open_warehouse(warehouse(), read_only=True, memory_limit=settings().dashboard.memory_limit) as con:
-                return fn(con)
+            return stack.enter_context(
+                open_warehouse(warehouse(), read_only=True, memory_limit=settings().dashboard.memory_limit)
+            )
         except TransientError:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.25)
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def shared_connection(attempts: int = 20) -> Iterator[None]:
+    """Every read() on this thread inside the block uses one connection, so a page's reports share what a
+    connection answers once (core/snapshot.py: 0.2-0.3 s of rollup checks per report at 10,000 GPUs)."""
+    with contextlib.ExitStack() as stack:
+        _shared.con = _open_reader(stack, attempts)
+        try:
+            yield
+        finally:
+            _shared.con = None
 
 
 @freshness.cached
@@ -201,6 +232,22 @@ def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
         picks[key] = st.sidebar.multiselect(key.replace("_", " ").title(), options, default=chosen, key=f"f_{key}")
         st.query_params[key] = picks[key]
     return Filters(window[0], window[1], picks, scope)
+
+
+def prefetch_reports(page: str, filters: Filters) -> None:
+    """Start computing the cached reports `page` reads, in the order it reads them, together on one connection
+    (shared_connection): the page then waits for each in turn while the rest are computed."""
+    start, end = filters.start, filters.end
+    reports: dict[str, list[tuple[Callable[..., Any], tuple[Any, ...]]]] = {
+        "overview": [(breakdown, (start, end)), (budget_frame, (end,))],
+        "teams": [
+            (workloads_frame, (start, end)),
+            (breakdown, (start, end)),
+            (budget_frame, (end,)),
+            (anomalies_frame, (start, end)),
+        ],
+    }
+    freshness.prefetch(reports[page], mtime(), shared_connection)
 
 
 def _filter_options(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import duckdb
 
 from core import conventions as c
+from core import snapshot
 from core.facts import fingerprints_sql, has_app_sql, labelled_sql, nodes_sql
 from core.warehouse import one
 
@@ -45,6 +46,10 @@ def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def valid(con: duckdb.DuckDBPyConnection) -> bool:
     """Do the class rows reflect the current pods and nodes tables?"""
+    return snapshot.remember(con, "rollup_classes.valid", lambda: _valid(con))
+
+
+def _valid(con: duckdb.DuckDBPyConnection) -> bool:
     if not exists(con):
         return False
     stored = dict(

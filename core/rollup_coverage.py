@@ -22,6 +22,7 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
+from core import snapshot
 from core.timeutil import DAY, hours_covering
 from core.warehouse import one, row_counts, ts_span
 
@@ -40,6 +41,10 @@ def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     """Does the coverage table speak for every step row (no write since the last refresh bypassed it)?"""
+    return snapshot.remember(con, "rollup_coverage.in_sync", lambda: _in_sync(con))
+
+
+def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     if not exists(con):
         return False
     stored = dict(

@@ -26,7 +26,7 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
-from core import rollup_classes, rollup_coverage, rollup_sql
+from core import rollup_classes, rollup_coverage, rollup_sql, snapshot
 from core.facts import fingerprints_sql
 from core.timeutil import DAY, floor_to, hours_covering
 from core.warehouse import row_counts, ts_span
@@ -46,6 +46,10 @@ def source_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     """Do the rollups hold every step row (no write since the last refresh bypassed them)?"""
+    return snapshot.remember(con, "rollups.in_sync", lambda: _in_sync(con))
+
+
+def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     stored = {
         k: v for k, v in con.execute(f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE}").fetchall() if k in SOURCES
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -166,3 +168,48 @@ def test_the_inference_page_shows_every_declared_slo(
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert len(table) == len(serving_truth.SLOS) and set(table["service"]) == set(serving_truth.SERVICES)
+
+
+def test_a_pages_reports_are_read_together_over_one_connection(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    """The teams page's bill, breakdown, budget and anomalies: one connection, so the rollup checks every
+    report makes are answered once (core/snapshot.py)."""
+    import streamlit as st
+
+    from app import freshness, ui
+
+    at = _app(monkeypatch, direct_warehouse)
+    freshness.clear()
+    st.cache_data.clear()
+    opened: list[bool] = []
+    real = ui.open_warehouse
+
+    def counted(*args: object, **kwargs: object) -> object:
+        opened.append(bool(kwargs.get("read_only")))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ui, "open_warehouse", counted)
+    at.switch_page(str(APP / "pages" / "teams.py"))
+    at.run()
+    assert not at.exception, at.exception
+    # AppTest runs a page it switches to on its own (the sidebar's filters stay in session state), so the
+    # breakdown is the page's to compute too: all four reports over one read-only connection
+    assert at.metric and opened == [True]
+
+
+def test_altair_is_imported_before_the_background_import_of_scikit_learn_starts() -> None:
+    """Both import narwhals; two threads importing it at once can deadlock (a page once died of it)."""
+    code = """
+import sys, threading
+real, seen = threading.Thread.start, []
+def start(self):
+    if self.name == "gpuledger-imports":
+        seen.append({m for m in ("altair", "narwhals.stable.v1", "narwhals.stable.v2") if m in sys.modules})
+    real(self)
+threading.Thread.start = start
+import app.ui
+assert seen == [{"altair", "narwhals.stable.v1", "narwhals.stable.v2"}], seen
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent)
+    assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from app import freshness
+from core.errors import TransientError
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +154,65 @@ def test_a_pages_frame_does_not_queue_behind_a_slow_panel_being_peeked() -> None
     assert time.monotonic() - began < 5, "the page's own frame waited for the panel"
     slow.gate.set()
     freshness.settle(10)
+
+
+class Around:
+    """A stand-in for ui.shared_connection: counts its openings and whether a computation ran inside one."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.opened = 0
+        self.inside = False
+        self.fail = fail
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.fail is not None:
+            raise self.fail
+        self.opened += 1
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+
+def test_prefetched_reports_are_computed_in_order_inside_one_shared_connection_and_then_served_from_cache() -> None:
+    g, around = Gated(), Around()
+    seen: list[tuple[int, bool]] = []
+
+    @freshness.cached
+    def report(version: tuple[str, float, str, float], n: int) -> int:
+        seen.append((n, around.inside))
+        return n * 10
+
+    freshness.prefetch([(report, (1,)), (report, (2,)), (g.value, (3,))], _version(1.0), around)
+    freshness.settle(10)
+    assert seen == [(1, True), (2, True)] and around.opened == 1
+    assert report(_version(1.0), 2) == 20 and g.value(_version(1.0), 3) == {"mtime": 1.0, "n": 3}
+    assert seen == [(1, True), (2, True)] and g.calls == [1.0], "served from the cache, not computed again"
+
+
+def test_prefetch_leaves_out_current_and_pending_keys_and_a_page_asking_meanwhile_waits_for_it() -> None:
+    g, around = Gated(), Around()
+    g.value(_version(1.0), 1)
+    g.gate.clear()
+    freshness.prefetch([(g.value, (1,)), (g.value, (2,))], _version(1.0), around)
+    freshness.prefetch([(g.value, (2,))], _version(1.0), around)  # under way: not a second time
+    answer: list[dict[str, float]] = []
+    page = threading.Thread(target=lambda: answer.append(g.value(_version(1.0), 2)))
+    page.start()
+    time.sleep(0.2)
+    assert not answer, "the page waits for the prefetch"
+    g.gate.set()
+    page.join(10)
+    assert answer == [{"mtime": 1.0, "n": 2}]
+    assert g.calls == [1.0, 1.0] and around.opened == 1
+
+
+def test_a_prefetch_that_cannot_open_the_warehouse_tells_its_waiters_why_and_caches_nothing() -> None:
+    g = Gated()
+    freshness.prefetch([(g.value, (1,))], _version(1.0), Around(fail=TransientError("warehouse locked")))
+    with pytest.raises(TransientError, match="warehouse locked"):
+        g.value(_version(1.0), 1)
+    assert g.calls == []
+    assert g.value(_version(1.0), 1) == {"mtime": 1.0, "n": 1}, "the key was released: a later call computes it"

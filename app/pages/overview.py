@@ -16,6 +16,7 @@ if filters is None:
     ui.no_data()
     st.stop()
 
+ui.prefetch_reports("overview", filters)
 frame = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))
 total = frame["cost_usd"].sum()
 idle = frame.loc[frame["kind"] == c.IDLE, "cost_usd"].sum()

@@ -13,6 +13,7 @@ if filters is None:
     ui.no_data()
     st.stop()
 
+ui.prefetch_reports("teams", filters)
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
 teams = sorted(t for t in lines["team"].unique() if t != c.IDLE)
 if not teams:
