@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.counters import Span, summed_increase
+from analytics.counters import Selector, Span, summed_increase
 from analytics.sli import SLI, SLODef, Term, check_edges, resolve
 from analytics.sloth import slos_from_spec
 from core import conventions as c
@@ -104,9 +104,19 @@ def _duration_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _events(con: duckdb.DuckDBPyConnection, terms: tuple[Term, ...], spans: list[Span]) -> list[float | None]:
-    """Signed sum of the terms' summed increases per span; None when the first term has no data."""
-    values = [summed_increase(con, t.selector, spans) for t in terms]
+def _events(
+    con: duckdb.DuckDBPyConnection,
+    terms: tuple[Term, ...],
+    spans: list[Span],
+    known: dict[Selector, list[float | None]] | None = None,
+) -> list[float | None]:
+    """Signed sum of the terms' summed increases per span; None when the first term has no data. `known`:
+    increases already read (a latency SLI's bad and total events both read the request count)."""
+    known = {} if known is None else known
+    for t in terms:
+        if t.selector not in known:
+            known[t.selector] = summed_increase(con, t.selector, spans)
+    values = [known[t.selector] for t in terms]
     out: list[float | None] = []
     for i in range(len(spans)):
         first = values[0][i]
@@ -127,8 +137,9 @@ def bad_ratios(
 ) -> list[tuple[float | None, float | None, float | None]]:
     """(bad, total, bad / total) per span; the ratio is None without traffic. A missing bad series
     with traffic present counts as zero bad events."""
-    bad = _events(con, sli.bad, spans)
-    total = _events(con, sli.total, spans)
+    known: dict[Selector, list[float | None]] = {}
+    bad = _events(con, sli.bad, spans, known)
+    total = _events(con, sli.total, spans, known)
     out: list[tuple[float | None, float | None, float | None]] = []
     for b, t in zip(bad, total, strict=True):
         if t is None or t == 0:
