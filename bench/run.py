@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import duckdb
 
-from bench import cache, fleet_openmetrics, promql, report
+from bench import cache, fleet_openmetrics, promql, report, serving
 from bench.fleet import Fleet, FleetSpec, build
 from bench.harness import ROOT, Child, spawn, stat
 from core import conventions as c
@@ -300,14 +300,23 @@ def main() -> None:
     b.notes.append(
         "Health report: the synthetic fleets carry DCGM's device gauges but no health fields (Xid, ECC, row "
         "remapping) and no silent GPUs, so the figure is the cost of finding every GPU's span and of proving "
-        "there is nothing to report (the simulated fleet in the tests has the incidents). SLO report: no figure, "
-        "the synthetic fleets have no serving metrics. The 30-day health report from the step tables only "
+        "there is nothing to report (the simulated fleet in the tests has the incidents). SLO report: the synthetic "
+        "fleets have no serving metrics, so it reads a month of the simulator's two vLLM services (bench/serving.py); "
+        "its cost grows with services and series, not GPUs. The 30-day health report from the step tables only "
         "(100 GPUs) is a baseline, to show what the coverage rollup saves; it is what `report health` does only "
         "on a warehouse whose rollup is out of sync, and it is left out of the peak-RSS target."
+    )
+    b.notes.append(
+        "SLO report, profiled (py-spy): 85% of it was analytics/counters.py joining every sample to each of the 69 "
+        "spans it falls in (period, burn windows, 30 daily and 30 cumulative), ~17 reads of the month. Now a span's "
+        "increase comes from each series' numbered samples and running drops at its first and last sample (two "
+        "ASOF joins), and a selector is read once per SLI: 10.1-13.4 s -> 3.9-5.1 s on the same warehouse, the "
+        "same SLIs (measured side by side with the previous commit; the PromQL equivalence tests still pass)."
     )
     whs = fleets(b)
     chargeback(b, whs)
     health(b, whs)
+    serving.figure(b, RUNS)
     three_way(b, whs, port)
     ingest(b, port)
     storage(b, whs)

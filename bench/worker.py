@@ -79,6 +79,38 @@ def health(args: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "periods": periods}
 
 
+def slo(args: dict[str, Any]) -> dict[str, Any]:
+    """`report slo`'s work at the end of the serving data: every declared SLO evaluated."""
+    from analytics import slo as slo_mod
+    from app.options import sloth_specs
+    from app.slo_rules import serving_data_end
+    from collectors.simulator import fleet
+    from core import conventions as c
+    from core.settings import load_settings
+    from core.warehouse import one, open_warehouse
+
+    serving = load_settings(Path(args["config"]), env={}).serving
+    with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
+        now = serving_data_end(con)
+
+        def once() -> list[Any]:
+            defs = slo_mod.build_slos(con, serving, sloth_specs(serving), now)
+            return [slo_mod.evaluate(con, d, now) for d in defs]
+
+        times, reports = _timed(once, args["runs"], args.get("warmup", 1))
+        samples, pods = one(con, f"SELECT count(*), count(DISTINCT pod) FROM {c.T_INFERENCE_SAMPLES}")  # type: ignore[misc]
+    assert reports and all(r.sli is not None for r in reports), "every SLO has traffic in the simulated month"
+    return {
+        "times": times,
+        "slos": len(reports),
+        "services": len({r.slo.service for r in reports}),
+        "pods": pods,
+        "samples": samples,
+        "gpus": sum(n.gpu_count for n in fleet.NODES),  # the simulated fleet's physical GPUs
+        "sli": {f"{r.slo.service}/{r.slo.name}": r.sli for r in reports},
+    }
+
+
 def three_way(args: dict[str, Any]) -> dict[str, Any]:
     """gpuledger, PromQL and pandas interleaved run by run, so each ratio compares the same moment."""
     from analytics.chargeback import chargeback
@@ -236,6 +268,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "chargeback": chargeback,
     "three_way": three_way,
     "health": health,
+    "slo": slo,
     "ingest_files": ingest_files,
     "ingest_prometheus": ingest_prometheus,
     "scan_rate": scan_rate,
