@@ -57,8 +57,8 @@ def node_periods(result: HealthResult) -> list[NodePeriod]:
     return out
 
 
-def period_dict(p: Period, info: GpuInfo) -> dict[str, Any]:
-    return {
+def period_dict(p: Period, info: GpuInfo, evidence: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "cluster": p.key.cluster,
         "node": p.key.node,
         "gpu_uuid": p.key.gpu_uuid,
@@ -73,8 +73,10 @@ def period_dict(p: Period, info: GpuInfo) -> dict[str, Any]:
         "ongoing": p.ongoing,
         "hours": round(p.hours, 6),
         "action": p.action,
-        "evidence": [e.as_dict() for e in p.evidence],
     }
+    if evidence:
+        out["evidence"] = [e.as_dict() for e in p.evidence]
+    return out
 
 
 def event_dict(e: XidEvent) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,9 +37,16 @@ class HealthReport:
     states: tuple[str, ...]
     impacts: list[impact.Impact]
     lost: list[impact.LostGpu]
+    _rows: list[dict[str, Any]] | None = field(default=None, init=False, repr=False)
 
     def rows(self) -> list[dict[str, Any]]:
-        """GPUs needing action: one row per period in the selected states, worst first."""
+        """GPUs needing action: one row per period in the selected states, worst first (computed once: a
+        10,000-GPU week's rows take half a second; `as_dict` and the dashboard both read them)."""
+        if self._rows is None:
+            self._rows = self._compute_rows()
+        return self._rows
+
+    def _compute_rows(self) -> list[dict[str, Any]]:
         picked = [p for p in self.result.periods if p.state in self.states]
         worst: dict[GpuKey, int] = {}
         for p in picked:
@@ -81,7 +88,7 @@ def _row(p: Period, result: HealthResult, cost: Decimal | None) -> dict[str, Any
     first = p.evidence[0].detail if p.evidence else ""
     more = f" (+{len(p.evidence) - 1} more)" if len(p.evidence) > 1 else ""
     return {
-        **{k: v for k, v in period_dict(p, info).items() if k not in ("evidence", "start", "end")},
+        **{k: v for k, v in period_dict(p, info, evidence=False).items() if k not in ("start", "end")},
         "since": iso(p.began),
         "until": "ongoing" if p.ongoing else iso(p.end),
         "evidence": first + more,
