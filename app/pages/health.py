@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import health_grid, ui
 from core import conventions as c
 
 ui.require_admin()
@@ -17,7 +17,6 @@ COLOURS = {
     c.STATE_OFFLINE: "#6d4c41",
     c.STATE_RMA: "#c62828",
 }
-RANK = {s: i for i, s in enumerate(c.HEALTH_STATES)}
 
 st.title("Fleet health")
 filters: ui.Filters | None = st.session_state.get("filters")
@@ -39,12 +38,16 @@ cols[2].metric("GPU-hours lost", f"{totals['lost_gpu_hours']:,.1f}")
 cols[3].metric("Cost of unreliability", ui.money(totals["lost_cost_usd"]))
 
 st.subheader("Nodes × GPUs (worst state in the window)")
-worst = periods.assign(rank=periods["state"].map(RANK)).sort_values("rank").groupby(["node", "gpu_index"]).tail(1)
-grid = worst.pivot_table(index="node", columns="gpu_index", values="state", aggfunc="first").fillna("")
-st.dataframe(
-    grid.style.map(lambda v: f"background-color: {COLOURS.get(v, '#ffffff')}; color: white" if v else ""),
-    width="stretch",
-)
+grid, hidden = health_grid.worst_states(periods)
+if hidden:
+    st.caption(f"{hidden:,} more nodes, every GPU healthy in this window, are not shown.")
+if grid.empty:
+    st.success("Every GPU of every node was healthy in this window.")
+else:
+    st.dataframe(
+        grid.style.map(lambda v: f"background-color: {COLOURS.get(v, '#ffffff')}; color: white" if v else ""),
+        width="stretch",
+    )
 
 unhealthy = periods[periods["state"] != c.STATE_HEALTHY].copy()
 if not unhealthy.empty:
