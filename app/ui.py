@@ -11,8 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -25,12 +24,11 @@ import streamlit as st
 
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.overview import data_span
-from app import access, freshness
+from app import access, freshness, reader
 from app.options import chargeback_options, savings_options
-from core.errors import GpuledgerError, TransientError
+from core.errors import GpuledgerError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, DashboardSettings, Settings, load_settings
 from core.timeutil import Window
-from core.warehouse import open_warehouse
 
 T = TypeVar("T")
 
@@ -74,42 +72,14 @@ def mtime() -> tuple[str, float, str, float]:
     )
 
 
-_shared = threading.local()
-
-
 def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
-    """Run fn on a read-only connection (the thread's shared one inside `shared_connection`); while a
-    collector holds the write lock, wait and retry."""
-    con = getattr(_shared, "con", None)
-    if con is not None:
-        return fn(con)
-    with contextlib.ExitStack() as stack:
-        return fn(_open_reader(stack, attempts))
+    """Run fn on a read-only connection (app/reader.py); while a collector holds the write lock, wait and retry."""
+    return reader.read(fn, warehouse(), settings().dashboard.memory_limit, attempts)
 
 
-def _open_reader(stack: contextlib.ExitStack, attempts: int) -> duckdb.DuckDBPyConnection:
-    for attempt in range(attempts):
-        try:
-            return stack.enter_context(
-                open_warehouse(warehouse(), read_only=True, memory_limit=settings().dashboard.memory_limit)
-            )
-        except TransientError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.25)
-    raise AssertionError("unreachable")
-
-
-@contextlib.contextmanager
-def shared_connection(attempts: int = 20) -> Iterator[None]:
-    """Every read() on this thread inside the block uses one connection, so a page's reports share what a
-    connection answers once (core/snapshot.py: 0.2-0.3 s of rollup checks per report at 10,000 GPUs)."""
-    with contextlib.ExitStack() as stack:
-        _shared.con = _open_reader(stack, attempts)
-        try:
-            yield
-        finally:
-            _shared.con = None
+def shared_connection() -> contextlib.AbstractContextManager[None]:
+    """Every read() on this thread inside the block uses one connection (app/reader.py)."""
+    return reader.shared(warehouse(), settings().dashboard.memory_limit)
 
 
 @freshness.cached

@@ -106,6 +106,10 @@ def test_every_page_renders_in_chromium_without_an_exception(dashboard_url: str,
             try:
                 page.get_by_text(ready, exact=False).first.wait_for(timeout=45_000)
             except Exception:  # noqa: BLE001 - a panel's poll missed (seen once in CI): a reload must show it
+                # ...but a crash is not a missed poll: the one CI saw was most likely a page dying of an import
+                # deadlock (narwhals, imported by altair on the page and scikit-learn on a background thread)
+                crashed = page.locator("[data-testid='stException']")
+                assert crashed.count() == 0, f"{path}: {crashed.first.inner_text()}"
                 page.reload(wait_until="networkidle")
                 page.get_by_text(ready, exact=False).first.wait_for(timeout=45_000)
             page.wait_for_timeout(2000)  # let charts finish drawing

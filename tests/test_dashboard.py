@@ -177,19 +177,19 @@ def test_a_pages_reports_are_read_together_over_one_connection(
     report makes are answered once (core/snapshot.py)."""
     import streamlit as st
 
-    from app import freshness, ui
+    from app import freshness, reader
 
     at = _app(monkeypatch, direct_warehouse)
     freshness.clear()
     st.cache_data.clear()
     opened: list[bool] = []
-    real = ui.open_warehouse
+    real = reader.open_warehouse
 
     def counted(*args: object, **kwargs: object) -> object:
         opened.append(bool(kwargs.get("read_only")))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ui, "open_warehouse", counted)
+    monkeypatch.setattr(reader, "open_warehouse", counted)
     at.switch_page(str(APP / "pages" / "teams.py"))
     at.run()
     assert not at.exception, at.exception
