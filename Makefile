@@ -49,7 +49,7 @@ $(FOCUS_VALIDATOR): ## the FinOps Foundation's FOCUS validator (needs Python 3.1
 	  || { echo "make: could not install focus-validator 2.2.1 into $(FOCUS_VENV)"; exit 1; }
 
 test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit, FOCUS validator)
-	@$(BIN)/python -m pytest; rc=$$?; \
+	@$(BIN)/python -m pytest -n auto --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
 lint: $(DEV_STAMP) ## ruff and mypy
