@@ -164,7 +164,10 @@ def _increase_sql(points: str) -> str:
     counter reset), read once; a span's count and drops are then differences of those at its first and last
     samples, found by two ASOF joins. Joining every sample to every span it falls in instead read a month's
     samples ~17 times for an SLO report (the period, burn windows, daily and cumulative spans)."""
-    key = " AND ".join(f"k.{col} IS NOT DISTINCT FROM p.{col}" for col in _SERIES_COLUMNS)
+
+    def same_series(a: str) -> str:
+        return " AND ".join(f"{a}.{col} IS NOT DISTINCT FROM p.{col}" for col in _SERIES_COLUMNS)
+
     return f"""WITH p0 AS ({points}),
         p AS (SELECT *, row_number() OVER w AS i,
                 sum(CASE WHEN value < prev THEN prev ELSE 0 END) OVER (w ROWS UNBOUNDED PRECEDING) AS drops
@@ -172,9 +175,9 @@ def _increase_sql(points: str) -> str:
             WINDOW w AS (PARTITION BY {_SERIES} ORDER BY t, value)),
         k AS (SELECT s.sid, s.lo, s.hi, r.* FROM (SELECT DISTINCT {_SERIES} FROM p0) r, serving_spans s),
         last_ AS (SELECT k.*, p.t AS last_t, p.value AS last_v, p.i AS last_i, p.drops AS last_drops
-            FROM k ASOF JOIN p ON {key} AND k.hi >= p.t),
+            FROM k ASOF JOIN p ON {same_series("k")} AND k.hi >= p.t),
         both_ AS (SELECT l.*, p.t AS first_t, p.value AS first_v, p.i AS first_i, p.drops AS first_drops
-            FROM last_ l ASOF JOIN p ON {key.replace("k.", "l.")} AND l.lo < p.t)
+            FROM last_ l ASOF JOIN p ON {same_series("l")} AND l.lo < p.t)
         SELECT sid, lo, hi, {_SERIES}, last_i - first_i + 1 AS n, first_t, last_t, first_v,
             last_v - first_v + last_drops - first_drops AS delta
         FROM both_ WHERE first_t <= last_t"""

@@ -108,11 +108,10 @@ def _events(
     con: duckdb.DuckDBPyConnection,
     terms: tuple[Term, ...],
     spans: list[Span],
-    known: dict[Selector, list[float | None]] | None = None,
+    known: dict[Selector, list[float | None]],
 ) -> list[float | None]:
     """Signed sum of the terms' summed increases per span; None when the first term has no data. `known`:
-    increases already read (a latency SLI's bad and total events both read the request count)."""
-    known = {} if known is None else known
+    increases already read, added to (a latency SLI's bad and total events both read the request count)."""
     for t in terms:
         if t.selector not in known:
             known[t.selector] = summed_increase(con, t.selector, spans)

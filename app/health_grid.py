@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analytics.health_policy import RANK
 from core import conventions as c
 
-RANK = {s: i for i, s in enumerate(c.HEALTH_STATES)}
 MAX_NODES = 200
 
 

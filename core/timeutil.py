@@ -27,10 +27,9 @@ def parse_ts(text: str) -> datetime:
 
 def iso(ts: datetime) -> str:
     """Format a naive-UTC datetime as '2026-11-02T00:00:00Z'."""
+    # isoformat writes the same text from year 1000 on, ~5x faster (a 10,000-GPU health report formats 40,000)
     if ts.tzinfo is None and not ts.microsecond:
-        return (
-            ts.isoformat() + "Z"
-        )  # the same text from year 1000 on, ~5x faster (a 10,000-GPU health report formats 40,000)
+        return ts.isoformat() + "Z"
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
