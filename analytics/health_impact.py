@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.allocation import team_sql
+from analytics.allocation import pod_labels_sql, team_sql
 from analytics.health import HealthResult, Period
 from analytics.health_signals import GpuKey
 from analytics.price_book import ZERO, PriceBook, price_book
@@ -86,7 +86,7 @@ def impacted_pods(
         JOIN {c.T_POD_ALLOCATIONS} a ON a.cluster = l.cluster AND a.node = l.node AND a.namespace = m.namespace
             AND a.pod = m.pod AND a.ts >= l.lo AND a.ts < l.hi),
     both_ AS (SELECT * FROM seen UNION SELECT * FROM stayed),
-    pods_ AS (SELECT cluster, namespace, pod, arg_max(labels, last_seen) AS labels FROM {c.T_PODS} GROUP BY ALL)
+    pods_ AS ({pod_labels_sql("both_")})
     SELECT b.cluster, b.node, b.gpu_uuid, b.namespace, b.pod, {team} AS team, list(DISTINCT b.state ORDER BY b.state),
         min(b.ts), max(b.ts + to_seconds(b.step_s)), count(DISTINCT b.ts) * max(b.step_s) / 3600.0
     FROM both_ b

@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.allocation import team_sql
+from analytics.allocation import pod_labels_sql, team_sql
 from analytics.health_policy import HealthThresholds
 from core import conventions as c
 
@@ -215,22 +215,23 @@ def xid_changes(
     Xids 79/119/120 (NVML cannot report them through this field; 79 shows as the GPU going silent),
     anything before the exporter started; and an exporter restart zeroes it like a driver reload.
     """
+    team = team_sql("p.labels", "ns.labels", team_label)
     sql = f"""WITH {_collapsed([c.DCGM_XID])},
     z AS (
         SELECT *, min(CASE WHEN v = 0 THEN ts END) OVER (PARTITION BY cluster, node, gpu_uuid ORDER BY ts
             ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS cleared_at
         FROM d),
-    ev AS (SELECT * FROM z WHERE v <> 0 AND (pv IS NULL OR v <> pv)),
-    pods_ AS (SELECT cluster, namespace, pod, arg_max(labels, last_seen) AS labels FROM {c.T_PODS} GROUP BY ALL)
+    ev AS (
+        SELECT z.*, m.namespace, m.pod FROM z LEFT JOIN {c.T_GPU_POD_SAMPLES} m USING (cluster, node, gpu_uuid, ts)
+        WHERE z.v <> 0 AND (z.pv IS NULL OR z.v <> z.pv)),
+    pods_ AS ({pod_labels_sql("ev")})
     SELECT e.cluster, e.node, e.gpu_uuid, e.ts, e.v, e.pv, e.cleared_at,
-        list(DISTINCT m.namespace || '/' || m.pod ORDER BY m.namespace || '/' || m.pod)
-            FILTER (WHERE m.pod IS NOT NULL) AS pods,
-        list(DISTINCT {team_sql("p.labels", "ns.labels", team_label)} ORDER BY {team_sql("p.labels", "ns.labels", team_label)})
-            FILTER (WHERE m.pod IS NOT NULL) AS teams
+        list(DISTINCT e.namespace || '/' || e.pod ORDER BY e.namespace || '/' || e.pod)
+            FILTER (WHERE e.pod IS NOT NULL) AS pods,
+        list(DISTINCT {team} ORDER BY {team}) FILTER (WHERE e.pod IS NOT NULL) AS teams
     FROM ev e
-    LEFT JOIN {c.T_GPU_POD_SAMPLES} m USING (cluster, node, gpu_uuid, ts)
-    LEFT JOIN pods_ p ON p.cluster = e.cluster AND p.namespace = m.namespace AND p.pod = m.pod
-    LEFT JOIN {c.T_NAMESPACES} ns ON ns.cluster = e.cluster AND ns.namespace = m.namespace
+    LEFT JOIN pods_ p ON p.cluster = e.cluster AND p.namespace = e.namespace AND p.pod = e.pod
+    LEFT JOIN {c.T_NAMESPACES} ns ON ns.cluster = e.cluster AND ns.namespace = e.namespace
     GROUP BY ALL ORDER BY e.ts"""
     out = []
     for cluster, node, uuid, ts, v, pv, cleared, pods, teams in con.execute(sql, {"lo": lo, "hi": hi}).fetchall():

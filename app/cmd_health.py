@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,6 +29,11 @@ from core.warehouse import open_warehouse
 
 DEFAULT_STATES = "drain,offline,rma"
 TABLE_COLUMNS = ("node", "gpu_uuid", "model", "state", "since", "until", "hours", "evidence", "action")
+# Every key of a report row (`HealthReport.rows`), in order.
+ROW_COLUMNS = (
+    "cluster", "node", "gpu_uuid", "gpu_index", "model", "node_pool", "state", "from_state", "began", "ongoing",
+    "hours", "action", "since", "until", "evidence", "evidence_detail", "lost_cost_usd",
+)  # fmt: skip
 CSV_COLUMNS = ("cluster", "node", "gpu_uuid", "gpu_index", "model", "node_pool", *TABLE_COLUMNS[3:], "lost_cost_usd")
 
 
@@ -55,31 +61,40 @@ class HealthReport:
         cost = {(r.key, start): usd for r in self.lost for start, usd in r.by_period.items()}
         return [_row(p, self.result, cost.get((p.key, p.start))) for p in picked]
 
-    def as_dict(self) -> dict[str, Any]:
-        lost_total = impact.total_cost(self.lost)
+    def as_dict(self, parts: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The report as JSON data; only `parts` (top-level keys) when given: the dashboard's health page
+        skips what it does not show (the node list, node-pool reliability) at 10,000 GPUs."""
+        builders: dict[str, Callable[[], Any]] = {
+            "window": self.result.window.as_dict,
+            "catalog_version": lambda: self.result.catalog_version,
+            "states": lambda: list(self.states),
+            "gpus": self.rows,
+            "nodes": lambda: [n.as_dict() for n in node_periods(self.result) if n.state != c.STATE_HEALTHY],
+            "xid_events": lambda: [event_dict(e) for e in self.result.events],
+            "counter_increases": self._counter_increases,
+            "impacted_pods": lambda: [i.as_dict() for i in self.impacts],
+            "lost": lambda: [r.as_dict() for r in self.lost],
+            "reliability": lambda: {by: self.reliability(by) for by in ("gpu_model", "node_pool")},
+            "totals": self._totals,
+        }
+        return {key: build() for key, build in builders.items() if parts is None or key in parts}
+
+    def reliability(self, by: str) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in impact.reliability(self.result, by)]
+
+    def _counter_increases(self) -> list[dict[str, Any]]:
+        return [
+            {"cluster": k.cluster, "node": k.node, "gpu_uuid": k.gpu_uuid, **{m: v for m, v in inc.items() if v}}
+            for k, inc in sorted(self.result.counters.items())
+            if any(inc.values())
+        ]
+
+    def _totals(self) -> dict[str, Any]:
         return {
-            "window": self.result.window.as_dict(),
-            "catalog_version": self.result.catalog_version,
-            "states": list(self.states),
-            "gpus": self.rows(),
-            "nodes": [n.as_dict() for n in node_periods(self.result) if n.state != c.STATE_HEALTHY],
-            "xid_events": [event_dict(e) for e in self.result.events],
-            "counter_increases": [
-                {"cluster": k.cluster, "node": k.node, "gpu_uuid": k.gpu_uuid, **{m: v for m, v in inc.items() if v}}
-                for k, inc in sorted(self.result.counters.items())
-                if any(inc.values())
-            ],
-            "impacted_pods": [i.as_dict() for i in self.impacts],
-            "lost": [r.as_dict() for r in self.lost],
-            "reliability": {
-                by: [r.as_dict() for r in impact.reliability(self.result, by)] for by in ("gpu_model", "node_pool")
-            },
-            "totals": {
-                "lost_gpu_hours": round(sum(r.hours for r in self.lost), 6),
-                "lost_cost_usd": str(lost_total),
-                "unpriced_gpu_hours": round(sum(r.unpriced_hours for r in self.lost), 6),
-                "gpus_evaluated": len(self.result.gpus),
-            },
+            "lost_gpu_hours": round(sum(r.hours for r in self.lost), 6),
+            "lost_cost_usd": str(impact.total_cost(self.lost)),
+            "unpriced_gpu_hours": round(sum(r.unpriced_hours for r in self.lost), 6),
+            "gpus_evaluated": len(self.result.gpus),
         }
 
 

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analytics.health import HealthResult
 from analytics.health_policy import RANK
 from core import conventions as c
 
 MAX_NODES = 200
+
+
+def cells(result: HealthResult) -> pd.DataFrame:
+    """(node, gpu_index, state) of every period of the report: all the grid needs, built column-wise."""
+    periods = result.periods
+    return pd.DataFrame(
+        {
+            "node": [p.key.node for p in periods],
+            "gpu_index": [result.gpus[p.key].gpu_index for p in periods],
+            "state": [p.state for p in periods],
+        }
+    )
 
 
 def worst_states(periods: pd.DataFrame, max_nodes: int = MAX_NODES) -> tuple[pd.DataFrame, int]:

@@ -20,7 +20,7 @@ from analytics import health_impact as impact
 from analytics.health import HealthResult
 from analytics.health_store import unhealthy_hours
 from analytics.health_views import node_periods
-from app.cmd_health import compute
+from app.cmd_health import ROW_COLUMNS, compute
 from collectors.simulator.incidents import INCIDENTS
 from core import conventions as c
 from core.settings import Settings
@@ -239,6 +239,8 @@ def test_report_health_lists_gpus_needing_action_with_evidence_and_action(
         (offline, c.STATE_DRAIN),
     ]
     assert all(r["node"] and r["model"] and r["evidence"] and r["action"] for r in rows)
+    if fmt == "json":
+        assert [list(r) for r in rows] == [list(ROW_COLUMNS)] * len(rows), "the dashboard's frame names every key"
 
 
 def test_an_unknown_state_is_a_clear_error(sim_warehouse: Path) -> None:

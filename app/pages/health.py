@@ -25,8 +25,8 @@ if filters is None:
     st.stop()
 
 data = ui.health_report(ui.mtime(), filters.start, filters.end)
-periods = pd.DataFrame(data["all_periods"])
-if periods.empty:
+periods, cells = data["periods"], data["cells"]
+if cells.empty:
     st.info("No DCGM samples in this window: health needs dcgm-exporter metrics (`gpuledger collect`).")
     st.stop()
 totals = data["totals"]
@@ -38,7 +38,7 @@ cols[2].metric("GPU-hours lost", f"{totals['lost_gpu_hours']:,.1f}")
 cols[3].metric("Cost of unreliability", ui.money(totals["lost_cost_usd"]))
 
 st.subheader("Nodes × GPUs (worst state in the window)")
-grid, hidden = health_grid.worst_states(periods)
+grid, hidden = health_grid.worst_states(cells)
 if hidden:
     st.caption(f"{hidden:,} more nodes, every GPU healthy in this window, are not shown.")
 if grid.empty:
