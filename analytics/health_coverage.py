@@ -27,7 +27,7 @@ from analytics.health_signals import GpuKey
 from analytics.step_ranges import Range
 from core import conventions as c
 from core import rollup_coverage
-from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
+from core.timeutil import HOUR, ceil_to, floor_to
 
 Span = tuple[datetime, datetime]
 
@@ -49,9 +49,6 @@ class GpuInfo:
     span: Span  # first and last instant the GPU was reporting or expected to
 
 
-# The coverage rollup is read at most a week at a time: a month's join at 10,000 GPUs took 2.4 GB, a week's
-# fits DuckDB's 1 GB cap, and the dashboard's default week stays one query.
-CHUNK = 7 * DAY
 _KNOWN = f"known AS (SELECT cluster, node, gpu_uuid, min(first_seen) AS first_seen FROM {c.T_GPUS} GROUP BY ALL)"
 
 
@@ -108,39 +105,30 @@ def _silences(
 
 def _suspect_ranges(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[Range]:
     """Per node, the hours where some GPU expected to report has fewer steps than its node (or was first
-    seen mid-hour), merged into ranges, each extended by an hour to see the GPU report again. Each hour is
-    judged on its own rows, so the window is read a CHUNK at a time (a month at 10,000 GPUs in one join took
-    gigabytes); an hour cut by a chunk's edge is read twice, hence the set."""
-    rows: set[tuple[Any, ...]] = set()
-    for part in Window(lo, hi).split(CHUNK):
-        rows.update(_suspect_hours(con, part.start, part.end))
-    return step_ranges.from_hours(sorted(rows), lo, hi, after=HOUR)
+    seen mid-hour), merged into ranges, each extended by an hour to see the GPU report again."""
+    return step_ranges.from_hours(_suspect_hours(con, lo, hi), lo, hi, after=HOUR)
 
 
 def _suspect_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[tuple[Any, ...]]:
     """A node's hour is suspect when a GPU arrived during it, or when fewer GPUs reported in it than were
-    known by its start, or one of them reported fewer steps than the node was up. One GROUP BY over the
-    hour's rows, no join of every GPU row to its node's (a third of the time at 10,000 GPUs)."""
+    known by its start, or one of them reported fewer steps than the node was up: read off the node's row
+    (its `gpus` and `gpu_min_steps`), never the GPU rows."""
     return con.execute(
         f"""WITH {_KNOWN},
         per_node AS (
             SELECT cluster, node, count(*) AS n, max(first_seen) AS last_seen, list(first_seen) AS seen
             FROM known GROUP BY ALL),
-        hours AS (
-            SELECT cluster, node, hour, max(steps) FILTER (WHERE gpu_uuid IS NULL) AS node_steps,
-                count(*) FILTER (WHERE gpu_uuid IS NOT NULL) AS gpu_rows,
-                min(steps) FILTER (WHERE gpu_uuid IS NOT NULL) AS gpu_min
-            FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= date_trunc('hour', $lo::TIMESTAMP) AND hour < $hi
-            GROUP BY ALL),
         judged AS (
             -- most hours come after every GPU of their node was first seen: no list to look through
-            SELECT h.*, CASE WHEN h.hour >= k.last_seen THEN k.n
-                    ELSE len(list_filter(k.seen, lambda s: s <= h.hour)) END AS expected,
-                h.hour < k.last_seen
-                    AND len(list_filter(k.seen, lambda s: s > h.hour AND s < h.hour + INTERVAL 1 HOUR)) > 0 AS arriving
-            FROM hours h JOIN per_node k USING (cluster, node) WHERE h.node_steps IS NOT NULL)
+            SELECT u.cluster, u.node, u.hour, u.steps, u.gpus, u.gpu_min_steps,
+                CASE WHEN u.hour >= k.last_seen THEN k.n
+                    ELSE len(list_filter(k.seen, lambda s: s <= u.hour)) END AS expected,
+                u.hour < k.last_seen
+                    AND len(list_filter(k.seen, lambda s: s > u.hour AND s < u.hour + INTERVAL 1 HOUR)) > 0 AS arriving
+            FROM {c.T_COVERAGE_ROLLUP} u JOIN per_node k USING (cluster, node)
+            WHERE u.gpu_uuid IS NULL AND u.hour >= date_trunc('hour', $lo::TIMESTAMP) AND u.hour < $hi)
         SELECT cluster, node, hour FROM judged
-        WHERE arriving OR expected > gpu_rows OR (expected > 0 AND gpu_min < node_steps)
+        WHERE arriving OR expected > gpus OR (expected > 0 AND gpu_min_steps < steps)
         ORDER BY ALL""",
         {"lo": lo, "hi": hi},
     ).fetchall()
@@ -199,19 +187,10 @@ def _first_seen_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime
 
 
 def _rollup_spans(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, Span]:
-    """Spans from whole hours [lo, hi): a node's hour counts for a GPU first seen by the hour's start. A CHUNK
-    at a time (bounded memory), the chunks' spans merged: a span is a min and a max, so the merge is exact."""
-    out: dict[GpuKey, Span] = {}
-    for part in Window(lo, hi).split(CHUNK):
-        _merge(out, _rollup_spans_part(con, part.start, part.end).items())
-    return out
-
-
-def _rollup_spans_part(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> dict[GpuKey, Span]:
-    """A GPU's span is its node's hours from its first sighting on (the node's rows count every step any
-    of its GPUs reported, so the GPU's own rows add nothing but the hour it was first seen in, which `_spans`
-    reads from the steps). A GPU known before the node's first hour
-    takes the node's whole span (one small GROUP BY); only GPUs that arrived later are joined to hours."""
+    """Spans from whole hours [lo, hi): a GPU's span is its node's hours from its first sighting on (the
+    node's rows count every step any of its GPUs reported, so the GPU's own rows add nothing but the hour it
+    was first seen in, which `_spans` reads from the steps). A GPU known before the node's first hour takes
+    the node's whole span (one GROUP BY over node rows); only GPUs that arrived later are joined to hours."""
     rows = con.execute(
         f"""WITH {_KNOWN},
         up AS (

@@ -5,7 +5,8 @@ and the runs of steps where its node was up but it sent nothing (silences). Read
 tables, both are a DISTINCT over every sample of the window: 51M rows and a minute at 1,000 GPUs.
 This table holds, per hour, one row per GPU (distinct steps with a DCGM sample, the first step, the
 last step's end) and one per node (gpu_uuid NULL: steps where kube-state-metrics listed the node or
-any of its GPUs reported; `declared_steps`: those where kube-state-metrics gave its GPU capacity).
+any of its GPUs reported; `declared_steps`: those where kube-state-metrics gave its GPU capacity;
+`gpus` and `gpu_min_steps`: how many of its GPUs have a row in the hour, and their fewest steps).
 Spans are the min and max of those; a GPU can only have a silent step in
 an hour where its node has more steps than it, so the step tables are read for those hours only
 (analytics/health_coverage.py).
@@ -56,7 +57,8 @@ def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def hourly_sql() -> str:
-    """(hour, cluster, node, gpu_uuid, steps, first_ts, last_end, declared_steps) of the steps in [$start, $end)."""
+    """(hour, cluster, node, gpu_uuid, steps, first_ts, last_end, declared_steps, gpus, gpu_min_steps) of the
+    steps in [$start, $end); the last three on node rows only."""
     window = "ts >= $start AND ts < $end"
     return f"""
     WITH cov AS (
@@ -64,12 +66,22 @@ def hourly_sql() -> str:
         UNION ALL SELECT cluster, node, gpu_uuid, ts, step_s FROM {c.T_HEALTH_SAMPLES} WHERE {window}),
     up AS (
         SELECT cluster, node, ts, step_s, gpu_capacity IS NOT NULL AS declared FROM {c.T_NODE_SAMPLES} WHERE {window}
-        UNION ALL SELECT cluster, node, ts, step_s, false FROM cov)
-    SELECT date_trunc('hour', ts), cluster, node, gpu_uuid, count(DISTINCT ts), min(ts),
-        max(ts + to_seconds(step_s)), NULL FROM cov GROUP BY ALL
+        UNION ALL SELECT cluster, node, ts, step_s, false FROM cov),
+    gpu AS (
+        SELECT date_trunc('hour', ts) AS hour, cluster, node, gpu_uuid, count(DISTINCT ts) AS steps,
+            min(ts) AS first_ts, max(ts + to_seconds(step_s)) AS last_end
+        FROM cov GROUP BY ALL),
+    per_node AS (
+        SELECT hour, cluster, node, count(*) AS gpus, min(steps) AS gpu_min_steps FROM gpu GROUP BY ALL),
+    node AS (
+        SELECT date_trunc('hour', ts) AS hour, cluster, node, count(DISTINCT ts) AS steps, min(ts) AS first_ts,
+            max(ts + to_seconds(step_s)) AS last_end, count(DISTINCT ts) FILTER (WHERE declared) AS declared_steps
+        FROM up GROUP BY ALL)
+    SELECT hour, cluster, node, gpu_uuid, steps, first_ts, last_end, NULL, NULL, NULL FROM gpu
     UNION ALL
-    SELECT date_trunc('hour', ts), cluster, node, NULL, count(DISTINCT ts), min(ts),
-        max(ts + to_seconds(step_s)), count(DISTINCT ts) FILTER (WHERE declared) FROM up GROUP BY ALL"""
+    SELECT n.hour, n.cluster, n.node, NULL, n.steps, n.first_ts, n.last_end, n.declared_steps, coalesce(p.gpus, 0),
+        p.gpu_min_steps
+    FROM node n LEFT JOIN per_node p USING (hour, cluster, node)"""
 
 
 def refresh(con: duckdb.DuckDBPyConnection, lo: datetime | None, hi: datetime | None, full: bool) -> None:

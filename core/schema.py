@@ -155,6 +155,21 @@ MIGRATION_9 = [
         declared_steps BIGINT)"""
 ]
 
+# Version 10 (issue 9: the health page at 10,000 GPUs): a node's hourly coverage row also says how many of its
+# GPUs reported in the hour and the fewest steps any of them reported, so finding the hours where a GPU may
+# have gone silent reads the node rows alone (a GROUP BY over every GPU row of a fortnight took 0.6 s).
+# Filled from the GPU rows already there: no rebuild.
+MIGRATION_10 = [
+    f"ALTER TABLE {c.T_COVERAGE_ROLLUP} ADD COLUMN gpus BIGINT",
+    f"ALTER TABLE {c.T_COVERAGE_ROLLUP} ADD COLUMN gpu_min_steps BIGINT",
+    f"""UPDATE {c.T_COVERAGE_ROLLUP} AS u SET gpus = coalesce(g.gpus, 0), gpu_min_steps = g.gpu_min_steps
+        FROM (SELECT n.hour, n.cluster, n.node, count(x.steps) AS gpus, min(x.steps) AS gpu_min_steps
+              FROM {c.T_COVERAGE_ROLLUP} n LEFT JOIN {c.T_COVERAGE_ROLLUP} x ON x.hour = n.hour
+                  AND x.cluster = n.cluster AND x.node = n.node AND x.gpu_uuid IS NOT NULL
+              WHERE n.gpu_uuid IS NULL GROUP BY ALL) g
+        WHERE u.gpu_uuid IS NULL AND u.hour = g.hour AND u.cluster = g.cluster AND u.node = g.node""",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -165,5 +180,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_7,
     MIGRATION_8,
     MIGRATION_9,
+    MIGRATION_10,
 ]
 LATEST_VERSION = len(MIGRATIONS)

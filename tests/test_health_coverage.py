@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
 import duckdb
 import pandas as pd
@@ -83,14 +82,12 @@ def test_a_silence_is_found_from_the_rollup_exactly_where_the_builder_left_the_g
     )
 
 
-@pytest.mark.parametrize("chunk_minutes", [47, 60, 90], ids=lambda m: f"{m}-minute chunks")
-def test_the_rollup_read_in_chunks_gives_whole_spans_and_the_same_silences(chunk_minutes: int) -> None:
+def test_a_gap_across_hour_edges_gives_whole_spans_and_one_silence_from_the_rollup() -> None:
     con = fresh_db()
     add_node(con, "n1", 2, steps=300)
-    add_reporting_gpu(con, "n1", "GPU-a", [i for i in range(300) if not 100 <= i < 170])  # across chunk edges
+    add_reporting_gpu(con, "n1", "GPU-a", [i for i in range(300) if not 100 <= i < 170])  # 01:40 to 02:50
     add_reporting_gpu(con, "n1", "GPU-b", list(range(300)))
-    with mock.patch.object(hc, "CHUNK", timedelta(minutes=chunk_minutes)):
-        steps, rolled = both_ways(con, at(0), at(300))  # on the hour: no edge steps to hide a lost chunk
+    steps, rolled = both_ways(con, at(0), at(300))  # on the hour: no edge steps to hide a lost hour
     assert rolled == steps
     infos, silences = rolled  # type: ignore[misc]
     assert {k.gpu_uuid: i.span for k, i in infos.items()} == {"GPU-a": (at(0), at(300)), "GPU-b": (at(0), at(300))}
@@ -125,23 +122,19 @@ gaps = st.lists(st.tuples(st.integers(0, 299), st.integers(1, 90)), max_size=3)
     node_steps=st.integers(60, 300),
     window=st.tuples(st.integers(0, 150), st.integers(151, 320)),
     min_steps=st.sampled_from([1, 5, 10]),
-    chunk_minutes=st.sampled_from([24 * 60, 47, 61, 120]),
 )
 def test_any_pattern_of_gaps_gives_the_same_spans_and_silences_from_the_rollup_as_from_the_steps(
     gpus: list[tuple[int, list[tuple[int, int]]]],
     node_steps: int,
     window: tuple[int, int],
     min_steps: int,
-    chunk_minutes: int,
 ) -> None:
-    """Also with the rollup read in chunks other than a day (edges mid-hour, on the hour, several per window)."""
     con = fresh_db()
     add_node(con, "n1", len(gpus), steps=node_steps)
     for n, (first, holes) in enumerate(gpus):
         silent = {i for start, length in holes for i in range(start, start + length)}
         add_reporting_gpu(con, "n1", f"GPU-{n}", [i for i in range(first, 300) if i not in silent], first_seen=first)
-    with mock.patch.object(hc, "CHUNK", timedelta(minutes=chunk_minutes)):
-        steps, rolled = both_ways(con, at(window[0]), at(window[1]), min_steps * STEP)
+    steps, rolled = both_ways(con, at(window[0]), at(window[1]), min_steps * STEP)
     assert rolled == steps
 
 
