@@ -102,6 +102,12 @@ def chargeback(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
         child = spawn("chargeback", {**args, "by": ["team", "day", "cluster", "node_pool", "gpu_model"]})
         b.add("chargeback.breakdown", "30-day chargeback by team x day x cluster x pool x GPU model (the dashboard's)",
               stats["gpus"], f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
+        # a window cut mid-hour at both ends (`report chargeback --start/--end` with minutes): its edge steps
+        # come from the step tables, the partial days from the hourly rollups
+        edges = {**args, "start": _start(timedelta(days=23, hours=5, minutes=30)), "hours": 5 * 24 + 11 + 40 / 60}
+        child = spawn("chargeback", {**edges, "by": ["team", "workload"]})
+        b.add("chargeback.edges", "chargeback by team x workload, 05:30 to 17:10 five days later (edges mid-hour)",
+              stats["gpus"], "5 d 11 h 40 min", child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
 
 
 def health(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
