@@ -23,7 +23,7 @@ from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core import rollup_coverage
 from core.facts import share_units_sql
-from core.timeutil import DAY, Window
+from core.timeutil import HOUR, Window
 
 U = c.GPU_UNITS
 
@@ -97,12 +97,13 @@ def recommendations(
 
 
 def _pool_steps(
-    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, chunk: timedelta = DAY
+    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, chunk: timedelta = 6 * HOUR
 ) -> list[dict[str, Any]]:
     """The pool steps, reading DCGM's GPU counts only for the node-hours whose coverage rollup row has a step
     kube-state-metrics gave no capacity for (none on a fleet where it always does). Each step's figures
     depend on that step's rows only, so the window is read a `chunk` at a time: the grouping by node-step
-    holds a day's node-steps, not the window's (a week at 10,000 GPUs: 23 million, gigabytes of hash table)."""
+    holds 6 hours of node-steps, not the window's (a week at 10,000 GPUs: 23 million, gigabytes of hash
+    table; a day's 3.3 million still filled DuckDB's 1 GB and spilled: 6-hour chunks are a third faster)."""
     sql, extra = _pool_steps_query(con, window, mig_share)
     return [row for part in window.split(chunk) for row in _rows(con, sql, part, extra)]
 
