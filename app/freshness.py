@@ -41,6 +41,9 @@ _pending: dict[Hashable, Future[Any]] = {}
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-refresh")
 # peek()'s first computations run apart, so a page's own frames never queue behind a minute-long panel
 _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-panel")
+# a prefetch's second lane: a page's reports in two lanes use both cores (DuckDB's plans do not keep two busy
+# throughout, and Python's share of one report overlaps the other's queries)
+_second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch")
 _done: Future[Any] = Future()
 _done.set_result(None)
 
@@ -67,10 +70,12 @@ def prefetch(
     calls: list[tuple[Callable[..., Any], tuple[Hashable, ...]]],
     version: tuple[str, float, str, float],
     around: Callable[[], AbstractContextManager[Any]],
+    lanes: int = 1,
 ) -> None:
-    """Start computing, in order and as one background task run inside `around()` (one warehouse connection
-    for them all), every `cached` call whose value is missing or stale and not already under way. Callers of
-    those keys meanwhile wait for (or, stale, skip) it as for any computation."""
+    """Start computing, in order, every `cached` call whose value is missing or stale and not already under
+    way: in `lanes` (1 or 2) background tasks, the calls dealt out in turn, each task run inside its own
+    `around()` (one warehouse connection for its calls). Callers of those keys meanwhile wait for (or, stale,
+    skip) it as for any computation."""
     stamp, todo = _stamp(version), []
     with _lock:
         for cached_fn, args in calls:
@@ -81,8 +86,10 @@ def prefetch(
                 continue
             future = _pending[key] = Future()
             todo.append((key, fn, args, future))
-    if todo:
-        _worker.submit(_compute_all, todo, stamp, version, around)
+    executors = (_worker, _second_lane)[: max(1, min(lanes, 2))]
+    for lane, executor in enumerate(executors):
+        if todo[lane :: len(executors)]:
+            executor.submit(_compute_all, todo[lane :: len(executors)], stamp, version, around)
 
 
 def _compute_all(

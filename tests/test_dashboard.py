@@ -170,11 +170,11 @@ def test_the_inference_page_shows_every_declared_slo(
     assert len(table) == len(serving_truth.SLOS) and set(table["service"]) == set(serving_truth.SERVICES)
 
 
-def test_a_pages_reports_are_read_together_over_one_connection(
+def test_a_pages_reports_are_read_together_over_one_connection_per_lane(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
-    """The teams page's bill, breakdown, budget and anomalies: one connection, so the rollup checks every
-    report makes are answered once (core/snapshot.py)."""
+    """The teams page's bill, breakdown, budget and anomalies: two lanes of two reports, one connection each,
+    so the rollup checks every report makes are answered once per lane (core/snapshot.py)."""
     import streamlit as st
 
     from app import freshness, reader
@@ -194,8 +194,8 @@ def test_a_pages_reports_are_read_together_over_one_connection(
     at.run()
     assert not at.exception, at.exception
     # AppTest runs a page it switches to on its own (the sidebar's filters stay in session state), so the
-    # breakdown is the page's to compute too: all four reports over one read-only connection
-    assert at.metric and opened == [True]
+    # breakdown is the page's to compute too: all four reports over two read-only connections
+    assert at.metric and opened == [True, True]
 
 
 def test_altair_is_imported_before_the_background_import_of_scikit_learn_starts() -> None:

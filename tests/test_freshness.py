@@ -192,6 +192,21 @@ def test_prefetched_reports_are_computed_in_order_inside_one_shared_connection_a
     assert seen == [(1, True), (2, True)] and g.calls == [1.0], "served from the cache, not computed again"
 
 
+def test_a_prefetch_in_two_lanes_starts_the_first_two_reports_at_once_each_on_its_own_connection() -> None:
+    around = Around()
+    together = threading.Barrier(2, timeout=5)  # broken (and the report failed) unless both wait at once
+
+    @freshness.cached
+    def report(version: tuple[str, float, str, float], n: int) -> int:
+        if n < 2:
+            together.wait()
+        return n * 10
+
+    freshness.prefetch([(report, (0,)), (report, (1,)), (report, (2,))], _version(1.0), around, lanes=2)
+    freshness.settle(10)
+    assert [report(_version(1.0), n) for n in range(3)] == [0, 10, 20] and around.opened == 2
+
+
 def test_prefetch_leaves_out_current_and_pending_keys_and_a_page_asking_meanwhile_waits_for_it() -> None:
     g, around = Gated(), Around()
     g.value(_version(1.0), 1)
