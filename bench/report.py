@@ -22,10 +22,9 @@ WHY_MISSED = {
     "<= 4 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
     "per row group; 4 bytes needs a per-series layout (a series table and integer keys). The files and Prometheus "
     "figures are their own formats, for comparison.",
-    "every dashboard page < 2 s (first view": "teams: its four reports now share one connection and its rollup checks, "
-    "and what is left is pricing and reading 28 days of class rows for the budget forecast (~0.9 s) and the page; "
-    "health: a week of the coverage rollup, finding hours where a GPU reported fewer steps than its node (1-2 s) and "
-    "every GPU's span (0.5-1 s) (py-spy of the report: 47% and 34%).",
+    "every dashboard page < 2 s (first view": "teams: its four chargebacks (the bill, the breakdown, the budget's "
+    "28 days and the anomalies' week), 0.5-1 s each and mostly DuckDB reading class and pod-day rollups, run in two "
+    "lanes of one connection each, which on this 2-core machine puts the page at 1.6-2.2 s.",
     "20 dashboard sessions": "this run's machine was ~1.5x slower than the previous run's (p95 1.2-2.0 s then); the "
     "previous commit run beside this one gave p95 3.4 s to this commit's 3.1 s.",
     "peak RSS": "the overview's savings pass: a pool's peak over 23 million node-steps and a per-pod bill of "

@@ -159,13 +159,16 @@ def test_a_pages_frame_does_not_queue_behind_a_slow_panel_being_peeked() -> None
 class Around:
     """A stand-in for ui.shared_connection: counts its openings and whether a computation ran inside one."""
 
-    def __init__(self, fail: Exception | None = None) -> None:
+    def __init__(self, fail: Exception | None = None, gate: threading.Event | None = None) -> None:
         self.opened = 0
         self.inside = False
         self.fail = fail
+        self.gate = gate  # opening waits for it (a page can then be waiting before the failure)
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
+        if self.gate is not None:
+            self.gate.wait(10)
         if self.fail is not None:
             raise self.fail
         self.opened += 1
@@ -225,8 +228,10 @@ def test_prefetch_leaves_out_current_and_pending_keys_and_a_page_asking_meanwhil
 
 
 def test_a_prefetch_that_cannot_open_the_warehouse_tells_its_waiters_why_and_caches_nothing() -> None:
-    g = Gated()
-    freshness.prefetch([(g.value, (1,))], _version(1.0), Around(fail=TransientError("warehouse locked")))
+    g, opening = Gated(), threading.Event()
+    freshness.prefetch([(g.value, (1,))], _version(1.0), Around(TransientError("warehouse locked"), opening))
+    # the failure comes once the page below waits for the prefetch (a page asking after it would compute anew)
+    threading.Timer(0.2, opening.set).start()
     with pytest.raises(TransientError, match="warehouse locked"):
         g.value(_version(1.0), 1)
     assert g.calls == []
