@@ -16,12 +16,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError
 from core.settings import DashboardSettings
+
+if TYPE_CHECKING:  # pandas costs half a second at import: every `gpuledger` command would pay it
+    import pandas as pd
 
 # Pages a non-admin may open: their teams' bills. Fleet-wide pages (health, inference, drift, alerts,
 # exports with every team's files, data status) are for admins.

@@ -8,9 +8,7 @@ from pathlib import Path
 import click
 
 from app.cli import Context, fail_cleanly, main, make_window, pass_ctx
-from collectors import ingest, scrape
 from collectors.load import LoadResult
-from collectors.simulator.generate import SimConfig, simulate
 from core.errors import ConfigError
 from core.settings import with_override
 from core.timeutil import parse_duration, parse_ts
@@ -28,6 +26,8 @@ from core.timeutil import parse_duration, parse_ts
 @fail_cleanly
 def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path, incidents: bool) -> None:
     """Write a simulated GPU fleet as OpenMetrics files plus truth.json."""
+    from collectors.simulator.generate import SimConfig, simulate
+
     summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval), incidents), out)
     click.echo(f"simulated {summary['pods']} pods, {summary['samples_per_series']} scrapes per series into {out}")
 
@@ -79,6 +79,8 @@ def collect_openmetrics(
             raise ConfigError("--start and --end go together")
         window = make_window(start, end)
     at_ts = parse_ts(at) if at else None
+    from collectors import ingest
+
     _echo_load(ingest.collect_files(ctx.warehouse, list(files), settings, window, at_ts))
 
 
@@ -108,6 +110,8 @@ def collect_prometheus(
     """Read a window through the Prometheus HTTP API (chunked range queries, one commit per window)."""
     settings = with_override(ctx.settings, "collect", step=step, cluster=cluster)
     settings = with_override(settings, "prometheus", url=url, flavor=flavor)
+    from collectors import ingest
+
     result = ingest.collect_prometheus(
         ctx.warehouse,
         settings.prometheus,
@@ -129,4 +133,6 @@ def collect_scrape(ctx: Context, urls: tuple[str, ...], at: str | None, step: st
     """Scrape exporters' /metrics (dcgm-exporter, kube-state-metrics, vLLM) directly, without Prometheus."""
     settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
     when = parse_ts(at) if at else datetime.now(UTC).replace(tzinfo=None)
+    from collectors import scrape
+
     _echo_load(scrape.collect_scrapes(ctx.warehouse, list(urls), settings, when))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import duckdb
-import pandas as pd
 
 from analytics import canary as canary_mod
 from analytics import slo as slo_mod
@@ -23,6 +22,9 @@ from app.slo_rules import serving_data_end
 from core import conventions as c
 from core.errors import ConfigError, InputError
 from core.settings import ServingSettings, Settings
+
+if TYPE_CHECKING:  # pandas costs every `gpuledger` command half a second at import: read where drift needs it
+    import pandas as pd
 from core.timeutil import Window, iso, parse_ts
 from core.warehouse import open_warehouse
 
@@ -267,6 +269,8 @@ def drift_check_cmd(ctx: Context, reference: Path, current: Path, fmt: str) -> N
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
@@ -276,6 +280,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 def _column_drift(name: str, ref: pd.Series, cur: pd.Series, policy: DriftPolicy) -> FeatureDrift:
+    import pandas as pd
+
     numeric = pd.api.types.is_numeric_dtype(ref) and not pd.api.types.is_bool_dtype(ref)
     if numeric and pd.api.types.is_numeric_dtype(cur):
         return numeric_drift(name, ref.to_numpy(dtype=float), cur.to_numpy(dtype=float), policy)
