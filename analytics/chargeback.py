@@ -161,12 +161,11 @@ class _Builder:
         return tuple(out)
 
     def row(self, key: tuple[str, ...]) -> Row:
-        if key not in self.rows:
-            names = list(self.opts.by)
-            if len(key) > len(names):
-                names.insert(0, "owner")
-            self.rows[key] = Row(keys=dict(zip(names, key, strict=True)))
-        return self.rows[key]
+        found = self.rows.get(key)
+        if found is None:
+            names = self.opts.by if len(key) == len(self.opts.by) else ("owner", *self.opts.by)
+            found = self.rows[key] = Row(keys=dict(zip(names, key, strict=True)))
+        return found
 
     def _pod_values(self, f: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
         """Attribution of a class of pods (namespace, labels, and the pod name when kept), cached."""
