@@ -95,12 +95,13 @@ def serve(service: Service, host: str, port: int) -> int:
 
     with WarehouseLock(service.warehouse):
         service.seed()
+        # signals handled and jobs planned before /healthz answers: a SIGTERM right after start-up stops cleanly
+        _on_signals(service)
+        scheduler = build_scheduler(service)
         server = MetricsServer(host, port, service.metrics, service.health).start()
         log.info(
             "gpuledger serve: warehouse %s, /metrics and /healthz on http://%s:%d", service.warehouse, host, server.port
         )
-        scheduler = build_scheduler(service)
-        _on_signals(service)
         scheduler.start()
         service.stop.wait()
         log.info("stopping: no new jobs; waiting for the running one")
