@@ -72,6 +72,8 @@ def collect_openmetrics(
     at: str | None,
 ) -> None:
     """Ingest OpenMetrics files (sample timestamps required unless --at is given)."""
+    from collectors import ingest  # numpy, Arrow and the HTTP client: loaded by the commands that collect
+
     settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
     window = None
     if start or end:
@@ -79,8 +81,6 @@ def collect_openmetrics(
             raise ConfigError("--start and --end go together")
         window = make_window(start, end)
     at_ts = parse_ts(at) if at else None
-    from collectors import ingest
-
     _echo_load(ingest.collect_files(ctx.warehouse, list(files), settings, window, at_ts))
 
 
@@ -108,10 +108,10 @@ def collect_prometheus(
     flavor: str | None,
 ) -> None:
     """Read a window through the Prometheus HTTP API (chunked range queries, one commit per window)."""
-    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster)
-    settings = with_override(settings, "prometheus", url=url, flavor=flavor)
     from collectors import ingest
 
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster)
+    settings = with_override(settings, "prometheus", url=url, flavor=flavor)
     result = ingest.collect_prometheus(
         ctx.warehouse,
         settings.prometheus,
@@ -131,8 +131,8 @@ def collect_prometheus(
 @fail_cleanly
 def collect_scrape(ctx: Context, urls: tuple[str, ...], at: str | None, step: str | None, cluster: str | None) -> None:
     """Scrape exporters' /metrics (dcgm-exporter, kube-state-metrics, vLLM) directly, without Prometheus."""
-    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
-    when = parse_ts(at) if at else datetime.now(UTC).replace(tzinfo=None)
     from collectors import scrape
 
+    settings = with_override(ctx.settings, "collect", step=step, cluster=cluster).collect
+    when = parse_ts(at) if at else datetime.now(UTC).replace(tzinfo=None)
     _echo_load(scrape.collect_scrapes(ctx.warehouse, list(urls), settings, when))

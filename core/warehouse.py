@@ -41,7 +41,8 @@ def connect(path: Path, read_only: bool = False, memory_limit: str = DEFAULT_MEM
     con.execute(f"SET memory_limit = '{memory_limit}'")
     # DuckDB 2.0's partitioned execution re-scans a step table once per partition when its filter is an OR of
     # ts ranges (a chargeback window starting and ending mid-hour: 40 scans for its 40 edge steps, 9 s of a
-    # 14 s report at 10,000 GPUs); off, that report takes 3.4 s and no other report or ingest moved beyond noise
+    # 14 s report at 10,000 GPUs); off, that query takes 3.4 s, the report 8 s, and nothing else measured slower
+    # beyond noise (the 6-hour chargeback about 5%)
     con.execute("SET disabled_optimizers = 'partitioned_execution'")
     version = schema_version(con)
     if version > LATEST_VERSION:

@@ -49,7 +49,7 @@ else:
         width="stretch",
     )
 
-unhealthy = periods[periods["state"] != c.STATE_HEALTHY].copy()
+unhealthy = periods.copy()  # the report's rows are the periods not healthy
 if not unhealthy.empty:
     st.subheader("Incident timeline")
     unhealthy["gpu"] = unhealthy["node"] + " / GPU " + unhealthy["gpu_index"].astype(str)
