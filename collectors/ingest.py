@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from collectors import http, load, prometheus, stage
+from collectors import http, load, meta, prometheus, stage
 from collectors.openmetrics import Samples, parse_file
-from collectors.series import SeriesContext, describe, wants_family, wants_series, warnings_for
+from collectors.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c
 from core.errors import ConfigError
 from core.settings import CollectSettings, PrometheusSettings
@@ -39,7 +39,7 @@ def collect_files(
     require_eof = at is None
     # files parse in parallel: the fast path spends its time in Arrow, which releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(paths))), thread_name_prefix="gpuledger-parse") as pool:
-        parsed = list(pool.map(lambda p: parse_file(p, wants_family, wants_series, default_ts, require_eof), paths))
+        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof), paths))
     source = "files:" + ",".join(sorted(p.name for p in paths))
     return commit_samples(warehouse, parsed, settings, source, window, at is not None)
 
@@ -54,21 +54,24 @@ def commit_samples(
 ) -> load.LoadResult:
     """Resample parsed samples onto the step grid and commit them in one transaction."""
     ctx = SeriesContext(settings.cluster, settings.workload_label_style)
-    meta, sid, t_ms, v = _combine(parsed, ctx)
+    table, sid, t_ms, v = _combine(parsed)
     step_s = parse_duration(settings.step)
     lookback_ms = parse_duration(settings.lookback) * 1000
     if single_scrape:
         lookback_ms = step_s * 1000 - 1  # a lone scrape stands for the one step it falls in, not a lookback
-    result = load.LoadResult(source=source, samples=len(v))
+    result = load.LoadResult(source=source)
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
     with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
         _fast_writes(con)
-        stage.register_meta(con, meta)
-        stage.register_points(con, "stage_raw", sid, t_ms, v)
+        kept = meta.register(con, table, ctx)
+        points = kept[sid]
+        result.samples = int(points.sum())
+        stage.register_points(con, "stage_raw", sid[points], t_ms[points], v[points])
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
         stage.build_staged(con, step_s, window_ms)
+        kinds = stage.kinds(con)
         load.commit(con, result, window=(window.start, window.end) if window else None)
-    result.warnings = warnings_for({str(m["kind"]) for m in meta})
+    result.warnings = warnings_for(kinds)
     return result
 
 
@@ -147,15 +150,17 @@ def _commit_window(
     settled: datetime,
 ) -> tuple[load.LoadResult, set[str]]:
     ctx = SeriesContext(settings.cluster, settings.workload_label_style)
-    meta = [describe(i, name, labels, ctx) for i, (name, labels) in enumerate(fetched.series)]
-    part = load.LoadResult(source=source, samples=len(fetched.v), skipped_series=fetched.skipped_series)
+    part = load.LoadResult(source=source, skipped_series=fetched.skipped_series)
     part.plans = {plan_name: 1}
     step_s = parse_duration(settings.step)
-    stage.register_meta(con, meta)
-    stage.register_points(con, "stage_grid", fetched.sid, fetched.t_ms, fetched.v)
+    kept = meta.register(con, fetched.series, ctx)
+    points = kept[fetched.sid]
+    part.samples = int(points.sum())
+    stage.register_points(con, "stage_grid", fetched.sid[points], fetched.t_ms[points], fetched.v[points])
     stage.build_staged(con, step_s, (int(epoch_ms(window.start)), int(epoch_ms(window.end))))
+    kinds = stage.kinds(con)
     load.commit(con, part, watermark=min(window.end, settled), window=(window.start, window.end))
-    return part, {str(m["kind"]) for m in meta}
+    return part, kinds
 
 
 def choose_plan(
@@ -228,20 +233,18 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _combine(
-    parsed: list[Samples], ctx: SeriesContext
-) -> tuple[list[dict[str, object]], np.ndarray, np.ndarray, np.ndarray]:
-    meta: list[dict[str, object]] = []
-    sids, times, values = [], [], []
+def _combine(parsed: list[Samples]) -> tuple[SeriesTable, np.ndarray, np.ndarray, np.ndarray]:
+    """All files' series in one table (each file's sids shifted past the previous files')."""
+    sids, times, values, offset = [], [], [], 0
     for samples in parsed:
-        offset = len(meta)
-        meta += [describe(offset + i, name, labels, ctx) for i, (name, labels) in enumerate(samples.series)]
         sids.append(np.frombuffer(samples.sid, dtype=np.int32) + offset)
         times.append(np.frombuffer(samples.ts_ms, dtype=np.int64))
         values.append(np.frombuffer(samples.value, dtype=np.float64))
+        offset += len(samples.table)
+    table = SeriesTable.concat([samples.table for samples in parsed])
     if not sids:
-        return meta, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
-    return meta, np.concatenate(sids), np.concatenate(times), np.concatenate(values)
+        return table, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
+    return table, np.concatenate(sids).astype(np.int32), np.concatenate(times), np.concatenate(values)
 
 
 def epoch_ms(ts: datetime) -> float:

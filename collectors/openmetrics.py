@@ -2,7 +2,8 @@
 
 Only the families gpuledger ingests are decoded (others are skipped after a dict lookup on the
 metric name). Label sets are parsed once per distinct series and cached, so the per-line cost is
-a find, a slice, a dict lookup and two float conversions. Any malformed line raises InputError
+a find, a slice, a dict lookup and two float conversions. Which series of those families are kept
+(Running phases, GPU resources, ...) is decided when they are staged (collectors/meta.py). Any malformed line raises InputError
 naming the file and line; nothing is returned from a file that fails.
 
 Timestamps: OpenMetrics gives seconds (possibly fractional), the Prometheus text format gives
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collectors.series import SeriesTable
 from core.errors import InputError
 
 # DCGM "blank" sentinels (dcgm_structs.h): values meaning "not supported / no data". Current
@@ -24,14 +26,12 @@ from core.errors import InputError
 _INT64_BLANK = 9.223372036854775e18
 _FP64_BLANK = (140737488355328.0, 140737488355343.0)
 
-Selector = Callable[[str, dict[str, str]], bool]
-
 
 @dataclass
 class Samples:
-    """Columnar samples of the selected series: sid -> series, and parallel sample arrays."""
+    """Columnar samples: series `sid` of `table`, and parallel sample arrays."""
 
-    series: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    table: SeriesTable = field(default_factory=SeriesTable)
     sid: array = field(default_factory=lambda: array("i"))
     ts_ms: array = field(default_factory=lambda: array("q"))
     value: array = field(default_factory=lambda: array("d"))
@@ -39,6 +39,10 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.sid)
+
+    @property
+    def series(self) -> list[tuple[str, dict[str, str]]]:
+        return self.table.pairs()
 
 
 _PLAIN_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\]*)"(?:,|$)')
@@ -102,10 +106,10 @@ def _is_blank(value: float) -> bool:
 
 
 class _Reader:
-    def __init__(self, source: str, wants_family: Callable[[str], bool], select: Selector, default_ts_ms: int | None):
+    def __init__(self, source: str, wants_family: Callable[[str], bool], default_ts_ms: int | None):
         self.source = source
         self.wants_family = wants_family
-        self.select = select
+        self.series: list[tuple[str, dict[str, str]]] = []
         self.default_ts_ms = default_ts_ms
         self.out = Samples()
         self.names: dict[str, bool] = {}
@@ -130,13 +134,8 @@ class _Reader:
         sid = self.keys.get(key)
         if sid is None:
             labels = parse_labels(key[brace + 1 : -1], self.source, lineno) if brace >= 0 else {}
-            sid = -1
-            if self.select(name, labels):
-                sid = len(self.out.series)
-                self.out.series.append((name, labels))
-            self.keys[key] = sid
-        if sid < 0:
-            return
+            sid = self.keys[key] = len(self.series)
+            self.series.append((name, labels))
         self._append(sid, rest.split(), lineno)
 
     def _append(self, sid: int, fields: list[str], lineno: int) -> None:
@@ -161,11 +160,10 @@ def parse_lines(
     lines: Iterable[str],
     source: str,
     wants_family: Callable[[str], bool],
-    select: Selector = lambda name, labels: True,
     default_ts_ms: int | None = None,
     require_eof: bool = True,
 ) -> Samples:
-    reader = _Reader(source, wants_family, select, default_ts_ms)
+    reader = _Reader(source, wants_family, default_ts_ms)
     seen_eof = False
     lineno = 0
     for lineno, raw in enumerate(lines, 1):
@@ -182,6 +180,7 @@ def parse_lines(
             continue
         reader.sample(line, lineno)
     reader.out.lines = lineno
+    reader.out.table = SeriesTable.from_pairs(reader.series)
     if require_eof and not seen_eof:
         raise InputError(source, "ends without '# EOF' (truncated OpenMetrics file?)", lineno or None)
     return reader.out
@@ -190,19 +189,18 @@ def parse_lines(
 def parse_file(
     path: Path,
     wants_family: Callable[[str], bool],
-    select: Selector = lambda name, labels: True,
     default_ts_ms: int | None = None,
     require_eof: bool = True,
 ) -> Samples:
     if default_ts_ms is None and require_eof:
         from collectors import openmetrics_fast  # the fast path re-uses this module's strict pieces
 
-        fast = openmetrics_fast.parse_file(path, wants_family, select)
+        fast = openmetrics_fast.parse_file(path, wants_family)
         if fast is not None:
             return fast
     try:
         with open(path, encoding="utf-8", newline="") as fh:
-            return parse_lines(fh, str(path), wants_family, select, default_ts_ms, require_eof)
+            return parse_lines(fh, str(path), wants_family, default_ts_ms, require_eof)
     except FileNotFoundError:
         raise InputError(str(path), "no such file") from None
     except IsADirectoryError:

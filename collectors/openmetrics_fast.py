@@ -2,8 +2,9 @@
 
 Arrow's CSV reader splits the file into lines (multi-threaded C++, no Python object per line),
 Arrow compute splits each line at its last two spaces and converts value and timestamp, and
-dictionary-encoding the series keys leaves Python one call per distinct series (label parsing and
-selection, as in the strict parser). Anything this path does not expect (a line without timestamp,
+dictionary-encoding the series keys leaves only the distinct series, whose label sets Arrow splits
+into (series, name, value) rows with no Python per series (label sets with escapes go through the
+strict label parser, one by one). Anything this path does not expect (a line without timestamp,
 a malformed key or number, content after `# EOF`, bad UTF-8, ...) makes it return None and the
 strict line-by-line parser reads the file again, so every error is still reported with its file
 and line, and both paths return identical Samples for every file the fast one accepts.
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from collectors import openmetrics as om
+from collectors.series import SeriesTable
 from core.errors import InputError
 
 # One column per line: a delimiter and no quoting that cannot occur in exposition text.
@@ -31,15 +33,20 @@ _CONVERT = pacsv.ConvertOptions(
 )
 
 
-def parse_file(path: Path, wants_family: Callable[[str], bool], select: om.Selector) -> om.Samples | None:
+# A whole label set without escapes: what openmetrics.parse_labels reads with its one regular expression
+_PLAIN_SET = r'^(?:[A-Za-z_][A-Za-z0-9_]*="[^"\\]*"(?:,[A-Za-z_][A-Za-z0-9_]*="[^"\\]*")*)?$'
+_KEY = r"^(?P<name>[^{}\s]+)(?:\{(?P<labels>.*)\})?$"
+
+
+def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | None:
     """Samples of a timestamped, `# EOF`-terminated file, or None when the strict parser must read it."""
     try:
         lines = pacsv.read_csv(path, _READ, _PARSE, _CONVERT).column("line")
     except (pa.ArrowInvalid, OSError):
         return None
-    if not _ends_with_eof(lines):
-        return None
     comment = pc.starts_with(lines, "#")
+    if not _ends_with_eof(lines, comment):
+        return None
     samples = pc.filter(lines, pc.invert(comment))
     parts = pc.split_pattern(samples, " ", max_splits=2, reverse=True)
     if len(samples) and pc.min(pc.list_value_length(parts)).as_py() != 3:
@@ -50,47 +57,28 @@ def parse_file(path: Path, wants_family: Callable[[str], bool], select: om.Selec
         stamps = pc.cast(pc.list_element(parts, 2), pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    out = _select(keys, values, stamps, str(path), wants_family, select)
+    out = _select(keys, values, stamps, str(path), wants_family)
     if out is not None:
         out.lines = len(lines)
     return out
 
 
-def _ends_with_eof(lines: pa.ChunkedArray) -> bool:
+def _ends_with_eof(lines: pa.ChunkedArray, comment: pa.ChunkedArray) -> bool:
     """`# EOF` is the last line and appears once (the strict parser reports anything else)."""
-    return len(lines) > 0 and lines[-1].as_py() == "# EOF" and pc.sum(pc.equal(lines, "# EOF")).as_py() == 1
+    if not len(lines) or lines[-1].as_py() != "# EOF":
+        return False
+    return pc.sum(pc.equal(pc.filter(lines, comment), "# EOF")).as_py() == 1
 
 
 def _select(
-    keys: pa.ChunkedArray,
-    values: np.ndarray,
-    stamps: np.ndarray,
-    source: str,
-    wants_family: Callable[[str], bool],
-    select: om.Selector,
+    keys: pa.ChunkedArray, values: np.ndarray, stamps: np.ndarray, source: str, wants_family: Callable[[str], bool]
 ) -> om.Samples | None:
     encoded = pc.dictionary_encode(keys).combine_chunks()
-    out = om.Samples()
-    mapping = np.full(len(encoded.dictionary), -1, dtype=np.int32)
-    wanted_names: dict[str, bool] = {}
-    for i, key in enumerate(encoded.dictionary.to_pylist()):
-        parsed = _series(key, source)
-        if parsed is None:
-            return None
-        name, labels_text = parsed
-        wanted = wanted_names.get(name)
-        if wanted is None:
-            wanted = wanted_names[name] = wants_family(name)
-        if not wanted:
-            continue
-        try:
-            labels = om.parse_labels(labels_text, source, 0) if labels_text is not None else {}
-        except InputError:
-            return None
-        if select(name, labels):
-            mapping[i] = len(out.series)
-            out.series.append((name, labels))
-    sid = mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+    found = _series(encoded.dictionary, source, wants_family)
+    if found is None:
+        return None
+    out = om.Samples(table=found[0])
+    sid = found[1][encoded.indices.to_numpy(zero_copy_only=False)]
     ts_ms = np.round(np.where(stamps > 1e11, stamps, stamps * 1000.0)).astype(np.int64)
     keep = (sid >= 0) & ~_blank(values)
     out.sid = array("i", sid[keep].astype(np.int32).tobytes())
@@ -99,14 +87,53 @@ def _select(
     return out
 
 
-def _series(key: str, source: str) -> tuple[str, str | None] | None:
-    """(metric name, label text or None) of a series key, or None if it is not well formed."""
-    brace = key.find("{")
-    if brace < 0:
-        return (key, None) if key and " " not in key and "}" not in key else None
-    if not key.endswith("}") or brace == 0:
+def _series(
+    keys: pa.StringArray, source: str, wants_family: Callable[[str], bool]
+) -> tuple[SeriesTable, np.ndarray] | None:
+    """The wanted families' series of the distinct keys, and key index -> sid (-1: not wanted)."""
+    parts = pc.extract_regex(keys, _KEY)
+    if parts.null_count:
+        return None  # a malformed key (or an odd metric name): the strict parser decides
+    names, texts = parts.field("name"), parts.field("labels")
+    families = pa.array([n for n in pc.unique(names).to_pylist() if wants_family(n)], pa.string())
+    wanted = np.flatnonzero(pc.is_in(names, value_set=families).to_numpy(zero_copy_only=False))
+    mapping = np.full(len(keys), -1, dtype=np.int32)
+    mapping[wanted] = np.arange(len(wanted), dtype=np.int32)
+    labels = _labels(texts.take(pa.array(wanted)), source)
+    if labels is None:
         return None
-    return key[:brace], key[brace + 1 : -1]
+    return SeriesTable(names.take(pa.array(wanted)), *labels), mapping
+
+
+def _labels(texts: pa.StringArray, source: str) -> tuple[np.ndarray, pa.Array, pa.Array] | None:
+    """(series, name, value) rows of label texts; None if one is malformed or names a label twice."""
+    plain = pc.and_(pc.match_substring_regex(texts, _PLAIN_SET), pc.greater(pc.binary_length(texts), 0))
+    rows = np.flatnonzero(plain.to_numpy(zero_copy_only=False))
+    # `a="1",b="2"` without its closing quote splits at `",` into `a="1` and `b="2`
+    items = pc.split_pattern(pc.utf8_slice_codeunits(texts.take(pa.array(rows)), 0, -1), '",')
+    sids = rows[pc.list_parent_indices(items).to_numpy()].astype(np.int32)
+    pairs = pc.split_pattern(pc.list_flatten(items), '="', max_splits=1)
+    names, values = pc.list_element(pairs, 0), pc.list_element(pairs, 1)
+    odd = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
+    if len(odd):  # escapes, a trailing comma, an empty set: the strict label parser, one by one
+        extra: list[tuple[int, str, str]] = []
+        for i, text in zip(odd.tolist(), texts.take(pa.array(odd)).to_pylist(), strict=True):
+            try:
+                extra += [(i, k, v) for k, v in om.parse_labels(text, source, 0).items()]
+            except InputError:
+                return None
+        sids = np.concatenate([sids, np.array([i for i, _, _ in extra], np.int32)])
+        names = pa.concat_arrays([names, pa.array([k for _, k, _ in extra], pa.string())])
+        values = pa.concat_arrays([values, pa.array([v for _, _, v in extra], pa.string())])
+    if _repeats(sids, names):
+        return None  # the strict parser keeps the last value of a repeated label
+    return sids, names, values
+
+
+def _repeats(sids: np.ndarray, names: pa.Array) -> bool:
+    codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    key = sids.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes
+    return len(np.unique(key)) != len(key)
 
 
 def _blank(values: np.ndarray) -> np.ndarray:

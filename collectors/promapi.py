@@ -51,7 +51,22 @@ class _Answer(msgspec.Struct):
     warnings: list[str] = []
 
 
+class _WholeData(msgspec.Struct):
+    resultType: str
+    result: list[_Series]
+
+
+class _WholeAnswer(msgspec.Struct):
+    status: str
+    data: _WholeData | None = None
+    error: str = ""
+    warnings: list[str] = []
+
+
 _ANSWER = msgspec.json.Decoder(_Answer)
+# every series in one call (nearly always); a series that does not decode sends the answer to
+# _ANSWER, which decodes series one by one and skips the bad ones
+_WHOLE = msgspec.json.Decoder(_WholeAnswer)
 _SERIES = msgspec.json.Decoder(_Series)
 _CSV_READ = pacsv.ReadOptions(column_names=["t", "v"])
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"t": pa.float64(), "v": pa.float64()})
@@ -60,16 +75,23 @@ _STRIP = b' \t\r\n"'
 
 @dataclass
 class Matrix:
-    """One answer: series labels and, per series, its points (t in epoch ms; NaN values dropped)."""
+    """One answer: series labels and their points, series after series (`counts[i]` points of
+    series i; t in epoch ms; NaN values dropped)."""
 
     labels: list[dict[str, str]] = field(default_factory=list)
-    t_ms: list[np.ndarray] = field(default_factory=list)
-    values: list[np.ndarray] = field(default_factory=list)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     skipped: int = 0
 
     @property
     def samples(self) -> int:
-        return sum(len(v) for v in self.values)
+        return len(self.values)
+
+    def points(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(t_ms, values) of series i."""
+        lo = int(self.counts[:i].sum())
+        return self.t_ms[lo : lo + self.counts[i]], self.values[lo : lo + self.counts[i]]
 
 
 def query_range(client: HttpClient, flavor: str, query: str, first: datetime, last: datetime, step_s: int) -> Matrix:
@@ -91,9 +113,20 @@ def _epoch(ts: datetime) -> str:
 
 def decode_matrix(body: bytes, url: str, what: str) -> Matrix:
     try:
-        answer = _ANSWER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SourceUnavailable(f"{url}: malformed answer to {what} ({_short(exc)})") from None
+        whole = _WHOLE.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return _decode_one_by_one(body, url, what)
+    _check(whole, url, what)
+    assert whole.data is not None
+    out = Matrix()
+    for series in whole.data.result:
+        series.metric.pop("__name__", None)
+        out.labels.append(series.metric)
+    _parse_points([bytes(s.values).translate(None, _STRIP) for s in whole.data.result], out)
+    return out
+
+
+def _check(answer: _Answer | _WholeAnswer, url: str, what: str) -> None:
     if answer.status != "success" or answer.data is None:
         raise SourceUnavailable(f"{url}: {what} failed: {answer.error or answer.status}")
     if answer.warnings:
@@ -101,6 +134,15 @@ def decode_matrix(body: bytes, url: str, what: str) -> Matrix:
         raise SourceUnavailable(f"{url}: partial answer to {what}: {'; '.join(answer.warnings)[:300]}")
     if answer.data.resultType != "matrix":
         raise SourceUnavailable(f"{url}: {what} returned a {answer.data.resultType}, not a matrix")
+
+
+def _decode_one_by_one(body: bytes, url: str, what: str) -> Matrix:
+    try:
+        answer = _ANSWER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SourceUnavailable(f"{url}: malformed answer to {what} ({_short(exc)})") from None
+    _check(answer, url, what)
+    assert answer.data is not None
     out = Matrix()
     raws: list[bytes] = []
     for raw in answer.data.result:
@@ -116,25 +158,39 @@ def decode_matrix(body: bytes, url: str, what: str) -> Matrix:
 
 
 def _parse_points(raws: list[bytes], out: Matrix) -> None:
-    """Fill out.t_ms/out.values; on a bad batch, parse series one by one and drop the bad ones."""
+    """Fill out's points; on a bad batch, parse series one by one and drop the bad ones."""
     try:
-        parts = _split(_csv(raws), [_count(r) for r in raws])
+        counts = np.array([_count(r) for r in raws], dtype=np.int64)
+        t, v = _csv(raws)
+        if len(t) != counts.sum():
+            raise ValueError("point count mismatch")
     except ValueError:
-        parts = []
-        for raw in raws:
-            try:
-                parts.append(_split(_csv([raw]), [_count(raw)])[0])
-            except ValueError:
-                parts.append(None)
-    keep_labels = []
-    for labels, part in zip(out.labels, parts, strict=True):
-        if part is None:
+        t, v, counts = _one_by_one(raws, out)
+    keep = ~np.isnan(v)
+    series = np.repeat(np.arange(len(counts)), counts)
+    out.counts = np.bincount(series[keep], minlength=len(counts)).astype(np.int64)
+    out.t_ms = np.round(t[keep] * 1000.0).astype(np.int64)
+    out.values = v[keep]
+
+
+def _one_by_one(raws: list[bytes], out: Matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points of the series that parse; the others are skipped, counted and their labels dropped."""
+    ts, vs, counts, labels = [], [], [], []
+    for raw, series_labels in zip(raws, out.labels, strict=True):
+        try:
+            t, v = _csv([raw])
+            if len(t) != _count(raw):
+                raise ValueError("point count mismatch")
+        except ValueError:
             out.skipped += 1
             continue
-        keep_labels.append(labels)
-        out.t_ms.append(part[0])
-        out.values.append(part[1])
-    out.labels = keep_labels
+        ts.append(t)
+        vs.append(v)
+        counts.append(len(t))
+        labels.append(series_labels)
+    out.labels = labels
+    empty = np.zeros(0, np.float64)
+    return np.concatenate([empty, *ts]), np.concatenate([empty, *vs]), np.array(counts, dtype=np.int64)
 
 
 def _count(raw: bytes) -> int:
@@ -158,20 +214,6 @@ def _csv(raws: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("a point has no timestamp")
     # NaN values ("NaN" reads as null) are dropped, as the file path drops them
     return t.to_numpy(), table.column("v").to_numpy(zero_copy_only=False)
-
-
-def _split(columns: tuple[np.ndarray, np.ndarray], counts: list[int]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    t, v = columns
-    if len(t) != sum(counts):
-        raise ValueError("point count mismatch")
-    out: list[tuple[np.ndarray, np.ndarray] | None] = []
-    bounds = np.cumsum([0, *counts])
-    t_ms = np.round(t * 1000.0).astype(np.int64)
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        values = v[lo:hi]
-        keep = ~np.isnan(values)
-        out.append((t_ms[lo:hi][keep], values[keep]))
-    return out
 
 
 def _short(exc: Exception) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 
 from collectors import promapi
 from collectors.http import HttpClient
-from collectors.series import HEALTH_NAMES, PROMQL_BY_NAME
+from collectors.series import HEALTH_NAMES, PROMQL_BY_NAME, SeriesTable
 from core import conventions as c
 from core import promql
 
@@ -40,7 +40,7 @@ class Query:
 class Fetched:
     """Series labels and their points on the query grid (t in epoch ms, grid END points)."""
 
-    series: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    series: SeriesTable = field(default_factory=SeriesTable)
     sid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     v: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
@@ -112,7 +112,7 @@ class Reader:
         seen = 0
         for lo, hi in chunks(first, last, self.step_s, self.max_points):
             matrix = self.run(f"count({promql.recorded(rule, self.step_s)})", lo, hi)
-            seen += sum(len(t) for t in matrix.t_ms)
+            seen += len(matrix.t_ms)
         return seen == expected
 
 
@@ -129,21 +129,20 @@ def fetch(reader: Reader, plan: list[Query], first: datetime, last: datetime, na
 
 
 def _merge(answers: list[tuple[str, promapi.Matrix]], plan: str) -> Fetched:
+    """All answers' series one after the other. A series read in two chunks (or by two queries)
+    becomes two series of the same labels: every staged table groups by what the labels say and
+    takes the max, so it still counts once, and no series key is built and hashed per series."""
     out = Fetched(plan=plan)
-    index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
-    sids: list[np.ndarray] = []
-    times: list[np.ndarray] = []
-    values: list[np.ndarray] = []
+    pairs: list[tuple[str, dict[str, str]]] = []
+    sids: list[np.ndarray] = [np.zeros(0, np.int32)]
+    times: list[np.ndarray] = [np.zeros(0, np.int64)]
+    values: list[np.ndarray] = [np.zeros(0, np.float64)]
     for family, matrix in answers:
         out.skipped_series += matrix.skipped
-        for labels, t, v in zip(matrix.labels, matrix.t_ms, matrix.values, strict=True):
-            key = (family, tuple(sorted(labels.items())))
-            sid = index.setdefault(key, len(out.series))
-            if sid == len(out.series):
-                out.series.append((family, labels))
-            sids.append(np.full(len(t), sid, dtype=np.int32))
-            times.append(t)
-            values.append(v)
-    if sids:
-        out.sid, out.t_ms, out.v = np.concatenate(sids), np.concatenate(times), np.concatenate(values)
+        sids.append(np.repeat(np.arange(len(pairs), len(pairs) + len(matrix.labels), dtype=np.int32), matrix.counts))
+        pairs += [(family, labels) for labels in matrix.labels]
+        times.append(matrix.t_ms)
+        values.append(matrix.values)
+    out.series = SeriesTable.from_pairs(pairs)
+    out.sid, out.t_ms, out.v = np.concatenate(sids), np.concatenate(times), np.concatenate(values)
     return out

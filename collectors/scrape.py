@@ -10,7 +10,7 @@ from pathlib import Path
 
 from collectors import http, ingest, load
 from collectors.openmetrics import Samples, parse_lines
-from collectors.series import wants_family, wants_series
+from collectors.series import wants_family
 from core.errors import InputError
 from core.settings import CollectSettings
 from core.timeutil import parse_duration
@@ -31,9 +31,7 @@ def scrape(url: str, at: datetime, settings: CollectSettings) -> Samples:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(source, f"not UTF-8 text (byte {exc.start})") from None
-    return parse_lines(
-        text.splitlines(), source, wants_family, wants_series, int(ingest.epoch_ms(at)), require_eof=False
-    )
+    return parse_lines(text.splitlines(), source, wants_family, int(ingest.epoch_ms(at)), require_eof=False)
 
 
 def collect_scrapes(warehouse: Path, urls: list[str], settings: CollectSettings, at: datetime) -> load.LoadResult:

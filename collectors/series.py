@@ -1,15 +1,16 @@
-"""Which series gpuledger ingests, and how each maps onto standard columns.
+"""Which series gpuledger ingests, and the form both collection paths hand them over in.
 
-Both collection paths (files and the Prometheus HTTP API) produce (metric name, labels) pairs;
-this module is the single place that knows every exporter's label spelling, so the two paths
-cannot drift apart.
+Both collection paths (files and the Prometheus HTTP API) produce a SeriesTable; collectors/meta.py
+maps it onto standard columns, the single place that knows every exporter's label spelling, so the
+two paths cannot drift apart.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
 
 from core import conventions as c
 
@@ -22,7 +23,7 @@ SERVING_SAMPLE_NAMES = (
 )
 # Only the HTTP routes an inference server answers: other apps' http_requests_total stay out.
 HTTP_HANDLER_REGEX = "/v1/.+|/generate.*|/invocations|/predict.*|/v2/models/.+"
-_HTTP_NAME = "http_requests_total"
+HTTP_NAME = "http_requests_total"
 
 HEALTH_NAMES = (*c.DCGM_HEALTH_METRICS, c.DCGM_ENERGY)
 
@@ -49,7 +50,7 @@ PROMQL_BY_NAME: dict[str, str] = {
     **{name: name for name in KIND_BY_NAME},
     c.KSM_POD_REQUESTS: f'{c.KSM_POD_REQUESTS}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}',
     c.KSM_POD_PHASE: f'{c.KSM_POD_PHASE}{{phase="Running"}}',
-    _HTTP_NAME: f'{_HTTP_NAME}{{handler=~"{HTTP_HANDLER_REGEX}"}}',
+    HTTP_NAME: f'{HTTP_NAME}{{handler=~"{HTTP_HANDLER_REGEX}"}}',
 }
 # Increases are computed as PromQL's increase() does, which needs each sample's own time: the
 # Prometheus path reads it with timestamp() next to every serving family (files carry it already).
@@ -57,7 +58,6 @@ PROMQL_BY_NAME.update(
     {name + c.SAMPLE_TIME_SUFFIX: f"timestamp({PROMQL_BY_NAME[name]})" for name in SERVING_SAMPLE_NAMES}
 )
 KIND_BY_NAME.update({name + c.SAMPLE_TIME_SUFFIX: "inference_time" for name in SERVING_SAMPLE_NAMES})
-_HTTP_HANDLER = re.compile(HTTP_HANDLER_REGEX)
 
 META_COLUMNS = (
     "sid",
@@ -94,124 +94,64 @@ def wants_family(name: str) -> bool:
     return name in KIND_BY_NAME
 
 
-def wants_series(name: str, labels: dict[str, str]) -> bool:
-    if name == c.KSM_POD_PHASE:
-        return labels.get(c.L_PHASE) == "Running"
-    if name == c.KSM_POD_REQUESTS:
-        resource = labels.get(c.L_RESOURCE, "")
-        return resource.startswith(c.RESOURCE_GPU) or resource.startswith(c.RESOURCE_MIG_PREFIX)
-    if name == _HTTP_NAME:
-        return _HTTP_HANDLER.fullmatch(labels.get("handler", "")) is not None
-    return True
-
-
 @dataclass(frozen=True)
 class SeriesContext:
     cluster: str  # used when a series has no `cluster` label
     workload_label_style: str  # plain | exported
 
 
-def _first(labels: dict[str, str], names: tuple[str, ...]) -> str:
-    for name in names:
-        if labels.get(name):
-            return labels[name]
-    return ""
+@dataclass
+class SeriesTable:
+    """Series as columns: series i is `family[i]` with the labels of the rows whose `label_sid` is i.
 
+    Both collection paths hand their series over in this form, and collectors/meta.py maps them
+    onto standard columns in one query: no Python work per series or per label."""
 
-def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) -> dict[str, object]:
-    """Standard columns for one series (empty strings where a label does not apply)."""
-    kind = KIND_BY_NAME.get(name) or PUSHED_KINDS[name]
-    row: dict[str, object] = dict.fromkeys(META_COLUMNS, "")
-    row.update(sid=sid, family=name, kind=kind, cluster=labels.get(c.L_CLUSTER) or ctx.cluster)
-    row["le"] = None
-    row["gpu_count"] = None
-    row["gpu_replicas"] = None
-    if kind.startswith("dcgm"):
-        _dcgm(row, labels, ctx)
-    elif kind in ("inference", "inference_time"):
-        _serving(row, name.removesuffix(c.SAMPLE_TIME_SUFFIX), labels)
-    elif kind == "ksm_node_labels":
-        _node(row, labels)
-    else:
-        _ksm(row, labels)
-    return row
+    family: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    label_sid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    label_name: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    label_value: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
 
+    def __len__(self) -> int:
+        return len(self.family)
 
-def _dcgm(row: dict[str, object], labels: dict[str, str], ctx: SeriesContext) -> None:
-    ns_label, pod_label, container_label = c.WORKLOAD_LABELS[ctx.workload_label_style]
-    row.update(
-        node=_first(labels, c.L_HOSTNAME),
-        gpu_uuid=_first(labels, c.L_UUID),
-        gpu_index=labels.get(c.L_GPU_INDEX, ""),
-        model=labels.get(c.L_MODEL_NAME, ""),
-        mig_profile=labels.get(c.L_GPU_I_PROFILE, ""),
-        gpu_instance=labels.get(c.L_GPU_I_ID, ""),
-        vgpu=labels.get(c.L_VGPU, ""),
-        pod_uid=labels.get(c.L_POD_UID, ""),
-        namespace=labels.get(ns_label, ""),
-        pod=labels.get(pod_label, ""),
-        container=labels.get(container_label, ""),
-    )
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, dict[str, str]]]) -> SeriesTable:
+        sids: list[int] = []
+        names: list[str] = []
+        values: list[str] = []
+        for i, (_, labels) in enumerate(pairs):
+            sids += [i] * len(labels)
+            names += labels.keys()
+            values += labels.values()
+        return cls(
+            pa.array([name for name, _ in pairs], pa.string()),
+            np.array(sids, np.int32),
+            pa.array(names, pa.string()),
+            pa.array(values, pa.string()),
+        )
 
+    @classmethod
+    def concat(cls, tables: list[SeriesTable]) -> SeriesTable:
+        """One table of all series, renumbered in order (series i of the second table is len(first) + i)."""
+        offsets = np.cumsum([0] + [len(t) for t in tables[:-1]], dtype=np.int64)
+        return cls(
+            pa.concat_arrays([t.family.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
+            np.concatenate([t.label_sid + off for t, off in zip(tables, offsets, strict=True)] or [np.zeros(0)]).astype(
+                np.int32
+            ),
+            pa.concat_arrays([t.label_name.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
+            pa.concat_arrays([t.label_value.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
+        )
 
-def _ksm(row: dict[str, object], labels: dict[str, str]) -> None:
-    row.update(
-        namespace=labels.get(c.L_NAMESPACE, ""),
-        pod=labels.get(c.L_POD, ""),
-        uid=labels.get(c.L_UID, ""),
-        node=labels.get(c.L_NODE, ""),
-        container=labels.get("container", ""),
-        resource=labels.get(c.L_RESOURCE, ""),
-        phase=labels.get(c.L_PHASE, ""),
-    )
-    if row["kind"] in ("ksm_pod_labels", "ksm_namespace_labels"):
-        row["labels"] = _k8s_labels(labels)
-
-
-def _k8s_labels(labels: dict[str, str]) -> str:
-    """kube-state-metrics `label_<key>` labels as a JSON object keyed by the sanitised key."""
-    found = {k.removeprefix(c.KSM_LABEL_PREFIX): v for k, v in labels.items() if k.startswith(c.KSM_LABEL_PREFIX)}
-    return json.dumps(found, sort_keys=True, separators=(",", ":"))
-
-
-def _node(row: dict[str, object], labels: dict[str, str]) -> None:
-    capacity = ""
-    for label, mapping in c.NODE_CAPACITY_TYPE_LABELS.items():
-        if labels.get(label) in mapping:
-            capacity = mapping[labels[label]]
-            break
-    count = labels.get(c.NODE_GPU_COUNT_LABEL, "")
-    replicas = labels.get(c.NODE_GPU_REPLICAS_LABEL, "")
-    row.update(
-        node=labels.get(c.L_NODE, ""),
-        instance_type=_first(labels, c.NODE_INSTANCE_TYPE_LABELS),
-        capacity_type=capacity or "on_demand",
-        region=_first(labels, c.NODE_REGION_LABELS),
-        zone=_first(labels, c.NODE_ZONE_LABELS),
-        node_pool=_first(labels, c.NODE_POOL_LABELS),
-        model=labels.get(c.NODE_GPU_PRODUCT_LABEL, ""),
-        gpu_count=int(count) if count.isdigit() else None,
-        gpu_replicas=int(replicas) if replicas.isdigit() else None,
-        labels=_k8s_labels(labels),
-    )
-
-
-def _serving(row: dict[str, object], name: str, labels: dict[str, str]) -> None:
-    """Serving series of any server: the model label (model_name, Triton's model, Knative's
-    service_name) becomes `model`; the rest (version, engine, finished_reason, status, ...) stays in
-    `labels`. `family` is the sample name as exported, without the Prometheus-path time suffix."""
-    model_label = next((k for k in c.L_MODEL_LABELS if labels.get(k)), "")
-    skip = {"namespace", "pod", "le", "cluster", "__name__", model_label}
-    extra = {k: v for k, v in labels.items() if k not in skip}
-    le = labels.get(c.L_LE)
-    row.update(
-        family=name,
-        namespace=labels.get(c.L_NAMESPACE, ""),
-        pod=labels.get(c.L_POD, ""),
-        model=labels.get(model_label, "") if model_label else "",
-        le=float(le) if le is not None else None,
-        labels=json.dumps(extra, sort_keys=True, separators=(",", ":")),
-    )
+    def pairs(self) -> list[tuple[str, dict[str, str]]]:
+        """(family, labels) of every series: for tests and error messages, not for volume."""
+        out: list[tuple[str, dict[str, str]]] = [(name, {}) for name in self.family.to_pylist()]
+        for sid, name, value in zip(
+            self.label_sid.tolist(), self.label_name.to_pylist(), self.label_value.to_pylist(), strict=True
+        ):
+            out[sid][1][name] = value
+        return out
 
 
 def warnings_for(kinds: set[str]) -> list[str]:

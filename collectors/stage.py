@@ -10,38 +10,17 @@ returns at t. The warehouse row for point t has ts = t - step and covers [ts, ts
 
 from __future__ import annotations
 
-from typing import Any
-
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from collectors.series import META_COLUMNS
 from core import conventions as c
 from core.warehouse import one
 
-_STR_COLUMNS = [col for col in META_COLUMNS if col not in ("sid", "le", "gpu_count", "gpu_replicas")]
 
-
-def register_meta(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
-    columns: dict[str, Any] = {
-        "sid": pa.array([r["sid"] for r in rows], pa.int32()),
-        "le": pa.array([r["le"] for r in rows], pa.float64()),
-        "gpu_count": pa.array([r["gpu_count"] for r in rows], pa.int32()),
-        "gpu_replicas": pa.array([r["gpu_replicas"] for r in rows], pa.int32()),
-    }
-    for col in _STR_COLUMNS:
-        columns[col] = pa.array([str(r[col]) for r in rows], pa.string())
-    table = pa.table(columns)
-    con.register("meta_arrow", table)
-    # integer keys of the rows a series feeds: grouping millions of points by one integer is far
-    # cheaper than by the strings it stands for (which are joined back once per key)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE stage_meta AS SELECT *,
-            dense_rank() OVER (ORDER BY cluster, node, gpu_uuid, gpu_instance) AS dev_key
-        FROM meta_arrow"""
-    )
-    con.unregister("meta_arrow")
+def kinds(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The kinds of series staged (what a run can warn about missing)."""
+    return {str(row[0]) for row in con.execute("SELECT DISTINCT kind FROM stage_meta").fetchall()}
 
 
 def register_points(

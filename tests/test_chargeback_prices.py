@@ -13,10 +13,10 @@ import pytest
 from analytics import prices
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.ledger import ChargebackReport
-from collectors import pricing, pricing_aws, pricing_settings
+from collectors import meta, pricing, pricing_aws, pricing_settings
 from collectors.pricing import ImportOptions
 from collectors.pricing_import import import_file
-from collectors.series import SeriesContext, describe
+from collectors.series import SeriesContext
 from core import conventions as c
 from core.settings import DiscountSettings, OnPremSettings, PricingSettings
 from core.timeutil import Window
@@ -231,7 +231,7 @@ def test_nodes_are_matched_to_prices_from_the_cloud_providers_node_labels(
     labels: dict[str, str], expected: Decimal
 ) -> None:
     con = fresh_db()
-    node = describe(0, c.KSM_NODE_LABELS, {"node": "n1", **labels}, SeriesContext("c1", "plain"))
+    (node,) = meta.describe([(c.KSM_NODE_LABELS, {"node": "n1", **labels})], SeriesContext("c1", "plain"))
     add_node(
         con,
         "n1",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from analytics.chargeback import chargeback
-from collectors import promapi
-from collectors.series import SeriesContext, describe
+from collectors import meta, promapi
+from collectors.series import SeriesContext
 from core import conventions as c
 from core.timeutil import Window
 from core.warehouse import open_warehouse
@@ -106,12 +106,12 @@ def test_an_api_answer_with_exported_labels_maps_onto_the_workload_and_leaves_id
     vector["data"]["resultType"] = "matrix"
     matrix = promapi.decode_matrix(json.dumps(vector).encode(), "http://prometheus", "query 'x'")
     ctx = SeriesContext("c1", "exported")
-    rows = [describe(i, c.DCGM_GPU_UTIL, labels, ctx) for i, labels in enumerate(matrix.labels)]
+    rows = meta.describe([(c.DCGM_GPU_UTIL, labels) for labels in matrix.labels], ctx)
     assert [(r["node"], r["namespace"], r["pod"], r["container"]) for r in rows] == [
         ("gpu-node-a1", "team-vision", "resnet-train-7d9f8-abcde", "trainer"),
         ("gpu-node-a1", "", "", ""),
     ]
-    assert [list(v) for v in matrix.values] == [[97.0], [0.0]]
+    assert [list(matrix.points(i)[1]) for i in range(2)] == [[97.0], [0.0]]
 
 
 def test_mig_instances_keep_their_card_power_without_summing_it(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collectors import meta
 from collectors.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
-from collectors.series import wants_family, wants_series
+from collectors.series import SeriesContext, wants_family
 from core.errors import InputError
 from tests.conftest import FIXTURES
 
@@ -81,12 +82,13 @@ def test_malformed_input_raises_with_file_and_line(text: str, message: str) -> N
 
 def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
     text = (FIXTURES / "dcgm-exporter_4.8.2_k8s_h100.prom").read_text()
-    out = parse_lines(text.splitlines(), "dcgm.prom", wants_family, wants_series, default_ts_ms=1, require_eof=False)
-    names = {name for name, _ in out.series}
+    out = parse_lines(text.splitlines(), "dcgm.prom", wants_family, default_ts_ms=1, require_eof=False)
+    series = out.series
+    names = {name for name, _ in series}
     assert names >= {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE"}
     temps = {
         labels["UUID"]: v
-        for (name, labels), v in zip((out.series[i] for i in out.sid), out.value, strict=False)
+        for (name, labels), v in zip((series[i] for i in out.sid), out.value, strict=False)
         if name == "DCGM_FI_DEV_GPU_TEMP"
     }
     assert temps == {"GPU-1a2b3c4d-0000-1111-2222-333344445555": 58.0, "GPU-5e6f7a8b-9999-8888-7777-666655554444": 29.0}
@@ -94,9 +96,11 @@ def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
 
 def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() -> None:
     text = (FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom").read_text()
-    out = parse_lines(text.splitlines(), "ksm.prom", wants_family, wants_series, default_ts_ms=1, require_eof=False)
-    phases = {labels["phase"] for name, labels in out.series if name == "kube_pod_status_phase"}
-    resources = {labels["resource"] for name, labels in out.series if name == "kube_pod_container_resource_requests"}
+    out = parse_lines(text.splitlines(), "ksm.prom", wants_family, default_ts_ms=1, require_eof=False)
+    rows = meta.describe(out.series, SeriesContext("c1", "plain"))
+    phases = {r["phase"] for r in rows if r["family"] == "kube_pod_status_phase"}
+    resources = {r["resource"] for r in rows if r["family"] == "kube_pod_container_resource_requests"}
+    assert {labels["phase"] for name, labels in out.series if name == "kube_pod_status_phase"} > {"Running"}
     assert phases == {"Running"}
     assert resources == {"nvidia_com_gpu", "nvidia_com_mig_3g_40gb", "nvidia_com_gpu_shared"}
 
@@ -119,10 +123,10 @@ def test_the_fast_path_returns_exactly_what_the_strict_parser_returns(sim_files,
         "# EOF\n"
     )
     for path in [*sim_files, tricky]:
-        fast = openmetrics_fast.parse_file(path, wants_family, wants_series)
+        fast = openmetrics_fast.parse_file(path, wants_family)
         assert fast is not None, path
         with open(path, encoding="utf-8") as fh:
-            strict = parse_lines(fh, str(path), wants_family, wants_series)
+            strict = parse_lines(fh, str(path), wants_family)
         assert _samples(fast) == _samples(strict), path.name
 
 
@@ -141,4 +145,4 @@ def test_anything_unexpected_leaves_the_file_to_the_strict_parser(case: str, tmp
 
     path = tmp_path / "x.om"
     path.write_text(SLOW_PATH[case])
-    assert openmetrics_fast.parse_file(path, wants_family, wants_series) is None
+    assert openmetrics_fast.parse_file(path, wants_family) is None
