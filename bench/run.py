@@ -211,6 +211,11 @@ def _ingest_window(b: Bench, port: int, fleet: Fleet, minutes: int) -> None:
         args = {"url": url, "scratch": str(scratch), "start": _start(INGEST_START), "hours": minutes / 60, "runs": RUNS}
         child = spawn("ingest_prometheus", args)
         _ingest_figures(b, "prometheus" + suffix, fleet.physical_gpus, window, child)
+        samples = child.result["samples"]
+        answers = spawn("prometheus_answers", args).result
+        b.add(f"limit.prometheus_answers{suffix}", "Prometheus answering a collection's queries (fetch only, no decoding)",
+              fleet.physical_gpus, window, [samples / t for t in answers["times"]], unit="samples/s", samples=samples,
+              queries=answers["queries"], mb=round(answers["bytes"] / 1e6, 1))  # fmt: skip
 
 
 def _ingest_figures(b: Bench, source: str, gpus: int, window: str, child: Child) -> None:

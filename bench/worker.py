@@ -178,6 +178,36 @@ def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def prometheus_answers(args: dict[str, Any]) -> dict[str, Any]:
+    """The store's side of a collection: every query the collector sends for the window, fetched at its
+    concurrency through requests and thrown away (no decoding): what the machine's Prometheus takes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from collectors import http, prometheus
+    from collectors.ingest import choose_plan
+    from core.settings import CollectSettings
+
+    w, settings = _window(args), CollectSettings(cluster="bench")
+    client = http.HttpClient(args["url"], http.HttpConfig(timeout_s=3600, retries=0))
+    reader = prometheus.Reader(client, "prometheus", 60, settings.max_points_per_query, settings.concurrency)
+    _, plan = choose_plan(reader, settings, w)
+    params = {"start": f"{to_epoch(w.start):.3f}", "end": f"{to_epoch(w.end):.3f}", "step": "60"}
+
+    def fetch(query: prometheus.Query) -> int:
+        r = requests.get(f"{args['url']}/api/v1/query_range", params={**params, "query": query.promql}, timeout=3600)
+        r.raise_for_status()
+        return len(r.content)
+
+    def once() -> int:
+        with ThreadPoolExecutor(settings.concurrency) as pool:
+            return sum(pool.map(fetch, plan))
+
+    times, size = _timed(once, args["runs"], args.get("warmup", 1))
+    return {"times": times, "bytes": size, "queries": len(plan)}
+
+
 def scan_rate(args: dict[str, Any]) -> dict[str, Any]:
     """DuckDB's own scan-and-aggregate over `table` in the window: the machine's limit for that many rows."""
     import duckdb
@@ -271,6 +301,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "slo": slo,
     "ingest_files": ingest_files,
     "ingest_prometheus": ingest_prometheus,
+    "prometheus_answers": prometheus_answers,
     "scan_rate": scan_rate,
     "dashboard": dashboard,
 }

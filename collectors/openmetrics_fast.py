@@ -35,7 +35,7 @@ _CONVERT = pacsv.ConvertOptions(
 
 # A whole label set without escapes: what openmetrics.parse_labels reads with its one regular expression
 _PLAIN_SET = r'^(?:[A-Za-z_][A-Za-z0-9_]*="[^"\\]*"(?:,[A-Za-z_][A-Za-z0-9_]*="[^"\\]*")*)?$'
-_KEY = r"^(?P<name>[^{}\s]+)(?:\{(?P<labels>.*)\})?$"
+_NAME = r"^[^{}\s]+$"
 
 
 def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | None:
@@ -47,7 +47,7 @@ def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | 
     comment = pc.starts_with(lines, "#")
     if not _ends_with_eof(lines, comment):
         return None
-    samples = pc.filter(lines, pc.invert(comment))
+    samples = _without(lines, comment)
     parts = pc.split_pattern(samples, " ", max_splits=2, reverse=True)
     if len(samples) and pc.min(pc.list_value_length(parts)).as_py() != 3:
         return None  # a line without timestamp (or with no value): the strict parser says which
@@ -61,6 +61,14 @@ def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | 
     if out is not None:
         out.lines = len(lines)
     return out
+
+
+def _without(lines: pa.ChunkedArray, comment: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The lines that are not comments, as zero-copy slices between the (few) comment lines
+    (a filter copied all 100 MB of a 10,000-GPU scrape)."""
+    cuts = [-1, *pc.indices_nonzero(comment).to_pylist(), len(lines)]
+    pieces = [lines.slice(a + 1, b - a - 1) for a, b in zip(cuts[:-1], cuts[1:], strict=False) if b - a > 1]
+    return pa.chunked_array([chunk for piece in pieces for chunk in piece.chunks], pa.string())
 
 
 def _ends_with_eof(lines: pa.ChunkedArray, comment: pa.ChunkedArray) -> bool:
@@ -91,10 +99,16 @@ def _series(
     keys: pa.StringArray, source: str, wants_family: Callable[[str], bool]
 ) -> tuple[SeriesTable, np.ndarray] | None:
     """The wanted families' series of the distinct keys, and key index -> sid (-1: not wanted)."""
-    parts = pc.extract_regex(keys, _KEY)
-    if parts.null_count:
-        return None  # a malformed key (or an odd metric name): the strict parser decides
-    names, texts = parts.field("name"), parts.field("labels")
+    parts = pc.split_pattern(keys, "{", max_splits=1)
+    names = pc.list_element(parts, 0)
+    braced = pc.equal(pc.list_value_length(parts), 2)
+    rest = pc.list_element(parts.filter(braced), 1)
+    # `name` or `name{labels}`: anything else (an odd metric name, no closing brace) is the strict parser's
+    if not (
+        pc.all(pc.ends_with(rest, "}")).as_py() is not False and pc.all(pc.match_substring_regex(names, _NAME)).as_py()
+    ):
+        return None
+    texts = pc.replace_with_mask(pa.array([""] * len(keys), pa.string()), braced, pc.utf8_slice_codeunits(rest, 0, -1))
     families = pa.array([n for n in pc.unique(names).to_pylist() if wants_family(n)], pa.string())
     wanted = np.flatnonzero(pc.is_in(names, value_set=families).to_numpy(zero_copy_only=False))
     mapping = np.full(len(keys), -1, dtype=np.int32)
@@ -132,8 +146,8 @@ def _labels(texts: pa.StringArray, source: str) -> tuple[np.ndarray, pa.Array, p
 
 def _repeats(sids: np.ndarray, names: pa.Array) -> bool:
     codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    key = sids.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes
-    return len(np.unique(key)) != len(key)
+    key = np.sort(sids.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes)
+    return bool((key[1:] == key[:-1]).any())  # (np.unique took ten times as long: 1.4 s for a million labels)
 
 
 def _blank(values: np.ndarray) -> np.ndarray:

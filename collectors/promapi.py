@@ -71,6 +71,7 @@ _SERIES = msgspec.json.Decoder(_Series)
 _CSV_READ = pacsv.ReadOptions(column_names=["t", "v"])
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"t": pa.float64(), "v": pa.float64()})
 _STRIP = b' \t\r\n"'
+_NUL_TO_NEWLINE = bytes.maketrans(b"\0", b"\n")
 
 
 @dataclass
@@ -122,7 +123,7 @@ def decode_matrix(body: bytes, url: str, what: str) -> Matrix:
     for series in whole.data.result:
         series.metric.pop("__name__", None)
         out.labels.append(series.metric)
-    _parse_points([bytes(s.values).translate(None, _STRIP) for s in whole.data.result], out)
+    _parse_points([s.values for s in whole.data.result], out)
     return out
 
 
@@ -152,7 +153,7 @@ def _decode_one_by_one(body: bytes, url: str, what: str) -> Matrix:
             out.skipped += 1
             continue
         out.labels.append({k: v for k, v in series.metric.items() if k != "__name__"})
-        raws.append(bytes(series.values).translate(None, _STRIP))
+        raws.append(bytes(series.values))
     _parse_points(raws, out)
     return out
 
@@ -160,10 +161,7 @@ def _decode_one_by_one(body: bytes, url: str, what: str) -> Matrix:
 def _parse_points(raws: list[bytes], out: Matrix) -> None:
     """Fill out's points; on a bad batch, parse series one by one and drop the bad ones."""
     try:
-        counts = np.array([_count(r) for r in raws], dtype=np.int64)
-        t, v = _csv(raws)
-        if len(t) != counts.sum():
-            raise ValueError("point count mismatch")
+        t, v, counts = _all_at_once(raws)
     except ValueError:
         t, v, counts = _one_by_one(raws, out)
     keep = ~np.isnan(v)
@@ -173,10 +171,30 @@ def _parse_points(raws: list[bytes], out: Matrix) -> None:
     out.values = v[keep]
 
 
+def _all_at_once(raws: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every series' points as one CSV text: `[[t,"v"],[t,"v"]]` per series, separated by NUL (never
+    in JSON text), and each series' point count from its brackets, all without a Python step per
+    series. A series that is not a list of [t, v] pairs fails the parse or the count check."""
+    text = b"\0".join(raws).translate(None, _STRIP)
+    if not text.startswith(b"[") or not text.endswith(b"]"):
+        raise ValueError("points are not a list of [t, v] pairs")
+    chars = np.frombuffer(text, dtype=np.uint8)
+    ends = np.append(np.flatnonzero(chars == 0), len(chars))
+    opened = np.cumsum(chars == ord("["))[ends - 1]  # "[" up to each series' end
+    counts = np.diff(opened, prepend=0) - 1  # one "[" per point plus the list's own
+    if len(raws) and counts.min() < 0:
+        raise ValueError("points are not a list of [t, v] pairs")
+    t, v = _csv_text(text.replace(b"],[", b"\n").translate(_NUL_TO_NEWLINE, b"[]"))
+    if len(t) != counts.sum():
+        raise ValueError("point count mismatch")
+    return t, v, counts.astype(np.int64)
+
+
 def _one_by_one(raws: list[bytes], out: Matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points of the series that parse; the others are skipped, counted and their labels dropped."""
     ts, vs, counts, labels = [], [], [], []
-    for raw, series_labels in zip(raws, out.labels, strict=True):
+    for series_raw, series_labels in zip(raws, out.labels, strict=True):
+        raw = bytes(series_raw).translate(None, _STRIP)
         try:
             t, v = _csv([raw])
             if len(t) != _count(raw):
@@ -202,11 +220,15 @@ def _count(raw: bytes) -> int:
 
 
 def _csv(raws: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    lines = [r[2:-2].replace(b"],[", b"\n") for r in raws if r != b"[]"]
-    if not lines:
+    return _csv_text(b"\n".join(r[2:-2].replace(b"],[", b"\n") for r in raws if r != b"[]"))
+
+
+def _csv_text(text: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """`t,v` lines (empty lines skipped) -> (t, v); NaN values stay NaN."""
+    if not text.strip():
         return np.zeros(0, np.float64), np.zeros(0, np.float64)
     try:
-        table = pacsv.read_csv(io.BytesIO(b"\n".join(lines)), _CSV_READ, convert_options=_CSV_CONVERT)
+        table = pacsv.read_csv(io.BytesIO(text), _CSV_READ, convert_options=_CSV_CONVERT)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ValueError(str(exc)) from None
     t = table.column("t")

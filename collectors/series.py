@@ -8,6 +8,7 @@ two paths cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -117,18 +118,13 @@ class SeriesTable:
 
     @classmethod
     def from_pairs(cls, pairs: list[tuple[str, dict[str, str]]]) -> SeriesTable:
-        sids: list[int] = []
-        names: list[str] = []
-        values: list[str] = []
-        for i, (_, labels) in enumerate(pairs):
-            sids += [i] * len(labels)
-            names += labels.keys()
-            values += labels.values()
+        dicts = [labels for _, labels in pairs]
+        sizes = np.fromiter(map(len, dicts), dtype=np.int64, count=len(dicts))
         return cls(
             pa.array([name for name, _ in pairs], pa.string()),
-            np.array(sids, np.int32),
-            pa.array(names, pa.string()),
-            pa.array(values, pa.string()),
+            np.repeat(np.arange(len(pairs), dtype=np.int32), sizes),
+            pa.array(list(chain.from_iterable(map(dict.keys, dicts))), pa.string()),
+            pa.array(list(chain.from_iterable(map(dict.values, dicts))), pa.string()),
         )
 
     @classmethod
