@@ -15,7 +15,8 @@ RSS_LIMIT_MB = 1536
 WHY_MISSED = {
     ">= 50x faster than PromQL": "a 6-hour window cannot use the daily class rollups, so the report labels per-pod "
     "hourly rows (temp tables and pricing are most of its 0.26 s at 1,000 GPUs) while PromQL reads only 6 hours of "
-    "samples; the ratio grows with the window and the fleet (7x at 100, 45x at 1,000 GPUs).",
+    "samples; the ratio grows with the window and the fleet, and with the machine: 51x at 1,000 GPUs in the "
+    "previous run, 42x in this one, the same code.",
     "ingest from": "a 5-minute collection at 10,000 GPUs, timed by stage: from files, Arrow parsing ~1.2 s (two "
     "files in parallel), mapping 140,000 series ~0.6 s, grid and staging ~1.1 s, the commit with its rollup refresh "
     "1.5-1.9 s, all DuckDB or Arrow; from Prometheus, the store alone takes ~5 s to answer the window's 172 queries "
@@ -27,8 +28,9 @@ WHY_MISSED = {
     "every dashboard page < 2 s (first view": "teams: its four chargebacks (the bill, the breakdown, the budget's "
     "28 days and the anomalies' week), 0.5-1 s each and mostly DuckDB reading class and pod-day rollups, run in two "
     "lanes of one connection each, which on this 2-core machine puts the page at 1.6-2.2 s.",
-    "20 dashboard sessions": "this run's machine was ~1.5x slower than the previous run's (p95 1.2-2.0 s then); the "
-    "previous commit run beside this one gave p95 3.4 s to this commit's 3.1 s.",
+    "20 dashboard sessions": "the machine: this run was ~1.4x slower than the previous one on code the change did "
+    "not touch (p95 2.4 s then); right after it, the previous commit (97d8437) and this one side by side, alternating: "
+    "3.73 and 3.68 s against 3.0 and 4.59 s: on this machine the noise is larger than any difference.",
     "peak RSS": "the overview's savings pass: a pool's peak over 23 million node-steps and a per-pod bill of "
     "190,000 pods, built in Python; DuckDB itself is capped at 1 GB (dashboard.memory_limit).",
 }

@@ -36,8 +36,8 @@ from core import conventions as c
 _JSON_KINDS = ("ksm_pod_labels", "ksm_namespace_labels", "ksm_node_labels", "inference", "inference_time")
 # serving labels that have columns of their own (the chosen model label too) stay out of `labels`
 _SERVING_SKIP = ("namespace", "pod", "le", "cluster", "__name__")
-# printable ASCII but " and \: JSON needs no escape and json.dumps writes it as is
 _DEVICE = "cluster, node, gpu_uuid, gpu_instance"
+# anything but printable ASCII without " and \ (which JSON needs no escape for and json.dumps writes as is)
 _NEEDS_ESCAPE = r'[^\x20-\x7e]|["\\]'
 
 
@@ -138,6 +138,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         name: "CASE " + " ".join(f"WHEN {w} THEN {e}" for w, e in whens) + " ELSE '' END"
         for name, whens in by_kind.items()
     }
+    # the time pseudo family's suffix ('@' is never part of a metric name) goes: both rows name the family
     cols["family"] = f"CASE WHEN {serving} THEN replace(s.family, {_lit(c.SAMPLE_TIME_SUFFIX)}, '') ELSE s.family END"
     cols["cluster"] = f"coalesce(nullif({lab.get(c.L_CLUSTER)}, ''), {_lit(ctx.cluster)})"
     le = f"s.{lab.alias[c.L_LE]}" if c.L_LE in lab.alias else "NULL"

@@ -103,10 +103,7 @@ def _series(
     names = pc.list_element(parts, 0)
     braced = pc.equal(pc.list_value_length(parts), 2)
     rest = pc.list_element(parts.filter(braced), 1)
-    # `name` or `name{labels}`: anything else (an odd metric name, no closing brace) is the strict parser's
-    if not (
-        pc.all(pc.ends_with(rest, "}")).as_py() is not False and pc.all(pc.match_substring_regex(names, _NAME)).as_py()
-    ):
+    if not _well_formed(names, rest):
         return None
     texts = pc.replace_with_mask(pa.array([""] * len(keys), pa.string()), braced, pc.utf8_slice_codeunits(rest, 0, -1))
     families = pa.array([n for n in pc.unique(names).to_pylist() if wants_family(n)], pa.string())
@@ -117,6 +114,13 @@ def _series(
     if labels is None:
         return None
     return SeriesTable(names.take(pa.array(wanted)), *labels), mapping
+
+
+def _well_formed(names: pa.Array, rest: pa.Array) -> bool:
+    """Every key is `name` or `name{labels}`: anything else (an odd metric name, no closing brace) is
+    left to the strict parser. (all() of no values is null: nothing braced is well formed too.)"""
+    closed = pc.all(pc.ends_with(rest, "}")).as_py() is not False
+    return closed and pc.all(pc.match_substring_regex(names, _NAME)).as_py() is not False
 
 
 def _labels(texts: pa.StringArray, source: str) -> tuple[np.ndarray, pa.Array, pa.Array] | None:
