@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from collectors import http, load, meta, prometheus, stage
+from collectors import http, load, prometheus, stage
 from collectors.openmetrics import Samples, parse_file
 from collectors.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c
@@ -63,13 +63,9 @@ def commit_samples(
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
     with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
         _fast_writes(con)
-        kept = meta.register(con, table, ctx)
-        points = kept[sid]
-        result.samples = int(points.sum())
-        stage.register_points(con, "stage_raw", sid[points], t_ms[points], v[points])
+        result.samples, kinds = stage.register_series(con, "stage_raw", table, ctx, (sid, t_ms, v))
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
         stage.build_staged(con, step_s, window_ms)
-        kinds = stage.kinds(con)
         load.commit(con, result, window=(window.start, window.end) if window else None)
     result.warnings = warnings_for(kinds)
     return result
@@ -153,12 +149,9 @@ def _commit_window(
     part = load.LoadResult(source=source, skipped_series=fetched.skipped_series)
     part.plans = {plan_name: 1}
     step_s = parse_duration(settings.step)
-    kept = meta.register(con, fetched.series, ctx)
-    points = kept[fetched.sid]
-    part.samples = int(points.sum())
-    stage.register_points(con, "stage_grid", fetched.sid[points], fetched.t_ms[points], fetched.v[points])
+    points = (fetched.sid, fetched.t_ms, fetched.v)
+    part.samples, kinds = stage.register_series(con, "stage_grid", fetched.series, ctx, points)
     stage.build_staged(con, step_s, (int(epoch_ms(window.start)), int(epoch_ms(window.end))))
-    kinds = stage.kinds(con)
     load.commit(con, part, watermark=min(window.end, settled), window=(window.start, window.end))
     return part, kinds
 

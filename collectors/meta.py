@@ -63,6 +63,7 @@ class _Labels:
     DuckDB's identifiers do not)."""
 
     def __init__(self, names: list[str], table: SeriesTable):
+        self.table = table
         encoded = pc.dictionary_encode(table.label_name)
         self.code = {name: i for i, name in enumerate(encoded.dictionary.to_pylist())}
         self.codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -77,10 +78,10 @@ class _Labels:
             "coalesce(" + ", ".join([f"nullif(s.{self.alias[n]}, '')" for n in names if n in self.alias] + ["''"]) + ")"
         )
 
-    def columns(self, table: SeriesTable) -> dict[str, pa.Array]:
+    def columns(self) -> dict[str, pa.Array]:
         """Each label column: the label's value for each series, null where the series lacks it.
         (numpy over the label rows: DuckDB's pivot, 50 filtered aggregates, took a second at 10,000 GPUs)"""
-        out = {}
+        table, out = self.table, {}
         for name, alias in self.alias.items():
             row_of = np.full(len(table), -1, dtype=np.int64)
             rows = np.flatnonzero(self.codes == self.code[name])
@@ -197,14 +198,13 @@ def meta_sql(lab: _Labels, ctx: SeriesContext) -> str:
     SELECT * FROM described JOIN devices USING ({_DEVICE})"""
 
 
-def register(con: duckdb.DuckDBPyConnection, table: SeriesTable, ctx: SeriesContext) -> np.ndarray:
-    """Register `stage_meta` (META_COLUMNS, dev_key, and the two columns _escape_json reads)
-    for the series gpuledger keeps;
-    return a boolean mask over the table's series: which were kept."""
+def register(con: duckdb.DuckDBPyConnection, table: SeriesTable, ctx: SeriesContext) -> tuple[np.ndarray, set[str]]:
+    """Register `stage_meta` (META_COLUMNS, dev_key, and the two columns _escape_json reads) for the
+    series gpuledger keeps; return which series were kept (a mask over the table) and their kinds."""
     kinds = {**KIND_BY_NAME, **PUSHED_KINDS}
     lab = _Labels(_needed(ctx.workload_label_style), table)
     sids = pa.array(np.arange(len(table), dtype=np.int32))
-    con.register("series_in", pa.table({"sid": sids, "family": table.family, **lab.columns(table)}))
+    con.register("series_in", pa.table({"sid": sids, "family": table.family, **lab.columns()}))
     # only the label rows that become JSON go to DuckDB: pod, namespace and node labels, serving
     json_families = pa.array([f for f, kind in kinds.items() if kind in _JSON_KINDS], pa.string())
     json_series = pc.is_in(table.family, value_set=json_families).to_numpy(zero_copy_only=False)
@@ -222,7 +222,7 @@ def register(con: duckdb.DuckDBPyConnection, table: SeriesTable, ctx: SeriesCont
     con.register("stage_meta", described)
     kept = np.zeros(len(table), dtype=bool)
     kept[described.column("sid").to_numpy()] = True
-    return kept
+    return kept, set(pc.unique(described.column("kind")).to_pylist())
 
 
 def _escape_json(described: pa.Table, table: SeriesTable) -> pa.Table:
@@ -243,17 +243,3 @@ def _escape_json(described: pa.Table, table: SeriesTable) -> pa.Table:
     column = described.column("labels").combine_chunks()
     column = pc.replace_with_mask(column, mask, pa.array(fixed, column.type))
     return described.set_column(described.schema.get_field_index("labels"), "labels", column)
-
-
-def describe(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext) -> list[dict[str, object]]:
-    """Standard columns of a few (family, labels) pairs, in order (for tests and small callers)."""
-    con = duckdb.connect()
-    try:
-        kept = register(con, SeriesTable.from_pairs(pairs), ctx)
-        cur = con.execute(f"SELECT {', '.join(META_COLUMNS)} FROM stage_meta ORDER BY sid")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        con.close()
-    assert len(rows) == int(kept.sum())
-    return rows

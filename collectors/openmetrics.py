@@ -3,8 +3,8 @@
 Only the families gpuledger ingests are decoded (others are skipped after a dict lookup on the
 metric name). Label sets are parsed once per distinct series and cached, so the per-line cost is
 a find, a slice, a dict lookup and two float conversions. Which series of those families are kept
-(Running phases, GPU resources, ...) is decided when they are staged (collectors/meta.py). Any malformed line raises InputError
-naming the file and line; nothing is returned from a file that fails.
+(Running phases, GPU resources, ...) is decided when they are staged (collectors/meta.py). Any
+malformed line raises InputError naming the file and line; nothing is returned from a file that fails.
 
 Timestamps: OpenMetrics gives seconds (possibly fractional), the Prometheus text format gives
 milliseconds. Values above 1e11 are read as milliseconds (1e11 s is the year 5138).
@@ -39,10 +39,6 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.sid)
-
-    @property
-    def series(self) -> list[tuple[str, dict[str, str]]]:
-        return self.table.pairs()
 
 
 _PLAIN_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\]*)"(?:,|$)')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import numpy as np
@@ -34,39 +35,30 @@ FLAVOR_PARAMS: dict[str, dict[str, str]] = {
 }
 
 
+R = TypeVar("R")  # how an answer's series are decoded: whole, or kept raw
+
+
 class _Series(msgspec.Struct):
     metric: dict[str, str]
     values: msgspec.Raw = msgspec.Raw(b"[]")
 
 
-class _Data(msgspec.Struct):
+class _Data(msgspec.Struct, Generic[R]):
     resultType: str
-    result: list[msgspec.Raw]
+    result: list[R]
 
 
-class _Answer(msgspec.Struct):
+class _Answer(msgspec.Struct, Generic[R]):
     status: str
-    data: _Data | None = None
+    data: _Data[R] | None = None
     error: str = ""
     warnings: list[str] = []
 
 
-class _WholeData(msgspec.Struct):
-    resultType: str
-    result: list[_Series]
-
-
-class _WholeAnswer(msgspec.Struct):
-    status: str
-    data: _WholeData | None = None
-    error: str = ""
-    warnings: list[str] = []
-
-
-_ANSWER = msgspec.json.Decoder(_Answer)
 # every series in one call (nearly always); a series that does not decode sends the answer to
-# _ANSWER, which decodes series one by one and skips the bad ones
-_WHOLE = msgspec.json.Decoder(_WholeAnswer)
+# _ANSWER, which keeps each series undecoded, decodes them one by one and skips the bad ones
+_WHOLE = msgspec.json.Decoder(_Answer[_Series])
+_ANSWER = msgspec.json.Decoder(_Answer[msgspec.Raw])
 _SERIES = msgspec.json.Decoder(_Series)
 _CSV_READ = pacsv.ReadOptions(column_names=["t", "v"])
 _CSV_CONVERT = pacsv.ConvertOptions(column_types={"t": pa.float64(), "v": pa.float64()})
@@ -127,7 +119,7 @@ def decode_matrix(body: bytes, url: str, what: str) -> Matrix:
     return out
 
 
-def _check(answer: _Answer | _WholeAnswer, url: str, what: str) -> None:
+def _check(answer: _Answer[Any], url: str, what: str) -> None:
     if answer.status != "success" or answer.data is None:
         raise SourceUnavailable(f"{url}: {what} failed: {answer.error or answer.status}")
     if answer.warnings:

@@ -130,14 +130,13 @@ class SeriesTable:
     @classmethod
     def concat(cls, tables: list[SeriesTable]) -> SeriesTable:
         """One table of all series, renumbered in order (series i of the second table is len(first) + i)."""
-        offsets = np.cumsum([0] + [len(t) for t in tables[:-1]], dtype=np.int64)
+        tables = [cls(), *tables]  # concatenating nothing gives the empty table
+        offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])
         return cls(
-            pa.concat_arrays([t.family.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
-            np.concatenate([t.label_sid + off for t, off in zip(tables, offsets, strict=True)] or [np.zeros(0)]).astype(
-                np.int32
-            ),
-            pa.concat_arrays([t.label_name.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
-            pa.concat_arrays([t.label_value.cast(pa.string()) for t in tables] or [pa.array([], pa.string())]),
+            pa.concat_arrays([t.family.cast(pa.string()) for t in tables]),
+            np.concatenate([t.label_sid + off for t, off in zip(tables, offsets, strict=True)]).astype(np.int32),
+            pa.concat_arrays([t.label_name.cast(pa.string()) for t in tables]),
+            pa.concat_arrays([t.label_value.cast(pa.string()) for t in tables]),
         )
 
     def pairs(self) -> list[tuple[str, dict[str, str]]]:

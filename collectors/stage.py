@@ -14,13 +14,26 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from collectors import meta
+from collectors.series import SeriesContext, SeriesTable
 from core import conventions as c
 from core.warehouse import one
 
 
-def kinds(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The kinds of series staged (what a run can warn about missing)."""
-    return {str(row[0]) for row in con.execute("SELECT DISTINCT kind FROM stage_meta").fetchall()}
+def register_series(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    series: SeriesTable,
+    ctx: SeriesContext,
+    points: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[int, set[str]]:
+    """stage_meta of the series gpuledger keeps and `name` (sid, t, v) of their points (sid, t_ms, v);
+    return how many points were kept and the kinds of series staged (what a run warns about missing)."""
+    kept, kinds = meta.register(con, series, ctx)
+    sid, t_ms, v = points
+    keep = kept[sid]
+    register_points(con, name, sid[keep], t_ms[keep], v[keep])
+    return int(keep.sum()), kinds
 
 
 def register_points(

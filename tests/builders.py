@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import duckdb
 
+from collectors import meta
+from collectors.series import META_COLUMNS, SeriesContext, SeriesTable
 from core import conventions as c
 from core.warehouse import migrate
 
@@ -154,3 +156,14 @@ def add_gpu_usage(
 
 def add_namespace(con: duckdb.DuckDBPyConnection, namespace: str, labels: dict[str, str]) -> None:
     con.execute(f"INSERT INTO {c.T_NAMESPACES} VALUES ('c1', ?, ?, ?, ?)", [namespace, json.dumps(labels), T0, T0])
+
+
+def describe_series(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext) -> list[dict[str, object]]:
+    """What collectors/meta.py maps a few (family, labels) pairs onto: the kept ones' columns, in order."""
+    con = duckdb.connect()
+    try:
+        meta.register(con, SeriesTable.from_pairs(pairs), ctx)
+        cur = con.execute(f"SELECT {', '.join(META_COLUMNS)} FROM stage_meta ORDER BY sid")
+        return [dict(zip(META_COLUMNS, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()

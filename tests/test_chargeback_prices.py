@@ -13,7 +13,7 @@ import pytest
 from analytics import prices
 from analytics.chargeback import ChargebackOptions, chargeback
 from analytics.ledger import ChargebackReport
-from collectors import meta, pricing, pricing_aws, pricing_settings
+from collectors import pricing, pricing_aws, pricing_settings
 from collectors.pricing import ImportOptions
 from collectors.pricing_import import import_file
 from collectors.series import SeriesContext
@@ -21,7 +21,7 @@ from core import conventions as c
 from core.settings import DiscountSettings, OnPremSettings, PricingSettings
 from core.timeutil import Window
 from core.warehouse import migrate
-from tests.builders import T0, add_node, add_pod, add_price, fresh_db
+from tests.builders import T0, add_node, add_pod, add_price, describe_series, fresh_db
 from tests.conftest import FIXTURES, run_cli
 
 D = Decimal
@@ -231,7 +231,7 @@ def test_nodes_are_matched_to_prices_from_the_cloud_providers_node_labels(
     labels: dict[str, str], expected: Decimal
 ) -> None:
     con = fresh_db()
-    (node,) = meta.describe([(c.KSM_NODE_LABELS, {"node": "n1", **labels})], SeriesContext("c1", "plain"))
+    (node,) = describe_series([(c.KSM_NODE_LABELS, {"node": "n1", **labels})], SeriesContext("c1", "plain"))
     add_node(
         con,
         "n1",

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from analytics.chargeback import chargeback
-from collectors import meta, promapi
+from collectors import promapi
 from collectors.series import SeriesContext
 from core import conventions as c
 from core.timeutil import Window
 from core.warehouse import open_warehouse
 from tests import counters
+from tests.builders import describe_series
 from tests.conftest import FIXTURES, backfill_command
 
 AT = "2026-11-02T10:00:00Z"
@@ -106,7 +107,7 @@ def test_an_api_answer_with_exported_labels_maps_onto_the_workload_and_leaves_id
     vector["data"]["resultType"] = "matrix"
     matrix = promapi.decode_matrix(json.dumps(vector).encode(), "http://prometheus", "query 'x'")
     ctx = SeriesContext("c1", "exported")
-    rows = meta.describe([(c.DCGM_GPU_UTIL, labels) for labels in matrix.labels], ctx)
+    rows = describe_series([(c.DCGM_GPU_UTIL, labels) for labels in matrix.labels], ctx)
     assert [(r["node"], r["namespace"], r["pod"], r["container"]) for r in rows] == [
         ("gpu-node-a1", "team-vision", "resnet-train-7d9f8-abcde", "trainer"),
         ("gpu-node-a1", "", "", ""),

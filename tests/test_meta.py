@@ -15,6 +15,7 @@ from collectors.openmetrics import parse_lines
 from collectors.series import KIND_BY_NAME, PUSHED_KINDS, SeriesContext, wants_family
 from core import conventions as c
 from tests import series_oracle
+from tests.builders import describe_series
 from tests.conftest import FIXTURES
 
 CONTEXTS = [SeriesContext("c1", "plain"), SeriesContext("it's", "exported")]
@@ -30,7 +31,7 @@ def _expected(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext) -> li
 
 def _fixture_pairs(path: Path) -> list[tuple[str, dict[str, str]]]:
     out = parse_lines(path.read_text().splitlines(), path.name, wants_family, default_ts_ms=1, require_eof=False)
-    return out.series
+    return out.table.pairs()
 
 
 @pytest.mark.parametrize("ctx", CONTEXTS, ids=["plain", "exported"])
@@ -38,14 +39,14 @@ def _fixture_pairs(path: Path) -> list[tuple[str, dict[str, str]]]:
 def test_every_exporter_fixture_maps_exactly_as_the_python_statement_says(name: str, ctx: SeriesContext) -> None:
     pairs = _fixture_pairs(FIXTURES / name)
     assert pairs, name
-    assert meta.describe(pairs, ctx) == _expected(pairs, ctx)
+    assert describe_series(pairs, ctx) == _expected(pairs, ctx)
 
 
 def test_the_simulated_fleet_maps_exactly_as_the_python_statement_says(sim_files: list[Path]) -> None:
     pairs = [pair for path in sim_files for pair in _fixture_pairs(path)]
     kinds = {KIND_BY_NAME[name] for name, _ in pairs}
     assert {"dcgm_sample", "dcgm_health", "ksm_requests", "ksm_pod_labels", "ksm_node_labels", "inference"} <= kinds
-    assert meta.describe(pairs, CONTEXTS[0]) == _expected(pairs, CONTEXTS[0])
+    assert describe_series(pairs, CONTEXTS[0]) == _expected(pairs, CONTEXTS[0])
 
 
 _NAMES = sorted(set(meta._needed("plain") + meta._needed("exported"))) + [
@@ -81,10 +82,10 @@ _SERIES = st.tuples(
 def test_random_label_sets_with_quotes_unicode_and_junk_map_exactly_as_the_python_statement_says(
     pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext
 ) -> None:
-    assert meta.describe(pairs, ctx) == _expected(pairs, ctx)
+    assert describe_series(pairs, ctx) == _expected(pairs, ctx)
 
 
 def test_label_json_escapes_exactly_as_json_dumps_does() -> None:
     labels = {"label_team": 'q"a\\b', "label_owner": "zoë", "label_tab": "a\tb", "label_plain": "x"}
-    (row,) = meta.describe([(c.KSM_POD_LABELS, {"pod": "p", **labels})], CONTEXTS[0])
+    (row,) = describe_series([(c.KSM_POD_LABELS, {"pod": "p", **labels})], CONTEXTS[0])
     assert row["labels"] == '{"owner":"zo\\u00eb","plain":"x","tab":"a\\tb","team":"q\\"a\\\\b"}'

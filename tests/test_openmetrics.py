@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import meta
 from collectors.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
 from collectors.series import SeriesContext, wants_family
 from core.errors import InputError
+from tests.builders import describe_series
 from tests.conftest import FIXTURES
 
 
@@ -83,7 +83,7 @@ def test_malformed_input_raises_with_file_and_line(text: str, message: str) -> N
 def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
     text = (FIXTURES / "dcgm-exporter_4.8.2_k8s_h100.prom").read_text()
     out = parse_lines(text.splitlines(), "dcgm.prom", wants_family, default_ts_ms=1, require_eof=False)
-    series = out.series
+    series = out.table.pairs()
     names = {name for name, _ in series}
     assert names >= {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE"}
     temps = {
@@ -97,16 +97,16 @@ def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
 def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() -> None:
     text = (FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom").read_text()
     out = parse_lines(text.splitlines(), "ksm.prom", wants_family, default_ts_ms=1, require_eof=False)
-    rows = meta.describe(out.series, SeriesContext("c1", "plain"))
+    rows = describe_series(out.table.pairs(), SeriesContext("c1", "plain"))
     phases = {r["phase"] for r in rows if r["family"] == "kube_pod_status_phase"}
     resources = {r["resource"] for r in rows if r["family"] == "kube_pod_container_resource_requests"}
-    assert {labels["phase"] for name, labels in out.series if name == "kube_pod_status_phase"} > {"Running"}
+    assert {labels["phase"] for name, labels in out.table.pairs() if name == "kube_pod_status_phase"} > {"Running"}
     assert phases == {"Running"}
     assert resources == {"nvidia_com_gpu", "nvidia_com_mig_3g_40gb", "nvidia_com_gpu_shared"}
 
 
 def _samples(s):  # type: ignore[no-untyped-def]
-    return (s.series, list(s.sid), list(s.ts_ms), list(s.value))
+    return (s.table.pairs(), list(s.sid), list(s.ts_ms), list(s.value))
 
 
 def test_the_fast_path_returns_exactly_what_the_strict_parser_returns(sim_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
