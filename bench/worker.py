@@ -186,13 +186,13 @@ def prometheus_answers(args: dict[str, Any]) -> dict[str, Any]:
     import requests
 
     from collectors import http, prometheus
-    from collectors.ingest import choose_plan
+    from collectors.ingest import window_plan
     from core.settings import CollectSettings
 
     w, settings = _window(args), CollectSettings(cluster="bench")
     client = http.HttpClient(args["url"], http.HttpConfig(timeout_s=3600, retries=0))
     reader = prometheus.Reader(client, "prometheus", 60, settings.max_points_per_query, settings.concurrency)
-    _, plan = choose_plan(reader, settings, w)
+    _, plan = window_plan(reader, settings, w)
     params = {"start": f"{to_epoch(w.start):.3f}", "end": f"{to_epoch(w.end):.3f}", "step": "60"}
 
     def fetch(query: prometheus.Query) -> int:

@@ -131,9 +131,19 @@ def _pipeline(
 def _fetch_window(
     reader: prometheus.Reader, settings: CollectSettings, window: Window
 ) -> tuple[str, prometheus.Fetched]:
-    plan_name, plan = choose_plan(reader, settings, window)
+    plan_name, plan = window_plan(reader, settings, window)
     # the point at window.start is read too: counters need the value before their first step
     return plan_name, prometheus.fetch(reader, plan, window.start, window.end, plan_name)
+
+
+def window_plan(
+    reader: prometheus.Reader, settings: CollectSettings, window: Window
+) -> tuple[str, list[prometheus.Query]]:
+    """The queries a commit window is read with: the chosen plan, less those for metrics the store
+    does not hold (a query at window.start reads samples one lookback before it)."""
+    names = reader.names(window.start - timedelta(seconds=parse_duration(settings.lookback)), window.end)
+    plan_name, plan = choose_plan(reader, settings, window, names)
+    return plan_name, prometheus.held(plan, names)
 
 
 def _commit_window(
@@ -157,15 +167,17 @@ def _commit_window(
 
 
 def choose_plan(
-    reader: prometheus.Reader, settings: CollectSettings, window: Window
+    reader: prometheus.Reader, settings: CollectSettings, window: Window, names: frozenset[str] | None = None
 ) -> tuple[str, list[prometheus.Query]]:
-    """(name, queries): recording rules when they cover the window, else aggregation in the query."""
+    """(name, queries): recording rules when they cover the window, else aggregation in the query.
+    `names`: the metric names the store holds over the window, when it said."""
     sel = prometheus.selector_for(reader.flavor, parse_duration(settings.lookback))
     style = settings.workload_label_style
     if settings.pushdown == "raw":
         return "raw series", prometheus.raw_plan(sel)
     first = window.start + timedelta(seconds=reader.step_s)
-    if settings.pushdown == "auto" and reader.covered(c.REC_HEARTBEAT, first, window.end):
+    rules = names is None or c.REC_HEARTBEAT in names
+    if settings.pushdown == "auto" and rules and reader.covered(c.REC_HEARTBEAT, first, window.end):
         return "recording rules", prometheus.pushdown_plan(style, sel, rules_step_s=reader.step_s)
     return "aggregating queries", prometheus.pushdown_plan(style, sel)
 

@@ -55,9 +55,17 @@ class _Answer(msgspec.Struct, Generic[R]):
     warnings: list[str] = []
 
 
+class _Names(msgspec.Struct):
+    status: str
+    data: list[str] | None = None
+    error: str = ""
+    warnings: list[str] = []
+
+
 # every series in one call (nearly always); a series that does not decode sends the answer to
 # _ANSWER, which keeps each series undecoded, decodes them one by one and skips the bad ones
 _WHOLE = msgspec.json.Decoder(_Answer[_Series])
+_NAMES = msgspec.json.Decoder(_Names)
 _ANSWER = msgspec.json.Decoder(_Answer[msgspec.Raw])
 _SERIES = msgspec.json.Decoder(_Series)
 _CSV_READ = pacsv.ReadOptions(column_names=["t", "v"])
@@ -98,6 +106,27 @@ def query_range(client: HttpClient, flavor: str, query: str, first: datetime, la
     }
     what = f"query {query!r} [{iso(first)}..{iso(last)}]"
     return client.fetch("/api/v1/query_range", params, what, lambda body: decode_matrix(body, client.base_url, what))
+
+
+def metric_names(client: HttpClient, flavor: str, first: datetime, last: datetime) -> frozenset[str] | None:
+    """The metric names the store holds between first and last, or None when its list may be
+    incomplete (a store or querier did not answer). Stores answer from whole blocks or days, so
+    the list can only hold too many names, never too few."""
+    params = {"start": _epoch(first), "end": _epoch(last), **FLAVOR_PARAMS[flavor]}
+    what = f"metric names [{iso(first)}..{iso(last)}]"
+    return client.fetch(
+        "/api/v1/label/__name__/values", params, what, lambda body: _decode_names(body, client.base_url, what)
+    )
+
+
+def _decode_names(body: bytes, url: str, what: str) -> frozenset[str] | None:
+    try:
+        answer = _NAMES.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise SourceUnavailable(f"{url}: malformed answer to {what} ({_short(exc)})") from None
+    if answer.status != "success" or answer.data is None:
+        raise SourceUnavailable(f"{url}: {what} failed: {answer.error or answer.status}")
+    return None if answer.warnings else frozenset(answer.data)
 
 
 def _epoch(ts: datetime) -> str:

@@ -8,14 +8,18 @@ counted and reported once, and the run goes on.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from app.cli import main
+from collectors import prometheus
 from core import conventions as c
+from core import promql
 from core.warehouse import open_warehouse
 from tests.fake_store import PASS, FakeStore, Fault, serving
 
@@ -39,12 +43,18 @@ def _window_rows(wh: Path, table: str, lo: str = START, hi: str = END) -> list[t
         return sorted(found.fetchall(), key=repr)
 
 
-def _first_requests(fault: Fault, count: int = 1) -> Script:
-    return lambda n, params: fault if n < count else PASS
+def _first_queries(fault: Fault, count: int = 1) -> Script:
+    queries = itertools.count()
+    return lambda n, params: fault if "query" in params and next(queries) < count else PASS
 
 
-def _always(fault: Fault) -> Script:
-    return lambda n, params: fault
+def _every_query(fault: Fault) -> Script:
+    return lambda n, params: fault if "query" in params else PASS
+
+
+def _names_request(fault: Fault) -> Script:
+    """The fault on the metric-names request each commit window starts with; queries pass."""
+    return lambda n, params: PASS if "query" in params else fault
 
 
 RECOVERED = {
@@ -60,7 +70,7 @@ RECOVERED = {
 def test_a_transient_fault_is_retried_and_the_window_commits_exactly(
     case: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
 ) -> None:
-    store = FakeStore(prometheus_url, _first_requests(RECOVERED[case]))
+    store = FakeStore(prometheus_url, _first_queries(RECOVERED[case]))
     with serving(store) as url:
         result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
     assert result.exit_code == 0, result.output
@@ -82,7 +92,7 @@ def test_a_lasting_fault_fails_transiently_names_the_query_and_commits_nothing(
     case: str, prometheus_url: str, tmp_path: Path
 ) -> None:
     fault, message = FAILING[case]
-    store = FakeStore(prometheus_url, _always(fault))
+    store = FakeStore(prometheus_url, _every_query(fault))
     wh = tmp_path / "wh.duckdb"
     with serving(store) as url:
         result = _collect(url, wh, tmp_path, "--start", START, "--end", END, timeout="1s")
@@ -96,7 +106,7 @@ def test_a_lasting_fault_fails_transiently_names_the_query_and_commits_nothing(
 
 def test_a_rejected_query_is_terminal_at_once_and_shows_the_query(prometheus_url: str, tmp_path: Path) -> None:
     body = b'{"status":"error","errorType":"bad_data","error":"parse error: unexpected end of input"}'
-    store = FakeStore(prometheus_url, _always(Fault("status", 400, body)))
+    store = FakeStore(prometheus_url, _every_query(Fault("status", 400, body)))
     with serving(store) as url:
         result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
     assert result.exit_code == 2
@@ -104,6 +114,58 @@ def test_a_rejected_query_is_terminal_at_once_and_shows_the_query(prometheus_url
     assert "query '" in result.output
     queries = {s.params.get("query") for s in store.seen if s.path.endswith("query_range")}
     assert len(store.seen) <= 2 * len(queries)  # no retries: at most the requests already in flight
+
+
+def test_queries_for_metrics_the_store_does_not_hold_are_not_sent_and_the_rows_are_the_same(
+    prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    store = FakeStore(prometheus_url)
+    with serving(store) as url:
+        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    names = [s for s in store.seen if s.path.endswith("/label/__name__/values")]
+    held = set(requests.get(f"{prometheus_url}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    assert len(names) == 2  # one per commit window
+    sent = {s.params["query"] for s in store.seen if "query" in s.params}
+    planned = prometheus.pushdown_plan("plain", promql.plain)
+    assert sent == {q.promql for q in planned if set(q.reads) & held}
+    assert len(sent) < len(planned)  # the fixture fleet runs no Triton, TGI, SGLang...
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES):
+        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+
+
+NAMES_REFUSED = {
+    "a 404 from a proxy that only lets queries through": Fault("status", 404, b"not found"),
+    "a 403": Fault("status", 403, b'{"status":"error","error":"forbidden"}'),
+    "a partial list": Fault("partial"),
+}
+
+
+@pytest.mark.parametrize("case", list(NAMES_REFUSED), ids=list(NAMES_REFUSED))
+def test_a_store_that_will_not_list_its_metric_names_gets_every_query(
+    case: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    store = FakeStore(prometheus_url, _names_request(NAMES_REFUSED[case]))
+    with serving(store) as url:
+        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    sent = {s.params["query"] for s in store.seen if "query" in s.params}
+    assert sent == {q.promql for q in prometheus.pushdown_plan("plain", promql.plain)}
+    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES):
+        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+
+
+def test_a_lasting_fault_on_the_metric_names_request_fails_transiently_and_commits_nothing(
+    prometheus_url: str, tmp_path: Path
+) -> None:
+    store = FakeStore(prometheus_url, _names_request(Fault("status", 503, b"down")))
+    wh = tmp_path / "wh.duckdb"
+    with serving(store) as url:
+        result = _collect(url, wh, tmp_path, "--start", START, "--end", END, timeout="1s")
+    assert result.exit_code == 3, result.output
+    assert "HTTP 503: down for metric names [2026-11-01T23:55" in result.output
+    with open_warehouse(wh, read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {c.T_WATERMARKS}").fetchall() == [(0,)]
 
 
 def test_a_failure_in_a_later_window_keeps_the_committed_ones_and_the_next_run_resumes(
@@ -156,7 +218,7 @@ def test_retries_sleep_between_attempts_and_stop_at_the_configured_count(prometh
     from core.errors import SourceUnavailable
 
     slept: list[float] = []
-    store = FakeStore(prometheus_url, _always(Fault("status", 503, b"busy")))
+    store = FakeStore(prometheus_url, _every_query(Fault("status", 503, b"busy")))
     with serving(store) as url:
         client = HttpClient(url, HttpConfig(retries=3), sleep=slept.append, rng=lambda: 1.0)
         with pytest.raises(SourceUnavailable, match="HTTP 503: busy .*gave up after 4 attempts"):
