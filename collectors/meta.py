@@ -122,7 +122,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         "mig_profile": [(dcgm, lab.get(c.L_GPU_I_PROFILE))],
         "gpu_instance": [(dcgm, lab.get(c.L_GPU_I_ID))],
         "vgpu": [(dcgm, lab.get(c.L_VGPU))],
-        "pod_uid": [(dcgm, lab.get(c.L_POD_UID))],
+        "process_pod_uid": [(_per_process(lab), lab.get(c.L_POD_UID))],
         "namespace": [(dcgm, lab.get(ns)), (serving, lab.get(c.L_NAMESPACE)), (ksm, lab.get(c.L_NAMESPACE))],
         "pod": [(dcgm, lab.get(pod)), (serving, lab.get(c.L_POD)), (ksm, lab.get(c.L_POD))],
         "container": [(dcgm, lab.get(container)), (ksm, lab.get("container"))],
@@ -151,6 +151,12 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         f"THEN '{{' || coalesce(j.k8s, '') || '}}' WHEN {serving} THEN '{{' || coalesce(j.extra, '') || '}}' ELSE '' END"
     )
     return cols
+
+
+def _per_process(lab: _Labels) -> str:
+    """A per-process copy (c.DCGM_PER_PROCESS_FAMILIES), not a device series that names its pod."""
+    families = ", ".join(_lit(f) for f in c.DCGM_PER_PROCESS_FAMILIES)
+    return f"s.kind = 'dcgm_sample' AND s.family IN ({families}) AND {lab.get(c.L_VGPU)} <> ''"
 
 
 def _selected(lab: _Labels) -> str:

@@ -76,7 +76,7 @@ META_COLUMNS = (
     "pod",
     "container",
     "uid",
-    "pod_uid",
+    "process_pod_uid",
     "resource",
     "phase",
     "le",

@@ -85,8 +85,8 @@ STAGED: list[tuple[str, str, str]] = [
                     max(g.v) FILTER (WHERE m.family = '{c.DCGM_POWER}') AS power_w,
                     max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_TEMP}') AS temp_c
                 FROM stage_in g JOIN stage_meta m USING (sid)
-                -- per-process copies (pod_uid) hold one pod's share, not the device value
-                WHERE m.kind = 'dcgm_sample' AND m.pod_uid = '' AND m.gpu_uuid <> ''
+                -- per-process copies hold one pod's share, not the device value
+                WHERE m.kind = 'dcgm_sample' AND m.process_pod_uid = '' AND m.gpu_uuid <> ''
                 GROUP BY g.t, m.dev_key),
             device AS (SELECT DISTINCT dev_key, cluster, node, gpu_uuid, gpu_instance FROM stage_meta)
         SELECT epoch_ms(p.t - {{step_ms}}) AS ts, {{step_s}} AS step_s, d.cluster, d.node, d.gpu_uuid,
@@ -98,7 +98,7 @@ STAGED: list[tuple[str, str, str]] = [
         c.T_GPU_POD_SAMPLES,
         f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.gpu_uuid, m.gpu_instance, m.vgpu,
             m.namespace, m.pod,
-            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}' AND m.pod_uid <> '') AS gpu_util
+            max(g.v) FILTER (WHERE m.family = '{c.DCGM_GPU_UTIL}' AND m.process_pod_uid <> '') AS gpu_util
         FROM stage_in g JOIN stage_meta m USING (sid)
         WHERE m.kind IN ('dcgm_sample', '{c.KIND_DCGM_MAPPING}') AND m.pod <> '' AND m.gpu_uuid <> ''
         GROUP BY ALL""",

@@ -67,6 +67,10 @@ GPU_UNITS: Final = 3_603_600
 DCGM_GR_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 DCGM_GPU_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"
 DCGM_FB_USED: Final = "DCGM_FI_DEV_FB_USED"
+# dcgm-exporter >= 4.5.3 with virtual GPUs (PR #594) adds per-process copies of these two for each
+# time-slicing replica: pod_uid and vgpu set, one pod's share, beside the device series. pod_uid
+# alone marks nothing: --kubernetes-enable-pod-uid puts it on every pod-mapped series.
+DCGM_PER_PROCESS_FAMILIES: Final = (DCGM_GPU_UTIL, DCGM_FB_USED)
 DCGM_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
 DCGM_GPU_TEMP: Final = "DCGM_FI_DEV_GPU_TEMP"
 DCGM_XID: Final = "DCGM_FI_DEV_XID_ERRORS"

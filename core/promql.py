@@ -42,9 +42,12 @@ def workload(style: str) -> tuple[str, str, str]:
 
 
 def device_gauge(metric: str, sel: Selector = plain) -> str:
-    """One series per device entity (GPU or MIG instance) for a DCGM gauge; per-process copies excluded."""
-    selector = f'{metric}{{{c.L_POD_UID}=""}}'
-    return f"max by ({DEVICE}) ({sel(selector)})"
+    """One series per device entity (GPU or MIG instance) for a DCGM gauge; per-process copies
+    (pod_uid and vgpu both set, c.DCGM_PER_PROCESS_FAMILIES) excluded."""
+    if metric not in c.DCGM_PER_PROCESS_FAMILIES:
+        return f"max by ({DEVICE}) ({sel(metric)})"
+    no_pod_uid, no_vgpu = sel(f'{metric}{{{c.L_POD_UID}=""}}'), sel(f'{metric}{{{c.L_VGPU}=""}}')
+    return f"max by ({DEVICE}) ({no_pod_uid} or {no_vgpu})"
 
 
 def device_health(metric: str, sel: Selector = plain) -> str:
@@ -53,9 +56,9 @@ def device_health(metric: str, sel: Selector = plain) -> str:
 
 
 def per_process_util(style: str, sel: Selector = plain) -> str:
-    """dcgm-exporter >= 4.5's per-pod GPU_UTIL of time-sliced GPUs (series with pod_uid)."""
+    """dcgm-exporter >= 4.5's per-pod GPU_UTIL of time-sliced GPUs (series with pod_uid and vgpu)."""
     labels = _by(DEVICE, c.L_VGPU, *workload(style), c.L_POD_UID)
-    selector = f'{c.DCGM_GPU_UTIL}{{{c.L_POD_UID}!=""}}'
+    selector = f'{c.DCGM_GPU_UTIL}{{{c.L_POD_UID}!="", {c.L_VGPU}!=""}}'
     return f"max by ({labels}) ({sel(selector)})"
 
 

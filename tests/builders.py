@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 
@@ -167,3 +169,16 @@ def describe_series(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext)
         return [dict(zip(META_COLUMNS, row, strict=True)) for row in cur.fetchall()]
     finally:
         con.close()
+
+
+def with_pod_uids(src: Path, dst: Path) -> Path:
+    """The scrape as dcgm-exporter --kubernetes-enable-pod-uid writes it: every pod-mapped series
+    carries its pod's UID (the per-process copies already do)."""
+    lines = []
+    for line in src.read_text().splitlines():
+        pod = re.search(r'[{,]pod="([^"]+)"', line)
+        if pod and not line.startswith("#") and "pod_uid=" not in line:
+            line = line.replace("}", f',pod_uid="uid-{pod.group(1)}"}}', 1)
+        lines.append(line)
+    dst.write_text("\n".join(lines) + "\n")
+    return dst

@@ -40,6 +40,13 @@ def _float(text: str) -> float | None:
         return None
 
 
+def _process_pod_uid(name: str, labels: dict[str, str]) -> str:
+    per_process = (
+        name in c.DCGM_PER_PROCESS_FAMILIES and labels.get(c.L_VGPU) and KIND_BY_NAME.get(name) == "dcgm_sample"
+    )
+    return labels.get(c.L_POD_UID, "") if per_process else ""
+
+
 def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) -> dict[str, object]:
     kind = KIND_BY_NAME.get(name) or PUSHED_KINDS[name]
     row: dict[str, object] = dict.fromkeys(META_COLUMNS, "")
@@ -50,7 +57,7 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
         ns, pod, container = c.WORKLOAD_LABELS[ctx.workload_label_style]
         row.update(node=_first(labels, c.L_HOSTNAME), gpu_uuid=_first(labels, c.L_UUID), gpu_index=get(c.L_GPU_INDEX, ""),
                    model=get(c.L_MODEL_NAME, ""), mig_profile=get(c.L_GPU_I_PROFILE, ""), gpu_instance=get(c.L_GPU_I_ID, ""),
-                   vgpu=get(c.L_VGPU, ""), pod_uid=get(c.L_POD_UID, ""), namespace=get(ns, ""), pod=get(pod, ""),
+                   vgpu=get(c.L_VGPU, ""), process_pod_uid=_process_pod_uid(name, labels), namespace=get(ns, ""), pod=get(pod, ""),
                    container=get(container, ""))  # fmt: skip
     elif kind in ("inference", "inference_time"):
         model_label = next((k for k in c.L_MODEL_LABELS if labels.get(k)), "")

@@ -10,6 +10,7 @@ import pytest
 
 from core import conventions as c
 from core.warehouse import open_warehouse
+from tests.builders import with_pod_uids
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot, team_day_hours
 
@@ -141,3 +142,20 @@ def test_real_exporter_scrapes_ingest_with_mig_time_slicing_and_idle_gpus(tmp_pa
             0
         ]
         assert team == ("vision",)
+
+
+def test_pod_uids_on_every_pod_mapped_series_change_no_device_or_pod_row(tmp_path: Path) -> None:
+    dcgm = [FIXTURES / "dcgm-exporter_4.8.2_k8s_h100.prom", FIXTURES / "dcgm-exporter_4.8.2_mig_and_timeslicing.prom"]
+    ksm = FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom"
+    with_uids = [with_pod_uids(f, tmp_path / f.name) for f in dcgm]
+    assert all("pod_uid=" in f.read_text() for f in with_uids)
+    tables = (c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_GPUS)
+    found = []
+    for name, files in (("plain", dcgm), ("uids", with_uids)):
+        wh = tmp_path / f"{name}.duckdb"
+        args = ["--warehouse", str(wh), "collect", "openmetrics", *map(str, [*files, ksm])]
+        assert run_cli(*args, "--at", "2026-11-02T10:00:00Z").exit_code == 0
+        with open_warehouse(wh, read_only=True) as con:
+            found.append({t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables})
+    assert found[0] == found[1]
+    assert len(found[0][c.T_GPU_SAMPLES]) == 6 and len(found[0][c.T_GPU_POD_SAMPLES]) >= 3
