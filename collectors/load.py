@@ -15,7 +15,7 @@ import duckdb
 
 from collectors import stage
 from core import conventions as c
-from core import rollup_coverage, rollups
+from core import rollup_classes, rollup_coverage, rollups
 from core.warehouse import one, transaction
 
 
@@ -92,11 +92,12 @@ def commit(
     with transaction(con):
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
         coverage_current = rollup_coverage.in_sync(con)
+        classes = rollup_classes.baseline(con)
         for temp, table, _ in stage.STAGED:
             result.rows[table] = _replace_facts(con, temp, table, window)
         for temp, table, key, updated in _DIMENSIONS:
             _upsert(con, temp, table, key, updated)
-        rollups.refresh(con, window, full=not rollups_current, coverage_full=not coverage_current)
+        rollups.refresh(con, window, full=not rollups_current, coverage_full=not coverage_current, classes=classes)
         if watermark is not None:
             con.execute(
                 f"""INSERT INTO {c.T_WATERMARKS} VALUES (?, ?, ?)

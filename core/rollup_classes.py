@@ -14,6 +14,9 @@ and daily refresh, so a collection leaves them current.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 import duckdb
 
 from core import conventions as c
@@ -35,13 +38,43 @@ def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     pods = one(
         con, f"SELECT coalesce(bit_xor(hash(cluster, namespace, pod, uid, labels, last_seen)), 0) FROM {c.T_PODS}"
     )
+    return {"class:pods": int(pods[0]) % MAX_BIGINT, "class:nodes": _nodes_fingerprint(con)}  # type: ignore[index]
+
+
+def _nodes_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
     nodes = one(
         con,
         f"""SELECT coalesce(bit_xor(hash(n.cluster, n.node, n.instance_type, n.capacity_type, n.region, n.zone,
                 s.node_pool, s.gpu_model, s.gpu_replicas, f.fp)), 0)
         FROM {c.T_NODES} n JOIN ({nodes_sql()}) s USING (cluster, node) FULL JOIN ({fingerprints_sql()}) f USING (cluster, node)""",
     )
-    return {"class:pods": int(pods[0]) % MAX_BIGINT, "class:nodes": int(nodes[0]) % MAX_BIGINT}  # type: ignore[index]
+    return int(nodes[0]) % MAX_BIGINT  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The class rows were current before a commit's writes: the nodes they were built under, and
+    (temp table class_pods_before) how the commit's pods were attributed then."""
+
+    nodes: int
+
+
+# How a pod name is attributed: its uids' labels, and the labels a uid without any borrows from the
+# name's latest uid (core/facts.labelled_sql). Only the names a commit stages can change.
+_POD_STATES = f"""
+    SELECT p.cluster, p.namespace, p.pod,
+        hash(list((p.uid, p.labels) ORDER BY p.uid, p.labels), arg_max(p.labels, p.last_seen)) AS state
+    FROM {c.T_PODS} p JOIN (SELECT DISTINCT cluster, namespace, pod FROM st_pods) k USING (cluster, namespace, pod)
+    GROUP BY ALL"""
+
+
+def baseline(con: duckdb.DuckDBPyConnection) -> Baseline | None:
+    """Before a commit writes pods and nodes: None unless the class rows are current (then the commit
+    rebuilds them all)."""
+    if not _valid(con):
+        return None
+    con.execute(f"CREATE OR REPLACE TEMP TABLE class_pods_before AS {_POD_STATES}")
+    return Baseline(_nodes_fingerprint(con))
 
 
 def valid(con: duckdb.DuckDBPyConnection) -> bool:
@@ -68,6 +101,34 @@ def _stale_day_rows(con: duckdb.DuckDBPyConnection) -> bool:
     return False
 
 
+def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[datetime, datetime] | None) -> None:
+    """After a commit refreshed the pod-day rows of `days` [lo, hi): recompute the class rows of those
+    days and of every day holding a pod whose attribution the commit changed. Rebuild everything
+    when the class rows were not current before (`since` None) or the nodes changed: a node's group
+    and prices reach every day. A 5-minute collection at 10,000 GPUs on a month of history: 5 s
+    rebuilding every day, a fraction of that for its own."""
+    if since is None or _nodes_fingerprint(con) != since.nodes:
+        rebuild(con)
+        return
+    lo, hi = days or (None, None)
+    window_days = "SELECT unnest(range($lo::TIMESTAMP, $hi::TIMESTAMP, INTERVAL 1 DAY)) AS day" if lo else ""
+    changed = f"""SELECT cluster, namespace, pod FROM ({_POD_STATES}) a
+        FULL JOIN class_pods_before b USING (cluster, namespace, pod) WHERE a.state IS DISTINCT FROM b.state"""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE class_days AS
+        WITH changed AS ({changed})
+        SELECT DISTINCT day FROM (
+            SELECT day FROM rollup_alloc_daily JOIN changed USING (cluster, namespace, pod)
+            UNION ALL SELECT day FROM rollup_usage_daily JOIN changed USING (cluster, namespace, pod)
+            {"UNION ALL " + window_days if lo else ""})""",
+        {"lo": lo, "hi": hi} if lo else None,
+    )
+    for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE):
+        con.execute(f"DELETE FROM {table} WHERE day IN (SELECT day FROM class_days)")
+    _insert_days(con, "WHERE r.day IN (SELECT day FROM class_days)")
+    _record(con)
+
+
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
     """Recompute every class row from the pod-day rollups (call inside the commit's transaction)."""
     for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE, c.T_CLASS_NODES):
@@ -81,6 +142,12 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
             n.zone, s.node_pool, s.gpu_model)
         FROM {c.T_NODES} n JOIN ({nodes_sql()}) s USING (cluster, node)"""
     )
+    _insert_days(con)
+    _record(con)
+
+
+def _insert_days(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
+    """The class rows of the pod-day rows `where` selects (alias r)."""
     group = f"LEFT JOIN {c.T_CLASS_NODES} cn USING (cluster, node)"
     for table, target, sums, extra in (
         ("rollup_alloc_daily", c.T_CLASS_ALLOC, "sum(units_compute), sum(units_memory)", ""),
@@ -92,10 +159,14 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
             WITH per_pod AS (
                 SELECT r.day, r.cluster, coalesce(cn.class_node, r.node) AS class_node, r.namespace, r.pod,
                     r.pod AS a_pod, r.uid, {", ".join(f"sum({x}) AS {x}" for x in cols.split(", "))}
-                FROM {table} r {group} GROUP BY ALL),
+                FROM {table} r {group} {where} GROUP BY ALL),
             {labelled_sql("per_pod")}
             SELECT day, cluster, class_node, namespace, labels, CASE WHEN NOT {has_app_sql("labels")} THEN pod END{extra},
                 {sums.replace("sum(", "sum(lab.")}
             FROM lab GROUP BY ALL"""
         )
+
+
+def _record(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'")
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(fingerprints(con).items()))

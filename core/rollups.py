@@ -64,11 +64,13 @@ def refresh(
     window: tuple[datetime, datetime] | None,
     full: bool = False,
     coverage_full: bool | None = None,
+    classes: rollup_classes.Baseline | None = None,
 ) -> None:
     """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
     of everything when `full` (the coverage rollup: when `coverage_full`, by default `full`); then
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
-    dimensions are written."""
+    dimensions are written. `classes`: how the class rows stood before the commit's writes
+    (rollup_classes.baseline); without it every class row is recomputed."""
     hours = hours_covering(window)
     rollup_coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full)
     if full:
@@ -87,7 +89,8 @@ def refresh(
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source IN ({keys})")  # class: and coverage: rows are theirs
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
     if rollup_classes.exists(con):  # schema 8 and later
-        rollup_classes.rebuild(con)
+        days = (floor_to(lo, DAY), hi) if lo is not None and hi is not None else None
+        rollup_classes.update(con, None if full else classes, days)
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
