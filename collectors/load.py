@@ -93,11 +93,19 @@ def commit(
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
         coverage_current = rollup_coverage.in_sync(con)
         classes = rollup_classes.baseline(con)
+        appended = _inside(_staged_window(con), window) and rollups.window_is_new(con, window)
         for temp, table, _ in stage.STAGED:
             result.rows[table] = _replace_facts(con, temp, table, window)
         for temp, table, key, updated in _DIMENSIONS:
             _upsert(con, temp, table, key, updated)
-        rollups.refresh(con, window, full=not rollups_current, coverage_full=not coverage_current, classes=classes)
+        rollups.refresh(
+            con,
+            window,
+            full=not rollups_current,
+            coverage_full=not coverage_current,
+            classes=classes,
+            appended=appended,
+        )
         if watermark is not None:
             con.execute(
                 f"""INSERT INTO {c.T_WATERMARKS} VALUES (?, ?, ?)
@@ -119,6 +127,11 @@ def commit(
                 ", ".join(f"read via {plan}" for plan in result.plans) or None,
             ],
         )
+
+
+def _inside(span: tuple[datetime, datetime] | None, window: tuple[datetime, datetime] | None) -> bool:
+    """Do the staged rows lie in the window (the rollups then only need the window's steps added)?"""
+    return span is None or (window is not None and window[0] <= span[0] and span[1] <= window[1])
 
 
 def _staged_window(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:

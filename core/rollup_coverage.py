@@ -56,6 +56,35 @@ def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(stored) and stored == _counts(con)
 
 
+def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    """The hours' rows merged with those of the new steps: step counts add up (the steps are new, so no
+    step is counted twice), spans widen, and a node's GPU count and fewest steps are taken again
+    over its merged GPU rows. 5 minutes of steps read instead of the hour's 60."""
+    hours = "hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE coverage_sum AS
+        WITH parts AS (SELECT * FROM {c.T_COVERAGE_ROLLUP} WHERE {hours} UNION ALL SELECT * FROM ({hourly_sql()}) h),
+        gpu AS (
+            SELECT hour, cluster, node, gpu_uuid, sum(steps) AS steps, min(first_ts) AS first_ts,
+                max(last_end) AS last_end
+            FROM parts WHERE gpu_uuid IS NOT NULL GROUP BY ALL),
+        per_node AS (SELECT hour, cluster, node, count(*) AS gpus, min(steps) AS gpu_min_steps FROM gpu GROUP BY ALL),
+        node AS (
+            SELECT hour, cluster, node, sum(steps) AS steps, min(first_ts) AS first_ts, max(last_end) AS last_end,
+                sum(declared_steps) AS declared_steps
+            FROM parts WHERE gpu_uuid IS NULL GROUP BY ALL)
+        SELECT hour, cluster, node, gpu_uuid, steps, first_ts, last_end, NULL, NULL, NULL FROM gpu
+        UNION ALL
+        SELECT n.hour, n.cluster, n.node, NULL, n.steps, n.first_ts, n.last_end, n.declared_steps,
+            coalesce(p.gpus, 0), p.gpu_min_steps
+        FROM node n LEFT JOIN per_node p USING (hour, cluster, node)""",
+        {"start": start, "end": end},
+    )
+    con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE {hours}", {"start": start, "end": end})
+    con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} SELECT * FROM coverage_sum")
+    con.execute("DROP TABLE coverage_sum")
+
+
 def hourly_sql() -> str:
     """(hour, cluster, node, gpu_uuid, steps, first_ts, last_end, declared_steps, gpus, gpu_min_steps) of the
     steps in [$start, $end); the last three on node rows only."""
@@ -84,11 +113,22 @@ def hourly_sql() -> str:
     FROM node n LEFT JOIN per_node p USING (hour, cluster, node)"""
 
 
-def refresh(con: duckdb.DuckDBPyConnection, lo: datetime | None, hi: datetime | None, full: bool) -> None:
+def refresh(
+    con: duckdb.DuckDBPyConnection,
+    lo: datetime | None,
+    hi: datetime | None,
+    full: bool,
+    added: tuple[datetime, datetime] | None = None,
+) -> None:
     """Recompute the hours [lo, hi) (hour-aligned), or everything when `full` (pass `not in_sync(con)` as
-    read before the commit's writes); record the counts. A no-op before schema 9. Call inside the commit."""
+    read before the commit's writes); record the counts. `added`: the commit only added steps
+    [start, end) no source held before: merge them into their hours instead. A no-op before
+    schema 9. Call inside the commit."""
     if not exists(con):
         return
+    if added is not None and not full:
+        _add_steps(con, *added)
+        lo = hi = None
     if full:
         con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
         lo, hi = hours_covering(ts_span(con, SOURCES))

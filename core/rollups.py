@@ -21,7 +21,7 @@ sync: the chargeback then reads the step tables, and the next commit rebuilds ev
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -29,7 +29,7 @@ from core import conventions as c
 from core import rollup_classes, rollup_coverage, rollup_sql, snapshot
 from core.facts import fingerprints_sql
 from core.timeutil import DAY, floor_to, hours_covering
-from core.warehouse import row_counts, ts_span
+from core.warehouse import one, row_counts, ts_span
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
 
@@ -65,14 +65,18 @@ def refresh(
     full: bool = False,
     coverage_full: bool | None = None,
     classes: rollup_classes.Baseline | None = None,
+    appended: bool = False,
 ) -> None:
     """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
     of everything when `full` (the coverage rollup: when `coverage_full`, by default `full`); then
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
     dimensions are written. `classes`: how the class rows stood before the commit's writes
-    (rollup_classes.baseline); without it every class row is recomputed."""
+    (rollup_classes.baseline); without it every class row is recomputed. `appended`: no step table
+    held a row in the window before the commit (`window_is_new`), so its steps are added to their
+    hours instead of recomputing the hours from all their steps."""
     hours = hours_covering(window)
-    rollup_coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full)
+    added = (window[0], window[1] + timedelta(microseconds=1)) if window is not None and appended else None
+    rollup_coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full, added=added)
     if full:
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
@@ -80,9 +84,13 @@ def refresh(
         hours = hours_covering(ts_span(con, SOURCES))
     lo, hi = hours
     if lo is not None and hi is not None:
+        adding = added is not None and not full and _hours_current(con, lo, hi)
+        if adding and added is not None:
+            _add_steps(con, *added)
         day = floor_to(lo, DAY)
         while day < hi:  # a day at a time: bounded memory on a full rebuild
-            _refresh_hours(con, max(lo, day), min(hi, day + DAY))
+            if not adding:
+                _refresh_hours(con, max(lo, day), min(hi, day + DAY))
             _refresh_day(con, day)
             day += DAY
     keys = ", ".join(f"'{t}'" for t in SOURCES)
@@ -99,21 +107,77 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
         rollup_classes.rebuild(con)
 
 
+def window_is_new(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | None) -> bool:
+    """Does no step table hold a row in [first, last] yet (a collection appending after the last one)?"""
+    if window is None:
+        return False
+    tables = dict.fromkeys([*SOURCES, *rollup_coverage.SOURCES])
+    return not any(one(con, f"SELECT 1 FROM {t} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window)) for t in tables)
+
+
+_FPS = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
+# kind -> (the hourly SQL's value columns after hour, cluster, node; the SQL; how two parts of an hour add up)
+_HOURLY = {
+    "alloc": (
+        "namespace, pod, uid, units_compute, units_memory",
+        rollup_sql.alloc_hourly_sql(),
+        "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory",
+    ),
+    "capacity": (
+        "units_compute, units_memory",
+        rollup_sql.capacity_hourly_sql(),
+        "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory",
+    ),
+    "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql(), "sum(used_s) AS used_s"),
+}
+
+
 def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> None:
     params = {"start": lo, "end": hi}
     for kind in ("alloc", "capacity", "usage"):
         con.execute(f"DELETE FROM {table(kind, 'hourly')} WHERE hour >= $start AND hour < $end", params)
-    fps = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
-    columns = {
-        "alloc": ("namespace, pod, uid, units_compute, units_memory", rollup_sql.alloc_hourly_sql()),
-        "capacity": ("units_compute, units_memory", rollup_sql.capacity_hourly_sql()),
-        "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql()),
-    }
-    for kind, (cols, sql) in columns.items():
+    for kind, (cols, sql, _) in _HOURLY.items():
         con.execute(
-            f"INSERT INTO {table(kind, 'hourly')} SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) FROM ({sql}) {fps}",
+            f"INSERT INTO {table(kind, 'hourly')} SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) FROM ({sql}) {_FPS}",
             params,
         )
+
+
+def _hours_current(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> bool:
+    """Were the hourly rows of [lo, hi) computed under every node's current dimensions?"""
+    for kind in _HOURLY:
+        stale = one(
+            con,
+            f"""SELECT 1 FROM {table(kind, "hourly")} h {_FPS}
+            WHERE h.hour >= ? AND h.hour < ? AND h.fp IS DISTINCT FROM coalesce(f.fp, 0) LIMIT 1""",
+            [lo, hi],
+        )
+        if stale:
+            return False
+    return True
+
+
+def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    """Add the steps [start, end) to their hours: every rollup is a sum of per-step terms (core/rollup_sql.py),
+    so an hour's rows plus the new steps' rows, summed by key, are the hour recomputed. A 5-minute
+    collection then reads 5 minutes of steps, not the hour's 60 (3-4 s at 10,000 GPUs)."""
+    params = {"start": start, "end": end}
+    for kind, (cols, sql, sums) in _HOURLY.items():
+        hourly = table(kind, "hourly")
+        keys = "hour, cluster, node" + (", namespace, pod, uid" if "pod" in cols else "") + ", fp"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE rollup_sum AS
+            SELECT {keys}, {sums} FROM (
+                SELECT hour, cluster, node, {cols}, fp FROM {hourly}
+                WHERE hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end
+                UNION ALL
+                SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) AS fp FROM ({sql}) {_FPS})
+            GROUP BY ALL""",
+            params,
+        )
+        con.execute(f"DELETE FROM {hourly} WHERE hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end", params)
+        con.execute(f"INSERT INTO {hourly} BY NAME SELECT * FROM rollup_sum")
+    con.execute("DROP TABLE rollup_sum")
 
 
 def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:

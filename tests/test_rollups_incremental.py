@@ -1,4 +1,10 @@
-"""A commit recomputes only the class rows whose days it changed, and they always equal a full rebuild.
+"""A commit recomputes only the rollup rows it changed, and they always equal a full rebuild.
+
+Hours (alloc, capacity, usage and coverage): a collection appending after everything collected adds
+its steps to their hours; one that overlaps collected steps recomputes its hours from their steps.
+Either way the rollups equal a rebuild from every step.
+
+Class rows (by attribution class, per day):
 
 Each step collects a kube-state-metrics scrape through the real file path; the class rows after it
 must equal what `rollup_classes.rebuild` computes from scratch on the same warehouse, and only the
@@ -16,10 +22,11 @@ import pytest
 
 from collectors.ingest import collect_files
 from core import conventions as c
-from core import rollup_classes
+from core import rollup_classes, rollups
 from core.settings import CollectSettings
 from core.timeutil import Window, to_epoch
 from core.warehouse import open_warehouse
+from tests.conftest import run_cli
 
 DAY1, DAY2 = datetime(2026, 11, 2), datetime(2026, 11, 3)
 CLASS_TABLES = (c.T_CLASS_ALLOC, c.T_CLASS_USAGE, c.T_CLASS_NODES)
@@ -149,3 +156,50 @@ def test_the_class_rows_bill_a_relabelled_pods_earlier_days_to_its_new_team(team
     with open_warehouse(wh, read_only=True) as con:
         labels = con.execute(f"SELECT DISTINCT labels FROM {c.T_CLASS_ALLOC} WHERE day = ?", [DAY1]).fetchall()
     assert [r[0] for r in labels] == [f'{{"team":"{team}"}}']
+
+
+HOURLY = [rollups.table(kind, "hourly") for kind in ("alloc", "capacity", "usage")]
+
+# (window start, end, whether it appends after everything collected so far)
+WINDOWS = [
+    ("00:00", "00:20", True),
+    ("00:20", "01:10", True),  # across an hour: both hours get their steps added
+    ("01:10", "03:00", True),
+    ("02:30", "03:30", False),  # overlaps: its hours are recomputed from their steps
+    ("03:30", "03:35", True),
+]
+
+
+def _rollup_rows(con) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
+    """Every rollup row, used seconds rounded to what float summation order cannot change."""
+    out = {}
+    for t in [*HOURLY, *(rollups.table(k, "daily") for k in ("alloc", "capacity", "usage")), c.T_COVERAGE_ROLLUP]:
+        rows = con.execute(f"SELECT * FROM {t}").fetchall()
+        out[t] = sorted((tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows), key=repr)
+    return out
+
+
+def test_appended_windows_add_their_steps_to_the_hours_and_equal_hours_recomputed_from_every_step(
+    sim_day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    files = sorted(str(p) for p in sim_day.glob("*.om"))
+    recomputed: list[datetime] = []
+    refresh_hours = rollups._refresh_hours
+    monkeypatch.setattr(
+        rollups, "_refresh_hours", lambda con, lo, hi: (recomputed.append(lo), refresh_hours(con, lo, hi))
+    )
+    for lo, hi, appends in WINDOWS:
+        recomputed.clear()
+        window = ("--start", f"2026-11-02T{lo}:00Z", "--end", f"2026-11-02T{hi}:00Z")
+        args = ("--warehouse", str(wh), "collect", "openmetrics", *files, *window, "--step", "60s")
+        assert run_cli(*args, "--cluster", "sim-us-east-1").exit_code == 0
+        assert (recomputed == []) == appends, (lo, hi)
+        with open_warehouse(wh) as con:
+            assert rollups.in_sync(con)
+            added = _rollup_rows(con)
+            con.execute("BEGIN")
+            rollups.refresh(con, None, full=True)
+            assert _rollup_rows(con) == added, (lo, hi)
+            con.execute("ROLLBACK")
+            assert all(added[t] for t in [*HOURLY, c.T_COVERAGE_ROLLUP])
