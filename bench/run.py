@@ -218,6 +218,26 @@ def _ingest_window(b: Bench, port: int, fleet: Fleet, minutes: int) -> None:
               queries=answers["queries"], mb=round(answers["bytes"] / 1e6, 1))  # fmt: skip
 
 
+def ingest_history(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+    """A 5-minute collection appended to the fleet's month (its last 5 minutes, cut off and collected
+    again): what `serve` pays per collection once history has grown. 10,000 GPUs would copy 16 GB per run."""
+    for g in [g for g in SIZES if g <= 1_000]:
+        fleet, minutes = build(_spec(g)), INGEST_WINDOWS[0]
+        lo = DAYS * 1440 - minutes
+        folder = cache.root() / "ingest" / f"{fleet.spec.key}-{lo}-{minutes}m-gen{cache.GENERATOR_VERSION}"
+        files = [folder / "dcgm-exporter.om", folder / "kube-state-metrics.om"]
+        if not all(f.exists() for f in files):
+            fleet_openmetrics.write_files(fleet, folder, lo, lo + minutes)
+        scratch = cache.root() / "scratch" / "history"
+        args = {"warehouse": str(whs[g][0]), "files": [str(f) for f in files], "scratch": str(scratch),
+                "start": _start(timedelta(minutes=lo)), "hours": minutes / 60, "runs": RUNS}  # fmt: skip
+        child = spawn("ingest_history", args)
+        r = child.result
+        b.add("ingest.history", "ingest from files onto a month of history: samples/s (parse, grid, stage, commit, rollups)",
+              fleet.physical_gpus, f"{minutes} min", [r["samples"] / t for t in r["times"]], unit="samples/s",
+              samples=r["samples"], rows=r["rows"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
+
+
 def _ingest_figures(b: Bench, source: str, gpus: int, window: str, child: Child) -> None:
     r = child.result
     rates = [r["samples"] / t for t in r["times"]]
@@ -330,6 +350,7 @@ def main() -> None:
     serving.figure(b, RUNS)
     three_way(b, whs, port)
     ingest(b, port)
+    ingest_history(b, whs)
     storage(b, whs)
     limits(b, whs)
     dashboard(b, whs)

@@ -158,6 +158,42 @@ def ingest_files(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
+    """A scheduled collection on a month of history: the fleet's warehouse without its last minutes,
+    then those minutes collected from files (appended after every collected step, as `serve` does).
+    Each run cuts them off again first (untimed), through the rollups' own refresh."""
+    from collectors.ingest import collect_files
+    from core.settings import CollectSettings
+
+    wh, w = Path(args["scratch"]) / "history.duckdb", _window(args)
+    wh.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(args["warehouse"], wh)
+    settings = CollectSettings(cluster="bench", lookback="60s")
+    out: dict[str, Any] = {"times": []}
+    try:
+        for i in range(args["runs"] + args.get("warmup", 1)):
+            _cut(wh, w.start)
+            started = time.perf_counter()
+            result = collect_files(wh, [Path(p) for p in args["files"]], settings, w)
+            if i >= args.get("warmup", 1):
+                out["times"].append(time.perf_counter() - started)
+        out["samples"], out["rows"] = result.samples, result.total_rows
+    finally:
+        wh.unlink(missing_ok=True)
+    return out
+
+
+def _cut(wh: Path, start: datetime) -> None:
+    from collectors import stage
+    from core import rollups
+    from core.warehouse import open_warehouse, transaction
+
+    with open_warehouse(wh) as con, transaction(con):
+        for _, table, _ in stage.STAGED:
+            con.execute(f"DELETE FROM {table} WHERE ts >= ?", [start])
+        rollups.refresh(con, (start - timedelta(minutes=1), start - timedelta(microseconds=1)))
+
+
 def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
     from collectors.ingest import collect_prometheus
     from core.settings import CollectSettings, PrometheusSettings
@@ -301,6 +337,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "slo": slo,
     "ingest_files": ingest_files,
     "ingest_prometheus": ingest_prometheus,
+    "ingest_history": ingest_history,
     "prometheus_answers": prometheus_answers,
     "scan_rate": scan_rate,
     "dashboard": dashboard,

@@ -71,10 +71,11 @@ _POD_STATES = f"""
 def baseline(con: duckdb.DuckDBPyConnection) -> Baseline | None:
     """Before a commit writes pods and nodes: None unless the class rows are current (then the commit
     rebuilds them all)."""
-    if not _valid(con):
+    stored = _stored(con)
+    if not stored or stored != fingerprints(con):
         return None
     con.execute(f"CREATE OR REPLACE TEMP TABLE class_pods_before AS {_POD_STATES}")
-    return Baseline(_nodes_fingerprint(con))
+    return Baseline(stored["class:nodes"])
 
 
 def valid(con: duckdb.DuckDBPyConnection) -> bool:
@@ -83,12 +84,17 @@ def valid(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _valid(con: duckdb.DuckDBPyConnection) -> bool:
+    stored = _stored(con)
+    return bool(stored) and stored == fingerprints(con)
+
+
+def _stored(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The fingerprints the class rows were last built under ({} when there are none)."""
     if not exists(con):
-        return False
-    stored = dict(
+        return {}
+    return dict(
         con.execute(f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'").fetchall()
     )
-    return bool(stored) and stored == fingerprints(con)
 
 
 def _stale_day_rows(con: duckdb.DuckDBPyConnection) -> bool:

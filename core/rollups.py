@@ -145,16 +145,12 @@ def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -
 
 def _hours_current(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> bool:
     """Were the hourly rows of [lo, hi) computed under every node's current dimensions?"""
-    for kind in _HOURLY:
-        stale = one(
-            con,
-            f"""SELECT 1 FROM {table(kind, "hourly")} h {_FPS}
-            WHERE h.hour >= ? AND h.hour < ? AND h.fp IS DISTINCT FROM coalesce(f.fp, 0) LIMIT 1""",
-            [lo, hi],
-        )
-        if stale:
-            return False
-    return True
+    rows = " UNION ALL ".join(
+        f"SELECT cluster, node, fp FROM {table(kind, 'hourly')} WHERE hour >= ? AND hour < ?" for kind in _HOURLY
+    )
+    sql = f"SELECT 1 FROM ({rows}) h {_FPS} WHERE h.fp IS DISTINCT FROM coalesce(f.fp, 0) LIMIT 1"
+    stale = one(con, sql, [lo, hi] * len(_HOURLY))
+    return not stale
 
 
 def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:

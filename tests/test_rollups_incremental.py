@@ -44,6 +44,7 @@ class Pod:
 class Node:
     name: str
     capacity: str = "on-demand"
+    product: str = "NVIDIA-A100-SXM4-80GB"
 
 
 def _scrape(pods: list[Pod], nodes: list[Node], start: datetime, minutes: int, out: Path) -> Path:
@@ -53,7 +54,7 @@ def _scrape(pods: list[Pod], nodes: list[Node], start: datetime, minutes: int, o
         for n in nodes:
             lines.append(
                 f'kube_node_labels{{node="{n.name}",label_node_kubernetes_io_instance_type="p4d.24xlarge",'
-                f'label_karpenter_sh_capacity_type="{n.capacity}"}} 1 {t}'
+                f'label_karpenter_sh_capacity_type="{n.capacity}",{c.NODE_GPU_PRODUCT_LABEL}="{n.product}"}} 1 {t}'
             )
         for p in pods:
             ids = f'namespace="ml",pod="{p.name}",uid="{p.uid}"'
@@ -203,3 +204,27 @@ def test_appended_windows_add_their_steps_to_the_hours_and_equal_hours_recompute
             assert _rollup_rows(con) == added, (lo, hi)
             con.execute("ROLLBACK")
             assert all(added[t] for t in [*HOURLY, c.T_COVERAGE_ROLLUP])
+
+
+def test_an_appended_window_that_changes_a_nodes_gpu_model_recomputes_its_hours_from_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wh, settings = tmp_path / "wh.duckdb", CollectSettings(cluster="k1")
+    recomputed: list[datetime] = []
+    refresh_hours = rollups._refresh_hours
+    monkeypatch.setattr(
+        rollups, "_refresh_hours", lambda con, lo, hi: (recomputed.append(lo), refresh_hours(con, lo, hi))
+    )
+    halves = [(DAY1, N1), (DAY1 + timedelta(minutes=30), Node("n1", product="NVIDIA-H100-80GB-HBM3"))]
+    for i, (start, node) in enumerate(halves):
+        recomputed.clear()
+        scrape = _scrape([P1], [node], start, 30, tmp_path / f"half{i}.om")
+        collect_files(wh, [scrape], settings, Window(start, start + timedelta(minutes=30)))
+        assert recomputed == ([DAY1] if i else []), "the first half is added; the second must recompute the hour"
+        with open_warehouse(wh) as con:
+            assert rollups.in_sync(con)
+            kept = _rollup_rows(con)
+            con.execute("BEGIN")
+            rollups.refresh(con, None, full=True)
+            assert _rollup_rows(con) == kept
+            con.execute("ROLLBACK")
