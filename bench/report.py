@@ -15,22 +15,27 @@ RSS_LIMIT_MB = 1536
 WHY_MISSED = {
     ">= 50x faster than PromQL": "a 6-hour window cannot use the daily class rollups, so the report labels per-pod "
     "hourly rows (temp tables and pricing are most of its 0.26 s at 1,000 GPUs) while PromQL reads only 6 hours of "
-    "samples; the ratio grows with the window and the fleet, and with the machine: 51x at 1,000 GPUs in the "
-    "previous run, 42x in this one, the same code.",
+    "samples; the ratio grows with the window and the fleet, and with the machine: 51x, 42x and 47x at 1,000 GPUs "
+    "in the last three runs, the same report code.",
     "ingest from": "a 5-minute collection at 10,000 GPUs, timed by stage: from files, Arrow parsing ~1.2 s (two "
     "files in parallel), mapping 140,000 series ~0.6 s, grid and staging ~1.1 s, the commit with its rollup refresh "
-    "1.5-1.9 s, all DuckDB or Arrow; from Prometheus, the store alone takes ~5 s to answer the window's 172 queries "
-    "(limit.prometheus_answers: ~92,000 samples/s on this machine, fetched and thrown away), so 300,000 samples/s "
-    "is beyond what the local Prometheus serves here.",
+    "1.5-1.9 s, all DuckDB or Arrow (DuckDB's COMMIT alone ~0.5 s: 1M samples/s would leave 0.53 s for "
+    "everything); from Prometheus, the store alone answers the window's queries (the 12 of its 172 planned whose "
+    "metrics it holds) at 87,000-111,000 samples/s here (limit.prometheus_answers, fetched and thrown away; "
+    "254,000 for a 30-minute window at 1,000 GPUs), so 300,000 samples/s is beyond what the local Prometheus "
+    "serves on this machine.",
     "<= 4 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
     "per row group; 4 bytes needs a per-series layout (a series table and integer keys). The files and Prometheus "
     "figures are their own formats, for comparison.",
     "every dashboard page < 2 s (first view": "teams: its four chargebacks (the bill, the breakdown, the budget's "
     "28 days and the anomalies' week), 0.5-1 s each and mostly DuckDB reading class and pod-day rollups, run in two "
-    "lanes of one connection each, which on this 2-core machine puts the page at 1.6-2.2 s.",
-    "20 dashboard sessions": "the machine: this run was ~1.4x slower than the previous one on code the change did "
-    "not touch (p95 2.4 s then); right after it, the previous commit (97d8437) and this one side by side, alternating: "
-    "3.73 and 3.68 s against 3.0 and 4.59 s: on this machine the noise is larger than any difference.",
+    "lanes of one connection each, which on this 2-core machine puts the page at 1.6-2.2 s (1.97 s in the previous "
+    "run; this run's machine was loaded, 3.8 at its end). Right after it, the code before this change's commits "
+    "(67fa34f) and this one side by side, alternating, 3 first views each: 1.89-2.02 s and 1.79-1.98 s against "
+    "1.44-1.75 s and 1.84-2.03 s.",
+    "20 dashboard sessions": "the machine: p95 2.4 s and 3.15 s in the previous two runs; right after this one, "
+    "the code before this change's commits (67fa34f) and this one side by side, alternating: 4.72 and 3.10 s "
+    "against 3.34 and 2.95 s: on this machine the noise is larger than any difference.",
     "peak RSS": "the overview's savings pass: a pool's peak over 23 million node-steps and a per-pod bill of "
     "190,000 pods, built in Python; DuckDB itself is capped at 1 GB (dashboard.memory_limit).",
 }

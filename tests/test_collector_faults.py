@@ -43,6 +43,20 @@ def _window_rows(wh: Path, table: str, lo: str = START, hi: str = END) -> list[t
         return sorted(found.fetchall(), key=repr)
 
 
+def _collected(store: FakeStore, tmp_path: Path) -> Path:
+    """The fixture window collected through the store (which must let it succeed)."""
+    wh = tmp_path / "wh.duckdb"
+    with serving(store) as url:
+        result = _collect(url, wh, tmp_path, "--start", START, "--end", END)
+    assert result.exit_code == 0, result.output
+    return wh
+
+
+def _assert_rows_of_direct_ingestion(wh: Path, direct: Path, *tables: str) -> None:
+    for table in tables or (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES):
+        assert _window_rows(wh, table) == _window_rows(direct, table), table
+
+
 def _first_queries(fault: Fault, count: int = 1) -> Script:
     queries = itertools.count()
     return lambda n, params: fault if "query" in params and next(queries) < count else PASS
@@ -70,12 +84,8 @@ RECOVERED = {
 def test_a_transient_fault_is_retried_and_the_window_commits_exactly(
     case: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
 ) -> None:
-    store = FakeStore(prometheus_url, _first_queries(RECOVERED[case]))
-    with serving(store) as url:
-        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
-    assert result.exit_code == 0, result.output
-    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES):
-        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+    wh = _collected(FakeStore(prometheus_url, _first_queries(RECOVERED[case])), tmp_path)
+    _assert_rows_of_direct_ingestion(wh, direct_warehouse)
 
 
 FAILING = {
@@ -120,9 +130,7 @@ def test_queries_for_metrics_the_store_does_not_hold_are_not_sent_and_the_rows_a
     prometheus_url: str, direct_warehouse: Path, tmp_path: Path
 ) -> None:
     store = FakeStore(prometheus_url)
-    with serving(store) as url:
-        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
-    assert result.exit_code == 0, result.output
+    wh = _collected(store, tmp_path)
     names = [s for s in store.seen if s.path.endswith("/label/__name__/values")]
     held = set(requests.get(f"{prometheus_url}/api/v1/label/__name__/values", timeout=10).json()["data"])
     assert len(names) == 2  # one per commit window
@@ -130,8 +138,7 @@ def test_queries_for_metrics_the_store_does_not_hold_are_not_sent_and_the_rows_a
     planned = prometheus.pushdown_plan("plain", promql.plain)
     assert sent == {q.promql for q in planned if set(q.reads) & held}
     assert len(sent) < len(planned)  # the fixture fleet runs no Triton, TGI, SGLang...
-    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES):
-        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+    _assert_rows_of_direct_ingestion(wh, direct_warehouse, c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES)
 
 
 NAMES_REFUSED = {
@@ -146,13 +153,10 @@ def test_a_store_that_will_not_list_its_metric_names_gets_every_query(
     case: str, prometheus_url: str, direct_warehouse: Path, tmp_path: Path
 ) -> None:
     store = FakeStore(prometheus_url, _names_request(NAMES_REFUSED[case]))
-    with serving(store) as url:
-        result = _collect(url, tmp_path / "wh.duckdb", tmp_path, "--start", START, "--end", END)
-    assert result.exit_code == 0, result.output
+    wh = _collected(store, tmp_path)
     sent = {s.params["query"] for s in store.seen if "query" in s.params}
     assert sent == {q.promql for q in prometheus.pushdown_plan("plain", promql.plain)}
-    for table in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES):
-        assert _window_rows(tmp_path / "wh.duckdb", table) == _window_rows(direct_warehouse, table)
+    _assert_rows_of_direct_ingestion(wh, direct_warehouse)
 
 
 def test_a_lasting_fault_on_the_metric_names_request_fails_transiently_and_commits_nothing(
