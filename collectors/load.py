@@ -93,9 +93,11 @@ def commit(
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
         coverage_current = rollup_coverage.in_sync(con)
         classes = rollup_classes.baseline(con)
-        appended = _inside(_staged_window(con), window) and rollups.window_is_new(con, window)
+        occupied = {table: _occupied(con, table, window) for _, table, _ in stage.STAGED}
+        # nothing in the window yet, and nothing staged outside it: the rollups only add its steps
+        appended = _inside(_staged_window(con), window) and not any(occupied[t] for t in rollups.STEP_TABLES)
         for temp, table, _ in stage.STAGED:
-            result.rows[table] = _replace_facts(con, temp, table, window)
+            result.rows[table] = _replace_facts(con, temp, table, window, occupied[table])
         for temp, table, key, updated in _DIMENSIONS:
             _upsert(con, temp, table, key, updated)
         rollups.refresh(
@@ -142,12 +144,18 @@ def _staged_window(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] 
     return row[0], row[1]
 
 
+def _occupied(con: duckdb.DuckDBPyConnection, table: str, window: tuple[datetime, datetime] | None) -> bool:
+    """Does the table hold a row in the window [first, last]? (None: no window, nothing replaced.)"""
+    return window is not None and bool(
+        one(con, f"SELECT 1 FROM {table} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window))
+    )
+
+
 def _replace_facts(
-    con: duckdb.DuckDBPyConnection, temp: str, table: str, window: tuple[datetime, datetime] | None
+    con: duckdb.DuckDBPyConnection, temp: str, table: str, window: tuple[datetime, datetime] | None, occupied: bool
 ) -> int:
     keys, where = stage.REPLACE_KEYS[table]
     # appending past the last committed window is the common case: nothing there to replace
-    occupied = window is not None and one(con, f"SELECT 1 FROM {table} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window))
     if window is not None and occupied:
         key_match = " AND ".join(f"t.{k.strip()} = k.{k.strip()}" for k in keys.split(","))
         con.execute(

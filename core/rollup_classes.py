@@ -8,8 +8,10 @@ attribution reads them (core/facts.labelled_sql).
 
 Those rows are only as current as the pods and nodes tables they were built from: `rollup_state`
 keeps a fingerprint of both, and a report uses the class rows only while they match (otherwise it
-falls back to the pod-day rows, with the same result). Every commit rebuilds them after the hourly
-and daily refresh, so a collection leaves them current.
+falls back to the pod-day rows, with the same result). Every commit brings them up to date after the
+hourly and daily refresh (`update`), so a collection leaves them current: it recomputes the days it
+collected and the days of the pods whose attribution it changed, or everything when a node changed
+or the rows were not current before it.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ changed since it was computed is ignored and its node is recomputed from the ste
 `rollup_state` records the step tables' row counts at the last refresh. A warehouse whose counts
 differ (rows written outside a collection commit, e.g. by hand or by an older gpuledger) is out of
 sync: the chargeback then reads the step tables, and the next commit rebuilds every rollup.
+
+A commit whose window no step table held a row in (a collection appending after the last one) adds its
+steps' terms to their hours, since every rollup is a sum of per-step terms; any other commit recomputes
+the hours it touched from all their steps.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from core.timeutil import DAY, floor_to, hours_covering
 from core.warehouse import one, row_counts, ts_span
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
+# every step table a rollup here or in core/rollup_coverage.py is computed from
+STEP_TABLES = tuple(dict.fromkeys([*SOURCES, *rollup_coverage.SOURCES]))
 
 
 def table(kind: str, level: str) -> str:
@@ -72,7 +78,7 @@ def refresh(
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
     dimensions are written. `classes`: how the class rows stood before the commit's writes
     (rollup_classes.baseline); without it every class row is recomputed. `appended`: no step table
-    held a row in the window before the commit (`window_is_new`), so its steps are added to their
+    (STEP_TABLES) held a row in the window before the commit, so its steps are added to their
     hours instead of recomputing the hours from all their steps."""
     hours = hours_covering(window)
     added = (window[0], window[1] + timedelta(microseconds=1)) if window is not None and appended else None
@@ -105,14 +111,6 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild what derives from the hourly/daily rollups alone (the class rows), e.g. after a migration."""
     if rollup_classes.exists(con):
         rollup_classes.rebuild(con)
-
-
-def window_is_new(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | None) -> bool:
-    """Does no step table hold a row in [first, last] yet (a collection appending after the last one)?"""
-    if window is None:
-        return False
-    tables = dict.fromkeys([*SOURCES, *rollup_coverage.SOURCES])
-    return not any(one(con, f"SELECT 1 FROM {t} WHERE ts BETWEEN ? AND ? LIMIT 1", list(window)) for t in tables)
 
 
 _FPS = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
