@@ -98,9 +98,9 @@ def pushdown_plan(style: str, sel: promql.Selector, rules_step_s: int | None = N
 
 
 def held(plan: list[Query], names: frozenset[str] | None) -> list[Query]:
-    """The queries that can answer something: a store at 10,000 GPUs answers each of the ~160
-    queries for families it does not hold (serving servers it does not run, health counters an
-    exporter does not export) in 5-15 ms, a quarter of a small window's collection."""
+    """The queries that can answer something. A store answers each of the ~160 queries for families
+    it does not hold (serving frameworks the fleet does not run, health counters its exporter does
+    not export) in 5-15 ms: nine tenths of the store's work for a 5-minute window at 100 GPUs."""
     if names is None:
         return plan
     return [q for q in plan if any(name in names for name in q.reads)]
