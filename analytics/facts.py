@@ -29,11 +29,11 @@ from core.facts import (
     MigShare,
     alloc_steps_sql,
     capacity_steps_sql,
-    fingerprints_sql,
     has_app_sql,
     labelled_sql,
     nodes_sql,
     scaled_sql,
+    stale_rows_sql,
     usage_steps_sql,
 )
 from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
@@ -133,11 +133,7 @@ def _find_stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> tuple[tuple[st
             ]
     if not parts:
         return ()
-    rows = con.execute(
-        f"""SELECT DISTINCT r.cluster, r.node FROM ({" UNION ALL ".join(parts)}) r
-        LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)
-        WHERE r.fp IS DISTINCT FROM coalesce(f.fp, 0) ORDER BY 1, 2"""
-    ).fetchall()
+    rows = con.execute(f"SELECT DISTINCT * FROM ({stale_rows_sql(' UNION ALL '.join(parts))}) ORDER BY 1, 2").fetchall()
     return tuple((str(a), str(b)) for a, b in rows)
 
 

@@ -83,11 +83,12 @@ def commit(
 
     `window` [start, end) is the span the staged data speaks for (rows of its entities there are
     replaced); without it, the span of the staged rows is used."""
+    staged = _staged_window(con)
     if window is not None:
         result.window = window
         window = (window[0], window[1] - timedelta(microseconds=1))  # BETWEEN is inclusive
     else:
-        window = result.window = _staged_window(con)
+        window = result.window = staged
     started = datetime.now(UTC).replace(tzinfo=None)
     with transaction(con):
         rollups_current = rollups.in_sync(con)  # before this commit's writes change the counts
@@ -95,7 +96,7 @@ def commit(
         classes = rollup_classes.baseline(con)
         occupied = {table: _occupied(con, table, window) for _, table, _ in stage.STAGED}
         # nothing in the window yet, and nothing staged outside it: the rollups only add its steps
-        appended = _inside(_staged_window(con), window) and not any(occupied[t] for t in rollups.STEP_TABLES)
+        appended = _inside(staged, window) and not any(occupied[t] for t in rollups.STEP_TABLES)
         for temp, table, _ in stage.STAGED:
             result.rows[table] = _replace_facts(con, temp, table, window, occupied[table])
         for temp, table, key, updated in _DIMENSIONS:

@@ -88,6 +88,13 @@ def fingerprints_sql() -> str:
         FROM n FULL JOIN d USING (cluster, node)"""
 
 
+def stale_rows_sql(rows: str) -> str:
+    """(cluster, node) of the rollup rows `rows` (a query of cluster, node, fp) computed under other
+    dimension values than their node's current ones."""
+    return f"""SELECT r.cluster, r.node FROM ({rows}) r LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)
+        WHERE r.fp IS DISTINCT FROM coalesce(f.fp, 0)"""
+
+
 def units_sql(mig_share: MigShare) -> str:
     """Per pod-step GPU units of one MIG mode, before HAMi cores scaling (`a`: pod_allocations, `n`: nodes)."""
     share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)

@@ -23,7 +23,7 @@ import duckdb
 
 from core import conventions as c
 from core import snapshot
-from core.facts import fingerprints_sql, has_app_sql, labelled_sql, nodes_sql
+from core.facts import fingerprints_sql, has_app_sql, labelled_sql, nodes_sql, stale_rows_sql
 from core.warehouse import one
 
 STATE = ("class:pods", "class:nodes")
@@ -37,10 +37,14 @@ def exists(con: duckdb.DuckDBPyConnection) -> bool:
 
 def fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Hashes of everything the class rows baked in: pods' labels (and names, uids, last seen) and nodes' attributes."""
+    return {"class:pods": _pods_fingerprint(con), "class:nodes": _nodes_fingerprint(con)}
+
+
+def _pods_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
     pods = one(
         con, f"SELECT coalesce(bit_xor(hash(cluster, namespace, pod, uid, labels, last_seen)), 0) FROM {c.T_PODS}"
     )
-    return {"class:pods": int(pods[0]) % MAX_BIGINT, "class:nodes": _nodes_fingerprint(con)}  # type: ignore[index]
+    return int(pods[0]) % MAX_BIGINT  # type: ignore[index]
 
 
 def _nodes_fingerprint(con: duckdb.DuckDBPyConnection) -> int:
@@ -101,12 +105,10 @@ def _stored(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 def _stale_day_rows(con: duckdb.DuckDBPyConnection) -> bool:
     """Any pod-day row computed under other dimension values than the node's current ones?"""
-    fps = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
-    for table in ("rollup_alloc_daily", "rollup_usage_daily"):
-        row = one(con, f"SELECT count(*) FROM {table} r {fps} WHERE r.fp IS DISTINCT FROM coalesce(f.fp, 0)")
-        if row and row[0]:
-            return True
-    return False
+    rows = " UNION ALL ".join(
+        f"SELECT cluster, node, fp FROM {t}" for t in ("rollup_alloc_daily", "rollup_usage_daily")
+    )
+    return one(con, f"SELECT 1 FROM ({stale_rows_sql(rows)}) LIMIT 1") is not None
 
 
 def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[datetime, datetime] | None) -> None:
@@ -115,7 +117,8 @@ def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[d
     when the class rows were not current before (`since` None) or the nodes changed: a node's group
     and prices reach every day. A 5-minute collection at 10,000 GPUs on a month of history: 5 s
     rebuilding every day, a fraction of that for its own."""
-    if since is None or _nodes_fingerprint(con) != since.nodes:
+    nodes = _nodes_fingerprint(con)
+    if since is None or nodes != since.nodes:
         rebuild(con)
         return
     lo, hi = days or (None, None)
@@ -134,7 +137,7 @@ def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[d
     for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE):
         con.execute(f"DELETE FROM {table} WHERE day IN (SELECT day FROM class_days)")
     _insert_days(con, "WHERE r.day IN (SELECT day FROM class_days)")
-    _record(con)
+    _record(con, {"class:pods": _pods_fingerprint(con), "class:nodes": nodes})
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
@@ -151,7 +154,7 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         FROM {c.T_NODES} n JOIN ({nodes_sql()}) s USING (cluster, node)"""
     )
     _insert_days(con)
-    _record(con)
+    _record(con, fingerprints(con))
 
 
 def _insert_days(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
@@ -175,6 +178,6 @@ def _insert_days(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
         )
 
 
-def _record(con: duckdb.DuckDBPyConnection) -> None:
+def _record(con: duckdb.DuckDBPyConnection, prints: dict[str, int]) -> None:
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'")
-    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(fingerprints(con).items()))
+    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(prints.items()))

@@ -25,10 +25,12 @@ import duckdb
 from core import conventions as c
 from core import snapshot
 from core.timeutil import DAY, hours_covering
-from core.warehouse import one, row_counts, ts_span
+from core.warehouse import one, rewrite, row_counts, ts_span
 
 SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
 PREFIX = "coverage:"
+# the hourly rows the steps [$start, $end) fall in
+HOURS_TOUCHED = "hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end"
 
 
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
@@ -60,10 +62,8 @@ def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -
     """The hours' rows merged with those of the new steps: step counts add up (the steps are new, so no
     step is counted twice), spans widen, and a node's GPU count and fewest steps are taken again
     over its merged GPU rows. 5 minutes of steps read instead of the hour's 60."""
-    hours = "hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end"
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE coverage_sum AS
-        WITH parts AS (SELECT * FROM {c.T_COVERAGE_ROLLUP} WHERE {hours} UNION ALL SELECT * FROM ({hourly_sql()}) h),
+    merged = f"""
+        WITH parts AS (SELECT * FROM {c.T_COVERAGE_ROLLUP} WHERE {HOURS_TOUCHED} UNION ALL SELECT * FROM ({hourly_sql()}) h),
         gpu AS (
             SELECT hour, cluster, node, gpu_uuid, sum(steps) AS steps, min(first_ts) AS first_ts,
                 max(last_end) AS last_end
@@ -73,16 +73,14 @@ def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -
             SELECT hour, cluster, node, sum(steps) AS steps, min(first_ts) AS first_ts, max(last_end) AS last_end,
                 sum(declared_steps) AS declared_steps
             FROM parts WHERE gpu_uuid IS NULL GROUP BY ALL)
-        SELECT hour, cluster, node, gpu_uuid, steps, first_ts, last_end, NULL, NULL, NULL FROM gpu
+        SELECT hour, cluster, node, gpu_uuid, steps, first_ts, last_end,
+            NULL AS declared_steps, NULL AS gpus, NULL AS gpu_min_steps
+        FROM gpu
         UNION ALL
         SELECT n.hour, n.cluster, n.node, NULL, n.steps, n.first_ts, n.last_end, n.declared_steps,
             coalesce(p.gpus, 0), p.gpu_min_steps
-        FROM node n LEFT JOIN per_node p USING (hour, cluster, node)""",
-        {"start": start, "end": end},
-    )
-    con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE {hours}", {"start": start, "end": end})
-    con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} SELECT * FROM coverage_sum")
-    con.execute("DROP TABLE coverage_sum")
+        FROM node n LEFT JOIN per_node p USING (hour, cluster, node)"""
+    rewrite(con, c.T_COVERAGE_ROLLUP, HOURS_TOUCHED, merged, {"start": start, "end": end})
 
 
 def hourly_sql() -> str:

@@ -31,9 +31,9 @@ import duckdb
 
 from core import conventions as c
 from core import rollup_classes, rollup_coverage, rollup_sql, snapshot
-from core.facts import fingerprints_sql
+from core.facts import fingerprints_sql, stale_rows_sql
 from core.timeutil import DAY, floor_to, hours_covering
-from core.warehouse import one, row_counts, ts_span
+from core.warehouse import one, rewrite, row_counts, ts_span
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
 # every step table a rollup here or in core/rollup_coverage.py is computed from
@@ -146,32 +146,23 @@ def _hours_current(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -
     rows = " UNION ALL ".join(
         f"SELECT cluster, node, fp FROM {table(kind, 'hourly')} WHERE hour >= ? AND hour < ?" for kind in _HOURLY
     )
-    sql = f"SELECT 1 FROM ({rows}) h {_FPS} WHERE h.fp IS DISTINCT FROM coalesce(f.fp, 0) LIMIT 1"
-    stale = one(con, sql, [lo, hi] * len(_HOURLY))
-    return not stale
+    return one(con, f"SELECT 1 FROM ({stale_rows_sql(rows)}) LIMIT 1", [lo, hi] * len(_HOURLY)) is None
 
 
 def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
     """Add the steps [start, end) to their hours: every rollup is a sum of per-step terms (core/rollup_sql.py),
     so an hour's rows plus the new steps' rows, summed by key, are the hour recomputed. A 5-minute
     collection then reads 5 minutes of steps, not the hour's 60 (3-4 s at 10,000 GPUs)."""
-    params = {"start": start, "end": end}
+    hours = rollup_coverage.HOURS_TOUCHED
     for kind, (cols, sql, sums) in _HOURLY.items():
         hourly = table(kind, "hourly")
         keys = "hour, cluster, node" + (", namespace, pod, uid" if "pod" in cols else "") + ", fp"
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE rollup_sum AS
-            SELECT {keys}, {sums} FROM (
-                SELECT hour, cluster, node, {cols}, fp FROM {hourly}
-                WHERE hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end
+        summed = f"""SELECT {keys}, {sums} FROM (
+                SELECT hour, cluster, node, {cols}, fp FROM {hourly} WHERE {hours}
                 UNION ALL
                 SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) AS fp FROM ({sql}) {_FPS})
-            GROUP BY ALL""",
-            params,
-        )
-        con.execute(f"DELETE FROM {hourly} WHERE hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end", params)
-        con.execute(f"INSERT INTO {hourly} BY NAME SELECT * FROM rollup_sum")
-    con.execute("DROP TABLE rollup_sum")
+            GROUP BY ALL"""
+        rewrite(con, hourly, hours, summed, {"start": start, "end": end})
 
 
 def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:

@@ -89,6 +89,15 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = 
     return rows[0] if rows else None
 
 
+def rewrite(con: duckdb.DuckDBPyConnection, table: str, where: str, rows: str, params: dict[str, Any]) -> None:
+    """Replace the rows of `table` that `where` selects by the query `rows`, which may read them (it
+    is materialized before they are deleted; its columns are matched to the table's by name)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE rewrite_rows AS {rows}", params)
+    con.execute(f"DELETE FROM {table} WHERE {where}", params)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rewrite_rows")
+    con.execute("DROP TABLE rewrite_rows")
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     exists = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [c.T_SCHEMA_VERSION])
     if not exists or not exists[0]:

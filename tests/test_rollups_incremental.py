@@ -109,6 +109,14 @@ def _class_rows(con) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
     return {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in CLASS_TABLES}
 
 
+def _hours_recomputed(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
+    """Record the first hour of each range of hours a commit recomputes from all their steps."""
+    seen: list[datetime] = []
+    refresh_hours = rollups._refresh_hours
+    monkeypatch.setattr(rollups, "_refresh_hours", lambda con, lo, hi: (seen.append(lo), refresh_hours(con, lo, hi)))
+    return seen
+
+
 def _recomputing(monkeypatch: pytest.MonkeyPatch) -> list[set[datetime] | None]:
     """Record the days each commit recomputes class rows for (None: every day)."""
     seen: list[set[datetime] | None] = []
@@ -185,11 +193,7 @@ def test_appended_windows_add_their_steps_to_the_hours_and_equal_hours_recompute
 ) -> None:
     wh = tmp_path / "wh.duckdb"
     files = sorted(str(p) for p in sim_day.glob("*.om"))
-    recomputed: list[datetime] = []
-    refresh_hours = rollups._refresh_hours
-    monkeypatch.setattr(
-        rollups, "_refresh_hours", lambda con, lo, hi: (recomputed.append(lo), refresh_hours(con, lo, hi))
-    )
+    recomputed = _hours_recomputed(monkeypatch)
     for lo, hi, appends in WINDOWS:
         recomputed.clear()
         window = ("--start", f"2026-11-02T{lo}:00Z", "--end", f"2026-11-02T{hi}:00Z")
@@ -210,11 +214,7 @@ def test_an_appended_window_that_changes_a_nodes_gpu_model_recomputes_its_hours_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wh, settings = tmp_path / "wh.duckdb", CollectSettings(cluster="k1")
-    recomputed: list[datetime] = []
-    refresh_hours = rollups._refresh_hours
-    monkeypatch.setattr(
-        rollups, "_refresh_hours", lambda con, lo, hi: (recomputed.append(lo), refresh_hours(con, lo, hi))
-    )
+    recomputed = _hours_recomputed(monkeypatch)
     halves = [(DAY1, N1), (DAY1 + timedelta(minutes=30), Node("n1", product="NVIDIA-H100-80GB-HBM3"))]
     for i, (start, node) in enumerate(halves):
         recomputed.clear()
