@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint golden tools clean screenshots bench bench-load
+.PHONY: help run test lint golden tools clean screenshots bench bench-load guard-tree guard-build
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,7 +48,13 @@ $(FOCUS_VALIDATOR): ## the FinOps Foundation's FOCUS validator (needs Python 3.1
 	  $(FOCUS_VENV)/bin/pip install --quiet focus-validator==2.2.1 numpy==1.26.4 'pyarrow<19' \
 	  || { echo "make: could not install focus-validator 2.2.1 into $(FOCUS_VENV)"; exit 1; }
 
-test: $(DEV_STAMP) tools $(FOCUS_VALIDATOR) ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit, FOCUS validator)
+guard-tree: ## Fail, naming the path, on a tracked symlink leaving the clone or a tracked path .gitignore ignores
+	@$(PYTHON) .ci/clone_guard.py tree
+
+guard-build: ## Fail, naming the path, when a virtualenv of the clone reads anything outside it but the system's Python
+	@$(PYTHON) .ci/clone_guard.py build
+
+test: guard-tree $(DEV_STAMP) tools $(FOCUS_VALIDATOR) guard-build ## Run the whole test suite (real DuckDB, Prometheus, VictoriaMetrics, promtool, Streamlit, FOCUS validator)
 	@$(BIN)/python -m pytest -n auto --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
