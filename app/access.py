@@ -4,11 +4,14 @@ The dashboard asks this module once per run and applies the answer to every fram
 every CSV it offers, so a page cannot forget it. Rules (settings `dashboard.*`):
   - `auth: none` (the default, loopback only): everyone is an admin.
   - `auth: oidc`: a user who is not logged in sees nothing; `admin_users` / `admin_groups` see every
-    team and every page; anyone else sees the union of `user_teams[their email or subject]` and
+    team and every page; anyone else sees the union of `user_teams[their user]` and
     `group_teams[each of their groups]`, and only the Overview and Teams pages. The `__idle__`,
     `__unallocated__` and `__shared__` rows belong to no team, so only admins see them.
-Emails compare case-insensitively (providers differ in how they case them); subjects, groups and
-team names compare exactly.
+A user is the value of one declared claim (`dashboard.user_claim`, default `email`), never another: a
+subject that looks like an email is not that email. An email counts only when the token says it was
+verified (`email_verified: true`); anyone can put any address on an unverified account at most
+providers. Emails compare case-insensitively (providers differ in how they case them); other claims,
+groups and team names compare exactly.
 """
 
 from __future__ import annotations
@@ -27,19 +30,19 @@ if TYPE_CHECKING:  # pandas costs half a second at import: every `gpuledger` com
 # Pages a non-admin may open: their teams' bills. Fleet-wide pages (health, inference, drift, alerts,
 # exports with every team's files, data status) are for admins.
 TEAM_PAGES = ("overview", "teams")
+EMAIL_CLAIM = "email"
 
 
 @dataclass(frozen=True)
 class Identity:
     logged_in: bool
-    email: str | None = None
-    subject: str | None = None
-    name: str | None = None
+    user: str | None = None  # the declared claim's value (an email only when verified), as compared
+    name: str | None = None  # for display only
     groups: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        return self.email or self.name or self.subject or "anonymous"
+        return self.user or self.name or "anonymous"
 
 
 @dataclass(frozen=True)
@@ -63,17 +66,24 @@ EVERYTHING = Scope(admin=True)
 NOTHING = Scope(admin=False)
 
 
-def identity_from(user: Mapping[str, Any], groups_claim: str = "groups") -> Identity:
+def identity_from(user: Mapping[str, Any], groups_claim: str = "groups", user_claim: str = "email") -> Identity:
     """Streamlit's st.user (the ID token's claims) -> Identity. Groups may be a list or a string."""
     raw = user.get(groups_claim) or ()
     groups = (raw,) if isinstance(raw, str) else tuple(str(g) for g in raw if g is not None)
+    value = _text(user.get(user_claim))
+    if user_claim == EMAIL_CLAIM and not _verified(user.get("email_verified")):
+        value = None
     return Identity(
         logged_in=bool(user.get("is_logged_in")),
-        email=_text(user.get("email")),
-        subject=_text(user.get("sub")),
+        user=_user_key(value, user_claim) if value else None,
         name=_text(user.get("name")),
         groups=groups,
     )
+
+
+def _verified(flag: object) -> bool:
+    # Cognito and some proxies send the boolean claim as a string
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
 
 
 def scope_for(identity: Identity, policy: DashboardSettings) -> Scope:
@@ -81,12 +91,15 @@ def scope_for(identity: Identity, policy: DashboardSettings) -> Scope:
         return EVERYTHING
     if not identity.logged_in:
         return NOTHING
-    keys = _user_keys(identity)
-    if keys & _user_keys_of(policy.admin_users) or set(identity.groups) & set(policy.admin_groups):
+    claim = policy.user_claim
+    me = identity.user
+    if me is not None and me in {_user_key(u, claim) for u in policy.admin_users}:
+        return EVERYTHING
+    if set(identity.groups) & set(policy.admin_groups):
         return EVERYTHING
     teams: set[str] = set()
     for user, allowed in policy.user_teams.items():
-        if _user_keys_of([user]) & keys:
+        if me is not None and _user_key(user, claim) == me:
             teams.update(allowed)
     for group in identity.groups:
         teams.update(policy.group_teams.get(group, ()))
@@ -122,12 +135,5 @@ def _text(value: object) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _user_keys(identity: Identity) -> set[str]:
-    keys = {identity.subject} if identity.subject else set()
-    if identity.email:
-        keys.add(identity.email.casefold())
-    return keys
-
-
-def _user_keys_of(users: Iterable[str]) -> set[str]:
-    return {u.casefold() if "@" in u else u for u in users}
+def _user_key(value: str, claim: str) -> str:
+    return value.casefold() if claim == EMAIL_CLAIM else value

@@ -137,7 +137,7 @@ def authenticate(policy: DashboardSettings) -> access.Scope:
     """With `dashboard.auth: oidc`, log the user in (st.login) and return what they may see."""
     if policy.auth == "none":
         return access.EVERYTHING
-    identity = access.identity_from(st.user.to_dict(), policy.groups_claim)
+    identity = access.identity_from(st.user.to_dict(), policy.groups_claim, policy.user_claim)
     if not identity.logged_in:
         st.title("gpuledger")
         st.write("Log in to see your teams' GPU bills.")

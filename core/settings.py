@@ -301,10 +301,16 @@ class DashboardSettings(_Section):
     allow_unauthenticated: bool = Field(
         default=False, description="Serve without login on a non-loopback address (behind an authenticating proxy)."
     )
-    admin_users: list[str] = Field(default_factory=list, description="Users (email or subject) who see every team.")
+    user_claim: str = Field(
+        default="email",
+        min_length=1,
+        description="ID-token claim that names a user in `admin_users` and `user_teams` (`email`: counted only "
+        "with `email_verified: true`; `sub`, `preferred_username`, `oid`, ...: compared exactly).",
+    )
+    admin_users: list[str] = Field(default_factory=list, description="Users (`user_claim` values) who see every team.")
     admin_groups: list[str] = Field(default_factory=list, description="Groups whose members see every team.")
     user_teams: dict[str, list[str]] = Field(
-        default_factory=dict, description="User (email or subject) -> the teams whose bills they may see."
+        default_factory=dict, description="User (`user_claim` value) -> the teams whose bills they may see."
     )
     group_teams: dict[str, list[str]] = Field(
         default_factory=dict, description="Group -> the teams whose bills its members may see."

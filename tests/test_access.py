@@ -26,24 +26,32 @@ POLICY = DashboardSettings(
 )
 
 
+def _verified(claims: dict) -> dict:
+    return {"is_logged_in": True, "email_verified": True, **claims}
+
+
 @pytest.mark.parametrize(
     ("user", "expected"),
     [
-        ({"is_logged_in": False, "email": "alice@example.com"}, access.NOTHING),
-        ({"is_logged_in": True, "email": "alice@example.com"}, access.EVERYTHING),  # emails compare caselessly
-        ({"is_logged_in": True, "email": "carol@example.com", "groups": ["platform"]}, access.EVERYTHING),
-        ({"is_logged_in": True, "email": "BOB@example.com"}, access.Scope(False, frozenset({"nlp"}))),
+        ({"is_logged_in": False, "email": "alice@example.com", "email_verified": True}, access.NOTHING),
+        (_verified({"email": "alice@example.com"}), access.EVERYTHING),  # emails compare caselessly
+        (_verified({"email": "carol@example.com", "groups": ["platform"]}), access.EVERYTHING),
+        (_verified({"email": "BOB@example.com"}), access.Scope(False, frozenset({"nlp"}))),
         (
-            {"is_logged_in": True, "email": "bob@example.com", "groups": ["vision-eng", "ml-all"]},
+            _verified({"email": "bob@example.com", "groups": ["vision-eng", "ml-all"]}),
             access.Scope(False, frozenset({"nlp", "vision", "ads"})),
         ),
+        (_verified({"email": "bob@example.com", "email_verified": "true"}), access.Scope(False, frozenset({"nlp"}))),
+        ({"is_logged_in": True, "email": "bob@example.com", "email_verified": False}, access.NOTHING),
+        ({"is_logged_in": True, "email": "bob@example.com"}, access.NOTHING),
         (
-            {"is_logged_in": True, "sub": "sub-123", "groups": "vision-eng"},
-            access.Scope(False, frozenset({"research", "vision"})),
+            {"is_logged_in": True, "email": "bob@example.com", "email_verified": False, "groups": ["vision-eng"]},
+            access.Scope(False, frozenset({"vision"})),
         ),
-        ({"is_logged_in": True, "sub": "SUB-123"}, access.NOTHING),  # subjects compare exactly
-        ({"is_logged_in": True, "email": "mallory@example.com", "groups": ["Platform"]}, access.NOTHING),
-        ({"is_logged_in": True, "email": "admin@example.com\n"}, access.NOTHING),
+        ({"is_logged_in": True, "sub": "alice@example.com"}, access.NOTHING),
+        (_verified({"sub": "sub-123", "groups": "vision-eng"}), access.Scope(False, frozenset({"vision"}))),
+        (_verified({"email": "mallory@example.com", "groups": ["Platform"]}), access.NOTHING),
+        (_verified({"email": "admin@example.com\n"}), access.NOTHING),
     ],
     ids=[
         "logged out",
@@ -51,8 +59,12 @@ POLICY = DashboardSettings(
         "admin group",
         "user mapped to a team",
         "user and groups add up",
-        "subject and a single group string",
-        "subject case differs",
+        "verified flag as a string",
+        "unverified email",
+        "email without the verified claim",
+        "unverified email keeps its groups",
+        "subject that looks like an admin email",
+        "subject is not the declared claim",
         "group case differs",
         "look-alike email",
     ],
@@ -61,6 +73,37 @@ def test_a_users_scope_is_the_union_of_their_mappings_and_admins_see_everything(
     user: dict, expected: access.Scope
 ) -> None:
     assert access.scope_for(access.identity_from(user), POLICY) == expected
+
+
+BY_SUBJECT = DashboardSettings(
+    auth="oidc",
+    user_claim="sub",
+    admin_users=["admin-sub"],
+    user_teams={"sub-123": ["research"], "bob@example.com": ["nlp"]},
+)
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ({"is_logged_in": True, "sub": "sub-123"}, access.Scope(False, frozenset({"research"}))),
+        ({"is_logged_in": True, "sub": "SUB-123"}, access.NOTHING),  # other claims compare exactly
+        ({"is_logged_in": True, "sub": "admin-sub"}, access.EVERYTHING),
+        # an email, even verified, is not the declared claim
+        ({"is_logged_in": True, "sub": "x", "email": "bob@example.com", "email_verified": True}, access.NOTHING),
+        ({"is_logged_in": True, "email": "admin-sub", "email_verified": True}, access.NOTHING),
+    ],
+    ids=[
+        "subject mapped",
+        "subject case differs",
+        "admin subject",
+        "verified email ignored",
+        "email equal to a subject",
+    ],
+)
+def test_with_a_declared_user_claim_only_that_claim_names_the_user(user: dict, expected: access.Scope) -> None:
+    identity = access.identity_from(user, BY_SUBJECT.groups_claim, BY_SUBJECT.user_claim)
+    assert access.scope_for(identity, BY_SUBJECT) == expected
 
 
 def test_without_auth_everyone_is_an_admin_and_only_loopback_may_serve_that() -> None:
@@ -122,7 +165,7 @@ def test_a_logged_out_visitor_sees_a_login_button_and_no_numbers(
 def test_a_team_member_sees_only_their_teams_bill_and_downloads_only_it(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, tmp_path: Path
 ) -> None:
-    bob = {"is_logged_in": True, "email": "bob@example.com", "groups": ["vision-eng"]}
+    bob = {"is_logged_in": True, "email": "bob@example.com", "email_verified": True, "groups": ["vision-eng"]}
     overview = _app(monkeypatch, direct_warehouse, tmp_path, bob)
     assert set(overview.dataframe[0].value["team"]) == {"nlp", "vision"}
     assert set(overview.sidebar.multiselect[1].options) == {"nlp", "vision"}  # the team filter
@@ -158,7 +201,7 @@ def _capture_downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
 def test_an_admin_sees_every_team_and_every_page(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, tmp_path: Path
 ) -> None:
-    alice = {"is_logged_in": True, "email": "alice@example.com"}
+    alice = {"is_logged_in": True, "email": "alice@example.com", "email_verified": True}
     overview = _app(monkeypatch, direct_warehouse, tmp_path, alice)
     assert {c.IDLE, "nlp", "vision"} <= set(overview.dataframe[0].value["team"])
     status = _app(monkeypatch, direct_warehouse, tmp_path, alice, "status")
