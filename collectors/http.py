@@ -30,6 +30,7 @@ from core.settings import PrometheusSettings
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_NOT_CREDENTIALS = frozenset({"accept-encoding", "accept", "user-agent"})
 _TRANSIENT = (
     requests.exceptions.ConnectionError,
     requests.exceptions.Timeout,
@@ -118,6 +119,35 @@ def _basic_password(prom: PrometheusSettings, env: Mapping[str, str]) -> str:
     raise ConfigError("basic auth needs prometheus.basic_auth_password_file or prometheus.basic_auth_password_env")
 
 
+class _Session(requests.Session):
+    """A session that drops every configured credential header when a redirect leaves the host.
+
+    requests strips only `Authorization` on such a redirect (Session.rebuild_auth); a store's 302 to
+    another host would still carry `X-Api-Key`, a tenant header or any `prometheus.headers` value. The
+    host test is requests' own (`should_strip_auth`: another host, or a scheme/port change other than
+    http -> https on default ports), so a proxy's same-host redirect still authenticates."""
+
+    def __init__(self, credential_headers: frozenset[str]) -> None:
+        super().__init__()
+        self.credential_headers = credential_headers
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        if (
+            response.request.url
+            and prepared_request.url
+            and self.should_strip_auth(response.request.url, prepared_request.url)
+        ):
+            for name in self.credential_headers:
+                prepared_request.headers.pop(name, None)
+        super().rebuild_auth(prepared_request, response)
+
+
+def credential_headers(headers: Mapping[str, str]) -> frozenset[str]:
+    """Every header gpuledger was configured to send but content negotiation: each may carry a credential
+    or a tenant's identity."""
+    return frozenset(name for name in headers if name.lower() not in _NOT_CREDENTIALS)
+
+
 class HttpClient:
     """GET with retries; one requests.Session per thread (Session is not thread-safe)."""
 
@@ -150,7 +180,7 @@ class HttpClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = _Session(credential_headers(self._headers))
             session.headers.update(self._headers)
             session.verify = self.config.verify
             if self.config.verify is False:  # chosen explicitly (prometheus.insecure_skip_verify)

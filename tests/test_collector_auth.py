@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,9 @@ import yaml
 from click.testing import CliRunner, Result
 
 from app.cli import main
+from collectors import http
+from core.errors import QueryError
+from core.settings import PrometheusSettings
 from core.warehouse import open_warehouse
 from tests import servers
 from tests.conftest import require_binary
@@ -239,3 +245,112 @@ def test_misconfigured_credentials_are_one_clear_error_before_any_request(case: 
     result = _run(tmp_path, _collect_settings() | {"prometheus": prometheus}, "--url", "http://127.0.0.1:9", *WINDOW)
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and TOKEN not in result.output
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Records each request's headers; `redirect_to` (a base URL) answers 302 to the same path there."""
+
+    seen: list[tuple[str, dict[str, str]]]
+    redirect_to: str | None = None
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        if self.redirect_to is not None:
+            self.send_response(302)
+            self.send_header("Location", self.redirect_to + self.path)
+            self.end_headers()
+            return
+        body = b'{"status":"error","errorType":"unauthorized","error":"no credentials"}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _recording(host: str, redirect_to: str | None = None) -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    seen: list[tuple[str, dict[str, str]]] = []
+    handler = type("Handler", (_Recorder,), {"seen": seen, "redirect_to": redirect_to})
+    server = ThreadingHTTPServer((host, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+REDIRECT_SETTINGS = {
+    "prometheus": {"headers": {"X-Api-Key": HEADER_SECRET}, "tenant": "team-a", "bearer_token_file": "TOKEN_FILE"},
+    "collect": {"retries": 0},
+}
+
+
+def _redirect_settings(tmp_path: Path) -> dict:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    settings = yaml.safe_load(yaml.safe_dump(REDIRECT_SETTINGS))
+    settings["prometheus"]["bearer_token_file"] = str(token)
+    return settings
+
+
+def test_a_redirect_to_another_host_carries_no_configured_credential_header(tmp_path: Path) -> None:
+    """The store answers 302 to another host (127.0.0.2): the header, the tenant and the token stay behind,
+    and the other host's refusal is a clear error naming it."""
+    with _recording("127.0.0.2") as (elsewhere, seen_elsewhere), _recording("127.0.0.1", elsewhere) as (store, seen):
+        result = _run(tmp_path, _redirect_settings(tmp_path), "--url", store, *WINDOW)
+    assert seen and seen[0][1]["x-api-key"] == HEADER_SECRET  # the store itself was sent them
+    assert seen_elsewhere, "the redirect was followed"
+    for _, headers in seen_elsewhere:
+        assert {"x-api-key", "x-scope-orgid", "authorization"}.isdisjoint(headers)
+    assert result.exit_code == 2, result.output
+    assert f"{elsewhere}/api/v1/" in result.output or "127.0.0.1" in result.output
+    _assert_kept_nowhere(HEADER_SECRET, result, tmp_path / "wh.duckdb")
+    _assert_kept_nowhere(TOKEN, result, tmp_path / "wh.duckdb")
+
+
+def test_a_redirect_to_another_port_of_the_same_host_carries_no_credentials(tmp_path: Path) -> None:
+    """Another port is another origin (another server may listen there)."""
+    with _recording("127.0.0.1") as (target, seen_target), _recording("127.0.0.1", target + "/prefix") as (store, _):
+        prom = PrometheusSettings(**_redirect_settings(tmp_path)["prometheus"])
+        client = http.HttpClient(store, http.config_for(prom, 5, 0))
+        with pytest.raises(QueryError, match="HTTP 401"):
+            client.get("/api/v1/query", {"query": "up"})
+    path, headers = seen_target[0]
+    assert path.startswith("/prefix/api/v1/query")
+    assert {"x-api-key", "x-scope-orgid", "authorization"}.isdisjoint(headers)
+
+
+def test_a_redirect_to_the_same_origin_keeps_the_credentials(tmp_path: Path) -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    class SameOrigin(_Recorder):
+        def do_GET(self) -> None:  # noqa: N802
+            if not self.path.startswith("/prefix"):  # a relative Location: this very host and port
+                self.send_response(302)
+                self.send_header("Location", "/prefix" + self.path)
+                self.end_headers()
+                return
+            super().do_GET()
+
+    SameOrigin.seen = seen  # only the redirected request records: the first one returns before super()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SameOrigin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prom = PrometheusSettings(**_redirect_settings(tmp_path)["prometheus"])
+        client = http.HttpClient(f"http://127.0.0.1:{server.server_address[1]}", http.config_for(prom, 5, 0))
+        with pytest.raises(QueryError, match="HTTP 401"):
+            client.get("/api/v1/query", {"query": "up"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    path, headers = seen[0]
+    assert path.startswith("/prefix/api/v1/query")
+    assert headers["x-api-key"] == HEADER_SECRET
+    assert headers["authorization"] == f"Bearer {TOKEN}"
+    assert headers["x-scope-orgid"] == "team-a"
