@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 
 from collectors import http, load, prometheus, stage
-from collectors.openmetrics import Samples, parse_file
+from collectors.openmetrics import ANY_TIME_MS, Samples, parse_file
 from collectors.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c
 from core.errors import ConfigError
@@ -27,19 +27,35 @@ from core.timeutil import Window, parse_duration
 from core.warehouse import one, open_warehouse
 
 
+def plausible_ms(now: datetime) -> tuple[int, int]:
+    """Sample times a collection without a window accepts: from PLAUSIBLE_FROM to a day past now."""
+    return int(epoch_ms(PLAUSIBLE_FROM)), int(epoch_ms(now + PLAUSIBLE_AHEAD))
+
+
+PLAUSIBLE_FROM = datetime(2000, 1, 1)
+PLAUSIBLE_AHEAD = timedelta(days=1)
+
+
 def collect_files(
     warehouse: Path,
     paths: list[Path],
     settings: CollectSettings,
     window: Window | None = None,
     at: datetime | None = None,
+    now: datetime | None = None,
 ) -> load.LoadResult:
-    """Ingest OpenMetrics / Prometheus-text files (all parsed before anything is written)."""
+    """Ingest OpenMetrics / Prometheus-text files (all parsed before anything is written).
+
+    With a window, samples outside it (and its lookback) are dropped and counted; without one, a
+    sample time before 2000 or more than a day ahead of now is refused naming its file and line."""
     default_ts = int(epoch_ms(at)) if at is not None else None
     require_eof = at is None
+    bounds = ANY_TIME_MS if window is not None else plausible_ms(now or utcnow())
+    if default_ts is not None and not bounds[0] <= default_ts <= bounds[1]:
+        raise ConfigError(f"--at {at:%Y-%m-%dT%H:%M:%SZ} is not a plausible sample time (2000 to a day from now)")
     # files parse in parallel: the fast path spends its time in Arrow, which releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(paths))), thread_name_prefix="gpuledger-parse") as pool:
-        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof), paths))
+        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof, bounds), paths))
     source = "files:" + ",".join(sorted(p.name for p in paths))
     return commit_samples(warehouse, parsed, settings, source, window, at is not None)
 
@@ -61,13 +77,25 @@ def commit_samples(
         lookback_ms = step_s * 1000 - 1  # a lone scrape stands for the one step it falls in, not a lookback
     result = load.LoadResult(source=source)
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
+    if window_ms is not None:
+        # what a grid point of the window (and the counters' step before it) can read, nothing else
+        inside = (t_ms > window_ms[0] - step_s * 1000 - lookback_ms) & (t_ms <= window_ms[1])
+        if not inside.all():
+            dropped = int((~inside).sum())
+            what = (
+                "1 sample outside the window (and its lookback) was"
+                if dropped == 1
+                else f"{dropped} samples outside the window (and its lookback) were"
+            )
+            result.warnings.append(f"{what} dropped")
+            sid, t_ms, v = sid[inside], t_ms[inside], v[inside]
     with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
         _fast_writes(con)
         result.samples, kinds = stage.register_series(con, "stage_raw", table, ctx, (sid, t_ms, v))
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
         stage.build_staged(con, step_s, window_ms)
         load.commit(con, result, window=(window.start, window.end) if window else None)
-    result.warnings = warnings_for(kinds)
+    result.warnings += warnings_for(kinds)
     return result
 
 
@@ -91,7 +119,7 @@ def collect_prometheus(
     reader = prometheus.Reader(client, prom.flavor, step, settings.max_points_per_query, settings.concurrency)
     total = load.LoadResult(source=source)
     kinds: set[str] = set()
-    now = now or _utcnow()
+    now = now or utcnow()
     # the watermark never passes what the store can already hold completely: a window reaching
     # into the future is collected, but resuming starts again where the data was still arriving
     settled = floor_step(now - timedelta(seconds=parse_duration(settings.safety_lag)), step)
@@ -234,7 +262,7 @@ def floor_step(ts: datetime, step_s: int) -> datetime:
     return datetime(1970, 1, 1) + timedelta(milliseconds=ms - ms % (step_s * 1000))
 
 
-def _utcnow() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 

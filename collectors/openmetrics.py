@@ -7,7 +7,9 @@ a find, a slice, a dict lookup and two float conversions. Which series of those 
 malformed line raises InputError naming the file and line; nothing is returned from a file that fails.
 
 Timestamps: OpenMetrics gives seconds (possibly fractional), the Prometheus text format gives
-milliseconds. Values above 1e11 are read as milliseconds (1e11 s is the year 5138).
+milliseconds. Values above 1e11 are read as milliseconds (1e11 s is the year 5138). A timestamp
+outside `ts_bounds_ms` (by default: not a time at all, NaN, negative or past the year 9999) is refused
+naming its line: one sample at epoch 0 once made a collection span 56 years of steps.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from collectors.series import SeriesTable
@@ -25,6 +28,8 @@ from core.errors import InputError
 # exporters skip them; older ones printed them, so they are dropped here.
 _INT64_BLANK = 9.223372036854775e18
 _FP64_BLANK = (140737488355328.0, 140737488355343.0)
+# every instant a sample can have at all: 1970 to the end of the year 9999 (ms)
+ANY_TIME_MS = (0, 253_402_300_799_999)
 
 
 @dataclass
@@ -102,8 +107,15 @@ def _is_blank(value: float) -> bool:
 
 
 class _Reader:
-    def __init__(self, source: str, wants_family: Callable[[str], bool], default_ts_ms: int | None):
+    def __init__(
+        self,
+        source: str,
+        wants_family: Callable[[str], bool],
+        default_ts_ms: int | None,
+        ts_bounds_ms: tuple[int, int] = ANY_TIME_MS,
+    ):
         self.source = source
+        self.ts_bounds_ms = ts_bounds_ms
         self.wants_family = wants_family
         self.series: list[tuple[str, dict[str, str]]] = []
         self.default_ts_ms = default_ts_ms
@@ -140,7 +152,10 @@ class _Reader:
         value = _number(fields[0], "value", self.source, lineno)
         if len(fields) >= 2:
             ts = _number(fields[1], "timestamp", self.source, lineno)
-            ts_ms = int(round(ts if ts > 1e11 else ts * 1000.0))
+            ms = ts if ts > 1e11 else ts * 1000.0
+            if not self.ts_bounds_ms[0] <= ms <= self.ts_bounds_ms[1]:
+                raise InputError(self.source, implausible_time(fields[1], ms, self.ts_bounds_ms), lineno)
+            ts_ms = int(round(ms))
         elif self.default_ts_ms is not None:
             ts_ms = self.default_ts_ms
         else:
@@ -152,14 +167,28 @@ class _Reader:
         self.out.value.append(value)
 
 
+def implausible_time(text: str, ms: float, bounds: tuple[int, int]) -> str:
+    lo, hi = (_iso_ms(b) for b in bounds)
+    when = _iso_ms(ms) if ANY_TIME_MS[0] <= ms <= ANY_TIME_MS[1] else "not a time"
+    return (
+        f"sample timestamp {text} ({when}) is outside {lo}..{hi}; a clock or exporter error? "
+        "(collect a window with --start/--end to drop samples outside it)"
+    )
+
+
+def _iso_ms(ms: float) -> str:
+    return (datetime(1970, 1, 1) + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_lines(
     lines: Iterable[str],
     source: str,
     wants_family: Callable[[str], bool],
     default_ts_ms: int | None = None,
     require_eof: bool = True,
+    ts_bounds_ms: tuple[int, int] = ANY_TIME_MS,
 ) -> Samples:
-    reader = _Reader(source, wants_family, default_ts_ms)
+    reader = _Reader(source, wants_family, default_ts_ms, ts_bounds_ms)
     seen_eof = False
     lineno = 0
     for lineno, raw in enumerate(lines, 1):
@@ -187,16 +216,17 @@ def parse_file(
     wants_family: Callable[[str], bool],
     default_ts_ms: int | None = None,
     require_eof: bool = True,
+    ts_bounds_ms: tuple[int, int] = ANY_TIME_MS,
 ) -> Samples:
     if default_ts_ms is None and require_eof:
         from collectors import openmetrics_fast  # the fast path re-uses this module's strict pieces
 
-        fast = openmetrics_fast.parse_file(path, wants_family)
+        fast = openmetrics_fast.parse_file(path, wants_family, ts_bounds_ms)
         if fast is not None:
             return fast
     try:
         with open(path, encoding="utf-8", newline="") as fh:
-            return parse_lines(fh, str(path), wants_family, default_ts_ms, require_eof)
+            return parse_lines(fh, str(path), wants_family, default_ts_ms, require_eof, ts_bounds_ms)
     except FileNotFoundError:
         raise InputError(str(path), "no such file") from None
     except IsADirectoryError:

@@ -38,8 +38,11 @@ _PLAIN_SET = r'^(?:[A-Za-z_][A-Za-z0-9_]*="[^"\\]*"(?:,[A-Za-z_][A-Za-z0-9_]*="[
 _NAME = r"^[^{}\s]+$"
 
 
-def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | None:
-    """Samples of a timestamped, `# EOF`-terminated file, or None when the strict parser must read it."""
+def parse_file(
+    path: Path, wants_family: Callable[[str], bool], ts_bounds_ms: tuple[int, int] = om.ANY_TIME_MS
+) -> om.Samples | None:
+    """Samples of a timestamped, `# EOF`-terminated file, or None when the strict parser must read it
+    (also when a kept sample's timestamp is outside `ts_bounds_ms`: the strict parser names its line)."""
     try:
         lines = pacsv.read_csv(path, _READ, _PARSE, _CONVERT).column("line")
     except (pa.ArrowInvalid, OSError):
@@ -57,7 +60,7 @@ def parse_file(path: Path, wants_family: Callable[[str], bool]) -> om.Samples | 
         stamps = pc.cast(pc.list_element(parts, 2), pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    out = _select(keys, values, stamps, str(path), wants_family)
+    out = _select(keys, values, stamps, str(path), wants_family, ts_bounds_ms)
     if out is not None:
         out.lines = len(lines)
     return out
@@ -79,7 +82,12 @@ def _ends_with_eof(lines: pa.ChunkedArray, comment: pa.ChunkedArray) -> bool:
 
 
 def _select(
-    keys: pa.ChunkedArray, values: np.ndarray, stamps: np.ndarray, source: str, wants_family: Callable[[str], bool]
+    keys: pa.ChunkedArray,
+    values: np.ndarray,
+    stamps: np.ndarray,
+    source: str,
+    wants_family: Callable[[str], bool],
+    ts_bounds_ms: tuple[int, int],
 ) -> om.Samples | None:
     encoded = pc.dictionary_encode(keys).combine_chunks()
     found = _series(encoded.dictionary, source, wants_family)
@@ -87,7 +95,12 @@ def _select(
         return None
     out = om.Samples(table=found[0])
     sid = found[1][encoded.indices.to_numpy(zero_copy_only=False)]
-    ts_ms = np.round(np.where(stamps > 1e11, stamps, stamps * 1000.0)).astype(np.int64)
+    ms = np.where(stamps > 1e11, stamps, stamps * 1000.0)
+    with np.errstate(invalid="ignore"):
+        inside = (ms >= ts_bounds_ms[0]) & (ms <= ts_bounds_ms[1])  # NaN is outside
+    if not inside[sid >= 0].all():
+        return None
+    ts_ms = np.round(np.where(inside, ms, 0)).astype(np.int64)
     keep = (sid >= 0) & ~_blank(values)
     out.sid = array("i", sid[keep].astype(np.int32).tobytes())
     out.ts_ms = array("q", ts_ms[keep].tobytes())

@@ -31,7 +31,8 @@ def scrape(url: str, at: datetime, settings: CollectSettings) -> Samples:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(source, f"not UTF-8 text (byte {exc.start})") from None
-    return parse_lines(text.splitlines(), source, wants_family, int(ingest.epoch_ms(at)), require_eof=False)
+    bounds = ingest.plausible_ms(max(at, ingest.utcnow()))
+    return parse_lines(text.splitlines(), source, wants_family, int(ingest.epoch_ms(at)), False, bounds)
 
 
 def collect_scrapes(warehouse: Path, urls: list[str], settings: CollectSettings, at: datetime) -> load.LoadResult:

@@ -48,14 +48,22 @@ def register_points(
 
 
 def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, window_ms: tuple[int, int] | None) -> None:
-    """stage_raw(sid, t, v) at arbitrary times -> stage_grid(sid, t, v) on multiples of step."""
+    """stage_raw(sid, t, v) at arbitrary times -> stage_grid(sid, t, v) on multiples of step.
+
+    Grid points are generated per run of a series' samples (a new run after a gap longer than the
+    lookback, where no point could read a sample anyway), so the work grows with the samples, not
+    with the span between a series' first and last one."""
     clip = ""
     if window_ms is not None:  # one step before the window: the previous value of counters
         clip = f"AND g.t > {window_ms[0] - step_ms} AND g.t <= {window_ms[1]}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE stage_grid AS
-        WITH b AS (SELECT sid, min(t) AS lo, max(t) AS hi FROM stage_raw GROUP BY sid),
+        WITH gaps AS (
+            SELECT sid, t, coalesce(t - lag(t) OVER (PARTITION BY sid ORDER BY t) > {lookback_ms}, false) AS gap
+            FROM stage_raw),
+        runs AS (SELECT sid, t, sum(gap::INT) OVER (PARTITION BY sid ORDER BY t ROWS UNBOUNDED PRECEDING) AS run FROM gaps),
+        b AS (SELECT sid, min(t) AS lo, max(t) AS hi FROM runs GROUP BY sid, run),
         g AS (
             SELECT sid, unnest(generate_series(((lo + {step_ms} - 1) // {step_ms}) * {step_ms},
                                                ((hi + {lookback_ms}) // {step_ms}) * {step_ms},

@@ -25,7 +25,7 @@ import duckdb
 from core import conventions as c
 from core import snapshot
 from core.timeutil import DAY, hours_covering
-from core.warehouse import one, rewrite, row_counts, ts_span
+from core.warehouse import days_holding, one, rewrite, row_counts, ts_span
 
 SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
 PREFIX = "coverage:"
@@ -130,12 +130,11 @@ def refresh(
     if full:
         con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
         lo, hi = hours_covering(ts_span(con, SOURCES))
-    day = lo
-    while day is not None and hi is not None and day < hi:  # a day at a time: bounded memory on a rebuild
-        end = min(hi, day + DAY)
-        params = {"start": day, "end": end}
-        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= $start AND hour < $end", params)
-        con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", params)
-        day = end
+    if lo is not None and hi is not None:
+        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= $start AND hour < $end", {"start": lo, "end": hi})
+        # a day at a time (bounded memory on a rebuild), and only the days holding steps
+        for day in days_holding(con, [(t, "ts") for t in SOURCES], lo, hi):
+            params = {"start": max(lo, day), "end": min(hi, day + DAY)}
+            con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", params)
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX])
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(_counts(con).items()))

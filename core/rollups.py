@@ -33,7 +33,7 @@ from core import conventions as c
 from core import rollup_classes, rollup_coverage, rollup_sql, snapshot
 from core.facts import fingerprints_sql, stale_rows_sql
 from core.timeutil import DAY, floor_to, hours_covering
-from core.warehouse import one, rewrite, row_counts, ts_span
+from core.warehouse import days_holding, one, rewrite, row_counts, ts_span
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
 # every step table a rollup here or in core/rollup_coverage.py is computed from
@@ -44,6 +44,17 @@ def table(kind: str, level: str) -> str:
     """kind: alloc | capacity | usage; level: hourly | daily."""
     base = {"alloc": c.T_ALLOC_ROLLUP, "capacity": c.T_CAPACITY_ROLLUP, "usage": c.T_USAGE_ROLLUP}[kind]
     return f"{base}_{level}"
+
+
+# where a refresh finds work: the steps, and the rows it may have to delete
+_DAY_COLUMNS = (
+    *((t, "ts") for t in SOURCES),
+    *(
+        (table(kind, level), col)
+        for kind in ("alloc", "capacity", "usage")
+        for level, col in (("hourly", "hour"), ("daily", "day"))
+    ),
+)
 
 
 def source_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -93,12 +104,11 @@ def refresh(
         adding = added is not None and not full and _hours_current(con, lo, hi)
         if adding and added is not None:
             _add_steps(con, *added)
-        day = floor_to(lo, DAY)
-        while day < hi:  # a day at a time: bounded memory on a full rebuild
+        # a day at a time (bounded memory on a full rebuild), and only the days holding steps or rows to replace
+        for day in days_holding(con, _DAY_COLUMNS, floor_to(lo, DAY), hi):
             if not adding:
                 _refresh_hours(con, max(lo, day), min(hi, day + DAY))
             _refresh_day(con, day)
-            day += DAY
     keys = ", ".join(f"'{t}'" for t in SOURCES)
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source IN ({keys})")  # class: and coverage: rows are theirs
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
