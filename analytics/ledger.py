@@ -8,6 +8,7 @@ how much of them was handed on.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -46,7 +47,9 @@ class Row:
 
     @property
     def efficiency(self) -> float | None:
-        return self.used_gpu_hours / self.gpu_hours if self.gpu_hours > 0 else None
+        if not self.gpu_hours > 0 or not math.isfinite(self.used_gpu_hours):
+            return None  # nothing allocated, or stored usage no GPU can report (reports must not fail on it)
+        return self.used_gpu_hours / self.gpu_hours
 
     @property
     def kind(self) -> str:

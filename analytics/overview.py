@@ -41,7 +41,7 @@ def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the data-status page shows: runs, watermarks, row counts, coverage gaps and warnings."""
     runs = con.execute(
         f"""SELECT source, max(finished_at) AS last_success, max(window_end) AS data_until, sum(rows) AS rows,
-            sum(skipped_series) AS skipped_series, count(*) AS runs
+            sum(skipped_series) AS skipped_series, count(*) AS runs, sum(invalid_values) AS invalid_values
         FROM {c.T_INGEST_RUNS} WHERE status = 'ok' GROUP BY source ORDER BY source"""
     ).fetchall()
     watermarks = con.execute(f"SELECT source, last_ts, updated_at FROM {c.T_WATERMARKS} ORDER BY source").fetchall()
@@ -51,7 +51,13 @@ def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
     return {
         "runs": [
-            dict(zip(("source", "last_success", "data_until", "rows", "skipped_series", "runs"), r, strict=True))
+            dict(
+                zip(
+                    ("source", "last_success", "data_until", "rows", "skipped_series", "runs", "invalid_values"),
+                    r,
+                    strict=True,
+                )
+            )
             for r in runs
         ],
         "watermarks": [dict(zip(("source", "last_ts", "updated_at"), w, strict=True)) for w in watermarks],
@@ -82,6 +88,12 @@ def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str
     for itype, ctype, region in unpriced:
         out.append(
             f"no price for {itype or '(unknown instance type)'} {ctype} in {region or '(unknown region)'}: its GPU-hours are unpriced"
+        )
+    invalid = one(con, f"SELECT sum(invalid_values) FROM {c.T_INGEST_RUNS} WHERE status = 'ok'")
+    if invalid and invalid[0]:
+        out.append(
+            f"{invalid[0]} sample values were out of their metric's range or not finite and were dropped "
+            "(an exporter bug or a corrupted file: see each run's message for the metrics)"
         )
     return out
 

@@ -22,7 +22,7 @@ from analytics.allocation import UB, MigShare, nodes_sql
 from analytics.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core import rollup_coverage
-from core.facts import share_units_sql
+from core.facts import REQUEST_SQL, share_units_sql
 from core.timeutil import HOUR, Window
 
 U = c.GPU_UNITS
@@ -55,7 +55,7 @@ def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) ->
                  {_reported_filter(reported_ranges)}
                  GROUP BY ALL),
     parts AS (
-        SELECT a.ts, a.cluster, a.node, CAST(round(a.amount) AS BIGINT) * {share} AS units,
+        SELECT a.ts, a.cluster, a.node, {REQUEST_SQL} * {share} AS units,
             NULL::BIGINT AS declared, NULL::BIGINT AS reported
         FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node) WHERE a.ts >= $start AND a.ts < $end
         UNION ALL SELECT ts, cluster, node, NULL, gpu_capacity, NULL FROM {c.T_NODE_SAMPLES}

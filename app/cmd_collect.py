@@ -44,11 +44,20 @@ def _echo_load(result: LoadResult) -> None:
     commits = f" in {result.windows} commits" if result.windows > 1 else ""
     via = f" via {', '.join(result.plans)}" if result.plans else ""
     skipped = f"; {result.skipped_series} malformed series skipped" if result.skipped_series else ""
+    if result.invalid:
+        skipped += f"; {result.invalid_values} invalid values dropped"
     click.echo(
         f"collected {result.samples} samples from {result.source}{window}{commits}{via}: {rows or 'no rows'}{skipped}"
     )
     if result.skipped_series:
         click.echo(f"gpuledger: warning: {result.skipped_series} malformed series were skipped", err=True)
+    if result.invalid:
+        families = ", ".join(f"{family} {n}" for family, n in sorted(result.invalid.items()))
+        click.echo(
+            f"gpuledger: warning: {result.invalid_values} values out of their family's range or not finite "
+            f"were dropped ({families})",
+            err=True,
+        )
     for warning in result.warnings:
         click.echo(f"gpuledger: warning: {warning}", err=True)
 

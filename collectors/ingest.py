@@ -91,7 +91,8 @@ def commit_samples(
             sid, t_ms, v = sid[inside], t_ms[inside], v[inside]
     with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
         _fast_writes(con)
-        result.samples, kinds = stage.register_series(con, "stage_raw", table, ctx, (sid, t_ms, v))
+        registered = stage.register_series(con, "stage_raw", table, ctx, (sid, t_ms, v))
+        result.samples, kinds, result.invalid = registered.samples, registered.kinds, registered.invalid
         stage.resample(con, step_s * 1000, lookback_ms, window_ms)
         stage.build_staged(con, step_s, window_ms)
         load.commit(con, result, window=(window.start, window.end) if window else None)
@@ -188,7 +189,8 @@ def _commit_window(
     part.plans = {plan_name: 1}
     step_s = parse_duration(settings.step)
     points = (fetched.sid, fetched.t_ms, fetched.v)
-    part.samples, kinds = stage.register_series(con, "stage_grid", fetched.series, ctx, points)
+    registered = stage.register_series(con, "stage_grid", fetched.series, ctx, points)
+    part.samples, kinds, part.invalid = registered.samples, registered.kinds, registered.invalid
     stage.build_staged(con, step_s, (int(epoch_ms(window.start)), int(epoch_ms(window.end))))
     load.commit(con, part, watermark=min(window.end, settled), window=(window.start, window.end))
     return part, kinds

@@ -29,6 +29,11 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
     windows: int = 0  # committed windows (one transaction each)
     plans: dict[str, int] = field(default_factory=dict)  # how windows were read: rules / query / off
+    invalid: dict[str, int] = field(default_factory=dict)  # family -> values dropped (out of range, not finite)
+
+    @property
+    def invalid_values(self) -> int:
+        return sum(self.invalid.values())
 
     @property
     def total_rows(self) -> int:
@@ -47,6 +52,8 @@ class LoadResult:
         self.windows += 1
         for name, n in part.plans.items():
             self.plans[name] = self.plans.get(name, 0) + n
+        for family, n in part.invalid.items():
+            self.invalid[family] = self.invalid.get(family, 0) + n
 
 
 _DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
@@ -117,7 +124,8 @@ def commit(
                 [result.source, watermark, started],
             )
         con.execute(
-            f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?)",
+            f"""INSERT INTO {c.T_INGEST_RUNS} (run_id, source, started_at, finished_at, window_start, window_end, rows,
+                skipped_series, status, message, invalid_values) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'ok', ?, ?)""",
             [
                 uuid.uuid4().hex,
                 result.source,
@@ -127,9 +135,17 @@ def commit(
                 result.window[1] if result.window else None,
                 result.total_rows,
                 result.skipped_series,
-                ", ".join(f"read via {plan}" for plan in result.plans) or None,
+                "; ".join(_run_notes(result)) or None,
+                result.invalid_values,
             ],
         )
+
+
+def _run_notes(result: LoadResult) -> list[str]:
+    notes = [", ".join(f"read via {plan}" for plan in result.plans)] if result.plans else []
+    if result.invalid:
+        notes.append("invalid values dropped: " + ", ".join(f"{f} {n}" for f, n in sorted(result.invalid.items())))
+    return notes
 
 
 def _inside(span: tuple[datetime, datetime] | None, window: tuple[datetime, datetime] | None) -> bool:

@@ -24,10 +24,6 @@ from pathlib import Path
 from collectors.series import SeriesTable
 from core.errors import InputError
 
-# DCGM "blank" sentinels (dcgm_structs.h): values meaning "not supported / no data". Current
-# exporters skip them; older ones printed them, so they are dropped here.
-_INT64_BLANK = 9.223372036854775e18
-_FP64_BLANK = (140737488355328.0, 140737488355343.0)
 # every instant a sample can have at all: 1970 to the end of the year 9999 (ms)
 ANY_TIME_MS = (0, 253_402_300_799_999)
 
@@ -102,10 +98,6 @@ def _number(text: str, what: str, source: str, line: int) -> float:
         raise InputError(source, f"{what} {text!r} is not a number", line) from None
 
 
-def _is_blank(value: float) -> bool:
-    return value >= _INT64_BLANK or _FP64_BLANK[0] <= value <= _FP64_BLANK[1] or value != value
-
-
 class _Reader:
     def __init__(
         self,
@@ -160,8 +152,6 @@ class _Reader:
             ts_ms = self.default_ts_ms
         else:
             raise InputError(self.source, "sample has no timestamp (pass --at to ingest a plain scrape)", lineno)
-        if _is_blank(value):
-            return
         self.out.sid.append(sid)
         self.out.ts_ms.append(ts_ms)
         self.out.value.append(value)

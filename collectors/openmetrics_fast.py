@@ -101,7 +101,7 @@ def _select(
     if not inside[sid >= 0].all():
         return None
     ts_ms = np.round(np.where(inside, ms, 0)).astype(np.int64)
-    keep = (sid >= 0) & ~_blank(values)
+    keep = sid >= 0
     out.sid = array("i", sid[keep].astype(np.int32).tobytes())
     out.ts_ms = array("q", ts_ms[keep].tobytes())
     out.value = array("d", values[keep].tobytes())
@@ -165,10 +165,3 @@ def _repeats(sids: np.ndarray, names: pa.Array) -> bool:
     codes = pc.dictionary_encode(names).indices.to_numpy(zero_copy_only=False).astype(np.int64)
     key = np.sort(sids.astype(np.int64) * (int(codes.max(initial=0)) + 1) + codes)
     return bool((key[1:] == key[:-1]).any())  # (np.unique took ten times as long: 1.4 s for a million labels)
-
-
-def _blank(values: np.ndarray) -> np.ndarray:
-    """DCGM 'no data' sentinels and NaN, as the strict parser drops them."""
-    return (
-        (values >= om._INT64_BLANK) | ((values >= om._FP64_BLANK[0]) & (values <= om._FP64_BLANK[1])) | np.isnan(values)
-    )

@@ -10,14 +10,24 @@ returns at t. The warehouse row for point t has ts = t - step and covers [ts, ts
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors import meta
 from collectors.series import SeriesContext, SeriesTable
 from core import conventions as c
 from core.warehouse import one
+
+
+@dataclass
+class Registered:
+    samples: int  # points kept
+    kinds: set[str]  # kinds of series staged (what a run warns about missing)
+    invalid: dict[str, int]  # family -> points dropped as out of range or not finite
 
 
 def register_series(
@@ -26,14 +36,42 @@ def register_series(
     series: SeriesTable,
     ctx: SeriesContext,
     points: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> tuple[int, set[str]]:
-    """stage_meta of the series gpuledger keeps and `name` (sid, t, v) of their points (sid, t_ms, v);
-    return how many points were kept and the kinds of series staged (what a run warns about missing)."""
+) -> Registered:
+    """stage_meta of the series gpuledger keeps and `name` (sid, t, v) of their valid points (sid, t_ms, v)."""
     kept, kinds = meta.register(con, series, ctx)
     sid, t_ms, v = points
     keep = kept[sid]
-    register_points(con, name, sid[keep], t_ms[keep], v[keep])
-    return int(keep.sum()), kinds
+    sid, t_ms, v = sid[keep], t_ms[keep], v[keep]
+    valid, invalid = valid_values(series.family, sid, v)
+    if not valid.all():
+        sid, t_ms, v = sid[valid], t_ms[valid], v[valid]
+    register_points(con, name, sid, t_ms, v)
+    return Registered(len(sid), kinds, invalid)
+
+
+def valid_values(families: pa.Array, sid: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Which points hold a value their family can have (c.VALID_RANGES), and how many each family lost."""
+    if isinstance(families, pa.ChunkedArray):
+        families = families.combine_chunks()
+    encoded = pc.dictionary_encode(families)
+    names = encoded.dictionary.to_pylist()
+    lo, hi = (np.array([c.VALID_RANGES.get(n, c.VALID_DEFAULT)[i] for n in names] or [0.0]) for i in (0, 1))
+    code = encoded.indices.to_numpy(zero_copy_only=False)[sid] if len(names) else np.zeros(len(sid), np.int64)
+    with np.errstate(invalid="ignore"):
+        in_range = (v >= lo[code]) & (v <= hi[code])  # NaN fails both
+    dcgm = np.array([n.startswith(c.DCGM_PREFIX) for n in names] or [False])
+    blank = dcgm[code] & _dcgm_blank(v)  # "no data": not a sample, and not an error either
+    valid = in_range & ~blank
+    if valid.all():
+        return valid, {}
+    lost = np.bincount(code[~in_range & ~blank], minlength=len(names))
+    return valid, {names[i]: int(n) for i, n in enumerate(lost) if n}
+
+
+def _dcgm_blank(v: np.ndarray) -> np.ndarray:
+    return ((v >= c.DCGM_INT64_BLANK[0]) & (v <= c.DCGM_INT64_BLANK[1])) | (
+        (v >= c.DCGM_FP64_BLANK[0]) & (v <= c.DCGM_FP64_BLANK[1])
+    )
 
 
 def register_points(

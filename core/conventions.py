@@ -514,3 +514,32 @@ KIND_DCGM_MAPPING: Final = "dcgm_map"
 
 # HTTP header carrying the tenant for Mimir / Cortex.
 HEADER_TENANT: Final = "X-Scope-OrgID"
+
+# --- valid sample values ----------------------------------------------------------------------
+# What a sample of each family can be. A value outside its range, or not finite, is dropped at
+# staging and counted (the run summary, `ingest_runs.invalid_values`, Data status): one -Inf
+# activity once made every report fail, and one activity of 1e12 an efficiency of 67 billion.
+# Bounds are generous: a real exporter never reaches them.
+# DCGM "blank" sentinels (dcgm_structs.h): values meaning "not supported / no data" (INT64 blanks from
+# 0x7ffffffffffffff0, FP64 blanks from 2^47). Current exporters skip them; older ones printed them. A
+# DCGM family's blank is dropped without being counted; anywhere else such a value is simply invalid.
+DCGM_PREFIX: Final = "DCGM_FI_"
+DCGM_INT64_BLANK: Final = (9.223372036854775e18, 9.223372036854776e18)
+DCGM_FP64_BLANK: Final = (140737488355328.0, 140737488355343.0)
+VALID_DEFAULT: Final = (0.0, 1e18)  # counters, histograms, serving gauges: finite and non-negative
+MAX_GPU_REQUEST: Final = 1e7  # GPUs, MIG slices, replicas, HAMi MiB (nvidia.com/gpumem) or core %
+VALID_RANGES: Final[dict[str, tuple[float, float]]] = {
+    DCGM_GR_ENGINE_ACTIVE: (0.0, 1.0),  # a ratio
+    DCGM_GPU_UTIL: (0.0, 100.0),  # percent
+    DCGM_FB_USED: (0.0, 16_777_216.0),  # MiB: 16 TiB
+    DCGM_POWER: (0.0, 20_000.0),  # W: a GB200 superchip draws 2,700
+    DCGM_GPU_TEMP: (-60.0, 200.0),  # °C
+    KSM_POD_REQUESTS: (0.0, MAX_GPU_REQUEST),
+    REC_POD_ALLOCATION_RUNNING: (0.0, MAX_GPU_REQUEST),
+    KSM_POD_PHASE: (0.0, 1.0),  # info-style series: 0 or 1
+    KSM_POD_LABELS: (0.0, 1.0),
+    KSM_POD_INFO: (0.0, 1.0),
+    KSM_NODE_LABELS: (0.0, 1.0),
+    KSM_NAMESPACE_LABELS: (0.0, 1.0),
+    QUALITY_GAUGE: (0.0, 1.0),
+}

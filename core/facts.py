@@ -32,6 +32,21 @@ HAMI_NO_SHARE = ("nvidia_com_gpumem", "nvidia_com_gpumem_percentage", HAMI_CORES
 WINDOW = "{t}.ts >= $start AND {t}.ts < $end"  # the default `where`: the report window
 
 
+# A step's graphics-engine activity (0..1): GR_ENGINE_ACTIVE, else GPU_UTIL / 100, else 0. Values a GPU cannot
+# report (out of range, NaN, infinite: ingestion drops them, an older warehouse may hold them) count as not
+# reported, so stored data can never make a used GPU-hour negative or a report fail.
+ACTIVITY_SQL = (
+    "coalesce(CASE WHEN s.gr_engine_active BETWEEN 0 AND 1 THEN s.gr_engine_active END, "
+    "CASE WHEN s.gpu_util BETWEEN 0 AND 100 THEN s.gpu_util / 100.0 END, 0)"
+)
+# A container's GPU request as a whole number of resource units. A request no pod can make (negative, NaN,
+# beyond c.MAX_GPU_REQUEST: ingestion drops them, an older warehouse may hold them) counts as none, so it
+# can neither overflow the integer arithmetic nor take a bill below zero.
+REQUEST_SQL = f"CAST(round(CASE WHEN a.amount BETWEEN 0 AND {c.MAX_GPU_REQUEST} THEN a.amount ELSE 0 END) AS BIGINT)"
+# A pod's per-process GPU_UTIL on a time-sliced GPU (its share of the device), by the same rule.
+POD_UTIL_SQL = "CASE WHEN m.gpu_util BETWEEN 0 AND 100 THEN m.gpu_util END"
+
+
 def mig_slices_sql(model: str) -> str:
     """Compute slices of a MIG-capable card, from its model name (A30: 4, others: 7)."""
     return f"(CASE WHEN {model} ILIKE '%A30%' THEN 4 ELSE 7 END)"
@@ -98,7 +113,7 @@ def stale_rows_sql(rows: str) -> str:
 def units_sql(mig_share: MigShare) -> str:
     """Per pod-step GPU units of one MIG mode, before HAMi cores scaling (`a`: pod_allocations, `n`: nodes)."""
     share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
-    return f"sum(CAST(round(a.amount) AS BIGINT) * {share})"
+    return f"sum({REQUEST_SQL} * {share})"
 
 
 def scaled_sql(units: str, cores: str = "cores") -> str:
@@ -158,12 +173,12 @@ def usage_steps_sql(bucket: str, where: str = WINDOW) -> str:
     return f"""
     WITH dev AS (
         SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
-            coalesce(s.gr_engine_active, s.gpu_util / 100.0, 0) * {share} AS act
+            {ACTIVITY_SQL} * {share} AS act
         FROM {c.T_GPU_SAMPLES} s
         LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
         WHERE {where.format(t="s")}),
     mapped AS (
-        SELECT m.*, count(*) OVER w AS sharers, sum(m.gpu_util) OVER w AS util_total
+        SELECT m.* REPLACE ({POD_UTIL_SQL} AS gpu_util), count(*) OVER w AS sharers, sum({POD_UTIL_SQL}) OVER w AS util_total
         FROM {c.T_GPU_POD_SAMPLES} m WHERE {where.format(t="m")}
         WINDOW w AS (PARTITION BY m.ts, m.cluster, m.node, m.gpu_uuid, m.gpu_instance)),
     joined AS (

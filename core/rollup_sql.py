@@ -13,7 +13,19 @@ checks rollups against the step SQL on random fleets.
 from __future__ import annotations
 
 from core import conventions as c
-from core.facts import HAMI_CORES, MIG_SHARES, UB, U, device_share_sql, nodes_sql, scaled_sql, share_units_sql
+from core.facts import (
+    ACTIVITY_SQL,
+    HAMI_CORES,
+    MIG_SHARES,
+    POD_UTIL_SQL,
+    REQUEST_SQL,
+    UB,
+    U,
+    device_share_sql,
+    nodes_sql,
+    scaled_sql,
+    share_units_sql,
+)
 
 WHERE = "{t}.ts >= $start AND {t}.ts < $end"
 _POD_STEP = ("ts", "cluster", "node", "namespace", "pod", "uid")
@@ -34,8 +46,8 @@ def _shares(t: str = "a") -> dict[str, str]:
 def alloc_hourly_sql() -> str:
     """(hour, cluster, node, namespace, pod, uid, units_compute, units_memory) in GPU-unit-seconds."""
     shares = _shares()
-    linear = ", ".join(f"sum(CAST(round(a.amount) AS BIGINT) * {s} * a.step_s) AS units_{m}" for m, s in shares.items())
-    per_step = ", ".join(f"sum(CAST(round(a.amount) AS BIGINT) * {s}) AS units_{m}" for m, s in shares.items())
+    linear = ", ".join(f"sum({REQUEST_SQL} * {s} * a.step_s) AS units_{m}" for m, s in shares.items())
+    per_step = ", ".join(f"sum({REQUEST_SQL} * {s}) AS units_{m}" for m, s in shares.items())
     scaled = ", ".join(f"sum({scaled_sql(f'units_{m}')} * step_s) AS units_{m}" for m in MIG_SHARES)
     nodes = f"LEFT JOIN ({nodes_sql()}) n USING (cluster, node)"
     return f"""
@@ -60,7 +72,7 @@ def alloc_hourly_sql() -> str:
 def capacity_hourly_sql() -> str:
     """(hour, cluster, node, units_compute, units_memory): billable GPU-unit-seconds (core/facts.py rule)."""
     shares = _shares()
-    units = ", ".join(f"sum(CAST(round(a.amount) AS BIGINT) * {s}) AS units_{m}" for m, s in shares.items())
+    units = ", ".join(f"sum({REQUEST_SQL} * {s}) AS units_{m}" for m, s in shares.items())
     billed = ", ".join(
         f"sum(CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units_{m}, 0)) / {U}) AS BIGINT)"
         f" * {UB} * coalesce(d.step_s, r.step_s, a.step_s)) AS units_{m}"
@@ -91,10 +103,10 @@ def usage_hourly_sql() -> str:
     return f"""
     WITH dev AS (
         SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
-            coalesce(s.gr_engine_active, s.gpu_util / 100.0, 0) * {share} AS act
+            {ACTIVITY_SQL} * {share} AS act
         FROM {c.T_GPU_SAMPLES} s LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
         WHERE {_w("s")}),
-    m AS (SELECT * FROM {c.T_GPU_POD_SAMPLES} m WHERE {_w("m")}),
+    m AS (SELECT * REPLACE ({POD_UTIL_SQL} AS gpu_util) FROM {c.T_GPU_POD_SAMPLES} m WHERE {_w("m")}),
     runs AS (  -- each pod's mapping on a device within an hour: its first and last step, and rows
         SELECT date_trunc('hour', ts) AS hour, {", ".join(hour_key)}, namespace, pod, vgpu, count(*) AS n,
             min(ts) AS lo, max(ts) AS hi, min(step_s) AS s_lo, max(step_s) AS s_hi

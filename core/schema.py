@@ -170,6 +170,10 @@ MIGRATION_10 = [
         WHERE u.gpu_uuid IS NULL AND u.hour = g.hour AND u.cluster = g.cluster AND u.node = g.node""",
 ]
 
+# Version 11 (issue 30: hostile inputs): values a family cannot have (out of range, NaN, infinite) are dropped
+# at staging; each run records how many, and the data-status page sums them.
+MIGRATION_11 = [f"ALTER TABLE {c.T_INGEST_RUNS} ADD COLUMN invalid_values BIGINT DEFAULT 0"]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -181,5 +185,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_8,
     MIGRATION_9,
     MIGRATION_10,
+    MIGRATION_11,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -3,14 +3,18 @@ reach a bill. Inputs are the format-exact fixtures replayed once a minute; each 
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import Result
 
+from analytics.overview import data_status
+from core import conventions as c
 from core import rollups
 from core.timeutil import to_epoch
+from core.warehouse import open_warehouse
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot
 
@@ -115,3 +119,89 @@ def test_rollup_work_visits_the_days_holding_data_not_the_days_between_them(
     result = _collect(tmp_path / "year.duckdb", str(dcgm), str(old))
     assert result.exit_code == 0, result.output
     assert sorted(set(visited)) == [datetime(2025, 11, 2), datetime(2026, 11, 2)]
+
+
+GPU0_UTIL = 'DCGM_FI_DEV_GPU_UTIL{gpu="0",'
+GPU_REQUEST = 'kube_pod_container_resource_requests{namespace="team-vision",pod="resnet-train-7d9f8-abcde"'
+
+
+def _corrupted(scrape: Path, out: Path, prefix: str, value: str | None, minute: int = 3) -> Path:
+    """The replay with the `minute`th sample of the series starting with `prefix` (and `nvidia_com_gpu`, for
+    requests) set to `value`, or left out when `value` is None."""
+    lines = _replayed(scrape, out).read_text().splitlines()
+    stamp = f"{to_epoch(START) + 60 * minute:.0f}"
+    hits = [
+        i
+        for i, s in enumerate(lines)
+        if s.startswith(prefix) and s.endswith(" " + stamp) and "cpu" not in s and "memory" not in s
+    ]
+    assert len(hits) == 1, hits
+    series = lines[hits[0]].rsplit(" ", 2)[0]
+    if value is None:
+        del lines[hits[0]]
+    else:
+        lines[hits[0]] = f"{series} {value} {stamp}"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("scrape", "prefix", "value", "family"),
+    [
+        (DCGM, GPU0_UTIL, "-Inf", "DCGM_FI_DEV_GPU_UTIL"),
+        (DCGM, GPU0_UTIL, "NaN", "DCGM_FI_DEV_GPU_UTIL"),
+        (DCGM, GPU0_UTIL, "-3", "DCGM_FI_DEV_GPU_UTIL"),
+        (DCGM, GPU0_UTIL, "1e12", "DCGM_FI_DEV_GPU_UTIL"),
+        (DCGM, GPU0_UTIL, "250", "DCGM_FI_DEV_GPU_UTIL"),
+        (KSM, GPU_REQUEST, "-1", "kube_pod_container_resource_requests"),
+        (KSM, GPU_REQUEST, "+Inf", "kube_pod_container_resource_requests"),
+        (KSM, GPU_REQUEST, "1e9", "kube_pod_container_resource_requests"),
+    ],
+    ids=["util -Inf", "util NaN", "util -3", "util 1e12", "util 250", "request -1", "request +Inf", "request 1e9"],
+)
+def test_a_value_its_family_cannot_have_is_dropped_counted_and_shown(
+    tmp_path: Path, scrape: Path, prefix: str, value: str, family: str
+) -> None:
+    """The warehouse is exactly the one collected without that sample; the run and Data status say so."""
+    other = DCGM if scrape is KSM else KSM
+    files = [str(_replayed(other, tmp_path / "other.om"))]
+    bad, without = tmp_path / "bad.duckdb", tmp_path / "without.duckdb"
+    result = _collect(bad, *files, str(_corrupted(scrape, tmp_path / "bad.om", prefix, value)))
+    assert result.exit_code == 0, result.output
+    assert "; 1 invalid values dropped" in result.output
+    assert f"1 values out of their family's range or not finite were dropped ({family} 1)" in result.output
+    assert _collect(without, *files, str(_corrupted(scrape, tmp_path / "without.om", prefix, None))).exit_code == 0
+    assert snapshot(bad) == snapshot(without)
+    with open_warehouse(bad, read_only=True) as con:
+        status = data_status(con)
+    assert [r["invalid_values"] for r in status["runs"]] == [1]
+    assert any("1 sample values were out of their metric's range" in w for w in status["warnings"])
+
+
+@pytest.mark.parametrize("stored", [float("-inf"), float("nan"), -3.0, 1e12])
+def test_reports_never_fail_on_impossible_stored_activity_and_count_it_as_not_reported(
+    clean: tuple[Path, Path], tmp_path: Path, stored: float
+) -> None:
+    """An older warehouse may hold what ingestion now drops: reports read it as no activity reported."""
+    wh, _ = clean
+    copies = {}
+    for name, value in (("bad", stored), ("none", None)):
+        copies[name] = tmp_path / f"{name}.duckdb"
+        shutil.copy(wh, copies[name])
+        with open_warehouse(copies[name]) as con:
+            changed = con.execute(
+                f"UPDATE {c.T_GPU_SAMPLES} SET gr_engine_active = ? WHERE ts = ?", [value, START + timedelta(minutes=3)]
+            ).fetchall()
+            assert changed[0][0] > 0
+            con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")  # as after a write outside a commit: reports read the steps
+    window = ("--start", "2026-11-02T10:00:00Z", "--end", "2026-11-02T11:00:00Z")
+    for report in ("chargeback", "efficiency"):
+        got = {
+            n: run_cli("--warehouse", str(p), "report", report, *window, "--format", "json") for n, p in copies.items()
+        }
+        assert got["bad"].exit_code == 0, got["bad"].output
+        assert got["bad"].output == got["none"].output  # the JSON, and the same unpriced-node warning
+    exported = run_cli(
+        "--warehouse", str(copies["bad"]), "export", "weekly", "--week", "2026-W45", "--out", str(tmp_path / "x")
+    )
+    assert exported.exit_code == 0, exported.output

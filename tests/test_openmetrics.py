@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collectors import stage
 from collectors.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
 from collectors.series import SeriesContext, wants_family
 from core.errors import InputError
@@ -55,11 +58,21 @@ def test_seconds_and_milliseconds_timestamps_are_both_understood() -> None:
     assert list(out.value) == [1.0, 2.0, 3.0]
 
 
-def test_dcgm_blank_sentinels_and_nan_are_dropped() -> None:
-    out = _parse(
-        "m 9223372036854775794 1793577607\nm 140737488355328 1793577608\nm NaN 1793577609\nm 5 1793577610\n# EOF\n"
-    )
-    assert list(out.value) == [5.0]
+def test_dcgm_blank_sentinels_are_dropped_uncounted_and_nan_or_inf_counted_as_invalid() -> None:
+    """The parser keeps every value; staging decides (collectors/stage.valid_values): a DCGM family's blank
+    means "no data", anything else out of range is counted."""
+    text = "9223372036854775794 140737488355328 NaN +Inf -1 5"
+    values = np.array([float(x) for x in text.split()])
+    out = _parse("".join(f"m {x} {1793577607 + i}\n" for i, x in enumerate(text.split())) + "# EOF\n")
+    assert np.array_equal(np.array(out.value), values, equal_nan=True)
+    counter, gauge = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_GPU_UTIL"
+    for family in (counter, gauge):
+        valid, invalid = stage.valid_values(pa.array([family]), np.zeros(len(values), np.int32), values)
+        assert valid.tolist() == [False, False, False, False, False, True]
+        assert invalid == {family: 3}  # NaN, +Inf, -1
+    valid, invalid = stage.valid_values(pa.array(["vllm:request_success_total"]), np.zeros(6, np.int32), values)
+    assert valid.tolist() == [False, True, False, False, False, True]  # a blank is a number outside DCGM
+    assert invalid == {"vllm:request_success_total": 4}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +119,7 @@ def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() 
 
 
 def _samples(s):  # type: ignore[no-untyped-def]
-    return (s.table.pairs(), list(s.sid), list(s.ts_ms), list(s.value))
+    return (s.table.pairs(), list(s.sid), list(s.ts_ms), [repr(v) for v in s.value])  # repr: NaN equals NaN
 
 
 def test_the_fast_path_returns_exactly_what_the_strict_parser_returns(sim_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
