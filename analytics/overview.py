@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 
 from core import conventions as c
+from core.timeutil import DAY, Window
 from core.warehouse import one
 
 
@@ -22,6 +23,21 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | Non
     if not spans:
         return None
     return min(lo for lo, _ in spans), max(hi for _, hi in spans)
+
+
+def days_without_data(con: duckdb.DuckDBPyConnection, window: Window) -> list[datetime]:
+    """The UTC days of the window on which no GPU data (allocations, device samples, node capacity) was
+    collected. One existence probe per day and table, which zone maps answer without a scan."""
+    missing, day = [], window.start
+    while day < window.end:
+        params = [day, min(day + DAY, window.end)]
+        if not any(
+            one(con, f"SELECT 1 FROM {t} WHERE ts >= ? AND ts < ? LIMIT 1", params)
+            for t in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_NODE_SAMPLES)
+        ):
+            missing.append(day)
+        day += DAY
+    return missing
 
 
 def _table_span(con: duckdb.DuckDBPyConnection, table: str) -> tuple[datetime, datetime] | None:

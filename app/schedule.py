@@ -1,10 +1,13 @@
-"""Pure scheduling arithmetic for `gpuledger serve`: which weeks are due, how a collection is cut.
+"""Scheduling arithmetic for `gpuledger serve`: which weeks are due, how a collection is cut.
 
-No I/O and an explicit `now`, so catch-up after any outage is a table-driven test.
+No I/O but the export folder's own bookkeeping, and an explicit `now`, so catch-up after any outage is a
+table-driven test.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -32,7 +35,8 @@ def latest_due_week(now: datetime) -> str:
 
 
 def due_weeks(now: datetime, exported: Iterable[str]) -> list[str]:
-    """Weeks to export now, oldest first: every week after the newest export up to the latest due one.
+    """Weeks to export now, oldest first: every week from the first export up to the latest due one that
+    has no export yet (a week still waiting for its data stays due after later weeks are exported).
 
     With no export yet, only the latest due week: a new installation does not invent a history.
     A week that was exported is never due again, so a restart cannot export it twice.
@@ -41,11 +45,29 @@ def due_weeks(now: datetime, exported: Iterable[str]) -> list[str]:
     done = sorted(iso_week_window(w).start for w in exported)
     if not done:
         return [iso_week_of(latest)]
-    weeks, start = [], done[-1] + WEEK
+    weeks, start, exported_starts = [], done[0], set(done)
     while start <= latest:
-        weeks.append(iso_week_of(start))
+        if start not in exported_starts:
+            weeks.append(iso_week_of(start))
         start += WEEK
     return weeks[-MAX_CATCH_UP_WEEKS:]
+
+
+def write_waiting(root: Path, waiting: dict[str, str]) -> None:
+    """Record the due weeks that wait for their data, and why (`export.directory/waiting.json`), atomically."""
+    path = root / c.EXPORT_WAITING
+    if not waiting:
+        path.unlink(missing_ok=True)
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(waiting, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_waiting(root: Path) -> dict[str, str]:
+    path = root / c.EXPORT_WAITING
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def exported_weeks(root: Path) -> list[str]:

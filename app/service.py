@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from analytics.overview import data_span
+from analytics.overview import data_span, days_without_data
 from app import exports, schedule
 from app.cmd_health import record_health
 from app.cmd_outputs import weekly_inputs, write_rules
@@ -175,18 +175,23 @@ class Service:
 
     # --- weekly export -----------------------------------------------------------------------
     def export_due(self) -> None:
-        """Export every due week whose data is complete, oldest first; later ones wait for it."""
+        """Export every due week whose collection covers it, oldest first; a week that is not covered waits
+        (recorded with its reason in `waiting.json`) and is exported once its data arrives."""
         root = self.settings.export.directory
+        waiting: dict[str, str] = {}
         for week in schedule.due_weeks(self.clock(), schedule.exported_weeks(root)):
             if self.stop.is_set():
-                return
+                break
             ready, why = self._complete(week)
             if not ready:
                 log.info("export %s: %s", week, why)
-                break
+                waiting[week] = why
+                continue
             folder = exports.write_weekly(weekly_inputs(self.settings, week), root)
             self.metrics.export_success.set(time.time())
             log.info("exported %s to %s", week, folder)
+        if not self.stop.is_set():
+            schedule.write_waiting(root, waiting)
         self._export_gauges()
 
     def export_if_pending(self) -> None:
@@ -194,9 +199,11 @@ class Service:
             self.run_job(c.JOB_EXPORT, self.export_due)
 
     def _complete(self, week: str) -> tuple[bool, str]:
+        """Does collection cover the week: data on each of its days, and every store read up to its end?"""
         window = iso_week_window(week)
         with open_warehouse(self.warehouse, read_only=True) as con:
             span = data_span(con)
+            missing = days_without_data(con, window)
         if span is None or span[0] > window.start:
             return False, "waiting: the warehouse holds no data from the week's start"
         for source in self._prometheus_sources():
@@ -205,6 +212,9 @@ class Service:
                 return False, f"waiting for {source.name} to collect up to {iso(window.end)}"
         if not self._prometheus_sources() and span[1] < window.end:
             return False, f"waiting: the warehouse's data ends at {iso(span[1])}"
+        if missing:
+            days = ", ".join(f"{d:%Y-%m-%d}" for d in missing)
+            return False, f"waiting: no data collected on {days} (collect it, or export by hand with `gpuledger export weekly`)"
         return True, ""
 
     def _export_gauges(self) -> None:

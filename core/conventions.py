@@ -258,6 +258,7 @@ RUNBOOK_BASE_URL: Final = "https://github.com/gpuledger/gpuledger/blob/main/READ
 # --------------------------------------------------------------------------------------------
 EXPORT_CHARGEBACK_BASENAME: Final = "chargeback"
 EXPORT_MANIFEST: Final = "manifest.json"
+EXPORT_WAITING: Final = "waiting.json"  # due weeks whose data is not complete yet, and why (serve)
 EXPORT_FORMAT_VERSION: Final = 1
 
 

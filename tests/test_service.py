@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from core import conventions as c
 from core.errors import ConfigError
 from core.settings import load_settings
 from core.timeutil import parse_ts, to_epoch
-from tests.conftest import free_port, run_cli
+from tests.conftest import FIXTURES, free_port, run_cli
 
 
 @pytest.mark.parametrize(
@@ -34,8 +35,9 @@ from tests.conftest import free_port, run_cli
         ("2026-11-12T10:00:00", ["2026-W45"], []),  # exported: never again
         ("2026-11-24T03:00:00", ["2026-W44"], ["2026-W45", "2026-W46", "2026-W47"]),  # down for two Mondays
         ("2027-01-05T01:00:00", ["2026-W52"], ["2026-W53"]),  # 2026 has 53 ISO weeks
+        ("2026-12-01T01:00:00", ["2026-W45", "2026-W48"], ["2026-W46", "2026-W47"]),  # still waiting for data
     ],
-    ids=["not yet", "monday 01:00", "already exported", "down two mondays", "year with 53 weeks"],
+    ids=["not yet", "monday 01:00", "already exported", "down two mondays", "year with 53 weeks", "gaps stay due"],
 )
 def test_due_weeks_are_every_week_after_the_last_export_up_to_the_one_that_just_ended(
     now: str, exported: list[str], due: list[str]
@@ -89,7 +91,10 @@ def test_a_week_the_warehouse_does_not_cover_from_its_start_is_never_exported(
 ) -> None:
     service = _service(tmp_path, week_allocations, "2026-11-09T00:30:00Z")  # W44 is due; data starts in W45
     service.catch_up()
-    assert not (tmp_path / "exports").exists() or not list((tmp_path / "exports").iterdir())
+    assert schedule.exported_weeks(tmp_path / "exports") == []
+    assert schedule.read_waiting(tmp_path / "exports") == {
+        "2026-W44": "waiting: the warehouse holds no data from the week's start"
+    }
     assert service.metrics.registry.get_sample_value(c.M_EXPORT_PENDING) == 1
 
 
@@ -232,3 +237,42 @@ def test_a_collection_waits_for_dashboard_readers_to_let_go_of_the_warehouse(
     else:
         assert 1.0 <= waited < 10
         assert get(f"{c.M_ERRORS}_total", {"job": c.JOB_COLLECT, "kind": "transient"}) == 1
+
+
+def _ksm_weeks(path: Path, mondays: list[str]) -> Path:
+    """The kube-state-metrics fixture scraped every 5 minutes through each of the ISO weeks from `mondays`."""
+    scrape = [
+        s for s in (FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom").read_text().splitlines() if s and s[0] != "#"
+    ]
+    starts = [to_epoch(parse_ts(m)) for m in mondays]
+    lines = [f"{s} {t0 + 300 * k:.0f}" for t0 in starts for k in range(7 * 288) for s in scrape]
+    path.write_text("\n".join(lines) + "\n# EOF\n")
+    return path
+
+
+def test_weeks_without_collected_data_wait_and_are_exported_when_their_data_arrives(tmp_path: Path) -> None:
+    """Data for W45 and W48, W45 exported: W48 is exported, W46 and W47 wait (recorded, counted) instead of
+    being exported empty; W46's data arrives later and W46 is exported then, W47 still waits."""
+    wh = tmp_path / "wh.duckdb"
+    ksm = _ksm_weeks(tmp_path / "w45-w48.om", ["2026-11-02T00:00:00Z", "2026-11-23T00:00:00Z"])
+    assert run_cli("--warehouse", str(wh), "collect", "openmetrics", str(ksm), "--step", "300s").exit_code == 0
+    exported = run_cli(
+        "--warehouse", str(wh), "export", "weekly", "--week", "2026-W45", "--out", str(tmp_path / "exports")
+    )
+    assert exported.exit_code == 0, exported.output
+    service = _service(tmp_path, wh, "2026-12-01T02:00:00Z")
+    service.export_due()
+    root = tmp_path / "exports"
+    assert schedule.exported_weeks(root) == ["2026-W45", "2026-W48"]
+    waiting = schedule.read_waiting(root)
+    assert sorted(waiting) == ["2026-W46", "2026-W47"]
+    assert waiting["2026-W46"].startswith("waiting: no data collected on 2026-11-09, 2026-11-10, ")
+    assert service.metrics.registry.get_sample_value(c.M_EXPORT_PENDING) == 2
+    w46 = _ksm_weeks(tmp_path / "w46.om", ["2026-11-09T00:00:00Z"])
+    assert run_cli("--warehouse", str(wh), "collect", "openmetrics", str(w46), "--step", "300s").exit_code == 0
+    service.export_due()
+    assert schedule.exported_weeks(root) == ["2026-W45", "2026-W46", "2026-W48"]
+    assert list(schedule.read_waiting(root)) == ["2026-W47"]
+    assert service.metrics.registry.get_sample_value(c.M_EXPORT_PENDING) == 1
+    manifest = json.loads((root / "2026-W46" / c.EXPORT_MANIFEST).read_text())
+    assert manifest["files"]["chargeback.csv"]["rows"] > 0

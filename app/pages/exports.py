@@ -7,12 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import ui
+from app import schedule, ui
 
 ui.require_admin()
 
 st.title("Weekly exports")
 root = Path(ui.settings().export.directory)
+for waiting_week, why in sorted(schedule.read_waiting(root).items()) if root.exists() else []:
+    st.warning(f"{waiting_week} is not exported yet: {why}")
 folders = (
     sorted((p for p in root.glob("*-W*") if (p / "manifest.json").exists()), reverse=True) if root.exists() else []
 )
