@@ -15,8 +15,8 @@ from alerts import health as health_rules
 from alerts import serving as serving_rules
 from alerts import slo as slo_rules
 from alerts.model import Group, Rule, RuleFile, alert
-from analytics.health_policy import HealthThresholds
-from analytics.xid_catalog import XidCatalog, load_catalog
+from analytics.health.policy import HealthThresholds
+from analytics.health.xid_catalog import XidCatalog, load_catalog
 from core import conventions as c
 from core import promql
 from core.settings import Settings

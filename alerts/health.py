@@ -11,8 +11,8 @@ on a new exporter looks new: such an alert clears after the hold (an hour).
 from __future__ import annotations
 
 from alerts.model import Rule, alert
-from analytics.health_policy import ACTION_TEXT, XID_ACTION_TEXT, HealthThresholds
-from analytics.xid_catalog import XidCatalog
+from analytics.health.policy import ACTION_TEXT, XID_ACTION_TEXT, HealthThresholds
+from analytics.health.xid_catalog import XidCatalog
 from core import conventions as c
 
 GPU = "Hostname, UUID"

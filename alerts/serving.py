@@ -14,7 +14,7 @@ check` computes it from the warehouse.
 from __future__ import annotations
 
 from alerts.model import Rule, alert
-from analytics.sli import model_label
+from analytics.serving.sli import model_label
 from core import conventions as c
 
 SUSTAINED = "1h"

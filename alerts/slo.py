@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, replace
 
 from alerts.model import Group, Rule, RuleFile
-from analytics.counters import Matcher, Selector
-from analytics.sli import SLI, SLODef, Term
+from analytics.serving.counters import Matcher, Selector
+from analytics.serving.sli import SLI, SLODef, Term
 from core import conventions as c
 from core.timeutil import parse_duration
 

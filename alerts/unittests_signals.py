@@ -13,7 +13,7 @@ from typing import Any
 from alerts.generator import RuleSpec
 from alerts.promtool_series import GPU, alerts_at, gpu
 from alerts.promtool_series import series as _series
-from analytics.sli import model_label
+from analytics.serving.sli import model_label
 from core import conventions as c
 
 LAB = 'Hostname="n1",UUID="GPU-{uuid}"'

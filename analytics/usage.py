@@ -7,12 +7,12 @@ used = graphics-engine activity (DCGM_FI_PROF_GR_ENGINE_ACTIVE, falling back to 
 Summed over a pod's GPUs, so a 4-GPU pod at 90% on each has used 3.6 GPU-hours per hour and an
 efficiency (used / allocated) of 90% (OpenCost divides by the GPU count and reports 22.5%).
 Activity on GPUs no pod is mapped to has namespace/pod NULL (the __idle__ row shows it).
-The SQL lives in core/facts.py, shared with the hourly rollups (core/rollups.py).
+The SQL lives in core/store/step_sql.py, shared with the hourly rollups (core/store/rollups/hourly.py).
 """
 
 from __future__ import annotations
 
-from core.facts import usage_steps_sql
+from core.store.step_sql import usage_steps_sql
 
 
 def usage_facts_sql(by_day: bool) -> str:

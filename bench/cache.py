@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.fleet import FleetSpec, build
-from core.schema import LATEST_VERSION
+from core.store.schema import LATEST_VERSION
 
 GENERATOR_VERSION = 1  # bump when bench/fleet*.py change what they write
 
@@ -75,8 +75,8 @@ _FIRST_CURRENT = 8
 def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
     """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
     (migrations add tables; rollups built from what the older warehouse already holds)."""
-    from core import rollup_coverage, rollups
-    from core.warehouse import connect, transaction
+    from core.store.rollups import coverage, hourly
+    from core.store.warehouse import connect, transaction
 
     candidates = [(v, v, False) for v in range(LATEST_VERSION - 1, _FIRST_CURRENT - 1, -1)]
     candidates += [(old, new, True) for old, new in _PRE_MERGE.items() if new <= LATEST_VERSION]
@@ -95,9 +95,9 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
         con = connect(tmp)  # migrates
         try:
             with transaction(con):
-                rollups.rebuild_derived(con)
-                if not rollup_coverage.in_sync(con):  # schema 9: coverage is built from the step tables
-                    rollup_coverage.refresh(con, None, None, full=True)
+                hourly.rebuild_derived(con)
+                if not coverage.in_sync(con):  # schema 9: coverage is built from the step tables
+                    coverage.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")
         finally:
             con.close()
@@ -115,7 +115,7 @@ def _renumber(path: Path, equivalent: int) -> None:
     import duckdb
 
     from core import conventions as c
-    from core.schema import MIGRATIONS
+    from core.store.schema import MIGRATIONS
 
     con = duckdb.connect(str(path))
     try:

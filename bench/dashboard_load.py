@@ -34,9 +34,9 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from websockets.asyncio.client import connect as websocket_connect  # Streamlit's own server dependency
 
-from collectors import pricing
-from core import rollups
-from core.warehouse import connect, transaction
+from collectors.pricing import price_table
+from core.store.rollups import hourly
+from core.store.warehouse import connect, transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("", "teams", "health", "inference", "drift", "alerts", "exports", "status")
@@ -93,9 +93,9 @@ def build_warehouse(path: Path, gpus: int, days: int, end: datetime) -> None:
                 'node-' || (g // 8), 'nvidia_com_gpu', 1 FROM {grid}, range(?) t(g)""",
                 [start, steps, gpus],
             )
-        pricing.store(con, pricing.parse_csv(pricing.default_table_text(), "default"))
+        price_table.store(con, price_table.parse_csv(price_table.default_table_text(), "default"))
         with transaction(con):  # as a collector's commits leave it: rollups current, so pages read them
-            rollups.refresh(con, None, full=True)
+            hourly.refresh(con, None, full=True)
         con.execute("CHECKPOINT")
     finally:
         con.close()

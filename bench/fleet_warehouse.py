@@ -1,6 +1,6 @@
 """A Fleet straight into warehouse tables, with vectorised DuckDB SQL (no exporter text, no parsing).
 
-Rows follow core/schema.py exactly as the collectors would write them for 60 s scrapes: one row per
+Rows follow core/store/schema.py exactly as the collectors would write them for 60 s scrapes: one row per
 step on the grid, `ts` = step start, `step_s`; dimensions as kube-state-metrics/dcgm-exporter labels
 become them (pod labels `team`, `app_kubernetes_io_name`; node labels as GPU feature discovery and
 karpenter set them). Facts are inserted one day at a time (so rows are roughly in time order, as
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from bench.fleet import CLUSTER, KINDS, MEMORY_SHARE, REGION, TS_BUSY, TS_KEY, Fleet, activity_sql, noise_sql
-from collectors import pricing
+from collectors.pricing import price_table
 from core import conventions as c
-from core.warehouse import connect, transaction
+from core.store.warehouse import connect, transaction
 
 
 def write(fleet: Fleet, path: Path, *, prices: bool = True, refresh: bool = True) -> dict[str, object]:
@@ -41,8 +41,8 @@ def write(fleet: Fleet, path: Path, *, prices: bool = True, refresh: bool = True
                 _facts(con, fleet, day)
         out["facts_s"] = round(time.monotonic() - started, 1)
         if prices:
-            rows = pricing.parse_csv(pricing.default_table_text(), "default", pricing.ImportOptions())
-            pricing.store(con, rows)
+            rows = price_table.parse_csv(price_table.default_table_text(), "default", price_table.ImportOptions())
+            price_table.store(con, rows)
         if refresh:
             started = time.monotonic()
             _refresh(con, fleet)
@@ -56,11 +56,11 @@ def write(fleet: Fleet, path: Path, *, prices: bool = True, refresh: bool = True
 
 
 def _refresh(con: duckdb.DuckDBPyConnection, fleet: Fleet) -> None:
-    from core import rollups
+    from core.store.rollups import hourly
 
     end = fleet.spec.start + timedelta(seconds=fleet.spec.steps * fleet.spec.step_s)
     with transaction(con):
-        rollups.refresh(con, (fleet.spec.start, end), full=True)
+        hourly.refresh(con, (fleet.spec.start, end), full=True)
 
 
 def _labels(pairs: dict[str, str]) -> str:
@@ -224,6 +224,6 @@ def _log_run(con: duckdb.DuckDBPyConnection, fleet: Fleet) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     end = fleet.spec.start + timedelta(seconds=fleet.spec.steps * fleet.spec.step_s)
     con.execute(
-        f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 'ok', ?)",
+        f"INSERT INTO {c.T_INGEST_RUNS} VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 'ok', ?, 0)",
         [uuid.uuid4().hex, f"bench:{fleet.spec.key}", now, now, fleet.spec.start, end, "bench/fleet_warehouse.py"],
     )

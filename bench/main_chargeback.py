@@ -20,8 +20,8 @@ def main() -> None:
     sys.path[:] = [main_dir] + [p for p in sys.path if p not in ("", str(here), str(here.parent))]
     import duckdb
 
-    from analytics.chargeback import ChargebackOptions, chargeback  # main's
-    from core import warehouse  # main's
+    from analytics.cost.chargeback import ChargebackOptions, chargeback  # main's
+    from core.store import warehouse
     from core.timeutil import Window  # main's
 
     probe = duckdb.connect(args["warehouse"], read_only=True)
@@ -39,7 +39,11 @@ def main() -> None:
     teams = {r.keys["team"]: {"gpu_hours": r.gpu_hours, "cost_usd": float(r.cost_usd)} for r in report.rows}
     print(
         json.dumps(
-            {"times": times, "numbers": teams, "module": str(Path(sys.modules["analytics.chargeback"].__file__ or ""))}
+            {
+                "times": times,
+                "numbers": teams,
+                "module": str(Path(sys.modules["analytics.cost.chargeback"].__file__ or "")),
+            }
         )
     )
 

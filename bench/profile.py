@@ -49,7 +49,7 @@ def _interesting(frame: str) -> bool:
 
 
 def _short(frame: str) -> str:
-    """'chargeback (analytics/chargeback.py:70)' from py-spy's 'chargeback (/abs/path/analytics/chargeback.py:70)'."""
+    """'chargeback (analytics/cost/chargeback.py:70)' from py-spy's 'chargeback (/abs/path/analytics/chargeback.py:70)'."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")")
     for marker in ("/site-packages/", "/wt-10/", "/main/", "/lib/python3.11/"):

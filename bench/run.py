@@ -39,7 +39,7 @@ INGEST_WINDOWS = (
 )  # minutes: a scheduled collection, and a bulk load (up to 1,000 GPUs: 10,000 would take minutes per run)
 INGEST_START = timedelta(days=1, hours=12)
 LOAD_TIMEOUT = 900
-# Pages whose first view reads the step tables (the overview's savings recommendations, analytics/recommend.py;
+# Pages whose first view reads the step tables (the overview's savings recommendations, analytics/finops/recommend.py;
 # fleet health, analytics/health*.py): one run each, bounded, so `make bench` stays under 20 minutes.
 SLOW_PAGES = ("overview", "health")
 PAGE_TIMEOUT = 240
@@ -338,7 +338,7 @@ def main() -> None:
         "on a warehouse whose rollup is out of sync, and it is left out of the peak-RSS target."
     )
     b.notes.append(
-        "SLO report, profiled (py-spy): 85% of it was analytics/counters.py joining every sample to each of the 69 "
+        "SLO report, profiled (py-spy): 85% of it was analytics/serving/counters.py joining every sample to each of the 69 "
         "spans it falls in (period, burn windows, 30 daily and 30 cumulative), ~17 reads of the month. Now a span's "
         "increase comes from each series' numbered samples and running drops at its first and last sample (two "
         "ASOF joins), and a selector is read once per SLI: 10.1-13.4 s -> 3.9-5.1 s on the same warehouse, the "

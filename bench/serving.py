@@ -23,7 +23,7 @@ import yaml
 
 from bench import cache
 from bench.harness import ROOT, spawn
-from core.schema import LATEST_VERSION
+from core.store.schema import LATEST_VERSION
 
 DAYS = 30
 SEED = 7

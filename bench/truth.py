@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.fleet import KINDS, REGION, TS_BUSY, TS_KEY, Fleet, activity
-from collectors import pricing
+from collectors.pricing import price_table
 from core import conventions as c
 
 
@@ -41,7 +41,7 @@ def capacity_gpu_hours(fleet: Fleet) -> float:
 
 def gpu_hour_prices() -> dict[tuple[str, str], Decimal]:
     """(instance type, capacity type) -> $/GPU-hour in the default table (latest row, us-east-1)."""
-    rows = pricing.parse_csv(pricing.default_table_text(), "default", pricing.ImportOptions())
+    rows = price_table.parse_csv(price_table.default_table_text(), "default", price_table.ImportOptions())
     latest: dict[tuple[str, str], tuple[datetime, Decimal]] = {}
     for r in rows:
         if r.region == REGION and r.zone == "" and r.gpu_price_per_hour_usd is not None:

@@ -44,8 +44,8 @@ def _report(report: Any) -> dict[str, dict[str, float]]:
 
 
 def chargeback(args: dict[str, Any]) -> dict[str, Any]:
-    from analytics.chargeback import ChargebackOptions, chargeback
-    from core.warehouse import open_warehouse
+    from analytics.cost.chargeback import ChargebackOptions, chargeback
+    from core.store.warehouse import open_warehouse
 
     w, rollups = _window(args), args.get("rollups", True)
     with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
@@ -58,12 +58,12 @@ def chargeback(args: dict[str, Any]) -> dict[str, Any]:
 
 def health(args: dict[str, Any]) -> dict[str, Any]:
     """`report health`'s work: every GPU's periods and Xid events, the pods on unhealthy GPUs, lost capacity."""
-    from analytics import health_impact as impact
-    from analytics.health import evaluate
-    from analytics.health_policy import HealthThresholds
-    from analytics.xid_catalog import load_catalog
+    from analytics.health import impact
+    from analytics.health.policy import HealthThresholds
+    from analytics.health.report import evaluate
+    from analytics.health.xid_catalog import load_catalog
     from core.settings import Settings
-    from core.warehouse import open_warehouse
+    from core.store.warehouse import open_warehouse
 
     s, w, rollups = Settings(), _window(args), args.get("rollups", True)
     thresholds, catalog = HealthThresholds.from_all(s), load_catalog(s.health.xid_overrides)
@@ -81,13 +81,13 @@ def health(args: dict[str, Any]) -> dict[str, Any]:
 
 def slo(args: dict[str, Any]) -> dict[str, Any]:
     """`report slo`'s work at the end of the serving data: every declared SLO evaluated."""
-    from analytics import slo as slo_mod
-    from app.options import sloth_specs
-    from app.slo_rules import serving_data_end
+    from analytics.serving import slo as slo_mod
+    from app.publish.slo_rules import serving_data_end
+    from app.stage_options import sloth_specs
     from collectors.simulator import fleet
     from core import conventions as c
     from core.settings import load_settings
-    from core.warehouse import one, open_warehouse
+    from core.store.warehouse import one, open_warehouse
 
     serving = load_settings(Path(args["config"]), env={}).serving
     with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
@@ -113,9 +113,9 @@ def slo(args: dict[str, Any]) -> dict[str, Any]:
 
 def three_way(args: dict[str, Any]) -> dict[str, Any]:
     """gpuledger, PromQL and pandas interleaved run by run, so each ratio compares the same moment."""
-    from analytics.chargeback import chargeback
+    from analytics.cost.chargeback import chargeback
     from bench import pandas_chargeback, promql
-    from core.warehouse import open_warehouse
+    from core.store.warehouse import open_warehouse
 
     w = _window(args)
     sides: dict[str, list[float]] = {"gpuledger": [], "promql": [], "pandas": []}
@@ -138,7 +138,7 @@ def three_way(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def ingest_files(args: dict[str, Any]) -> dict[str, Any]:
-    from collectors.ingest import collect_files
+    from collectors.metrics.ingest import collect_files
     from core.settings import CollectSettings
 
     files = [Path(p) for p in args["files"]]
@@ -162,7 +162,7 @@ def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
     """A scheduled collection on a month of history: the fleet's warehouse without its last minutes,
     then those minutes collected from files (appended after every collected step, as `serve` does).
     Each run cuts them off again first (untimed), through the rollups' own refresh."""
-    from collectors.ingest import collect_files
+    from collectors.metrics.ingest import collect_files
     from core.settings import CollectSettings
 
     wh, w = Path(args["scratch"]) / "history.duckdb", _window(args)
@@ -184,18 +184,18 @@ def ingest_history(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cut(wh: Path, start: datetime) -> None:
-    from collectors import stage
-    from core import rollups
-    from core.warehouse import open_warehouse, transaction
+    from collectors.metrics import grid_stage
+    from core.store.rollups import hourly
+    from core.store.warehouse import open_warehouse, transaction
 
     with open_warehouse(wh) as con, transaction(con):
-        for _, table, _ in stage.STAGED:
+        for _, table, _ in grid_stage.STAGED:
             con.execute(f"DELETE FROM {table} WHERE ts >= ?", [start])
-        rollups.refresh(con, (start - timedelta(minutes=1), start - timedelta(microseconds=1)))
+        hourly.refresh(con, (start - timedelta(minutes=1), start - timedelta(microseconds=1)))
 
 
 def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
-    from collectors.ingest import collect_prometheus
+    from collectors.metrics.ingest import collect_prometheus
     from core.settings import CollectSettings, PrometheusSettings
 
     scratch, w = Path(args["scratch"]), _window(args)
@@ -221,8 +221,9 @@ def prometheus_answers(args: dict[str, Any]) -> dict[str, Any]:
 
     import requests
 
-    from collectors import http, prometheus
-    from collectors.ingest import window_plan
+    from collectors.metrics import http
+    from collectors.metrics.ingest import window_plan
+    from collectors.metrics.prometheus import reader as prometheus
     from core.settings import CollectSettings
 
     w, settings = _window(args), CollectSettings(cluster="bench")
@@ -270,10 +271,10 @@ def dashboard(args: dict[str, Any]) -> dict[str, Any]:
 
     logging.getLogger("streamlit").setLevel(logging.ERROR)
     os.environ["GPULEDGER_WAREHOUSE"], os.environ["GPULEDGER_CONFIG"] = args["warehouse"], "/dev/null"
-    app = Path(__file__).resolve().parents[1] / "app"
+    app = Path(__file__).resolve().parents[1] / "app" / "dashboard"
     out: dict[str, Any] = {}
     for page in args["pages"]:
-        at = AppTest.from_file(str(app / "dashboard.py"), default_timeout=3600)
+        at = AppTest.from_file(str(app / "streamlit_app.py"), default_timeout=3600)
         cold, complete = [], []
         for i in range(args["runs"] + 1):  # the first round is the warm-up
             shown, done = _cold_render(at, app, page)
@@ -291,7 +292,7 @@ def _cold_render(at: Any, app: Path, page: str) -> tuple[float, float]:
     after (the overview's background work included), so the page computes everything it shows itself."""
     import streamlit as st
 
-    from app import freshness
+    from app.dashboard import freshness
 
     if page != "overview":
         with _direct_landing():
@@ -314,7 +315,7 @@ def _direct_landing() -> Iterator[None]:
     computation: a browser opening that page's URL would not, and it would take the CPU from the page timed."""
     import pandas
 
-    from app import ui
+    from app.dashboard import ui
 
     real = ui.savings_ready
     ui.savings_ready = lambda *args: pandas.DataFrame()  # type: ignore[assignment]

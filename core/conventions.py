@@ -2,7 +2,7 @@
 
 One module so that the collectors, analytics, rule generator, exports and dashboard can never
 disagree on a spelling. Changing a value here is a schema or API change: bump the warehouse
-schema version (core/schema.py) or the export format version when you do.
+schema version (core/store/schema.py) or the export format version when you do.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ T_INFERENCE_SAMPLES: Final = "inference_samples"  # per step: serving counters a
 T_PRICES: Final = "prices"  # price rows with effective_from and provenance
 T_WATERMARKS: Final = "watermarks"  # last committed step per collection source
 T_INGEST_RUNS: Final = "ingest_runs"  # one row per collection run (data-status page)
-# Rollups of the step tables (core/rollups.py), each as <name>_hourly and <name>_daily.
+# Rollups of the step tables (core/store/rollups/hourly.py), each as <name>_hourly and <name>_daily.
 T_ALLOC_ROLLUP: Final = "rollup_alloc"  # GPU-unit-seconds per pod and hour/day
 T_CAPACITY_ROLLUP: Final = "rollup_capacity"  # billable GPU-unit-seconds per node and hour/day
 T_USAGE_ROLLUP: Final = "rollup_usage"  # used GPU-seconds per pod and hour/day
@@ -509,7 +509,7 @@ def rec_device_gauge(metric: str) -> str:
     return f"gpu:{metric}:max"
 
 
-# Families the Prometheus collector names for pushed-down series (kinds in collectors/series.py).
+# Families the Prometheus collector names for pushed-down series (kinds in collectors/metrics/series.py).
 KIND_POD_ALLOCATION: Final = "pod_alloc"
 KIND_DCGM_MAPPING: Final = "dcgm_map"
 

@@ -2,7 +2,7 @@
 
 One module for the collector's queries and the recording rules gpuledger ships, so a rule and the
 query it replaces compute the same series. Every aggregation here is one the warehouse would
-otherwise do after reading many more raw series (collectors/stage.py does the same in SQL for
+otherwise do after reading many more raw series (collectors/metrics/grid_stage.py does the same in SQL for
 files and for `collect.pushdown: off`):
 
 - per-pod GPU allocation per step: requests of Running pods, HA kube-state-metrics copies

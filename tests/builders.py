@@ -10,10 +10,10 @@ from pathlib import Path
 
 import duckdb
 
-from collectors import meta
-from collectors.series import META_COLUMNS, SeriesContext, SeriesTable
+from collectors.metrics import series_mapping
+from collectors.metrics.series import META_COLUMNS, SeriesContext, SeriesTable
 from core import conventions as c
-from core.warehouse import migrate
+from core.store.warehouse import migrate
 
 T0 = datetime(2026, 11, 2)
 
@@ -161,10 +161,10 @@ def add_namespace(con: duckdb.DuckDBPyConnection, namespace: str, labels: dict[s
 
 
 def describe_series(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext) -> list[dict[str, object]]:
-    """What collectors/meta.py maps a few (family, labels) pairs onto: the kept ones' columns, in order."""
+    """What collectors/metrics/series_mapping.py maps a few (family, labels) pairs onto: the kept ones' columns, in order."""
     con = duckdb.connect()
     try:
-        meta.register(con, SeriesTable.from_pairs(pairs), ctx)
+        series_mapping.register(con, SeriesTable.from_pairs(pairs), ctx)
         cur = con.execute(f"SELECT {', '.join(META_COLUMNS)} FROM stage_meta ORDER BY sid")
         return [dict(zip(META_COLUMNS, row, strict=True)) for row in cur.fetchall()]
     finally:

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import duckdb
 import pandas as pd
 
-from analytics.health import HealthResult, evaluate
-from analytics.health_policy import HealthThresholds
-from analytics.xid_catalog import load_catalog
+from analytics.health.policy import HealthThresholds
+from analytics.health.report import HealthResult, evaluate
+from analytics.health.xid_catalog import load_catalog
 from core import conventions as c
 from core.settings import Settings
 from core.timeutil import Window

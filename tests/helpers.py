@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from analytics.chargeback import chargeback
+from analytics.cost.chargeback import chargeback
 from core import conventions as c
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, parse_ts
-from core.warehouse import open_warehouse
 
 DATA_TABLES = (
     c.T_NODES,

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from core import conventions as c
-from core.warehouse import migrate
+from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
 VERSION = 10

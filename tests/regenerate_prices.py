@@ -1,4 +1,4 @@
-"""Regenerate collectors/data/prices-default.csv: importer output where the fixtures allow, curated rows elsewhere.
+"""Regenerate collectors/pricing/data/prices-default.csv: importer output where the fixtures allow, curated rows elsewhere.
 
 Run `.venv/bin/python -m tests.regenerate_prices` after changing an importer or a fixture;
 tests/test_pricing.py fails while the shipped table differs from what this produces.
@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from collectors import pricing
-from collectors.pricing import ImportOptions, PriceRow
-from collectors.pricing_import import parse_text
+from collectors.pricing import price_table
+from collectors.pricing.importer import parse_text
+from collectors.pricing.price_table import ImportOptions, PriceRow
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path("tests/fixtures")
-TABLE = ROOT / "collectors" / "data" / pricing.DEFAULT_TABLE
-COLUMNS = (*pricing.REQUIRED, "source", "zone", "term", "gpu_price_per_hour_usd", "sku")
+TABLE = ROOT / "collectors" / "pricing" / "data" / price_table.DEFAULT_TABLE
+COLUMNS = (*price_table.REQUIRED, "source", "zone", "term", "gpu_price_per_hour_usd", "sku")
 GENERATED: list[tuple[str, Callable[[PriceRow], bool]]] = [
     ("gcp-billing-catalog-skus-sample.json", lambda row: True),
     ("azure-retail-prices-CONSTRUCTED.json", lambda row: row.capacity_type == "on_demand"),
@@ -52,7 +52,7 @@ def _key(row: PriceRow) -> tuple[str, str, str, str, str]:
 def regenerate(current: str) -> str:
     new = generated_rows()
     replaced = {_key(r) for r in new}
-    curated = [r for r in pricing.parse_csv(current, "default") if _key(r) not in replaced]
+    curated = [r for r in price_table.parse_csv(current, "default") if _key(r) not in replaced]
     rows = sorted(
         curated + new,
         key=lambda r: (

@@ -1,12 +1,19 @@
 """A plain-Python statement of how each series maps onto the standard columns: the oracle the
-column-wise mapping in collectors/meta.py is tested against (one series at a time, no SQL)."""
+column-wise mapping in collectors/metrics/series_mapping.py is tested against (one series at a time, no SQL)."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from collectors.series import HTTP_HANDLER_REGEX, HTTP_NAME, KIND_BY_NAME, META_COLUMNS, PUSHED_KINDS, SeriesContext
+from collectors.metrics.series import (
+    HTTP_HANDLER_REGEX,
+    HTTP_NAME,
+    KIND_BY_NAME,
+    META_COLUMNS,
+    PUSHED_KINDS,
+    SeriesContext,
+)
 from core import conventions as c
 
 

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import access
+from app.dashboard import access
 from core import conventions as c
 from core.errors import ConfigError
 from core.settings import DashboardSettings
 
-APP = Path(__file__).resolve().parents[1] / "app"
+APP = Path(__file__).resolve().parents[1] / "app" / "dashboard"
 POLICY = DashboardSettings(
     auth="oidc",
     admin_users=["Alice@Example.com"],
@@ -143,7 +143,7 @@ def _app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, tmp_path: Path, user:
     )
     monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(warehouse))
     monkeypatch.setenv("GPULEDGER_CONFIG", str(config))
-    at = AppTest.from_file(str(APP / "dashboard.py"), default_timeout=120)
+    at = AppTest.from_file(str(APP / "streamlit_app.py"), default_timeout=120)
     at.user = user
     at.query_params["start"], at.query_params["end"] = "2026-11-02", "2026-11-02"
     at.run()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from analytics.xid_catalog import load_catalog
+from analytics.health.xid_catalog import load_catalog
 from app.cli import main
 from core import conventions as c
 from core.timeutil import parse_ts

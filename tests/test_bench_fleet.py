@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from analytics.chargeback import chargeback
+from analytics.cost.chargeback import chargeback
 from bench import fleet_openmetrics, fleet_warehouse, pandas_chargeback, promql, truth
 from bench.fleet import SANDBOX, TEAMS, Fleet, FleetSpec, build
-from collectors.ingest import collect_files
+from collectors.metrics.ingest import collect_files
 from core import conventions as c
-from core import rollups
 from core.settings import CollectSettings
+from core.store.rollups import hourly
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import free_port, require_binary
 
 SPEC = FleetSpec(gpus=40, days=1)
@@ -56,7 +56,7 @@ def test_the_generated_warehouse_bills_the_gpu_hours_and_dollars_of_the_fleets_o
 ) -> None:
     alloc, cost, used = truth.allocated_gpu_hours(fleet), truth.allocated_cost(fleet), truth.used_gpu_hours(fleet)
     with open_warehouse(warehouse, read_only=True) as con:
-        assert rollups.in_sync(con)
+        assert hourly.in_sync(con)
         report = chargeback(con, _window())
     rows = {r.keys["team"]: r for r in report.rows}
     assert set(rows) - {c.IDLE} == set(alloc)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics import anomalies, budget
+from analytics.finops import anomalies, budget
 from tests.builders import T0, add_node, add_pod, add_price, fresh_db
 from tests.conftest import run_cli
 
@@ -117,8 +117,8 @@ def test_a_steady_fleet_and_small_wobbles_raise_nothing() -> None:
 
 
 def test_anomalies_are_found_end_to_end_from_the_warehouse() -> None:
-    from analytics.chargeback import ChargebackOptions
-    from analytics.spend import anomaly_report
+    from analytics.cost.chargeback import ChargebackOptions
+    from analytics.finops.daily_spend import anomaly_report
     from core.timeutil import Window
 
     con = fresh_db()

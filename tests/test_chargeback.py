@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.chargeback import ChargebackOptions, chargeback
+from analytics.cost.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core.money import to_cents
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, parse_ts
-from core.warehouse import open_warehouse
 from tests.builders import T0, add_node, add_pod, add_price, fresh_db
 
 DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _default_prices() -> dict[tuple[str, str], Decimal]:
-    with open(ROOT / "collectors" / "data" / "prices-default.csv") as fh:
+    with open(ROOT / "collectors" / "pricing" / "data" / "prices-default.csv") as fh:
         return {
             (r["instance_type"], r["capacity_type"]): Decimal(r["price_per_hour_usd"]) / int(r["gpus"])
             for r in csv.DictReader(fh)

@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import pytest
 
-from analytics.attribution import Attribution
-from analytics.chargeback import ChargebackOptions, chargeback
-from analytics.ledger import SHARED
+from analytics.cost.attribution import Attribution
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.cost_rows import SHARED
 from core import conventions as c
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_namespace, add_node, add_pod, add_price, fresh_db

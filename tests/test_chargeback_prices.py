@@ -10,17 +10,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics import prices
-from analytics.chargeback import ChargebackOptions, chargeback
-from analytics.ledger import ChargebackReport
-from collectors import pricing, pricing_aws, pricing_settings
-from collectors.pricing import ImportOptions
-from collectors.pricing_import import import_file
-from collectors.series import SeriesContext
+from analytics.cost import prices
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.cost_rows import ChargebackReport
+from collectors.metrics.series import SeriesContext
+from collectors.pricing import aws, from_settings, price_table
+from collectors.pricing.importer import import_file
+from collectors.pricing.price_table import ImportOptions
 from core import conventions as c
 from core.settings import DiscountSettings, OnPremSettings, PricingSettings
+from core.store.warehouse import migrate
 from core.timeutil import Window
-from core.warehouse import migrate
 from tests.builders import T0, add_node, add_pod, add_price, describe_series, fresh_db
 from tests.conftest import FIXTURES, run_cli
 
@@ -73,7 +73,7 @@ def test_spot_nodes_pay_their_zones_step_function_price_at_each_hours_start_else
             ("us-east-1b", "0.500000", -timedelta(days=1)),
         ]
     )
-    pricing.store(con, pricing_aws.parse_spot_history(history, "spot.json", ImportOptions()).rows)
+    price_table.store(con, aws.parse_spot_history(history, "spot.json", ImportOptions()).rows)
     add_price(con, "0.70", gpus=1, instance_type="p3.2xlarge", capacity_type="spot")  # region-wide
     add_price(con, "3.06", gpus=1, instance_type="p3.2xlarge")  # on-demand: never used by spot nodes
     assert _node_costs(con, _hours(3)) == {
@@ -104,7 +104,7 @@ def test_reserved_nodes_pay_the_effective_reserved_rate_and_on_demand_nodes_the_
         "aws",
         ImportOptions(reserved_purchase_option="Partial Upfront"),
     )
-    pricing.store(con, offer.rows)
+    price_table.store(con, offer.rows)
     for node, capacity in [("ri", "reserved"), ("od", "on_demand")]:
         add_node(con, node, 4, instance_type="p3.8xlarge", capacity_type=capacity, region="us-east-2", steps=600)
     costs = _node_costs(con, _hours(10))
@@ -112,7 +112,7 @@ def test_reserved_nodes_pay_the_effective_reserved_rate_and_on_demand_nodes_the_
 
 
 def _discounted(con: duckdb.DuckDBPyConnection, *discounts: DiscountSettings) -> None:
-    pricing_settings.store_discounts(con, PricingSettings(discounts=discounts))
+    from_settings.store_discounts(con, PricingSettings(discounts=discounts))
 
 
 def test_discounts_in_force_multiply_gpu_prices_and_keep_the_list_price_beside_them() -> None:
@@ -148,8 +148,8 @@ def test_the_gpu_share_bills_part_of_a_node_price_and_a_gpu_sku_is_billed_as_is(
         "provider,region,instance_type,capacity_type,gpu_model,gpus,price_per_hour_usd,effective_from\n"
         "aws,us-east-1,p4d.24xlarge,on_demand,A100,8,10,2026-01-01\n"
     )
-    pricing.store(con, pricing.read_file(table, ImportOptions(gpu_share=D("0.95"))))
-    pricing.store(con, import_file(FIXTURES / "gcp-billing-catalog-skus-sample.json", "gcp", ImportOptions()).rows)
+    price_table.store(con, price_table.read_file(table, ImportOptions(gpu_share=D("0.95"))))
+    price_table.store(con, import_file(FIXTURES / "gcp-billing-catalog-skus-sample.json", "gcp", ImportOptions()).rows)
     add_node(con, "aws", 8, steps=60)
     add_node(con, "gcp", 1, instance_type="a2-highgpu-1g", region="us-central1", steps=60)
     assert _node_costs(con, _hours(1)) == {"aws": D("9.50"), "gcp": D("2.93")}  # not 3.67: the GPU SKU
@@ -175,7 +175,7 @@ ON_PREM = OnPremSettings(
     ids=["4 years", "3 years", "5 years"],
 )
 def test_the_on_prem_gpu_hour_is_depreciation_plus_opex_plus_power_over_gpus(years: int, per_gpu_hour: Decimal) -> None:
-    cost = pricing_settings.on_prem_cost(ON_PREM.model_copy(update={"amortization_years": D(years)}))
+    cost = from_settings.on_prem_cost(ON_PREM.model_copy(update={"amortization_years": D(years)}))
     assert abs(cost.node_hour / 8 - per_gpu_hour) < D("1e-15")
     if years == 4:
         assert (round(cost.depreciation, 4), round(cost.opex, 4), cost.power) == (D("8.5616"), D("5.1370"), D("1.120"))
@@ -185,7 +185,7 @@ def test_on_prem_nodes_without_cloud_labels_are_billed_from_the_configured_serve
     con = fresh_db()
     settings = PricingSettings(on_prem=(ON_PREM, ON_PREM.model_copy(update={"instance_type": "l4-box", "gpus_per_node": 4,
                                                                            "capex_usd": D(0), "gpu_hour_usd": D("0.40")})))  # fmt: skip
-    pricing.store(con, pricing_settings.on_prem_rows(settings, ImportOptions()).rows)
+    price_table.store(con, from_settings.on_prem_rows(settings, ImportOptions()).rows)
     add_node(con, "dgx-1", 8, instance_type="dgx-h100", region="", steps=600)
     add_node(con, "l4-1", 4, instance_type="l4-box", region="", steps=600)
     assert _node_costs(con, _hours(10)) == {"dgx-1": D("148.19"), "l4-1": D("16.00")}  # 10 h x 14.8186..; 10 x 4 x 0.40

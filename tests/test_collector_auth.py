@@ -22,10 +22,10 @@ import yaml
 from click.testing import CliRunner, Result
 
 from app.cli import main
-from collectors import http
+from collectors.metrics import http
 from core.errors import QueryError
 from core.settings import PrometheusSettings
-from core.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse
 from tests import servers
 from tests.conftest import require_binary
 from tests.fake_store import FakeStore, serving

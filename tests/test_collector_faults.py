@@ -17,10 +17,10 @@ import requests
 from click.testing import CliRunner, Result
 
 from app.cli import main
-from collectors import prometheus
+from collectors.metrics.prometheus import reader
 from core import conventions as c
 from core import promql
-from core.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse
 from tests.fake_store import PASS, FakeStore, Fault, serving
 
 START, END = "2026-11-02T00:00:00Z", "2026-11-02T02:00:00Z"
@@ -135,7 +135,7 @@ def test_queries_for_metrics_the_store_does_not_hold_are_not_sent_and_the_rows_a
     held = set(requests.get(f"{prometheus_url}/api/v1/label/__name__/values", timeout=10).json()["data"])
     assert len(names) == 2  # one per commit window
     sent = {s.params["query"] for s in store.seen if "query" in s.params}
-    planned = prometheus.pushdown_plan("plain", promql.plain)
+    planned = reader.pushdown_plan("plain", promql.plain)
     assert sent == {q.promql for q in planned if set(q.reads) & held}
     assert len(sent) < len(planned)  # the fixture fleet runs no Triton, TGI, SGLang...
     _assert_rows_of_direct_ingestion(wh, direct_warehouse, c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES)
@@ -155,7 +155,7 @@ def test_a_store_that_will_not_list_its_metric_names_gets_every_query(
     store = FakeStore(prometheus_url, _names_request(NAMES_REFUSED[case]))
     wh = _collected(store, tmp_path)
     sent = {s.params["query"] for s in store.seen if "query" in s.params}
-    assert sent == {q.promql for q in prometheus.pushdown_plan("plain", promql.plain)}
+    assert sent == {q.promql for q in reader.pushdown_plan("plain", promql.plain)}
     _assert_rows_of_direct_ingestion(wh, direct_warehouse)
 
 
@@ -211,14 +211,14 @@ def test_a_malformed_series_is_skipped_counted_and_reported_once(prometheus_url:
 
 @pytest.mark.parametrize(("draw", "expected"), [(1.0, [0.5, 1.0, 2.0, 4.0, 5.0]), (0.5, [0.25, 0.5, 1.0, 2.0, 2.5])])
 def test_backoff_doubles_per_attempt_with_full_jitter_up_to_a_cap(draw: float, expected: list[float]) -> None:
-    from collectors.http import HttpClient, HttpConfig
+    from collectors.metrics.http import HttpClient, HttpConfig
 
     client = HttpClient("http://127.0.0.1:1", HttpConfig(backoff_base_s=0.5, backoff_max_s=5.0), rng=lambda: draw)
     assert [client.backoff(attempt) for attempt in range(5)] == expected
 
 
 def test_retries_sleep_between_attempts_and_stop_at_the_configured_count(prometheus_url: str) -> None:
-    from collectors.http import HttpClient, HttpConfig
+    from collectors.metrics.http import HttpClient, HttpConfig
     from core.errors import SourceUnavailable
 
     slept: list[float] = []

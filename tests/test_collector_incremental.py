@@ -9,11 +9,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from app.cli import main
-from collectors import ingest, prometheus
+from collectors.metrics import ingest
+from collectors.metrics.prometheus import reader
 from core import conventions as c
 from core.settings import CollectSettings, PrometheusSettings
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, parse_ts
-from core.warehouse import open_warehouse
 from tests.fake_store import FakeStore, serving
 from tests.helpers import rows, team_day_hours
 
@@ -82,7 +83,7 @@ def test_chunks_cover_every_grid_point_once_with_at_most_max_points(case: str) -
     first, last, step, max_points, expected = CHUNKS[case]
     day = parse_ts(DAY)
     at = lambda hhmm: day + timedelta(hours=int(hhmm[:2]), minutes=int(hhmm[3:]))  # noqa: E731
-    got = [(f"{a:%H:%M}", f"{b:%H:%M}") for a, b in prometheus.chunks(at(first), at(last), step, max_points)]
+    got = [(f"{a:%H:%M}", f"{b:%H:%M}") for a, b in reader.chunks(at(first), at(last), step, max_points)]
     assert got == expected
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from analytics.chargeback import chargeback
-from collectors import promapi
-from collectors.series import SeriesContext
+from analytics.cost.chargeback import chargeback
+from collectors.metrics.prometheus import answers
+from collectors.metrics.series import SeriesContext
 from core import conventions as c
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window
-from core.warehouse import open_warehouse
 from tests import counters
 from tests.builders import describe_series
 from tests.conftest import FIXTURES, backfill_command
@@ -105,7 +105,7 @@ def test_an_api_answer_with_exported_labels_maps_onto_the_workload_and_leaves_id
     for series in vector["data"]["result"]:  # as a one-point range answer
         series["values"] = [series.pop("value")]
     vector["data"]["resultType"] = "matrix"
-    matrix = promapi.decode_matrix(json.dumps(vector).encode(), "http://prometheus", "query 'x'")
+    matrix = answers.decode_matrix(json.dumps(vector).encode(), "http://prometheus", "query 'x'")
     ctx = SeriesContext("c1", "exported")
     rows = describe_series([(c.DCGM_GPU_UTIL, labels) for labels in matrix.labels], ctx)
     assert [(r["node"], r["namespace"], r["pod"], r["container"]) for r in rows] == [

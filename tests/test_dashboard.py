@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analytics.chargeback import ChargebackOptions, chargeback
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from core.store.warehouse import connect, open_warehouse
 from core.timeutil import Window, parse_ts
-from core.warehouse import connect, open_warehouse
 
-APP = Path(__file__).resolve().parents[1] / "app"
+APP = Path(__file__).resolve().parents[1] / "app" / "dashboard"
 PAGES = ["overview", "teams", "health", "inference", "drift", "alerts", "exports", "status"]
 DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
 
@@ -24,7 +24,7 @@ DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
 def _app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, page: str = "overview", **query: str) -> AppTest:
     monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(warehouse))
     monkeypatch.setenv("GPULEDGER_CONFIG", "/dev/null")
-    at = AppTest.from_file(str(APP / "dashboard.py"), default_timeout=120)
+    at = AppTest.from_file(str(APP / "streamlit_app.py"), default_timeout=120)
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
@@ -72,7 +72,7 @@ def test_filters_live_in_the_url_and_narrow_every_number(
 def test_the_overview_shows_its_page_at_once_and_the_cli_savings_report_when_ready(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
-    from app import freshness
+    from app.dashboard import freshness
     from tests.conftest import run_cli
 
     freshness.clear()
@@ -161,7 +161,7 @@ def test_the_inference_page_shows_every_declared_slo(
     config.write_text(yaml.safe_dump({"serving": {"services": services}}))
     monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(direct_warehouse))
     monkeypatch.setenv("GPULEDGER_CONFIG", str(config))
-    at = AppTest.from_file(str(APP / "dashboard.py"), default_timeout=120)
+    at = AppTest.from_file(str(APP / "streamlit_app.py"), default_timeout=120)
     at.run()
     at.switch_page(str(APP / "pages" / "inference.py"))
     at.run()
@@ -174,10 +174,10 @@ def test_a_pages_reports_are_read_together_over_one_connection_per_lane(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
     """The teams page's bill, breakdown, budget and anomalies: two lanes of two reports, one connection each,
-    so the rollup checks every report makes are answered once per lane (core/snapshot.py)."""
+    so the rollup checks every report makes are answered once per lane (core/store/read_memo.py)."""
     import streamlit as st
 
-    from app import freshness, reader
+    from app.dashboard import freshness, reader
 
     at = _app(monkeypatch, direct_warehouse)
     freshness.clear()
@@ -208,7 +208,7 @@ def start(self):
         seen.append({m for m in ("altair", "narwhals.stable.v1", "narwhals.stable.v2") if m in sys.modules})
     real(self)
 threading.Thread.start = start
-import app.ui
+import app.dashboard.ui
 assert seen == [{"altair", "narwhals.stable.v1", "narwhals.stable.v2"}], seen
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent)

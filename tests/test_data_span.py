@@ -7,8 +7,8 @@ from collections.abc import Callable
 import duckdb
 import pytest
 
-from analytics.overview import data_span
 from core import conventions as c
+from core.store.status import data_span
 from tests.builders import add_gpu_usage, add_node, add_pod, fresh_db
 
 Build = Callable[[duckdb.DuckDBPyConnection], None]

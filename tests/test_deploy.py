@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.cmd_serve import check_settings
+from app.cli.serve import check_settings
 from core.settings import load_settings
 from core.timeutil import parse_duration
 from tests.conftest import FIXTURES, run_cli
@@ -108,6 +108,6 @@ def test_the_image_installs_every_package_and_the_dashboard_pages(tmp_path: Path
     )
     (wheel,) = tmp_path.glob("gpuledger-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    pages = {f"app/pages/{p.name}" for p in (ROOT / "app" / "pages").glob("*.py")}
-    assert pages <= names and "app/dashboard.py" in names
-    assert {"collectors/data/prices-default.csv", "analytics/data/xid-catalog.yaml"} <= names
+    pages = {f"app/dashboard/pages/{p.name}" for p in (ROOT / "app" / "dashboard" / "pages").glob("*.py")}
+    assert pages <= names and "app/dashboard/streamlit_app.py" in names
+    assert {"collectors/pricing/data/prices-default.csv", "analytics/health/data/xid-catalog.yaml"} <= names

@@ -9,7 +9,7 @@ import pytest
 
 from alerts import generator
 from app.cli import main
-from app.exports import COLUMNS
+from app.publish.exports import COLUMNS
 from core.settings import Settings
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from analytics import drift as d
+from analytics.serving import drift as d
 
 POLICY = d.DriftPolicy()
 

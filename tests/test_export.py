@@ -11,9 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from analytics.chargeback import chargeback
+from analytics.cost.chargeback import chargeback
+from core.store.warehouse import open_warehouse
 from core.timeutil import iso_week_window
-from core.warehouse import open_warehouse
 from tests.conftest import run_cli
 
 WEEK = "2026-W45"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from app import exports
+from app.publish import exports
 from core import conventions as c
 from tests.conftest import run_cli
 from tests.serve_helpers import ROOT

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app import focus
+from app.publish import focus
 from tests.conftest import FIXTURES, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

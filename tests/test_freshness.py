@@ -1,4 +1,4 @@
-"""The dashboard's stale-while-revalidate cache (app/freshness.py), with real threads."""
+"""The dashboard's stale-while-revalidate cache (app/dashboard/freshness.py), with real threads."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from app import freshness
+from app.dashboard import freshness
 from core.errors import TransientError
 
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.openmetrics import parse_file, parse_lines
-from collectors.pricing import ImportOptions
-from collectors.pricing_import import parse_text
+from collectors.metrics.openmetrics import parse_file, parse_lines
+from collectors.pricing.importer import parse_text
+from collectors.pricing.price_table import ImportOptions
 from core.errors import GpuledgerError
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from analytics import health_impact as impact
-from analytics.health import HealthResult
-from analytics.health_store import unhealthy_hours
-from analytics.health_views import node_periods
-from app.cmd_health import ROW_COLUMNS, compute
+from analytics.health import impact
+from analytics.health.history import unhealthy_hours
+from analytics.health.report import HealthResult
+from analytics.health.views import node_periods
+from app.jobs import ROW_COLUMNS, compute
 from collectors.simulator.incidents import INCIDENTS
 from core import conventions as c
 from core.settings import Settings
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, iso, parse_ts
-from core.warehouse import open_warehouse
 from tests.conftest import FIXTURES, SIM_START, run_cli
 
 DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
@@ -112,7 +112,7 @@ def test_xid_events_are_classified_and_attributed_to_the_pods_running_then(day: 
 
 
 def _gpu_hour_prices() -> dict[str, Decimal]:
-    with open(ROOT / "collectors" / "data" / "prices-default.csv") as fh:
+    with open(ROOT / "collectors" / "pricing" / "data" / "prices-default.csv") as fh:
         return {
             r["instance_type"]: Decimal(r["price_per_hour_usd"]) / int(r["gpus"])
             for r in csv.DictReader(fh)

@@ -12,15 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import health_coverage as hc
-from analytics.health import evaluate
-from analytics.health_policy import HealthThresholds
-from analytics.xid_catalog import load_catalog
+from analytics.health import coverage as hc
+from analytics.health.policy import HealthThresholds
+from analytics.health.report import evaluate
+from analytics.health.xid_catalog import load_catalog
 from core import conventions as c
-from core import rollup_coverage, rollups
 from core.settings import Settings
+from core.store.rollups import coverage as rollup_coverage
+from core.store.rollups import hourly as rollups
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window
-from core.warehouse import open_warehouse
 from tests.builders import T0, add_node, fresh_db
 
 STEP = 60

@@ -1,11 +1,11 @@
-"""The health page's nodes x GPUs grid (app/health_grid.py)."""
+"""The health page's nodes x GPUs grid (app/dashboard/health_grid.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from app.health_grid import worst_states
+from app.dashboard.health_grid import worst_states
 from core import conventions as c
 
 H, W, D = c.STATE_HEALTHY, c.STATE_WATCH, c.STATE_DRAIN

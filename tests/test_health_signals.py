@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from analytics.health_policy import HealthThresholds
+from analytics.health.policy import HealthThresholds
 from core import conventions as c
 from core.settings import Settings
 from tests.builders import add_node, fresh_db

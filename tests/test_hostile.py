@@ -15,9 +15,9 @@ import yaml
 
 from alerts import generator, serialize, unittests
 from alerts.model import promql_string
-from app.render import safe_cell, safe_filename
+from app.publish.render import safe_cell, safe_filename
 from core import conventions as c
-from core.warehouse import one, open_warehouse
+from core.store.warehouse import one, open_warehouse
 from tests.conftest import require_binary, run_cli
 
 HOSTILE = {

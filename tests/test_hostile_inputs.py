@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from analytics.overview import data_status
 from core import conventions as c
-from core import rollups
+from core.store.rollups import hourly
+from core.store.status import data_status
+from core.store.warehouse import open_warehouse
 from core.timeutil import to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot
 
@@ -56,7 +56,8 @@ def clean(tmp_path: Path) -> tuple[Path, Path]:
     return wh, dcgm
 
 
-YEAR_AHEAD = f"{to_epoch(datetime.now() + timedelta(days=365)):.0f}"
+# a day boundary: the same value in every xdist worker that collects the tests
+YEAR_AHEAD = f"{to_epoch(datetime.combine(datetime.now().date(), datetime.min.time()) + timedelta(days=365)):.0f}"
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_an_implausible_timestamp_without_a_window_is_refused_naming_its_line_an
         assert snapshot(wh) == before
 
 
-@pytest.mark.parametrize("stamp", ["0", "9999999999", YEAR_AHEAD])
+@pytest.mark.parametrize("stamp", ["0", "9999999999", YEAR_AHEAD], ids=["epoch 0", "year 2286", "a year ahead"])
 def test_with_a_window_a_sample_outside_it_is_dropped_counted_and_changes_no_row(
     clean: tuple[Path, Path], tmp_path: Path, stamp: str
 ) -> None:
@@ -112,8 +113,8 @@ def test_rollup_work_visits_the_days_holding_data_not_the_days_between_them(
     and the replay's, not the 365 days between (a day at a time over the span took minutes)."""
     wh, dcgm = clean
     visited: list[datetime] = []
-    refresh_day = rollups._refresh_day
-    monkeypatch.setattr(rollups, "_refresh_day", lambda con, day: (visited.append(day), refresh_day(con, day)))
+    refresh_day = hourly._refresh_day
+    monkeypatch.setattr(hourly, "_refresh_day", lambda con, day: (visited.append(day), refresh_day(con, day)))
     early = START - timedelta(days=365)
     old = _replayed(KSM, tmp_path / "old.om", [_node_labels_at(f"{to_epoch(early):.0f}")])
     result = _collect(tmp_path / "year.duckdb", str(dcgm), str(old))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import conventions as c
-from core.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse
 from tests.builders import with_pod_uids
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot, team_day_hours

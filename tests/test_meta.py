@@ -1,4 +1,4 @@
-"""The column-wise series mapping (collectors/meta.py) against a plain-Python statement of the same
+"""The column-wise series mapping (collectors/metrics/series_mapping.py) against a plain-Python statement of the same
 conventions (tests/series_oracle.py), one series at a time: on every exporter fixture, on the
 simulated fleet, and on random label sets with hostile values."""
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors import meta
-from collectors.openmetrics import parse_lines
-from collectors.series import KIND_BY_NAME, PUSHED_KINDS, SeriesContext, wants_family
+from collectors.metrics import series_mapping
+from collectors.metrics.openmetrics import parse_lines
+from collectors.metrics.series import KIND_BY_NAME, PUSHED_KINDS, SeriesContext, wants_family
 from core import conventions as c
 from tests import series_oracle
 from tests.builders import describe_series
@@ -49,7 +49,7 @@ def test_the_simulated_fleet_maps_exactly_as_the_python_statement_says(sim_files
     assert describe_series(pairs, CONTEXTS[0]) == _expected(pairs, CONTEXTS[0])
 
 
-_NAMES = sorted(set(meta._needed("plain") + meta._needed("exported"))) + [
+_NAMES = sorted(set(series_mapping._needed("plain") + series_mapping._needed("exported"))) + [
     "label_team",
     "label_app_kubernetes_io_name",
     "version",

@@ -12,10 +12,10 @@ import duckdb
 import pytest
 
 from core import conventions as c
-from core import rollup_coverage
 from core.errors import SchemaError
-from core.schema import LATEST_VERSION
-from core.warehouse import connect, open_warehouse, schema_version, transaction
+from core.store.rollups import coverage
+from core.store.schema import LATEST_VERSION
+from core.store.warehouse import connect, open_warehouse, schema_version, transaction
 from tests.conftest import FIXTURES
 from tests.make_old_warehouse import VERSION, reports
 
@@ -36,7 +36,7 @@ def test_a_warehouse_from_an_older_schema_version_migrates_and_gives_the_same_re
     with open_warehouse(wh) as con:
         assert schema_version(con) == LATEST_VERSION
     # chargeback, fleet health and serving unit cost, exactly as today's gpuledger gives them on the same
-    # input ingested fresh (serving rows from before version 5 carry no scrape time: analytics/counters.py
+    # input ingested fresh (serving rows from before version 5 carry no scrape time: analytics/serving/counters.py
     # falls back to the step's end, which gives the same request counts on 5-minute scrapes)
     expected = json.loads((FIXTURES / f"warehouse-v{version}.expected.json").read_text())
     assert _same(reports(wh), expected), "reports differ from today's on the same input"
@@ -47,10 +47,10 @@ def test_the_coverage_rollup_migrated_to_version_10_equals_one_built_from_the_st
     shutil.copy(FIXTURES / wh.name, wh)
     columns = "hour, cluster, node, gpu_uuid, steps, first_ts, last_end, declared_steps, gpus, gpu_min_steps"
     with open_warehouse(wh) as con:
-        assert rollup_coverage.in_sync(con)
+        assert coverage.in_sync(con)
         migrated = con.execute(f"SELECT {columns} FROM {c.T_COVERAGE_ROLLUP} ORDER BY ALL").fetchall()
         with transaction(con):
-            rollup_coverage.refresh(con, None, None, full=True)
+            coverage.refresh(con, None, None, full=True)
         rebuilt = con.execute(f"SELECT {columns} FROM {c.T_COVERAGE_ROLLUP} ORDER BY ALL").fetchall()
     assert any(row[8] for row in migrated), "node rows count their GPUs"
     assert migrated == rebuilt

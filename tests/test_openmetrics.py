@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import stage
-from collectors.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
-from collectors.series import SeriesContext, wants_family
+from collectors.metrics import grid_stage
+from collectors.metrics.openmetrics import _parse_labels_escaped, parse_labels, parse_lines
+from collectors.metrics.series import SeriesContext, wants_family
 from core.errors import InputError
 from tests.builders import describe_series
 from tests.conftest import FIXTURES
@@ -67,10 +67,10 @@ def test_dcgm_blank_sentinels_are_dropped_uncounted_and_nan_or_inf_counted_as_in
     assert np.array_equal(np.array(out.value), values, equal_nan=True)
     counter, gauge = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_GPU_UTIL"
     for family in (counter, gauge):
-        valid, invalid = stage.valid_values(pa.array([family]), np.zeros(len(values), np.int32), values)
+        valid, invalid = grid_stage.valid_values(pa.array([family]), np.zeros(len(values), np.int32), values)
         assert valid.tolist() == [False, False, False, False, False, True]
         assert invalid == {family: 3}  # NaN, +Inf, -1
-    valid, invalid = stage.valid_values(pa.array(["vllm:request_success_total"]), np.zeros(6, np.int32), values)
+    valid, invalid = grid_stage.valid_values(pa.array(["vllm:request_success_total"]), np.zeros(6, np.int32), values)
     assert valid.tolist() == [False, True, False, False, False, True]  # a blank is a number outside DCGM
     assert invalid == {"vllm:request_success_total": 4}
 
@@ -123,7 +123,7 @@ def _samples(s):  # type: ignore[no-untyped-def]
 
 
 def test_the_fast_path_returns_exactly_what_the_strict_parser_returns(sim_files, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from collectors import openmetrics_fast
+    from collectors.metrics import openmetrics_fast
 
     tricky = tmp_path / "tricky.om"
     tricky.write_text(
@@ -154,7 +154,7 @@ SLOW_PATH = {
 
 @pytest.mark.parametrize("case", list(SLOW_PATH), ids=list(SLOW_PATH))
 def test_anything_unexpected_leaves_the_file_to_the_strict_parser(case: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from collectors import openmetrics_fast
+    from collectors.metrics import openmetrics_fast
 
     path = tmp_path / "x.om"
     path.write_text(SLOW_PATH[case])

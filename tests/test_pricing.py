@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors import pricing
+from collectors.pricing import price_table
 from core.errors import InputError
 from tests.conftest import run_cli
 from tests.helpers import snapshot
@@ -16,7 +16,7 @@ HEADER = "provider,region,instance_type,capacity_type,gpu_model,gpus,price_per_h
 
 
 def test_the_default_table_parses_with_exact_decimals_and_a_date_and_source_on_every_row() -> None:
-    rows = pricing.parse_csv(pricing.default_table_text(), "default")
+    rows = price_table.parse_csv(price_table.default_table_text(), "default")
     p4d = next(r for r in rows if r.instance_type == "p4d.24xlarge" and r.capacity_type == "on_demand")
     assert p4d.price_per_hour_usd == Decimal("21.957642") and p4d.gpus == 8
     assert all(r.effective_from and r.source for r in rows)
@@ -48,7 +48,7 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path: Path, body: str, message:
     path = tmp_path / "prices.csv"
     path.write_text(HEADER + "aws,us-east-1,p4d.24xlarge,on_demand,A100,8,21.957642,2026-01-21\n" + body)
     with pytest.raises(InputError) as info:
-        pricing.read_file(path)
+        price_table.read_file(path)
     assert message.replace(":2:", ":3:") in str(info.value)
 
 
@@ -56,7 +56,7 @@ def test_a_missing_column_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "prices.csv"
     path.write_text("provider,region,instance_type\naws,us-east-1,p5.48xlarge\n")
     with pytest.raises(InputError, match="prices.csv:1: missing column"):
-        pricing.read_file(path)
+        price_table.read_file(path)
 
 
 def test_an_import_with_one_bad_row_applies_nothing(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_the_default_table_is_regenerated_from_the_importers_where_the_fixtures_
 
     current = TABLE.read_text(encoding="utf-8")
     assert regenerate(current) == current, "stale: run .venv/bin/python -m tests.regenerate_prices"
-    shipped = {(r.provider, r.region, r.instance_type, r.capacity_type): r for r in pricing.parse_csv(current, "d")}
+    shipped = {(r.provider, r.region, r.instance_type, r.capacity_type): r for r in price_table.parse_csv(current, "d")}
     for row in generated_rows():
         kept = shipped[(row.provider, row.region, row.instance_type, row.capacity_type)]
         assert (kept.price_per_hour_usd, kept.gpu_price_per_hour_usd) == (
@@ -105,7 +105,7 @@ def test_prices_in_a_version_2_warehouse_survive_the_migration_and_bill_all_of_t
     import duckdb
 
     from core import conventions as c
-    from core.warehouse import connect, migrate
+    from core.store.warehouse import connect, migrate
 
     path = tmp_path / "v2.duckdb"
     raw = duckdb.connect(str(path))
@@ -130,7 +130,7 @@ def test_the_csv_takes_optional_zone_term_gpu_part_sku_and_fetch_time_columns(tm
         "aws,us-east-1,p3.2xlarge,spot,V100,1,0.52,2026-01-01,us-east-1a,,0.50,r-1,2026-01-02T03:04:05Z\n"
         "gcp,us-central1,a2-highgpu-1g,reserved,A100,1,2.5,2026-01-01,,1yr,,,\n"
     )
-    spot, reserved = sorted(pricing.read_file(path, pricing.ImportOptions(gpu_share=Decimal("0.9"))), key=str)
+    spot, reserved = sorted(price_table.read_file(path, price_table.ImportOptions(gpu_share=Decimal("0.9"))), key=str)
     assert (spot.zone, spot.gpu_price_per_hour_usd, spot.sku, str(spot.fetched_at)) == (
         "us-east-1a",
         Decimal("0.50"),
@@ -140,4 +140,4 @@ def test_the_csv_takes_optional_zone_term_gpu_part_sku_and_fetch_time_columns(tm
     assert (reserved.term, reserved.gpu_price_per_hour_usd) == ("1yr", Decimal("2.25"))  # 2.5 x the 0.9 share
     path.write_text(HEADER.strip() + ",gpu_price_per_hour_usd\naws,us-east-1,x,on_demand,A,1,1,2026-01-01,2\n")
     with pytest.raises(InputError, match="GPUs' part of .* exceeds its node price"):
-        pricing.read_file(path)
+        price_table.read_file(path)

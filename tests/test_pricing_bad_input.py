@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from collectors.pricing import ImportOptions
-from collectors.pricing_import import parse_text
+from collectors.pricing.importer import parse_text
+from collectors.pricing.price_table import ImportOptions
 from core.errors import InputError
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import snapshot

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from collectors import pricing_gcp
-from collectors.pricing import ImportOptions, Parsed
-from collectors.pricing_import import import_file
+from collectors.pricing import gcp as pricing_gcp
+from collectors.pricing.importer import import_file
+from collectors.pricing.price_table import ImportOptions, Parsed
 from core.errors import InputError
 from tests.conftest import FIXTURES
 

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors import promapi
+from collectors.metrics.prometheus import answers
 
 _VALUE = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from([0.0, -0.0, 1e-300, 5e300])
 _POINTS = st.lists(st.tuples(st.integers(1_700_000_000_000, 1_800_000_000_000), _VALUE), max_size=6)
@@ -36,7 +36,7 @@ def _answer(series: list[tuple[dict[str, str], list[tuple[int, float]]]], indent
 @given(_SERIES, st.sampled_from([None, 1]))
 @settings(max_examples=200, deadline=None)
 def test_every_series_gets_exactly_its_points_without_nan_whatever_the_spacing(series, indent) -> None:  # type: ignore[no-untyped-def]
-    matrix = promapi.decode_matrix(_answer(series, indent), "http://p", "query 'x'")
+    matrix = answers.decode_matrix(_answer(series, indent), "http://p", "query 'x'")
     assert matrix.skipped == 0
     assert matrix.labels == [{k: v for k, v in m.items() if k != "__name__"} for m, _ in series]
     for i, (_, points) in enumerate(series):
@@ -52,7 +52,7 @@ def test_a_series_with_bad_points_is_skipped_and_the_others_keep_theirs() -> Non
     )
     body["data"]["result"].insert(1, {"metric": {"a": "bad"}, "values": [[1_700_000_000, "hot"]]})
     body["data"]["result"].append({"metric": {"a": "flat"}, "values": [1_700_000_000, "1"]})
-    matrix = promapi.decode_matrix(json.dumps(body).encode(), "http://p", "query 'x'")
+    matrix = answers.decode_matrix(json.dumps(body).encode(), "http://p", "query 'x'")
     assert matrix.skipped == 2
     assert matrix.labels == [{"a": "1"}, {"a": "2"}]
     assert [matrix.points(i)[1].tolist() for i in range(2)] == [[1.0], [2.0]]

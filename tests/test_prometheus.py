@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from app.cli import main
 from core import conventions as c
-from core.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse
 from tests.conftest import free_port, run_cli
 from tests.helpers import rows, snapshot, team_day_hours
 
@@ -72,8 +72,8 @@ def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
 def test_prometheus_collection_yields_the_same_gpu_health_history(
     prometheus_warehouse: Path, direct_warehouse: Path
 ) -> None:
-    from analytics.health_views import period_dict
-    from app.cmd_health import compute
+    from analytics.health.views import period_dict
+    from app.jobs import compute
     from core.settings import Settings
     from core.timeutil import Window, parse_ts
 
@@ -168,13 +168,13 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
 
 
 def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str) -> None:
-    from collectors import promapi
-    from collectors.http import HttpClient, HttpConfig
+    from collectors.metrics.http import HttpClient, HttpConfig
+    from collectors.metrics.prometheus import answers
     from core.errors import QueryError
     from core.timeutil import parse_ts
 
     client = HttpClient(prometheus_url, HttpConfig(timeout_s=10, retries=0))
     with pytest.raises(QueryError, match="rate\\(\\("):
-        promapi.query_range(
+        answers.query_range(
             client, "prometheus", "rate((", parse_ts("2026-11-02T00:00:00Z"), parse_ts("2026-11-02T01:00:00Z"), 60
         )

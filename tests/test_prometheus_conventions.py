@@ -3,7 +3,7 @@
 The fixtures' scrapes (MIG instances, time-slicing copies, per-process copies, idle GPUs, HA
 kube-state-metrics) are replayed as ten one-minute scrapes, once as published and, an hour later,
 as dcgm-exporter --kubernetes-enable-pod-uid writes them: pod_uid on every pod-mapped series, which
-must not turn device series into per-process copies (collectors/meta.py, core/promql.py).
+must not turn device series into per-process copies (collectors/metrics/series_mapping.py, core/promql.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 
 from app.cli import main
 from core import conventions as c
+from core.store.warehouse import open_warehouse
 from core.timeutil import iso, to_epoch
-from core.warehouse import open_warehouse
 from tests import servers
 from tests.builders import with_pod_uids
 from tests.conftest import FIXTURES, backfill_command, require_binary

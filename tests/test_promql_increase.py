@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from analytics.counters import Selector, Span, extrapolated_increase, series_increases
+from analytics.serving.counters import Selector, Span, extrapolated_increase, series_increases
+from core.store.warehouse import open_warehouse
 from core.timeutil import parse_ts, to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import run_cli, serve_prometheus
 
 T0 = parse_ts("2026-11-02T00:00:00Z")

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics import facts
-from analytics.chargeback import ChargebackOptions, chargeback
-from analytics.ledger import ChargebackReport
+from analytics.cost import fact_plan
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.cost_rows import ChargebackReport
 from core import conventions as c
-from core import rollup_coverage, rollups
+from core.store.rollups import coverage, hourly
+from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window
-from core.warehouse import open_warehouse, transaction
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
 from tests.conftest import run_cli
 
@@ -28,7 +28,7 @@ STEP = 600  # ten-minute steps: a few hundred steps span several days
 
 def _refresh(con: Any) -> None:
     with transaction(con):
-        rollups.refresh(con, None, full=True)
+        hourly.refresh(con, None, full=True)
 
 
 def assert_same(rolled: ChargebackReport, stepped: ChargebackReport) -> None:
@@ -90,7 +90,7 @@ POD = st.tuples(
 def test_any_fleet_gets_the_same_chargeback_from_rollups_as_from_steps(gpus, pods, window, by, mig_share, idle) -> None:  # type: ignore[no-untyped-def]
     con = _fleet(pods, gpus)
     _refresh(con)
-    assert rollups.in_sync(con)
+    assert hourly.in_sync(con)
     w = Window(T0 + timedelta(seconds=window[0] * STEP), T0 + timedelta(seconds=window[1] * STEP))
     opts = ChargebackOptions(by=by, mig_share=mig_share, idle=idle)
     assert_same(chargeback(con, w, opts), chargeback(con, w, opts, use_rollups=False))
@@ -100,7 +100,7 @@ def test_a_month_window_is_served_by_days_and_its_partial_edges_by_hours_and_ste
     con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400)], [2])
     _refresh(con)
     w = Window(T0 + timedelta(minutes=10), T0 + timedelta(days=2, hours=3, minutes=30))
-    p = facts.plan(con, w)
+    p = fact_plan.plan(con, w)
     assert p.days == [(T0 + timedelta(days=1), T0 + timedelta(days=2))]
     assert p.hours == [
         (T0 + timedelta(hours=1), T0 + timedelta(days=1)),
@@ -114,9 +114,9 @@ def test_rows_written_outside_a_commit_put_the_rollups_out_of_sync_and_reports_r
     con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 100)], [2])
     _refresh(con)
     add_pod(con, "late", "n0", team="nlp", offset=10, steps=20, step_s=STEP)
-    assert not rollups.in_sync(con)
+    assert not hourly.in_sync(con)
     w = Window(T0, T0 + timedelta(days=2))
-    assert facts.plan(con, w).steps == [(w.start, w.end)]
+    assert fact_plan.plan(con, w).steps == [(w.start, w.end)]
     assert any(r.keys["team"] == "nlp" for r in chargeback(con, w).rows)
 
 
@@ -125,7 +125,7 @@ def test_a_price_change_inside_an_hour_sends_that_hour_to_the_steps_and_bills_ea
     add_price(con, "20", gpus=2, instance_type="it0", effective_from=T0 + timedelta(hours=30, minutes=20))
     _refresh(con)
     w = Window(T0, T0 + timedelta(days=3))
-    p = facts.plan(con, w)
+    p = fact_plan.plan(con, w)
     assert (T0 + timedelta(hours=30), T0 + timedelta(hours=31)) in p.steps
     assert (T0 + timedelta(days=1), T0 + timedelta(days=2)) not in p.days
     assert_same(chargeback(con, w), chargeback(con, w, use_rollups=False))
@@ -136,7 +136,7 @@ def test_a_node_whose_dimensions_changed_after_its_rollups_is_recomputed_from_th
     _refresh(con)
     con.execute(f"UPDATE {c.T_NODES} SET gpu_replicas = 2 WHERE node = 'n0'")  # a time-slicing change
     w = Window(T0, T0 + timedelta(days=3))
-    assert facts.plan(con, w).stale == [("c1", "n0")]
+    assert fact_plan.plan(con, w).stale == [("c1", "n0")]
     rolled = chargeback(con, w, ChargebackOptions(by=("team",)))
     assert_same(rolled, chargeback(con, w, ChargebackOptions(by=("team",)), use_rollups=False))
     vision = next(r for r in rolled.rows if r.keys["team"] == "vision")
@@ -166,7 +166,7 @@ def test_collection_commits_keep_the_rollups_in_sync_through_overlapping_re_inge
     assert run_cli(*args, "--start", "2026-11-02T12:10:00Z", "--end", "2026-11-03T00:00:00Z").exit_code == 0
     assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
     with open_warehouse(wh, read_only=True) as con:
-        assert rollups.in_sync(con)
+        assert hourly.in_sync(con)
         for w in (
             Window(T0, T0 + timedelta(days=1)),
             Window(T0 + timedelta(hours=5, minutes=7), T0 + timedelta(hours=20)),
@@ -184,10 +184,10 @@ def test_an_upgraded_warehouse_is_rebuilt_by_its_next_commit(
     with open_warehouse(wh) as con:  # as an older gpuledger left it: step rows, no rollups
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
-                con.execute(f"DELETE FROM {rollups.table(kind, level)}")
+                con.execute(f"DELETE FROM {hourly.table(kind, level)}")
         con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
         con.execute(f"DELETE FROM {c.T_ROLLUP_STATE}")
-        assert not rollups.in_sync(con) and not rollup_coverage.in_sync(con)
+        assert not hourly.in_sync(con) and not coverage.in_sync(con)
         before = chargeback(con, Window(T0, T0 + timedelta(days=1)))
     files = [str(sim_day / "kube-state-metrics.om")]
     late = ("--start", "2026-11-02T23:00:00Z", "--end", "2026-11-03T00:00:00Z")
@@ -196,10 +196,10 @@ def test_an_upgraded_warehouse_is_rebuilt_by_its_next_commit(
         == 0
     )
     with open_warehouse(wh, read_only=True) as con:
-        assert rollups.in_sync(con) and rollup_coverage.in_sync(con)
+        assert hourly.in_sync(con) and coverage.in_sync(con)
         hours = con.execute(f"SELECT count(DISTINCT hour) FROM {c.T_COVERAGE_ROLLUP}").fetchall()[0][0]
         assert hours == 24, "the whole day's coverage, not only the hour this commit wrote"
-        assert facts.plan(con, Window(T0, T0 + timedelta(days=1))).days == [(T0, T0 + timedelta(days=1))]
+        assert fact_plan.plan(con, Window(T0, T0 + timedelta(days=1))).days == [(T0, T0 + timedelta(days=1))]
         assert_same(chargeback(con, Window(T0, T0 + timedelta(days=1))), before)
         assert before.node_cost_usd > Decimal(0)
 
@@ -208,7 +208,7 @@ def test_a_report_by_team_over_whole_days_reads_the_class_rows_and_bills_the_sam
     con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400), (1, "nvidia_com_mig_3g_40gb", 1, None, 50, 300)], [2, 1])
     _refresh(con)
     w = Window(T0, T0 + timedelta(days=2, hours=5))
-    classes = facts.Classes(con, facts.plan(con, w), "compute", facts.Grouping(False, (), False, False))
+    classes = fact_plan.Classes(con, fact_plan.plan(con, w), "compute", fact_plan.Grouping(False, (), False, False))
     try:
         assert classes.by_class
     finally:

@@ -7,7 +7,7 @@ Either way the rollups equal a rebuild from every step.
 Class rows (by attribution class, per day):
 
 Each step collects a kube-state-metrics scrape through the real file path; the class rows after it
-must equal what `rollup_classes.rebuild` computes from scratch on the same warehouse, and only the
+must equal what `classes.rebuild` computes from scratch on the same warehouse, and only the
 days it collected are recomputed, plus the days of a pod whose attribution it changed (its labels,
 its name's newest uid); a node's attributes reach every day.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from collectors.ingest import collect_files
+from collectors.metrics.ingest import collect_files
 from core import conventions as c
-from core import rollup_classes, rollups
 from core.settings import CollectSettings
+from core.store.rollups import classes, hourly
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window, to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import run_cli
 
 DAY1, DAY2 = datetime(2026, 11, 2), datetime(2026, 11, 3)
@@ -112,21 +112,21 @@ def _class_rows(con) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
 def _hours_recomputed(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
     """Record the first hour of each range of hours a commit recomputes from all their steps."""
     seen: list[datetime] = []
-    refresh_hours = rollups._refresh_hours
-    monkeypatch.setattr(rollups, "_refresh_hours", lambda con, lo, hi: (seen.append(lo), refresh_hours(con, lo, hi)))
+    refresh_hours = hourly._refresh_hours
+    monkeypatch.setattr(hourly, "_refresh_hours", lambda con, lo, hi: (seen.append(lo), refresh_hours(con, lo, hi)))
     return seen
 
 
 def _recomputing(monkeypatch: pytest.MonkeyPatch) -> list[set[datetime] | None]:
     """Record the days each commit recomputes class rows for (None: every day)."""
     seen: list[set[datetime] | None] = []
-    insert = rollup_classes._insert_days
+    insert = classes._insert_days
 
     def spy(con, where: str = "") -> None:  # type: ignore[no-untyped-def]
         seen.append({r[0] for r in con.execute("SELECT day FROM class_days").fetchall()} if where else None)
         insert(con, where)
 
-    monkeypatch.setattr(rollup_classes, "_insert_days", spy)
+    monkeypatch.setattr(classes, "_insert_days", spy)
     return seen
 
 
@@ -141,10 +141,10 @@ def test_each_commit_recomputes_only_the_class_rows_it_changed_and_they_equal_a_
         collect_files(wh, [scrape], settings, Window(start, start + timedelta(minutes=minutes)))
         assert recomputed == [days], what
         with open_warehouse(wh) as con:
-            assert rollup_classes.valid(con), what
+            assert classes.valid(con), what
             incremental = _class_rows(con)
             con.execute("BEGIN")
-            rollup_classes.rebuild(con)
+            classes.rebuild(con)
             assert _class_rows(con) == incremental, what
             con.execute("ROLLBACK")
         assert incremental[c.T_CLASS_ALLOC], what
@@ -167,7 +167,7 @@ def test_the_class_rows_bill_a_relabelled_pods_earlier_days_to_its_new_team(team
     assert [r[0] for r in labels] == [f'{{"team":"{team}"}}']
 
 
-HOURLY = [rollups.table(kind, "hourly") for kind in ("alloc", "capacity", "usage")]
+HOURLY = [hourly.table(kind, "hourly") for kind in ("alloc", "capacity", "usage")]
 
 # (window start, end, whether it appends after everything collected so far)
 WINDOWS = [
@@ -182,7 +182,7 @@ WINDOWS = [
 def _rollup_rows(con) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
     """Every rollup row, used seconds rounded to what float summation order cannot change."""
     out = {}
-    for t in [*HOURLY, *(rollups.table(k, "daily") for k in ("alloc", "capacity", "usage")), c.T_COVERAGE_ROLLUP]:
+    for t in [*HOURLY, *(hourly.table(k, "daily") for k in ("alloc", "capacity", "usage")), c.T_COVERAGE_ROLLUP]:
         rows = con.execute(f"SELECT * FROM {t}").fetchall()
         out[t] = sorted((tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows), key=repr)
     return out
@@ -201,10 +201,10 @@ def test_appended_windows_add_their_steps_to_the_hours_and_equal_hours_recompute
         assert run_cli(*args, "--cluster", "sim-us-east-1").exit_code == 0
         assert (recomputed == []) == appends, (lo, hi)
         with open_warehouse(wh) as con:
-            assert rollups.in_sync(con)
+            assert hourly.in_sync(con)
             added = _rollup_rows(con)
             con.execute("BEGIN")
-            rollups.refresh(con, None, full=True)
+            hourly.refresh(con, None, full=True)
             assert _rollup_rows(con) == added, (lo, hi)
             con.execute("ROLLBACK")
             assert all(added[t] for t in [*HOURLY, c.T_COVERAGE_ROLLUP])
@@ -222,9 +222,9 @@ def test_an_appended_window_that_changes_a_nodes_gpu_model_recomputes_its_hours_
         collect_files(wh, [scrape], settings, Window(start, start + timedelta(minutes=30)))
         assert recomputed == ([DAY1] if i else []), "the first half is added; the second must recompute the hour"
         with open_warehouse(wh) as con:
-            assert rollups.in_sync(con)
+            assert hourly.in_sync(con)
             kept = _rollup_rows(con)
             con.execute("BEGIN")
-            rollups.refresh(con, None, full=True)
+            hourly.refresh(con, None, full=True)
             assert _rollup_rows(con) == kept
             con.execute("ROLLBACK")

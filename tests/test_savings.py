@@ -9,13 +9,13 @@ from operator import itemgetter
 import duckdb
 import pytest
 
-from analytics import recommend
-from analytics.chargeback import ChargebackOptions
-from analytics.recommend import recommendations
-from analytics.savings import SavingsOptions
+from analytics.cost.chargeback import ChargebackOptions
+from analytics.finops import recommend
+from analytics.finops.recommend import recommendations
+from analytics.finops.savings import SavingsOptions
 from core import conventions as c
-from core import rollup_coverage, rollups
-from core.facts import HAMI_CORES, alloc_steps_sql, capacity_steps_sql
+from core.store.rollups import coverage, hourly
+from core.store.step_sql import HAMI_CORES, alloc_steps_sql, capacity_steps_sql
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
 
@@ -126,8 +126,8 @@ def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
     assert sorted(recommend._rows(con, recommend._pool_steps_sql("compute"), window), key=key) == sorted(
         reference, key=key
     )
-    rollups.refresh(con, None, full=True)
-    assert rollup_coverage.in_sync(con)
+    hourly.refresh(con, None, full=True)
+    assert coverage.in_sync(con)
     assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(reference, key=key)
     odd_chunks = recommend._pool_steps(con, window, "compute", chunk=timedelta(hours=5, minutes=7))
     assert sorted(odd_chunks, key=key) == sorted(reference, key=key), "read in chunks, the steps are the same"

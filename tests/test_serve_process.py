@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 
 from app.cli import main
 from core import conventions as c
-from core.lock import WarehouseLock
+from core.store.lock import WarehouseLock
+from core.store.warehouse import one, open_warehouse
 from core.timeutil import Window, iso, iso_week_of
-from core.warehouse import one, open_warehouse
 from tests.conftest import free_port, run_cli, serve_prometheus
 from tests.helpers import snapshot
 from tests.serve_helpers import ROOT, ServeProcess
@@ -143,9 +143,9 @@ def _dashboard_text(warehouse: Path) -> str:
 
     os.environ["GPULEDGER_WAREHOUSE"], os.environ["GPULEDGER_CONFIG"] = str(warehouse), "/dev/null"
     try:
-        at = AppTest.from_file(str(ROOT / "app" / "dashboard.py"), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / "app" / "dashboard" / "streamlit_app.py"), default_timeout=120)
         at.run()
-        at.switch_page(str(ROOT / "app" / "pages" / "status.py"))
+        at.switch_page(str(ROOT / "app" / "dashboard" / "pages" / "status.py"))
         at.run()
         assert not at.exception
         parts = [

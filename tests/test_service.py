@@ -16,10 +16,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 import app.cli  # noqa: F401  (the CLI package first: its command modules import each other in order)
-from app import schedule
-from app.cmd_serve import build_scheduler, check_settings
-from app.service import Service
-from app.service_metrics import MetricsServer
+from app.cli.serve import build_scheduler, check_settings
+from app.service import schedule
+from app.service.metrics import MetricsServer
+from app.service.runner import Service
 from core import conventions as c
 from core.errors import ConfigError
 from core.settings import load_settings

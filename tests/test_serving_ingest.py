@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core import conventions as c
-from core.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse
 from tests.conftest import FIXTURES, run_cli
 
 AT = "2026-11-02T00:00:00Z"

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from scipy import stats
 
 from app.cli import main
-from collectors.data import __file__ as data_init
+from collectors.pricing.data import __file__ as data_init
 from collectors.simulator.serving_truth import SERVICES, SLOS
 from core.timeutil import parse_ts, to_epoch
 

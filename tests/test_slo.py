@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from analytics import slo as slo_mod
-from analytics.sli import SLODef
+from analytics.serving import slo as slo_mod
+from analytics.serving.sli import SLODef
 from collectors.simulator.serving_truth import SERVICES, SLOS
 from core.errors import ConfigError
 from core.settings import ServingSettings
+from core.store.warehouse import open_warehouse
 from core.timeutil import parse_duration, parse_ts, to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import run_cli
 
 
@@ -260,7 +260,7 @@ def test_a_sloth_query_gpuledger_cannot_evaluate_is_refused_with_the_query(query
         "service": "s",
         "slos": [{"name": "n", "objective": 99, "sli": {"events": {"error_query": query, "total_query": query}}}],
     }
-    from analytics.sloth import slos_from_spec
+    from analytics.serving.sloth import slos_from_spec
 
     with pytest.raises(ConfigError, match=message):
         slos_from_spec(spec, "spec.yaml", 86400)

@@ -18,12 +18,12 @@ from alerts import slo as slo_rules
 from alerts.generator import RuleSpec, slo
 from alerts.promtool_series import alerts_at, close_to
 from alerts.promtool_series import series as promtool_series
-from analytics import slo as slo_mod
-from app.slo_rules import declared
+from analytics.serving import slo as slo_mod
+from app.publish.slo_rules import declared
 from core import conventions as c
 from core.settings import Settings
+from core.store.warehouse import open_warehouse
 from core.timeutil import parse_ts, to_epoch
-from core.warehouse import open_warehouse
 from tests.conftest import require_binary, run_cli, serve_prometheus
 from tests.test_slo import SLOTH_SPEC, serving_settings
 

@@ -1,4 +1,4 @@
-"""What a read-only connection answers once (core/snapshot.py): kept for its life, never across connections."""
+"""What a read-only connection answers once (core/store/read_memo.py): kept for its life, never across connections."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.chargeback import chargeback
-from analytics.overview import data_span
-from app.options import chargeback_options
+from analytics.cost.chargeback import chargeback
+from app.stage_options import chargeback_options
 from core import conventions as c
-from core import rollup_classes, rollups, snapshot
 from core.settings import load_settings
+from core.store import read_memo
+from core.store.rollups import classes, hourly
+from core.store.status import data_span
+from core.store.warehouse import open_warehouse
 from core.timeutil import Window
-from core.warehouse import open_warehouse
 
 
 class Counter:
@@ -40,25 +41,25 @@ def warehouse(direct_warehouse: Path, tmp_path: Path) -> Path:
 def test_a_read_only_connection_computes_each_answer_once_and_a_new_connection_afresh(warehouse: Path) -> None:
     count = Counter()
     with open_warehouse(warehouse, read_only=True) as con:
-        assert [snapshot.remember(con, "k", count) for _ in range(3)] == [1, 1, 1]
-        assert snapshot.remember(con, "other", count) == 2
+        assert [read_memo.remember(con, "k", count) for _ in range(3)] == [1, 1, 1]
+        assert read_memo.remember(con, "other", count) == 2
     with open_warehouse(warehouse, read_only=True) as con:
-        assert snapshot.remember(con, "k", count) == 3
+        assert read_memo.remember(con, "k", count) == 3
 
 
 def test_a_connection_that_can_write_computes_every_time(warehouse: Path) -> None:
     count = Counter()
     with open_warehouse(warehouse) as con:
-        assert [snapshot.remember(con, "k", count) for _ in range(3)] == [1, 2, 3]
+        assert [read_memo.remember(con, "k", count) for _ in range(3)] == [1, 2, 3]
     memory = duckdb.connect()
-    assert [snapshot.remember(memory, "k", count) for _ in range(2)] == [4, 5]
+    assert [read_memo.remember(memory, "k", count) for _ in range(2)] == [4, 5]
 
 
 def test_while_a_reader_is_open_no_other_process_can_write_so_its_answers_cannot_go_stale(warehouse: Path) -> None:
     """The premise of keeping answers per read-only connection: DuckDB's file lock."""
     write = f"import duckdb; duckdb.connect({str(warehouse)!r}).execute('DELETE FROM {c.T_GPU_SAMPLES}')"
     with open_warehouse(warehouse, read_only=True) as con:
-        assert rollups.in_sync(con) and rollup_classes.valid(con)
+        assert hourly.in_sync(con) and classes.valid(con)
         writer = subprocess.run([sys.executable, "-c", write], capture_output=True, text=True, timeout=60)
         assert writer.returncode != 0 and "lock" in writer.stderr.lower()
     writer = subprocess.run([sys.executable, "-c", write], capture_output=True, text=True, timeout=60)
@@ -73,13 +74,13 @@ def test_a_write_that_bypassed_the_rollups_is_seen_by_the_next_reader_and_its_re
         first, last = data_span(con)  # type: ignore[misc]
         window = Window(first.replace(hour=0, minute=0, second=0, microsecond=0), last)
         before = chargeback(con, window, opts).rows
-        assert rollups.in_sync(con) and rollup_classes.valid(con)
+        assert hourly.in_sync(con) and classes.valid(con)
     with open_warehouse(warehouse) as con:  # a pod's labels changed behind the class rollups' back
         con.execute(
             f"UPDATE {c.T_PODS} SET labels = json_object('team', 'moved') WHERE pod = (SELECT min(pod) FROM {c.T_PODS})"
         )
     with open_warehouse(warehouse, read_only=True) as con:
-        assert not rollup_classes.valid(con), "an answer of the previous connection leaked into this one"
+        assert not classes.valid(con), "an answer of the previous connection leaked into this one"
         after = chargeback(con, window, opts).rows
     with open_warehouse(warehouse) as con:  # a writer checks afresh every time: the reference
         reference = chargeback(con, window, opts).rows

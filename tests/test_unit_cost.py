@@ -9,7 +9,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from analytics.unit_cost import unit_costs
+from analytics.serving.unit_cost import unit_costs
 from core import conventions as c
 from core.timeutil import Window
 from tests.builders import T0, add_node, add_pod, add_price, fresh_db

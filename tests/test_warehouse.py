@@ -9,9 +9,9 @@ import pytest
 
 from core import conventions as c
 from core.errors import SchemaError
-from core.schema import LATEST_VERSION
 from core.settings import load_settings
-from core.warehouse import connect, migrate, schema_version
+from core.store.schema import LATEST_VERSION
+from core.store.warehouse import connect, migrate, schema_version
 
 
 def test_a_new_warehouse_is_created_at_the_latest_version(tmp_path: Path) -> None:

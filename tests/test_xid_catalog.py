@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.xid_catalog import CAUSES, load_catalog
+from analytics.health.xid_catalog import CAUSES, load_catalog
 from core.errors import ConfigError
 from core.settings import Settings, load_settings
 

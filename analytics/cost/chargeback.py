@@ -1,0 +1,269 @@
+"""Chargeback: who used which GPU capacity in a window, and what it cost, to the cent.
+
+A pure function of the warehouse, an explicit window and typed options. Order of operations:
+1. Per step, every node's billable GPUs (capacity) and every Running pod's GPU share (allocated),
+   in exact integer GPU-unit-seconds (analytics/cost/allocation.py), each step priced with the price
+   row in force for its node (analytics/cost/prices.py).
+2. Allocated cost per pod; idle = capacity - allocated per node, price row (and day): exact, >= 0.
+3. Attribution (analytics/cost/attribution.py) and grouping into rows; used GPU-hours from DCGM.
+4. Idle sharing (keep as a row, or share weighted/evenly within the cluster or node), then shared
+   costs (shared namespaces/labels plus a fixed overhead) to every other row, weighted or evenly
+   (analytics/cost/sharing.py). Pools stay visible as rows whose negative share shows what moved.
+5. Money is exact Decimal until the end, then rounded once: row totals pinned to the grand total
+   (capacity cost + overhead) by the largest-remainder method, components pinned to their row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import duckdb
+
+from analytics.cost import allocation, fact_plan, prices, sharing
+from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
+from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, sort_rows
+from core import conventions as c
+from core.money import to_cents
+from core.timeutil import Window
+
+UNIT_HOURS = c.GPU_UNITS * 3600
+
+
+@dataclass(frozen=True)
+class ChargebackOptions:
+    by: tuple[str, ...] = ("team",)
+    attribution: Attribution = field(default_factory=Attribution)
+    mig_share: allocation.MigShare = "compute"
+    idle: Literal["keep", "weighted", "even"] = "keep"
+    idle_scope: Literal["cluster", "node"] = "cluster"
+    shared_namespaces: tuple[str, ...] = ()
+    shared_labels: tuple[str, ...] = ()  # `key=value` selectors on pod labels
+    shared_overhead_usd_per_hour: Decimal = ZERO
+    shared_split: Literal["weighted", "even"] = "weighted"
+    fallback_gpu_hour_usd: Decimal | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mig_share": self.mig_share,
+            "idle": self.idle,
+            "idle_scope": self.idle_scope,
+            "shared_namespaces": list(self.shared_namespaces),
+            "shared_labels": list(self.shared_labels),
+            "shared_overhead_usd_per_hour": str(self.shared_overhead_usd_per_hour),
+            "shared_split": self.shared_split,
+        }
+
+
+def chargeback(
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    options: ChargebackOptions | None = None,
+    *,
+    use_rollups: bool = True,
+) -> ChargebackReport:
+    """Chargeback rows for `window`, grouped by options.by (see allocation.GROUPABLE).
+
+    Whole days and hours come from the rollups when they are in sync with the step tables
+    (analytics/cost/fact_plan.py); `use_rollups=False` reads only the step tables (the same numbers, slower).
+    """
+    opts = options or ChargebackOptions()
+    bad = [b for b in opts.by if not allocation.is_groupable(b)]
+    if bad:
+        raise ValueError(
+            f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
+        )
+    builder = _Builder(opts, _namespaces(con), prices.load_prices(con))
+    classes = fact_plan.Classes(con, fact_plan.plan(con, window, use_rollups), opts.mig_share, _grouping(opts))
+    try:
+        builder.add_allocations(classes.alloc())
+        builder.add_capacity(classes.capacity())
+        builder.add_usage(classes.usage())
+    finally:
+        classes.close()
+    sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
+    overhead = opts.shared_overhead_usd_per_hour * Decimal(repr(window.hours))
+    sharing.share_costs(
+        builder.rows, builder.shared_keys, overhead, opts.shared_split, builder.shared_row_key(), builder.row
+    )
+    rows = [r for r in builder.rows.values() if r.gpu_hours or r.exact_total or r.used_gpu_hours or r.kind == c.IDLE]
+    round_rows(rows, to_cents(builder.node_cost + overhead))
+    return ChargebackReport(
+        window=window,
+        by=opts.by,
+        rows=sort_rows(rows),
+        node_cost_usd=to_cents(builder.node_cost),
+        overhead_usd=to_cents(overhead),
+        capacity_gpu_hours=builder.capacity_units / UNIT_HOURS,
+        unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
+        unpriced_nodes=sorted(builder.unpriced_nodes),
+        options=opts.describe(),
+    )
+
+
+def _grouping(opts: ChargebackOptions) -> fact_plan.Grouping:
+    """Keep a node's name, attributes, day and pod names apart only where the report needs them."""
+    return fact_plan.Grouping(
+        node="node" in opts.by or opts.idle_scope == "node",
+        attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node")),
+        day="day" in opts.by,
+        pods="pod" in opts.by,  # a workload is its app label; the SQL keeps the name of pods without one
+    )
+
+
+def _json(text: str | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
+
+
+def _namespaces(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
+    return {
+        (cl, ns): _json(lb)
+        for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
+    }
+
+
+class _Builder:
+    """Accumulates exact amounts into rows keyed by the requested grouping."""
+
+    def __init__(
+        self,
+        opts: ChargebackOptions,
+        namespaces: Mapping[tuple[str, str], dict[str, str]],
+        infos: Mapping[str, prices.PriceInfo],
+    ) -> None:
+        self.opts, self.namespaces, self.infos = opts, namespaces, infos
+        self._classes: dict[tuple[str, str, str | None, str | None], tuple[dict[str, str], bool]] = {}
+        self._labels: dict[str | None, dict[str, str]] = {}  # parsed label JSON, read-only
+        self.rows: dict[tuple[str, ...], Row] = {}
+        self.idle_pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]] = {}
+        self.scope_weights: dict[tuple[Any, ...], dict[tuple[str, ...], Decimal]] = {}
+        self.shared_keys: set[tuple[str, ...]] = set()
+        self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
+        self.unpriced_nodes: set[str] = set()
+
+    # -- keys ---------------------------------------------------------------------------------
+    def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
+        """The row a fact lands on; `fact` carries cluster, node and the node attributes grouped by."""
+        day = fact.get("day")
+        out = []
+        for k in self.opts.by:
+            if k in allocation.NODE_ATTRIBUTES:
+                out.append(str(fact.get(k) or ""))
+            elif k == "day":
+                out.append(f"{day:%Y-%m-%d}" if day else "")
+            else:
+                out.append(pod_values.get(k, ""))
+        if not any(k in allocation.POD_ATTRIBUTES or k.startswith("label:") for k in self.opts.by):
+            out.insert(0, pod_values.get("owner", "allocated"))
+        return tuple(out)
+
+    def row(self, key: tuple[str, ...]) -> Row:
+        found = self.rows.get(key)
+        if found is None:
+            names = self.opts.by if len(key) == len(self.opts.by) else ("owner", *self.opts.by)
+            found = self.rows[key] = Row(keys=dict(zip(names, key, strict=True)))
+        return found
+
+    def _pod_values(self, f: Mapping[str, Any]) -> tuple[dict[str, str], bool]:
+        """Attribution of a class of pods (namespace, labels, and the pod name when kept), cached."""
+        cache_key = (f["cluster"], f["namespace"], f["labels"], f["pod"])
+        found = self._classes.get(cache_key)
+        if found is None:
+            labels = self._labels.get(f["labels"])
+            if labels is None:  # pods share few label sets (41 among 80,000 pods of the benchmark fleet)
+                labels = self._labels[f["labels"]] = _json(f["labels"])
+            found = self._classes[cache_key] = self._attribute(f["cluster"], f["namespace"], f["pod"], labels)
+        return found
+
+    def _attribute(self, cluster: str, ns: str, pod: str | None, labels: dict[str, str]) -> tuple[dict[str, str], bool]:
+        ns_labels = self.namespaces.get((cluster, ns), {})
+        team = self.opts.attribution.team(labels, ns, ns_labels)
+        shared = ns in self.opts.shared_namespaces or any(matches_selector(labels, s) for s in self.opts.shared_labels)
+        values = {"team": team, "namespace": ns, "pod": pod or "", "workload": workload(pod or "", labels)}
+        for key in self.opts.by:
+            if key.startswith("label:"):
+                values[key] = label_value(labels, key.removeprefix("label:")) or c.UNALLOCATED
+        values["owner"] = c.UNALLOCATED if team == c.UNALLOCATED else "allocated"
+        if shared:
+            values = {
+                k: (SHARED if k in values and k not in ("namespace", "pod", "workload") else v)
+                for k, v in values.items()
+            }
+            values["owner"] = SHARED
+        return values, shared
+
+    def _idle_key(self, fact: Mapping[str, Any]) -> tuple[str, ...]:
+        pod_values = {
+            k: c.IDLE for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
+        }
+        pod_values["owner"] = c.IDLE
+        return self._key(pod_values, fact)
+
+    def shared_row_key(self) -> tuple[str, ...]:
+        """Where a fixed overhead lands before it is shared: `__shared__`, with no node attributes."""
+        pod_values = {
+            k: SHARED for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
+        }
+        pod_values["owner"] = SHARED
+        return self._key(pod_values, {"cluster": "", "node": "", "day": None})
+
+    # -- facts --------------------------------------------------------------------------------
+    def _rate(self, price_id: str | None) -> tuple[Decimal, Decimal, str | None]:
+        """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None)."""
+        info = self.infos.get(price_id) if price_id is not None else None
+        if info is None:
+            return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
+        return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
+
+    def add_allocations(self, rows: list[dict[str, Any]]) -> None:
+        """Class rows: cluster, node (or None), node attributes, price_id, day, namespace, labels, pod, units."""
+        for f in rows:
+            values, shared = self._pod_values(f)
+            key = self._key(values, f)
+            rate, discount, source = self._rate(f["price_id"])
+            units = int(f["units"])
+            cost = units * (rate + discount)
+            row = self.row(key)
+            row.gpu_hours += units / UNIT_HOURS
+            row.allocated += units * rate
+            row.adjustment += units * discount
+            row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
+            if source:
+                row.sources.add(source)
+                row.price_ids.add(f["price_id"])
+            if shared:
+                self.shared_keys.add(key)
+            scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
+            weights = self.scope_weights.setdefault(scope, {})
+            weights[key] = weights.get(key, ZERO) + cost
+
+    def add_capacity(self, rows: list[dict[str, Any]]) -> None:
+        """Rows per cluster, node (when kept, and always for unpriced nodes), attributes, price_id, day:
+        billable `units` and `idle_units` (capacity minus what pods were allocated, exact)."""
+        for f in rows:
+            units, idle_units = int(f["units"]), int(f["idle_units"])
+            rate, discount, source = self._rate(f["price_id"])
+            self.node_cost += units * (rate + discount)
+            self.capacity_units += units
+            if source is None:
+                self.unpriced_units += units
+                for node in f.get("unpriced") or [f["node"]]:
+                    self.unpriced_nodes.add(f"{f['cluster']}/{node}")
+            key = self._idle_key(f)
+            row = self.row(key)
+            row.gpu_hours += idle_units / UNIT_HOURS
+            row.allocated += idle_units * rate
+            row.adjustment += idle_units * discount
+            if source:
+                row.sources.add(source)
+                row.price_ids.add(f["price_id"])
+            scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
+            self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * (rate + discount))
+
+    def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        for f in rows:
+            key = self._key(self._pod_values(f)[0], f) if f["mapped"] else self._idle_key(f)
+            self.row(key).used_gpu_hours += float(f["used_s"] or 0.0) / 3600.0

@@ -1,0 +1,305 @@
+"""Where a report's facts come from (rollups or step tables), and their SQL, grouped for the chargeback.
+
+`plan(con, window)` splits a window into whole days served by the daily rollups, whole hours by the
+hourly ones, and steps (partial edge hours, hours in which a price or discount changes, nodes whose
+dimension fingerprint changed since their rollups were computed). Every source yields the same
+integer GPU-unit-seconds (core/store/rollups/hourly.py), each row stamped with a time at which its price is the
+one in force for all of it (a day's or hour's start; a step's ts), so pricing is exact.
+
+The chargeback then needs rows per *attribution class*, not per pod: pods with the same namespace
+and labels on the same node attributes, price row and day bill the same way. The SQL here groups
+them so a month at 10,000 GPUs (~1M pod-days) reaches Python as a few thousand rows; the pod name
+is kept only when the report groups by pod, or when a pod's workload needs its name (no app label).
+Rows come sorted, so cent rounding breaks ties the same way on every run and from every source.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from analytics.cost.prices import priced_sql
+from core import conventions as c
+from core.store import read_memo
+from core.store.rollups import classes as rollup_classes
+from core.store.rollups import hourly as rollups
+from core.store.step_sql import (
+    MigShare,
+    alloc_steps_sql,
+    capacity_steps_sql,
+    has_app_sql,
+    labelled_sql,
+    nodes_sql,
+    scaled_sql,
+    stale_rows_sql,
+    usage_steps_sql,
+)
+from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
+
+Ranges = list[tuple[datetime, datetime]]
+
+
+@dataclass
+class Plan:
+    days: Ranges = field(default_factory=list)  # served by *_daily (day-aligned)
+    hours: Ranges = field(default_factory=list)  # served by *_hourly (hour-aligned)
+    steps: Ranges = field(default_factory=list)  # served by the step tables
+    stale: list[tuple[str, str]] = field(default_factory=list)  # (cluster, node): the whole window from steps
+    window: Window | None = None
+
+
+def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = True, days: bool = True) -> Plan:
+    """Which part of `window` each source serves. Without usable rollups: all steps. `days=False`: no
+    daily rows (whole days from the hourly rollups), for reports that split by hour of day."""
+    if not use_rollups or not rollups.in_sync(con):
+        return Plan(steps=[(window.start, window.end)], window=window)
+    changes = _price_changes(con, window)
+    dirty_hours = {floor_to(t, HOUR) for t in changes if t != floor_to(t, HOUR)}
+    dirty_days = {floor_to(t, DAY) for t in changes if t != floor_to(t, DAY)}
+    out = Plan(window=window)
+    first, last = ceil_to(window.start, HOUR), floor_to(window.end, HOUR)
+    if first >= last:
+        out.steps.append((window.start, window.end))
+        return out
+    _add(out.steps, window.start, first)
+    t = first
+    while t < last:
+        day = floor_to(t, DAY)
+        if days and t == day and day + DAY <= last and day not in dirty_days:
+            _add(out.days, day, day + DAY)
+            t = day + DAY
+            continue
+        _add(out.steps if t in dirty_hours else out.hours, t, t + HOUR)
+        t += HOUR
+    _add(out.steps, last, window.end)
+    out.stale = _stale_nodes(con, out)
+    return out
+
+
+def _add(ranges: Ranges, lo: datetime, hi: datetime) -> None:
+    if hi <= lo:
+        return
+    if ranges and ranges[-1][1] == lo:
+        ranges[-1] = (ranges[-1][0], hi)
+    else:
+        ranges.append((lo, hi))
+
+
+def _price_changes(con: duckdb.DuckDBPyConnection, window: Window) -> set[datetime]:
+    """Instants inside the window at which a price row or a discount starts or ends."""
+    rows = con.execute(
+        f"""SELECT effective_from FROM {c.T_PRICES}
+        UNION SELECT effective_from FROM {c.T_PRICE_DISCOUNTS}
+        UNION SELECT effective_to FROM {c.T_PRICE_DISCOUNTS} WHERE effective_to IS NOT NULL"""
+    ).fetchall()
+    return {r[0] for r in rows if window.start < r[0] < window.end}
+
+
+def _ts(t: datetime) -> str:
+    return f"TIMESTAMP '{t:%Y-%m-%d %H:%M:%S.%f}'"
+
+
+def ranges_sql(col: str, ranges: Ranges) -> str:
+    if not ranges:
+        return "FALSE"
+    return "(" + " OR ".join(f"({col} >= {_ts(lo)} AND {col} < {_ts(hi)})" for lo, hi in ranges) + ")"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _stale_sql(nodes: list[tuple[str, str]], t: str) -> str:
+    if not nodes:
+        return "FALSE"
+    return "(" + " OR ".join(f"({t}.cluster = {_quote(cl)} AND {t}.node = {_quote(n)})" for cl, n in nodes) + ")"
+
+
+def _stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> list[tuple[str, str]]:
+    """Nodes with a rollup row (in the planned days/hours) computed under other dimension values."""
+    key = ("facts.stale_nodes", tuple(p.days), tuple(p.hours))
+    return list(read_memo.remember(con, key, lambda: _find_stale_nodes(con, p)))
+
+
+def _find_stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> tuple[tuple[str, str], ...]:
+    parts = []
+    for level, col, ranges in (("daily", "day", p.days), ("hourly", "hour", p.hours)):
+        if ranges:
+            parts += [
+                f"SELECT cluster, node, fp FROM {rollups.table(kind, level)} WHERE {ranges_sql(col, ranges)}"
+                for kind in ("alloc", "capacity", "usage")
+            ]
+    if not parts:
+        return ()
+    rows = con.execute(f"SELECT DISTINCT * FROM ({stale_rows_sql(' UNION ALL '.join(parts))}) ORDER BY 1, 2").fetchall()
+    return tuple((str(a), str(b)) for a, b in rows)
+
+
+def _step_where(p: Plan) -> str | None:
+    """The step tables' part of the plan, as a `where` template for core/store/step_sql.py ({t}: the table alias)."""
+    parts = [ranges_sql("{t}.ts", p.steps)]
+    if p.stale and p.window is not None:
+        parts.append(f"({_stale_sql(p.stale, '{t}')} AND {ranges_sql('{t}.ts', [(p.window.start, p.window.end)])})")
+    parts = [x for x in parts if x != "FALSE"]
+    return " OR ".join(f"({x})" for x in parts) if parts else None
+
+
+def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[str]:
+    out = []
+    for level, col, ranges in (("daily", "day", p.days if days else []), ("hourly", "hour", p.hours)):
+        if ranges:
+            out.append(
+                f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r "
+                f"WHERE {ranges_sql(col, ranges)} AND NOT {_stale_sql(p.stale, 'r')}"
+            )
+    return out
+
+
+def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str, str]:
+    """SELECTs alloc (ts, cluster, node, namespace, pod, uid, units), capacity (ts, cluster, node, units) and
+    usage (ts, cluster, node, namespace, pod, uid, used_s), each row's ts a time its price holds for all of it."""
+    where = _step_where(p)
+    alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units", pod_days)
+    capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units")
+    usage = _rollup_union(p, "usage", "namespace, pod, uid, used_s", pod_days)
+    if where is not None:
+        alloc.append(
+            f"SELECT ts, cluster, node, namespace, pod, uid, {scaled_sql('units')} * step_s AS units "
+            f"FROM ({alloc_steps_sql(mig_share, where)})"
+        )
+        capacity.append(
+            f"SELECT ts, cluster, node, units_per_s * step_s AS units FROM ({capacity_steps_sql(mig_share, where)})"
+        )
+        hourly = usage_steps_sql("date_trunc('hour', j.ts)", where)
+        usage.append(f"SELECT bucket AS ts, cluster, node, namespace, pod, uid, used_s FROM ({hourly})")
+    empty = {
+        "alloc": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0::BIGINT AS units WHERE FALSE",
+        "capacity": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, 0::BIGINT AS units WHERE FALSE",
+        "usage": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0.0 AS used_s WHERE FALSE",
+    }
+    union = {
+        k: " UNION ALL ".join(v) if v else empty[k]
+        for k, v in (("alloc", alloc), ("capacity", capacity), ("usage", usage))
+    }
+    return {k: union[k] for k in ("alloc", "capacity", "usage")}
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """What the chargeback keeps apart: node (its name), node attributes, day, pod names."""
+
+    node: bool
+    attributes: tuple[str, ...]
+    day: bool
+    pods: bool
+
+    def node_sql(self, t: str, unpriced_only: str | None = None) -> str:
+        if self.node:
+            return f"{t}.node"
+        return f"CASE WHEN {unpriced_only} IS NULL THEN {t}.node END" if unpriced_only else "NULL::VARCHAR"
+
+    def attrs_sql(self) -> str:
+        return "".join(f", coalesce(CAST(na.{a} AS VARCHAR), '') AS {a}" for a in self.attributes)
+
+    def day_sql(self, t: str) -> str:
+        return f"date_trunc('day', {t}.ts)" if self.day else "NULL::TIMESTAMP"
+
+
+class Classes:
+    """A chargeback's facts grouped by attribution class; its temp tables live for one report.
+
+    Whole days come from the class rollups (core/store/rollups/classes.py) when the report keeps neither node
+    names nor pod names apart and those rows are current; otherwise, and for hours and steps, pod rows
+    are labelled here. Either way nodes are grouped by `group_node`: their class-rollup representative
+    (same attributes, so the same price and grouping keys) or themselves.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping) -> None:
+        self.con, self.g, self.mig_share = con, g, mig_share
+        self.t = f"cb_{uuid.uuid4().hex[:12]}"
+        self.by_class = bool(p.days) and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
+        src = sources_sql(p, mig_share, pod_days=not self.by_class)
+        self.days = ranges_sql("day", p.days) if self.by_class else "FALSE"
+        groups = f"SELECT cluster, node, class_node FROM {c.T_CLASS_NODES}" if self.by_class else _NO_GROUPS
+        con.execute(f"CREATE TEMP TABLE {self.t}_groups AS {groups}")
+        con.execute(f"CREATE TEMP TABLE {self.t}_alloc AS {self._labelled(src['alloc'], 'units')}")
+        con.execute(f"CREATE TEMP TABLE {self.t}_capacity AS {src['capacity']}")
+        # nodes of a class share every attribute a price is matched on, so pricing its representative prices them
+        # all: at 10,000 GPUs a month's keys shrink from 65,000 (node, day) to ~1,000 (class, day)
+        keys = (
+            f"SELECT DISTINCT ts, cluster, node FROM {self.t}_alloc UNION "
+            f"SELECT DISTINCT k.ts, k.cluster, coalesce(gr.class_node, k.node) FROM {self.t}_capacity k "
+            f"LEFT JOIN {self.t}_groups gr USING (cluster, node)"
+        )
+        con.execute(
+            f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys)})"
+        )
+        self.usage_src = src["usage"]
+
+    def _labelled(self, pod_rows: str, value: str, mapped: str = "") -> str:
+        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], value), plus class rows."""
+        pod_keep = "TRUE" if self.g.pods else f"NOT {has_app_sql('lab.labels')}"
+        per_pod = f"""(SELECT r.ts, r.cluster, coalesce(gr.class_node, r.node) AS node, r.namespace, r.pod, r.pod AS a_pod,
+            r.uid, sum(r.{value}) AS {value} FROM ({pod_rows}) r LEFT JOIN {self.t}_groups gr USING (cluster, node) GROUP BY ALL)"""
+        out = f"""WITH {labelled_sql(per_pod).strip()}
+        SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, sum({value}) AS {value}
+        FROM lab GROUP BY ALL"""
+        if self.by_class:
+            table = c.T_CLASS_ALLOC if value == "units" else c.T_CLASS_USAGE
+            col = f"units_{self.mig_share}" if value == "units" else "used_s"
+            flag = ", mapped" if mapped else ""
+            out += f""" UNION ALL SELECT day, cluster, class_node, namespace, labels, pod{flag}, {col}
+            FROM {table} WHERE {self.days}"""
+        return out
+
+    def close(self) -> None:
+        for kind in ("alloc", "capacity", "priced", "groups"):
+            self.con.execute(f"DROP TABLE IF EXISTS {self.t}_{kind}")
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        cur = self.con.execute(sql)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def alloc(self) -> list[dict[str, Any]]:
+        g, t = self.g, self.t
+        return self._rows(f"""
+        WITH na AS ({nodes_sql()})
+        SELECT a.cluster, {g.node_sql("a")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("a")} AS day, a.namespace,
+            a.labels, a.pod, sum(a.units) AS units
+        FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
+        GROUP BY ALL ORDER BY ALL""")
+
+    def capacity(self) -> list[dict[str, Any]]:
+        g, t = self.g, self.t
+        return self._rows(f"""
+        WITH cap AS (SELECT k.cluster, coalesce(gr.class_node, k.node) AS node, x.price_id, {g.day_sql("k")} AS day,
+                         sum(k.units) AS units, list(DISTINCT k.node) FILTER (WHERE x.price_id IS NULL) AS unpriced
+                     FROM {t}_capacity k LEFT JOIN {t}_groups gr USING (cluster, node)
+                     JOIN {t}_priced x ON x.ts = k.ts AND x.cluster = k.cluster AND x.node = coalesce(gr.class_node, k.node)
+                     GROUP BY ALL),
+        pool AS (SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, sum(a.units) AS units
+                 FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
+        idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) AS idle_units FROM cap LEFT JOIN pool
+                 ON pool.cluster = cap.cluster AND pool.node = cap.node  -- NULL price_id (unpriced) and day match too
+                 AND pool.price_id IS NOT DISTINCT FROM cap.price_id AND pool.day IS NOT DISTINCT FROM cap.day),
+        na AS ({nodes_sql()})
+        SELECT idle.cluster, {g.node_sql("idle", "idle.price_id")} AS node{g.attrs_sql()}, idle.price_id, idle.day,
+            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units, flatten(list(idle.unpriced)) AS unpriced
+        FROM idle LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+
+    def usage(self) -> list[dict[str, Any]]:
+        g = self.g
+        labelled = self._labelled(self.usage_src, "used_s", ", a_pod IS NOT NULL AS mapped")
+        return self._rows(f"""
+        WITH u AS ({labelled}), na AS ({nodes_sql()})
+        SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, {g.day_sql("u")} AS day, u.namespace, u.labels,
+            u.pod, u.mapped, sum(u.used_s) AS used_s
+        FROM u LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+
+
+_NO_GROUPS = "SELECT ''::VARCHAR AS cluster, ''::VARCHAR AS node, ''::VARCHAR AS class_node WHERE FALSE"

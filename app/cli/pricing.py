@@ -1,0 +1,122 @@
+"""`gpuledger pricing ...`: import, fetch, configure and show price tables.
+
+Every command parses everything first and stores it in one transaction: a bad file, an unreachable
+price API or a bad setting leaves the stored prices as they were.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from analytics.cost import prices
+from app.cli.base import Context, fail_cleanly, main, pass_ctx
+from app.publish import render
+from collectors.pricing import fetch as pricing_fetch
+from collectors.pricing import from_settings as pricing_settings
+from collectors.pricing import importer, price_table
+from core import conventions as c
+from core.errors import ConfigError
+from core.store.warehouse import open_warehouse
+from core.timeutil import parse_ts
+
+SHOW_COLUMNS = (
+    "provider",
+    "region",
+    "zone",
+    "instance_type",
+    "capacity_type",
+    "term",
+    "gpus",
+    "price_per_hour_usd",
+    "list_gpu_hour_usd",
+    "discounts",
+    "gpu_hour_usd",
+    "effective_from",
+    "effective_to",
+    "sku",
+    "fetched_at",
+    "source",
+)
+
+
+@main.group("pricing")
+def pricing_group() -> None:
+    """Load and inspect price tables."""
+
+
+def _store(ctx: Context, parsed: price_table.Parsed, origin: str) -> None:
+    with open_warehouse(ctx.warehouse) as con:
+        changed = price_table.store(con, parsed.rows)
+    click.echo(f"imported {len(parsed.rows)} price rows ({changed} new or changed) from {origin}{parsed.summary()}")
+
+
+@pricing_group.command("import")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--default", "use_default", is_flag=True, help="Load the price table shipped with gpuledger.")
+@click.option(
+    "--format", "fmt", type=click.Choice(c.PRICE_FORMATS), default=None, help="File format (default: from content)."
+)
+@pass_ctx
+@fail_cleanly
+def pricing_import_cmd(ctx: Context, file: Path | None, use_default: bool, fmt: str | None) -> None:
+    """Import a price file: AWS offer/GetProducts/spot, GCP catalog, Azure retail, or CSV (all rows or none)."""
+    if (file is None) == (not use_default):
+        raise ConfigError("give a FILE or --default (not both)")
+    options = price_table.ImportOptions.from_settings(ctx.settings.pricing)
+    if file is None:
+        parsed = price_table.Parsed(price_table.parse_csv(price_table.default_table_text(), "default", options))
+        _store(ctx, parsed, "the default table")
+    else:
+        _store(ctx, importer.import_file(file, fmt, options), str(file))
+
+
+@pricing_group.command("fetch")
+@click.argument("provider", type=click.Choice(["aws", "gcp", "azure"]))
+@click.option("--region", "regions", multiple=True, help="Region to fetch (repeatable; default: from settings).")
+@pass_ctx
+@fail_cleanly
+def pricing_fetch_cmd(ctx: Context, provider: str, regions: tuple[str, ...]) -> None:
+    """Download a provider's live price list and store its GPU rows (needs network; exit 3 when offline)."""
+    parsed = pricing_fetch.fetch(provider, ctx.settings.pricing, regions)
+    _store(ctx, parsed, f"{provider} ({', '.join(sorted({r.region for r in parsed.rows}))})")
+
+
+@pricing_group.command("configure")
+@pass_ctx
+@fail_cleanly
+def pricing_configure(ctx: Context) -> None:
+    """Store the settings' on-prem servers (price_table.on_prem) as prices and its discounts (price_table.discounts)."""
+    settings = ctx.settings.pricing
+    if not settings.on_prem and not settings.discounts:
+        raise ConfigError("nothing to configure: the settings have no price_table.on_prem and no price_table.discounts")
+    options = price_table.ImportOptions.from_settings(settings, pricing_fetch.now())
+    parsed = pricing_settings.on_prem_rows(settings, options) if settings.on_prem else price_table.Parsed([])
+    with open_warehouse(ctx.warehouse) as con:
+        changed = price_table.store(con, parsed.rows) if parsed.rows else 0
+        discounts = pricing_settings.store_discounts(con, settings)
+    for row in parsed.rows:
+        gpu_hour = (row.gpu_price_per_hour_usd or row.price_per_hour_usd) / row.gpus
+        click.echo(
+            f"on-prem {row.instance_type}: {gpu_hour:.4f} $/GPU-h = ({row.source.split(': ', 1)[1]}) x GPU share / {row.gpus} GPUs"
+        )
+    click.echo(f"stored {len(parsed.rows)} on-prem price rows ({changed} new or changed) and {discounts} discounts")
+
+
+@pricing_group.command("show")
+@click.option("--instance-type", default=None, help="Only this instance type.")
+@click.option("--at", default=None, help="Prices in force at this instant (UTC; default: now).")
+@click.option("--all", "show_all", is_flag=True, help="Every stored row, with its end (the price history).")
+@pass_ctx
+@fail_cleanly
+def pricing_show(ctx: Context, instance_type: str | None, at: str | None, show_all: bool) -> None:
+    """Prices in force (or the whole history) with $/GPU-hour, discounts and provenance."""
+    when = None if show_all else (parse_ts(at) if at else pricing_fetch.now())
+    with open_warehouse(ctx.warehouse, read_only=True) as con:
+        rows = prices.prices_in_force(con, when, instance_type)
+    if not rows:
+        what = f" for {instance_type}" if instance_type else ""
+        click.echo(f"no price rows{what}" + (f" in force at {when:%Y-%m-%dT%H:%M:%SZ}" if when else ""))
+        return
+    click.echo(render.table(rows, SHOW_COLUMNS))

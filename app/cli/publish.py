@@ -1,0 +1,161 @@
+"""`gpuledger rules ...`, `gpuledger export ...`, `gpuledger dashboard`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from alerts import generator, serialize, unittests
+from app.cli.base import Context, fail_cleanly, main, pass_ctx
+from app.dashboard import access
+from app.jobs import weekly_inputs, write_rules
+from app.publish import exports, slo_rules
+from app.stage_options import rule_spec
+from core.errors import ConfigError, TerminalError
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings
+
+
+@main.group("rules")
+def rules() -> None:
+    """Generate and check PrometheusRule files."""
+
+
+@rules.command("generate")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the YAML files.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
+)
+@pass_ctx
+@fail_cleanly
+def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
+    """Write one PrometheusRule (or plain rule file) per domain; SLO rules when SLOs are declared."""
+    paths = write_rules(rule_spec(ctx.settings, slos=slo_rules.declared(ctx.settings)), out, fmt)
+    click.echo(f"wrote {len(paths)} rule files (and their promtool tests under tests/) to {out}")
+
+
+@rules.command("import-sloth")
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the YAML file.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
+)
+@click.option("--window", default=None, help="SLO period (default: settings serving.sloth_window, 30d).")
+@pass_ctx
+@fail_cleanly
+def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None) -> None:
+    """Turn a Sloth `prometheus/v1` spec into gpuledger's SLO rules (SLI recordings and burn-rate alerts)."""
+    slos = slo_rules.from_sloth(spec, window or ctx.settings.serving.sloth_window)
+    rule_file = generator.slo(generator.RuleSpec(namespace=ctx.settings.rules.namespace, slos=slos))
+    if rule_file is None:
+        raise ConfigError(f"{spec}: the spec declares no SLOs")
+    files = [rule_file]
+    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, generator.RuleSpec(slos=slos)))
+    click.echo(f"wrote {len(slos)} SLOs as {paths[0]}")
+
+
+@rules.command("test")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@fail_cleanly
+def rules_test(directory: Path) -> None:
+    """Run `promtool test rules` on DIRECTORY/tests/*.test.yaml (the tests generated with the rules)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TerminalError("promtool not found: install it with `apt-get install -y prometheus` (Debian)")
+    ok, output = serialize.promtool_test(directory, promtool)
+    click.echo(output)
+    if not ok:
+        raise TerminalError(f"{directory}: promtool rule tests failed (see above)")
+
+
+@rules.command("check")
+@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@fail_cleanly
+def rules_check(directory: Path) -> None:
+    """Run `promtool check rules` on every YAML file in DIRECTORY."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise TerminalError("promtool not found: install it with `apt-get install -y prometheus` (Debian)")
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        raise ConfigError(f"{directory}: no .yaml rule files")
+    ok, output = serialize.promtool_check(paths, promtool)
+    click.echo(output)
+    if not ok:
+        raise TerminalError(f"{directory}: promtool rejected the rules (see above)")
+
+
+@main.group("export")
+def export() -> None:
+    """Write chargeback exports."""
+
+
+@export.command("weekly")
+@click.option("--week", required=True, help="ISO week, e.g. 2026-W45 (Monday 00:00 UTC to next Monday).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Export root (default: settings export.directory)."
+)
+@pass_ctx
+@fail_cleanly
+def export_weekly(ctx: Context, week: str, out: Path | None) -> None:
+    """Chargeback for one ISO week as CSV + Parquet + manifest.json."""
+    inputs = weekly_inputs(ctx.settings, week)
+    folder = exports.write_weekly(inputs, out or ctx.settings.export.directory)
+    click.echo(f"exported {len(inputs.by_team.rows)} team rows for {week} to {folder}")
+
+
+def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
+    script = Path(__file__).parents[1] / "dashboard" / "streamlit_app.py"
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        # no run-on-save or source watching: a served dashboard never reloads code from its disk
+        "--server.fileWatcherType",
+        "none",
+        # Streamlit runs a full gc.collect(2) after every page run: with the cached frames on the heap that
+        # was a fifth of the server's CPU under 20 sessions (py-spy); Python's generational GC still runs
+        "--runner.postScriptGC",
+        "false",
+    ] + (["--secrets.files", str(settings.dashboard.secrets_file)] if settings.dashboard.secrets_file else [])
+
+
+def run_dashboard(
+    settings: Settings, host: str | None = None, port: int | None = None, config: Path | None = None
+) -> None:
+    host = host or settings.dashboard.host
+    port = port or settings.dashboard.port
+    access.check_exposure(settings.dashboard, host)
+    env = dict(os.environ, **{ENV_WAREHOUSE: str(settings.warehouse.path.resolve())})
+    if config is not None:
+        env[ENV_CONFIG] = str(config.resolve())
+    click.echo(f"dashboard on http://{host}:{port}  (Ctrl-C to stop)")
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(dashboard_command(settings, host, port), env=env, check=False)
+
+
+@main.command("dashboard")
+@click.option("--host", default=None, help="Bind address (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default 8501).")
+@pass_ctx
+@fail_cleanly
+def dashboard(ctx: Context, host: str | None, port: int | None) -> None:
+    """Serve the Streamlit dashboard on the warehouse."""
+    run_dashboard(ctx.settings, host, port, ctx.config if ctx.config and ctx.config.is_file() else None)

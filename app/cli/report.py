@@ -1,0 +1,87 @@
+"""`gpuledger report ...`: reports read the warehouse only."""
+
+from __future__ import annotations
+
+import click
+
+from analytics.cost import prices
+from analytics.cost.allocation import GROUPABLE
+from analytics.cost.chargeback import chargeback
+from analytics.cost.cost_rows import ChargebackReport
+from app.cli.base import Context, fail_cleanly, main, make_window, pass_ctx, window_option
+from app.publish import render
+from app.stage_options import chargeback_options
+from core.settings import Settings
+from core.store.warehouse import open_warehouse
+from core.timeutil import Window
+
+ROW_COLUMNS = (
+    "gpu_hours",
+    "used_gpu_hours",
+    "efficiency",
+    "allocated_cost_usd",
+    "idle_share_usd",
+    "shared_share_usd",
+    "adjustment_usd",
+    "cost_usd",
+    "unused_cost_usd",
+)
+
+
+@main.group("report")
+def report() -> None:
+    """Reports computed from the warehouse."""
+
+
+def run_chargeback(settings: Settings, window: Window, by: tuple[str, ...]) -> ChargebackReport:
+    options = chargeback_options(settings, by)
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        return chargeback(con, window, options)
+
+
+@report.command("chargeback")
+@window_option
+@click.option("--by", default="team", show_default=True, help=f"Comma-separated grouping: {', '.join(GROUPABLE)}.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@pass_ctx
+@fail_cleanly
+def chargeback_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> None:
+    """GPU-hours and cost per team (or other grouping), with __idle__ and __unallocated__ rows."""
+    result = run_chargeback(ctx.settings, make_window(start, end), tuple(b.strip() for b in by.split(",") if b.strip()))
+    rows = [r.as_dict() for r in result.rows]
+    keys = list(result.rows[0].keys) if result.rows else list(result.by)
+    unpriced = _unpriced(ctx.settings, result)
+    if fmt == "json":
+        click.echo(render.json_text({**result.as_dict(), "unpriced_nodes": [u.__dict__ for u in unpriced]}), nl=False)
+    elif fmt == "csv":
+        click.echo(render.csv_text(rows, [*keys, *ROW_COLUMNS, "price_sources"]), nl=False)
+    else:
+        click.echo(render.table(rows, [*keys, *ROW_COLUMNS]))
+        totals = result.totals()
+        click.echo(
+            f"\ncapacity cost {totals['node_cost_usd']} + overhead {totals['overhead_usd']} = allocated "
+            f"{totals['allocated_cost_usd']} + unallocated {totals['unallocated_cost_usd']} + shared "
+            f"{totals['shared_cost_usd']} + idle {totals['idle_cost_usd']} (USD, "
+            f"{result.window.as_dict()['start']} to {result.window.as_dict()['end']})"
+        )
+    if unpriced:
+        fallback = ctx.settings.pricing.fallback_gpu_hour_usd
+        click.echo(
+            f"warning: {result.unpriced_gpu_hours:.2f} GPU-hours on {len(unpriced)} node(s) matched no price row "
+            f"and were billed at {f'the fallback {fallback} $/GPU-h' if fallback is not None else '$0'} "
+            f"(set pricing.fallback_gpu_hour_usd or import prices): "
+            + ", ".join(
+                f"{u.cluster}/{u.node} ({u.instance_type or 'no instance type'}, {u.capacity_type}, "
+                f"{u.region or 'no region'}: {u.gpu_hours:.2f} GPU-h)"
+                for u in unpriced
+            ),
+            err=True,
+        )
+
+
+def _unpriced(settings: Settings, result: ChargebackReport) -> list[prices.UnpricedNode]:
+    """GPU nodes that matched no price, by name (only looked up when there are unpriced GPU-hours)."""
+    if not result.unpriced_gpu_hours:
+        return []
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        return prices.unpriced_nodes(con, result.window, settings.chargeback.mig_share)

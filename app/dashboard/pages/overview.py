@@ -1,0 +1,98 @@
+"""Overview: the spend, where it went, how well it was used, and what to do about it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app.dashboard import ui
+from core import conventions as c
+
+SAVINGS_POLL_S = 2
+
+st.title("GPU spend and efficiency")
+filters: ui.Filters | None = st.session_state.get("filters")
+if filters is None:
+    ui.no_data()
+    st.stop()
+
+ui.prefetch_reports("overview", filters)
+frame = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))
+total = frame["cost_usd"].sum()
+idle = frame.loc[frame["kind"] == c.IDLE, "cost_usd"].sum()
+unallocated = frame.loc[frame["kind"] == c.UNALLOCATED, "cost_usd"].sum()
+work = frame[frame["kind"] != c.IDLE]
+allocated_h, used_h = work["gpu_hours"].sum(), work["used_gpu_hours"].sum()
+
+cols = st.columns(4)
+cols[0].metric("GPU spend in window", ui.money(total))
+cols[1].metric("Idle share", f"{idle / total * 100:.1f}%" if total else "n/a", help="GPU capacity no pod requested")
+cols[2].metric(
+    "Unallocated share", f"{unallocated / total * 100:.1f}%" if total else "n/a", help="GPU pods without an owner label"
+)
+cols[3].metric(
+    "Fleet efficiency",
+    f"{used_h / allocated_h * 100:.1f}%" if allocated_h else "n/a",
+    help="used / allocated GPU-hours",
+)
+
+st.subheader("Cost by team and day")
+trend = frame.pivot_table(index="day", columns="team", values="cost_usd", aggfunc="sum").fillna(0.0)
+st.bar_chart(trend)
+
+st.subheader("Cost by team")
+by_team = (
+    frame.groupby("team", as_index=False)
+    .agg(
+        gpu_hours=("gpu_hours", "sum"),
+        used_gpu_hours=("used_gpu_hours", "sum"),
+        cost_usd=("cost_usd", "sum"),
+        unused_cost_usd=("unused_cost_usd", "sum"),
+    )
+    .sort_values("cost_usd", ascending=False)
+)
+by_team["efficiency"] = (by_team["used_gpu_hours"] / by_team["gpu_hours"]).where(by_team["gpu_hours"] > 0)
+st.dataframe(by_team, hide_index=True, width="stretch")
+st.caption(
+    f"Window {filters.start:%Y-%m-%d} to {filters.end:%Y-%m-%d} (UTC, end exclusive). `__idle__` is GPU capacity no pod "
+    "requested; `__unallocated__` is GPU pods without an owner label. Rows sum to the capacity's cost, to the cent."
+)
+
+budgets = ui.budget_frame(ui.mtime(), filters.end)
+budgets = filters.restrict(budgets) if budgets is not None else None
+if budgets is not None and not budgets.empty:
+    st.subheader("Month to date vs budget")
+    st.dataframe(budgets, hide_index=True, width="stretch")
+
+
+def _show_savings(recs: pd.DataFrame) -> None:
+    st.subheader("Top savings")
+    if recs.empty:
+        st.caption(
+            "No savings recommendations for this window and filter: no idle pool, oversized pod or move to spot."
+        )
+        return
+    st.dataframe(recs.head(5), hide_index=True, width="stretch")
+    st.caption(
+        f"{len(recs)} recommendations worth {ui.money(pd.to_numeric(recs['monthly_savings_usd']).sum())}/month in all."
+    )
+
+
+@st.fragment(run_every=SAVINGS_POLL_S)
+def _savings_pending(f: ui.Filters) -> None:
+    """Shown while the recommendations are first worked out: they read per-step samples (a pool's peak, a
+    pod's run hours and memory p95), which takes seconds to a minute on a large fleet, so the rest of the
+    page does not wait for them. Polls the cache and reruns the page once they are there."""
+    if ui.savings_ready(ui.mtime(), f.start, f.end) is not None:
+        st.rerun()
+    st.subheader("Top savings")
+    st.info(
+        "Working out savings recommendations for this window (a pass over its per-step samples): they appear here when ready."
+    )
+
+
+recs = ui.savings_ready(ui.mtime(), filters.start, filters.end)
+if recs is None:
+    _savings_pending(filters)
+else:
+    _show_savings(filters.restrict(recs))

@@ -1,0 +1,37 @@
+"""gpuledger dashboard (Streamlit multipage). Run with `gpuledger dashboard`.
+
+The entrypoint renders the shared sidebar filters (kept in the URL) and hands the chosen page the
+filters through session state; each page lives in app/dashboard/pages/ and reads through app/dashboard/ui.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.dashboard import access, ui
+
+st.set_page_config(page_title="gpuledger", page_icon=":bar_chart:", layout="wide")
+
+PAGES = Path(__file__).parent / "pages"
+ALL_PAGES = {
+    "overview": ("Overview", ":material/dashboard:"),
+    "teams": ("Teams", ":material/groups:"),
+    "health": ("Fleet health", ":material/monitor_heart:"),
+    "inference": ("Inference", ":material/speed:"),
+    "drift": ("Drift", ":material/ssid_chart:"),
+    "alerts": ("Alerts", ":material/notifications:"),
+    "exports": ("Exports", ":material/download:"),
+    "status": ("Data status", ":material/database:"),
+}
+# who is looking decides what exists: a non-admin's navigation holds only their teams' pages
+scope = ui.authenticate(ui.settings().dashboard)
+st.session_state["scope"] = scope
+pages = [
+    st.Page(PAGES / f"{name}.py", title=ALL_PAGES[name][0], icon=ALL_PAGES[name][1], default=name == "overview")
+    for name in access.pages_for(scope, ALL_PAGES)
+]
+nav = st.navigation(pages)
+st.session_state["filters"] = ui.sidebar_filters(scope)
+nav.run()

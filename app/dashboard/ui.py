@@ -1,0 +1,430 @@
+"""Shared dashboard plumbing: the warehouse, cached analytics calls, and the filters every page uses.
+
+Pages never run SQL: they call analytics functions through the cached wrappers here. Caches are
+versioned by the warehouse file's modification time and refreshed in the background after a new
+collection (app/dashboard/freshness.py: stale-while-revalidate, one computation per version). Filters
+(window, cluster, team, GPU model, node pool) live in the URL query string, so a view is a link.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import altair  # noqa: F401  (before the import thread below: see _import_heavy_modules)
+import duckdb
+import pandas as pd
+import streamlit as st
+
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from app.dashboard import access, freshness, reader
+from app.stage_options import chargeback_options, savings_options
+from core.errors import GpuledgerError
+from core.settings import ENV_CONFIG, ENV_WAREHOUSE, DashboardSettings, Settings, load_settings
+from core.store.status import data_span
+from core.timeutil import Window
+
+T = TypeVar("T")
+
+
+def _import_heavy_modules() -> None:
+    """The forecast's scikit-learn and the drift tests' scipy.stats take ~2 s to import. The CLI imports them
+    where they run (a command that does not forecast should not pay for it); the dashboard process imports
+    them once, here, off any page's path, so the first view of a page with a forecast does not wait for it
+    (a page that needs them meanwhile blocks on the same import, not a second one).
+
+    scikit-learn imports narwhals, as altair (Streamlit's charts) does. Two threads importing narwhals at once
+    can deadlock on its circular package imports (Python then raises _DeadlockError in one: a page crashed with
+    it), so altair, and narwhals with it, is imported at this module's top, before this thread starts."""
+    import scipy.stats  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+
+threading.Thread(target=_import_heavy_modules, name="gpuledger-imports", daemon=True).start()
+FILTER_KEYS = ("cluster", "team", "gpu_model", "node_pool")
+BREAKDOWN = ("team", "day", "cluster", "node_pool", "gpu_model")
+
+
+def settings() -> Settings:
+    config = os.environ.get(ENV_CONFIG)
+    return load_settings(Path(config) if config else Path("/dev/null"))
+
+
+def warehouse() -> Path:
+    return Path(os.environ.get(ENV_WAREHOUSE) or settings().warehouse.path)
+
+
+def mtime() -> tuple[str, float, str, float]:
+    """The cache key of what pages show: the warehouse and the settings file, each path and modification time."""
+    path = warehouse()
+    config = Path(os.environ.get(ENV_CONFIG) or "/dev/null")
+    return (
+        str(path),
+        path.stat().st_mtime if path.exists() else 0.0,
+        str(config),
+        config.stat().st_mtime if config.is_file() else 0.0,
+    )
+
+
+def read(fn: Callable[[duckdb.DuckDBPyConnection], T], attempts: int = 20) -> T:
+    """Run fn on a read-only connection (app/dashboard/reader.py); while a collector holds the write lock, wait and retry."""
+    return reader.read(fn, warehouse(), settings().dashboard.memory_limit, attempts)
+
+
+def shared_connection() -> contextlib.AbstractContextManager[None]:
+    """Every read() on this thread inside the block uses one connection (app/dashboard/reader.py)."""
+    return reader.shared(warehouse(), settings().dashboard.memory_limit)
+
+
+@freshness.cached
+def span(version: tuple[str, float, str, float]) -> tuple[datetime, datetime] | None:
+    return read(data_span)
+
+
+@freshness.cached
+def breakdown(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    """Chargeback rows by team x day x cluster x node pool x GPU model: every page filters this."""
+    opts = _options(BREAKDOWN)
+    report = read(lambda con: chargeback(con, Window(start, end), opts))
+    rows = [{**r.as_dict(), "kind": r.kind} for r in report.rows]
+    frame = pd.DataFrame(rows)
+    for col in (
+        "allocated_cost_usd",
+        "idle_share_usd",
+        "shared_share_usd",
+        "adjustment_usd",
+        "cost_usd",
+        "unused_cost_usd",
+    ):
+        if col in frame:
+            frame[col] = frame[col].astype(float)
+    return frame
+
+
+def _options(by: tuple[str, ...]) -> ChargebackOptions:
+    return chargeback_options(settings(), by)
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: datetime
+    end: datetime
+    picks: dict[str, list[str]]
+    scope: access.Scope = access.EVERYTHING  # the teams this user may see (app/dashboard/access.py)
+
+    @property
+    def window(self) -> Window:
+        return Window(self.start, self.end)
+
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        for key, values in self.picks.items():
+            if values and key in frame:
+                frame = frame[frame[key].isin(values)]
+        return self.restrict(frame)
+
+    def restrict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Only the rows of teams this user may see: every frame a page shows or offers passes here."""
+        return self.scope.restrict(frame)
+
+
+def authenticate(policy: DashboardSettings) -> access.Scope:
+    """With `dashboard.auth: oidc`, log the user in (st.login) and return what they may see."""
+    if policy.auth == "none":
+        return access.EVERYTHING
+    identity = access.identity_from(st.user.to_dict(), policy.groups_claim, policy.user_claim)
+    if not identity.logged_in:
+        st.title("gpuledger")
+        st.write("Log in to see your teams' GPU bills.")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    scope = access.scope_for(identity, policy)
+    teams = "all teams" if scope.admin else (", ".join(sorted(scope.teams)) or "no team yet: ask an admin")
+    st.sidebar.caption(f"Signed in as {identity.label} ({teams})")
+    st.sidebar.button("Log out", on_click=st.logout)
+    return scope
+
+
+def current_scope() -> access.Scope:
+    return st.session_state.get("scope", access.NOTHING)
+
+
+def require_admin() -> None:
+    """Fleet-wide pages: a second guard behind the navigation, which already hides them."""
+    if not current_scope().admin:
+        st.error("This page shows every team's data: ask a gpuledger admin.")
+        st.stop()
+
+
+def _query_dates(first: date, last: date) -> tuple[date, date]:
+    q = st.query_params
+    try:
+        start = date.fromisoformat(q.get("start", "")) if q.get("start") else max(first, last - timedelta(days=6))
+        end = date.fromisoformat(q.get("end", "")) if q.get("end") else last
+    except ValueError:
+        start, end = max(first, last - timedelta(days=6)), last
+    return max(first, min(start, last)), max(first, min(end, last))
+
+
+def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
+    """Render the shared filters (kept in the URL); None when the warehouse has no data."""
+    try:
+        covered = span(mtime()) if warehouse().exists() else None
+    except GpuledgerError as exc:
+        st.error(str(exc))
+        return None
+    if covered is None:
+        return None
+    first, last = covered[0].date(), (covered[1] - timedelta(seconds=1)).date()
+    start, end = _query_dates(first, last)
+    picked = st.sidebar.date_input(
+        "Window (UTC days)", value=(start, end), min_value=first, max_value=last, key="window"
+    )
+    if isinstance(picked, tuple) and len(picked) == 2:
+        start, end = picked
+    st.query_params["start"], st.query_params["end"] = start.isoformat(), end.isoformat()
+    window = (
+        datetime.combine(start, datetime.min.time()),
+        datetime.combine(end, datetime.min.time()) + timedelta(days=1),
+    )
+    version, teams = mtime(), tuple(sorted(scope.teams))
+    fresh = freshness.current(breakdown, version, *window)  # else breakdown() answers one collection behind
+    offered = (filter_options if fresh else _filter_options)(version, *window, scope.admin, teams)
+    picks = {}
+    for key in FILTER_KEYS:
+        options = offered[key]
+        chosen = [v for v in st.query_params.get_all(key) if v in options]
+        picks[key] = st.sidebar.multiselect(key.replace("_", " ").title(), options, default=chosen, key=f"f_{key}")
+        st.query_params[key] = picks[key]
+    return Filters(window[0], window[1], picks, scope)
+
+
+def prefetch_reports(page: str, filters: Filters) -> None:
+    """Start computing the cached reports `page` reads, in the order it reads them, in two lanes of one
+    connection each (shared_connection): the page then waits for each in turn while the rest are computed
+    (at 10,000 GPUs the teams page's four reports: 2.0-2.5 s in one lane, see the README for two)."""
+    start, end = filters.start, filters.end
+    reports: dict[str, list[tuple[Callable[..., Any], tuple[Any, ...]]]] = {
+        "overview": [(breakdown, (start, end)), (budget_frame, (end,))],
+        "teams": [
+            (workloads_frame, (start, end)),
+            (breakdown, (start, end)),
+            (budget_frame, (end,)),
+            (anomalies_frame, (start, end)),
+        ],
+    }
+    freshness.prefetch(reports[page], mtime(), shared_connection, lanes=2)
+
+
+def _filter_options(
+    version: tuple[str, float, str, float], start: datetime, end: datetime, admin: bool, teams: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """What each sidebar filter offers, once per collection and window: every page run used to copy the whole
+    breakdown frame for it (a tenth of the server's CPU under load)."""
+    frame = access.Scope(admin, frozenset(teams)).restrict(breakdown(version, start, end))
+    return {
+        key: sorted(str(v) for v in frame.get(key, pd.Series(dtype=str)).dropna().unique() if v) for key in FILTER_KEYS
+    }
+
+
+filter_options = st.cache_data(show_spinner=False, max_entries=64)(_filter_options)
+
+
+def no_data() -> None:
+    path = warehouse()
+    if not path.exists():
+        st.info(
+            f"No warehouse at `{path}` yet. Run `gpuledger demo` for a simulated fleet, or `gpuledger collect` for yours."
+        )
+    else:
+        st.info(
+            "The warehouse has no GPU data yet. Run `gpuledger collect openmetrics FILE...` or `gpuledger collect prometheus`."
+        )
+
+
+def money(value: Any) -> str:
+    return f"${float(value):,.2f}"
+
+
+@freshness.cached
+def budget_frame(version: tuple[str, float, str, float], as_of: datetime) -> pd.DataFrame | None:
+    from analytics.finops import budget, daily_spend
+
+    s = settings()
+    today = as_of.replace(hour=0, minute=0, second=0, microsecond=0)
+    history = Window(today - timedelta(days=budget.HISTORY_DAYS), today)
+    lines = read(
+        lambda con: daily_spend.budget_report(
+            con, f"{today:%Y-%m}", history, _options(("team",)), dict(s.budgets.monthly_usd), s.budgets.warn_at
+        )
+    )
+    return pd.DataFrame([line.as_dict() for line in lines])
+
+
+@freshness.cached
+def savings_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    from analytics.finops.recommend import recommendations
+
+    recs = read(lambda con: recommendations(con, Window(start, end), _options(("team",)), savings_options(settings())))
+    cols = ["monthly_savings_usd", "kind", "team", "target", "action", "evidence"]
+    return pd.DataFrame([r.as_dict() for r in recs], columns=cols)
+
+
+def savings_ready(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame | None:
+    """savings_frame if it has been computed (or is one collection stale), else None while it is computed."""
+    value = freshness.peek(savings_frame, version, start, end)
+    return None if value is None else pd.DataFrame(value)
+
+
+@freshness.cached
+def anomalies_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    from analytics.finops.daily_spend import anomaly_report
+
+    b = settings().budgets
+    found = read(
+        lambda con: anomaly_report(con, Window(start, end), _options(("team",)), b.anomaly_threshold, b.anomaly_min_usd)
+    )
+    cols = ["team", "day", "expected_usd", "actual_usd", "difference_usd", "robust_z", "drivers"]
+    return pd.DataFrame([a.as_dict() for a in found], columns=cols)
+
+
+@freshness.cached
+def workloads_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
+    opts = _options(("team", "namespace", "workload", "cluster", "node_pool", "gpu_model"))
+    report = read(lambda con: chargeback(con, Window(start, end), opts))
+    frame = pd.DataFrame([{**r.as_dict(), "kind": r.kind} for r in report.rows])
+    for col in (
+        "allocated_cost_usd",
+        "idle_share_usd",
+        "shared_share_usd",
+        "adjustment_usd",
+        "cost_usd",
+        "unused_cost_usd",
+    ):
+        frame[col] = frame[col].astype(float)
+    frame["price_sources"] = frame["price_sources"].map(lambda v: "; ".join(v))
+    return frame
+
+
+@freshness.cached
+def status(version: tuple[str, float, str, float]) -> dict[str, Any]:
+    from core.store.status import data_status
+
+    return read(data_status)
+
+
+def _cli_loaded() -> None:
+    """Import the CLI package first: its command modules import each other in that order."""
+    import app.cli  # noqa: F401
+
+
+@freshness.cached
+def health_report(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
+    """The health page's data: `cells` (node, gpu_index, state) of every period for the grid, `periods`
+    rows of the periods not healthy only (at 10,000 GPUs formatting every healthy GPU's row took half a
+    second of a page that shows none of them), and the report's totals, Xid events, impacted pods and
+    reliability by GPU model."""
+    _cli_loaded()
+    from app.dashboard.health_grid import cells
+    from app.jobs import ROW_COLUMNS, run_health
+    from core import conventions as cv
+
+    report = run_health(settings(), Window(start, end), tuple(s for s in cv.HEALTH_STATES if s != cv.STATE_HEALTHY))
+    data = report.as_dict(("totals", "xid_events", "impacted_pods"))
+    data["periods"] = pd.DataFrame(report.rows(), columns=list(ROW_COLUMNS))
+    data["cells"] = cells(report.result)
+    data["reliability"] = {"gpu_model": report.reliability("gpu_model")}
+    return data
+
+
+@freshness.cached
+def serving(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
+    """SLO reports at the window's end (or the serving data's end), unit costs and canary verdicts."""
+    _cli_loaded()
+    from analytics.serving import canary as canary_mod
+    from analytics.serving import slo as slo_mod
+    from analytics.serving.unit_cost import unit_costs
+    from app.publish.slo_rules import serving_data_end
+    from app.stage_options import sloth_specs
+
+    s = settings()
+
+    def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        try:
+            data_end = serving_data_end(con)
+        except GpuledgerError:
+            return {"slos": [], "unit_costs": [], "canaries": [], "has_data": False}
+        now = min(end, data_end)
+        defs = slo_mod.build_slos(con, s.serving, sloth_specs(s.serving), now)
+        slos = [slo_mod.evaluate(con, d, now).as_dict() for d in defs]
+        window = Window(start, now) if now > start else Window(now - timedelta(days=1), now)
+        costs = [
+            r.as_dict()
+            for r in unit_costs(con, window, s.serving.cost_ceiling_per_1k_requests_usd, None, _options(("team",)))
+        ]
+        canaries = []
+        for model in sorted({r["model"] for r in costs if r.get("version")}):
+            try:
+                verdict = canary_mod.canary_verdict(
+                    con,
+                    model,
+                    window,
+                    s.serving.canary,
+                    s.serving.min_quality_samples,
+                    None,
+                    s.pricing.fallback_gpu_hour_usd,
+                )
+                canaries.append(verdict.as_dict())
+            except GpuledgerError:
+                continue
+        return {"slos": slos, "unit_costs": costs, "canaries": canaries, "has_data": True, "at": now.isoformat()}
+
+    return read(run)
+
+
+@freshness.cached
+def drift_days(version: tuple[str, float, str, float], start: datetime, end: datetime, model: str) -> dict[str, Any]:
+    """Each day's traffic drift against the window's first day, per feature (the heatmap's cells)."""
+    _cli_loaded()
+    from analytics.serving.traffic_drift import traffic_drift
+    from app.jobs import drift_policy
+
+    s = settings()
+    days = [start + timedelta(days=i) for i in range(max(1, (end - start).days))]
+    reference = Window(days[0], days[0] + timedelta(days=1))
+
+    def run(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+        cells, details = [], {}
+        for day in days[1:]:
+            current = Window(day, day + timedelta(days=1))
+            for f in traffic_drift(con, model, reference, current, drift_policy(s.serving)):
+                cells.append(
+                    {
+                        "day": f"{day:%Y-%m-%d}",
+                        "feature": f.feature,
+                        "value": f.statistics.get(f.method),
+                        "method": f.method,
+                        "drift": f.drift,
+                        "psi": f.statistics.get("psi"),
+                    }
+                )
+                details[(f"{day:%Y-%m-%d}", f.feature)] = f.as_dict()
+        return {
+            "reference": reference.as_dict(),
+            "cells": cells,
+            "details": {f"{k[0]}|{k[1]}": v for k, v in details.items()},
+        }
+
+    return read(run)
+
+
+@freshness.cached
+def serving_models(version: tuple[str, float, str, float]) -> list[str]:
+    from core.store.status import serving_models as models
+
+    return read(models)

@@ -1,0 +1,242 @@
+"""Weekly chargeback export: one folder per ISO week, byte-stable, atomic, self-describing.
+
+exports/<YYYY>-W<ww>/
+  chargeback.csv, chargeback.parquet   one row per team (+ __idle__, __unallocated__, __shared__)
+  workloads.csv                        the same costs per team, namespace and workload
+  focus-1.2.csv                        FOCUS 1.2 rows (team x day x cluster x node pool x price row)
+  manifest.json                        rows, bytes and sha256 of every file, and the week's totals
+
+Re-running an export writes identical bytes (no run time is stored; rows are sorted; Parquet
+writer options are pinned). The whole week is written and fsynced in `.staging/` under the export
+root, then swapped with the published folder in one atomic rename (renameat2 RENAME_EXCHANGE), so a
+reader, or a process killed at any instant, sees the previous week's files or the new ones: never a
+torn file, never a mix of both. The manifest is written last and lists every file's sha256.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analytics.cost.cost_rows import ChargebackReport
+from analytics.cost.prices import PriceInfo
+from app.publish import focus
+from app.publish.render import csv_text
+from core import conventions as c
+from core.timeutil import iso
+
+COLUMNS = (
+    "week",
+    "window_start",
+    "window_end",
+    "team",
+    "gpu_hours",
+    "used_gpu_hours",
+    "efficiency",
+    "allocated_cost_usd",
+    "idle_share_usd",
+    "shared_share_usd",
+    "adjustment_usd",
+    "cost_usd",
+    "unused_cost_usd",
+    "monthly_budget_usd",
+    "price_sources",
+)
+WORKLOAD_COLUMNS = (
+    "week",
+    "team",
+    "namespace",
+    "workload",
+    "gpu_hours",
+    "used_gpu_hours",
+    "efficiency",
+    "allocated_cost_usd",
+    "idle_share_usd",
+    "shared_share_usd",
+    "cost_usd",
+    "unused_cost_usd",
+    "price_sources",
+)
+MONEY = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjustment_usd", "cost_usd", "unused_cost_usd")
+FOCUS_FILE = f"focus-{focus.FOCUS_VERSION}.csv"
+
+
+@dataclass(frozen=True)
+class WeeklyInputs:
+    week: str
+    by_team: ChargebackReport
+    by_workload: ChargebackReport
+    for_focus: ChargebackReport
+    prices: dict[str, PriceInfo]
+    budgets: dict[str, Decimal]
+    account: str = "default"
+
+
+def _row(
+    week: str, report: ChargebackReport, row: Any, columns: tuple[str, ...], extra: dict[str, Any]
+) -> dict[str, Any]:
+    d = row.as_dict()
+    out = {"week": week, "window_start": iso(report.window.start), "window_end": iso(report.window.end), **d, **extra}
+    out["price_sources"] = "; ".join(d["price_sources"])
+    for m in MONEY:
+        if m in out:
+            out[m] = Decimal(out[m]).quantize(Decimal("0.01"))
+    return {k: out.get(k) for k in columns}
+
+
+def team_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
+    rep = inputs.by_team
+    return [
+        _row(inputs.week, rep, r, COLUMNS, {"monthly_budget_usd": inputs.budgets.get(r.keys["team"])}) for r in rep.rows
+    ]
+
+
+def workload_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
+    rep = inputs.by_workload
+    rows = [_row(inputs.week, rep, r, WORKLOAD_COLUMNS, {}) for r in rep.rows]
+    return sorted(rows, key=lambda r: (r["team"], r["namespace"], r["workload"]))
+
+
+def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    schema = pa.schema(
+        [pa.field(col, pa.string()) for col in ("week", "window_start", "window_end", "team")]
+        + [pa.field(col, pa.float64()) for col in ("gpu_hours", "used_gpu_hours", "efficiency")]
+        + [
+            pa.field(col, pa.decimal128(18, 2))
+            for col in (
+                "allocated_cost_usd",
+                "idle_share_usd",
+                "shared_share_usd",
+                "adjustment_usd",
+                "cost_usd",
+                "unused_cost_usd",
+                "monthly_budget_usd",
+            )
+        ]
+        + [pa.field("price_sources", pa.string())]
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=True, use_dictionary=True)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the kernel or filesystem cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _publish(staged: Path, folder: Path) -> None:
+    """Put the staged week in place of the published one in one step (readers never see a mix)."""
+    if not folder.exists():
+        os.rename(staged, folder)
+    elif not _exchange(staged, folder):
+        # no RENAME_EXCHANGE (non-Linux, some network filesystems): the folder is briefly absent,
+        # never mixed; recover_staging() puts the previous week back if a crash falls in between
+        aside = staged.with_name(staged.name + ".previous")
+        os.rename(folder, aside)
+        os.rename(staged, folder)
+        staged = aside
+    _fsync_dir(folder.parent)
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):  # still in use by a concurrent export: it removes it
+        staged.parent.rmdir()
+
+
+def recover_staging(out_root: Path) -> None:
+    """After a crash: restore a week moved aside by the fallback swap, and drop half-written stages."""
+    staging = out_root / STAGING
+    if not staging.is_dir():
+        return
+    for entry in staging.iterdir():
+        week, _, rest = entry.name.partition(".")
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another export of this machine is writing it right now
+        if entry.name.endswith(".previous") and not (out_root / week).exists():
+            os.rename(entry, out_root / week)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+STAGING = ".staging"
+
+
+def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
+    """Write exports/<YYYY>-W<ww>/ and return the folder."""
+    folder = out_root / inputs.week
+    recover_staging(out_root)
+    staged = out_root / STAGING / f"{inputs.week}.{os.getpid()}"
+    staged.mkdir(parents=True)
+    teams = team_rows(inputs)
+    workloads = workload_rows(inputs)
+    focus_rows = focus.focus_rows(inputs.for_focus, inputs.prices, inputs.account)
+    payloads = {
+        f"{c.EXPORT_CHARGEBACK_BASENAME}.csv": (csv_text(teams, COLUMNS).encode("utf-8"), len(teams)),
+        f"{c.EXPORT_CHARGEBACK_BASENAME}.parquet": (_parquet_bytes(teams), len(teams)),
+        "workloads.csv": (csv_text(workloads, WORKLOAD_COLUMNS).encode("utf-8"), len(workloads)),
+        FOCUS_FILE: (csv_text(focus_rows, focus.COLUMNS).encode("utf-8"), len(focus_rows)),
+    }
+    for name, (data, _) in payloads.items():
+        _write_synced(staged / name, data)
+    manifest = {
+        "format_version": c.EXPORT_FORMAT_VERSION,
+        "week": inputs.week,
+        "window": inputs.by_team.window.as_dict(),
+        "focus_version": focus.FOCUS_VERSION,
+        "allocation_options": inputs.by_team.options,
+        "files": {
+            name: {"rows": rows, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            for name, (data, rows) in sorted(payloads.items())
+        },
+        "totals": inputs.by_team.totals(),
+    }
+    _write_synced(staged / c.EXPORT_MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+    _fsync_dir(staged)
+    _publish(staged, folder)
+    return folder

@@ -1,0 +1,46 @@
+"""The SLOs a rules run alerts on: Sloth specs as they are, settings SLOs resolved against the
+warehouse (which histogram and error counter each service really exports, as `report slo` does)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from alerts.slo import SLORule, from_def
+from analytics.serving.slo import build_slos
+from analytics.serving.sloth import slos_from_spec
+from app.stage_options import read_sloth, sloth_specs
+from core import conventions as c
+from core.errors import ConfigError
+from core.settings import Settings
+from core.store.warehouse import one, open_warehouse
+from core.timeutil import parse_duration
+
+
+def serving_data_end(con: duckdb.DuckDBPyConnection) -> datetime:
+    row = one(con, f"SELECT max(ts + to_seconds(step_s)) FROM {c.T_INFERENCE_SAMPLES}")
+    if not row or row[0] is None:
+        raise ConfigError("the warehouse holds no serving metrics yet; collect an inference server's metrics first")
+    return row[0]
+
+
+def from_sloth(path: Path, window: str) -> tuple[SLORule, ...]:
+    """Every SLO of a Sloth spec file: no warehouse needed, the spec names its own series."""
+    window_s = parse_duration(window)
+    return tuple(from_def(d) for where, doc in read_sloth(path) for d in slos_from_spec(doc, where, window_s))
+
+
+def declared(settings: Settings) -> tuple[SLORule, ...]:
+    serving = settings.serving
+    if not any(svc.slos for svc in serving.services.values()):
+        return tuple(r for path in serving.sloth_specs for r in from_sloth(Path(path), serving.sloth_window))
+    if not Path(settings.warehouse.path).exists():
+        raise ConfigError(
+            f"{settings.warehouse.path}: SLOs declared in the settings are resolved against the services' metrics "
+            "(which histogram and error counter they export); collect them first"
+        )
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        defs = build_slos(con, serving, sloth_specs(serving), serving_data_end(con))
+    return tuple(from_def(d) for d in defs)

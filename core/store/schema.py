@@ -1,0 +1,190 @@
+"""The warehouse schema, as an ordered list of migrations.
+
+Migration N takes a version N-1 warehouse to version N. A new warehouse runs them all. Never edit
+a released migration: append a new one, so every older file upgrades along the same path.
+
+Time conventions for every fact table: `ts` is naive UTC and a row covers [ts, ts + step_s).
+Its value is what the source reported at the end of that step (the last sample within the
+lookback), exactly what Prometheus' query_range returns at ts + step_s.
+"""
+
+from __future__ import annotations
+
+from core import conventions as c
+
+_FACT_KEY = "ts TIMESTAMP NOT NULL, step_s INTEGER NOT NULL, cluster VARCHAR NOT NULL"
+
+MIGRATION_1 = [
+    f"""CREATE TABLE {c.T_NODES} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL,
+        instance_type VARCHAR, capacity_type VARCHAR, region VARCHAR, zone VARCHAR, node_pool VARCHAR,
+        gpu_model VARCHAR, gpu_count INTEGER, gpu_replicas INTEGER, labels JSON,
+        first_seen TIMESTAMP, last_seen TIMESTAMP,
+        PRIMARY KEY (cluster, node))""",
+    f"""CREATE TABLE {c.T_GPUS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL,
+        gpu_instance VARCHAR NOT NULL, gpu_index INTEGER, model VARCHAR, mig_profile VARCHAR,
+        first_seen TIMESTAMP, last_seen TIMESTAMP,
+        PRIMARY KEY (cluster, node, gpu_uuid, gpu_instance))""",
+    f"""CREATE TABLE {c.T_PODS} (
+        cluster VARCHAR NOT NULL, namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL, uid VARCHAR NOT NULL,
+        node VARCHAR, labels JSON, first_seen TIMESTAMP, last_seen TIMESTAMP,
+        PRIMARY KEY (cluster, namespace, pod, uid))""",
+    f"""CREATE TABLE {c.T_NODE_SAMPLES} ({_FACT_KEY}, node VARCHAR NOT NULL, gpu_capacity INTEGER)""",
+    f"""CREATE TABLE {c.T_GPU_SAMPLES} ({_FACT_KEY}, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL,
+        gpu_instance VARCHAR NOT NULL, gr_engine_active FLOAT, gpu_util FLOAT, fb_used_mib FLOAT,
+        power_w FLOAT, temp_c FLOAT)""",
+    f"""CREATE TABLE {c.T_GPU_POD_SAMPLES} ({_FACT_KEY}, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL,
+        gpu_instance VARCHAR NOT NULL, vgpu VARCHAR NOT NULL, namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL,
+        gpu_util FLOAT)""",
+    f"""CREATE TABLE {c.T_POD_ALLOCATIONS} ({_FACT_KEY}, namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL,
+        uid VARCHAR NOT NULL, node VARCHAR NOT NULL, resource VARCHAR NOT NULL, amount DOUBLE NOT NULL)""",
+    f"""CREATE TABLE {c.T_HEALTH_SAMPLES} ({_FACT_KEY}, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL,
+        gpu_instance VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE)""",
+    f"""CREATE TABLE {c.T_INFERENCE_SAMPLES} ({_FACT_KEY}, namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL,
+        model VARCHAR NOT NULL, metric VARCHAR NOT NULL, le DOUBLE, labels JSON, value DOUBLE)""",
+    f"""CREATE TABLE {c.T_PRICES} (
+        provider VARCHAR NOT NULL, region VARCHAR NOT NULL, instance_type VARCHAR NOT NULL,
+        capacity_type VARCHAR NOT NULL, gpu_model VARCHAR, gpus INTEGER NOT NULL,
+        price_per_hour_usd DECIMAL(28, 10) NOT NULL, effective_from TIMESTAMP NOT NULL, source VARCHAR,
+        PRIMARY KEY (provider, region, instance_type, capacity_type, effective_from))""",
+    f"""CREATE TABLE {c.T_WATERMARKS} (
+        source VARCHAR PRIMARY KEY, last_ts TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL)""",
+]
+
+# Version 2: namespace labels (attribution fallback) and a run log for the data-status page.
+MIGRATION_2 = [
+    f"""CREATE TABLE {c.T_NAMESPACES} (
+        cluster VARCHAR NOT NULL, namespace VARCHAR NOT NULL, labels JSON,
+        first_seen TIMESTAMP, last_seen TIMESTAMP, PRIMARY KEY (cluster, namespace))""",
+    f"""CREATE TABLE {c.T_INGEST_RUNS} (
+        run_id VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP, window_start TIMESTAMP, window_end TIMESTAMP, rows BIGINT,
+        skipped_series BIGINT, status VARCHAR NOT NULL, message VARCHAR)""",
+]
+
+# Version 3 (issue 4, pricing): price rows gain a zone (spot prices are per availability zone), a
+# reservation term, the GPUs' part of the node price, and provenance (provider SKU, fetched-at);
+# discounts live in their own dated table; price_history adds each row's end. DuckDB cannot change a
+# primary key in place, so the prices table is rebuilt; existing rows keep their values and bill all
+# of the node price to its GPUs, as before.
+MIGRATION_3 = [
+    f"""CREATE TABLE {c.T_PRICES}_v3 (
+        provider VARCHAR NOT NULL, region VARCHAR NOT NULL, zone VARCHAR NOT NULL DEFAULT '',
+        instance_type VARCHAR NOT NULL, capacity_type VARCHAR NOT NULL, term VARCHAR NOT NULL DEFAULT '',
+        gpu_model VARCHAR, gpus INTEGER NOT NULL, price_per_hour_usd DECIMAL(28, 10) NOT NULL,
+        gpu_price_per_hour_usd DECIMAL(28, 10) NOT NULL, effective_from TIMESTAMP NOT NULL, source VARCHAR,
+        sku VARCHAR, fetched_at TIMESTAMP,
+        PRIMARY KEY (provider, region, zone, instance_type, capacity_type, effective_from))""",
+    f"""INSERT INTO {c.T_PRICES}_v3 SELECT provider, region, '', instance_type, capacity_type, '', gpu_model, gpus,
+        price_per_hour_usd, price_per_hour_usd, effective_from, source, NULL, NULL FROM {c.T_PRICES}""",
+    f"DROP TABLE {c.T_PRICES}",
+    f"ALTER TABLE {c.T_PRICES}_v3 RENAME TO {c.T_PRICES}",
+    f"""CREATE TABLE {c.T_PRICE_DISCOUNTS} (
+        name VARCHAR PRIMARY KEY, percent DECIMAL(9, 6) NOT NULL, provider VARCHAR NOT NULL,
+        region VARCHAR NOT NULL, instance_types VARCHAR NOT NULL, capacity_type VARCHAR NOT NULL,
+        effective_from TIMESTAMP NOT NULL, effective_to TIMESTAMP, source VARCHAR)""",
+    f"""CREATE VIEW {c.V_PRICE_HISTORY} AS SELECT *, lead(effective_from) OVER (
+        PARTITION BY provider, region, zone, instance_type, capacity_type ORDER BY effective_from) AS effective_to
+        FROM {c.T_PRICES}""",
+]
+
+# Version 4 (issue 6): GPU health history. Periods tile each GPU's observed time in the evaluated
+# windows (one state each, with the evidence of the transition into it); events are Xid changes.
+MIGRATION_4 = [
+    f"""CREATE TABLE {c.T_HEALTH_PERIODS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, model VARCHAR,
+        node_pool VARCHAR, state VARCHAR NOT NULL, period_start TIMESTAMP NOT NULL, period_end TIMESTAMP NOT NULL,
+        ongoing BOOLEAN NOT NULL, from_state VARCHAR, signal VARCHAR, metric VARCHAR, xid INTEGER, value DOUBLE,
+        action VARCHAR, evidence JSON, catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, period_start))""",
+    f"""CREATE TABLE {c.T_HEALTH_EVENTS} (
+        cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, gpu_uuid VARCHAR NOT NULL, ts TIMESTAMP NOT NULL,
+        xid INTEGER NOT NULL, previous_xid INTEGER, mnemonic VARCHAR, cause VARCHAR, severity VARCHAR,
+        action VARCHAR, device_plugin_ignores BOOLEAN, namespace VARCHAR, pod VARCHAR, team VARCHAR,
+        catalog_version VARCHAR, evaluated_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (cluster, node, gpu_uuid, ts))""",
+]
+
+# Version 5 (issue 7: serving): each serving row also keeps the time of the scrape its value came
+# from, so counter increases follow PromQL's increase() (extrapolation uses real sample times).
+MIGRATION_5 = [f"ALTER TABLE {c.T_INFERENCE_SAMPLES} ADD COLUMN sample_ts TIMESTAMP"]
+
+# Version 6 (issue 3, collectors): per-step change of health signals (counters: reset-aware increase; Xid: event flag).
+MIGRATION_6 = [f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_DELTA} DOUBLE"]
+
+# Version 7 (issue 10, performance): hourly and daily rollups of the step tables, maintained by every
+# collection commit (core/store/rollups/hourly.py), so a month's report reads pod-days instead of pod-steps. Units for
+# both MIG share modes; `fp` is the node's dimension fingerprint they were computed under. An upgraded
+# warehouse has empty rollups and no rollup_state: reports read the step tables until the next commit
+# rebuilds them.
+_ROLLUP_POD = "namespace VARCHAR, pod VARCHAR, uid VARCHAR"
+_ROLLUP_UNITS = "units_compute BIGINT NOT NULL, units_memory BIGINT NOT NULL"
+MIGRATION_7 = [
+    statement
+    for level, col in (("hourly", "hour"), ("daily", "day"))
+    for statement in (
+        f"""CREATE TABLE {c.T_ALLOC_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_CAPACITY_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_UNITS}, fp UBIGINT)""",
+        f"""CREATE TABLE {c.T_USAGE_ROLLUP}_{level} ({col} TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+            node VARCHAR NOT NULL, {_ROLLUP_POD}, used_s DOUBLE, fp UBIGINT)""",
+    )
+] + [f"CREATE TABLE {c.T_ROLLUP_STATE} (source VARCHAR PRIMARY KEY, source_rows BIGINT NOT NULL)"]
+
+# Version 8 (issue 10): daily rollups by attribution class (core/store/rollups/classes.py), so a month's report by
+# team reads one row per class and node group instead of one per pod. Empty until the next commit builds
+# them; reports fall back to the pod-day rows meanwhile.
+MIGRATION_8 = [
+    f"""CREATE TABLE {c.T_CLASS_ALLOC} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
+    f"""CREATE TABLE {c.T_CLASS_USAGE} (day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, class_node VARCHAR NOT NULL,
+        namespace VARCHAR, labels VARCHAR, pod VARCHAR, mapped BOOLEAN NOT NULL, used_s DOUBLE)""",
+    f"""CREATE TABLE {c.T_CLASS_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, class_node VARCHAR NOT NULL)""",
+]
+
+# Version 9 (issues 9, 10: the health page on a large fleet): per hour, which steps each GPU reported and
+# each node was up (core/store/rollups/coverage.py), so the health report finds its GPUs and their silences
+# without a DISTINCT over every sample of the month. gpu_uuid NULL: the node's row. Empty until the next
+# commit builds it (rollup_state then gains its coverage: rows); health reads the step tables meanwhile.
+# declared_steps (node rows): steps where kube-state-metrics gave the node's GPU capacity.
+MIGRATION_9 = [
+    f"""CREATE TABLE {c.T_COVERAGE_ROLLUP} (hour TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL,
+        gpu_uuid VARCHAR, steps BIGINT NOT NULL, first_ts TIMESTAMP NOT NULL, last_end TIMESTAMP NOT NULL,
+        declared_steps BIGINT)"""
+]
+
+# Version 10 (issue 9: the health page at 10,000 GPUs): a node's hourly coverage row also says how many of its
+# GPUs reported in the hour and the fewest steps any of them reported, so finding the hours where a GPU may
+# have gone silent reads the node rows alone (a GROUP BY over every GPU row of a fortnight took 0.6 s).
+# Filled from the GPU rows already there: no rebuild.
+MIGRATION_10 = [
+    f"ALTER TABLE {c.T_COVERAGE_ROLLUP} ADD COLUMN gpus BIGINT",
+    f"ALTER TABLE {c.T_COVERAGE_ROLLUP} ADD COLUMN gpu_min_steps BIGINT",
+    f"""UPDATE {c.T_COVERAGE_ROLLUP} AS u SET gpus = coalesce(g.gpus, 0), gpu_min_steps = g.gpu_min_steps
+        FROM (SELECT n.hour, n.cluster, n.node, count(x.steps) AS gpus, min(x.steps) AS gpu_min_steps
+              FROM {c.T_COVERAGE_ROLLUP} n LEFT JOIN {c.T_COVERAGE_ROLLUP} x ON x.hour = n.hour
+                  AND x.cluster = n.cluster AND x.node = n.node AND x.gpu_uuid IS NOT NULL
+              WHERE n.gpu_uuid IS NULL GROUP BY ALL) g
+        WHERE u.gpu_uuid IS NULL AND u.hour = g.hour AND u.cluster = g.cluster AND u.node = g.node""",
+]
+
+# Version 11 (issue 30: hostile inputs): values a family cannot have (out of range, NaN, infinite) are dropped
+# at staging; each run records how many, and the data-status page sums them.
+MIGRATION_11 = [f"ALTER TABLE {c.T_INGEST_RUNS} ADD COLUMN invalid_values BIGINT DEFAULT 0"]
+
+MIGRATIONS: list[list[str]] = [
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+    MIGRATION_7,
+    MIGRATION_8,
+    MIGRATION_9,
+    MIGRATION_10,
+    MIGRATION_11,
+]
+LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,222 @@
+"""Step-level GPU facts in SQL: the one definition the chargeback and the rollups both use.
+
+Kept in core (not analytics) because the rollups (core/store/rollups/hourly.py) are maintained when a
+collection commits, and collectors may import only core. analytics/cost/allocation.py and
+analytics/usage.py re-export these builders; nothing here prices or attributes anything.
+
+A GPU request becomes a share of a physical GPU, in units of 1/GPU_UNITS:
+  nvidia.com/gpu (or any other whole-GPU resource name)   1 GPU each
+  nvidia.com/mig-<g>g.<mem>gb                             g / compute slices of the card (7; A30: 4),
+                                                          or <mem> / card memory with mig_share=memory
+  nvidia.com/gpu.shared (time-slicing)                    1 / replicas of the node
+  nvidia.com/gpucores (HAMi)                              scales the pod's whole GPUs to that percentage
+  nvidia.com/gpumem* (HAMi)                               no share of its own (memory rides with cores)
+Shares times seconds are integers, so capacity = allocated + idle holds exactly.
+
+Every builder takes `where`, a predicate on the fact table's `ts` (and `node`), so the same SQL
+serves a report window ($start, $end), the edges of a rollup-served window, or a rollup refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from core import conventions as c
+
+U = c.GPU_UNITS
+UB = f"CAST({U} AS BIGINT)"  # GPU units in SQL: BIGINT, so units x GPUs x seconds never overflow INT32
+MigShare = Literal["compute", "memory"]
+MIG_SHARES: tuple[MigShare, ...] = ("compute", "memory")
+HAMI_CORES = "nvidia_com_gpucores"
+HAMI_NO_SHARE = ("nvidia_com_gpumem", "nvidia_com_gpumem_percentage", HAMI_CORES)
+WINDOW = "{t}.ts >= $start AND {t}.ts < $end"  # the default `where`: the report window
+
+
+# A step's graphics-engine activity (0..1): GR_ENGINE_ACTIVE, else GPU_UTIL / 100, else 0. Values a GPU cannot
+# report (out of range, NaN, infinite: ingestion drops them, an older warehouse may hold them) count as not
+# reported, so stored data can never make a used GPU-hour negative or a report fail.
+ACTIVITY_SQL = (
+    "coalesce(CASE WHEN s.gr_engine_active BETWEEN 0 AND 1 THEN s.gr_engine_active END, "
+    "CASE WHEN s.gpu_util BETWEEN 0 AND 100 THEN s.gpu_util / 100.0 END, 0)"
+)
+# A container's GPU request as a whole number of resource units. A request no pod can make (negative, NaN,
+# beyond c.MAX_GPU_REQUEST: ingestion drops them, an older warehouse may hold them) counts as none, so it
+# can neither overflow the integer arithmetic nor take a bill below zero.
+REQUEST_SQL = f"CAST(round(CASE WHEN a.amount BETWEEN 0 AND {c.MAX_GPU_REQUEST} THEN a.amount ELSE 0 END) AS BIGINT)"
+# A pod's per-process GPU_UTIL on a time-sliced GPU (its share of the device), by the same rule.
+POD_UTIL_SQL = "CASE WHEN m.gpu_util BETWEEN 0 AND 100 THEN m.gpu_util END"
+
+
+def mig_slices_sql(model: str) -> str:
+    """Compute slices of a MIG-capable card, from its model name (A30: 4, others: 7)."""
+    return f"(CASE WHEN {model} ILIKE '%A30%' THEN 4 ELSE 7 END)"
+
+
+def share_units_sql(resource: str, model: str, replicas: str, mig_share: MigShare = "compute") -> str:
+    """SQL expression: GPU units of one unit of `resource` on a node with `model`, `replicas`."""
+    mig_g = f"TRY_CAST(regexp_extract({resource}, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
+    compute = f"{UB} * {mig_g} // {mig_slices_sql(model)}"
+    mig = compute
+    if mig_share == "memory":
+        mem = f"TRY_CAST(regexp_extract({resource}, '_(\\d+)gb', 1) AS BIGINT)"
+        card = f"TRY_CAST(regexp_extract({model}, '(\\d+)GB', 1) AS BIGINT)"
+        mig = f"coalesce({UB} * least({mem}, {card}) // nullif({card}, 0), {compute})"
+    no_share = ", ".join(f"'{r}'" for r in HAMI_NO_SHARE)
+    return f"""(CASE
+        WHEN {resource} IN ({no_share}) THEN 0
+        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {UB} // greatest(coalesce({replicas}, 1), 1)
+        WHEN {resource} LIKE '{c.RESOURCE_MIG_PREFIX}%' AND {mig_g} IS NOT NULL THEN {mig}
+        ELSE {UB} END)"""
+
+
+def device_share_sql(mig_profile: str, model: str) -> str:
+    """Share of the physical GPU one DCGM entity is (a MIG instance '3g.40gb' is 3/7)."""
+    g = f"TRY_CAST(regexp_extract({mig_profile}, '^(\\d+)g', 1) AS DOUBLE)"
+    return (
+        f"(CASE WHEN coalesce({mig_profile}, '') = '' OR {g} IS NULL THEN 1.0 ELSE {g} / {mig_slices_sql(model)} END)"
+    )
+
+
+def nodes_sql() -> str:
+    """Node attributes with defaults; the GPU model falls back to what DCGM reports."""
+    return f"""
+        SELECT n.cluster, n.node, coalesce(n.node_pool, '') AS node_pool,
+            coalesce(nullif(n.gpu_model, ''), g.model, '') AS gpu_model,
+            coalesce(n.capacity_type, 'on_demand') AS capacity_type, coalesce(n.instance_type, '') AS instance_type,
+            coalesce(n.region, '') AS region, n.gpu_replicas
+        FROM {c.T_NODES} n
+        LEFT JOIN (SELECT cluster, node, any_value(model) AS model FROM {c.T_GPUS} GROUP BY ALL) g USING (cluster, node)"""
+
+
+def fingerprints_sql() -> str:
+    """(cluster, node, fp): a hash of every dimension value the step SQL reads for a node.
+
+    Rollups store the fingerprint they were computed under; a row whose node's fingerprint has
+    changed since (a new GPU model label, replicas, a MIG profile) is recomputed from the steps.
+    """
+    return f"""
+        WITH d AS (SELECT cluster, node,
+                list((gpu_uuid, gpu_instance, mig_profile, model) ORDER BY gpu_uuid, gpu_instance) AS devices
+            FROM {c.T_GPUS} GROUP BY ALL),
+        n AS ({nodes_sql()})
+        SELECT cluster, node, hash(n.gpu_model, n.gpu_replicas, d.devices) AS fp
+        FROM n FULL JOIN d USING (cluster, node)"""
+
+
+def stale_rows_sql(rows: str) -> str:
+    """(cluster, node) of the rollup rows `rows` (a query of cluster, node, fp) computed under other
+    dimension values than their node's current ones."""
+    return f"""SELECT r.cluster, r.node FROM ({rows}) r LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)
+        WHERE r.fp IS DISTINCT FROM coalesce(f.fp, 0)"""
+
+
+def units_sql(mig_share: MigShare) -> str:
+    """Per pod-step GPU units of one MIG mode, before HAMi cores scaling (`a`: pod_allocations, `n`: nodes)."""
+    share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
+    return f"sum({REQUEST_SQL} * {share})"
+
+
+def scaled_sql(units: str, cores: str = "cores") -> str:
+    """HAMi gpucores scales a pod's whole GPUs to that percentage (integer units, floor)."""
+    return f"CASE WHEN {cores} IS NULL THEN {units} ELSE {units} * CAST(round({cores}) AS BIGINT) // 100 END"
+
+
+def alloc_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = WINDOW) -> str:
+    """Per pod and step: GPU units (`units`, or `units_<mode>` for several modes) and HAMi `cores`."""
+    modes = (mig_share,) if isinstance(mig_share, str) else mig_share
+    names = ["units"] if isinstance(mig_share, str) else [f"units_{m}" for m in modes]
+    cols = ", ".join(f"{units_sql(m)} AS {name}" for m, name in zip(modes, names, strict=True))
+    return f"""
+        SELECT a.ts, a.step_s, a.cluster, a.node, a.namespace, a.pod, a.uid, {cols},
+            max(a.amount) FILTER (WHERE a.resource = '{HAMI_CORES}') AS cores
+        FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
+        WHERE {where.format(t="a")}
+        GROUP BY ALL"""
+
+
+def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = WINDOW) -> str:
+    """Per node and step: billable GPU units per second (whole GPUs) and the step length.
+
+    A node's billable GPUs at a step: what it declares (GPU feature discovery's
+    nvidia.com/gpu.count), else what DCGM reports, and never fewer than its pods are allocated
+    (rounded up to whole GPUs: a node with 2.3 GPUs allocated and none declared is billed 3).
+    Several modes give `units_per_s_<mode>` columns instead of `units_per_s`.
+    """
+    modes = (mig_share,) if isinstance(mig_share, str) else mig_share
+    names = ["units"] if isinstance(mig_share, str) else [f"units_{m}" for m in modes]
+    sums = ", ".join(f"sum({n}) AS {n}" for n in names)
+    per_s = ", ".join(
+        f"CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.{n}, 0)) / {U}) AS BIGINT) * {UB} "
+        f"AS {n.replace('units', 'units_per_s')}"
+        for n in names
+    )
+    return f"""
+        WITH alloc AS (SELECT ts, cluster, node, max(step_s) AS step_s, {sums}
+                       FROM ({alloc_steps_sql(mig_share, where)}) GROUP BY ALL),
+        reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
+                     FROM {c.T_GPU_SAMPLES} s WHERE {where.format(t="s")} GROUP BY ALL),
+        declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
+                     FROM {c.T_NODE_SAMPLES} s WHERE {where.format(t="s")} GROUP BY ALL)
+        SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s, {per_s}
+        FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node)"""
+
+
+def usage_steps_sql(bucket: str, where: str = WINDOW) -> str:
+    """Used GPU-seconds per (cluster, node, namespace, pod, uid, bucket); `bucket` is an SQL
+    expression of the step's `j.ts` (its day, hour, or NULL for the whole window).
+
+    used = graphics-engine activity (GR_ENGINE_ACTIVE, else GPU_UTIL/100) x the entity's share of its
+    physical GPU x the pod's share of the entity (time-slicing: per-process GPU_UTIL share, else
+    even) x step seconds. Activity on GPUs no pod is mapped to has namespace/pod NULL.
+    """
+    share = device_share_sql("g.mig_profile", "g.model")
+    return f"""
+    WITH dev AS (
+        SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
+            {ACTIVITY_SQL} * {share} AS act
+        FROM {c.T_GPU_SAMPLES} s
+        LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
+        WHERE {where.format(t="s")}),
+    mapped AS (
+        SELECT m.* REPLACE ({POD_UTIL_SQL} AS gpu_util), count(*) OVER w AS sharers, sum({POD_UTIL_SQL}) OVER w AS util_total
+        FROM {c.T_GPU_POD_SAMPLES} m WHERE {where.format(t="m")}
+        WINDOW w AS (PARTITION BY m.ts, m.cluster, m.node, m.gpu_uuid, m.gpu_instance)),
+    joined AS (
+        SELECT d.ts, d.cluster, d.node, m.namespace, m.pod,
+            d.act * d.step_s * CASE WHEN m.pod IS NULL THEN 1.0
+                 WHEN m.util_total > 0 AND m.gpu_util IS NOT NULL THEN m.gpu_util / m.util_total
+                 ELSE 1.0 / m.sharers END AS used_s
+        FROM dev d LEFT JOIN mapped m USING (ts, cluster, node, gpu_uuid, gpu_instance)),
+    uids AS (
+        SELECT DISTINCT ts, cluster, namespace, pod, uid FROM {c.T_POD_ALLOCATIONS} u WHERE {where.format(t="u")})
+    SELECT j.cluster, j.node, j.namespace, j.pod, u.uid, {bucket} AS bucket, sum(j.used_s) AS used_s
+    FROM joined j LEFT JOIN uids u USING (ts, cluster, namespace, pod)
+    GROUP BY ALL
+    """
+
+
+# Attribution reads a pod's labels by uid, else the latest pod of that name; a workload is its app label,
+# else its name. CASE rather than AND: DuckDB evaluates both sides of AND, and '' is not JSON.
+def has_app_sql(labels: str) -> str:
+    """TRUE when `labels` (JSON text) carry an app.kubernetes.io/name or app label (the workload needs no pod name)."""
+    keys = ("app.kubernetes.io/name", "app_kubernetes_io_name", "app")
+    found = " OR ".join(f"coalesce(json_extract_string({labels}, '$.\"{k}\"'), '') <> ''" for k in keys)
+    return f"(CASE WHEN coalesce(CAST({labels} AS VARCHAR), '') = '' THEN FALSE ELSE ({found}) END)"
+
+
+def _nonempty(labels: str) -> str:
+    return f"(CASE WHEN coalesce(CAST({labels} AS VARCHAR), '') = '' THEN FALSE ELSE len(json_keys({labels})) > 0 END)"
+
+
+def labelled_sql(per_pod: str) -> str:
+    """CTEs ending in `lab`: `per_pod` rows (cluster, namespace, pod, uid, a_pod, ...) with `labels` as the
+    attribution reads them; the pod-name fallback is looked up only for the pods that need it."""
+    key = "cluster, namespace, pod"
+    return f"""
+    lab0 AS (SELECT a.*, p_.labels AS l0 FROM {per_pod} a LEFT JOIN {c.T_PODS} p_
+             ON p_.cluster = a.cluster AND p_.namespace = a.namespace AND p_.pod = a.pod AND p_.uid = coalesce(a.uid, '')),
+    need AS (SELECT DISTINCT {key} FROM lab0 WHERE a_pod IS NOT NULL AND NOT {_nonempty("l0")}),
+    fallback AS (SELECT p.cluster, p.namespace, p.pod, arg_max(p.labels, p.last_seen) AS labels
+                 FROM {c.T_PODS} p JOIN need USING ({key}) GROUP BY ALL),
+    lab AS (SELECT lab0.* EXCLUDE (l0), CAST(CASE WHEN {_nonempty("l0")} THEN l0 ELSE fb.labels END AS VARCHAR) AS labels
+            FROM lab0 LEFT JOIN fallback fb USING ({key}))"""
