@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint golden tools clean screenshots bench bench-load guard-tree guard-build
+.PHONY: help run test lint golden tools clean screenshots bench bench-load bench-deps guard-tree guard-build
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,10 +58,12 @@ test: guard-tree $(DEV_STAMP) tools $(FOCUS_VALIDATOR) guard-build ## Run the wh
 	@$(BIN)/python -m pytest -n auto --dist loadfile; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
-lint: $(DEV_STAMP) ## ruff and mypy
+lint: $(DEV_STAMP) ## ruff (check, format), mypy, vulture (dead code) and import-linter (the architecture's contracts)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/vulture
+	$(BIN)/lint-imports
 
 bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas, and the dashboard load test -> bench/results.md (not in `test`)
 	$(BIN)/python -m bench.run
@@ -74,6 +76,9 @@ screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Ch
 	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/gpuledger.duckdb \
 	  GPULEDGER_BROWSER_CONFIG=$(CURDIR)/data/demo/gpuledger.yaml GPULEDGER_BROWSER_QUERY="start=2026-11-02&end=2026-11-08" \
 	  $(BIN)/python -m pytest -q tests/test_browser.py
+
+bench-deps: $(DEV_STAMP) tools ## prometheus-api-client vs the own client, polars vs pandas, where each would serve -> bench/deps.md
+	$(BIN)/python -m bench.deps
 
 bench-load: $(DEV_STAMP) tools ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)
 	$(BIN)/python bench/dashboard_load.py

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import deps
 from core.timeutil import Window, to_epoch
 
 
@@ -342,6 +343,9 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "prometheus_answers": prometheus_answers,
     "scan_rate": scan_rate,
     "dashboard": dashboard,
+    "client_own": deps.client_own,
+    "client_pac": deps.client_pac,
+    "frames": deps.frames,
 }
 
 

@@ -47,21 +47,6 @@ FACT_TABLES: Final = (
 )
 
 # --------------------------------------------------------------------------------------------
-# Special chargeback rows (OpenCost's vocabulary, so FinOps users recognise them)
-# --------------------------------------------------------------------------------------------
-IDLE: Final = "__idle__"  # GPU capacity no pod requested
-UNALLOCATED: Final = "__unallocated__"  # GPU pods with no owner (no team label)
-
-# Capacity types accepted in price tables and derived from node labels.
-CAPACITY_TYPES: Final = ("on_demand", "spot", "reserved", "on_prem")
-
-# Exact GPU arithmetic: a GPU share is stored as an integer number of units of
-# 1/GPU_UNITS GPU. 3,603,600 = lcm(1..16) * 5, so MIG slices (g/7, g/4, g/8), time-slicing
-# replicas up to 16 and whole percentages are all exact integers; conservation never depends on
-# float rounding.
-GPU_UNITS: Final = 3_603_600
-
-# --------------------------------------------------------------------------------------------
 # Input metrics (exporter names, exactly as exported)
 # --------------------------------------------------------------------------------------------
 DCGM_GR_ENGINE_ACTIVE: Final = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
@@ -112,13 +97,7 @@ KSM_NODE_CAPACITY: Final = "kube_node_status_capacity"
 KSM_NAMESPACE_LABELS: Final = "kube_namespace_labels"
 
 # vLLM serving metrics (V1 engine names; histograms are stored bucket by bucket).
-VLLM_E2E_LATENCY: Final = "vllm:e2e_request_latency_seconds"
-VLLM_TTFT: Final = "vllm:time_to_first_token_seconds"
 VLLM_REQUEST_SUCCESS: Final = "vllm:request_success_total"
-VLLM_PROMPT_TOKENS: Final = "vllm:prompt_tokens_total"
-VLLM_GENERATION_TOKENS: Final = "vllm:generation_tokens_total"
-VLLM_HISTOGRAMS: Final = (VLLM_E2E_LATENCY, VLLM_TTFT)
-VLLM_COUNTERS: Final = (VLLM_REQUEST_SUCCESS, VLLM_PROMPT_TOKENS, VLLM_GENERATION_TOKENS)
 
 # --------------------------------------------------------------------------------------------
 # Input labels
@@ -146,7 +125,6 @@ L_NODE: Final = "node"
 L_RESOURCE: Final = "resource"
 L_PHASE: Final = "phase"
 L_LE: Final = "le"
-L_MODEL: Final = "model_name"
 KSM_LABEL_PREFIX: Final = "label_"
 
 # Kubernetes node labels as kube-state-metrics exposes them (label_ + snake case).
@@ -182,6 +160,51 @@ RESOURCE_MIG_PREFIX: Final = "nvidia_com_mig_"
 GPU_RESOURCE_REGEX: Final = "nvidia_com_gpu.*|nvidia_com_mig_.*"
 
 # --------------------------------------------------------------------------------------------
+# Collection: counters, device entities and the recording rules the collector reads
+# --------------------------------------------------------------------------------------------
+# Counters among the DCGM health signals: a driver reload resets them, so their per-step
+# increase is computed the way PromQL's increase() treats resets (a drop means "restarted at 0").
+DCGM_ENERGY: Final = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+DCGM_HEALTH_COUNTERS: Final = (
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    "DCGM_FI_DEV_RETIRED_SBE",
+    "DCGM_FI_DEV_RETIRED_DBE",
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "DCGM_FI_DEV_POWER_VIOLATION",
+    DCGM_ENERGY,
+)
+# gpu_health_samples.delta: counters -> reset-aware increase since the previous step;
+# DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
+COL_HEALTH_DELTA: Final = "delta"
+
+# Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
+DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)
+
+# Recording rules the collector reads when they cover a window (see core/promql.py).
+REC_HEARTBEAT: Final = "gpuledger:recording_rules:heartbeat"  # vector(1): proves the group was evaluated
+REC_POD_ALLOCATION_RUNNING: Final = "pod:gpuledger_gpu_allocation_running:sum"  # requests x Running, HA-deduped
+REC_POD_DEVICE: Final = "pod_gpu:gpuledger_dcgm_mapping:count"  # which pod each device (or replica) serves
+
+
+def rec_device_gauge(metric: str) -> str:
+    """Recording rule holding one series per device entity for a DCGM gauge (copies deduplicated)."""
+    return f"gpu:{metric}:max"
+
+
+# Families the Prometheus collector names for pushed-down series (kinds in collectors/metrics/series.py).
+KIND_POD_ALLOCATION: Final = "pod_alloc"
+KIND_DCGM_MAPPING: Final = "dcgm_map"
+
+# HTTP header carrying the tenant for Mimir / Cortex.
+HEADER_TENANT: Final = "X-Scope-OrgID"
+
+# --------------------------------------------------------------------------------------------
 # Pod labels used for attribution (Kubernetes keys, as stored in pods.labels)
 # --------------------------------------------------------------------------------------------
 TEAM_LABEL: Final = "team"
@@ -201,6 +224,31 @@ def ksm_label_key(key: str) -> str:
         out.append(ch.lower() if ch.isascii() and (ch.isalnum() or ch == "_") else "_")
     return "".join(out)
 
+
+# --------------------------------------------------------------------------------------------
+# Special chargeback rows (OpenCost's vocabulary, so FinOps users recognise them)
+# --------------------------------------------------------------------------------------------
+IDLE: Final = "__idle__"  # GPU capacity no pod requested
+UNALLOCATED: Final = "__unallocated__"  # GPU pods with no owner (no team label)
+
+# Capacity types accepted in price tables and derived from node labels.
+CAPACITY_TYPES: Final = ("on_demand", "spot", "reserved", "on_prem")
+
+# Exact GPU arithmetic: a GPU share is stored as an integer number of units of
+# 1/GPU_UNITS GPU. 3,603,600 = lcm(1..16) * 5, so MIG slices (g/7, g/4, g/8), time-slicing
+# replicas up to 16 and whole percentages are all exact integers; conservation never depends on
+# float rounding.
+GPU_UNITS: Final = 3_603_600
+
+# --------------------------------------------------------------------------------------------
+# Pricing
+# --------------------------------------------------------------------------------------------
+T_PRICE_DISCOUNTS: Final = "price_discounts"  # negotiated %, savings plans, committed use, with dates
+V_PRICE_HISTORY: Final = "price_history"  # prices plus effective_to (the next row's effective_from)
+PRICE_FORMATS: Final = ("aws", "aws-spot", "gcp", "azure", "csv")  # `gpuledger pricing import --format`
+PROVIDER_ON_PREM: Final = "on_prem"  # provider of price rows computed from pricing.on_prem
+HOURS_PER_YEAR: Final = 8760  # 365 x 24: AWS reserved terms, Azure (730 h x 12 months) and straight-line depreciation
+RESERVED_TERMS: Final = {"1yr": 1, "3yr": 3}  # normalised reservation terms -> years
 
 # --------------------------------------------------------------------------------------------
 # Generated rules (Prometheus naming: level:metric:operations; alerts CamelCase)
@@ -261,18 +309,9 @@ EXPORT_MANIFEST: Final = "manifest.json"
 EXPORT_WAITING: Final = "waiting.json"  # due weeks whose data is not complete yet, and why (serve)
 EXPORT_FORMAT_VERSION: Final = 1
 
-
-# --- issue 4: pricing ---
-T_PRICE_DISCOUNTS: Final = "price_discounts"  # negotiated %, savings plans, committed use, with dates
-V_PRICE_HISTORY: Final = "price_history"  # prices plus effective_to (the next row's effective_from)
-PRICE_FORMATS: Final = ("aws", "aws-spot", "gcp", "azure", "csv")  # `gpuledger pricing import --format`
-PROVIDER_ON_PREM: Final = "on_prem"  # provider of price rows computed from pricing.on_prem
-HOURS_PER_YEAR: Final = 8760  # 365 x 24: AWS reserved terms, Azure (730 h x 12 months) and straight-line depreciation
-RESERVED_TERMS: Final = {"1yr": 1, "3yr": 3}  # normalised reservation terms -> years
-AWS_PURCHASE_OPTIONS: Final = ("No Upfront", "Partial Upfront", "All Upfront")
-GCP_COMPUTE_SERVICE: Final = "6F81-5844-456A"  # Cloud Billing Catalog service id of Compute Engine
-
-# --- issue 6: health ---
+# --------------------------------------------------------------------------------------------
+# Fleet health
+# --------------------------------------------------------------------------------------------
 # Derived health tables (written by `gpuledger health evaluate`, read by reports and the dashboard).
 T_HEALTH_EVENTS: Final = "gpu_health_events"  # one row per Xid event (a change of the last-Xid gauge)
 T_HEALTH_PERIODS: Final = "gpu_health_periods"  # one row per GPU and period spent in one health state
@@ -291,7 +330,6 @@ DCGM_UNCORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_RO
 DCGM_CORRECTABLE_REMAPPED_ROWS: Final = "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS"
 DCGM_PCIE_REPLAY: Final = "DCGM_FI_DEV_PCIE_REPLAY_COUNTER"
 DCGM_THERMAL_VIOLATION: Final = "DCGM_FI_DEV_THERMAL_VIOLATION"  # cumulative ns of thermal throttling
-DCGM_POWER_VIOLATION: Final = "DCGM_FI_DEV_POWER_VIOLATION"
 L_ERR_MSG: Final = "err_msg"
 
 # Health states, least to most severe. A GPU is in the most severe state any of its findings asks
@@ -321,7 +359,9 @@ SIG_OFFLINE: Final = "stopped_reporting"
 SIG_PROBATION: Final = "probation"
 SIG_RECURRENCE: Final = "recurring_failure"  # hardware failures again within the lookbehind
 
-# --- issue 7: serving ---
+# --------------------------------------------------------------------------------------------
+# Model serving
+# --------------------------------------------------------------------------------------------
 # Model-serving inputs, exactly as the servers export them. Each family maps onto a canonical
 # *signal*; analytics pick, per model, the first family of a signal that has data, so a server that
 # exports a metric under both its old and new name (vLLM's deprecation releases) is never counted twice.
@@ -437,10 +477,10 @@ BURN_RATE_WINDOWS: Final = (
     ("3d", "6h", 10.0, "ticket"),
 )
 # Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
-CANARY_VERDICTS: Final = ("PROMOTE", "HOLD", "ROLLBACK")
-DRIFT_BANDS: Final = ("stable", "moderate", "major")
 
-# --- issue 11: service ---
+# --------------------------------------------------------------------------------------------
+# Service (`gpuledger serve`)
+# --------------------------------------------------------------------------------------------
 # `gpuledger serve`'s own metrics (prometheus_client; counters get `_total` when exposed).
 M_COLLECTION_LAST_SUCCESS: Final = "gpuledger_collection_last_success_timestamp_seconds"  # {source}
 M_COLLECTION_WATERMARK: Final = "gpuledger_collection_watermark_timestamp_seconds"  # {source}: data complete up to
@@ -471,52 +511,10 @@ ALERT_SERVICE_DOWN: Final = "GpuledgerServiceDown"
 EXPORT_WEEKDAY: Final = "mon"
 EXPORT_HOUR_UTC: Final = 1
 LOCK_SUFFIX: Final = ".lock"  # <warehouse>.lock: held by the one `gpuledger serve` writing it
+
 # --------------------------------------------------------------------------------------------
-# --- issue 3: collectors ---
+# Valid sample values
 # --------------------------------------------------------------------------------------------
-# Counters among the DCGM health signals: a driver reload resets them, so their per-step
-# increase is computed the way PromQL's increase() treats resets (a drop means "restarted at 0").
-DCGM_ENERGY: Final = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
-DCGM_HEALTH_COUNTERS: Final = (
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
-    "DCGM_FI_DEV_RETIRED_SBE",
-    "DCGM_FI_DEV_RETIRED_DBE",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "DCGM_FI_DEV_POWER_VIOLATION",
-    DCGM_ENERGY,
-)
-# gpu_health_samples.delta: counters -> reset-aware increase since the previous step;
-# DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
-COL_HEALTH_DELTA: Final = "delta"
-
-# Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
-DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)
-
-# Recording rules the collector reads when they cover a window (see core/promql.py).
-REC_HEARTBEAT: Final = "gpuledger:recording_rules:heartbeat"  # vector(1): proves the group was evaluated
-REC_POD_ALLOCATION_RUNNING: Final = "pod:gpuledger_gpu_allocation_running:sum"  # requests x Running, HA-deduped
-REC_POD_DEVICE: Final = "pod_gpu:gpuledger_dcgm_mapping:count"  # which pod each device (or replica) serves
-
-
-def rec_device_gauge(metric: str) -> str:
-    """Recording rule holding one series per device entity for a DCGM gauge (copies deduplicated)."""
-    return f"gpu:{metric}:max"
-
-
-# Families the Prometheus collector names for pushed-down series (kinds in collectors/metrics/series.py).
-KIND_POD_ALLOCATION: Final = "pod_alloc"
-KIND_DCGM_MAPPING: Final = "dcgm_map"
-
-# HTTP header carrying the tenant for Mimir / Cortex.
-HEADER_TENANT: Final = "X-Scope-OrgID"
-
-# --- valid sample values ----------------------------------------------------------------------
 # What a sample of each family can be. A value outside its range, or not finite, is dropped at
 # staging and counted (the run summary, `ingest_runs.invalid_values`, Data status): one -Inf
 # activity once made every report fail, and one activity of 1e12 an efficiency of 67 billion.

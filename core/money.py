@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation, getcontext
+from collections.abc import Callable, Mapping
+from decimal import (
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DefaultContext,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    getcontext,
+    localcontext,
+)
+from functools import wraps
+from typing import Any, TypeVar
 
 from core.errors import InputError
 
 # 40 significant digits: a 10,000-GPU fleet over a year is ~1e8 GPU-hours x 1e2 $/h; the
 # exact-unit arithmetic (core.conventions.GPU_UNITS) keeps ~20 more digits of fraction.
+# A Decimal context is per thread: setting it in the importing thread left serve's jobs and the
+# dashboard's workers at Python's 28 digits. So money is computed inside MONEY explicitly (`in_money_context`
+# on every entry point that computes it), and threads that start later inherit 40 digits anyway.
+MONEY = Context(prec=40, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+DefaultContext.prec = 40
 getcontext().prec = 40
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def in_money_context(func: F) -> F:
+    """Run `func` with the MONEY context, whatever thread calls it (the caller's context is restored after)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with localcontext(MONEY):
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 CENT = Decimal("0.01")
 
@@ -50,7 +82,3 @@ def allocate_cents(exact: Mapping[str, Decimal], total: Decimal | None = None) -
     for i in range(abs(leftover)):
         result[order[i % len(order)]] += step
     return result
-
-
-def decimal_sum(values: Sequence[Decimal]) -> Decimal:
-    return sum(values, Decimal(0))

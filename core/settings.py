@@ -28,6 +28,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# --------------------------------------------------------------------------------------------
+# Collecting
+# --------------------------------------------------------------------------------------------
+
+
 class WarehouseSettings(_Section):
     path: Path = Field(default=Path("data/gpuledger.duckdb"), description="DuckDB warehouse file.")
 
@@ -52,7 +57,7 @@ class CollectSettings(_Section):
     )
     timeout: str = Field(default="60s", description="HTTP timeout per Prometheus request.")
     retries: int = Field(default=4, ge=0, description="Retries (exponential backoff with jitter) on transient errors.")
-    # --- issue 3: collectors ---
+    # how a Prometheus-compatible store is read
     concurrency: int = Field(default=4, ge=1, le=64, description="Range queries in flight at once.")
     commit_window: str = Field(
         default="6h",
@@ -75,7 +80,7 @@ class CollectSettings(_Section):
 
 class PrometheusSettings(_Section):
     url: str | None = Field(default=None, description="Base URL of the Prometheus-compatible HTTP API.")
-    # --- issue 3: collectors ---
+    # which store answers, and how to reach it
     flavor: Literal["prometheus", "thanos", "mimir", "victoriametrics"] = Field(
         default="prometheus", description="Which store answers at `url`; selects its query parameters."
     )
@@ -92,6 +97,11 @@ class PrometheusSettings(_Section):
     gzip: bool = Field(
         default=False, description="Ask for gzip-compressed answers (slow links); off, the store skips compressing."
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Pricing
+# --------------------------------------------------------------------------------------------
 
 
 class DiscountSettings(_Section):
@@ -137,7 +147,7 @@ class PricingSettings(_Section):
         description="Price per GPU-hour for GPU nodes that match no price row; unset = bill $0 and "
         "report the unpriced GPU-hours.",
     )
-    # --- issue 4: pricing ---
+    # how a node price is split and which price sources count
     gpu_share: Decimal = Field(
         default=Decimal(1),
         gt=0,
@@ -171,6 +181,11 @@ class PricingSettings(_Section):
     )
     azure_regions: tuple[str, ...] = Field(default=("eastus",), description="Regions `pricing fetch azure` reads.")
     fetch_timeout: str = Field(default="120s", description="HTTP timeout per price request.")
+
+
+# --------------------------------------------------------------------------------------------
+# Cost and FinOps
+# --------------------------------------------------------------------------------------------
 
 
 class ChargebackSettings(_Section):
@@ -234,6 +249,163 @@ class SavingsSettings(_Section):
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Fleet health
+# --------------------------------------------------------------------------------------------
+
+
+class XidOverride(_Section):
+    """Replaces fields of one Xid catalog entry (unset fields keep the shipped value)."""
+
+    mnemonic: str | None = Field(default=None, description="Short name of the Xid.")
+    cause: Literal["hardware", "driver", "application", "thermal", "bus"] | None = Field(
+        default=None, description="Likely cause class."
+    )
+    action: Literal["restart_app", "reset_gpu", "reboot_node", "drain_and_rma", "ignore"] | None = Field(
+        default=None, description="Immediate action."
+    )
+    severity: Literal["none", "watch", "drain", "rma"] | None = Field(
+        default=None, description="Effect on the GPU's health state (none = counts against the workload)."
+    )
+    why: str | None = Field(default=None, description="One line saying why (shown as evidence).")
+
+
+class HealthSettings(_Section):
+    """GPU health thresholds: the one place both the health analytics and the alert rules read."""
+
+    watch_hold: str = Field(
+        default="6h",
+        description="How long a GPU stays in `watch` after a finding clears (and after a drain or offline "
+        "period ends: probation).",
+    )
+    rate_window: str = Field(
+        default="5m", description="Window over which counter rates are measured; at least the scrape interval."
+    )
+    pcie_replay_per_minute: float = Field(
+        default=8.0, ge=0, description="PCIe replays per minute above which a GPU is watched (DCGM's limit)."
+    )
+    thermal_violation_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of time thermally throttled (violation counter) above which a GPU is watched.",
+    )
+    max_gpu_temp_c: float = Field(
+        default=85.0, description="GPU temperature (C) above which a GPU is watched (A100 max operating temperature)."
+    )
+    max_gpu_temp_c_by_model: dict[str, float] = Field(
+        default_factory=dict, description="Per-model temperature limits, keyed by DCGM modelName."
+    )
+    retired_pages_rma: int = Field(
+        default=60, gt=0, description="Retired pages (SBE + DBE) at which RMA is recommended (DCGM's limit)."
+    )
+    retired_dbe_soft_limit: int = Field(
+        default=15, ge=0, description="DBE-retired pages above which new DBE retirements recommend RMA."
+    )
+    retired_dbe_per_week: int = Field(
+        default=1,
+        ge=0,
+        description="New DBE page retirements per 7 days above which (past the soft limit) RMA is recommended.",
+    )
+    rma_after_failures: int = Field(
+        default=2,
+        ge=0,
+        description="Hardware failures (DBE, hardware or bus Xid drains) within `lookbehind` that recommend RMA; "
+        "0 turns it off.",
+    )
+    lookbehind: str = Field(
+        default="7d", description="History read before a window to know each GPU's state when the window opens."
+    )
+    xid_overrides: dict[int, XidOverride] = Field(
+        default_factory=dict, description="Per-Xid overrides of the shipped catalog (keys are Xid codes)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Model serving
+# --------------------------------------------------------------------------------------------
+
+
+class SLOSettings(_Section):
+    """One objective of a serving service."""
+
+    name: str = Field(description="SLO name, unique within its service.")
+    sli: Literal["latency", "ttft", "error_ratio", "availability"] = Field(
+        description="latency / ttft: share of requests at or under `threshold_seconds` (end-to-end or time to "
+        "first token histogram); error_ratio: server failures (failure counter, else HTTP 5xx); availability: "
+        "HTTP non-5xx share."
+    )
+    objective: float = Field(gt=0, lt=100, description="Target share of good events, in percent (99.5).")
+    threshold_seconds: float | None = Field(
+        default=None, gt=0, description="latency / ttft only: the threshold; must be one of the histogram's edges."
+    )
+    window: str = Field(default="30d", description="SLO period (28d or 30d; any duration is accepted).")
+
+
+class ServiceSettings(_Section):
+    """A model-serving service: which series are its own."""
+
+    model: str = Field(description="Value of the model label (model_name, Triton's model, Knative's service_name).")
+    namespace: str | None = Field(default=None, description="Only series from this namespace (optional).")
+    pods: str | None = Field(
+        default=None,
+        description="Only pods whose name fully matches this regex; required for servers without a model label (TGI).",
+    )
+    slos: list[SLOSettings] = Field(default_factory=list, description="The service's objectives.")
+
+
+class CanarySettings(_Section):
+    """Rollback triggers: relative change of the canary vs the stable version (seed policy)."""
+
+    accuracy_drop: float = Field(default=0.05, ge=0, description="Rollback when accuracy degrades by more than this.")
+    latency_rise: float = Field(default=0.5, ge=0, description="Rollback when p95 latency rises by more than this.")
+    error_rate_rise: float = Field(
+        default=2.0, ge=0, description="Rollback when the error rate rises by more than this."
+    )
+    cost_rise: float = Field(
+        default=1.0, ge=0, description="Rollback when the cost per request rises by more than this."
+    )
+    min_requests: int = Field(default=1000, ge=1, description="Fewer requests on either version: HOLD.")
+    p_value: float = Field(default=0.05, gt=0, lt=1, description="Rate triggers need a one-sided z-test below this.")
+
+
+class ServingSettings(_Section):
+    services: dict[str, ServiceSettings] = Field(
+        default_factory=dict, description="Serving services by name, each with its model selector and SLOs."
+    )
+    sloth_specs: list[Path] = Field(
+        default_factory=list, description="Sloth `prometheus/v1` SLO spec files, read next to `services`."
+    )
+    sloth_window: str = Field(default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period).")
+    cost_ceiling_per_1k_requests_usd: Decimal = Field(
+        default=Decimal("5"), ge=0, description="Cost efficiency ceiling per 1,000 requests (seed policy: $5)."
+    )
+    psi_epsilon: float = Field(
+        default=1e-4, gt=0, lt=0.01, description="Share given to an empty PSI bin so its log stays finite."
+    )
+    psi_bands: tuple[float, float] = Field(
+        default=(0.1, 0.25), description="PSI below the first is stable, from it moderate, from the second major."
+    )
+    drift_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="KS and chi-square flag drift below this p-value."
+    )
+    distance_threshold: float = Field(
+        default=0.1, gt=0, description="Normed Wasserstein and Jensen-Shannon flag drift at or above this."
+    )
+    accuracy_degradation: float = Field(
+        default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."
+    )
+    min_quality_samples: int = Field(
+        default=200, ge=1, description="Scored predictions needed in each window before accuracy is judged."
+    )
+    canary: CanarySettings = Field(default_factory=CanarySettings, description="Canary rollback triggers.")
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs: rules, exports, the dashboard and the service
+# --------------------------------------------------------------------------------------------
+
+
 class RulesSettings(_Section):
     namespace: str = Field(default="monitoring", description="Namespace of the generated PrometheusRule objects.")
     low_utilization_threshold: float = Field(
@@ -270,7 +442,7 @@ class RulesSettings(_Section):
         description="Scrape interval of dcgm-exporter and the serving exporters where the rules run: rate() "
         "windows in the rules are at least four times it, so every window holds two samples even when a scrape is missed.",
     )
-    # --- issue 11: service ---
+    # the service's own alerts
     collection_stale_after: str = Field(
         default="30m", description="`GpuledgerCollectionStale` fires when a source has not collected for this long."
     )
@@ -292,7 +464,7 @@ class DashboardSettings(_Section):
         description="DuckDB's memory cap for the dashboard's queries (it spills to disk beyond it; unbounded, "
         "a week's savings pass at 10,000 GPUs took 9 GB).",
     )
-    # --- issue 11: service ---
+    # who may see what
     auth: Literal["none", "oidc"] = Field(
         default="none",
         description="`oidc`: users log in (Streamlit st.login) and see only their teams; `none`: no login, "
@@ -373,148 +545,6 @@ class ServeSettings(_Section):
     )
 
 
-class XidOverride(_Section):
-    """Replaces fields of one Xid catalog entry (unset fields keep the shipped value)."""
-
-    mnemonic: str | None = Field(default=None, description="Short name of the Xid.")
-    cause: Literal["hardware", "driver", "application", "thermal", "bus"] | None = Field(
-        default=None, description="Likely cause class."
-    )
-    action: Literal["restart_app", "reset_gpu", "reboot_node", "drain_and_rma", "ignore"] | None = Field(
-        default=None, description="Immediate action."
-    )
-    severity: Literal["none", "watch", "drain", "rma"] | None = Field(
-        default=None, description="Effect on the GPU's health state (none = counts against the workload)."
-    )
-    why: str | None = Field(default=None, description="One line saying why (shown as evidence).")
-
-
-class HealthSettings(_Section):
-    """GPU health thresholds: the one place both the health analytics and the alert rules read."""
-
-    watch_hold: str = Field(
-        default="6h",
-        description="How long a GPU stays in `watch` after a finding clears (and after a drain or offline "
-        "period ends: probation).",
-    )
-    rate_window: str = Field(
-        default="5m", description="Window over which counter rates are measured; at least the scrape interval."
-    )
-    pcie_replay_per_minute: float = Field(
-        default=8.0, ge=0, description="PCIe replays per minute above which a GPU is watched (DCGM's limit)."
-    )
-    thermal_violation_ratio: float = Field(
-        default=0.0,
-        ge=0,
-        le=1,
-        description="Share of time thermally throttled (violation counter) above which a GPU is watched.",
-    )
-    max_gpu_temp_c: float = Field(
-        default=85.0, description="GPU temperature (C) above which a GPU is watched (A100 max operating temperature)."
-    )
-    max_gpu_temp_c_by_model: dict[str, float] = Field(
-        default_factory=dict, description="Per-model temperature limits, keyed by DCGM modelName."
-    )
-    retired_pages_rma: int = Field(
-        default=60, gt=0, description="Retired pages (SBE + DBE) at which RMA is recommended (DCGM's limit)."
-    )
-    retired_dbe_soft_limit: int = Field(
-        default=15, ge=0, description="DBE-retired pages above which new DBE retirements recommend RMA."
-    )
-    retired_dbe_per_week: int = Field(
-        default=1,
-        ge=0,
-        description="New DBE page retirements per 7 days above which (past the soft limit) RMA is recommended.",
-    )
-    rma_after_failures: int = Field(
-        default=2,
-        ge=0,
-        description="Hardware failures (DBE, hardware or bus Xid drains) within `lookbehind` that recommend RMA; "
-        "0 turns it off.",
-    )
-    lookbehind: str = Field(
-        default="7d", description="History read before a window to know each GPU's state when the window opens."
-    )
-    xid_overrides: dict[int, XidOverride] = Field(
-        default_factory=dict, description="Per-Xid overrides of the shipped catalog (keys are Xid codes)."
-    )
-
-
-class SLOSettings(_Section):
-    """One objective of a serving service (issue 7: serving)."""
-
-    name: str = Field(description="SLO name, unique within its service.")
-    sli: Literal["latency", "ttft", "error_ratio", "availability"] = Field(
-        description="latency / ttft: share of requests at or under `threshold_seconds` (end-to-end or time to "
-        "first token histogram); error_ratio: server failures (failure counter, else HTTP 5xx); availability: "
-        "HTTP non-5xx share."
-    )
-    objective: float = Field(gt=0, lt=100, description="Target share of good events, in percent (99.5).")
-    threshold_seconds: float | None = Field(
-        default=None, gt=0, description="latency / ttft only: the threshold; must be one of the histogram's edges."
-    )
-    window: str = Field(default="30d", description="SLO period (28d or 30d; any duration is accepted).")
-
-
-class ServiceSettings(_Section):
-    """A model-serving service: which series are its own."""
-
-    model: str = Field(description="Value of the model label (model_name, Triton's model, Knative's service_name).")
-    namespace: str | None = Field(default=None, description="Only series from this namespace (optional).")
-    pods: str | None = Field(
-        default=None,
-        description="Only pods whose name fully matches this regex; required for servers without a model label (TGI).",
-    )
-    slos: list[SLOSettings] = Field(default_factory=list, description="The service's objectives.")
-
-
-class CanarySettings(_Section):
-    """Rollback triggers: relative change of the canary vs the stable version (seed policy)."""
-
-    accuracy_drop: float = Field(default=0.05, ge=0, description="Rollback when accuracy degrades by more than this.")
-    latency_rise: float = Field(default=0.5, ge=0, description="Rollback when p95 latency rises by more than this.")
-    error_rate_rise: float = Field(
-        default=2.0, ge=0, description="Rollback when the error rate rises by more than this."
-    )
-    cost_rise: float = Field(
-        default=1.0, ge=0, description="Rollback when the cost per request rises by more than this."
-    )
-    min_requests: int = Field(default=1000, ge=1, description="Fewer requests on either version: HOLD.")
-    p_value: float = Field(default=0.05, gt=0, lt=1, description="Rate triggers need a one-sided z-test below this.")
-
-
-class ServingSettings(_Section):
-    services: dict[str, ServiceSettings] = Field(
-        default_factory=dict, description="Serving services by name, each with its model selector and SLOs."
-    )
-    sloth_specs: list[Path] = Field(
-        default_factory=list, description="Sloth `prometheus/v1` SLO spec files, read next to `services`."
-    )
-    sloth_window: str = Field(default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period).")
-    cost_ceiling_per_1k_requests_usd: Decimal = Field(
-        default=Decimal("5"), ge=0, description="Cost efficiency ceiling per 1,000 requests (seed policy: $5)."
-    )
-    psi_epsilon: float = Field(
-        default=1e-4, gt=0, lt=0.01, description="Share given to an empty PSI bin so its log stays finite."
-    )
-    psi_bands: tuple[float, float] = Field(
-        default=(0.1, 0.25), description="PSI below the first is stable, from it moderate, from the second major."
-    )
-    drift_p_value: float = Field(
-        default=0.05, gt=0, lt=1, description="KS and chi-square flag drift below this p-value."
-    )
-    distance_threshold: float = Field(
-        default=0.1, gt=0, description="Normed Wasserstein and Jensen-Shannon flag drift at or above this."
-    )
-    accuracy_degradation: float = Field(
-        default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."
-    )
-    min_quality_samples: int = Field(
-        default=200, ge=1, description="Scored predictions needed in each window before accuracy is judged."
-    )
-    canary: CanarySettings = Field(default_factory=CanarySettings, description="Canary rollback triggers.")
-
-
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     collect: CollectSettings = CollectSettings()
@@ -528,7 +558,7 @@ class Settings(_Section):
     export: ExportSettings = ExportSettings()
     dashboard: DashboardSettings = DashboardSettings()
     serving: ServingSettings = ServingSettings()
-    service: ServeSettings = ServeSettings()  # issue 11
+    service: ServeSettings = ServeSettings()
 
 
 def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -68,10 +68,6 @@ def to_epoch(ts: datetime) -> float:
     return ts.replace(tzinfo=UTC).timestamp()
 
 
-def from_epoch(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC).replace(tzinfo=None)
-
-
 @dataclass(frozen=True)
 class Window:
     """A half-open time window [start, end) in naive UTC."""

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collectors.metrics.openmetrics import parse_file, parse_lines
+from collectors.metrics.om_file import parse_file
+from collectors.metrics.openmetrics import parse_lines
 from collectors.pricing.importer import parse_text
 from collectors.pricing.price_table import ImportOptions
 from core.errors import GpuledgerError

@@ -236,7 +236,7 @@ def test_drift_check_names_a_file_that_is_not_parquet(tmp_path: Path) -> None:
 
 
 def test_the_readmes_slo_example_is_valid_settings_for_the_simulated_services() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
     block = readme.split("### SLOs", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     from core.settings import Settings
 

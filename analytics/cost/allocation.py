@@ -13,6 +13,10 @@ is computed. (OpenCost bills MIG $0 and time-sliced pods $0 or N x: see README, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import duckdb
+
 from analytics.cost.prices import priced_sql
 from core import conventions as c
 from core.store.step_sql import (
@@ -28,6 +32,7 @@ from core.store.step_sql import (
     nodes_sql,
     share_units_sql,
 )
+from core.timeutil import Window
 
 __all__ = [
     "HAMI_CORES",
@@ -55,18 +60,6 @@ def is_groupable(key: str) -> bool:
     return key in GROUPABLE or (key.startswith("label:") and len(key) > len("label:"))
 
 
-def alloc_facts_sql(mig_share: MigShare, by_day: bool) -> str:
-    """Allocated GPU-unit-seconds per pod, node, price row (and day)."""
-    day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
-    steps = f"""
-        SELECT ts, step_s, cluster, node, namespace, pod, uid,
-            CASE WHEN cores IS NULL THEN units ELSE units * CAST(round(cores) AS BIGINT) // 100 END * step_s AS units
-        FROM ({alloc_steps_sql(mig_share)})"""
-    return f"""
-        SELECT cluster, node, namespace, pod, uid, price_id, {day} AS day, sum(units) AS units
-        FROM ({priced_sql(steps)}) GROUP BY ALL"""
-
-
 def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:
     """Billable GPU-unit-seconds per node, price row (and day)."""
     day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
@@ -90,3 +83,27 @@ def team_sql(labels: str, namespace_labels: str, team_labels: str | tuple[str, .
     keys = [team_labels] if isinstance(team_labels, str) else list(team_labels)
     lookups = [f"nullif({src}->>'{c.ksm_label_key(k)}', '')" for src in (labels, namespace_labels) for k in keys]
     return f"coalesce({', '.join(lookups)}, '{c.UNALLOCATED}')"
+
+
+@dataclass(frozen=True)
+class UnpricedNode:
+    cluster: str
+    node: str
+    instance_type: str
+    capacity_type: str
+    region: str
+    gpu_hours: float
+
+
+def unpriced_nodes(con: duckdb.DuckDBPyConnection, window: Window, mig_share: str = "compute") -> list[UnpricedNode]:
+    """GPU nodes that matched no price row in the window, by name, with their GPU-hours."""
+    facts = capacity_facts_sql(mig_share, by_day=False)  # type: ignore[arg-type]
+    rows = con.execute(
+        f"""SELECT f.cluster, f.node, coalesce(n.instance_type, ''), coalesce(n.capacity_type, ''),
+            coalesce(n.region, ''), sum(f.units) / {c.GPU_UNITS * 3600}
+        FROM ({facts}) f LEFT JOIN {c.T_NODES} n USING (cluster, node)
+        WHERE f.price_id IS NULL AND f.units > 0
+        GROUP BY ALL ORDER BY 1, 2""",
+        {"start": window.start, "end": window.end},
+    ).fetchall()
+    return [UnpricedNode(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]

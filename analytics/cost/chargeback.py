@@ -27,7 +27,7 @@ from analytics.cost import allocation, fact_plan, prices, sharing
 from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
 from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, sort_rows
 from core import conventions as c
-from core.money import to_cents
+from core.money import in_money_context, to_cents
 from core.timeutil import Window
 
 UNIT_HOURS = c.GPU_UNITS * 3600
@@ -58,6 +58,7 @@ class ChargebackOptions:
         }
 
 
+@in_money_context
 def chargeback(
     con: duckdb.DuckDBPyConnection,
     window: Window,

@@ -27,6 +27,7 @@ from core import conventions as c
 from core.store import read_memo
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import hourly as rollups
+from core.store.sql import literal
 from core.store.step_sql import (
     MigShare,
     alloc_steps_sql,
@@ -109,14 +110,10 @@ def ranges_sql(col: str, ranges: Ranges) -> str:
     return "(" + " OR ".join(f"({col} >= {_ts(lo)} AND {col} < {_ts(hi)})" for lo, hi in ranges) + ")"
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _stale_sql(nodes: list[tuple[str, str]], t: str) -> str:
     if not nodes:
         return "FALSE"
-    return "(" + " OR ".join(f"({t}.cluster = {_quote(cl)} AND {t}.node = {_quote(n)})" for cl, n in nodes) + ")"
+    return "(" + " OR ".join(f"({t}.cluster = {literal(cl)} AND {t}.node = {literal(n)})" for cl, n in nodes) + ")"
 
 
 def _stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> list[tuple[str, str]]:

@@ -18,6 +18,7 @@ from decimal import Decimal
 import duckdb
 
 from core import conventions as c
+from core.money import in_money_context
 
 ZERO = Decimal(0)
 PriceKey = tuple[str, str, str]  # instance type, capacity type, region
@@ -48,6 +49,7 @@ class PriceBook:
         return out
 
 
+@in_money_context
 def price_book(con: duckdb.DuckDBPyConnection) -> PriceBook:
     rows: dict[PriceKey, list[tuple[datetime, Decimal]]] = {}
     prices = con.execute(

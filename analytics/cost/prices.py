@@ -32,7 +32,6 @@ from typing import Any
 import duckdb
 
 from core import conventions as c
-from core.timeutil import Window
 
 
 def price_id_sql(p: str) -> str:
@@ -181,32 +180,6 @@ def _info(base_id: str, list_rate: Decimal, label: str, active: list[_Discount])
     names = tuple(d.name for d in active)
     suffix = "".join(f" less {d.name} {d.percent.normalize():f}%" for d in active)
     return PriceInfo(base_id + DISCOUNT_SEPARATOR + "+".join(names), rate, label + suffix, list_rate, names)
-
-
-@dataclass(frozen=True)
-class UnpricedNode:
-    cluster: str
-    node: str
-    instance_type: str
-    capacity_type: str
-    region: str
-    gpu_hours: float
-
-
-def unpriced_nodes(con: duckdb.DuckDBPyConnection, window: Window, mig_share: str = "compute") -> list[UnpricedNode]:
-    """GPU nodes that matched no price row in the window, by name, with their GPU-hours."""
-    from analytics.cost.allocation import capacity_facts_sql  # allocation builds on this module
-
-    facts = capacity_facts_sql(mig_share, by_day=False)  # type: ignore[arg-type]
-    rows = con.execute(
-        f"""SELECT f.cluster, f.node, coalesce(n.instance_type, ''), coalesce(n.capacity_type, ''),
-            coalesce(n.region, ''), sum(f.units) / {c.GPU_UNITS * 3600}
-        FROM ({facts}) f LEFT JOIN {c.T_NODES} n USING (cluster, node)
-        WHERE f.price_id IS NULL AND f.units > 0
-        GROUP BY ALL ORDER BY 1, 2""",
-        {"start": window.start, "end": window.end},
-    ).fetchall()
-    return [UnpricedNode(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]
 
 
 def prices_in_force(

@@ -12,11 +12,13 @@ from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.cost.cost_rows import SHARED
 from analytics.finops import anomalies, budget
 from core import conventions as c
+from core.money import in_money_context
 from core.timeutil import Window
 
 Series = dict[str, dict[date, Decimal]]
 
 
+@in_money_context
 def daily_spend(
     con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions
 ) -> tuple[Series, dict[tuple[str, str], dict[date, Decimal]], list[date]]:
@@ -36,6 +38,7 @@ def daily_spend(
     return teams, workloads, days
 
 
+@in_money_context
 def budget_report(
     con: duckdb.DuckDBPyConnection,
     month: str,
@@ -49,6 +52,7 @@ def budget_report(
     return budget.budget_lines(teams, month, now_window.end, budgets, warn_at)
 
 
+@in_money_context
 def anomaly_report(
     con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions, threshold: float, min_usd: Decimal
 ) -> list[anomalies.Anomaly]:

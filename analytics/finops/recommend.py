@@ -22,6 +22,7 @@ from analytics.cost.allocation import UB, MigShare, nodes_sql
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.finops import savings
 from core import conventions as c
+from core.money import in_money_context
 from core.store.rollups import coverage
 from core.store.step_sql import REQUEST_SQL, share_units_sql
 from core.timeutil import HOUR, Window
@@ -82,6 +83,7 @@ def _reported_filter(reported_ranges: bool | None) -> str:
     return "AND " + step_ranges.within("s") if reported_ranges else "AND false"
 
 
+@in_money_context
 def recommendations(
     con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
 ) -> list[savings.Recommendation]:

@@ -25,6 +25,7 @@ import duckdb
 from analytics.cost.allocation import nodes_sql
 from core import conventions as c
 from core.money import to_cents
+from core.store.sql import literal
 from core.timeutil import Window
 
 HOURS_PER_MONTH = Decimal(730)
@@ -239,10 +240,10 @@ def fb_p95_sql(pods: list[tuple[str, str, str]]) -> str:
     A quantile over steps: no rollup holds it, so it reads the step tables, but only for the pods a
     right-size recommendation can use it for (the rest of the fleet's samples are skipped)."""
 
-    def q(text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
-
-    keys = ", ".join(f"({q(cl)}, {q(ns)}, {q(pod)})" for cl, ns, pod in sorted(pods)) or "(NULL, NULL, NULL)"
+    keys = (
+        ", ".join(f"({literal(cl)}, {literal(ns)}, {literal(pod)})" for cl, ns, pod in sorted(pods))
+        or "(NULL, NULL, NULL)"
+    )
     return f"""
     WITH k AS (SELECT * FROM (VALUES {keys}) v(cluster, namespace, pod)),
     m AS (SELECT m.* FROM {c.T_GPU_POD_SAMPLES} m SEMI JOIN k USING (cluster, namespace, pod)

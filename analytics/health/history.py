@@ -19,7 +19,7 @@ import duckdb
 
 from analytics.health.report import HealthResult
 from core import conventions as c
-from core.store.warehouse import one, transaction
+from core.store.warehouse import transaction
 from core.timeutil import Window
 
 
@@ -93,8 +93,3 @@ def unhealthy_hours(con: duckdb.DuckDBPyConnection, window: Window) -> dict[tupl
         {"lo": window.start, "hi": window.end},
     ).fetchall()
     return {(n, u, s): float(h) for n, u, s, h in rows}
-
-
-def stored_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
-    row = one(con, f"SELECT min(period_start), max(period_end) FROM {c.T_HEALTH_PERIODS}")
-    return (row[0], row[1]) if row and row[0] is not None else None

@@ -21,7 +21,7 @@ from analytics.cost.price_book import ZERO, PriceBook, price_book
 from analytics.health.report import HealthResult, Period
 from analytics.health.signals import GpuKey
 from core import conventions as c
-from core.money import allocate_cents, to_cents
+from core.money import allocate_cents, in_money_context, to_cents
 from core.timeutil import iso
 
 HOURS_PER_YEAR = 8766  # 365.25 days
@@ -122,6 +122,7 @@ class LostGpu:
         }
 
 
+@in_money_context
 def lost_capacity(
     con: duckdb.DuckDBPyConnection, result: HealthResult, fallback_gpu_hour_usd: Decimal | None = None
 ) -> list[LostGpu]:
@@ -157,6 +158,7 @@ def _cost(book: PriceBook, p: Period, fallback: Decimal | None) -> tuple[Decimal
     return total, unpriced
 
 
+@in_money_context
 def total_cost(lost: list[LostGpu]) -> Decimal:
     return to_cents(sum((r.cost_usd for r in lost), ZERO))
 

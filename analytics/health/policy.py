@@ -104,9 +104,6 @@ class HealthThresholds:
     def from_all(cls, settings: Settings) -> HealthThresholds:
         return cls.from_settings(settings.health, settings.rules.not_reporting_for)
 
-    def temp_limit(self, model: str | None) -> float:
-        return self.max_gpu_temp_c_by_model.get(model or "", self.max_gpu_temp_c)
-
 
 def worst(states: list[str]) -> str:
     return max(states, key=RANK.__getitem__) if states else c.STATE_HEALTHY

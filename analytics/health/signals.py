@@ -26,6 +26,7 @@ import duckdb
 from analytics.cost.allocation import pod_labels_sql, team_sql
 from analytics.health.policy import HealthThresholds
 from core import conventions as c
+from core.store.sql import literal
 
 
 @dataclass(frozen=True, order=True)
@@ -159,7 +160,7 @@ def temperature_islands(
     con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, t: HealthThresholds
 ) -> list[Island]:
     """GPU temperature above the model's limit (gpu_samples; MIG instances repeat the card's value)."""
-    limits = " ".join(f"WHEN {_quote(model)} THEN {float(v)}" for model, v in t.max_gpu_temp_c_by_model.items())
+    limits = " ".join(f"WHEN {literal(model)} THEN {float(v)}" for model, v in t.max_gpu_temp_c_by_model.items())
     limit = f"CASE m.model {limits} ELSE {float(t.max_gpu_temp_c)} END" if limits else str(float(t.max_gpu_temp_c))
     sql = f"""WITH models AS (SELECT cluster, node, gpu_uuid, max(model) AS model FROM {c.T_GPUS} GROUP BY ALL),
     t AS (
@@ -176,10 +177,6 @@ def temperature_islands(
     flagged AS (SELECT *, v > lim AS on_ FROM d WHERE pv IS NULL OR v <> pv),
     {_ISLANDS.strip()}"""
     return _islands(con, sql, {"lo": lo, "hi": hi}, {c.DCGM_GPU_TEMP: c.SIG_TEMPERATURE})
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def retired_page_islands(

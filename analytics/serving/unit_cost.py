@@ -27,6 +27,7 @@ import duckdb
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.serving.counters import Matcher, Selector, Span, series_increases
 from core import conventions as c
+from core.money import in_money_context
 from core.timeutil import Window
 
 UNIT = Decimal("0.0001")
@@ -115,6 +116,7 @@ def _first(con: duckdb.DuckDBPyConnection, groups: tuple[tuple[str, ...], ...], 
     return 0.0
 
 
+@in_money_context
 def unit_costs(
     con: duckdb.DuckDBPyConnection,
     window: Window,

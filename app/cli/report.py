@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from analytics.cost import prices
+from analytics.cost import allocation
 from analytics.cost.allocation import GROUPABLE
 from analytics.cost.chargeback import chargeback
 from analytics.cost.cost_rows import ChargebackReport
@@ -79,9 +79,9 @@ def chargeback_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> Non
         )
 
 
-def _unpriced(settings: Settings, result: ChargebackReport) -> list[prices.UnpricedNode]:
+def _unpriced(settings: Settings, result: ChargebackReport) -> list[allocation.UnpricedNode]:
     """GPU nodes that matched no price, by name (only looked up when there are unpriced GPU-hours)."""
     if not result.unpriced_gpu_hours:
         return []
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
-        return prices.unpriced_nodes(con, result.window, settings.chargeback.mig_share)
+        return allocation.unpriced_nodes(con, result.window, settings.chargeback.mig_share)

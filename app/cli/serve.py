@@ -22,6 +22,7 @@ from core import conventions as c
 from core.errors import ConfigError, TerminalError
 from core.settings import Settings, with_override
 from core.store.lock import WarehouseLock
+from core.store.sql import literal
 from core.timeutil import parse_duration
 
 if TYPE_CHECKING:
@@ -189,11 +190,6 @@ def serve_cmd(ctx: Context, metrics_host: str | None, metrics_port: int | None) 
     )
 
 
-def _sql_path(path: Path) -> str:
-    """A path as a SQL string literal (EXPORT/IMPORT DATABASE take no parameters)."""
-    return "'" + str(path.resolve()).replace("'", "''") + "'"
-
-
 @main.command("backup")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New, empty directory for the snapshot.")
 @pass_ctx
@@ -206,7 +202,7 @@ def backup_cmd(ctx: Context, out: Path) -> None:
         raise ConfigError(f"{out}: not empty; give each backup its own directory")
     out.mkdir(parents=True, exist_ok=True)
     with open_warehouse(ctx.warehouse, read_only=True) as con:
-        con.execute(f"EXPORT DATABASE {_sql_path(out)} (FORMAT parquet)")
+        con.execute(f"EXPORT DATABASE {literal(str(out.resolve()))} (FORMAT parquet)")
     click.echo(f"backed up {ctx.warehouse} to {out} (restore: gpuledger --warehouse NEW.duckdb restore --from {out})")
 
 
@@ -225,7 +221,7 @@ def restore_cmd(ctx: Context, source: Path) -> None:
     ctx.warehouse.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(ctx.warehouse))
     try:
-        con.execute(f"IMPORT DATABASE {_sql_path(source)}")
+        con.execute(f"IMPORT DATABASE {literal(str(source.resolve()))}")
     except duckdb.Error as exc:
         con.close()
         for partial in (ctx.warehouse, ctx.warehouse.with_name(ctx.warehouse.name + ".wal")):

@@ -50,9 +50,6 @@ class Scope:
     admin: bool
     teams: frozenset[str] = frozenset()
 
-    def allows(self, team: object) -> bool:
-        return self.admin or (isinstance(team, str) and team in self.teams)
-
     def restrict(self, frame: pd.DataFrame, column: str = "team") -> pd.DataFrame:
         """Only the rows this scope may see (every row for an admin; none when the column is missing)."""
         if self.admin:

@@ -318,18 +318,12 @@ def status(version: tuple[str, float, str, float]) -> dict[str, Any]:
     return read(data_status)
 
 
-def _cli_loaded() -> None:
-    """Import the CLI package first: its command modules import each other in that order."""
-    import app.cli  # noqa: F401
-
-
 @freshness.cached
 def health_report(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
     """The health page's data: `cells` (node, gpu_index, state) of every period for the grid, `periods`
     rows of the periods not healthy only (at 10,000 GPUs formatting every healthy GPU's row took half a
     second of a page that shows none of them), and the report's totals, Xid events, impacted pods and
     reliability by GPU model."""
-    _cli_loaded()
     from app.dashboard.health_grid import cells
     from app.jobs import ROW_COLUMNS, run_health
     from core import conventions as cv
@@ -345,7 +339,6 @@ def health_report(version: tuple[str, float, str, float], start: datetime, end: 
 @freshness.cached
 def serving(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
     """SLO reports at the window's end (or the serving data's end), unit costs and canary verdicts."""
-    _cli_loaded()
     from analytics.serving import canary as canary_mod
     from analytics.serving import slo as slo_mod
     from analytics.serving.unit_cost import unit_costs
@@ -390,7 +383,6 @@ def serving(version: tuple[str, float, str, float], start: datetime, end: dateti
 @freshness.cached
 def drift_days(version: tuple[str, float, str, float], start: datetime, end: datetime, model: str) -> dict[str, Any]:
     """Each day's traffic drift against the window's first day, per feature (the heatmap's cells)."""
-    _cli_loaded()
     from analytics.serving.traffic_drift import traffic_drift
     from app.jobs import drift_policy
 

@@ -34,6 +34,7 @@ from analytics.cost.prices import PriceInfo
 from app.publish import focus
 from app.publish.render import csv_text
 from core import conventions as c
+from core.money import in_money_context
 from core.timeutil import iso
 
 COLUMNS = (
@@ -95,6 +96,7 @@ def _row(
     return {k: out.get(k) for k in columns}
 
 
+@in_money_context
 def team_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
     rep = inputs.by_team
     return [
@@ -102,6 +104,7 @@ def team_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
     ]
 
 
+@in_money_context
 def workload_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
     rep = inputs.by_workload
     rows = [_row(inputs.week, rep, r, WORKLOAD_COLUMNS, {}) for r in rep.rows]
@@ -207,6 +210,7 @@ def _alive(pid: int) -> bool:
 STAGING = ".staging"
 
 
+@in_money_context
 def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
     """Write exports/<YYYY>-W<ww>/ and return the folder."""
     folder = out_root / inputs.week

@@ -17,6 +17,7 @@ from typing import Any
 
 from analytics.cost.cost_rows import ChargebackReport, Row
 from analytics.cost.prices import PriceInfo
+from core.money import in_money_context
 
 FOCUS_VERSION = "1.2"
 PROVIDERS = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Microsoft", "on_prem": "On-Premises"}
@@ -155,6 +156,7 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
     }
 
 
+@in_money_context
 def focus_rows(report: ChargebackReport, infos: dict[str, PriceInfo], account: str = "default") -> list[dict[str, Any]]:
     method = ", ".join(f"{k}={v}" for k, v in sorted(report.options.items()) if v not in ([], "0"))
     return [focus_row(r, infos, account, method) for r in report.rows if r.gpu_hours or r.cost_usd]

@@ -19,7 +19,8 @@ import numpy as np
 
 from collectors.metrics import commit as load
 from collectors.metrics import grid_stage, http
-from collectors.metrics.openmetrics import ANY_TIME_MS, Samples, parse_file
+from collectors.metrics.om_file import parse_file
+from collectors.metrics.openmetrics import ANY_TIME_MS, Samples
 from collectors.metrics.prometheus import reader as prometheus
 from collectors.metrics.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c

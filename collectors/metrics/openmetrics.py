@@ -19,7 +19,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from collectors.metrics.series import SeriesTable
 from core.errors import InputError
@@ -199,27 +198,3 @@ def parse_lines(
     if require_eof and not seen_eof:
         raise InputError(source, "ends without '# EOF' (truncated OpenMetrics file?)", lineno or None)
     return reader.out
-
-
-def parse_file(
-    path: Path,
-    wants_family: Callable[[str], bool],
-    default_ts_ms: int | None = None,
-    require_eof: bool = True,
-    ts_bounds_ms: tuple[int, int] = ANY_TIME_MS,
-) -> Samples:
-    if default_ts_ms is None and require_eof:
-        from collectors.metrics import openmetrics_fast
-
-        fast = openmetrics_fast.parse_file(path, wants_family, ts_bounds_ms)
-        if fast is not None:
-            return fast
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            return parse_lines(fh, str(path), wants_family, default_ts_ms, require_eof, ts_bounds_ms)
-    except FileNotFoundError:
-        raise InputError(str(path), "no such file") from None
-    except IsADirectoryError:
-        raise InputError(str(path), "is a directory, not an OpenMetrics file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(str(path), f"not UTF-8 text (byte {exc.start})") from None

@@ -32,6 +32,7 @@ from collectors.metrics.series import (
     SeriesTable,
 )
 from core import conventions as c
+from core.store.sql import literal
 
 _JSON_KINDS = ("ksm_pod_labels", "ksm_namespace_labels", "ksm_node_labels", "inference", "inference_time")
 # serving labels that have columns of their own (the chosen model label too) stay out of `labels`
@@ -51,10 +52,6 @@ def _needed(style: str) -> list[str]:
         c.NODE_GPU_PRODUCT_LABEL, *c.L_MODEL_LABELS, c.L_LE, "handler",
     ]  # fmt: skip
     return list(dict.fromkeys(names))
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class _Labels:
@@ -92,7 +89,7 @@ class _Labels:
 
 def _capacity(lab: _Labels) -> str:
     whens = [
-        f"WHEN {lab.get(label)} = {_lit(value)} THEN {_lit(capacity)}"
+        f"WHEN {lab.get(label)} = {literal(value)} THEN {literal(capacity)}"
         for label, mapping in c.NODE_CAPACITY_TYPE_LABELS.items()
         for value, capacity in mapping.items()
     ]
@@ -140,8 +137,10 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         for name, whens in by_kind.items()
     }
     # the time pseudo family's suffix ('@' is never part of a metric name) goes: both rows name the family
-    cols["family"] = f"CASE WHEN {serving} THEN replace(s.family, {_lit(c.SAMPLE_TIME_SUFFIX)}, '') ELSE s.family END"
-    cols["cluster"] = f"coalesce(nullif({lab.get(c.L_CLUSTER)}, ''), {_lit(ctx.cluster)})"
+    cols["family"] = (
+        f"CASE WHEN {serving} THEN replace(s.family, {literal(c.SAMPLE_TIME_SUFFIX)}, '') ELSE s.family END"
+    )
+    cols["cluster"] = f"coalesce(nullif({lab.get(c.L_CLUSTER)}, ''), {literal(ctx.cluster)})"
     le = f"s.{lab.alias[c.L_LE]}" if c.L_LE in lab.alias else "NULL"
     cols["le"] = f"CASE WHEN {serving} THEN try_cast({le} AS DOUBLE) END"
     cols["gpu_count"] = f"CASE WHEN {node} THEN {_count(lab.get(c.NODE_GPU_COUNT_LABEL))} END"
@@ -155,23 +154,23 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
 
 def _per_process(lab: _Labels) -> str:
     """A per-process copy (c.DCGM_PER_PROCESS_FAMILIES), not a device series that names its pod."""
-    families = ", ".join(_lit(f) for f in c.DCGM_PER_PROCESS_FAMILIES)
+    families = ", ".join(literal(f) for f in c.DCGM_PER_PROCESS_FAMILIES)
     return f"s.kind = 'dcgm_sample' AND s.family IN ({families}) AND {lab.get(c.L_VGPU)} <> ''"
 
 
 def _selected(lab: _Labels) -> str:
     """The series gpuledger keeps: Running phases, GPU resources, inference servers' HTTP routes."""
-    gpu = f"(starts_with({lab.get(c.L_RESOURCE)}, {_lit(c.RESOURCE_GPU)}) OR starts_with({lab.get(c.L_RESOURCE)}, {_lit(c.RESOURCE_MIG_PREFIX)}))"
+    gpu = f"(starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_GPU)}) OR starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_MIG_PREFIX)}))"
     return (
-        f"NOT (s.family = {_lit(c.KSM_POD_PHASE)} AND {lab.get(c.L_PHASE)} <> 'Running')"
-        f" AND NOT (s.family = {_lit(c.KSM_POD_REQUESTS)} AND NOT {gpu})"
-        f" AND NOT (s.family = {_lit(HTTP_NAME)} AND NOT regexp_full_match({lab.get('handler')}, {_lit(HTTP_HANDLER_REGEX)}))"
+        f"NOT (s.family = {literal(c.KSM_POD_PHASE)} AND {lab.get(c.L_PHASE)} <> 'Running')"
+        f" AND NOT (s.family = {literal(c.KSM_POD_REQUESTS)} AND NOT {gpu})"
+        f" AND NOT (s.family = {literal(HTTP_NAME)} AND NOT regexp_full_match({lab.get('handler')}, {literal(HTTP_HANDLER_REGEX)}))"
     )
 
 
 def _model_key(lab: _Labels) -> str:
     """Name of the label a serving series' model is read from (it stays out of `labels`)."""
-    whens = " ".join(f"WHEN {lab.get(n)} <> '' THEN {_lit(n)}" for n in c.L_MODEL_LABELS)
+    whens = " ".join(f"WHEN {lab.get(n)} <> '' THEN {literal(n)}" for n in c.L_MODEL_LABELS)
     return f"CASE {whens} ELSE '' END"
 
 
@@ -180,7 +179,7 @@ def meta_sql(lab: _Labels, ctx: SeriesContext) -> str:
     whose labels become JSON) -> the standard columns of the series gpuledger keeps."""
     cols = _columns(lab, ctx)
     pair = "'\"' || {k} || '\":\"' || l.v || '\"'"
-    skip = ", ".join(_lit(n) for n in _SERVING_SKIP)
+    skip = ", ".join(literal(n) for n in _SERVING_SKIP)
     select = ", ".join(f"{cols[col]} AS {col}" if col in cols else f"s.{col}" for col in META_COLUMNS)
     return f"""
     WITH keyed AS (
@@ -188,10 +187,10 @@ def meta_sql(lab: _Labels, ctx: SeriesContext) -> str:
     j AS (
         SELECT l.sid,
             string_agg({pair.format(k="substr(l.k, " + str(len(c.KSM_LABEL_PREFIX) + 1) + ")")}, ',' ORDER BY l.k)
-                FILTER (WHERE starts_with(l.k, {_lit(c.KSM_LABEL_PREFIX)})) AS k8s,
+                FILTER (WHERE starts_with(l.k, {literal(c.KSM_LABEL_PREFIX)})) AS k8s,
             string_agg({pair.format(k="l.k")}, ',' ORDER BY l.k)
                 FILTER (WHERE l.k NOT IN ({skip}) AND l.k <> s.model_key) AS extra,
-            bool_or(regexp_matches(l.k || l.v, {_lit(_NEEDS_ESCAPE)})) AS escape
+            bool_or(regexp_matches(l.k || l.v, {literal(_NEEDS_ESCAPE)})) AS escape
         FROM labels_in l JOIN keyed s USING (sid)
         GROUP BY l.sid),
     described AS (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors.simulator.fleet import NODES, Device, Node, Pod
+from collectors.simulator.fleet import NODES, Device, Pod
 from collectors.simulator.incidents import HEALTH_FAMILIES, XID_MESSAGES, HealthSim
 from collectors.simulator.signals import Stream, memory_share, power, temperature
 from core import conventions as c
@@ -101,9 +101,6 @@ class DcgmFamilies:
             key = (d.node, d.index)
             total[key] = total.get(key, 0) + t.act * weight
         return {k: np.clip(v, 0.0, 1.0) for k, v in total.items()}
-
-    def _node(self, name: str) -> Node:
-        return next(n for n in NODES if n.name == name)
 
     def segments(self, family: str) -> list[Segment]:
         out: list[Segment] = []

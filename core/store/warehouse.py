@@ -120,15 +120,6 @@ def migrate(con: duckdb.DuckDBPyConnection, from_version: int, to_version: int =
             con.execute(f"INSERT INTO {c.T_SCHEMA_VERSION} VALUES (?, ?)", [version, now])
 
 
-def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
-    counts: dict[str, int] = {}
-    for name in names:
-        row = one(con, f'SELECT count(*) FROM "{name}"')
-        counts[name] = int(row[0]) if row else 0
-    return counts
-
-
 def row_counts(con: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> dict[str, int]:
     """Rows per table (DuckDB answers a bare count(*) from its metadata)."""
     return {t: int(one(con, f"SELECT count(*) FROM {t}")[0]) for t in tables}  # type: ignore[index]

@@ -26,7 +26,6 @@ from core.store import read_memo
 from core.store.step_sql import fingerprints_sql, has_app_sql, labelled_sql, nodes_sql, stale_rows_sql
 from core.store.warehouse import one
 
-STATE = ("class:pods", "class:nodes")
 MAX_BIGINT = 9_223_372_036_854_775_807
 
 
