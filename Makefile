@@ -65,7 +65,8 @@ lint: $(DEV_STAMP) ## ruff (check, format), mypy, vulture (dead code) and import
 	$(BIN)/vulture
 	$(BIN)/lint-imports
 
-bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas, and the dashboard load test -> bench/results.md (not in `test`)
+bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and pandas, the dashboard load test, the dependencies -> bench/results.md, bench/deps.md (not in `test`)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 
 golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the default configuration (review the diff!)
@@ -78,6 +79,7 @@ screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Ch
 	  $(BIN)/python -m pytest -q tests/test_browser.py
 
 bench-deps: $(DEV_STAMP) tools ## prometheus-api-client vs the own client, polars vs pandas, where each would serve -> bench/deps.md
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.deps
 
 bench-load: $(DEV_STAMP) tools ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)

@@ -99,6 +99,44 @@ def client_pac(args: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "points": points, "queries": len(plan)}
 
 
+def decode_only(args: dict[str, Any]) -> dict[str, Any]:
+    """The client's own work without the store's: the plan's answers fetched once, then decoded to numbers by
+    the collector's decoder and by what prometheus-api-client does with an answer (requests' .json(), then
+    the values to floats), alternately."""
+    import numpy as np
+    import requests
+
+    from collectors.metrics.prometheus.answers import decode_matrix
+    from core.timeutil import to_epoch
+
+    _, plan, _ = _plan(args)
+    w = _window(args)
+    params = {"start": f"{to_epoch(w.start):.3f}", "end": f"{to_epoch(w.end):.3f}", "step": "60"}
+    bodies = [
+        requests.get(f"{args['url']}/api/v1/query_range", params={**params, "query": q.promql}, timeout=600).content
+        for q in plan
+    ]
+
+    def own() -> int:
+        return sum(decode_matrix(b, args["url"], "bench").samples for b in bodies)
+
+    def pac() -> int:
+        total = 0
+        for b in bodies:
+            for series in json.loads(b)["data"]["result"]:
+                total += len(np.asarray([v for _, v in series["values"]], dtype=np.float64))
+        return total
+
+    out: dict[str, Any] = {"own": [], "pac": [], "bytes": sum(map(len, bodies))}
+    own(), pac()
+    for _ in range(args["runs"]):  # alternating, so both see the same machine
+        for name, fn in (("own", own), ("pac", pac)):
+            t0 = time.perf_counter()
+            out[f"{name}_points"] = fn()
+            out[name].append(time.perf_counter() - t0)
+    return out
+
+
 def _rows(n: int) -> list[dict[str, Any]]:
     rng = random.Random(7)
     teams = [f"team-{i}" for i in range(40)]
@@ -129,7 +167,7 @@ def frames(args: dict[str, Any]) -> dict[str, Any]:
         return pa.Table.from_pandas(frame, preserve_index=False).num_rows
 
     def with_polars() -> int:
-        frame = pl.DataFrame(rows, infer_schema_length=None)
+        frame = pl.DataFrame(rows)  # the schema from the first 100 rows (polars default): every row has the same keys
         frame = frame.filter(pl.col("team").is_in(keep))
         return frame.to_arrow().num_rows
 
@@ -161,9 +199,12 @@ def measure(port: int, runs: int = RUNS, log: Any = print) -> dict[str, Any]:
     with promql.server(folder / "tsdb", port, folder / "prometheus.log") as url:
         args = {"url": url, "start": start, "minutes": MINUTES, "runs": runs}
         own, pac = spawn("client_own", args).result, spawn("client_pac", args).result
+        decode = spawn("decode_only", args).result
     out["client"] = {
         "own": stat(own["times"]).as_dict(), "prometheus_api_client": stat(pac["times"]).as_dict(),
         "points": own["points"], "points_pac": pac["points"], "queries": own["queries"],
+        "decode_own": stat(decode["own"]).as_dict(), "decode_pac": stat(decode["pac"]).as_dict(),
+        "decode_points": [decode["own_points"], decode["pac_points"]], "mb": round(decode["bytes"] / 1e6, 1),
     }  # fmt: skip
     f = spawn("frames", {"rows": ROWS, "runs": runs}).result
     out["frames"] = {"pandas": stat(f["pandas"]).as_dict(), "polars": stat(f["polars"]).as_dict()}
@@ -174,15 +215,18 @@ def markdown(r: dict[str, Any]) -> str:
     c, f = r["client"], r["frames"]
     own, pac = c["own"]["median"], c["prometheus_api_client"]["median"]
     pd_, pl_ = f["pandas"]["median"], f["polars"]["median"]
+    d_own, d_pac = c["decode_own"]["median"], c["decode_pac"]["median"]
     return "\n".join([
         "# Dependencies measured where they would serve (`python -m bench.deps`)",
         "",
-        f"Medians of {r['runs']} runs after a warm-up, each pair in the same run on this machine.",
+        f"Medians of {r['runs']} runs after a warm-up, each pair in the same run on this machine (2 cores, shared).",
         "",
         "| where | gpuledger uses | median | the design card's package | median | ratio |",
         "|---|---|---|---|---|---|",
         f"| fetch and decode a {r['minutes']}-minute collection of {r['gpus']:,} GPUs from Prometheus ({c['queries']} queries, "
-        f"{c['points']:,} points) | own client (msgspec + Arrow) | {own:.2f} s | prometheus-api-client 0.7 | {pac:.2f} s | {pac / own:.1f}x |",
+        f"{c['points']:,} points) | own client (msgspec + Arrow) | {own:.2f} s | prometheus-api-client 0.7.2 | {pac:.2f} s | {pac / own:.1f}x |",
+        f"| the same answers ({c['mb']} MB) decoded only, the store's time left out | own decoder | {d_own:.3f} s "
+        f"| prometheus-api-client's decoding (requests .json(), values to floats) | {d_pac:.3f} s | {d_pac / d_own:.1f}x |",
         f"| the dashboard's workloads frame, {r['rows']:,} rows: build, filter to a team, to Arrow | pandas | {pd_:.2f} s "
         f"| polars | {pl_:.2f} s | {pd_ / pl_:.2f}x |",
         "",

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import duckdb
 
-from bench import cache, fleet_openmetrics, promql, report, serving
+from bench import cache, deps, fleet_openmetrics, promql, report, serving
 from bench.fleet import Fleet, FleetSpec, build
 from bench.harness import ROOT, Child, spawn, stat
 from core import conventions as c
@@ -355,6 +355,9 @@ def main() -> None:
     limits(b, whs)
     dashboard(b, whs)
     load(b)
+    dependencies = deps.measure(port + 1, RUNS, b.log)  # the design card's packages where they would serve
+    (ROOT / "bench" / "deps.json").write_text(json.dumps(dependencies, indent=1) + "\n")
+    (ROOT / "bench" / "deps.md").write_text(deps.markdown(dependencies))
     header["loadavg_at_end"] = os.getloadavg()
     header["seconds"] = round(time.monotonic() - b.started)
     out = ROOT / "bench"

@@ -346,6 +346,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "client_own": deps.client_own,
     "client_pac": deps.client_pac,
     "frames": deps.frames,
+    "decode_only": deps.decode_only,
 }
 
 
