@@ -115,14 +115,14 @@ def _row(p: Period, result: HealthResult, cost: Decimal | None) -> dict[str, Any
     }
 
 
-def compute(con: duckdb.DuckDBPyConnection, settings: Settings, window: Window) -> HealthResult:
+def evaluate_health(con: duckdb.DuckDBPyConnection, settings: Settings, window: Window) -> HealthResult:
     catalog = load_catalog(settings.health.xid_overrides)
     return evaluate(con, window, HealthThresholds.from_all(settings), catalog, tuple(settings.chargeback.team_labels))
 
 
 def run_health(settings: Settings, window: Window, states: tuple[str, ...]) -> HealthReport:
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
-        result = compute(con, settings, window)
+        result = evaluate_health(con, settings, window)
         impacts = impact.impacted_pods(con, result, tuple(settings.chargeback.team_labels))
         lost = impact.lost_capacity(con, result, settings.pricing.fallback_gpu_hour_usd)
     return HealthReport(result, states, impacts, lost)
@@ -131,7 +131,7 @@ def run_health(settings: Settings, window: Window, states: tuple[str, ...]) -> H
 def record_health(settings: Settings, window: Window) -> str:
     """Evaluate the window, store its history, and say what was found in one line."""
     with open_warehouse(settings.warehouse.path) as con:
-        result = compute(con, settings, window)
+        result = evaluate_health(con, settings, window)
         written = store(con, result, datetime.now(UTC).replace(tzinfo=None))
     unhealthy = sorted({p.key.gpu_uuid for p in result.periods if p.state in c.UNHEALTHY_STATES})
     return (

@@ -1,4 +1,4 @@
-"""Small helpers shared by tests: warehouse snapshots and per-team-day GPU-hours."""
+"""Small helpers shared by tests: warehouse content digests and per-team-day GPU-hours."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ DATA_TABLES = (
 )
 
 
-def snapshot(path: Path) -> dict[str, tuple]:
+def content_digest(path: Path) -> dict[str, tuple]:
     """Every data table's row count and order-independent content hash (run log excluded)."""
     if not path.exists():
         return {}

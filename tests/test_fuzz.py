@@ -22,7 +22,7 @@ from collectors.pricing.importer import parse_text
 from collectors.pricing.price_table import ImportOptions
 from core.errors import GpuledgerError
 from tests.conftest import FIXTURES, run_cli
-from tests.helpers import snapshot
+from tests.helpers import content_digest
 
 OPTIONS = ImportOptions(fetched_at=datetime(2026, 11, 2, 12, 0))
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -166,7 +166,7 @@ def test_values_the_warehouse_cannot_hold_are_input_errors_not_crashes(
     shutil.copy(priced_warehouse, wh)
     result = run_cli("--warehouse", str(wh), "pricing", "import", str(tmp_path / "p.csv"))
     assert result.exit_code == 2 and "out of range" in result.output
-    assert snapshot(wh) == snapshot(priced_warehouse)
+    assert content_digest(wh) == content_digest(priced_warehouse)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -177,10 +177,10 @@ def test_a_failed_import_writes_nothing_and_exits_with_the_input_error_code(
     work = tmp_path_factory.mktemp("imp")
     wh = work / "wh.duckdb"
     shutil.copy(priced_warehouse, wh)
-    before = snapshot(wh)
+    before = content_digest(wh)
     price_file = work / Path(case[0]).name
     price_file.write_text(case[1])
     result = run_cli("--warehouse", str(wh), "pricing", "import", str(price_file))
     assert result.exit_code in (0, 2), result.output
     if result.exit_code == 2:
-        assert snapshot(wh) == before and result.output.startswith("gpuledger: error: ")
+        assert content_digest(wh) == before and result.output.startswith("gpuledger: error: ")

@@ -20,7 +20,7 @@ from analytics.health import impact
 from analytics.health.history import unhealthy_hours
 from analytics.health.report import HealthResult
 from analytics.health.views import node_periods
-from app.jobs import ROW_COLUMNS, compute
+from app.jobs import ROW_COLUMNS, evaluate_health
 from collectors.simulator.incidents import INCIDENTS
 from core import conventions as c
 from core.settings import Settings
@@ -36,7 +36,7 @@ ARGS = ("--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z")
 @pytest.fixture(scope="module")
 def day(sim_warehouse: Path) -> HealthResult:
     with open_warehouse(sim_warehouse, read_only=True) as con:
-        return compute(con, Settings(), DAY)
+        return evaluate_health(con, Settings(), DAY)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from core.store.status import data_status
 from core.store.warehouse import open_warehouse
 from core.timeutil import to_epoch
 from tests.conftest import FIXTURES, run_cli
-from tests.helpers import snapshot
+from tests.helpers import content_digest
 
 KSM = FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom"
 DCGM = FIXTURES / "dcgm-exporter_4.8.2_k8s_h100.prom"
@@ -76,18 +76,18 @@ def test_an_implausible_timestamp_without_a_window_is_refused_naming_its_line_an
     clean: tuple[Path, Path], tmp_path: Path, stamp: str, shown: str
 ) -> None:
     wh, dcgm = clean
-    before = snapshot(wh)
+    before = content_digest(wh)
     bad = _replayed(KSM, tmp_path / "bad.om", [_node_labels_at(stamp)])
     line = len(bad.read_text().splitlines()) - 1  # the line before `# EOF`
     result = _collect(wh, str(dcgm), str(bad))
     assert result.exit_code == 2, result.output
     assert f"bad.om:{line}: sample timestamp {stamp} ({shown}" in result.output
     assert "is outside 2000-01-01T00:00:00Z.." in result.output
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
     if shown == "not a time":  # no window makes it one
         windowed = _collect(wh, str(dcgm), str(bad), *WINDOW)
         assert windowed.exit_code == 2 and f"bad.om:{line}: sample timestamp {stamp} (not a time)" in windowed.output
-        assert snapshot(wh) == before
+        assert content_digest(wh) == before
 
 
 @pytest.mark.parametrize("stamp", ["0", "9999999999", YEAR_AHEAD], ids=["epoch 0", "year 2286", "a year ahead"])
@@ -103,7 +103,7 @@ def test_with_a_window_a_sample_outside_it_is_dropped_counted_and_changes_no_row
     assert result.exit_code == 0, result.output
     assert result.output.count("samples outside the window") + result.output.count("sample outside the window") == 1
     assert "gpuledger: warning: 1 sample outside the window (and its lookback) was dropped" in result.output
-    assert snapshot(other) == snapshot(windowed)
+    assert content_digest(other) == content_digest(windowed)
 
 
 def test_rollup_work_visits_the_days_holding_data_not_the_days_between_them(
@@ -172,7 +172,7 @@ def test_a_value_its_family_cannot_have_is_dropped_counted_and_shown(
     assert "; 1 invalid values dropped" in result.output
     assert f"1 values out of their family's range or not finite were dropped ({family} 1)" in result.output
     assert _collect(without, *files, str(_corrupted(scrape, tmp_path / "without.om", prefix, None))).exit_code == 0
-    assert snapshot(bad) == snapshot(without)
+    assert content_digest(bad) == content_digest(without)
     with open_warehouse(bad, read_only=True) as con:
         status = data_status(con)
     assert [r["invalid_values"] for r in status["runs"]] == [1]

@@ -12,7 +12,7 @@ from core import conventions as c
 from core.store.warehouse import open_warehouse
 from tests.builders import with_pod_uids
 from tests.conftest import FIXTURES, run_cli
-from tests.helpers import snapshot, team_day_hours
+from tests.helpers import content_digest, team_day_hours
 
 
 def test_direct_ingestion_gives_the_truth_files_gpu_hours_per_team_per_day(direct_warehouse: Path, truth: dict) -> None:
@@ -40,9 +40,9 @@ def test_ingesting_the_same_files_twice_changes_nothing(sim_day: Path, tmp_path:
     wh = tmp_path / "wh.duckdb"
     files = [str(p) for p in sorted(sim_day.glob("*.om"))]
     assert run_cli("--warehouse", str(wh), "collect", "openmetrics", *files).exit_code == 0
-    first = snapshot(wh)
+    first = content_digest(wh)
     assert run_cli("--warehouse", str(wh), "collect", "openmetrics", *files).exit_code == 0
-    assert snapshot(wh) == first
+    assert content_digest(wh) == first
     assert all(
         first[t][0] > 0 for t in (c.T_GPU_SAMPLES, c.T_POD_ALLOCATIONS, c.T_INFERENCE_SAMPLES, c.T_PODS, c.T_NODES)
     )
@@ -98,7 +98,7 @@ def test_bad_input_names_file_and_line_exits_non_zero_and_leaves_the_warehouse_a
 ) -> None:
     wh = tmp_path / "wh.duckdb"
     shutil.copy(direct_warehouse, wh)
-    before = snapshot(wh)
+    before = content_digest(wh)
     make, message = BAD_INPUTS[case]
     bad = make(tmp_path, sim_day / "dcgm-exporter.om")
     good = sim_day / "kube-state-metrics.om"
@@ -106,7 +106,7 @@ def test_bad_input_names_file_and_line_exits_non_zero_and_leaves_the_warehouse_a
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
 
 
 def test_a_failed_first_ingest_creates_no_warehouse(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from collectors.pricing import price_table
 from core.errors import InputError
 from tests.conftest import run_cli
-from tests.helpers import snapshot
+from tests.helpers import content_digest
 
 HEADER = "provider,region,instance_type,capacity_type,gpu_model,gpus,price_per_hour_usd,effective_from\n"
 
@@ -62,7 +62,7 @@ def test_a_missing_column_is_reported(tmp_path: Path) -> None:
 def test_an_import_with_one_bad_row_applies_nothing(tmp_path: Path) -> None:
     wh = tmp_path / "wh.duckdb"
     assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
-    before = snapshot(wh)
+    before = content_digest(wh)
     path = tmp_path / "prices.csv"
     path.write_text(
         HEADER
@@ -70,15 +70,15 @@ def test_an_import_with_one_bad_row_applies_nothing(tmp_path: Path) -> None:
     )
     result = run_cli("--warehouse", str(wh), "pricing", "import", str(path))
     assert result.exit_code == 2 and "prices.csv:3:" in result.output
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
 
 
 def test_importing_the_same_table_twice_changes_nothing(tmp_path: Path) -> None:
     wh = tmp_path / "wh.duckdb"
     assert run_cli("--warehouse", str(wh), "pricing", "import", "--default").exit_code == 0
-    before = snapshot(wh)
+    before = content_digest(wh)
     result = run_cli("--warehouse", str(wh), "pricing", "import", "--default")
-    assert "(0 new or changed)" in result.output and snapshot(wh) == before
+    assert "(0 new or changed)" in result.output and content_digest(wh) == before
     shown = run_cli("--warehouse", str(wh), "pricing", "show", "--instance-type", "p4d.24xlarge")
     assert "21.9576420000" in shown.output and "vantage" in shown.output
 

@@ -14,7 +14,7 @@ from collectors.pricing.importer import parse_text
 from collectors.pricing.price_table import ImportOptions
 from core.errors import InputError
 from tests.conftest import FIXTURES, run_cli
-from tests.helpers import snapshot
+from tests.helpers import content_digest
 
 OPTIONS = ImportOptions(fetched_at=datetime(2026, 11, 2, 12, 0))
 
@@ -120,14 +120,14 @@ def test_bad_input_is_named_by_file_and_position_and_nothing_from_the_file_is_ap
 ) -> None:
     wh = tmp_path / "wh.duckdb"
     shutil.copy(priced_warehouse, wh)
-    before = snapshot(wh)
+    before = content_digest(wh)
     path = tmp_path / name
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         parse_text(text, str(path), None, OPTIONS)
     result = run_cli("--warehouse", str(wh), "pricing", "import", str(path))
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
 
 
 def test_a_file_of_another_format_than_the_one_given_is_refused() -> None:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests.conftest import FIXTURES, free_port, run_cli
-from tests.helpers import rows, snapshot
+from tests.helpers import content_digest, rows
 
 AZURE = json.loads((FIXTURES / "azure-retail-prices-CONSTRUCTED.json").read_text())
 GCP = json.loads((FIXTURES / "gcp-billing-catalog-skus-sample.json").read_text())
@@ -129,7 +129,7 @@ def test_without_network_fetch_fails_with_one_line_and_exit_3_and_keeps_the_pric
 ) -> None:
     wh = tmp_path / "wh.duckdb"
     shutil.copy(priced, wh)
-    before = snapshot(wh)
+    before = content_digest(wh)
     unreachable = f"http://127.0.0.1:{free_port()}"
     result = run_cli(
         "--config", str(_config(tmp_path, unreachable)), "--warehouse", str(wh), "pricing", "fetch", provider
@@ -137,7 +137,7 @@ def test_without_network_fetch_fails_with_one_line_and_exit_3_and_keeps_the_pric
     assert result.exit_code == 3
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "cannot fetch prices (Connection refused); the stored prices are unchanged" in lines[0]
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
 
 
 def test_fetching_gcp_without_an_api_key_file_says_which_setting_to_set(tmp_path: Path, price_server: str) -> None:

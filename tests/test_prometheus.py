@@ -12,7 +12,7 @@ from app.cli import main
 from core import conventions as c
 from core.store.warehouse import open_warehouse
 from tests.conftest import free_port, run_cli
-from tests.helpers import rows, snapshot, team_day_hours
+from tests.helpers import content_digest, rows, team_day_hours
 
 DAY = "2026-11-02"
 DAY_WINDOW = ("--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z")
@@ -65,7 +65,7 @@ def test_prometheus_collection_stores_the_same_device_and_allocation_rows(
     ):
         assert rows(prometheus_warehouse, table) == rows(direct_warehouse, table), table
     # half a million health rows: compared by count and an order-independent hash of every row
-    health = [snapshot(wh)[c.T_HEALTH_SAMPLES] for wh in (prometheus_warehouse, direct_warehouse)]
+    health = [content_digest(wh)[c.T_HEALTH_SAMPLES] for wh in (prometheus_warehouse, direct_warehouse)]
     assert health[0] == health[1] and health[0][0] > 0
 
 
@@ -73,7 +73,7 @@ def test_prometheus_collection_yields_the_same_gpu_health_history(
     prometheus_warehouse: Path, direct_warehouse: Path
 ) -> None:
     from analytics.health.views import period_dict
-    from app.jobs import compute
+    from app.jobs import evaluate_health
     from core.settings import Settings
     from core.timeutil import Window, parse_ts
 
@@ -81,7 +81,7 @@ def test_prometheus_collection_yields_the_same_gpu_health_history(
     histories = []
     for wh in (prometheus_warehouse, direct_warehouse):
         with open_warehouse(wh, read_only=True) as con:
-            result = compute(con, Settings(), day)
+            result = evaluate_health(con, Settings(), day)
         histories.append([period_dict(p, result.gpus[p.key]) for p in result.periods])
     assert histories[0] == histories[1]
     assert any(p["state"] == c.STATE_OFFLINE for p in histories[0])
@@ -140,7 +140,7 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
 ) -> None:
     wh = tmp_path / "wh.duckdb"
     shutil.copy(direct_warehouse, wh)
-    before = snapshot(wh)
+    before = content_digest(wh)
     url = f"http://127.0.0.1:{free_port()}"
     config = tmp_path / "settings.yaml"
     config.write_text("collect:\n  retries: 0\n  timeout: 5s\n")
@@ -164,7 +164,7 @@ def test_an_unreachable_prometheus_is_one_clear_error_and_changes_nothing(
     assert result.exit_code == 3
     assert url in result.output and "cannot connect" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    assert snapshot(wh) == before
+    assert content_digest(wh) == before
 
 
 def test_a_query_prometheus_rejects_is_terminal_and_names_the_query(prometheus_url: str) -> None:

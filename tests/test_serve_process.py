@@ -23,7 +23,7 @@ from core.store.lock import WarehouseLock
 from core.store.warehouse import one, open_warehouse
 from core.timeutil import Window, iso, iso_week_of
 from tests.conftest import free_port, run_cli, serve_prometheus
-from tests.helpers import snapshot
+from tests.helpers import content_digest
 from tests.serve_helpers import ROOT, ServeProcess
 
 TOKEN = "s3cr3t-T0KEN-4b1d"
@@ -111,7 +111,7 @@ def test_kill_9_mid_collection_then_a_restart_ends_identical_to_an_uninterrupted
     resumed.wait_ready()
     resumed.wait_for(f"{c.M_JOB_DURATION}_count", job=c.JOB_COLLECT)
     assert resumed.stop() == 0
-    assert snapshot(tmp_path / "crashed.duckdb") == snapshot(tmp_path / "whole.duckdb")
+    assert content_digest(tmp_path / "crashed.duckdb") == content_digest(tmp_path / "whole.duckdb")
     totals = [
         run_cli("--warehouse", str(tmp_path / f"{name}.duckdb"), "report", "chargeback", "--start", iso(sim.start),
                 "--end", iso(sim.end), "--format", "json").output

@@ -22,12 +22,12 @@ from typing import Any
 
 import duckdb
 
+from analytics.cost import step_ranges
 from analytics.cost.prices import priced_sql
 from core import conventions as c
 from core.store import read_memo
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import hourly as rollups
-from core.store.sql import literal
 from core.store.step_sql import (
     MigShare,
     alloc_steps_sql,
@@ -110,12 +110,6 @@ def ranges_sql(col: str, ranges: Ranges) -> str:
     return "(" + " OR ".join(f"({col} >= {_ts(lo)} AND {col} < {_ts(hi)})" for lo, hi in ranges) + ")"
 
 
-def _stale_sql(nodes: list[tuple[str, str]], t: str) -> str:
-    if not nodes:
-        return "FALSE"
-    return "(" + " OR ".join(f"({t}.cluster = {literal(cl)} AND {t}.node = {literal(n)})" for cl, n in nodes) + ")"
-
-
 def _stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> list[tuple[str, str]]:
     """Nodes with a rollup row (in the planned days/hours) computed under other dimension values."""
     key = ("facts.stale_nodes", tuple(p.days), tuple(p.hours))
@@ -136,11 +130,20 @@ def _find_stale_nodes(con: duckdb.DuckDBPyConnection, p: Plan) -> tuple[tuple[st
     return tuple((str(a), str(b)) for a, b in rows)
 
 
+def _stale(p: Plan, t: str, col: str) -> str:
+    """A rollup row `t` (its time in `col`) of a stale node, whose rows the steps replace."""
+    if not p.stale:
+        return "FALSE"
+    stale = [(cl, n, datetime.min, datetime.max) for cl, n in p.stale]
+    return step_ranges.within(t, step_ranges.literal_ranges(stale), col)
+
+
 def _step_where(p: Plan) -> str | None:
     """The step tables' part of the plan, as a `where` template for core/store/step_sql.py ({t}: the table alias)."""
     parts = [ranges_sql("{t}.ts", p.steps)]
-    if p.stale and p.window is not None:
-        parts.append(f"({_stale_sql(p.stale, '{t}')} AND {ranges_sql('{t}.ts', [(p.window.start, p.window.end)])})")
+    if p.stale and p.window is not None:  # a stale node's rollups are not used: all its steps in the window are
+        stale = [(cl, n, p.window.start, p.window.end) for cl, n in p.stale]
+        parts.append(step_ranges.within("{t}", step_ranges.literal_ranges(stale)))
     parts = [x for x in parts if x != "FALSE"]
     return " OR ".join(f"({x})" for x in parts) if parts else None
 
@@ -151,7 +154,7 @@ def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[s
         if ranges:
             out.append(
                 f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r "
-                f"WHERE {ranges_sql(col, ranges)} AND NOT {_stale_sql(p.stale, 'r')}"
+                f"WHERE {ranges_sql(col, ranges)} AND NOT {_stale(p, 'r', col)}"
             )
     return out
 
