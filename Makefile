@@ -74,7 +74,7 @@ golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the 
 	for f in rules/*.yaml; do echo '---'; cat $$f; done > deploy/prometheusrules.yaml
 
 screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Chromium (after `make run` once)
-	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/gpuledger.duckdb \
+	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/demo/gpuledger.duckdb \
 	  GPULEDGER_BROWSER_CONFIG=$(CURDIR)/data/demo/gpuledger.yaml GPULEDGER_BROWSER_QUERY="start=2026-11-02&end=2026-11-08" \
 	  $(BIN)/python -m pytest -q tests/test_browser.py
 

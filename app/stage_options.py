@@ -9,8 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from alerts.generator import RuleSpec
 from alerts.slo import SLORule
 from analytics.cost.allocation import GROUPABLE, is_groupable
@@ -21,7 +19,7 @@ from analytics.health.policy import HealthThresholds
 from analytics.health.xid_catalog import load_catalog
 from collectors.pricing.price_table import PriceRow, default_table_text, parse_csv
 from core.errors import ConfigError
-from core.settings import ServingSettings, Settings
+from core.settings import ServingSettings, Settings, load_yaml
 from core.timeutil import parse_duration
 
 
@@ -71,11 +69,10 @@ def sloth_specs(serving: ServingSettings) -> list[tuple[str, dict[str, Any]]]:
 
 def read_sloth(path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read Sloth spec: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    docs = load_yaml(raw, str(path), documents=True)
     return [(str(path), doc) for doc in docs if doc is not None]
 
 

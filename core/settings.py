@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core.errors import ConfigError
+from core.timeutil import parse_duration
 
 ENV_CONFIG = "GPULEDGER_CONFIG"
 ENV_WAREHOUSE = "GPULEDGER_WAREHOUSE"
@@ -31,6 +32,16 @@ class _Section(BaseModel):
 # --------------------------------------------------------------------------------------------
 # Collecting
 # --------------------------------------------------------------------------------------------
+
+
+# (lowest, highest) seconds of each collect duration: generous, but never a hang or a division by zero
+COLLECT_DURATION_BOUNDS: dict[str, tuple[int, int]] = {
+    "step": (1, 86_400),
+    "lookback": (1, 7 * 86_400),
+    "timeout": (1, 86_400),
+    "commit_window": (60, 31 * 86_400),
+    "safety_lag": (0, 86_400),
+}
 
 
 class WarehouseSettings(_Section):
@@ -66,6 +77,20 @@ class CollectSettings(_Section):
     safety_lag: str = Field(
         default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
     )
+
+    @field_validator("step", "lookback", "timeout", "commit_window", "safety_lag")
+    @classmethod
+    def _bounded_duration(cls, value: str, info: ValidationInfo) -> str:
+        """A duration each of these can have (`step: 0s` once divided by zero; `lookback: 100000d` ran for minutes)."""
+        lo, hi = COLLECT_DURATION_BOUNDS[info.field_name or ""]
+        try:
+            seconds = parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        if not lo <= seconds <= hi:
+            raise ValueError(f"{value} is outside {lo} s to {hi} s")
+        return value
+
     memory_limit: str = Field(
         default="1GB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
@@ -577,16 +602,15 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{chosen or 'settings'}: {where}: {first['msg']}") from exc
+        raise ConfigError(f"{chosen or 'settings'}: {where}: {first['msg'].removeprefix('Value error, ')}") from exc
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    loaded = load_yaml(raw, str(path))
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -606,3 +630,44 @@ def with_override(settings: Settings, section: str, **values: Any) -> Settings:
         first = exc.errors()[0]
         raise ConfigError(f"--{first['loc'][0]}: {first['msg']}") from exc
     return settings.model_copy(update={section: updated})
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} given twice (first on line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)  # type: ignore[arg-type]
+
+
+def load_yaml(raw: bytes, source: str, documents: bool = False) -> Any:
+    """Every YAML file gpuledger reads (settings, Sloth specs): UTF-8, no key given twice, and any error as
+    one line naming the file, line and column. `documents`: a list of every document of a multi-document file."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{source}:{line}:{column}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        if documents:
+            return list(yaml.load_all(text, Loader=_StrictLoader))  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        what = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        raise ConfigError(f"{where}: not valid YAML: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None

@@ -99,8 +99,11 @@ def iso_week_window(week: str) -> Window:
     match = re.fullmatch(r"(\d{4})-W(\d{2})", week.strip())
     if not match:
         raise ConfigError(f"not an ISO week (use e.g. 2026-W45): {week!r}")
+    year = int(match.group(1))
+    if not 1970 <= year <= 9998:  # a week whose end the calendar can still name
+        raise ConfigError(f"no such ISO week: {week!r} (years 1970 to 9998)")
     try:
-        monday = date.fromisocalendar(int(match.group(1)), int(match.group(2)), 1)
+        monday = date.fromisocalendar(year, int(match.group(2)), 1)
     except ValueError as exc:
         raise ConfigError(f"no such ISO week: {week!r}") from exc
     start = datetime.combine(monday, datetime.min.time())

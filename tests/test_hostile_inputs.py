@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from collectors.metrics import http
 from core import conventions as c
+from core.store.lock import WarehouseLock, WarehouseLocked
 from core.store.rollups import hourly
 from core.store.status import data_status
 from core.store.warehouse import open_warehouse
 from core.timeutil import to_epoch
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, free_port, run_cli
 from tests.helpers import content_digest
 
 KSM = FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom"
@@ -206,3 +208,110 @@ def test_reports_never_fail_on_impossible_stored_activity_and_count_it_as_not_re
         "--warehouse", str(copies["bad"]), "export", "weekly", "--week", "2026-W45", "--out", str(tmp_path / "x")
     )
     assert exported.exit_code == 0, exported.output
+
+
+# --- one line and exit 2, never a traceback (issue 30: items 11, 13, 14) ----------------------------------
+def _bytes_file(tmp_path: Path, name: str, content: bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+BAD_SETTINGS = [
+    (b"collect:\n  step: 0s\n", "settings.yaml: collect.step: 0s is outside 1 s to 86400 s"),
+    (b"collect:\n  lookback: 100000d\n", "settings.yaml: collect.lookback: 100000d is outside 1 s to 604800 s"),
+    (
+        b"collect:\n  step: 60s\ncollect:\n  step: 30s\n",
+        "settings.yaml:3:1: not valid YAML: key 'collect' given twice (first on line 1)",
+    ),
+    (
+        b"collect:\n  step: 60s\n  step: 30s\n",
+        "settings.yaml:3:3: not valid YAML: key 'step' given twice (first on line 2)",
+    ),
+    (b"a: 1\n  b: [\n", "settings.yaml:2:4: not valid YAML: mapping values are not allowed here"),
+    (b"collect:\n  cluster: \xff\n", "settings.yaml:2:12: not UTF-8 text (byte 20)"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), BAD_SETTINGS, ids=[
+    "zero step", "huge lookback", "duplicate section", "duplicate key", "syntax error", "not utf-8"])  # fmt: skip
+def test_a_settings_file_no_one_should_write_is_one_line_naming_file_and_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    config = _bytes_file(tmp_path, "settings.yaml", content)
+    result = run_cli("--config", config, "--warehouse", str(tmp_path / "w.duckdb"), "report", "budget")
+    assert result.exit_code == 2, result.output
+    assert result.output == f"gpuledger: error: {tmp_path / message}\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["export", "weekly", "--week", "9999-W52"], "no such ISO week: '9999-W52' (years 1970 to 9998)"),
+        (["collect", "scrape", "file:///etc/passwd"], "file:///etc/passwd: not an http(s) URL"),
+        (["collect", "scrape", "ftp://127.0.0.1/x"], "ftp://127.0.0.1/x: not an http(s) URL"),
+    ],
+    ids=["week past the calendar", "file url", "ftp url"],
+)
+def test_arguments_no_one_should_pass_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    wh = tmp_path / "w.duckdb"
+    result = run_cli("--warehouse", str(wh), *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"gpuledger: error: {message}") and result.output.count("\n") == 1
+    assert not wh.exists()
+
+
+def test_a_store_url_with_credentials_and_an_ipv6_host_keeps_its_brackets(tmp_path: Path) -> None:
+    """Taking the credentials out once left '::1:9' (no brackets), which requests could not parse: a traceback."""
+    assert http.split_userinfo("http://u:pw@[::1]:9090/prom") == ("http://[::1]:9090/prom", ("u", "pw"))
+    assert http.split_userinfo("https://u:pw@[2001:db8::7]/") == ("https://[2001:db8::7]/", ("u", "pw"))
+    result = run_cli(
+        "--warehouse", str(tmp_path / "w.duckdb"), "collect", "prometheus", "--url", f"http://u:secret-pw@[::1]:{free_port()}",
+        "--start", "2026-11-02T00:00:00Z", "--end", "2026-11-02T01:00:00Z",
+    )  # fmt: skip
+    assert result.exit_code == 3 and "http://[::1]:" in result.output and "cannot connect" in result.output
+    assert "secret-pw" not in result.output
+
+
+def test_a_price_file_nested_deeper_than_any_price_list_is_refused(tmp_path: Path) -> None:
+    deep = _bytes_file(tmp_path, "deep.json", b"[" * 100_000 + b"]" * 100_000)
+    result = run_cli("--warehouse", str(tmp_path / "w.duckdb"), "pricing", "import", deep)
+    assert result.exit_code == 2
+    assert result.output == f"gpuledger: error: {deep}: JSON nested deeper than any price list (refused)\n"
+
+
+def test_an_export_out_that_names_a_file_is_refused_and_leaves_no_staging(
+    clean: tuple[Path, Path], tmp_path: Path
+) -> None:
+    wh, _ = clean
+    afile = tmp_path / "a-file"
+    afile.write_text("mine")
+    result = run_cli("--warehouse", str(wh), "export", "weekly", "--week", "2026-W45", "--out", str(afile))
+    assert result.exit_code == 2, result.output
+    assert "not a directory" in result.output and afile.read_text() == "mine"
+
+
+def test_the_one_writer_lock_holds_whatever_path_leads_to_the_warehouse(tmp_path: Path) -> None:
+    """A symlink to a warehouse another serve holds once let a second writer in (the lock keyed on the path)."""
+    real = tmp_path / "real" / "wh.duckdb"
+    real.parent.mkdir()
+    real.touch()
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(real)
+    with WarehouseLock(real):
+        for other in (link, tmp_path / "real" / ".." / "real" / "wh.duckdb"):
+            with pytest.raises(WarehouseLocked):
+                WarehouseLock(other).acquire()
+    WarehouseLock(link).acquire().release()  # free again once the holder let go
+
+
+def test_demo_dir_holds_the_warehouse_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    from app.cli.demo import demo_settings
+    from core.settings import Settings, with_override
+
+    settings, _ = demo_settings(Settings(), tmp_path / "mine", 300)
+    assert settings.warehouse.path == tmp_path / "mine" / "gpuledger.duckdb"
+    chosen = with_override(Settings(), "warehouse", path=tmp_path / "elsewhere.duckdb")
+    settings, _ = demo_settings(chosen, tmp_path / "mine2", 300)
+    assert settings.warehouse.path == tmp_path / "elsewhere.duckdb"

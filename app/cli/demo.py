@@ -77,7 +77,9 @@ DEMO_BUDGETS = {"vision": "9000", "nlp": "16000", "research": "1400", "ads": "60
 def demo_settings(base: Settings, workdir: Path, interval_s: int) -> tuple[Settings, Path]:
     """The user's settings plus what the simulated fleet needs; written to a file the dashboard also reads."""
     doc = base.model_dump(mode="json", exclude_defaults=True)
-    doc.setdefault("warehouse", {})["path"] = str(base.warehouse.path)
+    # the demo's warehouse lives with the rest of the demo, unless --warehouse or the settings name one
+    chosen = "path" in base.warehouse.model_fields_set
+    doc.setdefault("warehouse", {})["path"] = str(base.warehouse.path if chosen else workdir / "gpuledger.duckdb")
     # the simulator's own 5-minute resolution: one warehouse row per scrape
     doc.setdefault("collect", {}).update(step=f"{interval_s}s", cluster=fleet.CLUSTER)
     doc.setdefault("rules", {})["scrape_interval"] = f"{interval_s}s"

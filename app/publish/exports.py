@@ -34,6 +34,7 @@ from analytics.cost.prices import PriceInfo
 from app.publish import focus
 from app.publish.render import csv_text
 from core import conventions as c
+from core.errors import ConfigError
 from core.money import in_money_context
 from core.timeutil import iso
 
@@ -213,6 +214,8 @@ STAGING = ".staging"
 @in_money_context
 def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
     """Write exports/<YYYY>-W<ww>/ and return the folder."""
+    if out_root.exists() and not out_root.is_dir():
+        raise ConfigError(f"{out_root}: not a directory (--out or export.directory names the folder exports go to)")
     folder = out_root / inputs.week
     recover_staging(out_root)
     staged = out_root / STAGING / f"{inputs.week}.{os.getpid()}"

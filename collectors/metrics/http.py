@@ -56,7 +56,13 @@ def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     if parts.username is None:
         return url, None
     host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    if ":" in host:  # an IPv6 address: brackets, or the port cannot be told from it
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{urlunsplit(parts._replace(netloc=host))}: not a valid port") from None
+    netloc = f"{host}:{port}" if port else host
     return urlunsplit(parts._replace(netloc=netloc)), (unquote(parts.username), unquote(parts.password or ""))
 
 
@@ -159,6 +165,8 @@ class HttpClient:
         rng: Callable[[], float] = random.random,
     ) -> None:
         url, userinfo = split_userinfo(base_url.rstrip("/"))
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ConfigError(f"{url}: not an http(s) URL (gpuledger reads exporters and stores over HTTP only)")
         headers = dict(config.headers)
         secrets = list(config.secrets)
         if userinfo is not None and "Authorization" not in headers:

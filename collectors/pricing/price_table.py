@@ -156,6 +156,8 @@ def load_json(text: str, source: str) -> Any:
         return json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise InputError(source, f"not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+    except RecursionError:
+        raise InputError(source, "JSON nested deeper than any price list (refused)") from None
 
 
 def money(value: object, source: str, where: str) -> Decimal:

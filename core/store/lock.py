@@ -27,7 +27,10 @@ class WarehouseLocked(TransientError):
 
 
 def lock_path(warehouse: Path) -> Path:
-    return warehouse.with_name(warehouse.name + c.LOCK_SUFFIX)
+    """The lock file beside the warehouse the path leads to: a symlink or another spelling of the path must
+    find the same lock, or a second writer gets in."""
+    real = warehouse.resolve()
+    return real.with_name(real.name + c.LOCK_SUFFIX)
 
 
 class WarehouseLock:
