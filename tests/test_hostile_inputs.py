@@ -4,7 +4,9 @@ reach a bill. Inputs are the format-exact fixtures replayed once a minute; each 
 from __future__ import annotations
 
 import shutil
+import threading
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,60 @@ def test_demo_dir_holds_the_warehouse_too(tmp_path: Path, monkeypatch: pytest.Mo
     chosen = with_override(Settings(), "warehouse", path=tmp_path / "elsewhere.duckdb")
     settings, _ = demo_settings(chosen, tmp_path / "mine2", 300)
     assert settings.warehouse.path == tmp_path / "elsewhere.duckdb"
+
+
+NODE_LABELS = 'kube_node_labels{node="gpu-node-a1",label_team="vision"}'
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('kube-node-labels{node="a"} 1 {t}', "malformed metric name 'kube-node-labels'"),
+        ('kube_node_labels{node-name="a"} 1 {t}', "malformed label name 'node-name'"),
+        ('kube_node_labels{node:name="a"} 1 {t}', "malformed label name 'node:name'"),
+        ('kube_node_labels{nödé="a"} 1 {t}', "malformed label name 'nödé'"),
+        ('kube_node_labels{node="a",node="b"} 1 {t}', "label 'node' given twice in one series"),
+        ('kube_node_labels{node="a\x00b"} 1 {t}', "a NUL byte in the value of label 'node'"),
+        ("<html><body>Login</body></html>", "malformed metric name '<html><body>Login</body></html>'"),
+    ],
+    ids=["dash in metric name", "dash in label name", "colon in label name", "non-ascii label name",
+         "label given twice", "nul byte", "an html page"],
+)  # fmt: skip
+def test_a_line_the_exposition_format_does_not_allow_is_refused_naming_file_and_line(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    stamp = f"{to_epoch(START):.0f}"
+    good = f"{NODE_LABELS} 1 {stamp}"
+    path = tmp_path / "bad.om"
+    path.write_text("\n".join([good, good.replace(stamp, str(int(stamp) + 60)), line.replace("{t}", stamp)]) + "\n# EOF\n")
+    wh = tmp_path / "w.duckdb"
+    result = _collect(wh, str(path))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"gpuledger: error: {path}:3: {message}"), result.output
+    assert not wh.exists()
+
+
+def test_a_scrape_of_an_html_page_is_an_error_not_an_empty_collection(tmp_path: Path) -> None:
+    page = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n"
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        result = run_cli("--warehouse", str(tmp_path / "w.duckdb"), "collect", "scrape", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"gpuledger: error: {url}:1: malformed metric name '<!DOCTYPE'")

@@ -30,7 +30,9 @@ def _expected(pairs: list[tuple[str, dict[str, str]]], ctx: SeriesContext) -> li
 
 
 def _fixture_pairs(path: Path) -> list[tuple[str, dict[str, str]]]:
-    out = parse_lines(path.read_text().splitlines(), path.name, wants_family, default_ts_ms=1, require_eof=False)
+    # the excerpts quote their source's prose between scrapes (`$ curl ...`, `...`): exposition lines only
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(("$", "..."))]
+    out = parse_lines(lines, path.name, wants_family, default_ts_ms=1, require_eof=False)
     return out.table.pairs()
 
 

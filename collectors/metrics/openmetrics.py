@@ -41,7 +41,10 @@ class Samples:
         return len(self.sid)
 
 
-_PLAIN_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\]*)"(?:,|$)')
+_PLAIN_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"\\\x00]*)"(?:,|$)')
+# The exposition format's names: anything else (`a-b`, `ü`, an HTML page's `<html>`) is not a metric
+METRIC_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*\Z")
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def parse_labels(text: str, source: str, line: int) -> dict[str, str]:
@@ -53,7 +56,9 @@ def parse_labels(text: str, source: str, line: int) -> dict[str, str]:
     says what is wrong."""
     found = _PLAIN_LABEL.findall(text)
     if found and sum(len(k) + len(v) + 4 for k, v in found) - 1 == len(text) and text[-1] != ",":
-        return dict(found)
+        labels = dict(found)
+        if len(labels) == len(found):
+            return labels
     return _parse_labels_escaped(text, source, line)
 
 
@@ -65,8 +70,10 @@ def _parse_labels_escaped(text: str, source: str, line: int) -> dict[str, str]:
         if eq < 0 or eq + 1 >= n or text[eq + 1] != '"':
             raise InputError(source, f"malformed label set {{{text}}}", line)
         name = text[i:eq].strip()
-        if not name or not (name[0].isalpha() or name[0] == "_"):
+        if not LABEL_NAME.match(name):
             raise InputError(source, f"malformed label name {name!r}", line)
+        if name in labels:
+            raise InputError(source, f"label {name!r} given twice in one series", line)
         j, out = eq + 2, []
         while True:
             if j >= n:
@@ -78,6 +85,8 @@ def _parse_labels_escaped(text: str, source: str, line: int) -> dict[str, str]:
                 j += 2
             elif ch == '"':
                 break
+            elif ch == "\x00":
+                raise InputError(source, f"a NUL byte in the value of label {name!r}", line)
             else:
                 out.append(ch)
                 j += 1
@@ -127,6 +136,8 @@ class _Reader:
             rest = parts[1] if len(parts) > 1 else ""
         wanted = self.names.get(name)
         if wanted is None:
+            if not METRIC_NAME.match(name):
+                raise InputError(self.source, f"malformed metric name {name[:80]!r} (not an exposition line)", lineno)
             wanted = self.names[name] = self.wants_family(name)
         if not wanted:
             return

@@ -35,7 +35,7 @@ _CONVERT = pacsv.ConvertOptions(
 
 # A whole label set without escapes: what openmetrics.parse_labels reads with its one regular expression
 _PLAIN_SET = r'^(?:[A-Za-z_][A-Za-z0-9_]*="[^"\\]*"(?:,[A-Za-z_][A-Za-z0-9_]*="[^"\\]*")*)?$'
-_NAME = r"^[^{}\s]+$"
+_NAME = r"^[A-Za-z_:][A-Za-z0-9_:]*$"  # openmetrics.METRIC_NAME: anything else goes to the strict parser
 
 
 def parse_file(
@@ -133,7 +133,8 @@ def _well_formed(names: pa.Array, rest: pa.Array) -> bool:
     """Every key is `name` or `name{labels}`: anything else (an odd metric name, no closing brace) is
     left to the strict parser. (all() of no values is null: nothing braced is well formed too.)"""
     closed = pc.all(pc.ends_with(rest, "}")).as_py() is not False
-    return closed and pc.all(pc.match_substring_regex(names, _NAME)).as_py() is not False
+    no_nul = pc.any(pc.match_substring(rest, "\x00")).as_py() is not True
+    return closed and no_nul and pc.all(pc.match_substring_regex(pc.unique(names), _NAME)).as_py() is not False
 
 
 def _labels(texts: pa.StringArray, source: str) -> tuple[np.ndarray, pa.Array, pa.Array] | None:
@@ -157,7 +158,7 @@ def _labels(texts: pa.StringArray, source: str) -> tuple[np.ndarray, pa.Array, p
         names = pa.concat_arrays([names, pa.array([k for _, k, _ in extra], pa.string())])
         values = pa.concat_arrays([values, pa.array([v for _, _, v in extra], pa.string())])
     if _repeats(sids, names):
-        return None  # the strict parser keeps the last value of a repeated label
+        return None  # the strict parser names the line of a label given twice
     return sids, names, values
 
 
