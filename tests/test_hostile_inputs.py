@@ -342,7 +342,9 @@ def test_a_line_the_exposition_format_does_not_allow_is_refused_naming_file_and_
     stamp = f"{to_epoch(START):.0f}"
     good = f"{NODE_LABELS} 1 {stamp}"
     path = tmp_path / "bad.om"
-    path.write_text("\n".join([good, good.replace(stamp, str(int(stamp) + 60)), line.replace("{t}", stamp)]) + "\n# EOF\n")
+    path.write_text(
+        "\n".join([good, good.replace(stamp, str(int(stamp) + 60)), line.replace("{t}", stamp)]) + "\n# EOF\n"
+    )
     wh = tmp_path / "w.duckdb"
     result = _collect(wh, str(path))
     assert result.exit_code == 2, result.output
