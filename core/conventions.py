@@ -526,7 +526,10 @@ DCGM_PREFIX: Final = "DCGM_FI_"
 DCGM_INT64_BLANK: Final = (9.223372036854775e18, 9.223372036854776e18)
 DCGM_FP64_BLANK: Final = (140737488355328.0, 140737488355343.0)
 VALID_DEFAULT: Final = (0.0, 1e18)  # counters, histograms, serving gauges: finite and non-negative
-MAX_GPU_REQUEST: Final = 1e7  # GPUs, MIG slices, replicas, HAMi MiB (nvidia.com/gpumem) or core %
+MAX_GPU_REQUEST: Final = 1e7
+# No GPU rents for more per hour (an H100 lists at about $12, a B200 at about $14): a higher price is a
+# typo or a unit error, refused unless `pricing import --force` says it is real.
+MAX_PLAUSIBLE_GPU_HOUR_USD: Final = 1000  # GPUs, MIG slices, replicas, HAMi MiB (nvidia.com/gpumem) or core %
 VALID_RANGES: Final[dict[str, tuple[float, float]]] = {
     DCGM_GR_ENGINE_ACTIVE: (0.0, 1.0),  # a ratio
     DCGM_GPU_UTIL: (0.0, 100.0),  # percent

@@ -376,3 +376,51 @@ def test_a_scrape_of_an_html_page_is_an_error_not_an_empty_collection(tmp_path: 
         server.server_close()
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"gpuledger: error: {url}:1: malformed metric name '<!DOCTYPE'")
+
+
+# --- prices (issue 30 #9, #10) ---------------------------------------------------------------------------
+PRICE_HEADER = "provider,region,instance_type,capacity_type,gpu_model,gpus,price_per_hour_usd,effective_from\n"
+
+
+def _price_file(tmp_path: Path, name: str, price: str) -> str:
+    path = tmp_path / name
+    path.write_text(PRICE_HEADER + f"aws,us-east-1,p4de.24xlarge,on_demand,A100,8,{price},2026-11-01T00:00:00Z\n")
+    return str(path)
+
+
+def test_a_price_no_gpu_has_is_refused_unless_forced_and_a_failed_export_leaves_nothing(
+    direct_warehouse: Path, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    shutil.copy(direct_warehouse, wh)
+    absurd = _price_file(tmp_path, "absurd.csv", "900000000000000000")
+    before = content_digest(wh)
+    refused = run_cli("--warehouse", str(wh), "pricing", "import", absurd)
+    assert refused.exit_code == 2 and "$112500000000000000.00 per GPU-hour is above $1000" in refused.output
+    assert "pass --force if it is real" in refused.output and content_digest(wh) == before
+    assert run_cli("--warehouse", str(wh), "pricing", "import", absurd, "--force").exit_code == 0
+    out = tmp_path / "exports"
+    failed = run_cli("--warehouse", str(wh), "export", "weekly", "--week", "2026-W45", "--out", str(out))
+    assert failed.exit_code == 2 and "does not fit the Parquet export's decimal(18,2)" in failed.output
+    assert failed.output.count("\n") == 1
+    assert [p.name for p in out.iterdir()] == []  # no week folder, no .staging
+
+
+def test_past_prices_change_only_with_replace_and_the_command_says_which_bills_move(
+    direct_warehouse: Path, tmp_path: Path
+) -> None:
+    wh = tmp_path / "wh.duckdb"
+    shutil.copy(direct_warehouse, wh)
+    assert run_cli("--warehouse", str(wh), "pricing", "import", _price_file(tmp_path, "a.csv", "32.77")).exit_code == 0
+    again = run_cli("--warehouse", str(wh), "pricing", "import", _price_file(tmp_path, "a.csv", "32.77"))
+    assert again.exit_code == 0  # the same prices again: no bill moves, nothing to refuse
+    before = content_digest(wh)
+    changed = _price_file(tmp_path, "b.csv", "40.96")
+    refused = run_cli("--warehouse", str(wh), "pricing", "import", changed)
+    moved = "p4de.24xlarge on_demand us-east-1 (aws) from 2026-11-01T00:00:00Z: $32.77 -> $40.96 per hour"
+    assert (
+        refused.exit_code == 2 and f"would change a stored price, and the bills that used it: {moved}" in refused.output
+    )
+    assert content_digest(wh) == before
+    replaced = run_cli("--warehouse", str(wh), "pricing", "import", changed, "--replace")
+    assert replaced.exit_code == 0 and f"replaced {moved}: bills from then on move" in replaced.output

@@ -46,10 +46,13 @@ def pricing_group() -> None:
     """Load and inspect price tables."""
 
 
-def _store(ctx: Context, parsed: price_table.Parsed, origin: str) -> None:
+def _store(ctx: Context, parsed: price_table.Parsed, origin: str, replace: bool = False, force: bool = False) -> None:
     with open_warehouse(ctx.warehouse) as con:
-        changed = price_table.store(con, parsed.rows)
+        moved = price_table.restated(con, parsed.rows) if replace else []
+        changed = price_table.store(con, parsed.rows, replace=replace, force=force)
     click.echo(f"imported {len(parsed.rows)} price rows ({changed} new or changed) from {origin}{parsed.summary()}")
+    for row in moved:
+        click.echo(f"replaced {row.describe()}: bills from then on move")
 
 
 @pricing_group.command("import")
@@ -58,18 +61,26 @@ def _store(ctx: Context, parsed: price_table.Parsed, origin: str) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(c.PRICE_FORMATS), default=None, help="File format (default: from content)."
 )
+@click.option(
+    "--replace", is_flag=True, help="Let the file change prices already stored (past bills move; each is listed)."
+)
+@click.option(
+    "--force", is_flag=True, help="Store a price above $1,000 per GPU-hour (refused as implausible otherwise)."
+)
 @pass_ctx
 @fail_cleanly
-def pricing_import_cmd(ctx: Context, file: Path | None, use_default: bool, fmt: str | None) -> None:
+def pricing_import_cmd(
+    ctx: Context, file: Path | None, use_default: bool, fmt: str | None, replace: bool, force: bool
+) -> None:
     """Import a price file: AWS offer/GetProducts/spot, GCP catalog, Azure retail, or CSV (all rows or none)."""
     if (file is None) == (not use_default):
         raise ConfigError("give a FILE or --default (not both)")
     options = price_table.ImportOptions.from_settings(ctx.settings.pricing)
     if file is None:
         parsed = price_table.Parsed(price_table.parse_csv(price_table.default_table_text(), "default", options))
-        _store(ctx, parsed, "the default table")
+        _store(ctx, parsed, "the default table", replace, force)
     else:
-        _store(ctx, importer.import_file(file, fmt, options), str(file))
+        _store(ctx, importer.import_file(file, fmt, options), str(file), replace, force)
 
 
 @pricing_group.command("fetch")

@@ -130,7 +130,13 @@ def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
         ]
         + [pa.field("price_sources", pa.string())]
     )
-    table = pa.Table.from_pylist(rows, schema=schema)
+    try:
+        table = pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ConfigError(
+            f"a cost does not fit the Parquet export's decimal(18,2) (one row is over $10^16: a price no GPU has; "
+            f"see `gpuledger pricing show --all`): {str(exc).splitlines()[0]}"
+        ) from None
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", write_statistics=True, use_dictionary=True)
     return bytes(sink.getvalue().to_pybytes())
@@ -220,6 +226,16 @@ def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
     recover_staging(out_root)
     staged = out_root / STAGING / f"{inputs.week}.{os.getpid()}"
     staged.mkdir(parents=True)
+    try:
+        return _write_staged(inputs, staged, folder)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # a failed export leaves nothing behind (a kill -9 is recovered)
+        with contextlib.suppress(OSError):
+            staged.parent.rmdir()
+        raise
+
+
+def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> Path:
     teams = team_rows(inputs)
     workloads = workload_rows(inputs)
     focus_rows = focus.focus_rows(inputs.for_focus, inputs.prices, inputs.account)

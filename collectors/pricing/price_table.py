@@ -257,18 +257,69 @@ MAX_PRICE = Decimal(10) ** 18
 MAX_GPUS = 2**31 - 1
 
 
-def _check_storable(rows: list[PriceRow]) -> None:
+def _check_storable(rows: list[PriceRow], force: bool) -> None:
     for r in rows:
         for what, value in (("price", r.price_per_hour_usd), ("GPU price", r.gpu_price_per_hour_usd)):
             if value is not None and abs(value) >= MAX_PRICE:
                 raise InputError(r.source or "prices", f"{r.instance_type}: {what} {value} is out of range")
         if not 0 < r.gpus <= MAX_GPUS:
             raise InputError(r.source or "prices", f"{r.instance_type}: {r.gpus} GPUs is out of range")
+        per_gpu = (r.gpu_price_per_hour_usd if r.gpu_price_per_hour_usd is not None else r.price_per_hour_usd) / r.gpus
+        if per_gpu > c.MAX_PLAUSIBLE_GPU_HOUR_USD and not force:
+            raise InputError(
+                r.source or "prices",
+                f"{r.instance_type} ({r.capacity_type}, {r.region}): ${per_gpu:.2f} per GPU-hour is above "
+                f"${c.MAX_PLAUSIBLE_GPU_HOUR_USD} (no GPU rents for that; pass --force if it is real)",
+            )
 
 
-def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> int:
-    """Upsert all rows in one transaction; returns how many rows were new or changed."""
-    _check_storable(rows)
+@dataclass(frozen=True)
+class Restated:
+    """A stored price row a file would change: the bills from `effective_from` on move."""
+
+    key: tuple[str, str, str, str, str, datetime]
+    old: Decimal
+    new: Decimal
+
+    def describe(self) -> str:
+        provider, region, zone, itype, ctype, since = self.key
+        where = f"{itype} {ctype} {region}{'/' + zone if zone else ''} ({provider})"
+        return (
+            f"{where} from {since:%Y-%m-%dT%H:%M:%SZ}: ${self.old.normalize():f} -> ${self.new.normalize():f} per hour"
+        )
+
+
+def restated(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> list[Restated]:
+    """The stored rows these rows would change (same key, another node or GPU price)."""
+    stored = {
+        tuple(r[:6]): (r[6], r[7])
+        for r in con.execute(
+            f"""SELECT provider, region, zone, instance_type, capacity_type, effective_from, price_per_hour_usd,
+                gpu_price_per_hour_usd FROM {c.T_PRICES}"""
+        ).fetchall()
+    }
+    out = []
+    for r in rows:
+        old = stored.get(r.key)
+        gpu_part = r.price_per_hour_usd if r.gpu_price_per_hour_usd is None else r.gpu_price_per_hour_usd
+        if old is not None and (old[0] != r.price_per_hour_usd or old[1] != gpu_part):
+            out.append(Restated(r.key, old[0], r.price_per_hour_usd))
+    return sorted(out, key=lambda x: x.key)
+
+
+def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow], replace: bool = False, force: bool = False) -> int:
+    """Upsert all rows in one transaction; returns how many rows were new or changed. A row that would change a
+    stored price (past bills move) is refused unless `replace`; a price per GPU-hour above
+    c.MAX_PLAUSIBLE_GPU_HOUR_USD unless `force`."""
+    _check_storable(rows, force)
+    moved = restated(con, rows)
+    if moved and not replace:
+        first = moved[0]
+        more = f" (and {len(moved) - 1} more)" if len(moved) > 1 else ""
+        raise InputError(
+            rows[0].source or "prices",
+            f"would change a stored price, and the bills that used it: {first.describe()}{more}; pass --replace to do so",
+        )
     before = _snapshot(con)
     try:
         _upsert(con, rows)
