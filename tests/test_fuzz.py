@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,8 @@ from collectors.metrics.om_file import parse_file
 from collectors.metrics.openmetrics import parse_lines
 from collectors.pricing.importer import parse_text
 from collectors.pricing.price_table import ImportOptions
-from core.errors import GpuledgerError
+from core.errors import ConfigError, GpuledgerError
+from core.settings import Settings, load_settings
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import content_digest
 
@@ -184,3 +186,30 @@ def test_a_failed_import_writes_nothing_and_exits_with_the_input_error_code(
     assert result.exit_code in (0, 2), result.output
     if result.exit_code == 2:
         assert content_digest(wh) == before and result.output.startswith("gpuledger: error: ")
+
+
+SECTIONS = sorted(Settings.model_fields)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=20),
+    st.sampled_from(["0s", "60s", "5m", "100000d", "-1s", "1e9", "1GB", "oidc", "http://[::1]:9", "team"]),
+)  # fmt: skip
+SETTING_VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)  # fmt: skip
+SETTINGS_DOCS = st.dictionaries(
+    st.sampled_from(SECTIONS) | st.text(max_size=8),
+    st.dictionaries(st.text(max_size=20) | st.sampled_from(["step", "lookback", "path", "url", "auth", "user_claim"]), SETTING_VALUES, max_size=4)
+    | SETTING_VALUES,
+    max_size=4,
+)  # fmt: skip
+
+
+@FAST
+@given(SETTINGS_DOCS.map(lambda doc: yaml.safe_dump(doc).encode()) | st.binary(max_size=300))
+def test_the_settings_loader_raises_only_config_errors_on_any_file(tmp_path_factory: Any, data: bytes) -> None:
+    """Whatever a settings file holds (random sections and values, or bytes), loading it gives Settings or the
+    one documented error: the CLI exits 0 or 2, never 1."""
+    path = tmp_path_factory.mktemp("settings") / "gpuledger.yaml"
+    path.write_bytes(data)
+    try:
+        load_settings(path, env={})
+    except ConfigError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
