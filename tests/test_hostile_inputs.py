@@ -424,3 +424,32 @@ def test_past_prices_change_only_with_replace_and_the_command_says_which_bills_m
     assert content_digest(wh) == before
     replaced = run_cli("--warehouse", str(wh), "pricing", "import", changed, "--replace")
     assert replaced.exit_code == 0 and f"replaced {moved}: bills from then on move" in replaced.output
+
+
+def _with_repeat(tmp_path: Path, name: str, value: str | None) -> Path:
+    """The replay with the GPU request's minute-3 sample given again (with `value`, or the same one)."""
+    path = _replayed(KSM, tmp_path / name)
+    lines = path.read_text().splitlines()
+    stamp = f"{to_epoch(START) + 180:.0f}"
+    i = next(
+        i for i, s in enumerate(lines) if s.startswith(GPU_REQUEST) and "nvidia_com_gpu" in s and s.endswith(stamp)
+    )
+    series, original, _ = lines[i].rsplit(" ", 2)
+    lines.insert(i + 1, f"{series} {value or original} {stamp}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_two_samples_of_one_series_at_one_time_that_disagree_are_refused_and_identical_ones_pass(
+    clean: tuple[Path, Path], tmp_path: Path
+) -> None:
+    wh, dcgm = clean
+    other = tmp_path / "other.duckdb"
+    bad = _collect(other, str(dcgm), str(_with_repeat(tmp_path, "bad.om", "2")))
+    assert bad.exit_code == 2, bad.output
+    assert "kube_pod_container_resource_requests{" in bad.output and 'pod="resnet-train-7d9f8-abcde"' in bad.output
+    assert "has two samples at 2026-11-02T10:03:00Z with different values (1 and 2)" in bad.output
+    assert not other.exists()
+    same = _collect(other, str(dcgm), str(_with_repeat(tmp_path, "same.om", None)))
+    assert same.exit_code == 0, same.output
+    assert content_digest(other) == content_digest(wh)

@@ -24,7 +24,7 @@ from collectors.metrics.openmetrics import ANY_TIME_MS, Samples
 from collectors.metrics.prometheus import reader as prometheus
 from collectors.metrics.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c
-from core.errors import ConfigError
+from core.errors import ConfigError, InputError
 from core.settings import CollectSettings, PrometheusSettings
 from core.store.warehouse import one, open_warehouse
 from core.timeutil import Window, parse_duration
@@ -74,6 +74,7 @@ def commit_samples(
     """Resample parsed samples onto the step grid and commit them in one transaction."""
     ctx = SeriesContext(settings.cluster, settings.workload_label_style)
     table, sid, t_ms, v = _combine(parsed)
+    _refuse_conflicting_duplicates(table, sid, t_ms, v, source)
     step_s = parse_duration(settings.step)
     lookback_ms = parse_duration(settings.lookback) * 1000
     if single_scrape:
@@ -283,6 +284,31 @@ def _combine(parsed: list[Samples]) -> tuple[SeriesTable, np.ndarray, np.ndarray
     if not sids:
         return table, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0)
     return table, np.concatenate(sids).astype(np.int32), np.concatenate(times), np.concatenate(values)
+
+
+def _refuse_conflicting_duplicates(
+    table: SeriesTable, sid: np.ndarray, t_ms: np.ndarray, v: np.ndarray, source: str
+) -> None:
+    """Two samples of one series at one time with different values: refused, naming the series. Which one is
+    true cannot be known, and taking the last (as parsing did) once doubled a pod's GPU-hours when a request
+    of 4 was repeated as 8. Identical repeats are harmless and pass."""
+    if len(sid) < 2:
+        return
+    order = np.lexsort((t_ms, sid))
+    s, t, x = sid[order], t_ms[order], v[order]
+    clash = (s[1:] == s[:-1]) & (t[1:] == t[:-1]) & ~((x[1:] == x[:-1]) | (np.isnan(x[1:]) & np.isnan(x[:-1])))
+    if not clash.any():
+        return
+    i = int(np.flatnonzero(clash)[0])
+    series = int(s[i])
+    rows = np.flatnonzero(table.label_sid == series)
+    labels = ",".join(f'{table.label_name[r]}="{table.label_value[r]}"' for r in rows.tolist())
+    when = datetime(1970, 1, 1) + timedelta(milliseconds=int(t[i]))
+    raise InputError(
+        source,
+        f"{table.family[series]}{{{labels}}} has two samples at {when:%Y-%m-%dT%H:%M:%S}Z with different values "
+        f"({x[i]:g} and {x[i + 1]:g}): which one is true cannot be known, so nothing was collected",
+    )
 
 
 def epoch_ms(ts: datetime) -> float:
