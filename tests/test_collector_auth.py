@@ -8,6 +8,7 @@ output, in every text column of every warehouse table, and in the warehouse file
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -354,3 +356,41 @@ def test_a_redirect_to_the_same_origin_keeps_the_credentials(tmp_path: Path) -> 
     assert headers["x-api-key"] == HEADER_SECRET
     assert headers["authorization"] == f"Bearer {TOKEN}"
     assert headers["x-scope-orgid"] == "team-a"
+
+
+def test_a_key_in_the_url_query_is_sent_every_time_and_never_shown_in_any_encoding(tmp_path: Path) -> None:
+    """`?api_key=...` in prometheus.url, and a header whose value a URL would encode: the store echoes the
+    request (as proxies do) in its error; the message names the store and holds neither in any form."""
+    key, header = "s3cr3t+k/ey=", "hdr+val/ue=="
+    seen: list[str] = []
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.path)
+            body = json.dumps({"status": "error", "error": f"bad request {self.path} {self.headers.get('X-Api-Key')}"})
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/prom?api_key={quote(key, safe='')}"
+        settings = {"prometheus": {"headers": {"X-Api-Key": header}}, "collect": {"retries": 0}}
+        result = _run(tmp_path, settings, "--url", url, *WINDOW)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen and all(f"api_key={quote(key, safe='')}" in path for path in seen)  # sent with every request
+    assert result.exit_code == 2, result.output
+    assert f"127.0.0.1:{server.server_address[1]}/prom" in result.output
+    for secret in (key, header):
+        for form in (secret, quote(secret, safe=""), quote_plus(secret, safe="")):
+            assert form not in result.output
+    _assert_kept_nowhere(key, result, tmp_path / "wh.duckdb")
+    _assert_kept_nowhere(quote(key, safe=""), result, tmp_path / "wh.duckdb")

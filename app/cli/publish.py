@@ -125,6 +125,10 @@ def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # Streamlit's welcome message looks up the machine's external IP (an outbound HTTPS request) when it
+        # binds 0.0.0.0; gpuledger prints the address itself and the dashboard makes no outbound call
+        "--logger.hideWelcomeMessage",
+        "true",
         "--global.developmentMode",
         "false",
         # no run-on-save or source watching: a served dashboard never reloads code from its disk

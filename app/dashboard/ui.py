@@ -133,15 +133,20 @@ class Filters:
         return self.scope.restrict(frame)
 
 
+def _login() -> None:
+    st.title("gpuledger")
+    st.write("Log in to see your teams' GPU bills.")
+    st.button("Log in", on_click=st.login, type="primary")
+
+
 def authenticate(policy: DashboardSettings) -> access.Scope:
     """With `dashboard.auth: oidc`, log the user in (st.login) and return what they may see."""
     if policy.auth == "none":
         return access.EVERYTHING
     identity = access.identity_from(st.user.to_dict(), policy.groups_claim, policy.user_claim)
     if not identity.logged_in:
-        st.title("gpuledger")
-        st.write("Log in to see your teams' GPU bills.")
-        st.button("Log in", on_click=st.login, type="primary")
+        # the login is the only page there is: stopping before st.navigation let Streamlit list the pages/ folder
+        st.navigation([st.Page(_login, title="Log in", default=True)], position="hidden").run()
         st.stop()
     scope = access.scope_for(identity, policy)
     teams = "all teams" if scope.admin else (", ".join(sorted(scope.teams)) or "no team yet: ask an admin")

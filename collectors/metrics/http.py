@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -171,11 +171,18 @@ class HttpClient:
         secrets = list(config.secrets)
         if userinfo is not None and "Authorization" not in headers:
             headers["Authorization"] = basic_auth(*userinfo)
-            secrets += [userinfo[1], quote(userinfo[1], safe=""), headers["Authorization"].split(" ", 1)[1]]
+            secrets += [userinfo[1], headers["Authorization"].split(" ", 1)[1]]
+        # a query in the configured URL (`?api_key=...`) is sent with every request and never shown
+        parts = urlsplit(url)
+        self._query = parse_qsl(parts.query, keep_blank_values=True)
+        secrets += [value for _, value in self._query]
+        url = urlunsplit(parts._replace(query="", fragment=""))
         self.base_url = url
         self.config = config
         self._headers = headers
-        self._secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
+        # each secret also as a URL or a form would encode it: servers echo requests in their errors
+        forms = {f for s in secrets if s for f in (s, quote(s, safe=""), quote_plus(s, safe=""))}
+        self._secrets = tuple(sorted(forms, key=len, reverse=True))
         self._sleep = sleep
         self._rng = rng
         self._local = threading.local()
@@ -209,7 +216,10 @@ class HttpClient:
             try:
                 # verify per request: a session-level setting loses to $REQUESTS_CA_BUNDLE in requests
                 response = self._session().get(
-                    url, params=params, timeout=self.config.timeout_s, verify=self.config.verify
+                    url,
+                    params=[*self._query, *(params or {}).items()],
+                    timeout=self.config.timeout_s,
+                    verify=self.config.verify,
                 )
                 body = response.content
             except requests.exceptions.SSLError as exc:
