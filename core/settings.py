@@ -66,6 +66,13 @@ class CollectSettings(_Section):
         le=11_000,
         description="Range-query chunk size in points per series (Prometheus caps 11,000).",
     )
+    max_line_kb: int = Field(
+        default=1024,
+        ge=1,
+        le=1_048_576,
+        description="A file line longer than this is refused naming the line (an exporter's longest is a few KB); "
+        "files are read a line at a time up to it, so memory stays bounded.",
+    )
     timeout: str = Field(default="60s", description="HTTP timeout per Prometheus request.")
     retries: int = Field(default=4, ge=0, description="Retries (exponential backoff with jitter) on transient errors.")
     # how a Prometheus-compatible store is read
@@ -167,6 +174,13 @@ class OnPremSettings(_Section):
 
 
 class PricingSettings(_Section):
+    max_file_mb: int = Field(
+        default=2048,
+        ge=1,
+        le=65536,
+        description="A price file larger than this (after gunzip) is refused before it is parsed (AWS's largest "
+        "regional offer file is a few hundred MB).",
+    )
     fallback_gpu_hour_usd: Decimal | None = Field(
         default=None,
         description="Price per GPU-hour for GPU nodes that match no price row; unset = bill $0 and "

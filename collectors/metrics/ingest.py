@@ -58,7 +58,8 @@ def collect_files(
         raise ConfigError(f"--at {at:%Y-%m-%dT%H:%M:%SZ} is not a plausible sample time (2000 to a day from now)")
     # files parse in parallel: the fast path spends its time in Arrow, which releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, max(1, len(paths))), thread_name_prefix="gpuledger-parse") as pool:
-        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof, bounds), paths))
+        limit = settings.max_line_kb * 1024
+        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof, bounds, limit), paths))
     source = "files:" + ",".join(sorted(p.name for p in paths))
     return commit_samples(warehouse, parsed, settings, source, window, at is not None)
 

@@ -39,7 +39,10 @@ _NAME = r"^[A-Za-z_:][A-Za-z0-9_:]*$"  # openmetrics.METRIC_NAME: anything else 
 
 
 def parse_file(
-    path: Path, wants_family: Callable[[str], bool], ts_bounds_ms: tuple[int, int] = om.ANY_TIME_MS
+    path: Path,
+    wants_family: Callable[[str], bool],
+    ts_bounds_ms: tuple[int, int] = om.ANY_TIME_MS,
+    max_line_bytes: int | None = None,
 ) -> om.Samples | None:
     """Samples of a timestamped, `# EOF`-terminated file, or None when the strict parser must read it
     (also when a kept sample's timestamp is outside `ts_bounds_ms`: the strict parser names its line)."""
@@ -47,6 +50,8 @@ def parse_file(
         lines = pacsv.read_csv(path, _READ, _PARSE, _CONVERT).column("line")
     except (pa.ArrowInvalid, OSError):
         return None
+    if max_line_bytes is not None and len(lines) and pc.max(pc.binary_length(lines)).as_py() >= max_line_bytes:
+        return None  # the strict reader names the line that is too long
     comment = pc.starts_with(lines, "#")
     if not _ends_with_eof(lines, comment):
         return None

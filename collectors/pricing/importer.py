@@ -13,6 +13,7 @@ record when it was fetched: its modification time, unless the caller says otherw
 from __future__ import annotations
 
 import gzip
+import io
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,13 @@ JSON_KINDS = (  # (format, key that marks it)
 )
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, max_bytes: int = ImportOptions.max_bytes) -> str:
+    """The file's text, gunzipped; refused, before it is all in memory, when it (or what it inflates to) is
+    larger than `max_bytes` (a 2 MB gzip bomb once took 4.3 GB before anything refused it)."""
+    too_big = f"larger than {max_bytes // 2**20} MB (pricing.max_file_mb)"
     try:
+        if path.stat().st_size > max_bytes:
+            raise InputError(str(path), too_big)
         data = path.read_bytes()
     except FileNotFoundError:
         raise InputError(str(path), "no such file") from None
@@ -41,9 +47,12 @@ def read_text(path: Path) -> str:
         raise InputError(str(path), f"cannot read: {exc.strerror}") from None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as inflating:
+                data = inflating.read(max_bytes + 1)
         except (OSError, EOFError) as exc:
             raise InputError(str(path), f"truncated or corrupt gzip data ({exc})") from None
+        if len(data) > max_bytes:
+            raise InputError(str(path), f"decompresses to {too_big}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -55,7 +64,7 @@ def import_file(path: Path, fmt: str | None, options: ImportOptions) -> Parsed:
     if options.fetched_at is None:
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC) if path.exists() else None
         options = replace(options, fetched_at=mtime.replace(tzinfo=None, microsecond=0) if mtime else None)
-    return parse_text(read_text(path), str(path), fmt, options)
+    return parse_text(read_text(path, options.max_bytes), str(path), fmt, options)
 
 
 def parse_text(text: str, source: str, fmt: str | None, options: ImportOptions) -> Parsed:

@@ -82,13 +82,19 @@ class ImportOptions:
     reserved_purchase_option: str = "No Upfront"
     fetched_at: datetime | None = None
     regions: frozenset[str] = frozenset()  # keep only these regions (empty: all)
+    max_bytes: int = 2048 * 2**20  # a file (decompressed) larger than this is refused before it is parsed
 
     @classmethod
     def from_settings(
         cls, pricing: PricingSettings, fetched_at: datetime | None = None, regions: tuple[str, ...] = ()
     ) -> ImportOptions:
         return cls(
-            pricing.gpu_share, pricing.reserved_term, pricing.reserved_purchase_option, fetched_at, frozenset(regions)
+            pricing.gpu_share,
+            pricing.reserved_term,
+            pricing.reserved_purchase_option,
+            fetched_at,
+            frozenset(regions),
+            pricing.max_file_mb * 2**20,
         )
 
 
