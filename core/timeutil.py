@@ -113,3 +113,18 @@ def iso_week_window(week: str) -> Window:
 def iso_week_of(ts: datetime) -> str:
     year, week, _ = ts.isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def floor_step(ts: datetime, step_s: int) -> datetime:
+    ms = int((ts - datetime(1970, 1, 1)) / timedelta(milliseconds=1))
+    return datetime(1970, 1, 1) + timedelta(milliseconds=ms - ms % (step_s * 1000))
+
+
+def commit_windows(window: Window, length_s: int, step_s: int) -> list[Window]:
+    """Consecutive windows of about length_s (a whole number of steps) covering the window."""
+    span = timedelta(seconds=max(step_s, length_s - length_s % step_s))
+    out, start = [], window.start
+    while start < window.end:
+        out.append(Window(start, min(start + span, window.end)))
+        start = out[-1].end
+    return out

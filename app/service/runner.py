@@ -34,7 +34,7 @@ from core.errors import GpuledgerError, InputError, TransientError, WarehouseBus
 from core.settings import PrometheusSettings, Settings, SourceSettings, load_settings, with_override
 from core.store.status import data_span, days_without_data
 from core.store.warehouse import open_warehouse
-from core.timeutil import Window, iso, iso_week_window, parse_duration, to_epoch
+from core.timeutil import Window, commit_windows, floor_step, iso, iso_week_window, parse_duration, to_epoch
 
 log = logging.getLogger("gpuledger.serve")
 Clock = Callable[[], datetime]
@@ -131,14 +131,12 @@ class Service:
         prom = store_settings(self.settings, source)
         key = watermark_key(prom)
         now = self.clock()
-        end = schedule.floor_step(now - timedelta(seconds=parse_duration(cs.safety_lag)), step)
-        start = self.watermarks.get(key) or schedule.floor_step(
-            now - timedelta(seconds=parse_duration(source.backfill)), step
-        )
+        end = floor_step(now - timedelta(seconds=parse_duration(cs.safety_lag)), step)
+        start = self.watermarks.get(key) or floor_step(now - timedelta(seconds=parse_duration(source.backfill)), step)
         if end <= start:
             return
         length = parse_duration(self.settings.service.commit_window)
-        for window in schedule.commit_windows(Window(start, end), length, step):
+        for window in commit_windows(Window(start, end), length, step):
             if self.stop.is_set():
                 log.info("%s: stopping before %s (collected up to the watermark)", source.name, iso(window.start))
                 return
@@ -234,7 +232,7 @@ class Service:
     def evaluate_health(self) -> None:
         s = self.settings.service
         lag = parse_duration(self.settings.collect.safety_lag)
-        end = schedule.floor_step(self.clock() - timedelta(seconds=lag), 60)
+        end = floor_step(self.clock() - timedelta(seconds=lag), 60)
         log.info(
             "health: %s",
             record_health(self.settings, Window(end - timedelta(seconds=parse_duration(s.health_window)), end)),

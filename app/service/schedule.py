@@ -1,4 +1,4 @@
-"""Scheduling arithmetic for `gpuledger serve`: which weeks are due, how a collection is cut.
+"""Scheduling arithmetic for `gpuledger serve`: which weeks are due (collections are cut by core.timeutil).
 
 No I/O but the export folder's own bookkeeping, and an explicit `now`, so catch-up after any outage is a
 table-driven test.
@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from core import conventions as c
-from core.timeutil import Window, iso_week_of, iso_week_window
+from core.timeutil import iso_week_of, iso_week_window
 
 WEEK = timedelta(days=7)
 MAX_CATCH_UP_WEEKS = 52  # a service down for longer exports the last year and says so
@@ -75,19 +75,3 @@ def exported_weeks(root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if _WEEK_NAME.match(p.name) and (p / c.EXPORT_MANIFEST).is_file())
-
-
-def floor_step(ts: datetime, step_s: int) -> datetime:
-    epoch = datetime(1970, 1, 1)
-    seconds = int((ts - epoch).total_seconds())
-    return epoch + timedelta(seconds=seconds - seconds % step_s)
-
-
-def commit_windows(window: Window, length_s: int, step_s: int) -> list[Window]:
-    """Consecutive windows of about length_s (a whole number of steps) covering the window."""
-    span = timedelta(seconds=max(step_s, length_s - length_s % step_s))
-    out, start = [], window.start
-    while start < window.end:
-        out.append(Window(start, min(start + span, window.end)))
-        start = out[-1].end
-    return out

@@ -27,7 +27,7 @@ from core import conventions as c
 from core.errors import ConfigError, InputError
 from core.settings import CollectSettings, PrometheusSettings
 from core.store.warehouse import one, open_warehouse
-from core.timeutil import Window, parse_duration
+from core.timeutil import Window, commit_windows, floor_step, parse_duration
 
 
 def plausible_ms(now: datetime) -> tuple[int, int]:
@@ -244,16 +244,6 @@ def resolve_window(
     return Window(start, end) if end > start else None
 
 
-def commit_windows(window: Window, length_s: int, step_s: int) -> list[Window]:
-    """Consecutive windows of about length_s (a whole number of steps) covering the window."""
-    span = timedelta(seconds=max(step_s, length_s - length_s % step_s))
-    out, start = [], window.start
-    while start < window.end:
-        out.append(Window(start, min(start + span, window.end)))
-        start = out[-1].end
-    return out
-
-
 def source_name(base_url: str, tenant: str | None) -> str:
     """Watermark key of a store: its URL (credentials already stripped) and tenant."""
     return f"prometheus:{base_url}" + (f"#tenant={tenant}" if tenant else "")
@@ -262,11 +252,6 @@ def source_name(base_url: str, tenant: str | None) -> str:
 def _watermark(con: duckdb.DuckDBPyConnection, source: str) -> datetime | None:
     row = one(con, f"SELECT last_ts FROM {c.T_WATERMARKS} WHERE source = ?", [source])
     return row[0] if row else None
-
-
-def floor_step(ts: datetime, step_s: int) -> datetime:
-    ms = int(epoch_ms(ts))
-    return datetime(1970, 1, 1) + timedelta(milliseconds=ms - ms % (step_s * 1000))
 
 
 def utcnow() -> datetime:
