@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from collectors.metrics.om_file import parse_file
@@ -204,6 +204,8 @@ SETTINGS_DOCS = st.dictionaries(
 
 @FAST
 @given(SETTINGS_DOCS.map(lambda doc: yaml.safe_dump(doc).encode()) | st.binary(max_size=300))
+@example(b"budgets:\n  ? |-\n    a\n    b\n  : 1\n")  # a key with a newline once made the message two lines
+@example(yaml.safe_dump({"budgets": {"\n": None}}).encode())
 def test_the_settings_loader_raises_only_config_errors_on_any_file(tmp_path_factory: Any, data: bytes) -> None:
     """Whatever a settings file holds (random sections and values, or bytes), loading it gives Settings or the
     one documented error: the CLI exits 0 or 2, never 1."""
