@@ -20,6 +20,9 @@ from core.timeutil import Window
 ZERO = Decimal(0)
 SHARED = "__shared__"
 COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjustment_usd")
+# A row's dollar columns and its measures, in the order every surface shows them (CLI, dashboard, exports)
+MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd")
+ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *MONEY_COLUMNS)
 
 
 @dataclass(slots=True)  # a per-pod report holds ~190,000 rows at 10,000 GPUs: slots halve their build time

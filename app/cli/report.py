@@ -7,25 +7,13 @@ import click
 from analytics.cost import allocation
 from analytics.cost.allocation import GROUPABLE
 from analytics.cost.chargeback import chargeback
-from analytics.cost.cost_rows import ChargebackReport
+from analytics.cost.cost_rows import ROW_COLUMNS, ChargebackReport
 from app.cli.base import Context, fail_cleanly, main, make_window, pass_ctx, window_option
 from app.publish import render
 from app.stage_options import chargeback_options
 from core.settings import Settings
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window
-
-ROW_COLUMNS = (
-    "gpu_hours",
-    "used_gpu_hours",
-    "efficiency",
-    "allocated_cost_usd",
-    "idle_share_usd",
-    "shared_share_usd",
-    "adjustment_usd",
-    "cost_usd",
-    "unused_cost_usd",
-)
 
 
 @main.group("report")

@@ -23,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.cost_rows import MONEY_COLUMNS
 from app.dashboard import access, freshness, reader
 from app.stage_options import chargeback_options, savings_options
 from core.errors import GpuledgerError
@@ -94,14 +95,7 @@ def breakdown(version: tuple[str, float, str, float], start: datetime, end: date
     report = read(lambda con: chargeback(con, Window(start, end), opts))
     rows = [{**r.as_dict(), "kind": r.kind} for r in report.rows]
     frame = pd.DataFrame(rows)
-    for col in (
-        "allocated_cost_usd",
-        "idle_share_usd",
-        "shared_share_usd",
-        "adjustment_usd",
-        "cost_usd",
-        "unused_cost_usd",
-    ):
+    for col in MONEY_COLUMNS:
         if col in frame:
             frame[col] = frame[col].astype(float)
     return frame
@@ -303,14 +297,7 @@ def workloads_frame(version: tuple[str, float, str, float], start: datetime, end
     opts = _options(("team", "namespace", "workload", "cluster", "node_pool", "gpu_model"))
     report = read(lambda con: chargeback(con, Window(start, end), opts))
     frame = pd.DataFrame([{**r.as_dict(), "kind": r.kind} for r in report.rows])
-    for col in (
-        "allocated_cost_usd",
-        "idle_share_usd",
-        "shared_share_usd",
-        "adjustment_usd",
-        "cost_usd",
-        "unused_cost_usd",
-    ):
+    for col in MONEY_COLUMNS:
         frame[col] = frame[col].astype(float)
     frame["price_sources"] = frame["price_sources"].map(lambda v: "; ".join(v))
     return frame

@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.cost.cost_rows import ChargebackReport
+from analytics.cost.cost_rows import MONEY_COLUMNS, ROW_COLUMNS, ChargebackReport
 from analytics.cost.prices import PriceInfo
 from app.publish import focus
 from app.publish.render import csv_text
@@ -38,23 +38,7 @@ from core.errors import ConfigError
 from core.money import in_money_context
 from core.timeutil import iso
 
-COLUMNS = (
-    "week",
-    "window_start",
-    "window_end",
-    "team",
-    "gpu_hours",
-    "used_gpu_hours",
-    "efficiency",
-    "allocated_cost_usd",
-    "idle_share_usd",
-    "shared_share_usd",
-    "adjustment_usd",
-    "cost_usd",
-    "unused_cost_usd",
-    "monthly_budget_usd",
-    "price_sources",
-)
+COLUMNS = ("week", "window_start", "window_end", "team", *ROW_COLUMNS, "monthly_budget_usd", "price_sources")
 WORKLOAD_COLUMNS = (
     "week",
     "team",
@@ -116,18 +100,7 @@ def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     schema = pa.schema(
         [pa.field(col, pa.string()) for col in ("week", "window_start", "window_end", "team")]
         + [pa.field(col, pa.float64()) for col in ("gpu_hours", "used_gpu_hours", "efficiency")]
-        + [
-            pa.field(col, pa.decimal128(18, 2))
-            for col in (
-                "allocated_cost_usd",
-                "idle_share_usd",
-                "shared_share_usd",
-                "adjustment_usd",
-                "cost_usd",
-                "unused_cost_usd",
-                "monthly_budget_usd",
-            )
-        ]
+        + [pa.field(col, pa.decimal128(18, 2)) for col in (*MONEY_COLUMNS, "monthly_budget_usd")]
         + [pa.field("price_sources", pa.string())]
     )
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analytics.cost.cost_rows import ROW_COLUMNS
 from app.dashboard import ui
 from app.publish import render
 from core import conventions as c
@@ -39,15 +40,7 @@ shown = bill[
         "cluster",
         "node_pool",
         "gpu_model",
-        "gpu_hours",
-        "used_gpu_hours",
-        "efficiency",
-        "allocated_cost_usd",
-        "idle_share_usd",
-        "shared_share_usd",
-        "adjustment_usd",
-        "cost_usd",
-        "unused_cost_usd",
+        *ROW_COLUMNS,
         "price_sources",
     ]
 ]
