@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import cache, fleet_openmetrics, promql
 from bench.fleet import FleetSpec, build
-from bench.harness import ROOT, spawn, stat
+from bench.harness import ROOT, spawn, stat, timed
 
 GPUS = 1_000
 MINUTES = 30
@@ -43,36 +43,27 @@ def _window(args: dict[str, Any]) -> Any:
     return Window(start, start + timedelta(minutes=args["minutes"]))
 
 
-def _plan(args: dict[str, Any]) -> tuple[Any, list[Any], Any]:
+def collection_plan(url: str, window: Any) -> tuple[Any, list[Any], Any]:
+    """(reader, the queries a collection of `window` sends, its settings), as the collector plans them."""
     from collectors.metrics import http
     from collectors.metrics.ingest import window_plan
     from collectors.metrics.prometheus import reader as prometheus
     from core.settings import CollectSettings
 
     settings = CollectSettings(cluster="bench")
-    client = http.HttpClient(args["url"], http.HttpConfig(timeout_s=3600, retries=0))
+    client = http.HttpClient(url, http.HttpConfig(timeout_s=3600, retries=0))
     reader = prometheus.Reader(client, "prometheus", 60, settings.max_points_per_query, settings.concurrency)
-    _, plan = window_plan(reader, settings, _window(args))
+    _, plan = window_plan(reader, settings, window)
     return reader, plan, settings
-
-
-def _timed(fn: Any, runs: int) -> tuple[list[float], Any]:
-    fn()  # warm-up
-    times, out = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return times, out
 
 
 def client_own(args: dict[str, Any]) -> dict[str, Any]:
     """The collector's own fetch of the plan: HTTP, msgspec envelope, Arrow points, arrays of floats."""
     from collectors.metrics.prometheus import reader as prometheus
 
-    reader, plan, _ = _plan(args)
+    reader, plan, _ = collection_plan(args["url"], _window(args))
     w = _window(args)
-    times, fetched = _timed(lambda: prometheus.fetch(reader, plan, w.start, w.end, "bench"), args["runs"])
+    times, fetched = timed(lambda: prometheus.fetch(reader, plan, w.start, w.end, "bench"), args["runs"])
     return {"times": times, "points": int(len(fetched.v)), "queries": len(plan)}
 
 
@@ -82,7 +73,7 @@ def client_pac(args: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     from prometheus_api_client import PrometheusConnect
 
-    _, plan, settings = _plan(args)
+    _, plan, settings = collection_plan(args["url"], _window(args))
     w = _window(args)
     # start at window.start as the collector does: counters need the value before their first step
     prom = PrometheusConnect(url=args["url"], disable_ssl=True)
@@ -95,7 +86,7 @@ def client_pac(args: dict[str, Any]) -> dict[str, Any]:
         with ThreadPoolExecutor(settings.concurrency) as pool:
             return sum(pool.map(one, plan))
 
-    times, points = _timed(once, args["runs"])
+    times, points = timed(once, args["runs"])
     return {"times": times, "points": points, "queries": len(plan)}
 
 
@@ -109,7 +100,7 @@ def decode_only(args: dict[str, Any]) -> dict[str, Any]:
     from collectors.metrics.prometheus.answers import decode_matrix
     from core.timeutil import to_epoch
 
-    _, plan, _ = _plan(args)
+    _, plan, _ = collection_plan(args["url"], _window(args))
     w = _window(args)
     params = {"start": f"{to_epoch(w.start):.3f}", "end": f"{to_epoch(w.end):.3f}", "step": "60"}
     bodies = [
@@ -173,7 +164,7 @@ def frames(args: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, fn in (("pandas", with_pandas), ("polars", with_polars)):
-        out[name], out[f"{name}_rows"] = _timed(fn, args["runs"])
+        out[name], out[f"{name}_rows"] = timed(fn, args["runs"])
     return out
 
 

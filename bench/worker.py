@@ -17,24 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import deps
+from bench.harness import timed
 from core.timeutil import Window, to_epoch
 
 
 def _window(args: dict[str, Any]) -> Window:
     start = datetime.fromisoformat(args["start"])
     return Window(start, start + timedelta(hours=args["hours"]))
-
-
-def _timed(fn: Callable[[], Any], runs: int, warmup: int = 1) -> tuple[list[float], Any]:
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return times, result
 
 
 def _report(report: Any) -> dict[str, dict[str, float]]:
@@ -51,7 +40,7 @@ def chargeback(args: dict[str, Any]) -> dict[str, Any]:
     w, rollups = _window(args), args.get("rollups", True)
     with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
         opts = ChargebackOptions(by=tuple(args.get("by", ["team"])))
-        times, report = _timed(
+        times, report = timed(
             lambda: chargeback(con, w, opts, use_rollups=rollups), args["runs"], args.get("warmup", 1)
         )
     return {"times": times, "numbers": _report(report)}
@@ -76,7 +65,7 @@ def health(args: dict[str, Any]) -> dict[str, Any]:
         return len(result.periods)
 
     with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
-        times, periods = _timed(once, args["runs"], args.get("warmup", 1))
+        times, periods = timed(once, args["runs"], args.get("warmup", 1))
     return {"times": times, "periods": periods}
 
 
@@ -98,7 +87,7 @@ def slo(args: dict[str, Any]) -> dict[str, Any]:
             defs = slo_mod.build_slos(con, serving, sloth_specs(serving), now)
             return [slo_mod.evaluate(con, d, now) for d in defs]
 
-        times, reports = _timed(once, args["runs"], args.get("warmup", 1))
+        times, reports = timed(once, args["runs"], args.get("warmup", 1))
         samples, pods = one(con, f"SELECT count(*), count(DISTINCT pod) FROM {c.T_INFERENCE_SAMPLES}")  # type: ignore[misc]
     assert reports and all(r.sli is not None for r in reports), "every SLO has traffic in the simulated month"
     return {
@@ -155,7 +144,7 @@ def ingest_files(args: dict[str, Any]) -> dict[str, Any]:
         out["samples"], out["rows"] = result.samples, result.total_rows
         return result
 
-    out["times"], _ = _timed(once, args["runs"], args.get("warmup", 1))
+    out["times"], _ = timed(once, args["runs"], args.get("warmup", 1))
     return out
 
 
@@ -211,7 +200,7 @@ def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
         out["samples"], out["rows"] = result.samples, result.total_rows
         return result
 
-    out["times"], _ = _timed(once, args["runs"], args.get("warmup", 1))
+    out["times"], _ = timed(once, args["runs"], args.get("warmup", 1))
     return out
 
 
@@ -222,18 +211,11 @@ def prometheus_answers(args: dict[str, Any]) -> dict[str, Any]:
 
     import requests
 
-    from collectors.metrics import http
-    from collectors.metrics.ingest import window_plan
-    from collectors.metrics.prometheus import reader as prometheus
-    from core.settings import CollectSettings
-
-    w, settings = _window(args), CollectSettings(cluster="bench")
-    client = http.HttpClient(args["url"], http.HttpConfig(timeout_s=3600, retries=0))
-    reader = prometheus.Reader(client, "prometheus", 60, settings.max_points_per_query, settings.concurrency)
-    _, plan = window_plan(reader, settings, w)
+    w = _window(args)
+    _, plan, settings = deps.collection_plan(args["url"], w)
     params = {"start": f"{to_epoch(w.start):.3f}", "end": f"{to_epoch(w.end):.3f}", "step": "60"}
 
-    def fetch(query: prometheus.Query) -> int:
+    def fetch(query: Any) -> int:
         r = requests.get(f"{args['url']}/api/v1/query_range", params={**params, "query": query.promql}, timeout=3600)
         r.raise_for_status()
         return len(r.content)
@@ -242,7 +224,7 @@ def prometheus_answers(args: dict[str, Any]) -> dict[str, Any]:
         with ThreadPoolExecutor(settings.concurrency) as pool:
             return sum(pool.map(fetch, plan))
 
-    times, size = _timed(once, args["runs"], args.get("warmup", 1))
+    times, size = timed(once, args["runs"], args.get("warmup", 1))
     return {"times": times, "bytes": size, "queries": len(plan)}
 
 
@@ -259,7 +241,7 @@ def scan_rate(args: dict[str, Any]) -> dict[str, Any]:
     rows = con.execute(
         f"SELECT count(*) FROM {args['table']} WHERE {col} >= ? AND {col} < ?", [w.start, w.end]
     ).fetchall()[0][0]
-    times, _ = _timed(lambda: con.execute(sql, [w.start, w.end]).fetchall(), args["runs"])
+    times, _ = timed(lambda: con.execute(sql, [w.start, w.end]).fetchall(), args["runs"])
     return {"times": times, "rows": int(rows)}
 
 
@@ -282,7 +264,7 @@ def dashboard(args: dict[str, Any]) -> dict[str, Any]:
             if i:
                 cold.append(shown)
                 complete.append(done)
-        warm, _ = _timed(functools.partial(_render, at, page), args["runs"], 0)
+        warm, _ = timed(functools.partial(_render, at, page), args["runs"], 0)
         out[page] = {"cold": cold, "warm": warm, "complete": complete}
     return {"times": out}
 

@@ -616,12 +616,8 @@ def load_settings(path: Path | None = None, env: dict[str, str] | None = None) -
     except ValidationError as exc:
         first = exc.errors()[0]
         # a key may hold anything YAML allows, a newline too: the message stays one line
-        where = ".".join(p if isinstance(p, str) and p.isprintable() else repr(p) for p in map(_loc, first["loc"]))
+        where = ".".join(repr(p) if isinstance(p, str) and not p.isprintable() else str(p) for p in first["loc"])
         raise ConfigError(f"{chosen or 'settings'}: {where}: {first['msg'].removeprefix('Value error, ')}") from exc
-
-
-def _loc(part: object) -> object:
-    return part if isinstance(part, str) else str(part)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -182,3 +183,17 @@ def with_pod_uids(src: Path, dst: Path) -> Path:
         lines.append(line)
     dst.write_text("\n".join(lines) + "\n")
     return dst
+
+
+def scrape_samples(scrape: Path) -> list[str]:
+    """A saved /metrics scrape's sample lines (comments and blank lines left out)."""
+    return [line for line in scrape.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def replayed(scrape: Path, out: Path, start: datetime, minutes: int = 10, extra: Sequence[str] = ()) -> Path:
+    """The scrape's samples once a minute for `minutes` minutes from `start`, then `extra` lines, as
+    timestamped OpenMetrics (what a scrape looks like collected over time)."""
+    t0 = (start - datetime(1970, 1, 1)).total_seconds()
+    lines = [f"{s} {t0 + 60 * k:.0f}" for k in range(minutes) for s in scrape_samples(scrape)]
+    out.write_text("\n".join([*lines, *extra]) + "\n# EOF\n")
+    return out

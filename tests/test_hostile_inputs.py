@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ from core.store.rollups import hourly
 from core.store.status import data_status
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window, to_epoch
+from tests.builders import replayed, scrape_samples
 from tests.conftest import FIXTURES, free_port, run_cli
 from tests.helpers import content_digest
 
@@ -30,20 +32,13 @@ MINUTES = 10
 WINDOW = ("--start", "2026-11-02T10:00:00Z", "--end", "2026-11-02T10:10:00Z")
 
 
-def _samples(scrape: Path) -> list[str]:
-    return [line for line in scrape.read_text().splitlines() if line and not line.startswith("#")]
-
-
-def _replayed(scrape: Path, out: Path, extra: list[str] = ()) -> Path:  # type: ignore[assignment]
-    """The scrape once a minute for MINUTES minutes from START, then `extra` lines, as OpenMetrics."""
-    lines = [f"{s} {to_epoch(START) + 60 * k:.0f}" for k in range(MINUTES) for s in _samples(scrape)]
-    out.write_text("\n".join([*lines, *extra]) + "\n# EOF\n")
-    return out
+def _replayed(scrape: Path, out: Path, extra: Sequence[str] = ()) -> Path:
+    return replayed(scrape, out, START, MINUTES, extra)
 
 
 def _node_labels_at(stamp: str) -> str:
     """A kube_node_labels sample of the fixture's first node, at `stamp`."""
-    series = next(s for s in _samples(KSM) if s.startswith("kube_node_labels{"))
+    series = next(s for s in scrape_samples(KSM) if s.startswith("kube_node_labels{"))
     return f"{series.rsplit(' ', 1)[0]} 1 {stamp}"
 
 

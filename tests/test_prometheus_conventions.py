@@ -19,9 +19,9 @@ from click.testing import CliRunner, Result
 from app.cli import main
 from core import conventions as c
 from core.store.warehouse import open_warehouse
-from core.timeutil import iso, to_epoch
+from core.timeutil import iso
 from tests import servers
-from tests.builders import with_pod_uids
+from tests.builders import replayed, with_pod_uids
 from tests.conftest import FIXTURES, backfill_command, require_binary
 
 SCRAPES = [
@@ -34,21 +34,13 @@ MINUTES = 10
 TABLES = (c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_HEALTH_SAMPLES, c.T_POD_ALLOCATIONS)
 
 
-def _replayed(scrape: Path, start: datetime, out: Path) -> Path:
-    """The scrape's samples once a minute for MINUTES minutes from start, as timestamped OpenMetrics."""
-    samples = [line for line in scrape.read_text().splitlines() if line and not line.startswith("#")]
-    lines = [f"{s} {to_epoch(start) + 60 * k:.0f}" for k in range(MINUTES) for s in samples]
-    out.write_text("\n".join(lines) + "\n# EOF\n")
-    return out
-
-
 @pytest.fixture(scope="module")
 def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[datetime, list[Path]]:
     base = tmp_path_factory.mktemp("replays")
     uids = [with_pod_uids(f, base / f"uids-{f.name}") if "dcgm" in f.name else f for f in SCRAPES]
     return {
-        PUBLISHED: [_replayed(f, PUBLISHED, base / f"published-{f.stem}.om") for f in SCRAPES],
-        WITH_UIDS: [_replayed(f, WITH_UIDS, base / f"uids-{f.stem}.om") for f in uids],
+        PUBLISHED: [replayed(f, base / f"published-{f.stem}.om", PUBLISHED, MINUTES) for f in SCRAPES],
+        WITH_UIDS: [replayed(f, base / f"uids-{f.stem}.om", WITH_UIDS, MINUTES) for f in uids],
     }
 
 

@@ -48,10 +48,11 @@ def pricing_group() -> None:
 
 def _store(ctx: Context, parsed: price_table.Parsed, origin: str, replace: bool = False, force: bool = False) -> None:
     with open_warehouse(ctx.warehouse) as con:
-        moved = price_table.restated(con, parsed.rows) if replace else []
-        changed = price_table.store(con, parsed.rows, replace=replace, force=force)
-    click.echo(f"imported {len(parsed.rows)} price rows ({changed} new or changed) from {origin}{parsed.summary()}")
-    for row in moved:
+        stored = price_table.store(con, parsed.rows, replace=replace, force=force)
+    click.echo(
+        f"imported {len(parsed.rows)} price rows ({stored.changed} new or changed) from {origin}{parsed.summary()}"
+    )
+    for row in stored.restated:
         click.echo(f"replaced {row.describe()}: bills from then on move")
 
 
@@ -105,7 +106,7 @@ def pricing_configure(ctx: Context) -> None:
     options = price_table.ImportOptions.from_settings(settings, pricing_fetch.now())
     parsed = pricing_settings.on_prem_rows(settings, options) if settings.on_prem else price_table.Parsed([])
     with open_warehouse(ctx.warehouse) as con:
-        changed = price_table.store(con, parsed.rows) if parsed.rows else 0
+        changed = price_table.store(con, parsed.rows).changed if parsed.rows else 0
         discounts = pricing_settings.store_discounts(con, settings)
     for row in parsed.rows:
         gpu_hour = (row.gpu_price_per_hour_usd or row.price_per_hour_usd) / row.gpus

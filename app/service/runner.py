@@ -254,7 +254,7 @@ class Service:
         for provider in self.settings.service.price_refresh:
             parsed = pricing_fetch.fetch(provider, self.settings.pricing)
             with open_warehouse(self.warehouse) as con:
-                changed = price_table.store(con, parsed.rows)
+                changed = price_table.store(con, parsed.rows).changed
             log.info("prices: %s: %d rows (%d new or changed)", provider, len(parsed.rows), changed)
 
     # --- start-up ----------------------------------------------------------------------------

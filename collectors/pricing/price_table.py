@@ -313,10 +313,15 @@ def restated(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> list[Resta
     return sorted(out, key=lambda x: x.key)
 
 
-def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow], replace: bool = False, force: bool = False) -> int:
-    """Upsert all rows in one transaction; returns how many rows were new or changed. A row that would change a
-    stored price (past bills move) is refused unless `replace`; a price per GPU-hour above
-    c.MAX_PLAUSIBLE_GPU_HOUR_USD unless `force`."""
+@dataclass(frozen=True)
+class Stored:
+    changed: int  # rows new or changed
+    restated: list[Restated]  # stored prices replaced (only with `replace`)
+
+
+def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow], replace: bool = False, force: bool = False) -> Stored:
+    """Upsert all rows in one transaction. A row that would change a stored price (past bills move) is
+    refused unless `replace`; a price per GPU-hour above c.MAX_PLAUSIBLE_GPU_HOUR_USD unless `force`."""
     _check_storable(rows, force)
     moved = restated(con, rows)
     if moved and not replace:
@@ -332,7 +337,7 @@ def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow], replace: bool = 
     except (duckdb.ConversionException, duckdb.ConstraintException, duckdb.InvalidInputException) as exc:
         # rolled back already: a value the checks above did not foresee is still the file's fault
         raise InputError(rows[0].source if rows else "prices", f"cannot store: {str(exc).splitlines()[0]}") from None
-    return len(_snapshot(con) - before)
+    return Stored(len(_snapshot(con) - before), moved)
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> None:
