@@ -117,13 +117,15 @@ def _row(p: Period, result: HealthResult, cost: Decimal | None) -> dict[str, Any
 
 def evaluate_health(con: duckdb.DuckDBPyConnection, settings: Settings, window: Window) -> HealthResult:
     catalog = load_catalog(settings.health.xid_overrides)
-    return evaluate(con, window, HealthThresholds.from_all(settings), catalog, tuple(settings.chargeback.team_labels))
+    # the chargeback's own attribution (team labels and namespace_teams): Xid teams are the billed teams
+    attribution = chargeback_options(settings).attribution
+    return evaluate(con, window, HealthThresholds.from_all(settings), catalog, attribution)
 
 
 def run_health(settings: Settings, window: Window, states: tuple[str, ...]) -> HealthReport:
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
         result = evaluate_health(con, settings, window)
-        impacts = impact.impacted_pods(con, result, tuple(settings.chargeback.team_labels))
+        impacts = impact.impacted_pods(con, result, chargeback_options(settings).attribution)
         lost = impact.lost_capacity(con, result, settings.pricing.fallback_gpu_hour_usd)
     return HealthReport(result, states, impacts, lost)
 

@@ -192,7 +192,7 @@ def _facts(con: duckdb.DuckDBPyConnection, fleet: Fleet, day: int) -> None:
     span = f"unnest(range(greatest(start, {lo}), least(stop, {hi}))) AS k"
     where = f"start < {hi} AND stop > {lo}"
     con.execute(
-        f"""INSERT INTO {c.T_NODE_SAMPLES}
+        f"""INSERT INTO {c.T_NODE_SAMPLES} (ts, step_s, cluster, node, gpu_capacity)
         SELECT {ts}, {spec.step_s}, '{CLUSTER}', node, gpus FROM (SELECT node, gpus, unnest(range({lo}, {hi})) AS k FROM bf_nodes)"""
     )
     act = activity_sql("code", "u1", "k", spec.step_s)

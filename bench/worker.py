@@ -52,15 +52,17 @@ def health(args: dict[str, Any]) -> dict[str, Any]:
     from analytics.health.policy import HealthThresholds
     from analytics.health.report import evaluate
     from analytics.health.xid_catalog import load_catalog
+    from app.stage_options import chargeback_options
     from core.settings import Settings
     from core.store.warehouse import open_warehouse
 
     s, w, rollups = Settings(), _window(args), args.get("rollups", True)
     thresholds, catalog = HealthThresholds.from_all(s), load_catalog(s.health.xid_overrides)
+    attribution = chargeback_options(s).attribution
 
     def once() -> int:
-        result = evaluate(con, w, thresholds, catalog, tuple(s.chargeback.team_labels), use_rollups=rollups)
-        impact.impacted_pods(con, result, tuple(s.chargeback.team_labels))
+        result = evaluate(con, w, thresholds, catalog, attribution, use_rollups=rollups)
+        impact.impacted_pods(con, result, attribution)
         impact.lost_capacity(con, result, s.pricing.fallback_gpu_hour_usd)
         return len(result.periods)
 

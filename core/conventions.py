@@ -94,6 +94,7 @@ KSM_POD_REQUESTS: Final = "kube_pod_container_resource_requests"
 KSM_NODE_INFO: Final = "kube_node_info"
 KSM_NODE_LABELS: Final = "kube_node_labels"
 KSM_NODE_CAPACITY: Final = "kube_node_status_capacity"
+KSM_NODE_ALLOCATABLE: Final = "kube_node_status_allocatable"
 KSM_NAMESPACE_LABELS: Final = "kube_namespace_labels"
 
 # vLLM serving metrics (V1 engine names; histograms are stored bucket by bucket).
@@ -152,6 +153,15 @@ NODE_POOL_LABELS: Final = (
 NODE_GPU_COUNT_LABEL: Final = "label_nvidia_com_gpu_count"  # GPU feature discovery: physical GPUs
 NODE_GPU_PRODUCT_LABEL: Final = "label_nvidia_com_gpu_product"
 NODE_GPU_REPLICAS_LABEL: Final = "label_nvidia_com_gpu_replicas"  # time-slicing replicas
+NODE_GPU_SHARING_LABEL: Final = "label_nvidia_com_gpu_sharing_strategy"  # time-slicing | mps | none
+NODE_MIG_STRATEGY_LABEL: Final = "label_nvidia_com_mig_strategy"  # single | mixed
+# nodes.gpu_sharing: the sharing strategy label's value, or this when MIG's single strategy renames slices nvidia.com/gpu
+MIG_SINGLE: Final = "mig-single"
+# The NVIDIA device plugin's time-slicing/MPS without renameByDefault suffixes the product label with this
+SHARED_PRODUCT_SUFFIX: Final = "-SHARED"
+# A GPU DCGM once reported counts as part of its node (billed, and `unhealthy` while silent) until it has been
+# silent this long: kube-state-metrics' capacity and GPU feature discovery's count keep it beyond that.
+DEVICE_LOOKBEHIND_S: Final = 7 * 24 * 3600
 
 # GPU resources as kube-state-metrics sanitises them.
 RESOURCE_GPU: Final = "nvidia_com_gpu"
@@ -207,7 +217,7 @@ HEADER_TENANT: Final = "X-Scope-OrgID"
 # --------------------------------------------------------------------------------------------
 # Pod labels used for attribution (Kubernetes keys, as stored in pods.labels)
 # --------------------------------------------------------------------------------------------
-TEAM_LABEL: Final = "team"
+TEAM_LABELS: Final = ("team", "cost-center")  # the default owner label keys, in order
 
 
 @lru_cache(maxsize=1024)  # a few configured keys, looked up for every pod class of a report
@@ -230,6 +240,7 @@ def ksm_label_key(key: str) -> str:
 # --------------------------------------------------------------------------------------------
 IDLE: Final = "__idle__"  # GPU capacity no pod requested
 UNALLOCATED: Final = "__unallocated__"  # GPU pods with no owner (no team label)
+UNHEALTHY: Final = "__unhealthy__"  # idle GPU time of GPUs that stopped reporting (fell off the bus, exporter down)
 
 # Capacity types accepted in price tables and derived from node labels.
 CAPACITY_TYPES: Final = ("on_demand", "spot", "reserved", "on_prem")
@@ -542,6 +553,8 @@ VALID_RANGES: Final[dict[str, tuple[float, float]]] = {
     KSM_POD_LABELS: (0.0, 1.0),
     KSM_POD_INFO: (0.0, 1.0),
     KSM_NODE_LABELS: (0.0, 1.0),
+    KSM_NODE_CAPACITY: (0.0, MAX_GPU_REQUEST),  # GPU resources only (MIG slices, replicas)
+    KSM_NODE_ALLOCATABLE: (0.0, MAX_GPU_REQUEST),
     KSM_NAMESPACE_LABELS: (0.0, 1.0),
     QUALITY_GAUGE: (0.0, 1.0),
 }

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from core import conventions as c
 from core.errors import ConfigError
 from core.timeutil import parse_duration
 
@@ -229,7 +230,7 @@ class PricingSettings(_Section):
 
 class ChargebackSettings(_Section):
     team_labels: list[str] = Field(
-        default=["team", "cost-center"],
+        default=list(c.TEAM_LABELS),
         description="Pod label keys naming the owner, in order; the namespace's labels with the same keys are the fallback.",
     )
     namespace_teams: dict[str, str] = Field(
@@ -240,7 +241,7 @@ class ChargebackSettings(_Section):
     )
     idle: Literal["keep", "weighted", "even"] = Field(
         default="keep",
-        description="Idle GPU cost: keep as the __idle__ row, or share it weighted by allocated cost, or evenly.",
+        description="Idle GPU cost: keep as the __idle__ row, or share it weighted by allocated cost, or evenly per team.",
     )
     idle_scope: Literal["cluster", "node"] = Field(
         default="cluster", description="Where shared idle stays: within its cluster, or within its node."
@@ -255,7 +256,7 @@ class ChargebackSettings(_Section):
         default=Decimal(0), ge=0, description="Fixed overhead in $/hour added to the shared pool (support, licences)."
     )
     shared_split: Literal["weighted", "even"] = Field(
-        default="weighted", description="Shared costs split weighted by allocated cost, or evenly per row."
+        default="weighted", description="Shared costs split weighted by allocated cost, or evenly per team."
     )
 
 

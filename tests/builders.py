@@ -43,7 +43,8 @@ def add_node(
     zone: str = "",
 ) -> None:
     con.execute(
-        f"INSERT INTO {c.T_NODES} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', ?, ?)",
+        f"""INSERT INTO {c.T_NODES} (cluster, node, instance_type, capacity_type, region, zone, node_pool, gpu_model,
+            gpu_count, gpu_replicas, labels, first_seen, last_seen) VALUES ('c1', ?, ?, ?, ?, ?, ?, ?, ?, ?, '{{}}', ?, ?)""",
         [
             node,
             instance_type,
@@ -59,7 +60,8 @@ def add_node(
         ],
     )
     con.execute(
-        f"INSERT INTO {c.T_NODE_SAMPLES} SELECT ? + to_seconds(i * ?), ?, 'c1', ?, ? FROM range(?) t(i)",
+        f"""INSERT INTO {c.T_NODE_SAMPLES} (ts, step_s, cluster, node, gpu_capacity)
+        SELECT ? + to_seconds(i * ?), ?, 'c1', ?, ? FROM range(?) t(i)""",
         [start, step_s, step_s, node, gpus, steps],
     )
 

@@ -47,6 +47,6 @@ def team_day_hours(path: Path, days: list[str]) -> dict[str, dict[str, float]]:
             report = chargeback(con, Window(start, start + timedelta(days=1)))
             for row in report.rows:
                 team = row.keys["team"]
-                if team != c.IDLE:
+                if team not in (c.IDLE, c.UNHEALTHY):
                     out.setdefault(team, {})[day] = row.gpu_hours
     return out

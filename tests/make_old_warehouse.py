@@ -22,7 +22,7 @@ from core import conventions as c
 from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 10
+VERSION = 11
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
 STATE_SINCE = {"coverage:": 9}  # rollup_state rows by the schema version that began writing them
@@ -74,6 +74,9 @@ def build(work: Path) -> Path:
         names = ", ".join(f'"{col}"' for col in cols)
         con.execute(f'INSERT INTO "{table}" ({names}) SELECT {names} FROM src."{table}"')
     con.execute("DETACH src")
+    if VERSION < 12:  # replicas came from the node label alone then: the old file carries the label's value
+        for node, replicas in _resolved_replicas(new):
+            con.execute(f"UPDATE {c.T_NODES} SET gpu_replicas = ? WHERE node = ?", [replicas, node])
     for prefix, since in STATE_SINCE.items():  # bookkeeping rows a warehouse of VERSION cannot have written
         if since > VERSION:
             con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [prefix])
@@ -81,6 +84,17 @@ def build(work: Path) -> Path:
     con.close()
     EXPECTED.write_text(json.dumps(reports(new), indent=1, sort_keys=True) + "\n")
     return old
+
+
+def _resolved_replicas(warehouse: Path) -> list[tuple[str, int]]:
+    """Each time-sliced node's replicas as today's gpuledger resolves them (label or capacity)."""
+    from core.store.step_sql import nodes_sql
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(f"SELECT node, gpu_replicas FROM ({nodes_sql()}) WHERE gpu_replicas IS NOT NULL").fetchall()
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from core import conventions as c
 def kept(name: str, labels: dict[str, str]) -> bool:
     if name == c.KSM_POD_PHASE:
         return labels.get(c.L_PHASE) == "Running"
-    if name == c.KSM_POD_REQUESTS:
+    if name in (c.KSM_POD_REQUESTS, c.KSM_NODE_CAPACITY, c.KSM_NODE_ALLOCATABLE):
         resource = labels.get(c.L_RESOURCE, "")
         return resource.startswith(c.RESOURCE_GPU) or resource.startswith(c.RESOURCE_MIG_PREFIX)
     if name == HTTP_NAME:
@@ -58,7 +58,7 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
     kind = KIND_BY_NAME.get(name) or PUSHED_KINDS[name]
     row: dict[str, object] = dict.fromkeys(META_COLUMNS, "")
     row.update(sid=sid, family=name, kind=kind, cluster=labels.get(c.L_CLUSTER) or ctx.cluster)
-    row.update(le=None, gpu_count=None, gpu_replicas=None)
+    row.update(le=None, gpu_count=None, gpu_replicas=None, gpu_sharing=None)
     get = labels.get
     if kind.startswith("dcgm"):
         ns, pod, container = c.WORKLOAD_LABELS[ctx.workload_label_style]
@@ -83,6 +83,8 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
                    zone=_first(labels, c.NODE_ZONE_LABELS), node_pool=_first(labels, c.NODE_POOL_LABELS),
                    model=get(c.NODE_GPU_PRODUCT_LABEL, ""), gpu_count=int(count) if re.fullmatch("[0-9]+", count) else None,
                    gpu_replicas=int(replicas) if re.fullmatch("[0-9]+", replicas) else None, labels=_k8s(labels))  # fmt: skip
+        mig_single = get(c.NODE_MIG_STRATEGY_LABEL) == "single"
+        row["gpu_sharing"] = c.MIG_SINGLE if mig_single else (get(c.NODE_GPU_SHARING_LABEL) or None)
     else:
         row.update(namespace=get(c.L_NAMESPACE, ""), pod=get(c.L_POD, ""), uid=get(c.L_UID, ""), node=get(c.L_NODE, ""),
                    container=get("container", ""), resource=get(c.L_RESOURCE, ""), phase=get(c.L_PHASE, ""))  # fmt: skip

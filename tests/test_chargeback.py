@@ -53,7 +53,10 @@ def test_rows_sum_to_the_cost_of_all_gpu_capacity_to_the_cent_under_every_groupi
     assert sum(r.cost_usd for r in report.rows) == report.node_cost_usd
     t = report.totals()
     assert (
-        Decimal(t["allocated_cost_usd"]) + Decimal(t["unallocated_cost_usd"]) + Decimal(t["idle_cost_usd"])
+        Decimal(t["allocated_cost_usd"])
+        + Decimal(t["unallocated_cost_usd"])
+        + Decimal(t["idle_cost_usd"])
+        + Decimal(t["unhealthy_cost_usd"])
         == report.node_cost_usd
     )
     assert sum(r.gpu_hours for r in report.rows) == pytest.approx(report.capacity_gpu_hours, abs=1e-9)

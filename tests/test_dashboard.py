@@ -213,3 +213,23 @@ assert seen == [{"altair", "narwhals.stable.v1", "narwhals.stable.v2"}], seen
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_data_status_pages_bill_vs_ledger_shows_what_report_reconcile_prints_for_its_window(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    at = _app(monkeypatch, direct_warehouse, "status")
+    shown = {m.label: m.value for m in at.metric}
+    caption = next(x.value for x in at.caption if "node-hours x the price in force" in x.value)
+    start, end = caption.split(": node-hours")[0].split(" to ")
+    args = ["--warehouse", str(direct_warehouse), "report", "reconcile", "--start", start, "--end", end]
+    result = run_cli(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    expected = json.loads(result.output)
+    assert shown["Difference (ledger − provider)"] == f"${expected['totals']['difference_usd']}"
+    table = next(d.value for d in at.dataframe if "difference_usd" in d.value.columns)
+    assert table.to_dict("records") == expected["rows"]

@@ -21,6 +21,7 @@ from analytics.health.history import unhealthy_hours
 from analytics.health.report import HealthResult
 from analytics.health.views import node_periods
 from app.jobs import ROW_COLUMNS, evaluate_health
+from collectors.simulator import fleet
 from collectors.simulator.incidents import INCIDENTS
 from core import conventions as c
 from core.settings import Settings
@@ -84,7 +85,7 @@ def test_every_incident_produces_exactly_the_expected_transitions_with_their_evi
 def test_gpus_without_incidents_never_change_state(day: HealthResult, truth: dict) -> None:
     changed = {p.key.gpu_uuid for p in day.transitions()}
     assert changed == {u for u, g in truth["health"]["gpus"].items() if g["transitions"]}
-    assert len(day.gpus) == 29 and all(day.state_at_end(k) for k in day.gpus)
+    assert len(day.gpus) == sum(n.gpu_count for n in fleet.NODES) and all(day.state_at_end(k) for k in day.gpus)
 
 
 def test_a_healthy_fleet_yields_no_recommendation_at_all(healthy_warehouse: Path) -> None:
@@ -94,7 +95,7 @@ def test_a_healthy_fleet_yields_no_recommendation_at_all(healthy_warehouse: Path
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert len(report["gpus"]) == report["totals"]["gpus_evaluated"] == 29
+    assert len(report["gpus"]) == report["totals"]["gpus_evaluated"] == sum(n.gpu_count for n in fleet.NODES)
     assert {(r["state"], r["since"], r["until"]) for r in report["gpus"]} == {
         (c.STATE_HEALTHY, "2026-11-02T00:00:00Z", "ongoing")
     }, "healthy all day, not even a watch"

@@ -58,7 +58,11 @@ def test_fleet_has_idle_gpus_mig_instances_time_slicing_and_spot(sim_day: Path) 
     assert re.search(r'vgpu="3"', dcgm) and 'pod_uid="' in dcgm
     assert 'resource="nvidia_com_gpu_shared"' in ksm and 'resource="nvidia_com_mig_1g_10gb"' in ksm
     assert 'label_karpenter_sh_capacity_type="spot"' in ksm and 'label_karpenter_sh_capacity_type="on-demand"' in ksm
-    assert 'label_nvidia_com_gpu_replicas="4"' in ksm
+    assert 'label_nvidia_com_gpu_replicas="4"' in ksm and 'label_nvidia_com_gpu_sharing_strategy="time-slicing"' in ksm
+    # and a pool as most clusters export it: no replicas label, the shared capacity (16 on 4 GPUs) states them
+    ts2 = re.search(r'kube_node_labels\{node="gpu-ts-2",[^}]*\}', ksm).group(0)  # type: ignore[union-attr]
+    assert "replicas" not in ts2 and 'label_nvidia_com_gpu_count="4"' in ts2
+    assert 'kube_node_status_capacity{node="gpu-ts-2",resource="nvidia_com_gpu_shared",unit="integer"} 16' in ksm
     assert re.search(r'kube_pod_labels\{namespace="sandbox",[^}]*\}', ksm) and "label_team=" not in re.search(
         r'kube_pod_labels\{namespace="sandbox",[^}]*\}', ksm
     ).group(0)

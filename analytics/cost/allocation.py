@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import duckdb
 
+from analytics.cost.attribution import Attribution
 from analytics.cost.prices import priced_sql
 from core import conventions as c
+from core.store.sql import literal
 from core.store.step_sql import (
     HAMI_CORES,
     HAMI_NO_SHARE,
@@ -77,11 +79,16 @@ def pod_labels_sql(used: str) -> str:
         GROUP BY ALL"""
 
 
-def team_sql(labels: str, namespace_labels: str, team_labels: str | tuple[str, ...] | list[str] = c.TEAM_LABEL) -> str:
-    """SQL for the owning team (the chargeback's attribution chain, for SQL-side callers such as health):
-    the pod's labels in `team_labels` order, then the namespace's, else __unallocated__."""
-    keys = [team_labels] if isinstance(team_labels, str) else list(team_labels)
-    lookups = [f"nullif({src}->>'{c.ksm_label_key(k)}', '')" for src in (labels, namespace_labels) for k in keys]
+def team_sql(labels: str, namespace_labels: str, namespace: str, attribution: Attribution) -> str:
+    """SQL for the owning team, Attribution.team's chain for SQL-side callers such as health: the pod's
+    labels in `team_labels` order, then the namespace's, then `namespace_teams`, else __unallocated__."""
+    # both spellings, as Attribution._lookup: kube-state-metrics renames `cost-center` to `cost_center`
+    keys = [k for key in attribution.team_labels for k in dict.fromkeys((key, c.ksm_label_key(key)))]
+    lookups = [f"nullif({src}->>{literal(k)}, '')" for src in (labels, namespace_labels) for k in keys]
+    mapped = [(ns, team) for ns, team in sorted(attribution.namespace_teams.items()) if team]
+    if mapped:  # a CASE on the namespace: a few settings entries, no table to join
+        whens = " ".join(f"WHEN {literal(ns)} THEN {literal(team)}" for ns, team in mapped)
+        lookups.append(f"CASE {namespace} {whens} END")
     return f"coalesce({', '.join(lookups)}, '{c.UNALLOCATED}')"
 
 

@@ -20,7 +20,7 @@ _POD_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?-[a-z0-9]{5}$|-\d+$")
 
 @dataclass(frozen=True)
 class Attribution:
-    team_labels: tuple[str, ...] = ("team", "cost-center")
+    team_labels: tuple[str, ...] = c.TEAM_LABELS
     namespace_teams: Mapping[str, str] = field(default_factory=dict)
 
     def team(self, pod_labels: Mapping[str, str], namespace: str, ns_labels: Mapping[str, str]) -> str:

@@ -16,6 +16,7 @@ A pure function of the warehouse, an explicit window and typed options. Order of
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,11 +26,12 @@ import duckdb
 
 from analytics.cost import allocation, fact_plan, prices, sharing
 from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
-from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, sort_rows
+from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
 from core import conventions as c
 from core.money import in_money_context, to_cents
 from core.timeutil import Window
 
+USED_QUANTUM = Decimal("0.001")  # used GPU-seconds, as the unused cost reads them
 UNIT_HOURS = c.GPU_UNITS * 3600
 
 
@@ -88,15 +90,34 @@ def chargeback(
     sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
     overhead = opts.shared_overhead_usd_per_hour * Decimal(repr(window.hours))
     sharing.share_costs(
-        builder.rows, builder.shared_keys, overhead, opts.shared_split, builder.shared_row_key(), builder.row
+        builder.rows,
+        builder.shared_keys,
+        overhead,
+        opts.shared_split,
+        builder.shared_row_key(),
+        builder.row,
+        builder.team_weights,
     )
-    rows = [r for r in builder.rows.values() if r.gpu_hours or r.exact_total or r.used_gpu_hours or r.kind == c.IDLE]
-    round_rows(rows, to_cents(builder.node_cost + overhead))
+    # a row with any number in it, so every column sums as a coarser grouping's (a fixed overhead shared out in
+    # full is a row of 0.00 whose allocated and shared share cancel: in a by-owner report it is part of __shared__)
+    rows = [
+        r
+        for r in builder.rows.values()
+        if r.gpu_hours
+        or r.used_gpu_hours
+        or r.allocated
+        or r.idle_share
+        or r.shared_share
+        or r.adjustment
+        or r.kind == c.IDLE
+    ]
+    node_cost = to_cents(settled(builder.node_cost))
+    round_rows(rows, node_cost + to_cents(overhead))  # the totals the report states, added
     return ChargebackReport(
         window=window,
         by=opts.by,
         rows=sort_rows(rows),
-        node_cost_usd=to_cents(builder.node_cost),
+        node_cost_usd=node_cost,
         overhead_usd=to_cents(overhead),
         capacity_gpu_hours=builder.capacity_units / UNIT_HOURS,
         unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
@@ -110,7 +131,8 @@ def _grouping(opts: ChargebackOptions) -> fact_plan.Grouping:
     return fact_plan.Grouping(
         node="node" in opts.by or opts.idle_scope == "node",
         attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node")),
-        day="day" in opts.by,
+        # idle is shared per day whatever the grouping: a team's by-team bill is what its by-day rows add up to
+        day="day" in opts.by or opts.idle != "keep",
         pods="pod" in opts.by,  # a workload is its app label; the SQL keeps the name of pods without one
     )
 
@@ -140,7 +162,8 @@ class _Builder:
         self._labels: dict[str | None, dict[str, str]] = {}  # parsed label JSON, read-only
         self.rows: dict[tuple[str, ...], Row] = {}
         self.idle_pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]] = {}
-        self.scope_weights: dict[tuple[Any, ...], dict[tuple[str, ...], Decimal]] = {}
+        self.scope_weights: dict[tuple[Any, ...], sharing.Weights] = {}  # idle recipients per scope
+        self.team_weights: sharing.Weights = {}  # shared-cost recipients
         self.shared_keys: set[tuple[str, ...]] = set()
         self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
         self.unpriced_nodes: set[str] = set()
@@ -196,11 +219,12 @@ class _Builder:
             values["owner"] = SHARED
         return values, shared
 
-    def _idle_key(self, fact: Mapping[str, Any]) -> tuple[str, ...]:
+    def _idle_key(self, fact: Mapping[str, Any], kind: str = c.IDLE) -> tuple[str, ...]:
+        """The row of a node's idle (or, kind __unhealthy__, silent GPUs') time: the kind in every pod attribute."""
         pod_values = {
-            k: c.IDLE for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
+            k: kind for k in (*allocation.POD_ATTRIBUTES, *[b for b in self.opts.by if b.startswith("label:")])
         }
-        pod_values["owner"] = c.IDLE
+        pod_values["owner"] = kind
         return self._key(pod_values, fact)
 
     def shared_row_key(self) -> tuple[str, ...]:
@@ -231,6 +255,7 @@ class _Builder:
             row.gpu_hours += units / UNIT_HOURS
             row.allocated += units * rate
             row.adjustment += units * discount
+            row.unused += units * rate
             row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
             if source:
                 row.sources.add(source)
@@ -238,12 +263,13 @@ class _Builder:
             if shared:
                 self.shared_keys.add(key)
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
-            weights = self.scope_weights.setdefault(scope, {})
-            weights[key] = weights.get(key, ZERO) + cost
+            sharing.add_weight(self.scope_weights.setdefault(scope, {}), values["team"], key, cost, units)
+            sharing.add_weight(self.team_weights, values["team"], key, units * rate, units)
 
     def add_capacity(self, rows: list[dict[str, Any]]) -> None:
         """Rows per cluster, node (when kept, and always for unpriced nodes), attributes, price_id, day:
-        billable `units` and `idle_units` (capacity minus what pods were allocated, exact)."""
+        billable `units`, `idle_units` (capacity minus what pods were allocated and the unhealthy part, exact) and
+        `unhealthy_units` (silent GPUs' unallocated time: its own row, never shared)."""
         for f in rows:
             units, idle_units = int(f["units"]), int(f["idle_units"])
             rate, discount, source = self._rate(f["price_id"])
@@ -254,17 +280,36 @@ class _Builder:
                 for node in f.get("unpriced") or [f["node"]]:
                     self.unpriced_nodes.add(f"{f['cluster']}/{node}")
             key = self._idle_key(f)
-            row = self.row(key)
-            row.gpu_hours += idle_units / UNIT_HOURS
-            row.allocated += idle_units * rate
-            row.adjustment += idle_units * discount
-            if source:
-                row.sources.add(source)
-                row.price_ids.add(f["price_id"])
+            self._bill(key, idle_units, rate, discount, source, f["price_id"])
+            if f["unhealthy_units"]:
+                self._bill(
+                    self._idle_key(f, c.UNHEALTHY), int(f["unhealthy_units"]), rate, discount, source, f["price_id"]
+                )
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
             self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * (rate + discount))
 
+    def _bill(
+        self, key: tuple[str, ...], units: int, rate: Decimal, discount: Decimal, source: str | None, price_id: str
+    ) -> None:
+        row = self.row(key)
+        row.gpu_hours += units / UNIT_HOURS
+        row.allocated += units * rate
+        row.adjustment += units * discount
+        row.unused += units * rate  # nobody's time on it is used, but for activity no pod is mapped to (add_usage)
+        if source:
+            row.sources.add(source)
+            row.price_ids.add(price_id)
+
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
+        """Used GPU-seconds per class and price row: used GPU-hours, and the unused cost (allocated minus used,
+        both at the list price in force) that falls with them."""
         for f in rows:
             key = self._key(self._pod_values(f)[0], f) if f["mapped"] else self._idle_key(f)
-            self.row(key).used_gpu_hours += float(f["used_s"] or 0.0) / 3600.0
+            used_s = float(f["used_s"] or 0.0)
+            row = self.row(key)
+            row.used_gpu_hours += used_s / 3600.0
+            if math.isfinite(used_s):
+                # to the millisecond: DuckDB sums floats in parallel, so the last bits of used_s vary between runs;
+                # the money moves by far less than a cent, and a report is the same on every read
+                used = Decimal(repr(used_s)).quantize(USED_QUANTUM)
+                row.unused -= used * c.GPU_UNITS * self._rate(f["price_id"])[0]

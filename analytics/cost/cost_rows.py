@@ -3,7 +3,12 @@
 Every row carries explicit components: allocated (the row's own GPU-hours at their price), idle
 share, shared-cost share, adjustment (discounts), and the total, which is always their sum.
 Idle and shared pools stay visible as rows (`__idle__`, `__shared__`) whose negative share shows
-how much of them was handed on.
+how much of them was handed on. `__unhealthy__` rows hold the idle time of GPUs that stopped reporting
+(fallen off the bus, exporter down): billed by the provider, kept in the ledger, never shared out.
+
+Every additive column (GPU-hours, used GPU-hours, each cost component, the unused cost) is a sum over
+pod x step facts, so any grouping's rows add up to a coarser grouping's; ratios (efficiency) are
+recomputed from sums, never averaged. Surfaces that group rows coarser sum ADDITIVE_COLUMNS.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from core import conventions as c
-from core.money import CENT, allocate_cents
+from core.money import CENT, allocate_cents, to_cents
 from core.timeutil import Window
 
 ZERO = Decimal(0)
@@ -23,6 +28,17 @@ COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjus
 # A row's dollar columns and its measures, in the order every surface shows them (CLI, dashboard, exports)
 MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd")
 ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *MONEY_COLUMNS)
+# What a coarser grouping sums; its efficiency is then used_gpu_hours / gpu_hours of the sums
+ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *MONEY_COLUMNS)
+_PARTS = tuple(zip(COMPONENTS, ("allocated", "idle_share", "shared_share", "adjustment"), strict=True))
+# Sums are settled before they are rounded to cents: the same amount summed over another grouping differs in its
+# 40th digit (divisions) or, for usage, its 15th (DuckDB doubles summed in any order); an exact half cent must
+# round the same way whatever the grouping
+EXACT_NOISE, USAGE_NOISE = Decimal("1e-20"), Decimal("1e-9")
+
+
+def settled(value: Decimal, unit: Decimal = EXACT_NOISE) -> Decimal:
+    return value.quantize(unit) if value.adjusted() < 18 else value  # (beyond $10^18 no cent survives anyway)
 
 
 @dataclass(slots=True)  # a per-pod report holds ~190,000 rows at 10,000 GPUs: slots halve their build time
@@ -34,6 +50,9 @@ class Row:
     idle_share: Decimal = ZERO
     shared_share: Decimal = ZERO
     adjustment: Decimal = ZERO
+    # allocated minus used GPU-hours, each at the list price in force where it ran: linear, so it sums exactly
+    # from pod x step upward (a time-sliced pod using more than its share makes it negative; never clipped per row)
+    unused: Decimal = ZERO
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
     workloads: dict[str, Decimal] = field(default_factory=dict)  # workload -> exact allocated cost
@@ -57,16 +76,13 @@ class Row:
     @property
     def kind(self) -> str:
         values = set(self.keys.values())
-        for special in (c.IDLE, SHARED, c.UNALLOCATED):
+        for special in (c.IDLE, c.UNHEALTHY, SHARED, c.UNALLOCATED):
             if special in values:
                 return special
         return "allocated"
 
     def as_dict(self) -> dict[str, Any]:
         eff = self.efficiency
-        unused = (
-            self.cents.get("allocated_cost_usd", ZERO) * Decimal(repr(1 - min(eff, 1.0))) if eff is not None else ZERO
-        )
         return {
             **self.keys,
             "gpu_hours": round(self.gpu_hours, 6),
@@ -74,7 +90,7 @@ class Row:
             "efficiency": round(eff, 6) if eff is not None else None,
             **{name: str(self.cents.get(name, ZERO)) for name in COMPONENTS},
             "cost_usd": str(self.cost_usd),
-            "unused_cost_usd": str(unused.quantize(CENT)),
+            "unused_cost_usd": str(self.cents.get("unused_cost_usd", ZERO)),
             "price_sources": sorted(self.sources),
         }
 
@@ -92,7 +108,7 @@ class ChargebackReport:
     options: dict[str, Any] = field(default_factory=dict)
 
     def total(self, kind: str | None = None) -> Decimal:
-        """Sum of row totals; kind = allocated / __idle__ / __unallocated__ / __shared__ / None (all)."""
+        """Sum of row totals; kind = allocated / __idle__ / __unhealthy__ / __unallocated__ / __shared__ / None (all)."""
         return sum((r.cost_usd for r in self.rows if kind is None or r.kind == kind), ZERO)
 
     def totals(self) -> dict[str, Any]:
@@ -102,6 +118,7 @@ class ChargebackReport:
             "total_usd": str(self.total()),
             "allocated_cost_usd": str(self.total("allocated")),
             "idle_cost_usd": str(self.total(c.IDLE)),
+            "unhealthy_cost_usd": str(self.total(c.UNHEALTHY)),
             "unallocated_cost_usd": str(self.total(c.UNALLOCATED)),
             "shared_cost_usd": str(self.total(SHARED)),
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
@@ -122,30 +139,77 @@ class ChargebackReport:
 def round_rows(rows: list[Row], grand_total: Decimal) -> None:
     """Round to cents hierarchically, each level pinned to the one above (largest remainder).
 
-    Grand total -> first grouping key (the owner or team) -> rows -> each row's components. So the
-    rows of a team always add up to exactly what a by-team report bills that team, whatever finer
-    grouping is asked for, and every report adds up to the grand total.
+    Grand total -> first grouping key (the owner or team) -> that head's components -> rows; a row's
+    components sum to its total, and across a head's rows each component sums to the head's. The unused
+    cost is rounded the same way (head, then rows). So the rows of a team add up, in every column, to
+    exactly what a by-team report shows for that team, whatever finer grouping is asked for, and every
+    report adds up to the grand total.
     """
     heads: dict[str, list[Row]] = {}
     for row in rows:
         heads.setdefault(next(iter(row.keys.values()), ""), []).append(row)
     head_totals = allocate_cents(
-        {h: sum((r.exact_total for r in rs), ZERO) for h, rs in heads.items()}, total=grand_total
+        {h: settled(sum((r.exact_total for r in rs), ZERO)) for h, rs in heads.items()}, total=grand_total
     )
     for head, members in heads.items():
-        keyed = {str(i): r for i, r in enumerate(members)}
-        totals = allocate_cents({k: r.exact_total for k, r in keyed.items()}, total=head_totals[head])
-        for k, row in keyed.items():
-            parts = {
-                name: getattr(row, attr)
-                for name, attr in zip(
-                    COMPONENTS, ("allocated", "idle_share", "shared_share", "adjustment"), strict=True
-                )
-            }
-            row.cents = allocate_cents(parts, total=totals[k])
-            row.cents["cost_usd"] = totals[k]
+        _round_head(members, head_totals[head])
+
+
+def _round_head(members: list[Row], total: Decimal) -> None:
+    keyed = {str(i): r for i, r in enumerate(members)}
+    exact = {name: {k: getattr(r, attr) for k, r in keyed.items()} for name, attr in _PARTS}
+    targets = allocate_cents({name: settled(sum(col.values(), ZERO)) for name, col in exact.items()}, total=total)
+    totals = allocate_cents({k: r.exact_total for k, r in keyed.items()}, total=total)
+    cells = {k: allocate_cents({name: exact[name][k] for name in COMPONENTS}, total=totals[k]) for k in keyed}
+    _balance(cells, exact, targets)
+    unused = {k: r.unused for k, r in keyed.items()}
+    unused_cents = allocate_cents(unused, total=to_cents(settled(sum(unused.values(), ZERO), USAGE_NOISE)))
+    for k, row in keyed.items():
+        row.cents = {**cells[k], "cost_usd": totals[k], "unused_cost_usd": unused_cents[k]}
+
+
+def _balance(
+    cells: dict[str, dict[str, Decimal]], exact: dict[str, dict[str, Decimal]], targets: dict[str, Decimal]
+) -> None:
+    """Move single cents between a row's components (its total unchanged) until every component column sums
+    to its target. A cent moves from a component rounded up to one rounded down in the same row where
+    there is one (else to one that is not zero), so each cell stays within a cent or two of its exact value."""
+    excess = {n: int((sum((row[n] for row in cells.values()), ZERO) - targets[n]) / CENT) for n in COMPONENTS}
+    queues: dict[tuple[str, str], list[tuple[int, int, Decimal, str]]] = {}
+
+    def candidates(src: str, dst: str) -> list[tuple[int, int, Decimal, str]]:
+        found = [
+            (
+                int(cells[k][dst] < exact[dst][k]),
+                int(exact[dst][k] != 0),
+                cells[k][src] - exact[src][k] + exact[dst][k] - cells[k][dst],
+                k,
+            )
+            for k in cells
+            if cells[k][src] > exact[src][k]
+        ]
+        return sorted(found)  # popped from the end: the best first
+
+    def usable(entry: tuple[int, int, Decimal, str], src: str) -> bool:
+        return cells[entry[3]][src] > exact[src][entry[3]]
+
+    while any(excess.values()):
+        src = max(COMPONENTS, key=lambda n: excess[n])
+        dst = min(COMPONENTS, key=lambda n: excess[n])
+        queue = queues.get((src, dst), [])
+        while queue and not usable(queue[-1], src):
+            queue.pop()
+        if not queue:  # built when first needed, rebuilt when used up (earlier moves make new candidates)
+            queue = queues[(src, dst)] = candidates(src, dst)
+        if not queue:
+            raise AssertionError(f"cannot balance {src} against {dst}: no cell of {src} was rounded up")
+        k = queue.pop()[3]
+        cells[k][src] -= CENT
+        cells[k][dst] += CENT
+        excess[src] -= 1
+        excess[dst] += 1
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
-    rank = {"allocated": 0, c.UNALLOCATED: 1, SHARED: 2, c.IDLE: 3}
+    rank = {"allocated": 0, c.UNALLOCATED: 1, SHARED: 2, c.IDLE: 3, c.UNHEALTHY: 4}
     return sorted(rows, key=lambda r: (rank[r.kind], -r.cost_usd, tuple(r.keys.values())))

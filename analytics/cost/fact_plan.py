@@ -164,7 +164,7 @@ def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str
     usage (ts, cluster, node, namespace, pod, uid, used_s), each row's ts a time its price holds for all of it."""
     where = _step_where(p)
     alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units", pod_days)
-    capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units")
+    capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units, unhealthy_{mig_share} AS unhealthy")
     usage = _rollup_union(p, "usage", "namespace, pod, uid, used_s", pod_days)
     if where is not None:
         alloc.append(
@@ -172,13 +172,15 @@ def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str
             f"FROM ({alloc_steps_sql(mig_share, where)})"
         )
         capacity.append(
-            f"SELECT ts, cluster, node, units_per_s * step_s AS units FROM ({capacity_steps_sql(mig_share, where)})"
+            f"SELECT ts, cluster, node, units_per_s * step_s AS units, unhealthy_per_s * step_s AS unhealthy "
+            f"FROM ({capacity_steps_sql(mig_share, where)})"
         )
-        hourly = usage_steps_sql("date_trunc('hour', j.ts)", where)
-        usage.append(f"SELECT bucket AS ts, cluster, node, namespace, pod, uid, used_s FROM ({hourly})")
+        # per step, like alloc and capacity: each usage row's ts is then a key of the price table (priced per step)
+        steps = usage_steps_sql("j.ts", where)
+        usage.append(f"SELECT bucket AS ts, cluster, node, namespace, pod, uid, used_s FROM ({steps})")
     empty = {
         "alloc": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0::BIGINT AS units WHERE FALSE",
-        "capacity": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, 0::BIGINT AS units WHERE FALSE",
+        "capacity": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, 0::BIGINT AS units, 0::BIGINT AS unhealthy WHERE FALSE",
         "usage": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0.0 AS used_s WHERE FALSE",
     }
     union = {
@@ -278,28 +280,32 @@ class Classes:
         g, t = self.g, self.t
         return self._rows(f"""
         WITH cap AS (SELECT k.cluster, coalesce(gr.class_node, k.node) AS node, x.price_id, {g.day_sql("k")} AS day,
-                         sum(k.units) AS units, list(DISTINCT k.node) FILTER (WHERE x.price_id IS NULL) AS unpriced
+                         sum(k.units) AS units, sum(k.unhealthy) AS unhealthy,
+                         list(DISTINCT k.node) FILTER (WHERE x.price_id IS NULL) AS unpriced
                      FROM {t}_capacity k LEFT JOIN {t}_groups gr USING (cluster, node)
                      JOIN {t}_priced x ON x.ts = k.ts AND x.cluster = k.cluster AND x.node = coalesce(gr.class_node, k.node)
                      GROUP BY ALL),
         pool AS (SELECT a.cluster, a.node, x.price_id, {g.day_sql("a")} AS day, sum(a.units) AS units
                  FROM {t}_alloc a JOIN {t}_priced x USING (ts, cluster, node) GROUP BY ALL),
-        idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) AS idle_units FROM cap LEFT JOIN pool
+        idle AS (SELECT cap.*, cap.units - coalesce(pool.units, 0) - cap.unhealthy AS idle_units FROM cap LEFT JOIN pool
                  ON pool.cluster = cap.cluster AND pool.node = cap.node  -- NULL price_id (unpriced) and day match too
                  AND pool.price_id IS NOT DISTINCT FROM cap.price_id AND pool.day IS NOT DISTINCT FROM cap.day),
         na AS ({nodes_sql()})
         SELECT idle.cluster, {g.node_sql("idle", "idle.price_id")} AS node{g.attrs_sql()}, idle.price_id, idle.day,
-            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units, flatten(list(idle.unpriced)) AS unpriced
+            sum(idle.units) AS units, sum(idle.idle_units) AS idle_units, sum(idle.unhealthy) AS unhealthy_units,
+            flatten(list(idle.unpriced)) AS unpriced
         FROM idle LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
 
     def usage(self) -> list[dict[str, Any]]:
         g = self.g
         labelled = self._labelled(self.usage_src, "used_s", ", a_pod IS NOT NULL AS mapped")
+        # with the price row in force, so used GPU-hours are priced as the allocation is (the unused cost)
         return self._rows(f"""
         WITH u AS ({labelled}), na AS ({nodes_sql()})
-        SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, {g.day_sql("u")} AS day, u.namespace, u.labels,
-            u.pod, u.mapped, sum(u.used_s) AS used_s
-        FROM u LEFT JOIN na USING (cluster, node) GROUP BY ALL ORDER BY ALL""")
+        SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("u")} AS day, u.namespace,
+            u.labels, u.pod, u.mapped, sum(u.used_s) AS used_s
+        FROM u LEFT JOIN {self.t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
+        GROUP BY ALL ORDER BY ALL""")
 
 
 _NO_GROUPS = "SELECT ''::VARCHAR AS cluster, ''::VARCHAR AS node, ''::VARCHAR AS class_node WHERE FALSE"

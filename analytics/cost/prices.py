@@ -52,6 +52,7 @@ class PriceInfo:
     source: str  # provenance shown in reports and exports
     list_gpu_hour_usd: Decimal | None = None  # before discounts (None: same as gpu_hour_usd)
     discounts: tuple[str, ...] = ()  # names of the discounts applied
+    gpus: int = 0  # the GPUs of the instance the row prices (the node price is gpu_hour_usd x gpus)
 
     @property
     def list_rate(self) -> Decimal:
@@ -141,7 +142,7 @@ def load_prices(con: duckdb.DuckDBPyConnection) -> dict[str, PriceInfo]:
         last = end + timedelta(hours=1) if end is not None else None
         for at in _breakpoints(start, last, discounts):
             active = sorted((d for d in discounts if d.active(at)), key=lambda d: d.name)
-            info = _info(price_id, gpu_hour, label, active)
+            info = _info(price_id, gpu_hour, label, active, int(gpus))
             out[info.price_id] = info
     return out
 
@@ -171,15 +172,15 @@ def _breakpoints(start: datetime, end: datetime | None, discounts: list[_Discoun
     return sorted(points)
 
 
-def _info(base_id: str, list_rate: Decimal, label: str, active: list[_Discount]) -> PriceInfo:
+def _info(base_id: str, list_rate: Decimal, label: str, active: list[_Discount], gpus: int) -> PriceInfo:
     if not active:
-        return PriceInfo(base_id, list_rate, label, list_rate)
+        return PriceInfo(base_id, list_rate, label, list_rate, gpus=gpus)
     rate = list_rate
     for d in active:
         rate *= 1 - d.percent / 100
     names = tuple(d.name for d in active)
     suffix = "".join(f" less {d.name} {d.percent.normalize():f}%" for d in active)
-    return PriceInfo(base_id + DISCOUNT_SEPARATOR + "+".join(names), rate, label + suffix, list_rate, names)
+    return PriceInfo(base_id + DISCOUNT_SEPARATOR + "+".join(names), rate, label + suffix, list_rate, names, gpus)
 
 
 def prices_in_force(

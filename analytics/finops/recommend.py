@@ -50,7 +50,7 @@ def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) ->
     groups). DCGM's count only matters for node-steps that declare none (as in core/rollup_sql's
     capacity_hourly_sql), so it is read from every step (`reported_ranges` None), from the `ranges` CTE's
     nodes and hours (True), or not at all (False)."""
-    share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
+    share = share_units_sql("a.resource", mig_share)
     return f"""
     WITH {step_ranges.CTE + "," if reported_ranges else ""} n AS ({nodes_sql()}),
     reported AS (SELECT s.ts, s.cluster, s.node, count(DISTINCT s.gpu_uuid) AS gpus

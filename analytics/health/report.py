@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from analytics.cost.attribution import Attribution
 from analytics.health import coverage as cov
 from analytics.health import signals as hs
 from analytics.health.coverage import GpuInfo
@@ -157,16 +158,17 @@ def evaluate(
     window: Window,
     thresholds: HealthThresholds,
     catalog: XidCatalog,
-    team_label: str | tuple[str, ...] = c.TEAM_LABEL,
+    attribution: Attribution | None = None,
     use_rollups: bool = True,
 ) -> HealthResult:
     """Every GPU's health periods and Xid events in `window` (reading `lookbehind` of history; spans and
-    silences from the coverage rollup where current, unless `use_rollups` is off)."""
+    silences from the coverage rollup where current, unless `use_rollups` is off). Xid events name the
+    teams `attribution` gives, the chargeback's (settings.chargeback), so both name the same team."""
     lo, hi = window.start - timedelta(seconds=thresholds.lookbehind_s), window.end
     gpus = cov.gpu_infos(con, lo, hi, use_rollups)
     islands = hs.level_islands(con, lo, hi) + hs.rate_islands(con, lo, hi, thresholds)
     islands += hs.temperature_islands(con, lo, hi, thresholds) + hs.retired_page_islands(con, lo, hi, thresholds)
-    changes = hs.xid_changes(con, lo, hi, team_label)
+    changes = hs.xid_changes(con, lo, hi, attribution or Attribution())
     resets = hs.counter_resets(con, lo, hi)
     findings = [f for i in islands for f in _from_island(i, thresholds)]
     findings += [f for x in changes for f in _from_xid(x, catalog, thresholds, resets.get(x.key, []))]

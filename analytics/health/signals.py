@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 
 from analytics.cost.allocation import pod_labels_sql, team_sql
+from analytics.cost.attribution import Attribution
 from analytics.health.policy import HealthThresholds
 from core import conventions as c
 from core.store.sql import literal
@@ -203,7 +204,7 @@ def retired_page_islands(
 
 
 def xid_changes(
-    con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, team_label: str | tuple[str, ...]
+    con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime, attribution: Attribution
 ) -> list[XidChange]:
     """Changes of the last-Xid gauge to a non-zero code, with the pods then on the GPU.
 
@@ -212,7 +213,7 @@ def xid_changes(
     Xids 79/119/120 (NVML cannot report them through this field; 79 shows as the GPU going silent),
     anything before the exporter started; and an exporter restart zeroes it like a driver reload.
     """
-    team = team_sql("p.labels", "ns.labels", team_label)
+    team = team_sql("p.labels", "ns.labels", "e.namespace", attribution)
     sql = f"""WITH {_collapsed([c.DCGM_XID])},
     z AS (
         SELECT *, min(CASE WHEN v = 0 THEN ts END) OVER (PARTITION BY cluster, node, gpu_uuid ORDER BY ts

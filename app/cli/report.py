@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from analytics.cost import allocation
 from analytics.cost.allocation import GROUPABLE
 from analytics.cost.chargeback import chargeback
 from analytics.cost.cost_rows import ROW_COLUMNS, ChargebackReport
+from analytics.cost.reconcile import COLUMNS as RECONCILE_COLUMNS
+from analytics.cost.reconcile import RECONCILE_BY, reconcile
 from app.cli.base import Context, fail_cleanly, main, make_window, pass_ctx, window_option
 from app.publish import render
 from app.stage_options import chargeback_options
@@ -73,3 +77,37 @@ def _unpriced(settings: Settings, result: ChargebackReport) -> list[allocation.U
         return []
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
         return allocation.unpriced_nodes(con, result.window, settings.chargeback.mig_share)
+
+
+@report.command("reconcile")
+@window_option
+@click.option(
+    "--by", type=click.Choice(list(RECONCILE_BY)), default="node", show_default=True, help="One line per this."
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@pass_ctx
+@fail_cleanly
+def reconcile_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> None:
+    """What the provider bills for the node-hours (at the configured prices) against the ledger's total."""
+    options = chargeback_options(ctx.settings)
+    with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
+        result = reconcile(con, make_window(start, end), options, by)  # type: ignore[arg-type]
+    rows = [line.as_dict(by) for line in result.lines]
+    if fmt == "json":
+        click.echo(render.json_text(result.as_dict()), nl=False)
+        return
+    if fmt == "csv":
+        click.echo(render.csv_text(rows, [by, *RECONCILE_COLUMNS]), nl=False)
+        return
+    click.echo(render.table(rows, [by, *RECONCILE_COLUMNS]) if rows else "(no GPU node-hours in the window)")
+    totals = result.as_dict()["totals"]
+    click.echo(
+        f"\nprovider {totals['provider_usd']} vs ledger {totals['ledger_usd']}: difference {totals['difference_usd']} USD"
+    )
+    for title, found in (
+        ("unpriced nodes", [dataclasses.asdict(u) for u in result.unpriced_nodes]),
+        ("GPU-hours DCGM reported on nodes kube-state-metrics never listed", result.dcgm_without_node),
+        ("GPU requests on nodes no source gives GPUs", result.requests_without_gpus),
+    ):
+        if found:
+            click.echo(f"\n{title}:\n" + render.table(found, list(found[0])))

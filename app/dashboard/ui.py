@@ -23,7 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.cost.chargeback import ChargebackOptions, chargeback
-from analytics.cost.cost_rows import MONEY_COLUMNS
+from analytics.cost.cost_rows import ADDITIVE_COLUMNS, MONEY_COLUMNS
 from app.dashboard import access, freshness, reader
 from app.stage_options import chargeback_options, savings_options
 from core.errors import GpuledgerError
@@ -99,6 +99,16 @@ def breakdown(version: tuple[str, float, str, float], start: datetime, end: date
         if col in frame:
             frame[col] = frame[col].astype(float)
     return frame
+
+
+def grouped(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The chargeback rows of `frame` summed by `keys`: each additive column summed (money to the cent: the
+    rows' cents add up to the coarser row's, analytics/cost/cost_rows.py), efficiency recomputed from the
+    sums (never an average of the rows' efficiencies). Sorted by cost, highest first."""
+    sums = frame.groupby(keys, as_index=False)[list(ADDITIVE_COLUMNS)].sum()
+    sums[list(MONEY_COLUMNS)] = sums[list(MONEY_COLUMNS)].round(2)
+    sums.insert(len(keys) + 2, "efficiency", (sums["used_gpu_hours"] / sums["gpu_hours"]).where(sums["gpu_hours"] > 0))
+    return sums.sort_values("cost_usd", ascending=False, ignore_index=True)
 
 
 def _options(by: tuple[str, ...]) -> ChargebackOptions:
@@ -412,3 +422,19 @@ def serving_models(version: tuple[str, float, str, float]) -> list[str]:
     from core.store.status import serving_models as models
 
     return read(models)
+
+
+@freshness.cached
+def reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | None:
+    """Bill vs ledger (analytics/cost/reconcile.py) over the last whole day of data, per node; None without data."""
+    from analytics.cost.reconcile import reconcile
+    from core.timeutil import DAY, HOUR, floor_to
+
+    found = span(version)
+    if found is None:
+        return None
+    end = floor_to(found[1], HOUR)
+    window = Window(max(found[0], end - DAY), end)
+    if window.end <= window.start:
+        return None
+    return read(lambda con: reconcile(con, window, _options(("team",))).as_dict())

@@ -39,22 +39,7 @@ from core.money import in_money_context
 from core.timeutil import iso
 
 COLUMNS = ("week", "window_start", "window_end", "team", *ROW_COLUMNS, "monthly_budget_usd", "price_sources")
-WORKLOAD_COLUMNS = (
-    "week",
-    "team",
-    "namespace",
-    "workload",
-    "gpu_hours",
-    "used_gpu_hours",
-    "efficiency",
-    "allocated_cost_usd",
-    "idle_share_usd",
-    "shared_share_usd",
-    "cost_usd",
-    "unused_cost_usd",
-    "price_sources",
-)
-MONEY = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjustment_usd", "cost_usd", "unused_cost_usd")
+WORKLOAD_COLUMNS = ("week", "team", "namespace", "workload", *ROW_COLUMNS, "price_sources")
 FOCUS_FILE = f"focus-{focus.FOCUS_VERSION}.csv"
 
 
@@ -75,7 +60,7 @@ def _row(
     d = row.as_dict()
     out = {"week": week, "window_start": iso(report.window.start), "window_end": iso(report.window.end), **d, **extra}
     out["price_sources"] = "; ".join(d["price_sources"])
-    for m in MONEY:
+    for m in MONEY_COLUMNS:
         if m in out:
             out[m] = Decimal(out[m]).quantize(Decimal("0.01"))
     return {k: out.get(k) for k in columns}

@@ -70,6 +70,8 @@ COLUMNS = (
     "x_AllocatedCost",
     "x_IdleShareCost",
     "x_SharedShareCost",
+    "x_AdjustmentCost",
+    "x_UnusedCost",
     "x_AllocationMethod",
     "x_PriceSource",
 )
@@ -151,6 +153,8 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
         "x_AllocatedCost": row.cents.get("allocated_cost_usd"),
         "x_IdleShareCost": row.cents.get("idle_share_usd"),
         "x_SharedShareCost": row.cents.get("shared_share_usd"),
+        "x_AdjustmentCost": row.cents.get("adjustment_usd"),
+        "x_UnusedCost": row.cents.get("unused_cost_usd"),
         "x_AllocationMethod": method,
         "x_PriceSource": "; ".join(sorted(row.sources)),
     }
@@ -159,4 +163,10 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
 @in_money_context
 def focus_rows(report: ChargebackReport, infos: dict[str, PriceInfo], account: str = "default") -> list[dict[str, Any]]:
     method = ", ".join(f"{k}={v}" for k, v in sorted(report.options.items()) if v not in ([], "0"))
-    return [focus_row(r, infos, account, method) for r in report.rows if r.gpu_hours or r.cost_usd]
+    # every row with a number to carry, so each column sums to the report's (a row of used GPU-hours alone
+    # carries its unused cost)
+    return [
+        focus_row(r, infos, account, method)
+        for r in report.rows
+        if r.gpu_hours or r.cost_usd or r.cents.get("unused_cost_usd")
+    ]

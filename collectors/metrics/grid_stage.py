@@ -117,6 +117,8 @@ def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, win
 # Each staged table: (temp name, warehouse table, SELECT over stage_grid/stage_meta).
 # Points are grid END times; `{ts}` turns them into row start times.
 _TS = "epoch_ms(g.t - {step_ms})"
+# compute slices of one unit of a MIG resource (nvidia_com_mig_3g_40gb: 3)
+_MIG_G = f"TRY_CAST(regexp_extract(resource, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
 _COUNTERS = "(" + ", ".join(f"'{m}'" for m in c.DCGM_HEALTH_COUNTERS) + ")"
 
 STAGED: list[tuple[str, str, str]] = [
@@ -202,10 +204,26 @@ STAGED: list[tuple[str, str, str]] = [
     (
         "st_node_samples",
         c.T_NODE_SAMPLES,
-        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster, m.node, max(m.gpu_count) AS gpu_capacity
-        FROM stage_in g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'ksm_node_labels' AND m.node <> ''
-        GROUP BY ALL""",
+        f"""WITH labelled AS (
+                SELECT g.t, m.cluster, m.node, max(m.gpu_count) AS gpu_capacity
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'ksm_node_labels' AND m.node <> ''
+                GROUP BY ALL),
+            per_resource AS (
+                -- max: capacity and allocatable (a device plugin lowers allocatable for unhealthy GPUs), HA copies
+                SELECT g.t, m.cluster, m.node, m.resource, max(g.v) AS v
+                FROM stage_in g JOIN stage_meta m USING (sid)
+                WHERE m.kind = 'ksm_node_capacity' AND m.node <> ''
+                GROUP BY ALL),
+            declared AS (
+                SELECT t, cluster, node,
+                    CAST(max(v) FILTER (WHERE resource = '{c.RESOURCE_GPU}') AS INTEGER) AS ksm_gpus,
+                    CAST(max(v) FILTER (WHERE resource = '{c.RESOURCE_GPU_SHARED}') AS INTEGER) AS ksm_shared,
+                    CAST(sum(v * {_MIG_G}) FILTER (WHERE {_MIG_G} IS NOT NULL) AS INTEGER) AS ksm_mig_slices
+                FROM per_resource GROUP BY ALL)
+        SELECT epoch_ms(t - {{step_ms}}) AS ts, {{step_s}} AS step_s, cluster, node, l.gpu_capacity,
+            d.ksm_gpus, d.ksm_shared, d.ksm_mig_slices
+        FROM labelled l FULL JOIN declared d USING (t, cluster, node)""",
     ),
     (
         "st_inference",
@@ -244,7 +262,7 @@ REPLACE_KEYS: dict[str, tuple[str, str]] = {
         "cluster, namespace, pod",
         f"kind IN ('ksm_requests', 'ksm_phase', '{c.KIND_POD_ALLOCATION}') AND pod <> ''",
     ),
-    c.T_NODE_SAMPLES: ("cluster, node", "kind = 'ksm_node_labels' AND node <> ''"),
+    c.T_NODE_SAMPLES: ("cluster, node", "kind IN ('ksm_node_labels', 'ksm_node_capacity') AND node <> ''"),
     c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'inference'"),
 }
 
@@ -272,6 +290,18 @@ def build_staged(
     return counts
 
 
+# node columns read from kube_node_labels (the node's latest series that has them)
+_NODE_LABEL_COLUMNS = (
+    "instance_type", "capacity_type", "region", "zone", "node_pool", "gpu_model", "gpu_count", "gpu_replicas",
+    "gpu_sharing", "labels",
+)  # fmt: skip
+
+
+def _latest_label(col: str) -> str:
+    source = "model" if col == "gpu_model" else col
+    return f"arg_max(m.{source}, g.t) FILTER (WHERE m.kind = 'ksm_node_labels')"
+
+
 def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
     """Dimension rows from each series' first and last grid point (a label set is constant per
     series, so the latest series decides: arg_max over series spans, not over every point)."""
@@ -281,13 +311,18 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
     span = f"min(epoch_ms(g.lo - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_nodes AS
-        SELECT m.cluster, m.node, arg_max(m.instance_type, g.t) AS instance_type,
-            arg_max(m.capacity_type, g.t) AS capacity_type, arg_max(m.region, g.t) AS region,
-            arg_max(m.zone, g.t) AS zone, arg_max(m.node_pool, g.t) AS node_pool,
-            arg_max(m.model, g.t) AS gpu_model, arg_max(m.gpu_count, g.t) AS gpu_count,
-            arg_max(m.gpu_replicas, g.t) AS gpu_replicas, arg_max(m.labels, g.t) AS labels, {span}
-        FROM stage_span g JOIN stage_meta m USING (sid)
-        WHERE m.kind = 'ksm_node_labels' AND m.node <> '' GROUP BY m.cluster, m.node"""
+        WITH declared AS (
+            -- the latest GPU capacity kube-state-metrics gave (time-slicing replicas are read off it)
+            SELECT cluster, node, arg_max(ksm_gpus, ts) FILTER (WHERE ksm_gpus IS NOT NULL) AS ksm_gpus,
+                arg_max(ksm_shared, ts) FILTER (WHERE ksm_shared IS NOT NULL) AS ksm_shared,
+                arg_max(ksm_mig_slices, ts) FILTER (WHERE ksm_mig_slices IS NOT NULL) AS ksm_mig_slices
+            FROM st_node_samples GROUP BY ALL),
+        labelled AS (
+            SELECT m.cluster, m.node, {", ".join(f"{_latest_label(col)} AS {col}" for col in _NODE_LABEL_COLUMNS)},
+                {span}
+            FROM stage_span g JOIN stage_meta m USING (sid)
+            WHERE m.kind IN ('ksm_node_labels', 'ksm_node_capacity') AND m.node <> '' GROUP BY m.cluster, m.node)
+        SELECT l.*, d.ksm_gpus, d.ksm_shared, d.ksm_mig_slices FROM labelled l LEFT JOIN declared d USING (cluster, node)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_gpus AS

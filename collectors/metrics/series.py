@@ -36,6 +36,8 @@ KIND_BY_NAME: dict[str, str] = {
     c.KSM_POD_LABELS: "ksm_pod_labels",
     c.KSM_POD_INFO: "ksm_pod_info",
     c.KSM_NODE_LABELS: "ksm_node_labels",
+    c.KSM_NODE_CAPACITY: "ksm_node_capacity",
+    c.KSM_NODE_ALLOCATABLE: "ksm_node_capacity",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
     **{name: "inference" for name in SERVING_SAMPLE_NAMES},
 }
@@ -51,6 +53,7 @@ PROMQL_BY_NAME: dict[str, str] = {
     **{name: name for name in KIND_BY_NAME},
     c.KSM_POD_REQUESTS: f'{c.KSM_POD_REQUESTS}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}',
     c.KSM_POD_PHASE: f'{c.KSM_POD_PHASE}{{phase="Running"}}',
+    **{name: f'{name}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}' for name in (c.KSM_NODE_CAPACITY, c.KSM_NODE_ALLOCATABLE)},
     HTTP_NAME: f'{HTTP_NAME}{{handler=~"{HTTP_HANDLER_REGEX}"}}',
 }
 # Increases are computed as PromQL's increase() does, which needs each sample's own time: the
@@ -88,6 +91,7 @@ META_COLUMNS = (
     "node_pool",
     "gpu_count",
     "gpu_replicas",
+    "gpu_sharing",
 )
 
 

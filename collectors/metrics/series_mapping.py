@@ -48,6 +48,7 @@ def _needed(style: str) -> list[str]:
         c.L_CLUSTER, *c.L_HOSTNAME, *c.L_UUID, c.L_GPU_INDEX, c.L_MODEL_NAME, c.L_GPU_I_PROFILE, c.L_GPU_I_ID,
         c.L_VGPU, c.L_POD_UID, *c.WORKLOAD_LABELS[style], c.L_NAMESPACE, c.L_POD, c.L_UID, c.L_NODE, "container",
         c.L_RESOURCE, c.L_PHASE, *c.NODE_CAPACITY_TYPE_LABELS, c.NODE_GPU_COUNT_LABEL, c.NODE_GPU_REPLICAS_LABEL,
+        c.NODE_GPU_SHARING_LABEL, c.NODE_MIG_STRATEGY_LABEL,
         *c.NODE_INSTANCE_TYPE_LABELS, *c.NODE_REGION_LABELS, *c.NODE_ZONE_LABELS, *c.NODE_POOL_LABELS,
         c.NODE_GPU_PRODUCT_LABEL, *c.L_MODEL_LABELS, c.L_LE, "handler",
     ]  # fmt: skip
@@ -106,7 +107,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
     dcgm = "s.kind LIKE 'dcgm%'"
     serving = "s.kind IN ('inference', 'inference_time')"
     node = "s.kind = 'ksm_node_labels'"
-    ksm = f"NOT ({dcgm} OR {serving} OR {node})"
+    ksm = f"NOT ({dcgm} OR {serving} OR {node})"  # pod series, and ksm_node_capacity (node, resource)
     by_kind: dict[str, list[tuple[str, str]]] = {
         "node": [(dcgm, lab.first(c.L_HOSTNAME)), (node, lab.get(c.L_NODE)), (ksm, lab.get(c.L_NODE))],
         "gpu_uuid": [(dcgm, lab.first(c.L_UUID))],
@@ -145,6 +146,11 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
     cols["le"] = f"CASE WHEN {serving} THEN try_cast({le} AS DOUBLE) END"
     cols["gpu_count"] = f"CASE WHEN {node} THEN {_count(lab.get(c.NODE_GPU_COUNT_LABEL))} END"
     cols["gpu_replicas"] = f"CASE WHEN {node} THEN {_count(lab.get(c.NODE_GPU_REPLICAS_LABEL))} END"
+    mig_single = f"{lab.get(c.NODE_MIG_STRATEGY_LABEL)} = 'single'"
+    cols["gpu_sharing"] = (
+        f"CASE WHEN {node} THEN CASE WHEN {mig_single} THEN {literal(c.MIG_SINGLE)} "
+        f"ELSE nullif({lab.get(c.NODE_GPU_SHARING_LABEL)}, '') END END"
+    )
     cols["labels"] = (
         f"CASE WHEN s.kind IN ('ksm_pod_labels', 'ksm_namespace_labels', 'ksm_node_labels') "
         f"THEN '{{' || coalesce(j.k8s, '') || '}}' WHEN {serving} THEN '{{' || coalesce(j.extra, '') || '}}' ELSE '' END"
@@ -163,7 +169,8 @@ def _selected(lab: _Labels) -> str:
     gpu = f"(starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_GPU)}) OR starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_MIG_PREFIX)}))"
     return (
         f"NOT (s.family = {literal(c.KSM_POD_PHASE)} AND {lab.get(c.L_PHASE)} <> 'Running')"
-        f" AND NOT (s.family = {literal(c.KSM_POD_REQUESTS)} AND NOT {gpu})"
+        f" AND NOT (s.family IN ({literal(c.KSM_POD_REQUESTS)}, {literal(c.KSM_NODE_CAPACITY)}, "
+        f"{literal(c.KSM_NODE_ALLOCATABLE)}) AND NOT {gpu})"
         f" AND NOT (s.family = {literal(HTTP_NAME)} AND NOT regexp_full_match({lab.get('handler')}, {literal(HTTP_HANDLER_REGEX)}))"
     )
 

@@ -70,6 +70,9 @@ class Node:
     mig: dict[int, tuple[str, ...]] = field(default_factory=dict)  # GPU index -> MIG profiles
     replicas: int = 0  # time-slicing replicas per GPU (0 = none)
     node_id: str = ""
+    # kube-state-metrics exports nvidia.com/gpu.replicas only where it is allowlisted; without it the
+    # replicas are read off the shared capacity over the GPU count, as gpuledger must on most real fleets
+    replicas_label: bool = True
 
     def uuid(self, index: int) -> str:
         digest = hashlib.sha256(f"{self.name}/{index}".encode()).hexdigest()
@@ -118,6 +121,7 @@ NODES: tuple[Node, ...] = (
     Node("gpu-spot-2", "spot-v100", "p3.2xlarge", "spot", "us-east-1a", V100, 1),
     Node("gpu-spot-3", "spot-v100", "p3.2xlarge", "spot", "us-east-1b", V100, 1),
     Node("gpu-spot-4", "spot-v100", "p3.2xlarge", "spot", "us-east-1b", V100, 1),
+    Node("gpu-ts-2", "ts-a10g-x4", "g5.12xlarge", "on-demand", "us-east-1c", A10G, 4, replicas=4, replicas_label=False),
 )
 
 
@@ -219,6 +223,13 @@ def slots() -> list[Slot]:
         _whole(NODES[5], [0], RESEARCH_SPOT),
         _whole(NODES[6], [0], ADS_SPOT),
         _whole(NODES[7], [0], SANDBOX),
+    ]
+    # three replicas of the unlabelled time-sliced pool's first GPU (appended last: the other slots' seeded
+    # schedules stay as they were)
+    ts2 = NODES[8].devices()[0]
+    out += [
+        Slot((Device(ts2.node, ts2.index, ts2.uuid, ts2.model, vgpu=str(r)),), "nvidia_com_gpu_shared", 1, ADS_BATCH)
+        for r in range(3)
     ]
     return out
 

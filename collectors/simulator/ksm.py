@@ -34,6 +34,8 @@ def node_label_pairs(node: Node) -> list[tuple[str, str]]:
         "topology.kubernetes.io/zone": node.zone,
     }
     if node.replicas:
+        pairs["nvidia.com/gpu.sharing-strategy"] = "time-slicing"
+    if node.replicas and node.replicas_label:
         pairs["nvidia.com/gpu.replicas"] = str(node.replicas)
     if node.mig:
         pairs["nvidia.com/mig.strategy"] = "mixed"

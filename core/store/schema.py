@@ -174,6 +174,26 @@ MIGRATION_10 = [
 # at staging; each run records how many, and the data-status page sums them.
 MIGRATION_11 = [f"ALTER TABLE {c.T_INGEST_RUNS} ADD COLUMN invalid_values BIGINT DEFAULT 0"]
 
+# Version 12 (issue 22: the ledger on clusters as they are configured): kube-state-metrics' GPU capacity per
+# node and step (whole GPUs, time-slicing replicas, MIG compute slices) and per node (the latest, and the
+# sharing strategy), so time-slicing replicas are known without the replicas label and a node's billed GPUs
+# never drop when one falls silent; the capacity rollups gain the `unhealthy` GPU-unit-seconds (silent GPUs'
+# idle time). The rule changed, so the rollups are rebuilt by the next commit (reports read the steps until then).
+MIGRATION_12 = [
+    *(
+        f"ALTER TABLE {c.T_NODE_SAMPLES} ADD COLUMN {col} INTEGER"
+        for col in ("ksm_gpus", "ksm_shared", "ksm_mig_slices")
+    ),
+    *(f"ALTER TABLE {c.T_NODES} ADD COLUMN {col} INTEGER" for col in ("ksm_gpus", "ksm_shared", "ksm_mig_slices")),
+    f"ALTER TABLE {c.T_NODES} ADD COLUMN gpu_sharing VARCHAR",
+    *(
+        f"ALTER TABLE {c.T_CAPACITY_ROLLUP}_{level} ADD COLUMN {col} BIGINT DEFAULT 0"
+        for level in ("hourly", "daily")
+        for col in ("unhealthy_compute", "unhealthy_memory")
+    ),
+    f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source NOT LIKE 'coverage:%'",  # coverage rows are unchanged
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -186,5 +206,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_9,
     MIGRATION_10,
     MIGRATION_11,
+    MIGRATION_12,
 ]
 LATEST_VERSION = len(MIGRATIONS)

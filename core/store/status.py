@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 
 from core import conventions as c
+from core.store.step_sql import nodes_sql
 from core.store.warehouse import one
 from core.timeutil import DAY, Window
 
@@ -78,6 +79,7 @@ def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         ],
         "watermarks": [dict(zip(("source", "last_ts", "updated_at"), w, strict=True)) for w in watermarks],
         "counts": counts,
+        "replicas": replicas_sources(con),
         "warnings": warnings(con, counts),
     }
 
@@ -105,6 +107,12 @@ def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str
         out.append(
             f"no price for {itype or '(unknown instance type)'} {ctype} in {region or '(unknown region)'}: its GPU-hours are unpriced"
         )
+    for r in replicas_sources(con):
+        if r["disagree"]:
+            out.append(
+                f"node {r['cluster']}/{r['node']}: the nvidia.com/gpu.replicas label says {r['replicas']} but its "
+                f"GPU capacity says {r['capacity_says']} replicas; the label is used"
+            )
     invalid = one(con, f"SELECT sum(invalid_values) FROM {c.T_INGEST_RUNS} WHERE status = 'ok'")
     if invalid and invalid[0]:
         out.append(
@@ -118,3 +126,24 @@ def serving_models(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Models that exported serving metrics."""
     rows = con.execute(f"SELECT DISTINCT model FROM {c.T_INFERENCE_SAMPLES} WHERE model <> '' ORDER BY 1").fetchall()
     return [r[0] for r in rows]
+
+
+def replicas_sources(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per time-sliced (or MPS) node: its replicas, which source gave them (`label`: nvidia.com/gpu.replicas;
+    `capacity`: kube-state-metrics' shared capacity over the physical GPUs), and whether the label and the
+    capacity disagree (the label then wins, and the node deserves a look)."""
+    rows = con.execute(
+        f"""SELECT cluster, node, gpu_replicas, replicas_source, replicas_capacity FROM ({nodes_sql()})
+        WHERE gpu_replicas IS NOT NULL ORDER BY 1, 2"""
+    ).fetchall()
+    return [
+        {
+            "cluster": cl,
+            "node": node,
+            "replicas": replicas,
+            "source": source,
+            "capacity_says": derived,
+            "disagree": derived is not None and replicas != derived,
+        }
+        for cl, node, replicas, source, derived in rows
+    ]

@@ -8,7 +8,8 @@ A GPU request becomes a share of a physical GPU, in units of 1/GPU_UNITS:
   nvidia.com/gpu (or any other whole-GPU resource name)   1 GPU each
   nvidia.com/mig-<g>g.<mem>gb                             g / compute slices of the card (7; A30: 4),
                                                           or <mem> / card memory with mig_share=memory
-  nvidia.com/gpu.shared (time-slicing)                    1 / replicas of the node
+  nvidia.com/gpu.shared (time-slicing, MPS)               1 / replicas of the node
+  nvidia.com/gpu on a node sharing without renaming       1 / replicas of the node (renameByDefault: false)
   nvidia.com/gpucores (HAMi)                              scales the pod's whole GPUs to that percentage
   nvidia.com/gpumem* (HAMi)                               no share of its own (memory rides with cores)
 Shares times seconds are integers, so capacity = allocated + idle holds exactly.
@@ -52,8 +53,10 @@ def mig_slices_sql(model: str) -> str:
     return f"(CASE WHEN {model} ILIKE '%A30%' THEN 4 ELSE 7 END)"
 
 
-def share_units_sql(resource: str, model: str, replicas: str, mig_share: MigShare = "compute") -> str:
-    """SQL expression: GPU units of one unit of `resource` on a node with `model`, `replicas`."""
+def share_units_sql(resource: str, mig_share: MigShare = "compute", n: str = "n") -> str:
+    """SQL expression: GPU units of one unit of `resource` on node `n` (a nodes_sql row: its model,
+    replicas, and whether time-slicing advertises its replicas as nvidia.com/gpu)."""
+    model, replicas = f"{n}.gpu_model", f"{n}.gpu_replicas"
     mig_g = f"TRY_CAST(regexp_extract({resource}, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
     compute = f"{UB} * {mig_g} // {mig_slices_sql(model)}"
     mig = compute
@@ -62,9 +65,11 @@ def share_units_sql(resource: str, model: str, replicas: str, mig_share: MigShar
         card = f"TRY_CAST(regexp_extract({model}, '(\\d+)GB', 1) AS BIGINT)"
         mig = f"coalesce({UB} * least({mem}, {card}) // nullif({card}, 0), {compute})"
     no_share = ", ".join(f"'{r}'" for r in HAMI_NO_SHARE)
+    replica = f"{UB} // greatest(coalesce({replicas}, 1), 1)"
     return f"""(CASE
         WHEN {resource} IN ({no_share}) THEN 0
-        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {UB} // greatest(coalesce({replicas}, 1), 1)
+        WHEN {resource} = '{c.RESOURCE_GPU_SHARED}' THEN {replica}
+        WHEN {resource} = '{c.RESOURCE_GPU}' AND coalesce({n}.unrenamed, FALSE) THEN {replica}
         WHEN {resource} LIKE '{c.RESOURCE_MIG_PREFIX}%' AND {mig_g} IS NOT NULL THEN {mig}
         ELSE {UB} END)"""
 
@@ -77,29 +82,77 @@ def device_share_sql(mig_profile: str, model: str) -> str:
     )
 
 
+def _capacity_replicas_sql(n: str, g: str) -> str:
+    """A node's time-slicing (or MPS) replicas as its capacity states them, over the nodes table `n` and its
+    DCGM devices `g` (nodes_sql prefers the replicas label): kube-state-metrics' shared capacity over the node's physical GPUs
+    (GPU feature discovery's count or the GPUs DCGM has seen, less the GPUs cut into MIG slices and the
+    whole ones); else, without renameByDefault (the capacity stays nvidia.com/gpu, the product label ends
+    in -SHARED or the sharing-strategy label says so), that capacity over the physical GPUs."""
+    phys = f"greatest(coalesce({n}.gpu_count, 0), coalesce({g}.devices, 0))"
+    model = f"coalesce(nullif({n}.gpu_model, ''), {g}.model, '')"
+    mig = f"CAST(ceil(coalesce({n}.ksm_mig_slices, 0) / {mig_slices_sql(model)}) AS BIGINT)"
+    shareable = f"({phys} - {mig} - coalesce({n}.ksm_gpus, 0))"
+    unrenamed_phys = f"({phys} - {mig})"
+    ratio = f"""CASE
+        WHEN coalesce({n}.ksm_shared, 0) > 0 AND {shareable} > 0 THEN round({n}.ksm_shared / {shareable})
+        WHEN {unrenamed_sql(n)} AND {unrenamed_phys} > 0 THEN round(coalesce({n}.ksm_gpus, 0) / {unrenamed_phys}) END"""
+    return f"CAST(CASE WHEN ({ratio}) >= 2 THEN ({ratio}) END AS INTEGER)"
+
+
+def unrenamed_sql(n: str) -> str:
+    """Time-slicing or MPS without renameByDefault: shared replicas are advertised as nvidia.com/gpu."""
+    return f"""(coalesce({n}.ksm_shared, 0) = 0 AND (coalesce({n}.gpu_model, '') ILIKE '%{c.SHARED_PRODUCT_SUFFIX}'
+        OR coalesce({n}.gpu_sharing, '') IN ('time-slicing', 'mps')))"""
+
+
 def nodes_sql() -> str:
-    """Node attributes with defaults; the GPU model falls back to what DCGM reports."""
+    """Node attributes with defaults; the GPU model falls back to what DCGM reports; `gpu_replicas` is the
+    node's time-slicing replicas: the nvidia.com/gpu.replicas label, else what its capacity states
+    (`replicas_capacity`, _capacity_replicas_sql); `replicas_source` says which."""
+    derived = _capacity_replicas_sql("n", "g")
+    source = f"CASE WHEN n.gpu_replicas IS NOT NULL THEN 'label' WHEN {derived} IS NOT NULL THEN 'capacity' END"
     return f"""
         SELECT n.cluster, n.node, coalesce(n.node_pool, '') AS node_pool,
             coalesce(nullif(n.gpu_model, ''), g.model, '') AS gpu_model,
             coalesce(n.capacity_type, 'on_demand') AS capacity_type, coalesce(n.instance_type, '') AS instance_type,
-            coalesce(n.region, '') AS region, n.gpu_replicas
+            coalesce(n.region, '') AS region, coalesce(n.gpu_replicas, {derived}) AS gpu_replicas,
+            {source} AS replicas_source, {derived} AS replicas_capacity, {unrenamed_sql("n")} AS unrenamed, n.gpu_sharing
         FROM {c.T_NODES} n
-        LEFT JOIN (SELECT cluster, node, any_value(model) AS model FROM {c.T_GPUS} GROUP BY ALL) g USING (cluster, node)"""
+        LEFT JOIN (SELECT cluster, node, any_value(model) AS model,
+                       count(DISTINCT {_DEVICE_ID}) AS devices FROM {c.T_GPUS} GROUP BY ALL) g USING (cluster, node)"""
+
+
+# A physical GPU of a node: its index (a replacement after an RMA keeps it), else its UUID
+_DEVICE_ID = "coalesce(CAST(gpu_index AS VARCHAR), gpu_uuid)"
+
+
+def device_timeline_sql() -> str:
+    """(cluster, node, t, known): from t on, the node has `known` physical GPUs DCGM reported within the
+    lookbehind (c.DEVICE_LOOKBEHIND_S): a GPU counts from its first row until that long after its last."""
+    return f"""
+        WITH dev AS (
+            SELECT cluster, node, {_DEVICE_ID} AS gpu, min(first_seen) AS lo,
+                max(last_seen) + INTERVAL {c.DEVICE_LOOKBEHIND_S} SECOND AS hi
+            FROM {c.T_GPUS} GROUP BY ALL),
+        ev AS (SELECT cluster, node, lo AS t, 1 AS d FROM dev UNION ALL SELECT cluster, node, hi, -1 FROM dev)
+        SELECT cluster, node, t, sum(sum(d)) OVER (PARTITION BY cluster, node ORDER BY t) AS known
+        FROM ev GROUP BY cluster, node, t"""
 
 
 def fingerprints_sql() -> str:
     """(cluster, node, fp): a hash of every dimension value the step SQL reads for a node.
 
     Rollups store the fingerprint they were computed under; a row whose node's fingerprint has
-    changed since (a new GPU model label, replicas, a MIG profile) is recomputed from the steps.
+    changed since (a new GPU model label, replicas, a MIG profile, a GPU first seen) is recomputed from
+    the steps.
     """
     return f"""
         WITH d AS (SELECT cluster, node,
-                list((gpu_uuid, gpu_instance, mig_profile, model) ORDER BY gpu_uuid, gpu_instance) AS devices
+                list((gpu_uuid, gpu_instance, mig_profile, model, gpu_index, first_seen)
+                     ORDER BY gpu_uuid, gpu_instance) AS devices
             FROM {c.T_GPUS} GROUP BY ALL),
         n AS ({nodes_sql()})
-        SELECT cluster, node, hash(n.gpu_model, n.gpu_replicas, d.devices) AS fp
+        SELECT cluster, node, hash(n.gpu_model, n.gpu_replicas, n.unrenamed, n.gpu_sharing, d.devices) AS fp
         FROM n FULL JOIN d USING (cluster, node)"""
 
 
@@ -112,7 +165,7 @@ def stale_rows_sql(rows: str) -> str:
 
 def units_sql(mig_share: MigShare) -> str:
     """Per pod-step GPU units of one MIG mode, before HAMi cores scaling (`a`: pod_allocations, `n`: nodes)."""
-    share = share_units_sql("a.resource", "n.gpu_model", "n.gpu_replicas", mig_share)
+    share = share_units_sql("a.resource", mig_share)
     return f"sum({REQUEST_SQL} * {share})"
 
 
@@ -134,20 +187,39 @@ def alloc_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = WIN
         GROUP BY ALL"""
 
 
-def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = WINDOW) -> str:
-    """Per node and step: billable GPU units per second (whole GPUs) and the step length.
+def physical_gpus_sql(d: str, n: str) -> str:
+    """A node-step's physical GPUs: the most any source states. GPU feature discovery's count (`{d}.gfd`),
+    kube-state-metrics' capacity net of sharing (whole GPUs, GPUs cut into MIG slices, shared replicas over
+    the node's replicas; none under MIG's single strategy), and the GPUs DCGM reported within the lookbehind
+    (`{d}.known`). The provider bills the node whatever its GPUs do, so a GPU that falls silent stays billed."""
+    r = f"greatest({n}.gpu_replicas, 1)"
+    whole = f"CASE WHEN {n}.unrenamed THEN CASE WHEN {n}.gpu_replicas IS NOT NULL THEN ceil({d}.ksm_gpus / {r}) END ELSE {d}.ksm_gpus END"
+    mig = f"ceil({d}.ksm_mig_slices / {mig_slices_sql(n + '.gpu_model')})"
+    shared = f"CASE WHEN {n}.gpu_replicas IS NOT NULL THEN ceil({d}.ksm_shared / {r}) END"
+    ksm = f"""CASE WHEN coalesce({n}.gpu_sharing, '') <> '{c.MIG_SINGLE}'
+        AND coalesce({d}.ksm_gpus, {d}.ksm_shared, {d}.ksm_mig_slices) IS NOT NULL
+        THEN coalesce({whole}, 0) + coalesce({mig}, 0) + coalesce({shared}, 0) END"""
+    return f"CAST(greatest(coalesce({d}.gfd, 0), coalesce({ksm}, 0), coalesce({d}.known, 0)) AS BIGINT)"
 
-    A node's billable GPUs at a step: what it declares (GPU feature discovery's
-    nvidia.com/gpu.count), else what DCGM reports, and never fewer than its pods are allocated
-    (rounded up to whole GPUs: a node with 2.3 GPUs allocated and none declared is billed 3).
-    Several modes give `units_per_s_<mode>` columns instead of `units_per_s`.
+
+def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = WINDOW) -> str:
+    """Per node and step: billable GPU units per second (whole GPUs), the unhealthy part of them, the step length,
+    and the physical GPUs the sources state (`gpus`; 0 where only the pods' requests put GPUs on the node).
+
+    A node's billable GPUs at a step: its physical GPUs (physical_gpus_sql; DCGM's count at the step where
+    nothing else says), and never fewer than its pods are allocated (rounded up to whole GPUs: a node with
+    2.3 GPUs allocated and none declared is billed 3). Unhealthy: the GPUs DCGM has seen (within the
+    lookbehind) that sent nothing at the step, as far as no pod is allocated them: the idle time of a GPU
+    that fell off the bus, or whose exporter stopped. Several modes give `units_per_s_<mode>` and
+    `unhealthy_per_s_<mode>` columns instead of `units_per_s` and `unhealthy_per_s`.
     """
     modes = (mig_share,) if isinstance(mig_share, str) else mig_share
     names = ["units"] if isinstance(mig_share, str) else [f"units_{m}" for m in modes]
     sums = ", ".join(f"sum({n}) AS {n}" for n in names)
-    per_s = ", ".join(
-        f"CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.{n}, 0)) / {U}) AS BIGINT) * {UB} "
-        f"AS {n.replace('units', 'units_per_s')}"
+    billed = {n: f"CAST(ceil(greatest(s.phys * {UB}, coalesce(s.{n}, 0)) / {U}) AS BIGINT) * {UB}" for n in names}
+    cols = ", ".join(
+        f"{billed[n]} AS {n.replace('units', 'units_per_s')}, "
+        f"least(s.silent * {UB}, {billed[n]} - coalesce(s.{n}, 0)) AS {n.replace('units', 'unhealthy_per_s')}"
         for n in names
     )
     return f"""
@@ -155,10 +227,23 @@ def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = 
                        FROM ({alloc_steps_sql(mig_share, where)}) GROUP BY ALL),
         reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
                      FROM {c.T_GPU_SAMPLES} s WHERE {where.format(t="s")} GROUP BY ALL),
-        declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
-                     FROM {c.T_NODE_SAMPLES} s WHERE {where.format(t="s")} GROUP BY ALL)
-        SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s, {per_s}
-        FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node)"""
+        declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gfd,
+                         max(ksm_gpus) AS ksm_gpus, max(ksm_shared) AS ksm_shared, max(ksm_mig_slices) AS ksm_mig_slices
+                     FROM {c.T_NODE_SAMPLES} s WHERE {where.format(t="s")} GROUP BY ALL),
+        steps AS (
+            SELECT ts, cluster, node, coalesce(d.step_s, r.step_s, a.step_s) AS step_s, d.gfd, d.ksm_gpus,
+                d.ksm_shared, d.ksm_mig_slices, r.gpus AS reporting, {", ".join(f"a.{n}" for n in names)}
+            FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node)),
+        known AS (
+            SELECT st.*, greatest(coalesce(k.known, 0), coalesce(st.reporting, 0)) AS known
+            FROM steps st ASOF LEFT JOIN ({device_timeline_sql()}) k
+                ON k.cluster = st.cluster AND k.node = st.node AND st.ts >= k.t),
+        s AS (
+            SELECT kn.*, {physical_gpus_sql("kn", "n")} AS phys,
+                greatest(kn.known - coalesce(kn.reporting, 0), 0) AS silent
+            FROM known kn LEFT JOIN ({nodes_sql()}) n USING (cluster, node))
+        SELECT ts, cluster, node, step_s, s.phys AS gpus, {cols}
+        FROM s"""
 
 
 def usage_steps_sql(bucket: str, where: str = WINDOW) -> str:

@@ -41,17 +41,7 @@ trend = frame.pivot_table(index="day", columns="team", values="cost_usd", aggfun
 st.bar_chart(trend)
 
 st.subheader("Cost by team")
-by_team = (
-    frame.groupby("team", as_index=False)
-    .agg(
-        gpu_hours=("gpu_hours", "sum"),
-        used_gpu_hours=("used_gpu_hours", "sum"),
-        cost_usd=("cost_usd", "sum"),
-        unused_cost_usd=("unused_cost_usd", "sum"),
-    )
-    .sort_values("cost_usd", ascending=False)
-)
-by_team["efficiency"] = (by_team["used_gpu_hours"] / by_team["gpu_hours"]).where(by_team["gpu_hours"] > 0)
+by_team = ui.grouped(frame, ["team"])  # the chargeback's rows summed: the CLI's and exports' by-team numbers
 st.dataframe(by_team, hide_index=True, width="stretch")
 st.caption(
     f"Window {filters.start:%Y-%m-%d} to {filters.end:%Y-%m-%d} (UTC, end exclusive). `__idle__` is GPU capacity no pod "

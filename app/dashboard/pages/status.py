@@ -27,3 +27,32 @@ else:
     st.write("No incremental source yet (`gpuledger collect prometheus` records one per source).")
 st.subheader("Rows stored")
 st.dataframe(pd.DataFrame(sorted(info["counts"].items()), columns=["table", "rows"]), hide_index=True, width="stretch")
+st.subheader("Time-slicing replicas per node")
+if info["replicas"]:
+    st.caption(
+        "Where each shared node's replicas come from: the nvidia.com/gpu.replicas label, or kube-state-metrics' "
+        "GPU capacity over the node's physical GPUs. `disagree`: the two differ (the label is used)."
+    )
+    st.dataframe(pd.DataFrame(info["replicas"]), hide_index=True, width="stretch")
+else:
+    st.write("No time-sliced or MPS node.")
+st.subheader("Bill vs ledger")
+bill = ui.reconciliation(ui.mtime())
+if bill is None:
+    st.write("No GPU node-hours yet.")
+else:
+    totals, window = bill["totals"], bill["window"]
+    st.caption(
+        f"{window['start']} to {window['end']}: node-hours x the price in force (what the provider bills at the "
+        "configured prices) against the ledger's total, per node (`gpuledger report reconcile` for any window)."
+    )
+    st.metric("Difference (ledger − provider)", f"${totals['difference_usd']}")
+    st.dataframe(pd.DataFrame(bill["rows"]), hide_index=True, width="stretch")
+    for title, key in (
+        ("Unpriced nodes", "unpriced_nodes"),
+        ("GPU-hours DCGM reported on nodes kube-state-metrics never listed", "dcgm_without_node"),
+        ("GPU requests on nodes no source gives GPUs", "requests_without_gpus"),
+    ):
+        if bill[key]:
+            st.warning(title)
+            st.dataframe(pd.DataFrame(bill[key]), hide_index=True, width="stretch")

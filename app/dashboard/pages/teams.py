@@ -26,12 +26,12 @@ team = st.selectbox("Team", teams, index=teams.index(default) if default in team
 st.query_params["bill"] = team
 
 bill = lines[lines["team"] == team].sort_values("cost_usd", ascending=False)
+line = ui.grouped(bill, ["team"]).iloc[0]  # the bill's lines summed, efficiency from the sums
 cols = st.columns(4)
-cols[0].metric("Total", ui.money(bill["cost_usd"].sum()))
-cols[1].metric("GPU-hours", f"{bill['gpu_hours'].sum():,.1f}")
-used, alloc = bill["used_gpu_hours"].sum(), bill["gpu_hours"].sum()
-cols[2].metric("Efficiency", f"{used / alloc * 100:.1f}%" if alloc else "n/a")
-cols[3].metric("Allocated but unused", ui.money(bill["unused_cost_usd"].sum()))
+cols[0].metric("Total", ui.money(line["cost_usd"]))
+cols[1].metric("GPU-hours", f"{line['gpu_hours']:,.1f}")
+cols[2].metric("Efficiency", f"{line['efficiency'] * 100:.1f}%" if line["gpu_hours"] > 0 else "n/a")
+cols[3].metric("Allocated but unused", ui.money(line["unused_cost_usd"]))
 
 shown = bill[
     [

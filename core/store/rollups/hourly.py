@@ -6,7 +6,7 @@ and node-day (node-hour), and the step tables only for partial edge hours. The r
 what the step SQL (core/store/step_sql.py) sums, so answers are identical (integer GPU-unit-seconds):
 
   alloc_hourly/daily     GPU-unit-seconds per pod, for both MIG share modes (HAMi cores applied)
-  capacity_hourly/daily  billable GPU-unit-seconds per node, for both MIG share modes
+  capacity_hourly/daily  billable GPU-unit-seconds per node, and their unhealthy part, for both MIG share modes
   usage_hourly/daily     used GPU-seconds per pod (NULL pod: activity on unallocated GPUs)
 
 Prices are applied at query time (a price or discount change inside an hour sends that hour to the
@@ -135,9 +135,10 @@ _HOURLY = {
         "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory",
     ),
     "capacity": (
-        "units_compute, units_memory",
+        "units_compute, units_memory, unhealthy_compute, unhealthy_memory",
         rollup_sql.capacity_hourly_sql(),
-        "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory",
+        "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory, "
+        "sum(unhealthy_compute)::BIGINT AS unhealthy_compute, sum(unhealthy_memory)::BIGINT AS unhealthy_memory",
     ),
     "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql(), "sum(used_s) AS used_s"),
 }
@@ -149,7 +150,8 @@ def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -
         con.execute(f"DELETE FROM {table(kind, 'hourly')} WHERE hour >= $start AND hour < $end", params)
     for kind, (cols, sql, _) in _HOURLY.items():
         con.execute(
-            f"INSERT INTO {table(kind, 'hourly')} SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) FROM ({sql}) {_FPS}",
+            f"INSERT INTO {table(kind, 'hourly')} BY NAME "
+            f"SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) AS fp FROM ({sql}) {_FPS}",
             params,
         )
 
@@ -183,16 +185,17 @@ def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:
     params = {"start": day, "end": day + DAY}
     fp = "CASE WHEN min(fp) = max(fp) THEN min(fp) END"
     sums = {
-        "alloc": ("namespace, pod, uid", "sum(units_compute), sum(units_memory)"),
-        "capacity": ("", "sum(units_compute), sum(units_memory)"),
-        "usage": ("namespace, pod, uid", "sum(used_s)"),
+        "alloc": ("namespace, pod, uid", ("units_compute", "units_memory")),
+        "capacity": ("", ("units_compute", "units_memory", "unhealthy_compute", "unhealthy_memory")),
+        "usage": ("namespace, pod, uid", ("used_s",)),
     }
-    for kind, (pod, agg) in sums.items():
+    for kind, (pod, values) in sums.items():
         keys = "cluster, node" + (f", {pod}" if pod else "")
+        agg = ", ".join(f"sum({v}) AS {v}" for v in values)
         con.execute(f"DELETE FROM {table(kind, 'daily')} WHERE day >= $start AND day < $end", params)
         con.execute(
-            f"""INSERT INTO {table(kind, "daily")}
-            SELECT date_trunc('day', hour), {keys}, {agg}, {fp} FROM {table(kind, "hourly")}
+            f"""INSERT INTO {table(kind, "daily")} BY NAME
+            SELECT date_trunc('day', hour) AS day, {keys}, {agg}, {fp} AS fp FROM {table(kind, "hourly")}
             WHERE hour >= $start AND hour < $end GROUP BY date_trunc('day', hour), {keys}""",
             params,
         )

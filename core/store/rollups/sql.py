@@ -19,8 +19,7 @@ from core.store.step_sql import (
     MIG_SHARES,
     POD_UTIL_SQL,
     REQUEST_SQL,
-    UB,
-    U,
+    capacity_steps_sql,
     device_share_sql,
     nodes_sql,
     scaled_sql,
@@ -40,7 +39,7 @@ def _same(a: str, b: str, cols: tuple[str, ...]) -> str:
 
 
 def _shares(t: str = "a") -> dict[str, str]:
-    return {m: share_units_sql(f"{t}.resource", "n.gpu_model", "n.gpu_replicas", m) for m in MIG_SHARES}
+    return {m: share_units_sql(f"{t}.resource", m) for m in MIG_SHARES}
 
 
 def alloc_hourly_sql() -> str:
@@ -70,29 +69,13 @@ def alloc_hourly_sql() -> str:
 
 
 def capacity_hourly_sql() -> str:
-    """(hour, cluster, node, units_compute, units_memory): billable GPU-unit-seconds (core/store/step_sql.py rule)."""
-    shares = _shares()
-    units = ", ".join(f"sum({REQUEST_SQL} * {s}) AS units_{m}" for m, s in shares.items())
-    billed = ", ".join(
-        f"sum(CAST(ceil(greatest(coalesce(d.gpus, r.gpus, 0) * {UB}, coalesce(a.units_{m}, 0)) / {U}) AS BIGINT)"
-        f" * {UB} * coalesce(d.step_s, r.step_s, a.step_s)) AS units_{m}"
-        for m in MIG_SHARES
+    """(hour, cluster, node, units_<mode>..., unhealthy_<mode>...): billable and unhealthy GPU-unit-seconds,
+    the step rule itself (core/store/step_sql.py capacity_steps_sql) summed by hour."""
+    sums = ", ".join(
+        f"sum({col}_per_s_{m} * step_s) AS {col}_{m}" for col in ("units", "unhealthy") for m in MIG_SHARES
     )
-    key = ("ts", "cluster", "node")
-    return f"""
-    WITH alloc AS (SELECT a.ts, a.cluster, a.node, max(a.step_s) AS step_s, {units}
-                   FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
-                   WHERE {_w("a")} GROUP BY a.ts, a.cluster, a.node),
-    declared AS (SELECT ts, cluster, node, max(step_s) AS step_s, max(gpu_capacity) AS gpus
-                 FROM {c.T_NODE_SAMPLES} s WHERE {_w("s")} GROUP BY ALL),
-    -- what DCGM reports only matters where the node declares no GPU count
-    reported AS (SELECT ts, cluster, node, max(step_s) AS step_s, count(DISTINCT gpu_uuid) AS gpus
-                 FROM {c.T_GPU_SAMPLES} s WHERE {_w("s")}
-                 AND NOT EXISTS (SELECT 1 FROM declared d WHERE {_same("d", "s", key)} AND d.gpus IS NOT NULL)
-                 GROUP BY ALL)
-    SELECT date_trunc('hour', ts) AS hour, cluster, node, {billed}
-    FROM declared d FULL JOIN reported r USING (ts, cluster, node) FULL JOIN alloc a USING (ts, cluster, node)
-    GROUP BY ALL"""
+    return f"""SELECT date_trunc('hour', ts) AS hour, cluster, node, {sums}
+    FROM ({capacity_steps_sql(MIG_SHARES, WHERE)}) GROUP BY ALL"""
 
 
 def usage_hourly_sql() -> str:

@@ -1,0 +1,169 @@
+"""Reconciliation: what the provider bills for the node-hours in a window, against the ledger's total.
+
+The provider bills a node for every hour it runs, whatever its GPUs do: node-hours x the price in force
+(the GPUs' part of the node price, after discounts: the same price path as the chargeback). The ledger
+bills the node's billable GPUs (core/store/step_sql.py capacity_steps_sql) at that price per GPU. The two agree
+to the cent wherever the node's billable GPUs equal its instance's; a difference names a node whose GPUs the
+sources under- or over-state. Besides the difference, the report lists what the ledger cannot price or
+place: unpriced nodes, GPU-hours DCGM reported on nodes kube-state-metrics never listed (a Hostname that is
+not the node's name), and GPU requests on nodes no source gives GPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import duckdb
+
+from analytics.cost import allocation, prices
+from analytics.cost.chargeback import ChargebackOptions, chargeback
+from core import conventions as c
+from core.money import in_money_context, to_cents
+from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
+from core.timeutil import Window
+
+ReconcileBy = Literal["node", "instance_type", "cluster", "region"]
+RECONCILE_BY: tuple[ReconcileBy, ...] = ("node", "instance_type", "cluster", "region")
+ZERO = Decimal(0)
+UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
+COLUMNS = ("node_hours", "gpu_hours", "provider_usd", "ledger_usd", "difference_usd", "unpriced_gpu_hours")
+
+
+@dataclass
+class Line:
+    key: str  # the group's value (a node is cluster/node)
+    node_hours: Decimal = ZERO
+    gpu_hours: Decimal = ZERO
+    provider: Decimal = ZERO  # exact
+    ledger: Decimal = ZERO  # exact
+    unpriced_gpu_hours: Decimal = ZERO
+
+    def as_dict(self, by: str) -> dict[str, Any]:
+        return {
+            by: self.key,
+            "node_hours": float(round(self.node_hours, 6)),
+            "gpu_hours": float(round(self.gpu_hours, 6)),
+            "provider_usd": str(to_cents(self.provider)),
+            "ledger_usd": str(to_cents(self.ledger)),
+            "difference_usd": str(to_cents(self.ledger) - to_cents(self.provider)),
+            "unpriced_gpu_hours": float(round(self.unpriced_gpu_hours, 6)),
+        }
+
+
+@dataclass
+class Reconciliation:
+    window: Window
+    by: str
+    lines: list[Line]
+    ledger_total_usd: Decimal  # the chargeback's node cost for the window (its rows' sum less the overhead)
+    unpriced_nodes: list[allocation.UnpricedNode] = field(default_factory=list)
+    dcgm_without_node: list[dict[str, Any]] = field(default_factory=list)  # (cluster, node, gpu_hours)
+    requests_without_gpus: list[dict[str, Any]] = field(default_factory=list)  # (cluster, node, gpu_hours)
+
+    @property
+    def provider_total_usd(self) -> Decimal:
+        return to_cents(sum((line.provider for line in self.lines), ZERO))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window.as_dict(),
+            "by": self.by,
+            "rows": [line.as_dict(self.by) for line in self.lines],
+            "totals": {
+                "provider_usd": str(self.provider_total_usd),
+                "ledger_usd": str(self.ledger_total_usd),
+                "difference_usd": str(self.ledger_total_usd - self.provider_total_usd),
+            },
+            "unpriced_nodes": [dataclasses.asdict(u) for u in self.unpriced_nodes],
+            "dcgm_without_node": self.dcgm_without_node,
+            "requests_without_gpus": self.requests_without_gpus,
+        }
+
+
+@in_money_context
+def reconcile(
+    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions, by: ReconcileBy = "node"
+) -> Reconciliation:
+    """Provider bill (node-hours x price) vs ledger, per `by`, for `window`; pure over the warehouse."""
+    if by not in RECONCILE_BY:
+        raise ValueError(f"cannot reconcile by {by!r}; choose from {', '.join(RECONCILE_BY)}")
+    infos = prices.load_prices(con)
+    lines: dict[str, Line] = {}
+    for f in _node_facts(con, window, options.mig_share, by):
+        line = lines.setdefault(f["key"], Line(f["key"]))
+        info = infos.get(f["price_id"]) if f["price_id"] is not None else None
+        hours = Decimal(int(f["node_s"])) / 3600
+        line.node_hours += hours
+        line.gpu_hours += Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
+        if info is None:
+            line.unpriced_gpu_hours += Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
+        else:
+            line.provider += hours * info.gpu_hour_usd * info.gpus
+    _ledger(con, window, options, by, lines)
+    report = chargeback(con, window, _plain(options, ()))
+    return Reconciliation(
+        window,
+        by,
+        sorted(lines.values(), key=lambda line: line.key),
+        report.node_cost_usd,
+        allocation.unpriced_nodes(con, window, options.mig_share),
+        _dcgm_without_node(con, window),
+        _requests_without_gpus(con, window, options.mig_share),
+    )
+
+
+def _plain(options: ChargebackOptions, by: tuple[str, ...]) -> ChargebackOptions:
+    """The chargeback with nothing moved between nodes (idle kept, nothing shared): each node's rows are its cost."""
+    return dataclasses.replace(
+        options, by=by, idle="keep", shared_namespaces=(), shared_labels=(), shared_overhead_usd_per_hour=ZERO
+    )
+
+
+def _ledger(
+    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions, by: str, lines: dict[str, Line]
+) -> None:
+    keys = ("cluster", "node") if by == "node" else (by,)
+    for row in chargeback(con, window, _plain(options, keys)).rows:
+        key = "/".join(row.keys[k] for k in keys)
+        lines.setdefault(key, Line(key)).ledger += row.exact_total
+
+
+def _node_facts(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, by: str) -> list[dict[str, Any]]:
+    """Per group and price row: node-seconds and billable GPU-unit-seconds, from the step tables."""
+    key = "s.cluster || '/' || s.node" if by == "node" else f"coalesce(n.{by}, '')"
+    steps = capacity_steps_sql(mig_share)
+    cur = con.execute(
+        f"""SELECT {key} AS key, s.price_id, sum(s.step_s) AS node_s, sum(s.units_per_s * s.step_s) AS units
+        FROM ({prices.priced_sql(steps)}) s LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
+        GROUP BY ALL ORDER BY ALL""",
+        {"start": window.start, "end": window.end},
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _dcgm_without_node(con: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, Any]]:
+    """GPU-hours DCGM reported under a node name kube-state-metrics never listed."""
+    rows = con.execute(
+        f"""SELECT s.cluster, s.node, sum(s.step_s) / 3600.0 AS gpu_hours
+        FROM (SELECT DISTINCT ts, step_s, cluster, node, gpu_uuid FROM {c.T_GPU_SAMPLES}
+              WHERE ts >= $start AND ts < $end) s
+        ANTI JOIN {c.T_NODES} n USING (cluster, node)
+        GROUP BY ALL ORDER BY ALL""",
+        {"start": window.start, "end": window.end},
+    ).fetchall()
+    return [{"cluster": cl, "node": n, "gpu_hours": round(float(h), 6)} for cl, n, h in rows]
+
+
+def _requests_without_gpus(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
+    """GPU-hours requested on node-steps where no source gives the node a GPU (billed as requested, rounded up)."""
+    rows = con.execute(
+        f"""SELECT cluster, node, sum(units_per_s * step_s) / {UNITS_PER_GPU_HOUR} AS gpu_hours
+        FROM ({capacity_steps_sql(mig_share)}) WHERE gpus = 0 AND units_per_s > 0
+        GROUP BY ALL ORDER BY ALL""",
+        {"start": window.start, "end": window.end},
+    ).fetchall()
+    return [{"cluster": cl, "node": n, "gpu_hours": round(float(h), 6)} for cl, n, h in rows]
