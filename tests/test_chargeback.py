@@ -206,3 +206,17 @@ def test_any_fleet_conserves_cost_to_the_cent_with_non_negative_rows(gpus, pods,
     assert sum(r.cost_usd for r in report.rows) == report.node_cost_usd
     assert all(r.cost_usd >= 0 and r.gpu_hours >= 0 for r in report.rows)
     assert sum(r.gpu_hours for r in report.rows) == pytest.approx(report.capacity_gpu_hours, abs=1e-9)
+
+
+def test_the_cli_tables_footer_adds_up_with_the_unhealthy_gpus_time(direct_warehouse: Path) -> None:
+    import re
+
+    from tests.conftest import run_cli
+
+    args = ["--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z"]
+    result = run_cli("--warehouse", str(direct_warehouse), "report", "chargeback", *args)
+    footer = re.search(r"capacity cost ([\d.]+) \+ overhead ([\d.]+) = (.*) \(USD", result.output)
+    assert footer is not None, result.output
+    parts = dict((name, Decimal(v)) for v, name in [p.split(" ")[::-1] for p in footer.group(3).split(" + ")])
+    assert set(parts) == {"allocated", "unallocated", "shared", "idle", "unhealthy"} and parts["unhealthy"] > 0
+    assert Decimal(footer.group(1)) + Decimal(footer.group(2)) == sum(parts.values())

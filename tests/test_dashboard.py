@@ -233,3 +233,18 @@ def test_the_data_status_pages_bill_vs_ledger_shows_what_report_reconcile_prints
     assert shown["Difference (ledger − provider)"] == f"${expected['totals']['difference_usd']}"
     table = next(d.value for d in at.dataframe if "difference_usd" in d.value.columns)
     assert table.to_dict("records") == expected["rows"]
+
+
+def test_the_overview_names_the_spend_on_gpus_that_stopped_reporting_as_the_cli_bills_it(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    at = _app(monkeypatch, direct_warehouse)
+    [warning] = [w.value for w in at.warning if "__unhealthy__" in w.value]  # the simulated Xid 79 GPU
+    args = ["--start", "2026-11-02T00:00:00Z", "--end", "2026-11-03T00:00:00Z", "--format", "json"]
+    result = run_cli("--warehouse", str(direct_warehouse), "report", "chargeback", *args)
+    unhealthy = json.loads(result.output)["totals"]["unhealthy_cost_usd"]
+    assert float(unhealthy) > 0 and warning.startswith(f"${float(unhealthy):,.2f} of the window's spend")

@@ -28,7 +28,7 @@ def daily_spend(
     workloads: dict[tuple[str, str], dict[date, Decimal]] = {}
     for row in report.rows:
         team = row.keys["team"]
-        if team in (c.IDLE, SHARED):
+        if team in (c.IDLE, c.UNHEALTHY, SHARED):
             continue
         day = date.fromisoformat(row.keys["day"])
         teams.setdefault(team, {})[day] = teams.get(team, {}).get(day, Decimal(0)) + row.cost_usd

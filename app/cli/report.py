@@ -53,7 +53,7 @@ def chargeback_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> Non
         click.echo(
             f"\ncapacity cost {totals['node_cost_usd']} + overhead {totals['overhead_usd']} = allocated "
             f"{totals['allocated_cost_usd']} + unallocated {totals['unallocated_cost_usd']} + shared "
-            f"{totals['shared_cost_usd']} + idle {totals['idle_cost_usd']} (USD, "
+            f"{totals['shared_cost_usd']} + idle {totals['idle_cost_usd']} + unhealthy {totals['unhealthy_cost_usd']} (USD, "
             f"{result.window.as_dict()['start']} to {result.window.as_dict()['end']})"
         )
     if unpriced:

@@ -40,7 +40,9 @@ if filters is None:
 st.subheader("Would have fired in this window")
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
 low = lines[
-    (lines["efficiency"].notna()) & (lines["efficiency"] < spec.low_utilization_threshold) & (lines["kind"] != c.IDLE)
+    (lines["efficiency"].notna())
+    & (lines["efficiency"] < spec.low_utilization_threshold)
+    & (~lines["kind"].isin([c.IDLE, c.UNHEALTHY]))
 ]
 st.write(
     f"**{c.ALERT_LOW_GPU_UTILIZATION}**: {len(low)} workload(s) averaged below {spec.low_utilization_threshold:.0%} activity."

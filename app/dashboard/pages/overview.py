@@ -21,7 +21,8 @@ frame = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))
 total = frame["cost_usd"].sum()
 idle = frame.loc[frame["kind"] == c.IDLE, "cost_usd"].sum()
 unallocated = frame.loc[frame["kind"] == c.UNALLOCATED, "cost_usd"].sum()
-work = frame[frame["kind"] != c.IDLE]
+unhealthy = frame.loc[frame["kind"] == c.UNHEALTHY, "cost_usd"].sum()
+work = frame[~frame["kind"].isin([c.IDLE, c.UNHEALTHY])]
 allocated_h, used_h = work["gpu_hours"].sum(), work["used_gpu_hours"].sum()
 
 cols = st.columns(4)
@@ -35,6 +36,12 @@ cols[3].metric(
     f"{used_h / allocated_h * 100:.1f}%" if allocated_h else "n/a",
     help="used / allocated GPU-hours",
 )
+
+if unhealthy:
+    st.warning(
+        f"{ui.money(unhealthy)} of the window's spend is on GPUs that stopped reporting (`{c.UNHEALTHY}`: fallen "
+        "off the bus, or their exporter down): see the Health page for which GPUs and since when."
+    )
 
 st.subheader("Cost by team and day")
 trend = frame.pivot_table(index="day", columns="team", values="cost_usd", aggfunc="sum").fillna(0.0)

@@ -17,7 +17,7 @@ if filters is None:
 
 ui.prefetch_reports("teams", filters)
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
-teams = sorted(t for t in lines["team"].unique() if t != c.IDLE)
+teams = sorted(t for t in lines["team"].unique() if t not in (c.IDLE, c.UNHEALTHY))
 if not teams:
     st.info("No team used GPUs in this window and filter. Widen the window or clear the filters.")
     st.stop()
