@@ -344,3 +344,14 @@ def test_a_replicas_label_that_disagrees_with_the_capacity_is_used_and_flagged_o
     assert (found["replicas"], found["source"], found["capacity_says"], found["disagree"]) == (2, "label", 4, True)
     [warning] = [w for w in data_status(con)["warnings"] if "ts-stale-label" in w]
     assert "label says 2" in warning and "capacity says 4" in warning
+
+
+def test_the_rollups_bill_capacity_and_unhealthy_time_exactly_as_the_step_tables(file_warehouse: Path) -> None:
+    from analytics.cost import fact_plan
+
+    with open_warehouse(file_warehouse, read_only=True) as con:
+        assert fact_plan.plan(con, WINDOW).hours == [(WINDOW.start, WINDOW.end)]  # both hours from the rollups
+        options = ChargebackOptions(by=("node",))
+        rolled, steps = chargeback(con, WINDOW, options), chargeback(con, WINDOW, options, use_rollups=False)
+    assert [r.as_dict() for r in rolled.rows] == [r.as_dict() for r in steps.rows]
+    assert rolled.totals() == steps.totals() and Decimal(rolled.totals()["unhealthy_cost_usd"]) > 0
