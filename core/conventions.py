@@ -175,18 +175,19 @@ GPU_RESOURCE_REGEX: Final = "nvidia_com_gpu.*|nvidia_com_mig_.*"
 # Counters among the DCGM health signals: a driver reload resets them, so their per-step
 # increase is computed the way PromQL's increase() treats resets (a drop means "restarted at 0").
 DCGM_ENERGY: Final = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+# (every health metric but the last-Xid gauge and the retirement/remap state gauges, in the same order)
 DCGM_HEALTH_COUNTERS: Final = (
-    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
-    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
-    "DCGM_FI_DEV_RETIRED_SBE",
-    "DCGM_FI_DEV_RETIRED_DBE",
-    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-    "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "DCGM_FI_DEV_POWER_VIOLATION",
+    *(
+        m
+        for m in DCGM_HEALTH_METRICS
+        if m
+        not in (
+            DCGM_XID,
+            "DCGM_FI_DEV_RETIRED_PENDING",
+            "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+            "DCGM_FI_DEV_ROW_REMAP_PENDING",
+        )
+    ),
     DCGM_ENERGY,
 )
 # gpu_health_samples.delta: counters -> reset-aware increase since the previous step;

@@ -92,18 +92,25 @@ def reconcile(
         raise ValueError(f"cannot reconcile by {by!r}; choose from {', '.join(RECONCILE_BY)}")
     infos = prices.load_prices(con)
     lines: dict[str, Line] = {}
-    for f in _node_facts(con, window, options.mig_share, by):
-        line = lines.setdefault(f["key"], Line(f["key"]))
+    no_gpus: dict[tuple[str, str], int] = {}
+    for f in _node_facts(con, window, options.mig_share):  # one pass over the steps serves both
+        key = f"{f['cluster']}/{f['node']}" if by == "node" else f[by]
+        line = lines.setdefault(key, Line(key))
         info = infos.get(f["price_id"]) if f["price_id"] is not None else None
-        hours = Decimal(int(f["node_s"])) / 3600
+        hours, gpu_hours = Decimal(int(f["node_s"])) / 3600, Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
         line.node_hours += hours
-        line.gpu_hours += Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
+        line.gpu_hours += gpu_hours
         if info is None:
-            line.unpriced_gpu_hours += Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
+            line.unpriced_gpu_hours += gpu_hours
         else:
             line.provider += hours * info.gpu_hour_usd * info.gpus
-    _ledger(con, window, options, by, lines)
-    report = chargeback(con, window, _plain(options, ()))
+        if f["no_gpu_units"]:
+            no_gpus[(f["cluster"], f["node"])] = no_gpus.get((f["cluster"], f["node"]), 0) + int(f["no_gpu_units"])
+    keys = ("cluster", "node") if by == "node" else (by,)
+    report = chargeback(con, window, _plain(options, keys))
+    for row in report.rows:
+        key = "/".join(row.keys[k] for k in keys)
+        lines.setdefault(key, Line(key)).ledger += row.exact_total
     return Reconciliation(
         window,
         by,
@@ -111,7 +118,10 @@ def reconcile(
         report.node_cost_usd,
         allocation.unpriced_nodes(con, window, options.mig_share),
         _dcgm_without_node(con, window),
-        _requests_without_gpus(con, window, options.mig_share),
+        [
+            {"cluster": cl, "node": n, "gpu_hours": round(units / UNITS_PER_GPU_HOUR, 6)}
+            for (cl, n), units in sorted(no_gpus.items())
+        ],
     )
 
 
@@ -122,21 +132,15 @@ def _plain(options: ChargebackOptions, by: tuple[str, ...]) -> ChargebackOptions
     )
 
 
-def _ledger(
-    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions, by: str, lines: dict[str, Line]
-) -> None:
-    keys = ("cluster", "node") if by == "node" else (by,)
-    for row in chargeback(con, window, _plain(options, keys)).rows:
-        key = "/".join(row.keys[k] for k in keys)
-        lines.setdefault(key, Line(key)).ledger += row.exact_total
-
-
-def _node_facts(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, by: str) -> list[dict[str, Any]]:
-    """Per group and price row: node-seconds and billable GPU-unit-seconds, from the step tables."""
-    key = "s.cluster || '/' || s.node" if by == "node" else f"coalesce(n.{by}, '')"
+def _node_facts(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
+    """Per node and price row: node-seconds, billable GPU-unit-seconds, and those on steps where no source gives
+    the node a GPU (only its pods' requests), with the node's attributes, from the step tables."""
     steps = capacity_steps_sql(mig_share)
+    attrs = ", ".join(f"coalesce(n.{a}, '') AS {a}" for a in RECONCILE_BY if a not in ("node", "cluster"))
     cur = con.execute(
-        f"""SELECT {key} AS key, s.price_id, sum(s.step_s) AS node_s, sum(s.units_per_s * s.step_s) AS units
+        f"""SELECT s.cluster, s.node, {attrs}, s.price_id, sum(s.step_s) AS node_s,
+            sum(s.units_per_s * s.step_s) AS units,
+            sum(s.units_per_s * s.step_s) FILTER (WHERE s.gpus = 0) AS no_gpu_units
         FROM ({prices.priced_sql(steps)}) s LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
         GROUP BY ALL ORDER BY ALL""",
         {"start": window.start, "end": window.end},
@@ -152,17 +156,6 @@ def _dcgm_without_node(con: duckdb.DuckDBPyConnection, window: Window) -> list[d
         FROM (SELECT DISTINCT ts, step_s, cluster, node, gpu_uuid FROM {c.T_GPU_SAMPLES}
               WHERE ts >= $start AND ts < $end) s
         ANTI JOIN {c.T_NODES} n USING (cluster, node)
-        GROUP BY ALL ORDER BY ALL""",
-        {"start": window.start, "end": window.end},
-    ).fetchall()
-    return [{"cluster": cl, "node": n, "gpu_hours": round(float(h), 6)} for cl, n, h in rows]
-
-
-def _requests_without_gpus(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
-    """GPU-hours requested on node-steps where no source gives the node a GPU (billed as requested, rounded up)."""
-    rows = con.execute(
-        f"""SELECT cluster, node, sum(units_per_s * step_s) / {UNITS_PER_GPU_HOUR} AS gpu_hours
-        FROM ({capacity_steps_sql(mig_share)}) WHERE gpus = 0 AND units_per_s > 0
         GROUP BY ALL ORDER BY ALL""",
         {"start": window.start, "end": window.end},
     ).fetchall()

@@ -62,6 +62,7 @@ def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         FROM {c.T_INGEST_RUNS} WHERE status = 'ok' GROUP BY source ORDER BY source"""
     ).fetchall()
     watermarks = con.execute(f"SELECT source, last_ts, updated_at FROM {c.T_WATERMARKS} ORDER BY source").fetchall()
+    replicas = replicas_sources(con)
     counts = {
         t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0])
         for t in c.FACT_TABLES + (c.T_PODS, c.T_NODES, c.T_GPUS, c.T_PRICES)
@@ -79,12 +80,12 @@ def data_status(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         ],
         "watermarks": [dict(zip(("source", "last_ts", "updated_at"), w, strict=True)) for w in watermarks],
         "counts": counts,
-        "replicas": replicas_sources(con),
-        "warnings": warnings(con, counts),
+        "replicas": replicas,
+        "warnings": warnings(con, counts, replicas),
     }
 
 
-def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str]:
+def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int], replicas: list[dict[str, Any]]) -> list[str]:
     out = []
     labelled = one(con, f"SELECT count(*) FROM {c.T_PODS} WHERE labels IS NOT NULL AND labels <> '{{}}'")
     if counts[c.T_POD_ALLOCATIONS] and not (labelled and labelled[0]):
@@ -107,7 +108,7 @@ def warnings(con: duckdb.DuckDBPyConnection, counts: dict[str, int]) -> list[str
         out.append(
             f"no price for {itype or '(unknown instance type)'} {ctype} in {region or '(unknown region)'}: its GPU-hours are unpriced"
         )
-    for r in replicas_sources(con):
+    for r in replicas:
         if r["disagree"]:
             out.append(
                 f"node {r['cluster']}/{r['node']}: the nvidia.com/gpu.replicas label says {r['replicas']} but its "
