@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -249,7 +247,7 @@ def test_misconfigured_credentials_are_one_clear_error_before_any_request(case: 
     assert len(result.output.strip().splitlines()) == 1 and TOKEN not in result.output
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(servers.StubHandler):
     """Records each request's headers; `redirect_to` (a base URL) answers 302 to the same path there."""
 
     seen: list[tuple[str, dict[str, str]]]
@@ -262,29 +260,15 @@ class _Recorder(BaseHTTPRequestHandler):
             self.send_header("Location", self.redirect_to + self.path)
             self.end_headers()
             return
-        body = b'{"status":"error","errorType":"unauthorized","error":"no credentials"}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(401, b'{"status":"error","errorType":"unauthorized","error":"no credentials"}')
 
 
 @contextmanager
 def _recording(host: str, redirect_to: str | None = None) -> Iterator[tuple[str, list[tuple[str, dict[str, str]]]]]:
     seen: list[tuple[str, dict[str, str]]] = []
     handler = type("Handler", (_Recorder,), {"seen": seen, "redirect_to": redirect_to})
-    server = ThreadingHTTPServer((host, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with servers.stub(handler, host) as base:
+        yield base, seen
 
 
 REDIRECT_SETTINGS = {
@@ -341,16 +325,11 @@ def test_a_redirect_to_the_same_origin_keeps_the_credentials(tmp_path: Path) -> 
             super().do_GET()
 
     SameOrigin.seen = seen  # only the redirected request records: the first one returns before super()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SameOrigin)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with servers.stub(SameOrigin) as base:
         prom = PrometheusSettings(**_redirect_settings(tmp_path)["prometheus"])
-        client = http.HttpClient(f"http://127.0.0.1:{server.server_address[1]}", http.config_for(prom, 5, 0))
+        client = http.HttpClient(base, http.config_for(prom, 5, 0))
         with pytest.raises(QueryError, match="HTTP 401"):
             client.get("/api/v1/query", {"query": "up"})
-    finally:
-        server.shutdown()
-        server.server_close()
     path, headers = seen[0]
     assert path.startswith("/prefix/api/v1/query")
     assert headers["x-api-key"] == HEADER_SECRET
@@ -364,31 +343,19 @@ def test_a_key_in_the_url_query_is_sent_every_time_and_never_shown_in_any_encodi
     key, header = "s3cr3t+k/ey=", "hdr+val/ue=="
     seen: list[str] = []
 
-    class Echo(BaseHTTPRequestHandler):
+    class Echo(servers.StubHandler):
         def do_GET(self) -> None:  # noqa: N802
             seen.append(self.path)
             body = json.dumps({"status": "error", "error": f"bad request {self.path} {self.headers.get('X-Api-Key')}"})
-            self.send_response(400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body.encode())
+            self.reply(400, body.encode())
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/prom?api_key={quote(key, safe='')}"
+    with servers.stub(Echo) as base:
+        url = f"{base}/prom?api_key={quote(key, safe='')}"
         settings = {"prometheus": {"headers": {"X-Api-Key": header}}, "collect": {"retries": 0}}
         result = _run(tmp_path, settings, "--url", url, *WINDOW)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert seen and all(f"api_key={quote(key, safe='')}" in path for path in seen)  # sent with every request
     assert result.exit_code == 2, result.output
-    assert f"127.0.0.1:{server.server_address[1]}/prom" in result.output
+    assert f"{base.removeprefix('http://')}/prom" in result.output
     for secret in (key, header):
         for form in (secret, quote(secret, safe=""), quote_plus(secret, safe="")):
             assert form not in result.output

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from core.store.rollups import hourly
 from core.store.status import data_status
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window, to_epoch
+from tests import servers
 from tests.builders import replayed, scrape_samples
 from tests.conftest import FIXTURES, free_port, run_cli
 from tests.helpers import content_digest
@@ -351,25 +350,13 @@ def test_a_line_the_exposition_format_does_not_allow_is_refused_naming_file_and_
 def test_a_scrape_of_an_html_page_is_an_error_not_an_empty_collection(tmp_path: Path) -> None:
     page = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head></html>\n"
 
-    class Html(BaseHTTPRequestHandler):
+    class Html(servers.StubHandler):
         def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
+            self.reply(200, page, "text/html")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    with servers.stub(Html) as base:
+        url = f"{base}/metrics"
         result = run_cli("--warehouse", str(tmp_path / "w.duckdb"), "collect", "scrape", url)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"gpuledger: error: {url}:1: malformed metric name '<!DOCTYPE'")
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from tests import servers
 from tests.conftest import FIXTURES, free_port, run_cli
 from tests.helpers import content_digest, rows
 
@@ -29,7 +28,7 @@ def _azure_pages(base: str) -> dict[str, dict]:
     return {"/azure": first, "/azure/page2": {**AZURE, "Items": [a100], "NextPageLink": None, "Count": 1}}
 
 
-class _Replay(BaseHTTPRequestHandler):
+class _Replay(servers.StubHandler):
     pages: dict[str, dict] = {}
     seen: list[tuple[str, dict[str, list[str]]]] = []
 
@@ -42,32 +41,20 @@ class _Replay(BaseHTTPRequestHandler):
         if body is None:
             self.send_error(404)
             return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, json.dumps(body).encode())
 
 
 @pytest.fixture(scope="module")
 def price_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
-    base = f"http://127.0.0.1:{server.server_port}"
-    _Replay.pages = {
-        "/aws/us-east-2/index.json": json.loads((FIXTURES / "aws-pricelist-ec2-gpu-DERIVED.json").read_text()),
-        **_azure_pages(base),
-        # the GPU SKU on page 1, the core and RAM SKUs on page 2: a machine needs every page
-        "/gcp": {"skus": GCP["skus"][:1], "nextPageToken": "page-2"},
-        "/gcp?page-2": {"skus": GCP["skus"][1:], "nextPageToken": ""},
-    }
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base
-    server.shutdown()
+    with servers.stub(_Replay) as base:
+        _Replay.pages = {
+            "/aws/us-east-2/index.json": json.loads((FIXTURES / "aws-pricelist-ec2-gpu-DERIVED.json").read_text()),
+            **_azure_pages(base),
+            # the GPU SKU on page 1, the core and RAM SKUs on page 2: a machine needs every page
+            "/gcp": {"skus": GCP["skus"][:1], "nextPageToken": "page-2"},
+            "/gcp?page-2": {"skus": GCP["skus"][1:], "nextPageToken": ""},
+        }
+        yield base
 
 
 def _config(tmp_path: Path, base: str, key: bool = True) -> Path:

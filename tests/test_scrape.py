@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from core import conventions as c
+from tests import servers
 from tests.conftest import FIXTURES, run_cli
 from tests.helpers import DATA_TABLES, rows
 
@@ -36,26 +34,14 @@ ENDPOINTS = {
 def exporters() -> Iterator[str]:
     accepts: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(servers.StubHandler):
         def do_GET(self) -> None:  # noqa: N802
             accepts.append(self.headers.get("Accept", ""))
             body = ENDPOINTS.get(self.path, "").encode()
-            self.send_response(200 if self.path in ENDPOINTS else 404)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200 if self.path in ENDPOINTS else 404, body, "text/plain; version=0.0.4")
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with servers.stub(Handler) as base:
+        yield base
 
 
 def test_scraping_exporters_stores_what_ingesting_the_same_text_as_files_stores(exporters: str, tmp_path: Path) -> None:
