@@ -24,9 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from analytics.cost import fact_plan
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.cost.reconcile import reconcile
+from analytics.health import impact
+from app.jobs import evaluate_health
 from core import conventions as c
+from core.settings import Settings
 from core.store.status import data_status, replicas_sources
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window
@@ -272,10 +276,6 @@ def test_the_unhealthy_cost_of_silent_gpus_is_the_health_reports_lost_cost_for_t
 ) -> None:
     """Both price the same GPU-hours through one price path; both round once over their whole (largest
     remainder), so the totals agree to the cent and each GPU to within the cent that rounding moves."""
-    from analytics.health import impact
-    from app.jobs import evaluate_health
-    from core.settings import Settings
-
     with open_warehouse(file_warehouse, read_only=True) as con:
         result = evaluate_health(con, Settings(), WINDOW)
         lost = {r.key.node: r for r in impact.lost_capacity(con, result)}
@@ -347,8 +347,6 @@ def test_a_replicas_label_that_disagrees_with_the_capacity_is_used_and_flagged_o
 
 
 def test_the_rollups_bill_capacity_and_unhealthy_time_exactly_as_the_step_tables(file_warehouse: Path) -> None:
-    from analytics.cost import fact_plan
-
     with open_warehouse(file_warehouse, read_only=True) as con:
         assert fact_plan.plan(con, WINDOW).hours == [(WINDOW.start, WINDOW.end)]  # both hours from the rollups
         options = ChargebackOptions(by=("node",))
