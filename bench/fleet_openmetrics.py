@@ -2,7 +2,8 @@
 
 Label layouts follow collectors/simulator (dcgm-exporter 4.x, kube-state-metrics 2.x started with
 --metric-labels-allowlist=pods=[team,app.kubernetes.io/name],nodes=[*],namespaces=[team]); one
-scrape per step, SCRAPE_OFFSET_S after the step starts. `write_files` covers a window of steps
+scrape per step: kube-state-metrics at the step's start (its states hold from their sample on),
+dcgm-exporter SCRAPE_OFFSET_S after it (its samples report the step before). `write_files` covers a window of steps
 for the ingest benchmarks; `series` is also what bench/promql.py backfills into Prometheus.
 """
 
@@ -21,6 +22,7 @@ from core import conventions as c
 from core.timeutil import to_epoch
 
 SCRAPE_OFFSET_S = 7
+KSM_SCRAPE_OFFSET_S = 0
 DRIVER = "550.127.08"
 PHASES = ("Pending", "Succeeded", "Failed", "Unknown", "Running")
 HELP = {
@@ -220,19 +222,18 @@ def render(series: Iterable[Series], stamps: list[str], kinds: dict[str, str] | 
     yield "# EOF\n"
 
 
-def stamps(fleet: Fleet) -> list[str]:
-    base = int(to_epoch(fleet.spec.start)) + SCRAPE_OFFSET_S
+def stamps(fleet: Fleet, offset_s: int = SCRAPE_OFFSET_S) -> list[str]:
+    base = int(to_epoch(fleet.spec.start)) + offset_s
     return [str(base + k * fleet.spec.step_s) for k in range(fleet.spec.steps)]
 
 
 def write_files(fleet: Fleet, out: Path, lo: int, hi: int) -> dict[str, int]:
     """dcgm-exporter.om and kube-state-metrics.om for steps [lo, hi); returns sample lines per file."""
     out.mkdir(parents=True, exist_ok=True)
-    ts = stamps(fleet)
     counts = {}
-    for name, series in (
-        ("dcgm-exporter.om", _Dcgm(fleet, lo, hi).series()),
-        ("kube-state-metrics.om", ksm_series(fleet, lo, hi)),
+    for name, series, ts in (
+        ("dcgm-exporter.om", _Dcgm(fleet, lo, hi).series(), stamps(fleet)),
+        ("kube-state-metrics.om", ksm_series(fleet, lo, hi), stamps(fleet, KSM_SCRAPE_OFFSET_S)),
     ):
         lines = 0
         with open(out / name, "w", encoding="utf-8", newline="\n") as fh:

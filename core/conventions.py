@@ -212,6 +212,16 @@ def rec_device_gauge(metric: str) -> str:
 KIND_POD_ALLOCATION: Final = "pod_alloc"
 KIND_DCGM_MAPPING: Final = "dcgm_map"
 
+# State gauges: what holds from a sample's time on (kube-state-metrics' phase, requests, labels,
+# capacity). A state sampled at t covers [t, t + step), and a series ends one scrape interval after
+# its last sample (Prometheus' staleness). Every other family (DCGM's interval averages, counters)
+# covers the step before its sample and is carried for the lookback, as PromQL reads it.
+STATE_PREFIX: Final = "kube_"
+STATE_KINDS: Final = (
+    "ksm_requests", "ksm_phase", "ksm_pod_labels", "ksm_pod_info", "ksm_node_labels", "ksm_node_capacity",
+    "ksm_namespace_labels", KIND_POD_ALLOCATION,
+)  # fmt: skip
+
 # HTTP header carrying the tenant for Mimir / Cortex.
 HEADER_TENANT: Final = "X-Scope-OrgID"
 

@@ -84,11 +84,12 @@ def pod_allocation(sel: Selector = plain) -> str:
     )
 
 
-def recorded(rule: str, step_s: int) -> str:
-    """Read a recording rule's series at a grid point: its latest evaluation within one step.
+def recorded(rule: str, window_ms: int) -> str:
+    """Read a recording rule's series at a grid point: its latest evaluation within the window
+    (one step for interval families; one evaluation interval for state, so a grid point reads the
+    state at its own time, not up to a step before).
 
     A plain selector would carry a vanished rule output forward for the whole lookback when the
-    store holds no staleness marker (backfilled rules, remote-written copies); one step is exact
-    for any rule interval up to the step.
+    store holds no staleness marker (backfilled rules, remote-written copies).
     """
-    return f"last_over_time({rule}[{step_s * 1000 - 1}ms])"
+    return f"last_over_time({rule}[{window_ms - 1}ms])"

@@ -56,6 +56,12 @@ class CollectSettings(_Section):
         default="5m",
         description="How long a sample stays current (Prometheus' lookback delta): files and VictoriaMetrics use it.",
     )
+    scrape_interval: str = Field(
+        default="auto",
+        description="kube-state-metrics' scrape interval: a pod's or node's state ends one interval after its "
+        "last sample (Prometheus' staleness rule). `auto` reads it off the samples' times (files) or counts "
+        "samples per hour in the store (Prometheus-compatible APIs).",
+    )
     workload_label_style: Literal["plain", "exported"] = Field(
         default="plain",
         description="DCGM workload labels: `plain` (pod/namespace) or `exported` (exported_pod/... "
@@ -85,6 +91,19 @@ class CollectSettings(_Section):
     safety_lag: str = Field(
         default="2m", description="Without --end, collection stops this long before now (late samples still arrive)."
     )
+
+    @field_validator("scrape_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        try:
+            seconds = parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(f"{exc} (or `auto`)") from None
+        if not 1 <= seconds <= 86_400:
+            raise ValueError(f"{value} is outside 1 s to 86400 s")
+        return value
 
     @field_validator("step", "lookback", "timeout", "commit_window", "safety_lag")
     @classmethod

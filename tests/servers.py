@@ -108,16 +108,23 @@ def om_to_prometheus_text(om: Path) -> bytes:
     return "".join(out).encode()
 
 
-def recording_rules_as_openmetrics(url: str, rule_file: Path, start: float, end: float, step_s: int) -> str:
+def recording_rules_as_openmetrics(
+    url: str, rule_file: Path, start: float, end: float, step_s: int, live: dict[str, str] | None = None
+) -> str:
     """Evaluate every recording rule of a PrometheusRule file at start, start+step, ..., end and
     write the results as OpenMetrics: the series a rule group evaluated on the grid would have
-    stored (promtool's own rule backfill evaluates at the group's hash offset, not on the grid)."""
+    stored (promtool's own rule backfill evaluates at the group's hash offset, not on the grid).
+
+    `live`: record -> the expression a live Prometheus effectively evaluates where the backfilled
+    TSDB lacks the staleness markers a live one writes (a deleted pod's series ending at the next
+    scrape, not a lookback later)."""
     lines = []
     for group in yaml.safe_load(rule_file.read_text())["spec"]["groups"]:
         for rule in group["rules"]:
+            expr = (live or {}).get(rule["record"], rule["expr"])
             answer = requests.get(
                 f"{url}/api/v1/query_range",
-                params={"query": rule["expr"], "start": start, "end": end, "step": step_s},
+                params={"query": expr, "start": start, "end": end, "step": step_s},
                 timeout=120,
             ).json()
             assert answer["status"] == "success", answer

@@ -211,7 +211,8 @@ def test_each_flavor_sends_the_parameters_that_make_its_store_answer_like_promet
         result = _run(tmp_path, _collect_settings(), "--url", url, "--flavor", flavor, *WINDOW)
     assert result.exit_code == 0, result.output
     expected = FLAVOR_PARAMS[flavor]
-    own = {"query_range": {"query", "start", "end", "step"}, "values": {"start", "end"}}  # values: metric names
+    # values: metric names; query: raw samples reading kube-state-metrics' scrape interval
+    own = {"query_range": {"query", "start", "end", "step"}, "values": {"start", "end"}, "query": {"query", "time"}}
     assert {seen.path.rsplit("/", 1)[-1] for seen in store.seen} == set(own)
     for seen in store.seen:
         assert {k: seen.params.get(k) for k in expected} == expected

@@ -105,6 +105,8 @@ def test_long_windows_are_split_below_the_points_limit_and_run_with_bounded_conc
     span: dict[str, float] = {}
     for s in store.seen:
         path = s.path.rsplit("/", 1)[-1]
+        if path == "query":  # the instant query reading kube-state-metrics' scrape interval
+            continue
         span[path] = max(span.get(path, 0.0), float(s.params["end"]) - float(s.params["start"]))
     assert span == {"query_range": 49 * 60, "values": 2 * 3600 + 300}
     lo, hi = parse_ts(f"{DAY}T08:00:00Z"), parse_ts(f"{DAY}T12:00:00Z")

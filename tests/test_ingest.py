@@ -129,9 +129,9 @@ def test_real_exporter_scrapes_ingest_with_mig_time_slicing_and_idle_gpus(tmp_pa
             f"SELECT ts, namespace, pod, resource, amount FROM {c.T_POD_ALLOCATIONS} ORDER BY ALL"
         ).fetchall()
         # Running pods only: ctr-batch-9 is Pending; the excerpt has phase rows for no other pod
-        # a plain scrape stands for the one step that ends at --at
+        # a plain scrape's state stands for the one step that starts at --at (DCGM's, for the one that ends there)
         assert alloc == [
-            (datetime(2026, 11, 2, 9, 59), "team-vision", "resnet-train-7d9f8-abcde", "nvidia_com_gpu", 1.0)
+            (datetime(2026, 11, 2, 10, 0), "team-vision", "resnet-train-7d9f8-abcde", "nvidia_com_gpu", 1.0)
         ]
         devices = con.execute(f"SELECT count(*) FROM {c.T_GPUS}").fetchall()[0][0]
         assert devices == 2 + 3 + 1  # two H100s, three MIG instances, one time-sliced A100

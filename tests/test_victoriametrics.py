@@ -54,10 +54,13 @@ def test_victoriametrics_collection_stores_the_same_rows_as_direct_ingestion(
     assert rows(vm_warehouse, table) == rows(direct_warehouse, table)
 
 
-def test_without_the_pinned_lookback_victoriametrics_drops_the_last_minutes_of_every_pod(
+def test_without_the_pinned_lookback_victoriametrics_drops_the_last_minutes_of_every_dcgm_series_but_no_pods(
     victoriametrics_url: str, direct_warehouse: Path, tmp_path: Path
 ) -> None:
+    """Pods' state is read with the scrape interval pinned in every flavor (Prometheus' staleness rule),
+    so only DCGM's families, read with the lookback, depend on the flavor."""
     wh = tmp_path / "vm-as-prometheus.duckdb"
     _collect(victoriametrics_url, wh, "--flavor", "prometheus")
-    as_prometheus, direct = rows(wh, c.T_POD_ALLOCATIONS), rows(direct_warehouse, c.T_POD_ALLOCATIONS)
+    as_prometheus, direct = rows(wh, c.T_GPU_POD_SAMPLES), rows(direct_warehouse, c.T_GPU_POD_SAMPLES)
     assert set(as_prometheus) < set(direct)  # only rows missing, none invented
+    assert rows(wh, c.T_POD_ALLOCATIONS) == rows(direct_warehouse, c.T_POD_ALLOCATIONS)

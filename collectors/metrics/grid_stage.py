@@ -3,9 +3,19 @@
 Everything here runs on TEMP tables of the warehouse connection, before any write transaction,
 so a failure leaves the warehouse untouched.
 
-Grid semantics (the reason both collection paths agree to the last bit): a grid point t holds the
-last sample at or before t if it is at most `lookback` old, which is what Prometheus' range query
-returns at t. The warehouse row for point t has ts = t - step and covers [ts, ts + step).
+Grid semantics (the reason every collection path agrees to the last bit), two kinds of family:
+
+- state gauges (kube-state-metrics: phase, requests, labels, capacity; c.STATE_KINDS) say what
+  holds from their sample's time on. Grid point t holds the last sample in (t - interval, t], the
+  interval being the exporter's scrape interval: a series ends one interval after its last sample,
+  which is Prometheus' staleness rule, emulated where the store wrote no staleness marker (files,
+  backfilled blocks). The warehouse row for point t has ts = t and covers [t, t + step).
+- every other family (DCGM's averages over the interval before their sample, counters) holds the
+  last sample at or before t if it is at most `lookback` old, which is what Prometheus' range query
+  returns at t. The row for point t has ts = t - step and covers [ts, ts + step).
+
+Without a known scrape interval, state gauges are carried for the lookback too (a pod is then
+billed up to lookback - step past its end: the bound the README states).
 """
 
 from __future__ import annotations
@@ -85,41 +95,74 @@ def register_points(
     con.unregister("points_arrow")
 
 
-def resample(con: duckdb.DuckDBPyConnection, step_ms: int, lookback_ms: int, window_ms: tuple[int, int] | None) -> None:
+def resample(con: duckdb.DuckDBPyConnection, step_ms: int, reach: Reach, window_ms: tuple[int, int] | None) -> None:
     """stage_raw(sid, t, v) at arbitrary times -> stage_grid(sid, t, v) on multiples of step.
 
     Grid points are generated per run of a series' samples (a new run after a gap longer than the
-    lookback, where no point could read a sample anyway), so the work grows with the samples, not
-    with the span between a series' first and last one."""
+    sample's reach, where no point could read a sample anyway), so the work grows with the samples,
+    not with the span between a series' first and last one."""
     clip = ""
     if window_ms is not None:  # one step before the window: the previous value of counters
         clip = f"AND g.t > {window_ms[0] - step_ms} AND g.t <= {window_ms[1]}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE stage_grid AS
-        WITH gaps AS (
-            SELECT sid, t, coalesce(t - lag(t) OVER (PARTITION BY sid ORDER BY t) > {lookback_ms}, false) AS gap
-            FROM stage_raw),
-        runs AS (SELECT sid, t, sum(gap::INT) OVER (PARTITION BY sid ORDER BY t ROWS UNBOUNDED PRECEDING) AS run FROM gaps),
-        b AS (SELECT sid, min(t) AS lo, max(t) AS hi FROM runs GROUP BY sid, run),
+        WITH reach AS (
+            SELECT sid, CASE WHEN kind IN {_STATE} THEN {reach.state_ms} ELSE {reach.lookback_ms} END AS w
+            FROM stage_meta),
+        gaps AS (
+            SELECT sid, t, w, coalesce(t - lag(t) OVER (PARTITION BY sid ORDER BY t) > w, false) AS gap
+            FROM stage_raw JOIN reach USING (sid)),
+        runs AS (SELECT sid, t, w, sum(gap::INT) OVER (PARTITION BY sid ORDER BY t ROWS UNBOUNDED PRECEDING) AS run FROM gaps),
+        b AS (SELECT sid, min(t) AS lo, max(t) AS hi, any_value(w) AS w FROM runs GROUP BY sid, run),
         g AS (
-            SELECT sid, unnest(generate_series(((lo + {step_ms} - 1) // {step_ms}) * {step_ms},
-                                               ((hi + {lookback_ms}) // {step_ms}) * {step_ms},
-                                               {step_ms})) AS t
+            SELECT sid, w, unnest(generate_series(((lo + {step_ms} - 1) // {step_ms}) * {step_ms},
+                                                  ((hi + w) // {step_ms}) * {step_ms},
+                                                  {step_ms})) AS t
             FROM b)
         SELECT g.sid, g.t, r.v, r.t AS sample_t
         FROM g ASOF JOIN stage_raw r ON g.sid = r.sid AND g.t >= r.t
-        WHERE g.t - r.t <= {lookback_ms} {clip}
+        WHERE g.t - r.t <= g.w {clip}
         """
     )
 
 
-# Each staged table: (temp name, warehouse table, SELECT over stage_grid/stage_meta).
-# Points are grid END times; `{ts}` turns them into row start times.
+def state_interval_ms(series: SeriesTable, sid: np.ndarray, t_ms: np.ndarray) -> tuple[bool, int | None]:
+    """(any state gauges?, their scrape interval in ms): the median time between consecutive
+    samples of a kube-state-metrics series (a pod's restart gap or a duplicate file do not move a
+    median); None when no series has two samples."""
+    families = series.family
+    if isinstance(families, pa.ChunkedArray):
+        families = families.combine_chunks()
+    state = pc.starts_with(families.cast(pa.string()), c.STATE_PREFIX).to_numpy(zero_copy_only=False)
+    mask = state[sid] if len(sid) else np.zeros(0, bool)
+    if not mask.any():
+        return False, None
+    s, t = sid[mask], t_ms[mask]
+    order = np.lexsort((t, s))
+    s, t = s[order], t[order]
+    delta = np.diff(t)[(s[1:] == s[:-1])]
+    delta = delta[delta > 0]
+    return True, (int(np.median(delta)) if len(delta) else None)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How long after its time a sample is read (ms, inclusive): state gauges until just before the
+    next scrape (interval - 1 ms), every other family for the lookback."""
+
+    state_ms: int
+    lookback_ms: int
+
+
+# Each staged table: (temp name, warehouse table, SELECT over stage_in/stage_state/stage_meta).
+# stage_in holds interval families' points: grid END times, rows start one step before them.
+# stage_state holds state gauges' points: grid START times, rows start at them.
 _TS = "epoch_ms(g.t - {step_ms})"
 # compute slices of one unit of a MIG resource (nvidia_com_mig_3g_40gb: 3)
 _MIG_G = f"TRY_CAST(regexp_extract(resource, '^{c.RESOURCE_MIG_PREFIX}(\\d+)g', 1) AS BIGINT)"
 _COUNTERS = "(" + ", ".join(f"'{m}'" for m in c.DCGM_HEALTH_COUNTERS) + ")"
+_STATE = "(" + ", ".join(f"'{k}'" for k in c.STATE_KINDS) + ")"
 
 STAGED: list[tuple[str, str, str]] = [
     (
@@ -179,23 +222,23 @@ STAGED: list[tuple[str, str, str]] = [
         """WITH per_container AS (
                 -- max: HA kube-state-metrics replicas export identical series
                 SELECT g.t, m.cluster, m.namespace, m.pod, m.uid, m.container, m.node, m.resource, max(g.v) AS amount
-                FROM stage_in g JOIN stage_meta m USING (sid)
+                FROM stage_state g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_requests' AND m.node <> ''
                 GROUP BY ALL),
             running AS (
                 SELECT g.t, m.cluster, m.namespace, m.pod
-                FROM stage_in g JOIN stage_meta m USING (sid)
+                FROM stage_state g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_phase' AND m.phase = 'Running'
                 GROUP BY ALL HAVING max(g.v) = 1)
-        SELECT epoch_ms(p.t - {step_ms}) AS ts, {step_s} AS step_s, p.cluster, p.namespace, p.pod, p.uid,
+        SELECT epoch_ms(p.t) AS ts, {step_s} AS step_s, p.cluster, p.namespace, p.pod, p.uid,
             p.node, p.resource, sum(p.amount) AS amount
         FROM per_container p JOIN running r USING (t, cluster, namespace, pod)
         GROUP BY ALL HAVING sum(p.amount) > 0
         UNION ALL
         -- already aggregated by the store (core/promql.py pod_allocation)
-        SELECT epoch_ms(g.t - {step_ms}) AS ts, {step_s} AS step_s, m.cluster, m.namespace, m.pod, m.uid,
+        SELECT epoch_ms(g.t) AS ts, {step_s} AS step_s, m.cluster, m.namespace, m.pod, m.uid,
             m.node, m.resource, max(g.v) AS amount
-        FROM stage_in g JOIN stage_meta m USING (sid)
+        FROM stage_state g JOIN stage_meta m USING (sid)
         WHERE m.kind = '"""
         + c.KIND_POD_ALLOCATION
         + """' AND m.node <> '' AND g.v > 0
@@ -206,13 +249,13 @@ STAGED: list[tuple[str, str, str]] = [
         c.T_NODE_SAMPLES,
         f"""WITH labelled AS (
                 SELECT g.t, m.cluster, m.node, max(m.gpu_count) AS gpu_capacity
-                FROM stage_in g JOIN stage_meta m USING (sid)
+                FROM stage_state g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_node_labels' AND m.node <> ''
                 GROUP BY ALL),
             per_resource AS (
                 -- max: capacity and allocatable (a device plugin lowers allocatable for unhealthy GPUs), HA copies
                 SELECT g.t, m.cluster, m.node, m.resource, max(g.v) AS v
-                FROM stage_in g JOIN stage_meta m USING (sid)
+                FROM stage_state g JOIN stage_meta m USING (sid)
                 WHERE m.kind = 'ksm_node_capacity' AND m.node <> ''
                 GROUP BY ALL),
             declared AS (
@@ -221,7 +264,7 @@ STAGED: list[tuple[str, str, str]] = [
                     CAST(max(v) FILTER (WHERE resource = '{c.RESOURCE_GPU_SHARED}') AS INTEGER) AS ksm_shared,
                     CAST(sum(v * {_MIG_G}) FILTER (WHERE {_MIG_G} IS NOT NULL) AS INTEGER) AS ksm_mig_slices
                 FROM per_resource GROUP BY ALL)
-        SELECT epoch_ms(t - {{step_ms}}) AS ts, {{step_s}} AS step_s, cluster, node, l.gpu_capacity,
+        SELECT epoch_ms(t) AS ts, {{step_s}} AS step_s, cluster, node, l.gpu_capacity,
             d.ksm_gpus, d.ksm_shared, d.ksm_mig_slices
         FROM labelled l FULL JOIN declared d USING (t, cluster, node)""",
     ),
@@ -274,7 +317,9 @@ def build_staged(
 
     Grid points at or before the window start are only read as counters' previous values."""
     lo, hi = window_ms or (-(2**62), 2**62)
+    # a window [lo, hi) is the interval families' points (lo, hi] and the state gauges' points [lo, hi)
     con.execute(f"CREATE OR REPLACE TEMP VIEW stage_in AS SELECT * FROM stage_grid WHERE t > {lo} AND t <= {hi}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stage_state AS SELECT * FROM stage_grid WHERE t >= {lo} AND t < {hi}")
     counts = {}
     cur = con.execute("SELECT * FROM stage_grid LIMIT 0")
     columns = [col[0] for col in cur.description]
@@ -286,7 +331,7 @@ def build_staged(
         con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS {query}")
         row = one(con, f"SELECT count(*) FROM {temp}")
         counts[temp] = int(row[0]) if row else 0
-    _build_dimensions(con, step_s)
+    _build_dimensions(con, step_s, lo, hi)
     return counts
 
 
@@ -302,13 +347,21 @@ def _latest_label(col: str) -> str:
     return f"arg_max(m.{source}, g.t) FILTER (WHERE m.kind = 'ksm_node_labels')"
 
 
-def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int) -> None:
-    """Dimension rows from each series' first and last grid point (a label set is constant per
-    series, so the latest series decides: arg_max over series spans, not over every point)."""
+def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int, lo: int, hi: int) -> None:
+    """Dimension rows from each series' first and last row (a label set is constant per series, so
+    the latest series decides: arg_max over series spans, not over every point). A span runs from
+    the start of its first row to the end of its last (g.lo, g.t)."""
+    step_ms = step_s * 1000
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE stage_span AS SELECT sid, min(t) AS lo, max(t) AS t FROM stage_in GROUP BY sid"
+        f"""CREATE OR REPLACE TEMP TABLE stage_span AS
+        WITH tagged AS (SELECT sid, kind IN {_STATE} AS state FROM stage_meta)
+        SELECT sid, min(g.t) - CASE WHEN state THEN 0 ELSE {step_ms} END AS lo,
+            max(g.t) + CASE WHEN state THEN {step_ms} ELSE 0 END AS t
+        FROM stage_grid g JOIN tagged USING (sid)
+        WHERE CASE WHEN state THEN g.t >= {lo} AND g.t < {hi} ELSE g.t > {lo} AND g.t <= {hi} END
+        GROUP BY sid, state"""
     )
-    span = f"min(epoch_ms(g.lo - {step_s * 1000})) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
+    span = "min(epoch_ms(g.lo)) AS first_seen, max(epoch_ms(g.t)) AS last_seen"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_nodes AS
         WITH declared AS (

@@ -78,9 +78,13 @@ def commit_samples(
     _refuse_conflicting_duplicates(table, sid, t_ms, v, source)
     step_s = parse_duration(settings.step)
     lookback_ms = parse_duration(settings.lookback) * 1000
-    if single_scrape:
-        lookback_ms = step_s * 1000 - 1  # a lone scrape stands for the one step it falls in, not a lookback
     result = load.LoadResult(source=source)
+    if single_scrape:  # a lone scrape stands for the one step it falls in, not a lookback
+        reach = grid_stage.Reach(step_s * 1000 - 1, step_s * 1000 - 1)
+    else:
+        has_state, interval_ms = grid_stage.state_interval_ms(table, sid, t_ms)
+        interval_ms = configured_interval_ms(settings) or interval_ms
+        reach = state_reach(interval_ms, lookback_ms, result.warnings if has_state else [])
     window_ms = (int(epoch_ms(window.start)), int(epoch_ms(window.end))) if window else None
     if window_ms is not None:
         # what a grid point of the window (and the counters' step before it) can read, nothing else
@@ -98,11 +102,30 @@ def commit_samples(
         _fast_writes(con)
         registered = grid_stage.register_series(con, "stage_raw", table, ctx, (sid, t_ms, v))
         result.samples, kinds, result.invalid = registered.samples, registered.kinds, registered.invalid
-        grid_stage.resample(con, step_s * 1000, lookback_ms, window_ms)
+        grid_stage.resample(con, step_s * 1000, reach, window_ms)
         grid_stage.build_staged(con, step_s, window_ms)
         load.commit(con, result, window=(window.start, window.end) if window else None)
     result.warnings += warnings_for(kinds)
     return result
+
+
+def configured_interval_ms(settings: CollectSettings) -> int | None:
+    """collect.scrape_interval in ms, or None for `auto`."""
+    if settings.scrape_interval == "auto":
+        return None
+    return parse_duration(settings.scrape_interval) * 1000
+
+
+def state_reach(interval_ms: int | None, lookback_ms: int, warnings: list[str]) -> grid_stage.Reach:
+    """How far state gauges' samples reach: to just before the next scrape; the lookback when the
+    interval cannot be known (and a warning saying what that costs)."""
+    if interval_ms is None:
+        warnings.append(
+            "kube-state-metrics' scrape interval could not be read off the samples: pods and nodes are carried "
+            "for the lookback after their last sample (set collect.scrape_interval)"
+        )
+        return grid_stage.Reach(lookback_ms, lookback_ms)
+    return grid_stage.Reach(interval_ms - 1, lookback_ms)
 
 
 def collect_prometheus(
@@ -135,11 +158,30 @@ def collect_prometheus(
         if window is None:
             total.warnings.append(f"nothing new to collect from {source} yet")
             return total
-        for part, part_kinds in _pipeline(con, reader, settings, source, window, settled):
+        interval_ms = store_interval_ms(reader, settings, window, now, total.warnings)
+        for part, part_kinds in _pipeline(con, reader, settings, source, window, settled, interval_ms):
             total.add(part)
             kinds |= part_kinds
     total.warnings += warnings_for(kinds)
     return total
+
+
+def store_interval_ms(
+    reader: prometheus.Reader, settings: CollectSettings, window: Window, now: datetime, warnings: list[str]
+) -> int | None:
+    """kube-state-metrics' scrape interval: configured, or read off the store's samples at the end of
+    the window (else near its start); None (state carried for the lookback) when the store holds none."""
+    configured = configured_interval_ms(settings)
+    if configured is not None:
+        return configured
+    for at in (min(window.end, now), min(window.start + timedelta(hours=3), window.end)):
+        interval_ms = reader.state_interval_ms(at)
+        if interval_ms is not None:
+            return interval_ms
+    names = reader.names(window.start, window.end)
+    if names is None or c.KSM_POD_PHASE in names:
+        state_reach(None, 0, warnings)  # the warning
+    return None
 
 
 def _pipeline(
@@ -149,34 +191,35 @@ def _pipeline(
     source: str,
     window: Window,
     settled: datetime,
+    interval_ms: int | None = None,
 ) -> Iterator[tuple[load.LoadResult, set[str]]]:
     """Commit window after window, fetching the next one while the current one is staged and
     committed (DuckDB and the network both release the GIL); at most two windows are in memory."""
     windows = commit_windows(window, parse_duration(settings.commit_window), reader.step_s)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch") as ahead:
-        pending = ahead.submit(_fetch_window, reader, settings, windows[0])
+        pending = ahead.submit(_fetch_window, reader, settings, windows[0], interval_ms)
         for i, part_window in enumerate(windows):
             plan_name, fetched = pending.result()
             if i + 1 < len(windows):
-                pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1])
+                pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1], interval_ms)
             yield _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
 
 
 def _fetch_window(
-    reader: prometheus.Reader, settings: CollectSettings, window: Window
+    reader: prometheus.Reader, settings: CollectSettings, window: Window, interval_ms: int | None
 ) -> tuple[str, prometheus.Fetched]:
-    plan_name, plan = window_plan(reader, settings, window)
+    plan_name, plan = window_plan(reader, settings, window, interval_ms)
     # the point at window.start is read too: counters need the value before their first step
     return plan_name, prometheus.fetch(reader, plan, window.start, window.end, plan_name)
 
 
 def window_plan(
-    reader: prometheus.Reader, settings: CollectSettings, window: Window
+    reader: prometheus.Reader, settings: CollectSettings, window: Window, interval_ms: int | None = None
 ) -> tuple[str, list[prometheus.Query]]:
     """The queries a commit window is read with: the chosen plan, less those for metrics the store
     does not hold (a query at window.start reads samples one lookback before it)."""
     names = reader.names(window.start - timedelta(seconds=parse_duration(settings.lookback)), window.end)
-    plan_name, plan = choose_plan(reader, settings, window, names)
+    plan_name, plan = choose_plan(reader, settings, window, names, interval_ms)
     return plan_name, prometheus.held(plan, names)
 
 
@@ -202,18 +245,24 @@ def _commit_window(
 
 
 def choose_plan(
-    reader: prometheus.Reader, settings: CollectSettings, window: Window, names: frozenset[str] | None = None
+    reader: prometheus.Reader,
+    settings: CollectSettings,
+    window: Window,
+    names: frozenset[str] | None = None,
+    interval_ms: int | None = None,
 ) -> tuple[str, list[prometheus.Query]]:
     """(name, queries): recording rules when they cover the window, else aggregation in the query.
-    `names`: the metric names the store holds over the window, when it said."""
-    sel = prometheus.selector_for(reader.flavor, parse_duration(settings.lookback))
+    `names`: the metric names the store holds over the window, when it said; `interval_ms`:
+    kube-state-metrics' scrape interval, when known."""
+    sel = prometheus.selector_for(reader.flavor, parse_duration(settings.lookback), interval_ms)
     style = settings.workload_label_style
     if settings.pushdown == "raw":
         return "raw series", prometheus.raw_plan(sel)
     first = window.start + timedelta(seconds=reader.step_s)
     rules = names is None or c.REC_HEARTBEAT in names
     if settings.pushdown == "auto" and rules and reader.covered(c.REC_HEARTBEAT, first, window.end):
-        return "recording rules", prometheus.pushdown_plan(style, sel, rules_step_s=reader.step_s)
+        every_ms = reader.interval_ms(c.REC_HEARTBEAT, window.end)  # the rule group's evaluation interval
+        return "recording rules", prometheus.pushdown_plan(style, sel, reader.step_s, every_ms)
     return "aggregating queries", prometheus.pushdown_plan(style, sel)
 
 

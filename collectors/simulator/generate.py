@@ -7,10 +7,11 @@ Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF
   truth.json              allocated GPU-hours per team per day, computed from the schedule; under
                           `serving`, expected SLIs, drift and canary verdicts (serving_truth.py)
 
-Every scrape happens SCRAPE_OFFSET_S seconds after an interval boundary, like a real scraper
-whose targets are not aligned with the query grid. With the default 5-minute interval (equal to
-Prometheus' lookback), a sample stands for exactly the interval that follows it, so truth.json is
-what an exact ingestion must reproduce for any query step that divides the interval.
+Pods start and end on interval boundaries. kube-state-metrics is scraped on them (KSM_SCRAPE_OFFSET_S):
+a state holds from its sample until the next scrape, so each sample stands for the interval that
+follows it. dcgm-exporter and the inference servers are scraped SCRAPE_OFFSET_S seconds later, like
+targets that are not aligned with the query grid; their samples report the interval before them. So
+truth.json is what an exact ingestion must reproduce for any query step that divides the interval.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from core.errors import ConfigError
 from core.timeutil import iso, to_epoch
 
 SCRAPE_OFFSET_S = 7
+KSM_SCRAPE_OFFSET_S = 0
 DCGM_FAMILIES = {
     c.DCGM_GR_ENGINE_ACTIVE: ("gauge", "Ratio of time the graphics engine is active."),
     c.DCGM_GPU_UTIL: ("gauge", "GPU utilization (in %)."),
@@ -88,7 +90,8 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     _write(out / "dcgm-exporter.om", _gauge_families(dcgm_meta, dcgm_fams.segments, stamps))
     ksm_fams = ksm.KsmFamilies(pods, n)
     ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
-    _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, stamps))
+    ksm_stamps = _timestamps(cfg, KSM_SCRAPE_OFFSET_S)
+    _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, ksm_stamps))
     inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
     _write(out / "vllm.om", _inference_families(inf, stamps))
     truth = compute_truth(cfg, pods)
@@ -99,8 +102,8 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
 
-def _timestamps(cfg: SimConfig) -> list[str]:
-    base = int(to_epoch(cfg.start)) + SCRAPE_OFFSET_S
+def _timestamps(cfg: SimConfig, offset_s: int = SCRAPE_OFFSET_S) -> list[str]:
+    base = int(to_epoch(cfg.start)) + offset_s
     return [str(base + k * cfg.interval_s) for k in range(cfg.n_samples)]
 
 
@@ -172,6 +175,7 @@ def compute_truth(cfg: SimConfig, pods: list[fleet.Pod]) -> dict[str, object]:
             "seed": cfg.seed,
             "interval_s": cfg.interval_s,
             "scrape_offset_s": SCRAPE_OFFSET_S,
+            "ksm_scrape_offset_s": KSM_SCRAPE_OFFSET_S,
             "cluster": fleet.CLUSTER,
             "pods": len(pods),
         },

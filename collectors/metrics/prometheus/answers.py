@@ -108,6 +108,14 @@ def query_range(client: HttpClient, flavor: str, query: str, first: datetime, la
     return client.fetch("/api/v1/query_range", params, what, lambda body: decode_matrix(body, client.base_url, what))
 
 
+def raw_samples(client: HttpClient, flavor: str, selector: str, range_ms: int, at: datetime) -> Matrix:
+    """The raw samples of `selector` in the range before `at` (an instant query of a range vector)."""
+    query = f"{selector}[{range_ms}ms]"
+    params = {"query": query, "time": _epoch(at), **FLAVOR_PARAMS[flavor]}
+    what = f"query {query!r} [at {iso(at)}]"
+    return client.fetch("/api/v1/query", params, what, lambda body: decode_matrix(body, client.base_url, what))
+
+
 def metric_names(client: HttpClient, flavor: str, first: datetime, last: datetime) -> frozenset[str] | None:
     """The metric names the store holds between first and last, or None when its list may be
     incomplete (a store or querier did not answer). Stores answer from whole blocks or days, so

@@ -50,20 +50,28 @@ class Fetched:
     plan: str = "raw series"
 
 
-def selector_for(flavor: str, lookback_s: int) -> promql.Selector:
-    """VictoriaMetrics guesses each series' staleness from its scrape interval (a series that ends
-    vanishes one interval later, not after the lookback): pin Prometheus' rule explicitly. The
-    window is left-open there, Prometheus 2.x's lookback is closed: one extra millisecond."""
-    if flavor != "victoriametrics":
-        return promql.plain
-    window = f"[{lookback_s * 1000 + 1}ms]"
+def selector_for(flavor: str, lookback_s: int, state_interval_ms: int | None = None) -> promql.Selector:
+    """How each selector reads a grid point, the same rule the file path applies (grid_stage.py).
+
+    State gauges (kube_*), with a known scrape interval: the last sample less than one interval old,
+    which is Prometheus' staleness rule without relying on staleness markers (backfilled blocks and
+    remote-written copies have none; where they exist the answer is the same). A range of
+    interval - 1 ms excludes the sample one interval back in Prometheus 2.x's closed windows and in
+    the left-open ones of Prometheus 3 and VictoriaMetrics alike.
+
+    Other families: VictoriaMetrics guesses each series' staleness from its scrape interval (a series
+    that ends vanishes one interval later, not after the lookback): pin Prometheus' rule explicitly.
+    The window is left-open there, Prometheus 2.x's lookback is closed: one extra millisecond."""
+    state = f"[{state_interval_ms - 1}ms]" if state_interval_ms else None
+    lookback = f"[{lookback_s * 1000 + 1}ms]" if flavor == "victoriametrics" else None
 
     def pinned(selector: str) -> str:
         # timestamp(<sel>) (serving sample times) cannot take a range; it is sent as is: at the few
         # steps VictoriaMetrics already dropped, a serving row keeps its value without its sample time
         if selector.startswith("timestamp("):
             return selector
-        return f"last_over_time({selector}{window})"
+        window = state if selector.startswith(c.STATE_PREFIX) else lookback
+        return f"last_over_time({selector}{window})" if window else selector
 
     return pinned
 
@@ -76,12 +84,19 @@ def _raw(name: str, query: str, sel: promql.Selector) -> Query:
     return Query(name, sel(query), (name.removesuffix(c.SAMPLE_TIME_SUFFIX),))
 
 
-def pushdown_plan(style: str, sel: promql.Selector, rules_step_s: int | None = None) -> list[Query]:
-    """Aggregations in the store; with rules_step_s, read the recording rules instead."""
+def pushdown_plan(
+    style: str, sel: promql.Selector, rules_step_s: int | None = None, rules_interval_ms: int | None = None
+) -> list[Query]:
+    """Aggregations in the store; with rules_step_s, read the recording rules instead: an interval
+    family's at its latest evaluation within the step before the point, the pods' state at its latest
+    evaluation (every rules_interval_ms) at or before the point."""
 
     def pick(family: str, rule: str, expr: str, reads: tuple[str, ...]) -> Query:
         if rules_step_s:
-            return Query(family, promql.recorded(rule, rules_step_s), (rule,))
+            window_ms = rules_step_s * 1000
+            if rule == c.REC_POD_ALLOCATION_RUNNING and rules_interval_ms:
+                window_ms = min(rules_interval_ms, window_ms)
+            return Query(family, promql.recorded(rule, window_ms), (rule,))
         return Query(family, expr, reads)
 
     plan = [pick(m, c.rec_device_gauge(m), promql.device_gauge(m, sel), (m,)) for m in c.DCGM_SAMPLE_COLUMNS]
@@ -134,12 +149,28 @@ class Reader:
         except QueryError:
             return None
 
+    def state_interval_ms(self, at: datetime) -> int | None:
+        """kube-state-metrics' scrape interval (see interval_ms), read off its node series."""
+        return self.interval_ms(c.KSM_NODE_LABELS, at)
+
+    def interval_ms(self, selector: str, at: datetime) -> int | None:
+        """How often the series are written: the median time between consecutive raw samples of a
+        series before `at` (15 minutes of them, else 3 hours), the rule the file path applies; None
+        when the store holds no two samples of one series there."""
+        for range_ms in (15 * 60_000, 3 * 3_600_000):
+            matrix = promapi.raw_samples(self.client, self.flavor, selector, range_ms, at)
+            sid = np.repeat(np.arange(len(matrix.counts)), matrix.counts)
+            gaps = np.diff(matrix.t_ms)[(sid[1:] == sid[:-1]) & (np.diff(matrix.t_ms) > 0)]
+            if len(gaps):
+                return int(np.median(gaps))
+        return None
+
     def covered(self, rule: str, first: datetime, last: datetime) -> bool:
         """Does the recording rule have a value at every grid point first..last?"""
         expected = int((last - first).total_seconds()) // self.step_s + 1
         seen = 0
         for lo, hi in chunks(first, last, self.step_s, self.max_points):
-            matrix = self.run(f"count({promql.recorded(rule, self.step_s)})", lo, hi)
+            matrix = self.run(f"count({promql.recorded(rule, self.step_s * 1000)})", lo, hi)
             seen += len(matrix.t_ms)
         return seen == expected
 
