@@ -16,6 +16,9 @@ import requests
 from click.testing import CliRunner, Result
 
 from app.cli import main
+from collectors.metrics.prometheus import reader
+from core import conventions as c
+from core import promql
 from core.timeutil import parse_ts, to_epoch
 from tests import counters, servers
 from tests.servers import free_port
@@ -137,7 +140,10 @@ def prometheus_tsdb(sim_files: list[Path], tmp_path_factory: pytest.TempPathFact
         subprocess.run([*backfill_command(promtool), str(om), str(tsdb)], check=True, capture_output=True)
     start, end = parse_ts(RULES_FROM), parse_ts(SIM_START) + timedelta(days=1)
     with servers.prometheus(binary, tsdb, base) as url:
-        text = servers.recording_rules_as_openmetrics(url, RULES_FILE, to_epoch(start), to_epoch(end), 60)
+        # as a live Prometheus evaluates them: a deleted pod's series end at the next 5-minute scrape
+        ksm_state = reader.selector_for("prometheus", 300, 300_000)
+        live = {c.REC_POD_ALLOCATION_RUNNING: promql.pod_allocation(ksm_state)}
+        text = servers.recording_rules_as_openmetrics(url, RULES_FILE, to_epoch(start), to_epoch(end), 60, live)
     rules_om = base / "rules.om"
     rules_om.write_text(text)
     subprocess.run(

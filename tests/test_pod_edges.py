@@ -10,6 +10,11 @@ both fall on the step grid: the truth below is that arithmetic, done by hand.
   192 + 132 x 192/252 = 292.5714, 48 + 132 x 48/252 = 73.1429 and 12 + 132 x 12/252 = 18.2857.
 - Ten-minute jobs of 2 GPUs each, on a second node, start every hour from 01:00 to 06:00: 20
   GPU-minutes each, where a lookback carried past the end would add 40 %.
+
+Scrapes at 15 s, 30 s, 60 s and 5 min on the interval boundaries, and at 60 s and 5 min 20 s after
+them (a pod is then first seen 20 s late and billed from the next grid point, for its full length);
+steps of 60 s and 5 min; through files and a real Prometheus in all three pushdown modes. (The DCGM
+label style does not touch kube-state-metrics' series, so it has no case here.)
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ H, MIN = 3600, 60
 LONG = [("n-long", "train-4", 4, 0, 24 * H), ("n-long", "train-2", 2, 0, 12 * H), ("n-long", "train-1", 1, 0, 6 * H)]
 SHORT = [("n-short", f"job-{h}", 2, h * H, h * H + 10 * MIN) for h in range(1, 7)]
 PODS = LONG + SHORT
-INTERVALS = [15, 30, 60, 300]  # scrape intervals (s)
+# (scrape interval, seconds after the interval boundaries it scrapes at)
+SCRAPES = [(15, 0), (30, 0), (60, 0), (300, 0), (60, 20), (300, 20)]
 STEPS = [60, 300]
 
 
@@ -62,11 +68,12 @@ def _scrape(t: int) -> Iterator[str]:
         )
 
 
-def write_ksm(out: Path, interval_s: int) -> Path:
+def write_ksm(out: Path, interval_s: int, offset_s: int) -> Path:
     """A day of scrapes every interval_s (and 10 minutes either side), as one timestamped OpenMetrics file."""
     epoch = int((T0 - datetime(1970, 1, 1)).total_seconds())
-    lines = [f"{line} {epoch + t}" for t in range(-10 * MIN, 24 * H + 10 * MIN, interval_s) for line in _scrape(t)]
-    path = out / f"ksm-{interval_s}s.om"
+    times = range(-10 * MIN + offset_s, 24 * H + 10 * MIN, interval_s)
+    lines = [f"{line} {epoch + t}" for t in times for line in _scrape(t)]
+    path = out / f"ksm-{interval_s}s-{offset_s}s.om"
     path.write_text("\n".join(sorted(lines, key=lambda line: line.split("{", 1)[0])) + "\n# EOF\n")
     return path
 
@@ -81,9 +88,9 @@ def _prices(wh: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-@pytest.fixture(scope="module", params=INTERVALS, ids=[f"scrape-{i}s" for i in INTERVALS])
+@pytest.fixture(scope="module", params=SCRAPES, ids=[f"scrape-{i}s-at-{o}s" for i, o in SCRAPES])
 def ksm_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_ksm(tmp_path_factory.mktemp("edges"), request.param)
+    return write_ksm(tmp_path_factory.mktemp("edges"), *request.param)
 
 
 def collect_file(ksm: Path, step_s: int, base: Path) -> Path:
@@ -111,14 +118,17 @@ def test_a_pod_is_billed_from_its_first_running_sample_until_one_scrape_interval
     assert pod_hours(wh) == expected  # 96, 24, 6 and 1/3 for each ten-minute job
     with open_warehouse(wh, read_only=True) as con:
         first = dict(con.execute(f"SELECT pod, min(ts) FROM {c.T_POD_ALLOCATIONS} GROUP BY pod").fetchall())
-    assert first["job-4"] == T0 + timedelta(hours=4)  # not a step earlier
+    offset_s = int(ksm_file.stem.split("-")[2].removesuffix("s"))
+    seen = 4 * H + offset_s  # job-4's first Running sample; its row starts at the first grid point from there
+    assert first["job-4"] == T0 + timedelta(seconds=-(-seen // step_s) * step_s)  # 04:00 when aligned, not 03:59
 
 
 @pytest.mark.parametrize("step_s", STEPS, ids=[f"step-{s}s" for s in STEPS])
+@pytest.mark.parametrize("interval_s", [15, 60, 300], ids=lambda i: f"scrape-{i}s")
 def test_weighted_idle_sharing_gives_opencosts_figures_once_pods_end_where_they_end(
-    ksm_file: Path, step_s: int, tmp_path: Path
+    interval_s: int, step_s: int, tmp_path: Path
 ) -> None:
-    wh = collect_file(ksm_file, step_s, tmp_path)
+    wh = collect_file(write_ksm(tmp_path, interval_s, 0), step_s, tmp_path)
     with open_warehouse(wh, read_only=True) as con:
         report = chargeback(con, DAY, ChargebackOptions(by=("pod",), idle="weighted", idle_scope="node"))
     cost = {r.keys["pod"]: r.exact_total for r in report.rows}
@@ -140,7 +150,7 @@ def _rows(wh: Path) -> list[tuple]:
 
 def _with_rules(ksm: Path, base: Path) -> list[Path]:
     """The recording rules as a live Prometheus would have evaluated them every minute over the day."""
-    interval_s = int(ksm.stem.split("-")[1].removesuffix("s"))
+    interval_s = int(ksm.stem.split("-")[1].removesuffix("s"))  # ksm-<interval>s-<offset>s
     live = {
         c.REC_POD_ALLOCATION_RUNNING: promql.pod_allocation(reader.selector_for("prometheus", 300, interval_s * 1000))
     }

@@ -137,6 +137,7 @@ class Workload:
     gap_hours: tuple[float, float]
     always_on: bool = False
     weekdays_only: bool = False
+    linger: int = 2  # scrapes a finished pod stays Succeeded before it is deleted (0: ttlSecondsAfterFinished: 0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ RESEARCH_SPOT = Workload("team-research", "research", "diffusion-train", "traini
 ADS_BATCH = Workload("team-ads", "ads", "ctr-batch", "batch", (0.5, 2), (0.5, 4))
 ADS_SPOT = Workload("team-ads", "ads", "ctr-train", "training", (3, 12), (2, 10))
 SANDBOX = Workload("sandbox", None, "experiment", "training", (1, 6), (2, 24))
+# five-to-ten-minute evaluation jobs whose pods are deleted the moment they finish: their series just stop
+RESEARCH_EVAL = Workload("team-research", "research", "eval-job", "batch", (1 / 12, 1 / 6), (0.25, 1.5), linger=0)
 
 
 def _whole(node: Node, indexes: list[int], workload: Workload | None) -> Slot:
@@ -231,6 +234,13 @@ def slots() -> list[Slot]:
         Slot((Device(ts2.node, ts2.index, ts2.uuid, ts2.model, vgpu=str(r)),), "nvidia_com_gpu_shared", 1, ADS_BATCH)
         for r in range(3)
     ]
+    # short jobs on a replica of its second GPU (appended last, for the same reason)
+    ts2b = NODES[8].devices()[1]
+    out.append(
+        Slot(
+            (Device(ts2b.node, ts2b.index, ts2b.uuid, ts2b.model, vgpu="0"),), "nvidia_com_gpu_shared", 1, RESEARCH_EVAL
+        )
+    )
     return out
 
 
@@ -272,8 +282,8 @@ def _make_pod(rng: Random, slot: Slot, created: int, start: int, end: int, n: in
     suffix = "".join(rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
     uid_hex = f"{rng.getrandbits(128):032x}"
     uid = f"{uid_hex[:8]}-{uid_hex[8:12]}-4{uid_hex[13:16]}-a{uid_hex[17:20]}-{uid_hex[20:32]}"
-    # Finished pods linger as Succeeded for two scrapes before they are deleted (as Jobs do).
-    deleted = n if end >= n else min(end + 2, n)
+    # Finished pods linger as Succeeded (two scrapes, as Jobs do) before they are deleted.
+    deleted = n if end >= n else min(end + w.linger, n)
     return Pod(
         w.namespace,
         f"{w.app}-{suffix}",
