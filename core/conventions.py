@@ -25,6 +25,7 @@ T_POD_ALLOCATIONS: Final = "pod_allocations"  # per step: GPU resources requeste
 T_HEALTH_SAMPLES: Final = "gpu_health_samples"  # per step: Xid / ECC / row-remap observations
 T_INFERENCE_SAMPLES: Final = "inference_samples"  # per step: serving counters and histograms
 T_PRICES: Final = "prices"  # price rows with effective_from and provenance
+T_BILLING_LINES: Final = "billing_lines"  # the provider's bill, line by line (FOCUS or CUR 2.0), with provenance
 T_WATERMARKS: Final = "watermarks"  # last committed step per collection source
 T_INGEST_RUNS: Final = "ingest_runs"  # one row per collection run (data-status page)
 # Rollups of the step tables (core/store/rollups/hourly.py), each as <name>_hourly and <name>_daily.
@@ -123,6 +124,7 @@ L_NAMESPACE: Final = "namespace"
 L_POD: Final = "pod"
 L_UID: Final = "uid"
 L_NODE: Final = "node"
+L_PROVIDER_ID: Final = "provider_id"  # kube_node_info: the cloud's ID of the node's instance (bills name it)
 L_RESOURCE: Final = "resource"
 L_PHASE: Final = "phase"
 L_LE: Final = "le"
@@ -219,7 +221,7 @@ KIND_DCGM_MAPPING: Final = "dcgm_map"
 STATE_PREFIX: Final = "kube_"
 STATE_KINDS: Final = (
     "ksm_requests", "ksm_phase", "ksm_pod_labels", "ksm_pod_info", "ksm_node_labels", "ksm_node_capacity",
-    "ksm_namespace_labels", KIND_POD_ALLOCATION,
+    "ksm_namespace_labels", "ksm_node_info", KIND_POD_ALLOCATION,
 )  # fmt: skip
 
 # HTTP header carrying the tenant for Mimir / Cortex.

@@ -9,6 +9,7 @@ Every field carries a description; tests/test_docs.py fails when one is missing 
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -604,11 +605,33 @@ class ServeSettings(_Section):
     )
 
 
+class BillingSettings(_Section):
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="The ledger's currency (ISO 4217): a bill in another currency is refused unless `rates` converts it.",
+    )
+    rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Stated conversion rates into `currency` by bill currency (`EUR: 1.0823`): each imported line "
+        "keeps its original currency and the rate used.",
+    )
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in value.items():
+            if not re.fullmatch(r"[A-Z]{3}", currency) or not rate > 0:
+                raise ValueError(f"{currency}: {rate}: a rate is a positive number for an ISO 4217 currency code")
+        return value
+
+
 class Settings(_Section):
     warehouse: WarehouseSettings = WarehouseSettings()
     collect: CollectSettings = CollectSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     pricing: PricingSettings = PricingSettings()
+    billing: BillingSettings = BillingSettings()
     chargeback: ChargebackSettings = ChargebackSettings()
     budgets: BudgetSettings = BudgetSettings()
     savings: SavingsSettings = SavingsSettings()

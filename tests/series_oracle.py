@@ -90,4 +90,6 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
                    container=get("container", ""), resource=get(c.L_RESOURCE, ""), phase=get(c.L_PHASE, ""))  # fmt: skip
         if kind in ("ksm_pod_labels", "ksm_namespace_labels"):
             row["labels"] = _k8s(labels)
+        if kind == "ksm_node_info":
+            row["provider_id"] = get(c.L_PROVIDER_ID, "")
     return row

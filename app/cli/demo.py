@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from analytics.cost.bill_reconcile import reconcile_billing
 from app.cli.base import Context, fail_cleanly, main, pass_ctx
 from app.cli.health import record_health
 from app.cli.publish import run_dashboard
@@ -17,6 +18,7 @@ from app.cli.report import ROW_COLUMNS, run_chargeback
 from app.jobs import weekly_inputs, write_rules
 from app.publish import exports, render, slo_rules
 from app.stage_options import rule_spec
+from collectors.billing.importer import import_bills
 from collectors.metrics import ingest
 from collectors.pricing import price_table
 from collectors.simulator import fleet, serving_truth
@@ -55,6 +57,7 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     with open_warehouse(settings.warehouse.path) as con:
         price_table.store(con, price_table.parse_csv(price_table.default_table_text(), "default"))
     window = Window(cfg.start, cfg.start + timedelta(days=days))
+    click.echo(f"    invoice: {import_and_reconcile(settings, sim_dir, window)}")
     report = run_chargeback(settings, window, ("team",))
     click.echo("3/6 chargeback by team:\n" + render.table([r.as_dict() for r in report.rows], ["team", *ROW_COLUMNS]))
     click.echo(f"    fleet health: {record_health(settings, window)} (see `gpuledger report health`)")
@@ -100,3 +103,17 @@ def demo_settings(base: Settings, workdir: Path, interval_s: int) -> tuple[Setti
         encoding="utf-8",
     )
     return load_settings(path, env={}), path
+
+
+def import_and_reconcile(settings: Settings, sim_dir: Path, window: Window) -> str:
+    """Import the simulated bill, then its restatement (which replaces the period), and sum up the reconciliation."""
+    for folder in ("bill", "bill-restated"):
+        imported = import_bills(settings.warehouse.path, [sim_dir / folder], settings.billing)
+    with open_warehouse(settings.warehouse.path, read_only=True) as con:
+        result = reconcile_billing(con, window, settings.chargeback.mig_share, "instance_type").as_dict()
+    totals = result["totals"]
+    return (
+        f"{imported.lines_kept} lines imported and restated; effective {totals['invoice_effective_usd']} vs "
+        f"{totals['ledger_list_usd']} at list ({result['coverage_pct']}% of the GPU node-hours billed; "
+        "`gpuledger report reconcile --source billing`)"
+    )

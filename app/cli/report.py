@@ -8,6 +8,7 @@ import click
 
 from analytics.cost import allocation
 from analytics.cost.allocation import GROUPABLE
+from analytics.cost.bill_reconcile import BILL_BY, reconcile_billing
 from analytics.cost.chargeback import chargeback
 from analytics.cost.cost_rows import ROW_COLUMNS, ChargebackReport
 from analytics.cost.reconcile import COLUMNS as RECONCILE_COLUMNS
@@ -82,13 +83,30 @@ def _unpriced(settings: Settings, result: ChargebackReport) -> list[allocation.U
 @report.command("reconcile")
 @window_option
 @click.option(
-    "--by", type=click.Choice(list(RECONCILE_BY)), default="node", show_default=True, help="One line per this."
+    "--by",
+    type=click.Choice(sorted({*RECONCILE_BY, *BILL_BY})),
+    default=None,
+    help="One line per this (prices: node, instance_type, cluster, region; billing: account, instance_type, node, "
+    "day). Default: node for prices, instance_type for billing.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["prices", "billing"]),
+    default="prices",
+    show_default=True,
+    help="prices: node-hours x the configured prices vs the ledger; billing: the imported bill vs the list-priced ledger.",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @pass_ctx
 @fail_cleanly
-def reconcile_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> None:
-    """What the provider bills for the node-hours (at the configured prices) against the ledger's total."""
+def reconcile_cmd(ctx: Context, start: str, end: str, by: str | None, source: str, fmt: str) -> None:
+    """What the provider bills for the node-hours against the ledger: at the configured prices, or as invoiced."""
+    if source == "billing":
+        _reconcile_billing(ctx, make_window(start, end), by or "instance_type", fmt)
+        return
+    by = by or "node"
+    if by not in RECONCILE_BY:
+        raise click.UsageError(f"--by {by} needs --source billing")
     options = chargeback_options(ctx.settings)
     with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
         result = reconcile(con, make_window(start, end), options, by)  # type: ignore[arg-type]
@@ -111,3 +129,33 @@ def reconcile_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> None
     ):
         if found:
             click.echo(f"\n{title}:\n" + render.table(found, list(found[0])))
+
+
+BILL_COLUMNS = ("node_hours", "ledger_list_usd", "invoice_effective_usd", "difference_usd", "effective_discount_pct")
+
+
+def _reconcile_billing(ctx: Context, window: Window, by: str, fmt: str) -> None:
+    if by not in BILL_BY:
+        raise click.UsageError(f"--by {by} is not a billing grouping: choose from {', '.join(BILL_BY)}")
+    with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
+        result = reconcile_billing(con, window, ctx.settings.chargeback.mig_share, by)  # type: ignore[arg-type]
+    rows = [line.as_dict(by) for line in result.lines]
+    if fmt == "json":
+        click.echo(render.json_text(result.as_dict()), nl=False)
+        return
+    if fmt == "csv":
+        click.echo(render.csv_text(rows, [by, *BILL_COLUMNS]), nl=False)
+        return
+    click.echo(render.table(rows, [by, *BILL_COLUMNS]) if rows else "(no GPU node-hours in the window)")
+    totals = result.as_dict()["totals"]
+    click.echo(
+        f"\nledger at list {totals['ledger_list_usd']} vs invoice {totals['invoice_effective_usd']} "
+        f"(effective): difference {totals['difference_usd']}; the bill prices {result.coverage_pct}% of the GPU node-hours"
+    )
+    for title, found in (
+        ("invoice lines no node of the ledger ran", result.outside_kubernetes),
+        ("nodes no invoice line names", result.nodes_without_invoice),
+    ):
+        if found:
+            click.echo(f"\n{title}:")
+            click.echo(render.table(found, list(found[0])))

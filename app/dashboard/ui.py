@@ -438,3 +438,21 @@ def reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | N
     if window.end <= window.start:
         return None
     return read(lambda con: reconcile(con, window, _options(("team",))).as_dict())
+
+
+@freshness.cached
+def bill_reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | None:
+    """Invoice vs ledger (analytics/cost/bill_reconcile.py) over the whole hours both the imported bill and the
+    data cover, per instance type; None without an imported bill."""
+    from analytics.cost.bill_reconcile import reconcile_billing
+    from core.store.status import billed_span
+    from core.timeutil import HOUR, ceil_to, floor_to
+
+    found, billed = span(version), read(billed_span)
+    if found is None or billed is None:
+        return None
+    window = Window(ceil_to(max(found[0], billed[0]), HOUR), floor_to(min(found[1], billed[1]), HOUR))
+    if window.end <= window.start:
+        return None
+    mig_share = _options(("team",)).mig_share
+    return read(lambda con: reconcile_billing(con, window, mig_share, "instance_type").as_dict())

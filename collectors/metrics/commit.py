@@ -77,6 +77,7 @@ _DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
             "ksm_shared",
             "ksm_mig_slices",
             "labels",
+            "provider_id",
         ],
     ),
     ("st_gpus", c.T_GPUS, "cluster, node, gpu_uuid, gpu_instance", ["gpu_index", "model", "mig_profile"]),

@@ -372,9 +372,10 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int, lo: int, hi: 
             FROM st_node_samples GROUP BY ALL),
         labelled AS (
             SELECT m.cluster, m.node, {", ".join(f"{_latest_label(col)} AS {col}" for col in _NODE_LABEL_COLUMNS)},
-                {span}
+                arg_max(nullif(m.provider_id, ''), g.t) FILTER (WHERE m.kind = 'ksm_node_info') AS provider_id, {span}
             FROM stage_span g JOIN stage_meta m USING (sid)
-            WHERE m.kind IN ('ksm_node_labels', 'ksm_node_capacity') AND m.node <> '' GROUP BY m.cluster, m.node)
+            WHERE m.kind IN ('ksm_node_labels', 'ksm_node_capacity', 'ksm_node_info') AND m.node <> ''
+            GROUP BY m.cluster, m.node)
         SELECT l.*, d.ksm_gpus, d.ksm_shared, d.ksm_mig_slices FROM labelled l LEFT JOIN declared d USING (cluster, node)"""
     )
     con.execute(

@@ -36,6 +36,7 @@ KIND_BY_NAME: dict[str, str] = {
     c.KSM_POD_LABELS: "ksm_pod_labels",
     c.KSM_POD_INFO: "ksm_pod_info",
     c.KSM_NODE_LABELS: "ksm_node_labels",
+    c.KSM_NODE_INFO: "ksm_node_info",
     c.KSM_NODE_CAPACITY: "ksm_node_capacity",
     c.KSM_NODE_ALLOCATABLE: "ksm_node_capacity",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
@@ -92,6 +93,7 @@ META_COLUMNS = (
     "gpu_count",
     "gpu_replicas",
     "gpu_sharing",
+    "provider_id",
 )
 
 

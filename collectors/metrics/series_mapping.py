@@ -50,7 +50,7 @@ def _needed(style: str) -> list[str]:
         c.L_RESOURCE, c.L_PHASE, *c.NODE_CAPACITY_TYPE_LABELS, c.NODE_GPU_COUNT_LABEL, c.NODE_GPU_REPLICAS_LABEL,
         c.NODE_GPU_SHARING_LABEL, c.NODE_MIG_STRATEGY_LABEL,
         *c.NODE_INSTANCE_TYPE_LABELS, *c.NODE_REGION_LABELS, *c.NODE_ZONE_LABELS, *c.NODE_POOL_LABELS,
-        c.NODE_GPU_PRODUCT_LABEL, *c.L_MODEL_LABELS, c.L_LE, "handler",
+        c.NODE_GPU_PRODUCT_LABEL, *c.L_MODEL_LABELS, c.L_LE, "handler", c.L_PROVIDER_ID,
     ]  # fmt: skip
     return list(dict.fromkeys(names))
 
@@ -132,6 +132,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         "region": [(node, lab.first(c.NODE_REGION_LABELS))],
         "zone": [(node, lab.first(c.NODE_ZONE_LABELS))],
         "node_pool": [(node, lab.first(c.NODE_POOL_LABELS))],
+        "provider_id": [("s.kind = 'ksm_node_info'", lab.get(c.L_PROVIDER_ID))],
     }
     cols = {
         name: "CASE " + " ".join(f"WHEN {w} THEN {e}" for w, e in whens) + " ELSE '' END"

@@ -74,6 +74,11 @@ class Node:
     # replicas are read off the shared capacity over the GPU count, as gpuledger must on most real fleets
     replicas_label: bool = True
 
+    def provider_id(self) -> str:
+        """kube_node_info's provider_id: the EC2 instance the node runs on (the bill names it too)."""
+        i = NODES.index(self)
+        return f"aws:///{self.zone}/i-0{i:02d}5c0ffee{i:04d}"
+
     def uuid(self, index: int) -> str:
         digest = hashlib.sha256(f"{self.name}/{index}".encode()).hexdigest()
         return f"GPU-{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"

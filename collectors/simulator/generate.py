@@ -5,7 +5,9 @@ Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF
   kube-state-metrics.om   pods, phases, GPU requests, node and namespace labels
   vllm.om                 serving histograms, counters and the accuracy gauge of the inference pods
   truth.json              allocated GPU-hours per team per day, computed from the schedule; under
-                          `serving`, expected SLIs, drift and canary verdicts (serving_truth.py)
+                          `serving`, expected SLIs, drift and canary verdicts (serving_truth.py); under
+                          `billing`, the invoice's effective cost per instance type (bill.py)
+  bill/, bill-restated/   the GPU instances' bill in FOCUS 1.2, and its restatement (bill.py)
 
 Pods start and end on interval boundaries. kube-state-metrics is scraped on them (KSM_SCRAPE_OFFSET_S):
 a state holds from its sample until the next scrape, so each sample stands for the interval that
@@ -26,7 +28,7 @@ from random import Random
 
 import numpy as np
 
-from collectors.simulator import dcgm, fleet, incidents, inference, ksm, serving_truth
+from collectors.simulator import bill, dcgm, fleet, incidents, inference, ksm, serving_truth
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
@@ -98,6 +100,7 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     truth["pods"] = pod_truth(cfg, pods, acts)
     truth["health"] = health.truth(pods, cfg.start)
     truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
+    truth["billing"] = {"invoice_effective_usd": bill.write(out, cfg.start, cfg.n_samples * cfg.interval_s // 3600)}
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 

@@ -134,7 +134,7 @@ class KsmFamilies:
             labels = (
                 f'node="{node.name}",kernel_version="6.8.0-1021-aws",os_image="Ubuntu 22.04.5 LTS",'
                 'container_runtime_version="containerd://1.7.27",kubelet_version="v1.33.4",'
-                f'kubeproxy_version="deprecated",provider_id="aws:///{node.zone}/i-0{i:02d}5c0ffee{i:04d}",'
+                f'kubeproxy_version="deprecated",provider_id="{node.provider_id()}",'
                 f'pod_cidr="10.42.{i}.0/24",system_uuid="ec2{i:05d}-sim",internal_ip="{_ip(i, 7)}"'
             )
             out.append((labels, self.all, ["1"] * self.n))

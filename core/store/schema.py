@@ -3,9 +3,10 @@
 Migration N takes a version N-1 warehouse to version N. A new warehouse runs them all. Never edit
 a released migration: append a new one, so every older file upgrades along the same path.
 
-Time conventions for every fact table: `ts` is naive UTC and a row covers [ts, ts + step_s).
-Its value is what the source reported at the end of that step (the last sample within the
-lookback), exactly what Prometheus' query_range returns at ts + step_s.
+Time conventions for every fact table: `ts` is naive UTC and a row covers [ts, ts + step_s). A state
+gauge's row (pod_allocations, node_samples) holds what kube-state-metrics stated at ts; every other
+row what the source reported at the end of the step (the last sample within the lookback), exactly
+what Prometheus' query_range returns at ts + step_s (collectors/metrics/grid_stage.py).
 """
 
 from __future__ import annotations
@@ -194,6 +195,22 @@ MIGRATION_12 = [
     f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source NOT LIKE 'coverage:%'",  # coverage rows are unchanged
 ]
 
+# Version 13 (issue 23: what you actually paid): the node's cloud instance ID (kube_node_info's provider_id)
+# and the provider's bill, line by line with its provenance, so the ledger can be reconciled with the invoice.
+MIGRATION_13 = [
+    f"ALTER TABLE {c.T_NODES} ADD COLUMN provider_id VARCHAR",
+    f"""CREATE TABLE {c.T_BILLING_LINES} (
+        billing_period DATE NOT NULL, provider VARCHAR NOT NULL, format VARCHAR NOT NULL,
+        billing_account_id VARCHAR NOT NULL, account_id VARCHAR, invoice_id VARCHAR, resource_id VARCHAR,
+        resource_key VARCHAR,
+        instance_type VARCHAR, region VARCHAR, charge_category VARCHAR NOT NULL, charge_class VARCHAR,
+        pricing_category VARCHAR, charge_start TIMESTAMP NOT NULL, charge_end TIMESTAMP NOT NULL,
+        quantity DECIMAL(38, 10), unit VARCHAR, billed_cost DECIMAL(38, 10) NOT NULL,
+        effective_cost DECIMAL(38, 10) NOT NULL, list_cost DECIMAL(38, 10), currency VARCHAR NOT NULL,
+        original_currency VARCHAR NOT NULL, fx_rate DECIMAL(38, 10) NOT NULL,
+        source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL, imported_at TIMESTAMP NOT NULL)""",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -207,5 +224,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_10,
     MIGRATION_11,
     MIGRATION_12,
+    MIGRATION_13,
 ]
 LATEST_VERSION = len(MIGRATIONS)

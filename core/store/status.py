@@ -148,3 +148,9 @@ def replicas_sources(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         }
         for cl, node, replicas, source, derived in rows
     ]
+
+
+def billed_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | None:
+    """The first and last instant the imported bill charges, or None without one."""
+    row = con.execute(f"SELECT min(charge_start), max(charge_end) FROM {c.T_BILLING_LINES}").fetchone()
+    return (row[0], row[1]) if row and row[0] is not None else None

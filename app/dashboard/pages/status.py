@@ -56,3 +56,26 @@ else:
         if bill[key]:
             st.warning(title)
             st.dataframe(pd.DataFrame(bill[key]), hide_index=True, width="stretch")
+
+st.subheader("Invoice vs ledger")
+invoice = ui.bill_reconciliation(ui.mtime())
+if invoice is None:
+    st.write("No bill imported for the data's hours (`gpuledger billing import`).")
+else:
+    totals, window = invoice["totals"], invoice["window"]
+    st.caption(
+        f"{window['start']} to {window['end']}: the imported bill's effective cost against the ledger's node-hours at "
+        "list prices, per instance type (`gpuledger report reconcile --source billing` for any window or grouping)."
+    )
+    left, mid, right = st.columns(3)
+    left.metric("Invoice (effective)", f"${totals['invoice_effective_usd']}")
+    mid.metric("Ledger at list", f"${totals['ledger_list_usd']}")
+    right.metric("GPU node-hours priced by the bill", f"{invoice['coverage_pct']}%")
+    st.dataframe(pd.DataFrame(invoice["rows"]), hide_index=True, width="stretch")
+    for title, key in (
+        ("Invoice lines no node of the ledger ran", "outside_kubernetes"),
+        ("Nodes no invoice line names", "nodes_without_invoice"),
+    ):
+        if invoice[key]:
+            st.warning(title)
+            st.dataframe(pd.DataFrame(invoice[key]), hide_index=True, width="stretch")

@@ -1,0 +1,261 @@
+"""Reconciliation against the provider's bill: the list-priced ledger vs what the invoice charged.
+
+Per node-hour, two figures meet:
+- the ledger's: the node's hours in the hour (its capacity steps) x the list price in force, the GPUs'
+  part (the same price path as the chargeback, analytics/cost/prices.py);
+- the invoice's: the effective cost (FOCUS EffectiveCost: amortised reservations and Savings Plans,
+  spot at the price charged, credits and refunds) of the bill lines whose resource is the node's
+  instance (core/store/billing_sql.py). A line is spread evenly over the hours of its charge period; a
+  line several nodes share (an Azure scale set) is split by the nodes' seconds in the hour.
+
+Grouped by account, instance type, node or day, with the effective discount (1 - effective / list,
+the bill's own list cost where it states one), and listed apart: invoice lines of GPU instances no
+cluster saw (GPU spend Kubernetes never saw), nodes no invoice line names, and the coverage (the
+share of the ledger's GPU node-hours the bill prices).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import duckdb
+
+from analytics.cost import prices
+from core import conventions as c
+from core.money import in_money_context, to_cents
+from core.store.billing_sql import resource_key_sql
+from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
+from core.timeutil import Window
+
+BillBy = Literal["account", "instance_type", "node", "day"]
+BILL_BY: tuple[BillBy, ...] = ("account", "instance_type", "node", "day")
+ZERO = Decimal(0)
+NO_LINE = "(no invoice line)"
+
+# (cluster, node, hour) -> node-seconds, list USD, instance type
+_LEDGER_SQL = """
+SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, s.price_id, coalesce(n.instance_type, '') AS instance_type,
+    sum(s.step_s) AS node_s
+FROM ({priced}) s LEFT JOIN ({nodes}) n USING (cluster, node)
+GROUP BY ALL"""
+
+# bill lines spread over the hours of their charge period, within the window
+_LINES_SQL = f"""
+WITH lines AS (
+    SELECT *, greatest(epoch(charge_end) - epoch(charge_start), 0) AS span_s FROM {c.T_BILLING_LINES}
+    WHERE charge_end > $start AND charge_start < $end OR (charge_end = charge_start AND charge_start >= $start
+        AND charge_start < $end)),
+hours AS (
+    SELECT l.*, unnest(generate_series(date_trunc('hour', charge_start),
+        CASE WHEN span_s = 0 THEN date_trunc('hour', charge_start) ELSE charge_end - INTERVAL 1 MICROSECOND END,
+        INTERVAL 1 HOUR)) AS hour
+    FROM lines l)
+SELECT resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
+    coalesce(resource_id, '') AS resource_id, span_s,
+    CASE WHEN span_s = 0 THEN 0 ELSE epoch(least(charge_end, hour + INTERVAL 1 HOUR)) - epoch(greatest(charge_start, hour))
+        END AS overlap_s,
+    sum(effective_cost) AS effective, sum(coalesce(list_cost, 0)) AS list
+FROM hours WHERE hour >= $start AND hour < $end
+GROUP BY ALL"""
+
+
+@dataclass
+class BillLine:
+    key: str
+    node_hours: Decimal = ZERO
+    ledger_list: Decimal = ZERO
+    invoice_effective: Decimal = ZERO
+    invoice_list: Decimal = ZERO  # the bill's own list cost, where its lines state one
+    unpriced_node_hours: Decimal = ZERO
+
+    def as_dict(self, by: str) -> dict[str, Any]:
+        list_basis = self.invoice_list or self.ledger_list
+        discount = (1 - self.invoice_effective / list_basis) * 100 if list_basis else None
+        return {
+            by: self.key,
+            "node_hours": float(round(self.node_hours, 6)),
+            "ledger_list_usd": str(to_cents(self.ledger_list)),
+            "invoice_effective_usd": str(to_cents(self.invoice_effective)),
+            "difference_usd": str(to_cents(self.invoice_effective) - to_cents(self.ledger_list)),
+            "effective_discount_pct": None if discount is None else float(round(discount, 2)),
+            "unpriced_node_hours": float(round(self.unpriced_node_hours, 6)),
+        }
+
+
+@dataclass
+class BillReconciliation:
+    window: Window
+    by: str
+    lines: list[BillLine]
+    coverage_pct: float  # share of the ledger's GPU node-hours priced from the bill
+    outside_kubernetes: list[dict[str, Any]] = field(default_factory=list)
+    nodes_without_invoice: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        total = BillLine("total")
+        for line in self.lines:
+            total.ledger_list += line.ledger_list
+            total.invoice_effective += line.invoice_effective
+            total.invoice_list += line.invoice_list
+            total.node_hours += line.node_hours
+        totals = total.as_dict("total")
+        totals.pop("total")
+        return {
+            "window": self.window.as_dict(),
+            "by": self.by,
+            "source": "billing",
+            "rows": [line.as_dict(self.by) for line in self.lines],
+            "totals": totals,
+            "coverage_pct": self.coverage_pct,
+            "outside_kubernetes": self.outside_kubernetes,
+            "nodes_without_invoice": self.nodes_without_invoice,
+        }
+
+
+@in_money_context
+def reconcile_billing(
+    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, by: BillBy = "instance_type"
+) -> BillReconciliation:
+    """The list-priced ledger vs the invoice's effective cost per `by`, for `window`; pure over the warehouse."""
+    if by not in BILL_BY:
+        raise ValueError(f"cannot reconcile the bill by {by!r}; choose from {', '.join(BILL_BY)}")
+    params = {"start": window.start, "end": window.end}
+    ledger = _ledger(con, mig_share, params)
+    keys = _node_keys(con)
+    bill = _bill_hours(con, params)
+    m = _Matching(by, keys, bill, _sharers(ledger, keys))
+    for (cluster, node, hour), facts in sorted(ledger.items()):
+        m.add(cluster, node, hour, *facts)
+    return BillReconciliation(
+        window,
+        by,
+        sorted(m.groups.values(), key=lambda line: line.key),
+        round(100 * m.covered_s / m.total_s, 2) if m.total_s else 0.0,
+        _outside(bill, m.matched, set(keys.values())),
+        _without_invoice(ledger, m.node_matched),
+    )
+
+
+@dataclass
+class _Matching:
+    """Node-hours meeting their invoice lines, grouped as the report asks."""
+
+    by: str
+    keys: dict[tuple[str, str], str]
+    bill: dict[tuple[str, Any], list[dict[str, Any]]]
+    sharers: dict[tuple[str, Any], int]
+    groups: dict[str, BillLine] = field(default_factory=dict)
+    matched: set[tuple[str, Any]] = field(default_factory=set)
+    node_matched: dict[tuple[str, str], bool] = field(default_factory=lambda: defaultdict(bool))
+    total_s: int = 0
+    covered_s: int = 0
+
+    def add(
+        self, cluster: str, node: str, hour: Any, node_s: int, list_usd: Decimal, itype: str, unpriced_s: int
+    ) -> None:
+        key = self.keys.get((cluster, node), "")
+        hits = self.bill.get((key, hour), []) if key else []
+        account = hits[0]["account_id"] if hits else NO_LINE
+        group = {"account": account, "instance_type": itype, "node": f"{cluster}/{node}", "day": f"{hour:%Y-%m-%d}"}
+        line = self.groups.setdefault(group[self.by], BillLine(group[self.by]))
+        line.node_hours += Decimal(node_s) / 3600
+        line.ledger_list += list_usd
+        line.unpriced_node_hours += Decimal(unpriced_s) / 3600
+        if hits:  # a resource several nodes share (a scale set): split by the nodes' seconds in the hour
+            share = Decimal(node_s) / Decimal(self.sharers[(key, hour)])
+            line.invoice_effective += sum((hit["effective"] * share for hit in hits), ZERO)
+            line.invoice_list += sum((hit["list"] * share for hit in hits), ZERO)
+            self.matched.add((key, hour))
+            self.covered_s += node_s
+        self.total_s += node_s
+        self.node_matched[(cluster, node)] |= bool(hits)
+
+
+def _ledger(
+    con: duckdb.DuckDBPyConnection, mig_share: MigShare, params: dict[str, Any]
+) -> dict[tuple[str, str, Any], tuple[int, Decimal, str, int]]:
+    """(cluster, node, hour) -> (node-seconds, list USD of the GPUs' part, instance type, unpriced seconds)."""
+    infos = prices.load_prices(con)
+    sql = _LEDGER_SQL.format(priced=prices.priced_sql(capacity_steps_sql(mig_share)), nodes=nodes_sql())
+    out: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]] = {}
+    for cluster, node, hour, price_id, instance_type, node_s in con.execute(sql, params).fetchall():
+        info = infos.get(price_id) if price_id is not None else None
+        usd = Decimal(int(node_s)) / 3600 * info.gpu_hour_usd * info.gpus if info else ZERO
+        before = out.get((cluster, node, hour), (0, ZERO, instance_type, 0))
+        unpriced = 0 if info else int(node_s)
+        out[(cluster, node, hour)] = (before[0] + int(node_s), before[1] + usd, instance_type, before[3] + unpriced)
+    return out
+
+
+def _node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    rows = con.execute(
+        f"SELECT cluster, node, {resource_key_sql('provider_id')} FROM {c.T_NODES} WHERE provider_id IS NOT NULL"
+    ).fetchall()
+    return {(cl, n): key for cl, n, key in rows if key}
+
+
+def _bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
+    cur = con.execute(_LINES_SQL, params)
+    names = [d[0] for d in cur.description]
+    out: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    for row in cur.fetchall():
+        hit = dict(zip(names, row, strict=True))
+        span, overlap = int(hit.pop("span_s")), int(hit.pop("overlap_s"))
+        if span and overlap != span:  # a line longer than the hour (daily lines): its share of the hour
+            hit["effective"] = hit["effective"] * overlap / span
+            hit["list"] = hit["list"] * overlap / span
+        out[(hit["resource_key"], hit["hour"])].append(hit)
+    return out
+
+
+def _sharers(
+    ledger: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]], keys: dict[tuple[str, str], str]
+) -> dict[tuple[str, Any], int]:
+    """Node-seconds per (key, hour): the nodes sharing one bill resource (a scale set) split its lines by them."""
+    out: dict[tuple[str, Any], int] = defaultdict(int)
+    for (cluster, node, hour), (node_s, *_) in ledger.items():
+        key = keys.get((cluster, node))
+        if key:
+            out[(key, hour)] += node_s
+    return out
+
+
+def _outside(
+    bill: dict[tuple[str, Any], list[dict[str, Any]]], matched: set[tuple[str, Any]], node_keys: set[str]
+) -> list[dict[str, Any]]:
+    """Invoice lines in hours no node of the ledger ran them: per resource, its hours and effective cost, and
+    whether the resource is a node at other hours (the collection missed it) or no node at all (GPU spend
+    Kubernetes never saw)."""
+    out: dict[tuple[str, str, str, bool], list[Decimal]] = {}
+    for (key, hour), hits in bill.items():
+        if (key, hour) in matched:
+            continue
+        for hit in hits:
+            what = (hit["account_id"], hit["resource_id"], hit["instance_type"], key in node_keys)
+            acc = out.setdefault(what, [ZERO, ZERO])
+            acc[0] += 1
+            acc[1] += hit["effective"]
+    return [
+        {"account": a, "resource_id": r, "instance_type": it, "hours": int(h), "effective_usd": str(to_cents(usd)),
+         "node_at_other_hours": known}
+        for (a, r, it, known), (h, usd) in sorted(out.items())
+    ]  # fmt: skip
+
+
+def _without_invoice(
+    ledger: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]], node_matched: dict[tuple[str, str], bool]
+) -> list[dict[str, Any]]:
+    out: dict[tuple[str, str], list[Decimal]] = {}
+    for (cluster, node, _), (node_s, list_usd, *_) in ledger.items():
+        if node_matched[(cluster, node)]:
+            continue
+        acc = out.setdefault((cluster, node), [ZERO, ZERO])
+        acc[0] += Decimal(node_s) / 3600
+        acc[1] += list_usd
+    return [
+        {"cluster": cl, "node": n, "node_hours": float(round(h, 6)), "ledger_list_usd": str(to_cents(usd))}
+        for (cl, n), (h, usd) in sorted(out.items())
+    ]
