@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import duckdb
 
+from bench import billing as bench_billing
 from bench import cache, deps, fleet_openmetrics, promql, report, serving
 from bench.fleet import Fleet, FleetSpec, build
 from bench.harness import ROOT, Child, spawn, stat
@@ -238,6 +239,19 @@ def ingest_history(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> Non
               samples=r["samples"], rows=r["rows"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
 
 
+def billing_import(b: Bench) -> None:
+    """A month's bill for 10,000 GPU instances (7.2 million hourly lines, Parquet): target under 60 s and 1 GB."""
+    instances = 1_000 if QUICK else 10_000
+    folder = cache.root() / "billing" / f"focus-{instances}x720-gen{cache.GENERATOR_VERSION}"
+    if not folder.exists():
+        bench_billing.write_month(folder, instances)
+    args = {"bill": str(folder), "scratch": str(cache.root() / "scratch" / "billing"), "runs": min(RUNS, 2)}
+    child = spawn("billing_import", args)
+    r = child.result
+    b.add("billing.import", "`billing import` of a month's bill, FOCUS Parquet, every line a GPU instance's: seconds",
+          instances, "30 d", r["times"], lines=r["lines"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
+
+
 def _ingest_figures(b: Bench, source: str, gpus: int, window: str, child: Child) -> None:
     r = child.result
     rates = [r["samples"] / t for t in r["times"]]
@@ -351,6 +365,7 @@ def main() -> None:
     three_way(b, whs, port)
     ingest(b, port)
     ingest_history(b, whs)
+    billing_import(b)
     storage(b, whs)
     limits(b, whs)
     dashboard(b, whs)

@@ -186,6 +186,24 @@ def _cut(wh: Path, start: datetime) -> None:
         hourly.refresh(con, (start - timedelta(minutes=1), start - timedelta(microseconds=1)))
 
 
+def billing_import(args: dict[str, Any]) -> dict[str, Any]:
+    """`gpuledger billing import` of a month's bill into an empty warehouse, each run from scratch."""
+    from collectors.billing.importer import import_bills
+    from core.settings import BillingSettings
+
+    scratch = Path(args["scratch"])
+    scratch.mkdir(parents=True, exist_ok=True)
+    kept: list[int] = []
+
+    def once() -> None:
+        wh = scratch / "bill.duckdb"
+        wh.unlink(missing_ok=True)
+        kept.append(import_bills(wh, [Path(args["bill"])], BillingSettings()).lines_kept)
+
+    times, _ = timed(once, args["runs"], 0)
+    return {"times": times, "lines": kept[-1]}
+
+
 def ingest_prometheus(args: dict[str, Any]) -> dict[str, Any]:
     from collectors.metrics.ingest import collect_prometheus
     from core.settings import CollectSettings, PrometheusSettings
@@ -323,6 +341,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "slo": slo,
     "ingest_files": ingest_files,
     "ingest_prometheus": ingest_prometheus,
+    "billing_import": billing_import,
     "ingest_history": ingest_history,
     "prometheus_answers": prometheus_answers,
     "scan_rate": scan_rate,

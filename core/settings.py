@@ -611,6 +611,12 @@ class BillingSettings(_Section):
         pattern=r"^[A-Z]{3}$",
         description="The ledger's currency (ISO 4217): a bill in another currency is refused unless `rates` converts it.",
     )
+    memory_limit: str = Field(
+        default="512MB",
+        pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="DuckDB's memory cap while importing a bill (it spills to disk beyond it): a month of 10,000 GPU "
+        "instances imports within 1 GB of RAM in all.",
+    )
     rates: dict[str, Decimal] = Field(
         default_factory=dict,
         description="Stated conversion rates into `currency` by bill currency (`EUR: 1.0823`): each imported line "

@@ -74,17 +74,16 @@ def import_bills(
     files = bill_files(paths)
     result = BillImport(files=len(files))
     imported_at = (now or datetime.now(UTC)).replace(tzinfo=None)
-    with open_warehouse(warehouse) as con:
+    with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
+        con.execute("SET preserve_insertion_order = true")  # a line's row number is its place in its file
         con.execute(f"CREATE OR REPLACE TEMP TABLE bill_stage AS SELECT * FROM {c.T_BILLING_LINES} LIMIT 0")
         con.execute("ALTER TABLE bill_stage ADD COLUMN line_hash UBIGINT")
         con.execute("ALTER TABLE bill_stage ADD COLUMN provider_name VARCHAR")
         for path in files:
-            _stage(con, path, fmt, imported_at)
+            _stage(con, path, fmt, imported_at, provider)
         result.lines_read = _count(con, "bill_stage")
         _check_lines(con)
-        _assign_providers(con, provider)
         result.converted = _convert(con, settings)
-        _keep_gpu_lines(con)
         _commit(con, result)
     return result
 
@@ -102,7 +101,17 @@ def _source(path: Path) -> str:
     return f"(SELECT r.*, hash(r) AS line_hash, row_number() OVER () + {header} AS source_row FROM {scan} r)"
 
 
-def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None, imported_at: datetime) -> None:
+def _provider_sql(provider: str | None) -> str:
+    """A staged line's provider: --provider, else its ProviderName as gpuledger names providers ('' unknown)."""
+    if provider:
+        return literal(provider)
+    whens = " ".join(f"WHEN {literal(name)} THEN {literal(p)}" for name, p in formats.PROVIDERS.items())
+    return f"CASE provider_name {whens} ELSE '' END"
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None, imported_at: datetime, provider: str | None
+) -> None:
     """Map one file's lines onto billing_lines' columns into bill_stage (unchecked yet)."""
     try:
         cur = con.execute(f"SELECT * FROM {_source(path)} LIMIT 0")
@@ -117,14 +126,15 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str | None, imported
     missing = [col for col in chosen.required if col not in columns]
     if missing:
         raise InputError(str(path), f"not a {chosen.name} bill: no {', '.join(missing)} column")
-    resource = formats.column_sql(chosen, columns, "resource_id")
     try:
         con.execute(
             f"""INSERT INTO bill_stage BY NAME
-            SELECT {formats.select_sql(chosen, columns)}, {literal(chosen.name)} AS format, '' AS provider,
-                {resource_key_sql(resource)} AS resource_key, {literal(str(path))} AS source_file, src.source_row,
-                {literal(imported_at.isoformat())}::TIMESTAMP AS imported_at, src.line_hash, 1 AS fx_rate
-            FROM {_source(path)} src"""
+            WITH mapped AS (
+                SELECT {formats.select_sql(chosen, columns)}, src.source_row, src.line_hash FROM {_source(path)} src)
+            SELECT *, {literal(chosen.name)} AS format, {_provider_sql(provider)} AS provider,
+                {resource_key_sql("resource_id")} AS resource_key, currency AS original_currency, 1 AS fx_rate,
+                {literal(str(path))} AS source_file, {literal(imported_at.isoformat())}::TIMESTAMP AS imported_at
+            FROM mapped"""
         )
     except duckdb.Error as exc:
         raise InputError(str(path), f"cannot be read as a bill: {str(exc).splitlines()[0]}") from None
@@ -153,42 +163,29 @@ _UNPARSED = {
 
 
 def _check_lines(con: duckdb.DuckDBPyConnection) -> None:
-    for col, what in _UNPARSED.items():
-        bad = _first_bad(con, f"{col} IS NULL")
-        if bad:
-            raise InputError(bad[0], f"refused: {what}; nothing was imported", bad[1])
-    bad = _first_bad(con, "charge_end < charge_start")
-    if bad:
-        raise InputError(bad[0], "refused: its charge period ends before it starts; nothing was imported", bad[1])
-    twice = one(
-        con,
-        """SELECT list(source_file || ':' || source_row ORDER BY source_file, source_row) FROM bill_stage
-        GROUP BY line_hash HAVING count(*) > 1 ORDER BY min(source_file), min(source_row) LIMIT 1""",
-    )
+    """Every line readable, its provider known and there once: one pass counts, then the first offender is named."""
+    problems = {f"{col} IS NULL": what for col, what in _UNPARSED.items()}
+    problems["charge_end < charge_start"] = "its charge period ends before it starts"
+    problems["provider = ''"] = "provider {name!r} is not one gpuledger knows: pass --provider"
+    counts = one(con, "SELECT " + ", ".join(f"count_if({cond})" for cond in problems) + " FROM bill_stage") or ()
+    for (cond, what), n in zip(problems.items(), counts, strict=True):
+        row = (
+            one(con, f"SELECT source_file, source_row, provider_name FROM bill_stage WHERE {cond} ORDER BY ALL")
+            if n
+            else None
+        )
+        if row:
+            raise InputError(str(row[0]), f"refused: {what.format(name=row[2])}; nothing was imported", int(row[1]))
+    # the hashes first (a count per hash: a list per hash of 7 million lines does not fit in a gigabyte)
+    twice = one(con, "SELECT line_hash FROM bill_stage GROUP BY line_hash HAVING count(*) > 1 LIMIT 1")
     if twice:
-        first, *others = twice[0]
+        rows = con.execute(
+            "SELECT source_file || ':' || source_row FROM bill_stage WHERE line_hash = ? ORDER BY source_file, source_row",
+            [twice[0]],
+        ).fetchall()
+        first, *others = (r[0] for r in rows)
         path, _, row = first.rpartition(":")
         raise InputError(path, f"refused: the same line again at {', '.join(others)}; nothing was imported", int(row))
-
-
-def _assign_providers(con: duckdb.DuckDBPyConnection, provider: str | None) -> None:
-    if provider:
-        con.execute("UPDATE bill_stage SET provider = ?", [provider])
-        return
-    mapping = pa.table({"name": list(formats.PROVIDERS), "provider": list(formats.PROVIDERS.values())})
-    con.register("provider_names", mapping)
-    con.execute(
-        "UPDATE bill_stage SET provider = p.provider FROM provider_names p WHERE bill_stage.provider_name = p.name"
-    )
-    con.unregister("provider_names")
-    bad = one(
-        con,
-        "SELECT source_file, source_row, provider_name FROM bill_stage WHERE provider = '' ORDER BY ALL LIMIT 1",
-    )
-    if bad:
-        raise InputError(
-            str(bad[0]), f"refused: provider {bad[2]!r} is not one gpuledger knows: pass --provider", int(bad[1])
-        )
 
 
 def _convert(con: duckdb.DuckDBPyConnection, settings: BillingSettings) -> dict[str, str]:
@@ -208,13 +205,12 @@ def _convert(con: duckdb.DuckDBPyConnection, settings: BillingSettings) -> dict[
                 row,
             )
         con.execute(
-            """UPDATE bill_stage SET original_currency = currency, currency = ?, fx_rate = ?::DECIMAL(38, 10),
+            """UPDATE bill_stage SET currency = ?, fx_rate = ?::DECIMAL(38, 10),
             billed_cost = billed_cost * ?::DECIMAL(38, 10), effective_cost = effective_cost * ?::DECIMAL(38, 10),
             list_cost = list_cost * ?::DECIMAL(38, 10) WHERE currency = ?""",
             [settings.currency, str(rate), str(rate), str(rate), str(rate), currency],
         )
         used[currency] = str(rate)
-    con.execute("UPDATE bill_stage SET original_currency = currency WHERE original_currency IS NULL")
     return used
 
 
@@ -229,6 +225,7 @@ def gpu_instance_types(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def _keep_gpu_lines(con: duckdb.DuckDBPyConnection) -> None:
+    """bill_keys: the resources whose lines are kept (GPU instances, and the cluster's nodes)."""
     con.register("gpu_types", pa.table({"instance_type": gpu_instance_types(con)}))
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE bill_keys AS
@@ -237,9 +234,6 @@ def _keep_gpu_lines(con: duckdb.DuckDBPyConnection) -> None:
         UNION SELECT DISTINCT {resource_key_sql("provider_id")} FROM {c.T_NODES} WHERE provider_id IS NOT NULL"""
     )
     con.unregister("gpu_types")
-    con.execute(
-        """DELETE FROM bill_stage WHERE resource_key IS NULL OR resource_key NOT IN (SELECT resource_key FROM bill_keys)"""
-    )
 
 
 def _commit(con: duckdb.DuckDBPyConnection, result: BillImport) -> None:
@@ -247,18 +241,17 @@ def _commit(con: duckdb.DuckDBPyConnection, result: BillImport) -> None:
         "SELECT DISTINCT provider, billing_account_id, billing_period FROM bill_stage ORDER BY ALL"
     ).fetchall()
     result.periods = [f"{p}/{a}/{d:%Y-%m}" for p, a, d in periods]
-    result.lines_kept = _count(con, "bill_stage")
-    total = one(con, "SELECT coalesce(sum(effective_cost), 0) FROM bill_stage")
-    result.effective_usd = Decimal(str(total[0])) if total else Decimal(0)
+    _keep_gpu_lines(con)
+    kept = "FROM bill_stage SEMI JOIN bill_keys USING (resource_key)"
+    row = one(con, f"SELECT count(*), coalesce(sum(effective_cost), 0) {kept}")
+    result.lines_kept, result.effective_usd = (int(row[0]), Decimal(str(row[1]))) if row else (0, Decimal(0))
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
             f"""DELETE FROM {c.T_BILLING_LINES} WHERE (provider, billing_account_id, billing_period) IN
             (SELECT DISTINCT provider, billing_account_id, billing_period FROM bill_stage)"""
         )
-        con.execute(
-            f"INSERT INTO {c.T_BILLING_LINES} BY NAME SELECT * EXCLUDE (line_hash, provider_name) FROM bill_stage"
-        )
+        con.execute(f"INSERT INTO {c.T_BILLING_LINES} BY NAME SELECT * EXCLUDE (line_hash, provider_name) {kept}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -90,10 +91,12 @@ def write(out: Path, start: datetime, hours: int) -> dict[str, str]:
         for period, rows in by_period.items():
             target = out / folder / f"BILLING_PERIOD={period}"
             target.mkdir(parents=True, exist_ok=True)
-            with gzip.open(target / "part-00000.csv.gz", "wt", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            # mtime 0: the same seed writes the same bytes
+            (target / "part-00000.csv.gz").write_bytes(gzip.compress(text.getvalue().encode(), mtime=0))
     totals: dict[str, Decimal] = {}
     for line in lines(start, hours, restated=True):
         itype = json.loads(line["SkuPriceDetails"])["InstanceType"] if line["SkuPriceDetails"] else "credit"
