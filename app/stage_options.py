@@ -39,6 +39,7 @@ def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> C
         shared_overhead_usd_per_hour=cb.shared_overhead_usd_per_hour,
         shared_split=cb.shared_split,
         fallback_gpu_hour_usd=settings.pricing.fallback_gpu_hour_usd,
+        price_source=settings.pricing.source,
     )
 
 

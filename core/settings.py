@@ -202,6 +202,12 @@ class PricingSettings(_Section):
         description="A price file larger than this (after gunzip) is refused before it is parsed (AWS's largest "
         "regional offer file is a few hundred MB).",
     )
+    source: Literal["list", "billing", "auto"] = Field(
+        default="list",
+        description="What a node-hour costs in the chargeback and every report built on it: `list` (the price table, "
+        "less discounts), `billing` (the imported bill's effective cost; hours it does not price are unpriced) or "
+        "`auto` (the bill where it prices the hour, else the price table).",
+    )
     fallback_gpu_hour_usd: Decimal | None = Field(
         default=None,
         description="Price per GPU-hour for GPU nodes that match no price row; unset = bill $0 and "

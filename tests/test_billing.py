@@ -379,3 +379,32 @@ def test_the_simulated_days_bill_and_its_restatement_reconcile_to_the_simulators
         outside[0]["effective_usd"]
     )
     assert report["coverage_pct"] == 100.0 and report["nodes_without_invoice"] == []
+
+
+def _chargeback(wh: Path, source: str, by: str) -> dict:
+    config = wh.parent / f"source-{source}.yaml"
+    config.write_text(f"pricing:\n  source: {source}\n")
+    result = run_cli("--config", str(config), "--warehouse", str(wh), "report", "chargeback", "--by", by,
+                     "--start", START, "--end", END, "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_the_chargeback_at_billed_cost_sums_to_the_invoice_node_by_node_and_team_by_team(
+    wh: Path, tmp_path: Path
+) -> None:
+    """p5-sp: the bill's 115.00 (Savings Plan 2 x 60.00, less the 5.00 credit); its pod holds 4 of its 8 GPUs all along,
+    so 57.50 allocated and 57.50 idle. g5-spot: 4.40. g5-lost: no line, so list (auto: 2 x 5.672) or unpriced."""
+    assert billing(wh, *bill_focus_csv(tmp_path))[0] == 0
+    auto = _chargeback(wh, "auto", "node")
+    by_node: dict[str, Decimal] = {}
+    for row in auto["rows"]:
+        by_node[row["node"]] = by_node.get(row["node"], Decimal(0)) + Decimal(row["cost_usd"])
+    assert by_node == {"p5-sp": Decimal("115.00"), "g5-spot": Decimal("4.40"), "g5-lost": Decimal("11.34")}
+    assert auto["totals"]["node_cost_usd"] == "130.74"  # 115.00 + 4.40 + 11.344, to the cent
+    team = {r["team"]: r for r in _chargeback(wh, "billing", "team")["rows"]}
+    assert team[c.UNALLOCATED]["cost_usd"] == "57.50"  # the pod's 4 GPUs x 2 h at 115.00 / 16 GPU-hours
+    assert Decimal(team[c.UNALLOCATED]["adjustment_usd"]) == Decimal("57.50") - Decimal("98.32")  # list 4 x 2 x 12.29
+    billed_only = _chargeback(wh, "billing", "node")
+    assert billed_only["totals"]["node_cost_usd"] == "119.40"  # g5-lost unpriced
+    assert _chargeback(wh, "list", "node")["totals"]["node_cost_usd"] == "219.33"  # 2 x (98.32 + 2 x 5.672)

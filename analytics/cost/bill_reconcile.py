@@ -124,8 +124,8 @@ def reconcile_billing(
         raise ValueError(f"cannot reconcile the bill by {by!r}; choose from {', '.join(BILL_BY)}")
     params = {"start": window.start, "end": window.end}
     ledger = _ledger(con, mig_share, params)
-    keys = _node_keys(con)
-    bill = _bill_hours(con, params)
+    keys = node_keys(con)
+    bill = bill_hours(con, params)
     m = _Matching(by, keys, bill, _sharers(ledger, keys))
     for (cluster, node, hour), facts in sorted(ledger.items()):
         m.add(cluster, node, hour, *facts)
@@ -190,14 +190,14 @@ def _ledger(
     return out
 
 
-def _node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+def node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
     rows = con.execute(
         f"SELECT cluster, node, {resource_key_sql('provider_id')} FROM {c.T_NODES} WHERE provider_id IS NOT NULL"
     ).fetchall()
     return {(cl, n): key for cl, n, key in rows if key}
 
 
-def _bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
+def bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
     cur = con.execute(_LINES_SQL, params)
     names = [d[0] for d in cur.description]
     out: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)

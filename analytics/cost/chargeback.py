@@ -26,6 +26,7 @@ import duckdb
 
 from analytics.cost import allocation, fact_plan, prices, sharing
 from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
+from analytics.cost.bill_prices import billed_prices
 from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
 from core import conventions as c
 from core.money import in_money_context, to_cents
@@ -47,6 +48,7 @@ class ChargebackOptions:
     shared_overhead_usd_per_hour: Decimal = ZERO
     shared_split: Literal["weighted", "even"] = "weighted"
     fallback_gpu_hour_usd: Decimal | None = None
+    price_source: prices.PriceSource = "list"  # billing | auto: node-hours the bill prices at its cost
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class ChargebackOptions:
             "shared_labels": list(self.shared_labels),
             "shared_overhead_usd_per_hour": str(self.shared_overhead_usd_per_hour),
             "shared_split": self.shared_split,
+            "price_source": self.price_source,
         }
 
 
@@ -79,8 +82,13 @@ def chargeback(
         raise ValueError(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
-    builder = _Builder(opts, _namespaces(con), prices.load_prices(con))
-    classes = fact_plan.Classes(con, fact_plan.plan(con, window, use_rollups), opts.mig_share, _grouping(opts))
+    infos = prices.load_prices(con)
+    if opts.price_source != "list":  # the rollups hold no bill: the steps, priced node-hour by node-hour
+        infos = {**infos, **billed_prices(con, window, opts.mig_share, infos)}
+        use_rollups = False
+    builder = _Builder(opts, _namespaces(con), infos)
+    plan = fact_plan.plan(con, window, use_rollups)
+    classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source)
     try:
         builder.add_allocations(classes.alloc())
         builder.add_capacity(classes.capacity())

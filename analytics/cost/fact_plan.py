@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from analytics.cost import step_ranges
-from analytics.cost.prices import priced_sql
+from analytics.cost.prices import PriceSource, priced_sql
 from core import conventions as c
 from core.store import read_memo
 from core.store.rollups import classes as rollup_classes
@@ -220,7 +220,9 @@ class Classes:
     (same attributes, so the same price and grouping keys) or themselves.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping, source: PriceSource = "list"
+    ) -> None:
         self.con, self.g, self.mig_share = con, g, mig_share
         self.t = f"cb_{uuid.uuid4().hex[:12]}"
         self.by_class = bool(p.days) and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
@@ -238,7 +240,7 @@ class Classes:
             f"LEFT JOIN {self.t}_groups gr USING (cluster, node)"
         )
         con.execute(
-            f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys)})"
+            f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys, source)})"
         )
         self.usage_src = src["usage"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 
@@ -69,8 +69,24 @@ def region_of_zone_sql(zone: str) -> str:
         regexp_extract({zone}, '^(.+)-[a-z0-9]$', 1)), '')"""
 
 
-def priced_sql(facts: str) -> str:
-    """SELECT facts.* plus `price_id`: the row (and discounts) in force at each fact's ts for its node."""
+BILLED_HOURS = "billed_node_hours"  # temp (cluster, node, hour, bill_id): a chargeback at billed cost makes it
+PriceSource = Literal["list", "billing", "auto"]
+
+
+def priced_sql(facts: str, source: PriceSource = "list") -> str:
+    """SELECT facts.* plus `price_id`: the row (and discounts) in force at each fact's ts for its node; with the
+    bill as the source (analytics/cost/bill_prices.py), the node-hour's bill where it has one (`auto`: else the
+    row in force; `billing`: else unpriced)."""
+    listed = _list_priced_sql(facts)
+    if source == "list":
+        return listed
+    fallback = "l_.price_id" if source == "auto" else "NULL"
+    return f"""SELECT l_.* EXCLUDE (price_id), coalesce(b_.bill_id, {fallback}) AS price_id
+        FROM ({listed}) l_ LEFT JOIN {BILLED_HOURS} b_
+            ON b_.cluster = l_.cluster AND b_.node = l_.node AND b_.hour = date_trunc('hour', l_.ts)"""
+
+
+def _list_priced_sql(facts: str) -> str:
     match = "p.instance_type = {f}.n_it AND p.capacity_type = {f}.n_ct AND p.region = {f}.n_rg"
     return f"""
     WITH n_ AS (
