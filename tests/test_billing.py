@@ -218,8 +218,14 @@ def test_every_bill_format_reconciles_to_the_hand_computed_invoice(bill: str, wh
     assert p5["effective_discount_pct"] == 41.52  # 1 - 115 / (2 x 98.32)
     assert (g5["node_hours"], g5["ledger_list_usd"], g5["invoice_effective_usd"]) == (4, "22.69", "4.40")
     assert g5["effective_discount_pct"] == 61.21  # 1 - 4.40 / (2 x 5.672): the bill's own list, g5-spot only
+    # the ledger at billed cost bills what the invoice charged for every node-hour it prices: nothing unexplained
+    assert [(p5["ledger_billed_usd"], p5["unexplained_usd"]), (g5["ledger_billed_usd"], g5["unexplained_usd"])] == [
+        ("115.00", "0.00"),
+        ("4.40", "0.00"),
+    ]
     report = reconciled(wh, "node")
     assert report["coverage_pct"] == 66.67  # p5-sp and g5-spot: 4 of 6 node-hours
+    assert {r["unexplained_usd"] for r in report["rows"]} == {"0.00"}
     assert report["nodes_without_invoice"] == [
         {"cluster": "default", "node": "g5-lost", "node_hours": 2.0, "ledger_list_usd": "11.34"}
     ]
@@ -379,6 +385,7 @@ def test_the_simulated_days_bill_and_its_restatement_reconcile_to_the_simulators
         outside[0]["effective_usd"]
     )
     assert report["coverage_pct"] == 100.0 and report["nodes_without_invoice"] == []
+    assert report["totals"]["unexplained_usd"] == "0.00"  # every node-hour billed is one the ledger bills at that cost
 
 
 def _chargeback(wh: Path, source: str, by: str) -> dict:

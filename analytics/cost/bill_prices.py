@@ -12,6 +12,7 @@ invoice. Read at the steps (the rollups hold no bill): slower, and exact.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +20,31 @@ import duckdb
 import pyarrow as pa
 
 from analytics.cost import prices
-from analytics.cost.bill_reconcile import bill_hours, node_keys
 from core import conventions as c
+from core.store.billing_sql import resource_key_sql
 from core.store.step_sql import MigShare, capacity_steps_sql
 from core.timeutil import Window
 
 UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
+
+# bill lines spread over the hours of their charge period, within the window
+_LINES_SQL = f"""
+WITH lines AS (
+    SELECT *, greatest(epoch(charge_end) - epoch(charge_start), 0) AS span_s FROM {c.T_BILLING_LINES}
+    WHERE charge_end > $start AND charge_start < $end OR (charge_end = charge_start AND charge_start >= $start
+        AND charge_start < $end)),
+hours AS (
+    SELECT l.*, unnest(generate_series(date_trunc('hour', charge_start),
+        CASE WHEN span_s = 0 THEN date_trunc('hour', charge_start) ELSE charge_end - INTERVAL 1 MICROSECOND END,
+        INTERVAL 1 HOUR)) AS hour
+    FROM lines l)
+SELECT resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
+    coalesce(resource_id, '') AS resource_id, span_s,
+    CASE WHEN span_s = 0 THEN 0 ELSE epoch(least(charge_end, hour + INTERVAL 1 HOUR)) - epoch(greatest(charge_start, hour))
+        END AS overlap_s,
+    sum(effective_cost) AS effective, sum(coalesce(list_cost, 0)) AS list
+FROM hours WHERE hour >= $start AND hour < $end
+GROUP BY ALL"""
 
 _NODE_HOURS = """
 SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, any_value(s.price_id) AS list_id,
@@ -69,4 +89,25 @@ def billed_prices(
     con.register("billed_rows", table)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {prices.BILLED_HOURS} AS SELECT * FROM billed_rows")
     con.unregister("billed_rows")
+    return out
+
+
+def node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    rows = con.execute(
+        f"SELECT cluster, node, {resource_key_sql('provider_id')} FROM {c.T_NODES} WHERE provider_id IS NOT NULL"
+    ).fetchall()
+    return {(cl, n): key for cl, n, key in rows if key}
+
+
+def bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
+    cur = con.execute(_LINES_SQL, params)
+    names = [d[0] for d in cur.description]
+    out: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    for row in cur.fetchall():
+        hit = dict(zip(names, row, strict=True))
+        span, overlap = int(hit.pop("span_s")), int(hit.pop("overlap_s"))
+        if span and overlap != span:  # a line longer than the hour (daily lines): its share of the hour
+            hit["effective"] = hit["effective"] * overlap / span
+            hit["list"] = hit["list"] * overlap / span
+        out[(hit["resource_key"], hit["hour"])].append(hit)
     return out

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import duckdb
 
 from analytics.cost import prices
-from core import conventions as c
+from analytics.cost.bill_prices import bill_hours, node_keys
+from analytics.cost.chargeback import ChargebackOptions, chargeback
 from core.money import in_money_context, to_cents
-from core.store.billing_sql import resource_key_sql
 from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
 from core.timeutil import Window
 
@@ -42,25 +42,6 @@ SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, s.price_id, coalesce
 FROM ({priced}) s LEFT JOIN ({nodes}) n USING (cluster, node)
 GROUP BY ALL"""
 
-# bill lines spread over the hours of their charge period, within the window
-_LINES_SQL = f"""
-WITH lines AS (
-    SELECT *, greatest(epoch(charge_end) - epoch(charge_start), 0) AS span_s FROM {c.T_BILLING_LINES}
-    WHERE charge_end > $start AND charge_start < $end OR (charge_end = charge_start AND charge_start >= $start
-        AND charge_start < $end)),
-hours AS (
-    SELECT l.*, unnest(generate_series(date_trunc('hour', charge_start),
-        CASE WHEN span_s = 0 THEN date_trunc('hour', charge_start) ELSE charge_end - INTERVAL 1 MICROSECOND END,
-        INTERVAL 1 HOUR)) AS hour
-    FROM lines l)
-SELECT resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
-    coalesce(resource_id, '') AS resource_id, span_s,
-    CASE WHEN span_s = 0 THEN 0 ELSE epoch(least(charge_end, hour + INTERVAL 1 HOUR)) - epoch(greatest(charge_start, hour))
-        END AS overlap_s,
-    sum(effective_cost) AS effective, sum(coalesce(list_cost, 0)) AS list
-FROM hours WHERE hour >= $start AND hour < $end
-GROUP BY ALL"""
-
 
 @dataclass
 class BillLine:
@@ -69,6 +50,7 @@ class BillLine:
     ledger_list: Decimal = ZERO
     invoice_effective: Decimal = ZERO
     invoice_list: Decimal = ZERO  # the bill's own list cost, where its lines state one
+    ledger_billed: Decimal = ZERO  # the chargeback at billed cost (pricing.source: billing) of the same node-hours
     unpriced_node_hours: Decimal = ZERO
 
     def as_dict(self, by: str) -> dict[str, Any]:
@@ -80,6 +62,8 @@ class BillLine:
             "ledger_list_usd": str(to_cents(self.ledger_list)),
             "invoice_effective_usd": str(to_cents(self.invoice_effective)),
             "difference_usd": str(to_cents(self.invoice_effective) - to_cents(self.ledger_list)),
+            "ledger_billed_usd": str(to_cents(self.ledger_billed)),
+            "unexplained_usd": str(to_cents(self.invoice_effective) - to_cents(self.ledger_billed)),
             "effective_discount_pct": None if discount is None else float(round(discount, 2)),
             "unpriced_node_hours": float(round(self.unpriced_node_hours, 6)),
         }
@@ -101,6 +85,7 @@ class BillReconciliation:
             total.invoice_effective += line.invoice_effective
             total.invoice_list += line.invoice_list
             total.node_hours += line.node_hours
+            total.ledger_billed += line.ledger_billed
         totals = total.as_dict("total")
         totals.pop("total")
         return {
@@ -129,6 +114,7 @@ def reconcile_billing(
     m = _Matching(by, keys, bill, _sharers(ledger, keys))
     for (cluster, node, hour), facts in sorted(ledger.items()):
         m.add(cluster, node, hour, *facts)
+    _add_billed_ledger(con, window, mig_share, m, {(cl, n): f[2] for (cl, n, _), f in ledger.items()})
     return BillReconciliation(
         window,
         by,
@@ -150,6 +136,7 @@ class _Matching:
     groups: dict[str, BillLine] = field(default_factory=dict)
     matched: set[tuple[str, Any]] = field(default_factory=set)
     node_matched: dict[tuple[str, str], bool] = field(default_factory=lambda: defaultdict(bool))
+    accounts: dict[tuple[str, str], str] = field(default_factory=dict)
     total_s: int = 0
     covered_s: int = 0
 
@@ -169,9 +156,28 @@ class _Matching:
             line.invoice_effective += sum((hit["effective"] * share for hit in hits), ZERO)
             line.invoice_list += sum((hit["list"] * share for hit in hits), ZERO)
             self.matched.add((key, hour))
+            self.accounts[(cluster, node)] = account
             self.covered_s += node_s
         self.total_s += node_s
         self.node_matched[(cluster, node)] |= bool(hits)
+
+
+def _add_billed_ledger(
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    mig_share: MigShare,
+    m: _Matching,
+    instance_types: dict[tuple[str, str], str],
+) -> None:
+    """The chargeback at billed cost, per group: what the ledger bills for the node-hours the invoice prices. The
+    invoice less it is `unexplained` (0.00 wherever the ledger knows the node's GPUs in every billed hour)."""
+    opts = ChargebackOptions(by=("cluster", "node", "day"), mig_share=mig_share, price_source="billing")
+    for row in chargeback(con, window, opts).rows:
+        cl, n = row.keys["cluster"], row.keys["node"]
+        by_group = {"account": m.accounts.get((cl, n), NO_LINE), "instance_type": instance_types.get((cl, n), ""),
+                    "node": f"{cl}/{n}", "day": str(row.keys["day"])[:10]}  # fmt: skip
+        group = by_group[m.by]
+        m.groups.setdefault(group, BillLine(group)).ledger_billed += row.exact_total
 
 
 def _ledger(
@@ -187,27 +193,6 @@ def _ledger(
         before = out.get((cluster, node, hour), (0, ZERO, instance_type, 0))
         unpriced = 0 if info else int(node_s)
         out[(cluster, node, hour)] = (before[0] + int(node_s), before[1] + usd, instance_type, before[3] + unpriced)
-    return out
-
-
-def node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
-    rows = con.execute(
-        f"SELECT cluster, node, {resource_key_sql('provider_id')} FROM {c.T_NODES} WHERE provider_id IS NOT NULL"
-    ).fetchall()
-    return {(cl, n): key for cl, n, key in rows if key}
-
-
-def bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:
-    cur = con.execute(_LINES_SQL, params)
-    names = [d[0] for d in cur.description]
-    out: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
-    for row in cur.fetchall():
-        hit = dict(zip(names, row, strict=True))
-        span, overlap = int(hit.pop("span_s")), int(hit.pop("overlap_s"))
-        if span and overlap != span:  # a line longer than the hour (daily lines): its share of the hour
-            hit["effective"] = hit["effective"] * overlap / span
-            hit["list"] = hit["list"] * overlap / span
-        out[(hit["resource_key"], hit["hour"])].append(hit)
     return out
 
 

@@ -131,7 +131,10 @@ def reconcile_cmd(ctx: Context, start: str, end: str, by: str | None, source: st
             click.echo(f"\n{title}:\n" + render.table(found, list(found[0])))
 
 
-BILL_COLUMNS = ("node_hours", "ledger_list_usd", "invoice_effective_usd", "difference_usd", "effective_discount_pct")
+BILL_COLUMNS = (
+    "node_hours", "ledger_list_usd", "invoice_effective_usd", "difference_usd", "effective_discount_pct",
+    "ledger_billed_usd", "unexplained_usd",
+)  # fmt: skip
 
 
 def _reconcile_billing(ctx: Context, window: Window, by: str, fmt: str) -> None:
@@ -150,7 +153,8 @@ def _reconcile_billing(ctx: Context, window: Window, by: str, fmt: str) -> None:
     totals = result.as_dict()["totals"]
     click.echo(
         f"\nledger at list {totals['ledger_list_usd']} vs invoice {totals['invoice_effective_usd']} "
-        f"(effective): difference {totals['difference_usd']}; the bill prices {result.coverage_pct}% of the GPU node-hours"
+        f"(effective): difference {totals['difference_usd']}; the bill prices {result.coverage_pct}% of the GPU node-hours; "
+        f"unexplained by the ledger at billed cost: {totals['unexplained_usd']}"
     )
     for title, found in (
         ("invoice lines no node of the ledger ran", result.outside_kubernetes),
