@@ -22,7 +22,7 @@ import pyarrow as pa
 from analytics.cost import prices
 from core import conventions as c
 from core.store.billing_sql import resource_key_sql
-from core.store.step_sql import MigShare, capacity_steps_sql
+from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
 from core.timeutil import Window
 
 UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
@@ -46,10 +46,30 @@ SELECT resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(inst
 FROM hours WHERE hour >= $start AND hour < $end
 GROUP BY ALL"""
 
+# the ledger's node-hours: seconds and billable GPU-unit-seconds per (node, hour, price row in force), from the
+# capacity steps every report bills
 _NODE_HOURS = """
-SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, any_value(s.price_id) AS list_id,
+SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, s.price_id, coalesce(n.instance_type, '') AS instance_type,
     sum(s.step_s) AS node_s, sum(s.units_per_s * s.step_s) AS units
-FROM ({priced}) s GROUP BY ALL"""
+FROM ({priced}) s LEFT JOIN ({nodes}) n USING (cluster, node)
+GROUP BY ALL"""
+
+
+def node_hours(con: duckdb.DuckDBPyConnection, mig_share: MigShare, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(cluster, node, hour, price_id, instance_type, node-seconds, GPU-unit-seconds) of the window."""
+    sql = _NODE_HOURS.format(priced=prices.priced_sql(capacity_steps_sql(mig_share)), nodes=nodes_sql())
+    return con.execute(sql, params).fetchall()
+
+
+def sharers(hours: list[tuple[Any, ...]], keys: dict[tuple[str, str], str]) -> dict[tuple[str, Any], int]:
+    """Node-seconds per (bill resource key, hour): a resource several nodes share (a scale set) has its lines
+    split by its nodes' seconds in the hour."""
+    out: dict[tuple[str, Any], int] = defaultdict(int)
+    for cluster, node, hour, _, _, node_s, _ in hours:
+        key = keys.get((cluster, node))
+        if key:
+            out[(key, hour)] += int(node_s)
+    return out
 
 
 def billed_prices(
@@ -58,24 +78,25 @@ def billed_prices(
     """Create the temp table prices.BILLED_HOURS for `window` and return the price of each of its bill ids."""
     params = {"start": window.start, "end": window.end}
     keys, bill = node_keys(con), bill_hours(con, params)
-    hours = con.execute(_NODE_HOURS.format(priced=prices.priced_sql(capacity_steps_sql(mig_share))), params).fetchall()
-    sharers: dict[tuple[str, Any], int] = {}
-    for cluster, node, hour, _, node_s, _ in hours:
-        key = keys.get((cluster, node))
-        if key and (key, hour) in bill:
-            sharers[(key, hour)] = sharers.get((key, hour), 0) + int(node_s)
+    hours = node_hours(con, mig_share, params)
+    shared = sharers(hours, keys)
+    per_hour: dict[tuple[str, str, Any], list[Any]] = {}  # a price change mid-hour: the hour's first row's list price
+    for cluster, node, hour, price_id, _, node_s, units in hours:
+        acc = per_hour.setdefault((cluster, node, hour), [price_id, 0, 0])
+        acc[1] += int(node_s)
+        acc[2] += int(units)
     out: dict[str, prices.PriceInfo] = {}
     rows: list[tuple[str, str, Any, str]] = []
-    for cluster, node, hour, list_id, node_s, units in hours:
+    for (cluster, node, hour), (list_id, node_s, units) in per_hour.items():
         key = keys.get((cluster, node), "")
         hits = bill.get((key, hour))
         if not hits or not units:
             continue
-        share = Decimal(int(node_s)) / Decimal(sharers[(key, hour)])
+        share = Decimal(node_s) / Decimal(shared[(key, hour)])
         effective = sum((hit["effective"] for hit in hits), Decimal(0)) * share
         bill_id = f"bill|{cluster}|{node}|{hour:%Y-%m-%dT%H}"
         listed_info = listed.get(list_id) if list_id is not None else None
-        rate = effective / (Decimal(int(units)) / UNITS_PER_GPU_HOUR)
+        rate = effective / (Decimal(units) / UNITS_PER_GPU_HOUR)
         accounts = ", ".join(sorted({hit["account_id"] for hit in hits}))
         out[bill_id] = prices.PriceInfo(
             bill_id, rate, f"invoice of account {accounts}", listed_info.list_rate if listed_info else None

@@ -24,23 +24,16 @@ from typing import Any, Literal
 import duckdb
 
 from analytics.cost import prices
-from analytics.cost.bill_prices import bill_hours, node_keys
+from analytics.cost.bill_prices import bill_hours, node_hours, node_keys, sharers
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from core.money import in_money_context, to_cents
-from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
+from core.store.step_sql import MigShare
 from core.timeutil import Window
 
 BillBy = Literal["account", "instance_type", "node", "day"]
 BILL_BY: tuple[BillBy, ...] = ("account", "instance_type", "node", "day")
 ZERO = Decimal(0)
 NO_LINE = "(no invoice line)"
-
-# (cluster, node, hour) -> node-seconds, list USD, instance type
-_LEDGER_SQL = """
-SELECT s.cluster, s.node, date_trunc('hour', s.ts) AS hour, s.price_id, coalesce(n.instance_type, '') AS instance_type,
-    sum(s.step_s) AS node_s
-FROM ({priced}) s LEFT JOIN ({nodes}) n USING (cluster, node)
-GROUP BY ALL"""
 
 
 @dataclass
@@ -108,10 +101,11 @@ def reconcile_billing(
     if by not in BILL_BY:
         raise ValueError(f"cannot reconcile the bill by {by!r}; choose from {', '.join(BILL_BY)}")
     params = {"start": window.start, "end": window.end}
-    ledger = _ledger(con, mig_share, params)
+    hours = node_hours(con, mig_share, params)
+    ledger = _ledger(con, hours)
     keys = node_keys(con)
     bill = bill_hours(con, params)
-    m = _Matching(by, keys, bill, _sharers(ledger, keys))
+    m = _Matching(by, keys, bill, sharers(hours, keys))
     for (cluster, node, hour), facts in sorted(ledger.items()):
         m.add(cluster, node, hour, *facts)
     _add_billed_ledger(con, window, mig_share, m, {(cl, n): f[2] for (cl, n, _), f in ledger.items()})
@@ -181,30 +175,17 @@ def _add_billed_ledger(
 
 
 def _ledger(
-    con: duckdb.DuckDBPyConnection, mig_share: MigShare, params: dict[str, Any]
+    con: duckdb.DuckDBPyConnection, hours: list[tuple[Any, ...]]
 ) -> dict[tuple[str, str, Any], tuple[int, Decimal, str, int]]:
     """(cluster, node, hour) -> (node-seconds, list USD of the GPUs' part, instance type, unpriced seconds)."""
     infos = prices.load_prices(con)
-    sql = _LEDGER_SQL.format(priced=prices.priced_sql(capacity_steps_sql(mig_share)), nodes=nodes_sql())
     out: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]] = {}
-    for cluster, node, hour, price_id, instance_type, node_s in con.execute(sql, params).fetchall():
+    for cluster, node, hour, price_id, instance_type, node_s, _ in hours:
         info = infos.get(price_id) if price_id is not None else None
         usd = Decimal(int(node_s)) / 3600 * info.gpu_hour_usd * info.gpus if info else ZERO
         before = out.get((cluster, node, hour), (0, ZERO, instance_type, 0))
         unpriced = 0 if info else int(node_s)
         out[(cluster, node, hour)] = (before[0] + int(node_s), before[1] + usd, instance_type, before[3] + unpriced)
-    return out
-
-
-def _sharers(
-    ledger: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]], keys: dict[tuple[str, str], str]
-) -> dict[tuple[str, Any], int]:
-    """Node-seconds per (key, hour): the nodes sharing one bill resource (a scale set) split its lines by them."""
-    out: dict[tuple[str, Any], int] = defaultdict(int)
-    for (cluster, node, hour), (node_s, *_) in ledger.items():
-        key = keys.get((cluster, node))
-        if key:
-            out[(key, hour)] += node_s
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import click
 
@@ -110,23 +111,33 @@ def reconcile_cmd(ctx: Context, start: str, end: str, by: str | None, source: st
     options = chargeback_options(ctx.settings)
     with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
         result = reconcile(con, make_window(start, end), options, by)  # type: ignore[arg-type]
-    rows = [line.as_dict(by) for line in result.lines]
+    report = result.as_dict()
+    totals = report["totals"]
+    summary = (
+        f"provider {totals['provider_usd']} vs ledger {totals['ledger_usd']}: difference {totals['difference_usd']} USD"
+    )
+    sections = {
+        "unpriced nodes": [dataclasses.asdict(u) for u in result.unpriced_nodes],
+        "GPU-hours DCGM reported on nodes kube-state-metrics never listed": result.dcgm_without_node,
+        "GPU requests on nodes no source gives GPUs": result.requests_without_gpus,
+    }
+    _print_reconciliation(report, [by, *RECONCILE_COLUMNS], fmt, summary, sections)
+
+
+def _print_reconciliation(
+    report: dict[str, Any], columns: list[str], fmt: str, summary: str, sections: dict[str, list[dict[str, Any]]]
+) -> None:
+    """A reconciliation as JSON, CSV, or a table with its summary line and the lists beside it."""
     if fmt == "json":
-        click.echo(render.json_text(result.as_dict()), nl=False)
+        click.echo(render.json_text(report), nl=False)
         return
     if fmt == "csv":
-        click.echo(render.csv_text(rows, [by, *RECONCILE_COLUMNS]), nl=False)
+        click.echo(render.csv_text(report["rows"], columns), nl=False)
         return
-    click.echo(render.table(rows, [by, *RECONCILE_COLUMNS]) if rows else "(no GPU node-hours in the window)")
-    totals = result.as_dict()["totals"]
-    click.echo(
-        f"\nprovider {totals['provider_usd']} vs ledger {totals['ledger_usd']}: difference {totals['difference_usd']} USD"
-    )
-    for title, found in (
-        ("unpriced nodes", [dataclasses.asdict(u) for u in result.unpriced_nodes]),
-        ("GPU-hours DCGM reported on nodes kube-state-metrics never listed", result.dcgm_without_node),
-        ("GPU requests on nodes no source gives GPUs", result.requests_without_gpus),
-    ):
+    rows = report["rows"]
+    click.echo(render.table(rows, columns) if rows else "(no GPU node-hours in the window)")
+    click.echo(f"\n{summary}")
+    for title, found in sections.items():
         if found:
             click.echo(f"\n{title}:\n" + render.table(found, list(found[0])))
 
@@ -142,24 +153,15 @@ def _reconcile_billing(ctx: Context, window: Window, by: str, fmt: str) -> None:
         raise click.UsageError(f"--by {by} is not a billing grouping: choose from {', '.join(BILL_BY)}")
     with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
         result = reconcile_billing(con, window, ctx.settings.chargeback.mig_share, by)  # type: ignore[arg-type]
-    rows = [line.as_dict(by) for line in result.lines]
-    if fmt == "json":
-        click.echo(render.json_text(result.as_dict()), nl=False)
-        return
-    if fmt == "csv":
-        click.echo(render.csv_text(rows, [by, *BILL_COLUMNS]), nl=False)
-        return
-    click.echo(render.table(rows, [by, *BILL_COLUMNS]) if rows else "(no GPU node-hours in the window)")
-    totals = result.as_dict()["totals"]
-    click.echo(
-        f"\nledger at list {totals['ledger_list_usd']} vs invoice {totals['invoice_effective_usd']} "
-        f"(effective): difference {totals['difference_usd']}; the bill prices {result.coverage_pct}% of the GPU node-hours; "
+    report = result.as_dict()
+    totals = report["totals"]
+    summary = (
+        f"ledger at list {totals['ledger_list_usd']} vs invoice {totals['invoice_effective_usd']} (effective): "
+        f"difference {totals['difference_usd']}; the bill prices {result.coverage_pct}% of the GPU node-hours; "
         f"unexplained by the ledger at billed cost: {totals['unexplained_usd']}"
     )
-    for title, found in (
-        ("invoice lines no node of the ledger ran", result.outside_kubernetes),
-        ("nodes no invoice line names", result.nodes_without_invoice),
-    ):
-        if found:
-            click.echo(f"\n{title}:")
-            click.echo(render.table(found, list(found[0])))
+    sections = {
+        "invoice lines no node of the ledger ran": result.outside_kubernetes,
+        "nodes no invoice line names": result.nodes_without_invoice,
+    }
+    _print_reconciliation(report, [by, *BILL_COLUMNS], fmt, summary, sections)

@@ -36,6 +36,16 @@ if info["replicas"]:
     st.dataframe(pd.DataFrame(info["replicas"]), hide_index=True, width="stretch")
 else:
     st.write("No time-sliced or MPS node.")
+
+
+def listed(report: dict, sections: dict[str, str]) -> None:
+    """What a reconciliation lists beside its rows: each non-empty list under a warning."""
+    for title, key in sections.items():
+        if report[key]:
+            st.warning(title)
+            st.dataframe(pd.DataFrame(report[key]), hide_index=True, width="stretch")
+
+
 st.subheader("Bill vs ledger")
 bill = ui.reconciliation(ui.mtime())
 if bill is None:
@@ -48,14 +58,14 @@ else:
     )
     st.metric("Difference (ledger − provider)", f"${totals['difference_usd']}")
     st.dataframe(pd.DataFrame(bill["rows"]), hide_index=True, width="stretch")
-    for title, key in (
-        ("Unpriced nodes", "unpriced_nodes"),
-        ("GPU-hours DCGM reported on nodes kube-state-metrics never listed", "dcgm_without_node"),
-        ("GPU requests on nodes no source gives GPUs", "requests_without_gpus"),
-    ):
-        if bill[key]:
-            st.warning(title)
-            st.dataframe(pd.DataFrame(bill[key]), hide_index=True, width="stretch")
+    listed(
+        bill,
+        {
+            "Unpriced nodes": "unpriced_nodes",
+            "GPU-hours DCGM reported on nodes kube-state-metrics never listed": "dcgm_without_node",
+            "GPU requests on nodes no source gives GPUs": "requests_without_gpus",
+        },
+    )
 
 st.subheader("Invoice vs ledger")
 invoice = ui.bill_reconciliation(ui.mtime())
@@ -72,10 +82,5 @@ else:
     mid.metric("Ledger at list", f"${totals['ledger_list_usd']}")
     right.metric("GPU node-hours priced by the bill", f"{invoice['coverage_pct']}%")
     st.dataframe(pd.DataFrame(invoice["rows"]), hide_index=True, width="stretch")
-    for title, key in (
-        ("Invoice lines no node of the ledger ran", "outside_kubernetes"),
-        ("Nodes no invoice line names", "nodes_without_invoice"),
-    ):
-        if invoice[key]:
-            st.warning(title)
-            st.dataframe(pd.DataFrame(invoice[key]), hide_index=True, width="stretch")
+    listed(invoice, {"Invoice lines no node of the ledger ran": "outside_kubernetes",
+                     "Nodes no invoice line names": "nodes_without_invoice"})  # fmt: skip
