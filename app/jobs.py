@@ -30,6 +30,7 @@ from app.publish import exports, focus
 from app.stage_options import chargeback_options
 from core import conventions as c
 from core.settings import ServingSettings, Settings
+from core.store.status import bill_files
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window, iso, iso_week_of, iso_week_window
 
@@ -160,7 +161,22 @@ def weekly_inputs(settings: Settings, week: str) -> exports.WeeklyInputs:
             prices=load_prices(con),
             budgets=dict(settings.budgets.monthly_usd),
             account=settings.collect.cluster,
+            bills=tuple(bill_files(con, window)) if settings.pricing.source != "list" else (),
         )
+
+
+def reissue_weeks(settings: Settings, span: tuple[datetime, datetime] | None, published: list[str]) -> list[str]:
+    """Export again each `published` week a bill import changed (at billed cost only: list prices read no bill);
+    each comes back unchanged or as a new revision (app/publish/revisions.py). A line per week."""
+    root = settings.export.directory
+    if settings.pricing.source == "list" or span is None:
+        return []
+    out = []
+    for week in published:
+        window = iso_week_window(week)
+        if window.start < span[1] and span[0] < window.end:
+            out.append(exports.write_weekly(weekly_inputs(settings, week), root).summary(week))
+    return out
 
 
 def drift_policy(serving: ServingSettings) -> DriftPolicy:

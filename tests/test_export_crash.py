@@ -1,5 +1,6 @@
 """kill -9 during a weekly export: the week's folder holds the previous export or the new one, whole,
-never a torn file and never a mix of the two (every file matches the manifest beside it)."""
+never a torn file and never a mix of the two (every file matches the manifest beside it, and the new one
+keeps the previous one whole as its revision 1)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,17 @@ def _export(warehouse: Path, config: Path, out: Path) -> subprocess.Popen[bytes]
 
 
 def _whole(folder: Path) -> str:
-    """The manifest's text, after checking every file in the folder is exactly the one it lists."""
+    """The published files as the manifest lists them, after checking every file in the folder is exactly the one
+    it lists, and that each earlier revision kept beside them is whole too."""
     manifest = json.loads((folder / c.EXPORT_MANIFEST).read_text())
-    assert sorted(p.name for p in folder.iterdir()) == sorted([*manifest["files"], c.EXPORT_MANIFEST])
+    kept = ["revisions"] if manifest["revision"] > 1 else []
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*manifest["files"], c.EXPORT_MANIFEST, *kept])
     for name, entry in manifest["files"].items():
         data = (folder / name).read_bytes()
         assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"], name
-    return (folder / c.EXPORT_MANIFEST).read_text()
+    for n in range(1, manifest["revision"]):
+        _whole(folder / "revisions" / str(n))
+    return json.dumps(manifest["files"], sort_keys=True)
 
 
 def test_a_killed_export_leaves_the_previous_week_or_the_new_one_never_a_torn_or_mixed_folder(
@@ -68,3 +73,6 @@ def test_a_killed_export_leaves_the_previous_week_or_the_new_one_never_a_torn_or
     final = _export(direct_warehouse, weighted, root)  # the next export tidies any stage up and completes
     assert final.wait(timeout=120) == 0
     assert _whole(root / WEEK) == new and not (root / exports.STAGING).exists()
+    # the new bytes are revision 2 of the week, the first export kept whole as revision 1
+    assert json.loads((root / WEEK / c.EXPORT_MANIFEST).read_text())["revision"] == 2
+    assert _whole(root / WEEK / "revisions" / "1") == previous

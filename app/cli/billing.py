@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from app.cli.base import Context, fail_cleanly, main, pass_ctx
+from app.jobs import reissue_weeks
+from app.service.schedule import exported_weeks
 from collectors.billing import formats
 from collectors.billing.importer import import_bills
 
@@ -30,7 +32,10 @@ def billing_group() -> None:
 @pass_ctx
 @fail_cleanly
 def billing_import_cmd(ctx: Context, paths: tuple[Path, ...], fmt: str | None, provider: str | None) -> None:
-    """Import bill files or export folders (CSV, gzip CSV, Parquet); a billing period imported again is replaced."""
+    """Import bill files or export folders (CSV, gzip CSV, Parquet); a billing period imported again is replaced.
+
+    At billed cost (pricing.source billing or auto), each published weekly export the import changes is exported
+    again: unchanged, or a new revision that keeps the old one and says what changed."""
     result = import_bills(ctx.settings.warehouse.path, list(paths), ctx.settings.billing, fmt, provider)
     converted = "".join(f"; {cur} converted at {rate}" for cur, rate in result.converted.items())
     click.echo(
@@ -39,3 +44,5 @@ def billing_import_cmd(ctx: Context, paths: tuple[Path, ...], fmt: str | None, p
     )
     for period in result.periods:
         click.echo(f"  billing period {period}: replaced")
+    for line in reissue_weeks(ctx.settings, result.span, exported_weeks(ctx.settings.export.directory)):
+        click.echo(f"  export {line}")

@@ -65,8 +65,8 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     write_rules(rule_spec(settings, slos=slo_rules.declared(settings)), rules_dir)
     click.echo(f"4/6 wrote PrometheusRule files to {rules_dir}")
     week = iso_week_of(cfg.start)
-    folder = exports.write_weekly(weekly_inputs(settings, week), settings.export.directory)
-    click.echo(f"5/6 exported {week} to {folder}")
+    published = exports.write_weekly(weekly_inputs(settings, week), settings.export.directory)
+    click.echo(f"5/6 exported {published.summary(week)}")
     click.echo(f"pipeline took {time.monotonic() - began:.1f}s")
     if not no_dashboard:
         click.echo("6/6 starting the dashboard")

@@ -105,8 +105,8 @@ def export() -> None:
 def export_weekly(ctx: Context, week: str, out: Path | None) -> None:
     """Chargeback for one ISO week as CSV + Parquet + manifest.json."""
     inputs = weekly_inputs(ctx.settings, week)
-    folder = exports.write_weekly(inputs, out or ctx.settings.export.directory)
-    click.echo(f"exported {len(inputs.by_team.rows)} team rows for {week} to {folder}")
+    published = exports.write_weekly(inputs, out or ctx.settings.export.directory)
+    click.echo(f"exported {len(inputs.by_team.rows)} team rows: {published.summary(inputs.week)}")
 
 
 def dashboard_command(settings: Settings, host: str, port: int) -> list[str]:

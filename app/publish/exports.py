@@ -4,13 +4,16 @@ exports/<YYYY>-W<ww>/
   chargeback.csv, chargeback.parquet   one row per team (+ __idle__, __unallocated__, __shared__)
   workloads.csv                        the same costs per team, namespace and workload
   focus-1.2.csv                        FOCUS 1.2 rows (team x day x cluster x node pool x price row)
-  manifest.json                        rows, bytes and sha256 of every file, and the week's totals
+  manifest.json                        rows, bytes and sha256 of every file, the week's totals, its revision
+                                       and, at billed cost, the bill files it read
+  revisions/<n>/                       earlier revisions, as published (app/publish/revisions.py)
 
 Re-running an export writes identical bytes (no run time is stored; rows are sorted; Parquet
 writer options are pinned). The whole week is written and fsynced in `.staging/` under the export
 root, then swapped with the published folder in one atomic rename (renameat2 RENAME_EXCHANGE), so a
 reader, or a process killed at any instant, sees the previous week's files or the new ones: never a
 torn file, never a mix of both. The manifest is written last and lists every file's sha256.
+A week whose files would change (a restated bill) becomes a new revision; the old one is kept.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pyarrow.parquet as pq
 
 from analytics.cost.cost_rows import MONEY_COLUMNS, ROW_COLUMNS, ChargebackReport
 from analytics.cost.prices import PriceInfo
-from app.publish import focus
+from app.publish import focus, revisions
 from app.publish.render import csv_text
 from core import conventions as c
 from core.errors import ConfigError
@@ -52,6 +55,7 @@ class WeeklyInputs:
     prices: dict[str, PriceInfo]
     budgets: dict[str, Decimal]
     account: str = "default"
+    bills: tuple[dict[str, str], ...] = ()  # the bill files priced into the week (pricing.source billing|auto)
 
 
 def _row(
@@ -176,8 +180,8 @@ STAGING = ".staging"
 
 
 @in_money_context
-def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
-    """Write exports/<YYYY>-W<ww>/ and return the folder."""
+def write_weekly(inputs: WeeklyInputs, out_root: Path) -> revisions.Published:
+    """Write exports/<YYYY>-W<ww>/ (a new revision if it was published with other bytes)."""
     if out_root.exists() and not out_root.is_dir():
         raise ConfigError(f"{out_root}: not a directory (--out or export.directory names the folder exports go to)")
     folder = out_root / inputs.week
@@ -193,7 +197,7 @@ def write_weekly(inputs: WeeklyInputs, out_root: Path) -> Path:
         raise
 
 
-def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> Path:
+def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> revisions.Published:
     teams = team_rows(inputs)
     workloads = workload_rows(inputs)
     focus_rows = focus.focus_rows(inputs.for_focus, inputs.prices, inputs.account)
@@ -203,10 +207,17 @@ def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> Path:
         "workloads.csv": (csv_text(workloads, WORKLOAD_COLUMNS).encode("utf-8"), len(workloads)),
         FOCUS_FILE: (csv_text(focus_rows, focus.COLUMNS).encode("utf-8"), len(focus_rows)),
     }
+    previous = revisions.published_manifest(folder)
+    if previous is not None and revisions.same_files(previous, {n: d for n, (d, _) in payloads.items()}):
+        shutil.rmtree(staged, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            staged.parent.rmdir()
+        return revisions.Published(folder, revisions.revision_of(previous), written=False)
     for name, (data, _) in payloads.items():
         _write_synced(staged / name, data)
-    manifest = {
+    manifest: dict[str, Any] = {
         "format_version": c.EXPORT_FORMAT_VERSION,
+        "revision": 1 if previous is None else revisions.revision_of(previous) + 1,
         "week": inputs.week,
         "window": inputs.by_team.window.as_dict(),
         "focus_version": focus.FOCUS_VERSION,
@@ -217,7 +228,13 @@ def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> Path:
         },
         "totals": inputs.by_team.totals(),
     }
+    if inputs.bills:
+        manifest["bills"] = list(inputs.bills)
+    if previous is not None:
+        after = {str(r["team"]): Decimal(r["cost_usd"]) for r in teams}
+        manifest["changes"] = revisions.changes(previous, folder, manifest, after)
+        revisions.keep_previous(folder, staged, revisions.revision_of(previous))
     _write_synced(staged / c.EXPORT_MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     _fsync_dir(staged)
     _publish(staged, folder)
-    return folder
+    return revisions.Published(folder, manifest["revision"], written=True, changes=manifest.get("changes", {}))

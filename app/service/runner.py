@@ -187,9 +187,9 @@ class Service:
                 log.info("export %s: %s", week, why)
                 waiting[week] = why
                 continue
-            folder = exports.write_weekly(weekly_inputs(self.settings, week), root)
+            published = exports.write_weekly(weekly_inputs(self.settings, week), root)
             self.metrics.export_success.set(time.time())
-            log.info("exported %s to %s", week, folder)
+            log.info("exported %s", published.summary(week))
         if not self.stop.is_set():
             schedule.write_waiting(root, waiting)
         self._export_gauges()

@@ -45,6 +45,7 @@ class BillImport:
     periods: list[str] = field(default_factory=list)  # provider/account/YYYY-MM replaced
     effective_usd: Decimal = Decimal(0)  # of the kept lines, in the ledger's currency
     converted: dict[str, str] = field(default_factory=dict)  # currency -> rate used
+    span: tuple[datetime, datetime] | None = None  # what the import changed: its lines' and the replaced ones' charges
 
 
 def bill_files(paths: list[Path]) -> list[Path]:
@@ -245,12 +246,17 @@ def _commit(con: duckdb.DuckDBPyConnection, result: BillImport) -> None:
     kept = "FROM bill_stage SEMI JOIN bill_keys USING (resource_key)"
     row = one(con, f"SELECT count(*), coalesce(sum(effective_cost), 0) {kept}")
     result.lines_kept, result.effective_usd = (int(row[0]), Decimal(str(row[1]))) if row else (0, Decimal(0))
+    replaced = f"""FROM {c.T_BILLING_LINES} WHERE (provider, billing_account_id, billing_period) IN
+            (SELECT DISTINCT provider, billing_account_id, billing_period FROM bill_stage)"""
+    span = one(
+        con,
+        f"""SELECT min(s), max(e) FROM (SELECT charge_start AS s, charge_end AS e {kept}
+            UNION ALL SELECT charge_start, charge_end {replaced})""",
+    )
+    result.span = (span[0], span[1]) if span and span[0] is not None else None
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(
-            f"""DELETE FROM {c.T_BILLING_LINES} WHERE (provider, billing_account_id, billing_period) IN
-            (SELECT DISTINCT provider, billing_account_id, billing_period FROM bill_stage)"""
-        )
+        con.execute(f"DELETE {replaced}")
         con.execute(f"INSERT INTO {c.T_BILLING_LINES} BY NAME SELECT * EXCLUDE (line_hash, provider_name) {kept}")
         con.execute("COMMIT")
     except BaseException:

@@ -154,3 +154,16 @@ def billed_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | N
     """The first and last instant the imported bill charges, or None without one."""
     row = con.execute(f"SELECT min(charge_start), max(charge_end) FROM {c.T_BILLING_LINES}").fetchone()
     return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def bill_files(con: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, str]]:
+    """The imported bill files with lines charging inside `window`: what a report at billed cost read."""
+    rows = con.execute(
+        f"""SELECT provider, billing_account_id, strftime(billing_period, '%Y-%m') AS billing_period, source_file,
+            strftime(max(imported_at), '%Y-%m-%dT%H:%M:%SZ') AS imported_at, count(*)::VARCHAR AS lines
+        FROM {c.T_BILLING_LINES} WHERE charge_end > ? AND charge_start < ?
+        GROUP BY provider, billing_account_id, billing_period, source_file ORDER BY ALL""",
+        [window.start, window.end],
+    )
+    names = [d[0] for d in rows.description]
+    return [dict(zip(names, r, strict=True)) for r in rows.fetchall()]
