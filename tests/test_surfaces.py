@@ -45,6 +45,7 @@ FOCUS_COLUMNS = {
     "x_AdjustmentCost": "adjustment_usd",
     "BilledCost": "cost_usd",
     "x_UnusedCost": "unused_cost_usd",
+    "x_InvoicePricedCost": "from_bill_usd",
 }
 
 

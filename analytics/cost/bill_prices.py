@@ -39,10 +39,10 @@ hours AS (
         INTERVAL 1 HOUR)) AS hour
     FROM lines l)
 SELECT resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
-    coalesce(resource_id, '') AS resource_id, span_s,
+    coalesce(resource_id, '') AS resource_id, coalesce(invoice_id, '') AS invoice_id, provider, span_s,
     CASE WHEN span_s = 0 THEN 0 ELSE epoch(least(charge_end, hour + INTERVAL 1 HOUR)) - epoch(greatest(charge_start, hour))
         END AS overlap_s,
-    sum(effective_cost) AS effective, sum(coalesce(list_cost, 0)) AS list
+    sum(effective_cost) AS effective, sum(billed_cost) AS billed, sum(coalesce(list_cost, 0)) AS list
 FROM hours WHERE hour >= $start AND hour < $end
 GROUP BY ALL"""
 
@@ -93,14 +93,8 @@ def billed_prices(
         if not hits or not units:
             continue
         share = Decimal(node_s) / Decimal(shared[(key, hour)])
-        effective = sum((hit["effective"] for hit in hits), Decimal(0)) * share
         bill_id = f"bill|{cluster}|{node}|{hour:%Y-%m-%dT%H}"
-        listed_info = listed.get(list_id) if list_id is not None else None
-        rate = effective / (Decimal(units) / UNITS_PER_GPU_HOUR)
-        accounts = ", ".join(sorted({hit["account_id"] for hit in hits}))
-        out[bill_id] = prices.PriceInfo(
-            bill_id, rate, f"invoice of account {accounts}", listed_info.list_rate if listed_info else None
-        )
+        out[bill_id] = _bill_price(bill_id, hits, share, Decimal(units) / UNITS_PER_GPU_HOUR, listed.get(list_id or ""))
         rows.append((cluster, node, hour, bill_id))
     table = pa.table(
         {name: [r[i] for r in rows] for i, name in enumerate(("cluster", "node", "hour", "bill_id"))},
@@ -111,6 +105,29 @@ def billed_prices(
     con.execute(f"CREATE OR REPLACE TEMP TABLE {prices.BILLED_HOURS} AS SELECT * FROM billed_rows")
     con.unregister("billed_rows")
     return out
+
+
+def _bill_price(
+    bill_id: str, hits: list[dict[str, Any]], share: Decimal, gpu_hours: Decimal, listed: prices.PriceInfo | None
+) -> prices.PriceInfo:
+    """A node-hour's price from its share of the invoice lines: effective, billed and (where the invoice states
+    it) list cost, each over the hour's capacity in GPU-hours."""
+
+    def total(amount: str) -> Decimal:
+        return sum((hit[amount] for hit in hits), Decimal(0)) * share
+
+    stated_list = total("list")
+    accounts = ", ".join(sorted({hit["account_id"] for hit in hits}))
+    return prices.PriceInfo(
+        bill_id,
+        total("effective") / gpu_hours,
+        f"invoice of account {accounts}",
+        stated_list / gpu_hours if stated_list > 0 else (listed.list_rate if listed else None),
+        from_bill=True,
+        billed_gpu_hour_usd=total("billed") / gpu_hours,
+        invoices=tuple(sorted({hit["invoice_id"] for hit in hits} - {""})),
+        provider=hits[0]["provider"],
+    )
 
 
 def node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
@@ -128,7 +145,7 @@ def bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[t
         hit = dict(zip(names, row, strict=True))
         span, overlap = int(hit.pop("span_s")), int(hit.pop("overlap_s"))
         if span and overlap != span:  # a line longer than the hour (daily lines): its share of the hour
-            hit["effective"] = hit["effective"] * overlap / span
-            hit["list"] = hit["list"] * overlap / span
+            for amount in ("effective", "billed", "list"):
+                hit[amount] = hit[amount] * overlap / span
         out[(hit["resource_key"], hit["hour"])].append(hit)
     return out

@@ -83,8 +83,10 @@ def chargeback(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
     infos = prices.load_prices(con)
+    billed: dict[str, prices.PriceInfo] = {}
     if opts.price_source != "list":  # the rollups hold no bill: the steps, priced node-hour by node-hour
-        infos = {**infos, **billed_prices(con, window, opts.mig_share, infos)}
+        billed = billed_prices(con, window, opts.mig_share, infos)
+        infos = {**infos, **billed}
         use_rollups = False
     builder = _Builder(opts, _namespaces(con), infos)
     plan = fact_plan.plan(con, window, use_rollups)
@@ -131,6 +133,7 @@ def chargeback(
         unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
         unpriced_nodes=sorted(builder.unpriced_nodes),
         options=opts.describe(),
+        bill_prices={p: billed[p] for r in rows for p in r.price_ids if p in billed},
     )
 
 
@@ -169,7 +172,7 @@ class _Builder:
         self._classes: dict[tuple[str, str, str | None, str | None], tuple[dict[str, str], bool]] = {}
         self._labels: dict[str | None, dict[str, str]] = {}  # parsed label JSON, read-only
         self.rows: dict[tuple[str, ...], Row] = {}
-        self.idle_pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]] = {}
+        self.idle_pools: dict[tuple[Any, ...], sharing.Pool] = {}
         self.scope_weights: dict[tuple[Any, ...], sharing.Weights] = {}  # idle recipients per scope
         self.team_weights: sharing.Weights = {}  # shared-cost recipients
         self.shared_keys: set[tuple[str, ...]] = set()
@@ -251,6 +254,17 @@ class _Builder:
             return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
         return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
 
+    def _trace(self, row: Row, price_id: str | None, units: int, cost: Decimal) -> tuple[Decimal, Decimal]:
+        """Note on `row` what of `cost` (`units` at `price_id`) the invoice priced, and what it billed beyond it;
+        returns both amounts (zero at list prices)."""
+        info = self.infos.get(price_id) if price_id is not None else None
+        if info is None or not info.from_bill:
+            return ZERO, ZERO
+        delta = units * (info.billed_rate - info.gpu_hour_usd) / UNIT_HOURS
+        row.from_bill += cost
+        row.billed_delta += delta
+        return cost, delta
+
     def add_allocations(self, rows: list[dict[str, Any]]) -> None:
         """Class rows: cluster, node (or None), node attributes, price_id, day, namespace, labels, pod, units."""
         for f in rows:
@@ -265,6 +279,7 @@ class _Builder:
             row.adjustment += units * discount
             row.unused += units * rate
             row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
+            self._trace(row, f["price_id"], units, cost)
             if source:
                 row.sources.add(source)
                 row.price_ids.add(f["price_id"])
@@ -288,17 +303,20 @@ class _Builder:
                 for node in f.get("unpriced") or [f["node"]]:
                     self.unpriced_nodes.add(f"{f['cluster']}/{node}")
             key = self._idle_key(f)
-            self._bill(key, idle_units, rate, discount, source, f["price_id"])
+            traced = self._bill(key, idle_units, rate, discount, source, f["price_id"])
             if f["unhealthy_units"]:
                 self._bill(
                     self._idle_key(f, c.UNHEALTHY), int(f["unhealthy_units"]), rate, discount, source, f["price_id"]
                 )
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
-            self.idle_pools[(scope, key, f["price_id"], f["node"])] = (key, idle_units, idle_units * (rate + discount))
+            self.idle_pools[(scope, key, f["price_id"], f["node"])] = sharing.Pool(
+                key, idle_units * (rate + discount), *traced
+            )
 
     def _bill(
         self, key: tuple[str, ...], units: int, rate: Decimal, discount: Decimal, source: str | None, price_id: str
-    ) -> None:
+    ) -> tuple[Decimal, Decimal]:
+        """Bill `units` of idle (or unhealthy) time to `key`; returns what the invoice priced of it and billed beyond."""
         row = self.row(key)
         row.gpu_hours += units / UNIT_HOURS
         row.allocated += units * rate
@@ -307,6 +325,7 @@ class _Builder:
         if source:
             row.sources.add(source)
             row.price_ids.add(price_id)
+        return self._trace(row, price_id, units, units * (rate + discount))
 
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
         """Used GPU-seconds per class and price row: used GPU-hours, and the unused cost (allocated minus used,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from analytics.cost.prices import PriceInfo
 from core import conventions as c
 from core.money import CENT, allocate_cents, to_cents
 from core.timeutil import Window
@@ -26,7 +27,9 @@ ZERO = Decimal(0)
 SHARED = "__shared__"
 COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjustment_usd")
 # A row's dollar columns and its measures, in the order every surface shows them (CLI, dashboard, exports)
-MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd")
+# from_bill_usd: the part of cost_usd priced from the invoice (pricing.source billing|auto); the rest is the price
+# table's
+MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd", "from_bill_usd")
 ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *MONEY_COLUMNS)
 # What a coarser grouping sums; its efficiency is then used_gpu_hours / gpu_hours of the sums
 ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *MONEY_COLUMNS)
@@ -53,6 +56,10 @@ class Row:
     # allocated minus used GPU-hours, each at the list price in force where it ran: linear, so it sums exactly
     # from pod x step upward (a time-sliced pod using more than its share makes it negative; never clipped per row)
     unused: Decimal = ZERO
+    # amounts that travel with the cost they are part of (shared out with it, in proportion): the cost priced from
+    # the invoice, and what the invoice billed beyond that effective cost (FOCUS BilledCost - EffectiveCost)
+    from_bill: Decimal = ZERO
+    billed_delta: Decimal = ZERO
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
     workloads: dict[str, Decimal] = field(default_factory=dict)  # workload -> exact allocated cost
@@ -91,6 +98,7 @@ class Row:
             **{name: str(self.cents.get(name, ZERO)) for name in COMPONENTS},
             "cost_usd": str(self.cost_usd),
             "unused_cost_usd": str(self.cents.get("unused_cost_usd", ZERO)),
+            "from_bill_usd": str(self.cents.get("from_bill_usd", ZERO)),
             "price_sources": sorted(self.sources),
         }
 
@@ -106,6 +114,7 @@ class ChargebackReport:
     unpriced_gpu_hours: float
     unpriced_nodes: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    bill_prices: dict[str, PriceInfo] = field(default_factory=dict)  # the invoice's prices the rows name
 
     def total(self, kind: str | None = None) -> Decimal:
         """Sum of row totals; kind = allocated / __idle__ / __unhealthy__ / __unallocated__ / __shared__ / None (all)."""
@@ -164,8 +173,20 @@ def _round_head(members: list[Row], total: Decimal) -> None:
     _balance(cells, exact, targets)
     unused = {k: r.unused for k, r in keyed.items()}
     unused_cents = allocate_cents(unused, total=to_cents(settled(sum(unused.values(), ZERO), USAGE_NOISE)))
+    # the invoice's part of a row is its total less its list-priced part, so the two add up to the row's cost
+    billed = any(r.from_bill for r in members)
+    listed = _head_cents({k: r.exact_total - r.from_bill for k, r in keyed.items()}) if billed else {}
+    delta = _head_cents({k: r.billed_delta for k, r in keyed.items()})
     for k, row in keyed.items():
-        row.cents = {**cells[k], "cost_usd": totals[k], "unused_cost_usd": unused_cents[k]}
+        row.cents = {**cells[k], "cost_usd": totals[k], "unused_cost_usd": unused_cents[k],
+                     "from_bill_usd": totals[k] - listed[k] if billed else ZERO, "billed_delta_usd": delta[k]}  # fmt: skip
+
+
+def _head_cents(exact: dict[str, Decimal]) -> dict[str, Decimal]:
+    """A traced amount's cents per row, summing to the head's rounded total (all zero without a bill)."""
+    if not any(exact.values()):
+        return dict.fromkeys(exact, ZERO)
+    return allocate_cents(exact, total=to_cents(settled(sum(exact.values(), ZERO))))
 
 
 def _balance(

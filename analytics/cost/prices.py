@@ -53,10 +53,25 @@ class PriceInfo:
     list_gpu_hour_usd: Decimal | None = None  # before discounts (None: same as gpu_hour_usd)
     discounts: tuple[str, ...] = ()  # names of the discounts applied
     gpus: int = 0  # the GPUs of the instance the row prices (the node price is gpu_hour_usd x gpus)
+    # from the invoice (analytics/cost/bill_prices.py): what it billed per GPU-hour (FOCUS BilledCost: zero for
+    # usage a commitment covers, negative for a credit; None: the effective rate), its invoices and provider
+    from_bill: bool = False
+    billed_gpu_hour_usd: Decimal | None = None
+    invoices: tuple[str, ...] = ()
+    provider: str = ""
 
     @property
     def list_rate(self) -> Decimal:
         return self.gpu_hour_usd if self.list_gpu_hour_usd is None else self.list_gpu_hour_usd
+
+    @property
+    def billed_rate(self) -> Decimal:
+        return self.gpu_hour_usd if self.billed_gpu_hour_usd is None else self.billed_gpu_hour_usd
+
+    @property
+    def provider_name(self) -> str:
+        """gpuledger's name of the provider (aws, gcp, azure, on_prem, ...): the bill's, else the price row's."""
+        return self.provider or self.price_id.split("|", 1)[0]
 
     @property
     def discount_gpu_hour_usd(self) -> Decimal:

@@ -16,6 +16,7 @@ per *row* would give a team with more rows more). Where no recipient has a cost,
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,19 @@ def scope_of(idle_scope: str, cluster: str, node: str, day: datetime | None) -> 
 
 
 Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A scope's idle at one price: its row, its cost, and the parts of that cost traced along when it is shared
+    (Row.from_bill, Row.billed_delta)."""
+
+    key: Key
+    cost: Decimal
+    from_bill: Decimal = ZERO
+    billed_delta: Decimal = ZERO
+
+
 Weights = dict[tuple[str, Key], tuple[Decimal, int]]  # (team, row key) -> (allocated cost, GPU-unit-seconds)
 
 
@@ -64,22 +78,34 @@ def _split(amount: Decimal, weights: Weights, mode: str) -> dict[Key, Decimal]:
     return out
 
 
+def _carry(source: Row, target: Row, part: Decimal, pool: Decimal, from_bill: Decimal, billed_delta: Decimal) -> None:
+    """`part` of a `pool` moves from `source` to `target`: so do the same fractions of its traced amounts."""
+    if from_bill or billed_delta:
+        moved_bill, moved_delta = from_bill * part / pool, billed_delta * part / pool
+        target.from_bill += moved_bill
+        target.billed_delta += moved_delta
+        source.from_bill -= moved_bill
+        source.billed_delta -= moved_delta
+
+
 def share_idle(
     rows: dict[tuple[str, ...], Row],
-    pools: dict[tuple[Any, ...], tuple[tuple[str, ...], int, Decimal]],
+    pools: dict[tuple[Any, ...], Pool],
     scope_weights: dict[tuple[Any, ...], Weights],
     mode: str,
     idle_scope: str,
 ) -> None:
     if mode == "keep":
         return
-    for (scope, *_), (idle_key, _, cost) in pools.items():
+    for (scope, *_), pool in pools.items():
         recipients = {tk: w for tk, w in scope_weights.get(scope, {}).items() if tk[1] in rows}
-        if not recipients or cost == 0:
+        if not recipients or pool.cost == 0:
             continue
-        for key, part in _split(cost, recipients, mode).items():
+        idle = rows[pool.key]
+        for key, part in _split(pool.cost, recipients, mode).items():
             rows[key].idle_share += part
-        rows[idle_key].idle_share -= cost
+            _carry(idle, rows[key], part, pool.cost, pool.from_bill, pool.billed_delta)
+        idle.idle_share -= pool.cost
 
 
 def share_costs(
@@ -107,6 +133,8 @@ def share_costs(
         pool = row.allocated + row.adjustment + row.idle_share
         if pool == 0:
             continue
+        from_bill, billed_delta = row.from_bill, row.billed_delta
         for target, part in _split(pool, recipients, mode).items():
             rows[target].shared_share += part
+            _carry(row, rows[target], part, pool, from_bill, billed_delta)
         row.shared_share -= pool

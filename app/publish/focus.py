@@ -1,11 +1,15 @@
 """FOCUS 1.2 (FinOps Open Cost and Usage Specification) rows for a chargeback.
 
 One row per team (plus __idle__, __unallocated__, __shared__), UTC day, cluster, node pool and
-price row. Money: BilledCost = EffectiveCost = the row's chargeback total (its own GPU-hours plus
-any idle/shared share), so BilledCost sums to the cost of the GPU capacity (+ overhead) exactly;
-ListCost = ListUnitPrice x PricingQuantity at the price row's $/GPU-hour. gpuledger's own columns
-carry the `x_` prefix after all FOCUS columns. Validated with the FinOps Foundation's
-focus-validator (tests/test_focus.py).
+price row. Money:
+- EffectiveCost = the row's chargeback total (its own GPU-hours plus any idle/shared share), so it sums to
+  the cost of the GPU capacity (+ overhead) exactly;
+- BilledCost = EffectiveCost at list prices; at billed cost (analytics/cost/bill_prices.py), what the invoice
+  billed for the same share of its node-hours (nothing for usage a commitment covers, a credit's minus);
+- ListCost = the row's own GPU-hours at list (ListUnitPrice x PricingQuantity where the row has one price).
+The InvoiceId is the invoice's where the row's node-hours were billed, else a provisional one per account
+and month. gpuledger's own columns carry the `x_` prefix after all FOCUS columns. Validated with the
+FinOps Foundation's focus-validator (tests/test_focus.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from analytics.cost.prices import PriceInfo
 from core.money import in_money_context
 
 FOCUS_VERSION = "1.2"
-PROVIDERS = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Microsoft", "on_prem": "On-Premises"}
+PROVIDERS = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Microsoft", "oci": "Oracle", "on_prem": "On-Premises"}
 PRICING_CATEGORY = {"on_demand": "Standard", "spot": "Dynamic", "reserved": "Committed", "on_prem": "Other"}
 COLUMNS = (
     "BilledCost",
@@ -72,6 +76,7 @@ COLUMNS = (
     "x_SharedShareCost",
     "x_AdjustmentCost",
     "x_UnusedCost",
+    "x_InvoicePricedCost",
     "x_AllocationMethod",
     "x_PriceSource",
 )
@@ -92,20 +97,36 @@ def _price(row: Row, infos: dict[str, PriceInfo]) -> PriceInfo | None:
     return infos.get(ids[0]) if len(ids) == 1 else None
 
 
+def _of_row(row: Row, infos: dict[str, PriceInfo]) -> tuple[str, str | None]:
+    """The row's provider (FOCUS name; Unknown when its prices name none or several) and its invoices (None:
+    no price came from an invoice)."""
+    found = [infos[p] for p in sorted(row.price_ids) if p in infos]
+    providers = {PROVIDERS.get(i.provider_name, "Unknown") for i in found}
+    invoices = sorted({inv for i in found for inv in i.invoices})
+    return (providers.pop() if len(providers) == 1 else "Unknown"), ("; ".join(invoices) or None)
+
+
 def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) -> dict[str, Any]:
     k = row.keys
     day = date.fromisoformat(k["day"])
     start = datetime(day.year, day.month, day.day)
     bill_start, bill_end = _month(day)
     info = _price(row, infos)
-    provider = PROVIDERS.get(info.price_id.split("|")[0], "Unknown") if info else "Unknown"
+    provider, invoice = _of_row(row, infos)
     quantity = Decimal(repr(round(row.gpu_hours, 9)))
     total = row.cost_usd
-    list_unit = info.gpu_hour_usd if info else None
-    list_cost = (list_unit * quantity).quantize(Decimal("0.0000000001")) if list_unit is not None else total
+    exact = Decimal("0.0000000001")
+    list_unit = info.list_rate if info else None
+    list_cost = (list_unit * quantity).quantize(exact) if list_unit is not None else row.cents["allocated_cost_usd"]
+    contracted_unit = info.gpu_hour_usd if info else None
+    contracted = (
+        (contracted_unit * quantity).quantize(exact)
+        if contracted_unit is not None
+        else row.cents["allocated_cost_usd"] + row.cents["adjustment_usd"]
+    )
     team = k["team"]
     return {
-        "BilledCost": total,
+        "BilledCost": total + row.cents.get("billed_delta_usd", Decimal(0)),
         "BillingAccountId": account,
         "BillingAccountName": f"gpuledger {account}",
         "BillingCurrency": "USD",
@@ -119,11 +140,12 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
         "ChargePeriodStart": _ts(start),
         "ConsumedQuantity": quantity,
         "ConsumedUnit": "GPU-Hours",
-        "ContractedCost": list_cost,
-        "ContractedUnitPrice": list_unit,
+        "ContractedCost": contracted,
+        "ContractedUnitPrice": contracted_unit,
         "EffectiveCost": total,
-        # a provisional chargeback invoice per account and month, so finance can reconcile by invoice
-        "InvoiceId": f"gpuledger-{account}-{bill_start:%Y-%m}",
+        # the invoice's own, else a provisional chargeback invoice per account and month, so finance can
+        # reconcile by invoice
+        "InvoiceId": invoice or f"gpuledger-{account}-{bill_start:%Y-%m}",
         "InvoiceIssuerName": provider,
         "ListCost": list_cost,
         "ListUnitPrice": list_unit,
@@ -155,6 +177,7 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
         "x_SharedShareCost": row.cents.get("shared_share_usd"),
         "x_AdjustmentCost": row.cents.get("adjustment_usd"),
         "x_UnusedCost": row.cents.get("unused_cost_usd"),
+        "x_InvoicePricedCost": row.cents.get("from_bill_usd"),
         "x_AllocationMethod": method,
         "x_PriceSource": "; ".join(sorted(row.sources)),
     }
@@ -165,6 +188,7 @@ def focus_rows(report: ChargebackReport, infos: dict[str, PriceInfo], account: s
     method = ", ".join(f"{k}={v}" for k, v in sorted(report.options.items()) if v not in ([], "0"))
     # every row with a number to carry, so each column sums to the report's (a row of used GPU-hours alone
     # carries its unused cost)
+    infos = {**infos, **report.bill_prices}
     return [
         focus_row(r, infos, account, method)
         for r in report.rows
