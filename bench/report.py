@@ -97,6 +97,16 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out.append(
             ("30-day chargeback by team < 1 s", f"{cb['median']:.3f} s", f"{cb['gpus']:,} GPUs", cb["median"] < 1)
         )
+    billed = _largest(figs, "chargeback.billed")
+    if billed:
+        out.append(
+            (
+                "30-day chargeback at billed cost < 1 s",
+                f"{billed['median']:.3f} s",
+                f"{billed['gpus']:,} GPUs",
+                billed["median"] < 1,
+            )  # fmt: skip
+        )
     ratio = _largest(figs, "ratio.promql")
     if ratio:
         out.append(

@@ -109,6 +109,11 @@ def chargeback(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
         child = spawn("chargeback", {**edges, "by": ["team", "workload"]})
         b.add("chargeback.edges", "chargeback by team x workload, 05:30 to 17:10 five days later (edges mid-hour)",
               stats["gpus"], "5 d 11 h 40 min", child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
+        lines = bench_billing.bill_fleet(path)  # every node-hour of the month on the bill
+        child = spawn("chargeback", {**args, "price_source": "billing"})
+        b.add("chargeback.billed", "30-day chargeback by team at billed cost (pricing.source: billing, every node-hour "
+              "on the bill)", stats["gpus"], f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb,
+              bill_lines=lines)  # fmt: skip
 
 
 def health(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:

@@ -39,7 +39,7 @@ def chargeback(args: dict[str, Any]) -> dict[str, Any]:
 
     w, rollups = _window(args), args.get("rollups", True)
     with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
-        opts = ChargebackOptions(by=tuple(args.get("by", ["team"])))
+        opts = ChargebackOptions(by=tuple(args.get("by", ["team"])), price_source=args.get("price_source", "list"))
         times, report = timed(
             lambda: chargeback(con, w, opts, use_rollups=rollups), args["runs"], args.get("warmup", 1)
         )

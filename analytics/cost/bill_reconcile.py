@@ -6,7 +6,8 @@ Per node-hour, two figures meet:
 - the invoice's: the effective cost (FOCUS EffectiveCost: amortised reservations and Savings Plans,
   spot at the price charged, credits and refunds) of the bill lines whose resource is the node's
   instance (core/store/billing_sql.py). A line is spread evenly over the hours of its charge period; a
-  line several nodes share (an Azure scale set) is split by the nodes' seconds in the hour.
+  line several nodes share (an Azure scale set) is split by the nodes' GPU capacity in the hour, as the
+  billed prices split it (analytics/cost/bill_prices.py).
 
 Grouped by account, instance type, node or day, with the effective discount (1 - effective / list,
 the bill's own list cost where it states one), and listed apart: invoice lines of GPU instances no
@@ -135,7 +136,15 @@ class _Matching:
     covered_s: int = 0
 
     def add(
-        self, cluster: str, node: str, hour: Any, node_s: int, list_usd: Decimal, itype: str, unpriced_s: int
+        self,
+        cluster: str,
+        node: str,
+        hour: Any,
+        node_s: int,
+        list_usd: Decimal,
+        itype: str,
+        unpriced_s: int,
+        units: int,
     ) -> None:
         key = self.keys.get((cluster, node), "")
         hits = self.bill.get((key, hour), []) if key else []
@@ -145,15 +154,15 @@ class _Matching:
         line.node_hours += Decimal(node_s) / 3600
         line.ledger_list += list_usd
         line.unpriced_node_hours += Decimal(unpriced_s) / 3600
-        if hits:  # a resource several nodes share (a scale set): split by the nodes' seconds in the hour
-            share = Decimal(node_s) / Decimal(self.sharers[(key, hour)])
+        if hits and units:  # a resource several nodes share (a scale set): split by the nodes' capacity in the hour
+            share = Decimal(units) / Decimal(self.sharers[(key, hour)])
             line.invoice_effective += sum((hit["effective"] * share for hit in hits), ZERO)
             line.invoice_list += sum((hit["list"] * share for hit in hits), ZERO)
             self.matched.add((key, hour))
             self.accounts[(cluster, node)] = account
             self.covered_s += node_s
         self.total_s += node_s
-        self.node_matched[(cluster, node)] |= bool(hits)
+        self.node_matched[(cluster, node)] |= bool(hits and units)
 
 
 def _add_billed_ledger(
@@ -176,16 +185,17 @@ def _add_billed_ledger(
 
 def _ledger(
     con: duckdb.DuckDBPyConnection, hours: list[tuple[Any, ...]]
-) -> dict[tuple[str, str, Any], tuple[int, Decimal, str, int]]:
-    """(cluster, node, hour) -> (node-seconds, list USD of the GPUs' part, instance type, unpriced seconds)."""
+) -> dict[tuple[str, str, Any], tuple[int, Decimal, str, int, int]]:
+    """(cluster, node, hour) -> (node-seconds, list USD of the GPUs' part, instance type, unpriced seconds,
+    capacity GPU-unit-seconds)."""
     infos = prices.load_prices(con)
-    out: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]] = {}
-    for cluster, node, hour, price_id, instance_type, node_s, _ in hours:
+    out: dict[tuple[str, str, Any], tuple[int, Decimal, str, int, int]] = {}
+    for cluster, node, hour, price_id, instance_type, node_s, units in hours:
         info = infos.get(price_id) if price_id is not None else None
         usd = Decimal(int(node_s)) / 3600 * info.gpu_hour_usd * info.gpus if info else ZERO
-        before = out.get((cluster, node, hour), (0, ZERO, instance_type, 0))
-        unpriced = 0 if info else int(node_s)
-        out[(cluster, node, hour)] = (before[0] + int(node_s), before[1] + usd, instance_type, before[3] + unpriced)
+        seen, before, _, unpriced, capacity = out.get((cluster, node, hour), (0, ZERO, instance_type, 0, 0))
+        out[(cluster, node, hour)] = (seen + int(node_s), before + usd, instance_type,
+                                      unpriced + (0 if info else int(node_s)), capacity + int(units))  # fmt: skip
     return out
 
 
@@ -212,7 +222,7 @@ def _outside(
 
 
 def _without_invoice(
-    ledger: dict[tuple[str, str, Any], tuple[int, Decimal, str, int]], node_matched: dict[tuple[str, str], bool]
+    ledger: dict[tuple[str, str, Any], tuple[int, Decimal, str, int, int]], node_matched: dict[tuple[str, str], bool]
 ) -> list[dict[str, Any]]:
     out: dict[tuple[str, str], list[Decimal]] = {}
     for (cluster, node, _), (node_s, list_usd, *_) in ledger.items():

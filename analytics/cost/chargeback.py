@@ -84,12 +84,13 @@ def chargeback(
         )
     infos = prices.load_prices(con)
     billed: dict[str, prices.PriceInfo] = {}
-    if opts.price_source != "list":  # the rollups hold no bill: the steps, priced node-hour by node-hour
-        billed = billed_prices(con, window, opts.mig_share, infos)
-        infos = {**infos, **billed}
-        use_rollups = False
-    builder = _Builder(opts, _namespaces(con), infos)
     plan = fact_plan.plan(con, window, use_rollups)
+    if opts.price_source != "list":  # the bill prices node-hours: from the capacity hour by hour
+        hourly = fact_plan.plan(con, window, use_rollups, days=False)
+        billed = billed_prices(con, fact_plan.sources_sql(hourly, opts.mig_share)["capacity"], window, infos)
+        infos = {**infos, **billed}
+        plan.mixed = prices.BILLED_MIXED  # days the bill prices hour by hour: read hour by hour
+    builder = _Builder(opts, _namespaces(con), infos)
     classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source)
     try:
         builder.add_allocations(classes.alloc())

@@ -51,6 +51,9 @@ class Plan:
     steps: Ranges = field(default_factory=list)  # served by the step tables
     stale: list[tuple[str, str]] = field(default_factory=list)  # (cluster, node): the whole window from steps
     window: Window | None = None
+    # a temp table of (cluster, node, day) whose day the hourly rollups serve instead of the daily ones: days whose
+    # hours the bill prices differently (analytics/cost/bill_prices.py)
+    mixed: str | None = None
 
 
 def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = True, days: bool = True) -> Plan:
@@ -152,10 +155,17 @@ def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[s
     out = []
     for level, col, ranges in (("daily", "day", p.days if days else []), ("hourly", "hour", p.hours)):
         if ranges:
+            mixed = f" ANTI JOIN {p.mixed} m_ USING (cluster, node, day)" if p.mixed and level == "daily" else ""
             out.append(
-                f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r "
+                f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r{mixed} "
                 f"WHERE {ranges_sql(col, ranges)} AND NOT {_stale(p, 'r', col)}"
             )
+    if p.mixed and p.days and days:  # the mixed node-days, hour by hour
+        out.append(
+            f"SELECT hour AS ts, cluster, node, {columns} FROM {rollups.table(kind, 'hourly')} r "
+            f"SEMI JOIN {p.mixed} m_ ON m_.cluster = r.cluster AND m_.node = r.node AND m_.day = date_trunc('day', r.hour) "
+            f"WHERE {ranges_sql('hour', p.days)} AND NOT {_stale(p, 'r', 'hour')}"
+        )
     return out
 
 
@@ -225,7 +235,10 @@ class Classes:
     ) -> None:
         self.con, self.g, self.mig_share = con, g, mig_share
         self.t = f"cb_{uuid.uuid4().hex[:12]}"
-        self.by_class = bool(p.days) and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
+        # (a class's nodes share a list price, not a bill)
+        self.by_class = (
+            bool(p.days) and source == "list" and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
+        )
         src = sources_sql(p, mig_share, pod_days=not self.by_class)
         self.days = ranges_sql("day", p.days) if self.by_class else "FALSE"
         groups = f"SELECT cluster, node, class_node FROM {c.T_CLASS_NODES}" if self.by_class else _NO_GROUPS

@@ -85,6 +85,7 @@ def region_of_zone_sql(zone: str) -> str:
 
 
 BILLED_HOURS = "billed_node_hours"  # temp (cluster, node, hour, bill_id): a chargeback at billed cost makes it
+BILLED_MIXED = "billed_mixed_days"  # temp (cluster, node, day): node-days whose hours the bill prices differently
 PriceSource = Literal["list", "billing", "auto"]
 
 
