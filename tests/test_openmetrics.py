@@ -159,3 +159,44 @@ def test_anything_unexpected_leaves_the_file_to_the_strict_parser(case: str, tmp
     path = tmp_path / "x.om"
     path.write_text(SLOW_PATH[case])
     assert openmetrics_fast.parse_file(path, wants_family) is None
+
+
+@pytest.mark.parametrize("block_kb", [16, 64])
+def test_the_fast_path_reads_block_by_block_and_still_returns_what_the_strict_parser_returns(
+    block_kb: int,
+    sim_files,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A file many blocks long: series first seen in a later block, a family across blocks, `# EOF` in the last."""
+    import pyarrow.csv as pacsv
+
+    from collectors.metrics import openmetrics_fast
+
+    monkeypatch.setattr(openmetrics_fast, "_READ", pacsv.ReadOptions(column_names=["line"], block_size=block_kb << 10))
+    for path in sim_files:
+        assert path.stat().st_size > 2 * (block_kb << 10), path  # read in several blocks
+        fast = openmetrics_fast.parse_file(path, wants_family)
+        assert fast is not None, path
+        with open(path, encoding="utf-8") as fh:
+            strict = parse_lines(fh, str(path), wants_family)
+        assert _samples(fast) == _samples(strict), path.name
+
+
+def test_content_after_eof_in_an_earlier_block_leaves_the_file_to_the_strict_parser(
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    import pyarrow.csv as pacsv
+
+    from collectors.metrics import openmetrics_fast
+
+    monkeypatch.setattr(openmetrics_fast, "_READ", pacsv.ReadOptions(column_names=["line"], block_size=4096))
+
+    def line(t: int) -> str:
+        return f'DCGM_FI_DEV_GPU_TEMP{{UUID="GPU-1",Hostname="n1"}} 41 {t}\n'
+
+    path = tmp_path / "x.om"
+    path.write_text("".join(line(1793577607 + i) for i in range(200)) + "# EOF\n" + line(1793577607) * 200)
+    assert openmetrics_fast.parse_file(path, wants_family) is None
+    path.write_text("".join(line(1793577607 + i) for i in range(400)) + "# EOF\n")
+    assert len(openmetrics_fast.parse_file(path, wants_family).sid) == 400  # type: ignore[union-attr]

@@ -95,8 +95,9 @@ def sharers(hours: list[tuple[Any, ...]], keys: dict[tuple[str, str], str]) -> d
     return out
 
 
-# per node-hour the bill prices: its capacity (from the chargeback's own capacity rows, hour by hour), the list
-# price in force at the hour's start, its key's capacity and invoice amounts, and the id of that price
+# per node-hour the bill prices: its capacity (from the chargeback's own capacity rows, hour by hour), its key's
+# capacity and invoice amounts, and the id of that price (with the list price in force at the hour's start where
+# the invoice states no list cost: _LIST_ID_SQL)
 _CAPACITY_SQL = """
 CREATE OR REPLACE TEMP TABLE billed_capacity AS
 SELECT cluster, node, date_trunc('hour', ts) AS hour, sum(units) AS units FROM ({capacity})
