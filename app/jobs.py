@@ -181,4 +181,7 @@ def reissue_weeks(settings: Settings, span: tuple[datetime, datetime] | None, pu
 
 def drift_policy(serving: ServingSettings) -> DriftPolicy:
     """The drift report's thresholds from the settings."""
-    return DriftPolicy(serving.psi_epsilon, serving.psi_bands, serving.drift_p_value, serving.distance_threshold)
+    return DriftPolicy(
+        serving.psi_epsilon, serving.psi_bands, serving.drift_p_value, serving.distance_threshold,
+        serving.drift_missing_share,
+    )  # fmt: skip

@@ -458,6 +458,9 @@ class ServingSettings(_Section):
     distance_threshold: float = Field(
         default=0.1, gt=0, description="Normed Wasserstein and Jensen-Shannon flag drift at or above this."
     )
+    drift_missing_share: float = Field(
+        default=0.1, gt=0, le=1, description="A column's missing share (NaN, None, ±inf) moving this much is drift."
+    )
     accuracy_degradation: float = Field(
         default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."
     )

@@ -214,7 +214,7 @@ def test_drift_check_on_batch_files_gives_each_features_statistics_by_name(tmp_p
             str(tmp_path / "cur.parquet"),
         ],
     )
-    assert "1 of 3 features drifted: score" in table.output
+    assert "1 of 3 judged features drifted: score" in table.output
 
 
 def test_drift_check_names_a_file_that_is_not_parquet(tmp_path: Path) -> None:

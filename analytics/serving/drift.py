@@ -13,6 +13,15 @@ Methods (natural logarithms throughout):
   or categories; at most sqrt(ln 2) ~ 0.833 (scipy.spatial.distance.jensenshannon, base e).
 - Chi-square for categories: the 2 x k contingency test of independence, without Yates' correction.
 
+Categories whose expected count (under no drift) is under 5 on either side are pooled into one, `__other__`, before
+the chi-square (its p-value means nothing below that), under 100 before Jensen-Shannon (over sparse categories it
+calls two samples of one distribution drifted: JS_MIN_EXPECTED); a pool still under the floor merges with the
+smallest category left. A column of more than 1,000 categories is reported as high-cardinality, with its number of categories and
+the share of current rows in categories the reference never saw. Counting is by sorting (np.unique): O(n log n).
+
+Values that are not finite (±inf) are counted, reported and left out like NaN; a side with no value left (empty,
+all missing) cannot be judged: the feature's status is `insufficient`, with the reason, and its drift None.
+
 Default method (comparable to Evidently's registry): a numeric feature with more than 5 distinct
 values uses KS when the reference has at most 1,000 rows, normed Wasserstein above; otherwise the
 feature is treated as categorical: chi-square up to 1,000 reference rows, Jensen-Shannon above.
@@ -35,6 +44,14 @@ PSI_BANDS = (0.1, 0.25)
 N_BINS = 10
 SMALL_REFERENCE = 1000  # Evidently: at most this many reference rows -> p-value tests
 MAX_CATEGORICAL_UNIQUE = 5
+MIN_EXPECTED = 5  # a category expected fewer times than this (under no drift) on either side is pooled
+# ... before Jensen-Shannon (references over SMALL_REFERENCE rows), fewer than this: under no drift its divergence is
+# about (k - 1) / 4n for k categories of n rows a side, so categories averaging 100 a side keep the distance's
+# noise near 0.05, half the threshold (10,000 categories of 20 rows each once read 0.11: "drift")
+JS_MIN_EXPECTED = 100
+HIGH_CARDINALITY = 1000  # more categories than this: reported as high-cardinality
+OTHER = "__other__"
+MISSING_SHARE = 0.1  # a change of the missing share (NaN, None, ±inf) by this much is drift
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,7 @@ class DriftPolicy:
     psi_bands: tuple[float, float] = PSI_BANDS
     p_value: float = 0.05
     threshold: float = 0.1
+    missing_share: float = MISSING_SHARE
 
 
 @dataclass
@@ -53,15 +71,22 @@ class FeatureDrift:
     n_reference: float
     n_current: float
     statistics: dict[str, float | None] = field(default_factory=dict)
-    drift: bool = False
+    drift: bool | None = False  # None: not judged (status insufficient)
     psi_band: str | None = None
+    reason: str | None = None  # why it is insufficient, or which check found drift beyond the distribution's
+
+    @property
+    def status(self) -> str:
+        return "insufficient" if self.drift is None else "drift" if self.drift else "no_drift"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "feature": self.feature,
             "kind": self.kind,
             "method": self.method,
+            "status": self.status,
             "drift": self.drift,
+            "reason": self.reason,
             "psi_band": self.psi_band,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
@@ -122,12 +147,32 @@ def _binned(values: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(cuts, values, side="left"), minlength=len(cuts) + 1).astype(float)
 
 
+def insufficient(feature: str, kind: str, n_reference: float, n_current: float, reason: str) -> FeatureDrift:
+    return FeatureDrift(feature, kind, "none", n_reference, n_current, drift=None, reason=reason)
+
+
+def _empty_side(n_reference: float, n_current: float, what: str) -> str | None:
+    sides = [name for name, n in (("reference", n_reference), ("current", n_current)) if not n]
+    return f"the {' and the '.join(sides)} sample{'s have' if len(sides) == 2 else ' has'} no {what}" if sides else None
+
+
 def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
-    """Every numeric statistic on raw values, and the verdict of the default method."""
-    reference = reference[~np.isnan(reference)]
-    current = current[~np.isnan(current)]
+    """Every numeric statistic on the finite values, and the verdict of the default method."""
+    infinite = {
+        "infinite_reference": float(np.isinf(reference).sum()),
+        "infinite_current": float(np.isinf(current).sum()),
+    }
+    reference = reference[np.isfinite(reference)]
+    current = current[np.isfinite(current)]
+    empty = _empty_side(len(reference), len(current), "finite value")
+    if empty:
+        out = insufficient(feature, "numeric", float(len(reference)), float(len(current)), empty)
+        out.statistics = {**infinite}
+        return out
     if len(np.unique(np.concatenate([reference, current]))) <= MAX_CATEGORICAL_UNIQUE:
-        return categorical_drift(feature, reference.astype(str), current.astype(str), policy)
+        out = categorical_drift(feature, reference.astype(str), current.astype(str), policy)
+        out.statistics.update(infinite)
+        return out
     cuts = quantile_edges(reference)
     r_counts, c_counts = _binned(reference, cuts), _binned(current, cuts)
     ks = _stats().ks_2samp(reference, current)
@@ -139,39 +184,72 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
         "ks_p_value": float(ks.pvalue),
         "wasserstein_normed": wasserstein(reference, current) / max(float(np.std(reference)), 0.001),
         "jensen_shannon": jensen_shannon(r_counts, c_counts),
+        **infinite,
     }
     return _decide(out, policy)
 
 
 def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
-    categories = sorted(set(reference.tolist()) | set(current.tolist()))
-    r = np.array([np.sum(reference == k) for k in categories], dtype=float)
-    c = np.array([np.sum(current == k) for k in categories], dtype=float)
-    return counts_drift(feature, categories, r, c, policy)
+    """Counts per category by sorting (O(n log n) at any number of categories), rare ones pooled."""
+    empty = _empty_side(len(reference), len(current), "value")
+    if empty:
+        return insufficient(feature, "categorical", float(len(reference)), float(len(current)), empty)
+    r_cats, r_n = np.unique(reference, return_counts=True)
+    c_cats, c_n = np.unique(current, return_counts=True)
+    categories = np.union1d(r_cats, c_cats)
+    r = np.zeros(len(categories))
+    c = np.zeros(len(categories))
+    r[np.searchsorted(categories, r_cats)] = r_n
+    c[np.searchsorted(categories, c_cats)] = c_n
+    unseen = float(c[r == 0].sum() / c.sum())
+    floor = MIN_EXPECTED if len(reference) <= SMALL_REFERENCE else JS_MIN_EXPECTED
+    names, r_pooled, c_pooled = pooled([str(k) for k in categories], r, c, floor)
+    out = counts_drift(feature, names, r_pooled, c_pooled, policy)
+    out.statistics["categories"] = float(len(categories))
+    out.statistics["unseen_share_current"] = unseen
+    if len(categories) > HIGH_CARDINALITY:
+        out.kind = "categorical (high cardinality)"
+    return out
+
+
+def pooled(
+    categories: list[str], r: np.ndarray, c: np.ndarray, floor: float = MIN_EXPECTED
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Categories expected fewer than `floor` times on either side (under no drift) pooled into OTHER; a pool still
+    under it merged with the smallest category left, until every one is at least that or one is left."""
+    n_r, n_c = r.sum(), c.sum()
+    if not n_r or not n_c:
+        return categories, r, c
+    total = r + c
+    rare = np.minimum(total * n_r, total * n_c) / (n_r + n_c) < floor
+    if not rare.any():
+        return categories, r, c
+    keep = np.flatnonzero(~rare)
+    order = keep[np.argsort(total[keep], kind="stable")]  # smallest first: the next to join the pool
+    pool_r, pool_c, i = r[rare].sum(), c[rare].sum(), 0
+    while i < len(order) and (pool_r + pool_c) * min(n_r, n_c) / (n_r + n_c) < floor:
+        pool_r, pool_c, i = pool_r + r[order[i]], pool_c + c[order[i]], i + 1
+    left = np.sort(order[i:])
+    return ([categories[j] for j in left] + [OTHER], np.append(r[left], pool_r), np.append(c[left], pool_c))
 
 
 def counts_drift(
     feature: str, categories: list[str], reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
 ) -> FeatureDrift:
     """Categorical drift from counts per category (e.g. requests per finished_reason)."""
+    empty = _empty_side(float(reference.sum()), float(current.sum()), "count")
+    if empty:
+        return insufficient(feature, "categorical", float(reference.sum()), float(current.sum()), empty)
     statistic, p, dof = chi_square(reference, current)
     out = FeatureDrift(feature, "categorical", "", float(reference.sum()), float(current.sum()))
     out.statistics = {
         "chi_square": statistic,
         "chi_square_p_value": p,
         "chi_square_dof": float(dof),
-        "jensen_shannon": jensen_shannon(reference, current) if reference.sum() and current.sum() else None,
-        "psi": psi(reference / reference.sum(), current / current.sum(), policy.epsilon)
-        if reference.sum() and current.sum()
-        else None,
-        **{
-            f"share_reference[{k}]": float(v / reference.sum()) if reference.sum() else None
-            for k, v in zip(categories, reference, strict=True)
-        },
-        **{
-            f"share_current[{k}]": float(v / current.sum()) if current.sum() else None
-            for k, v in zip(categories, current, strict=True)
-        },
+        "jensen_shannon": jensen_shannon(reference, current),
+        "psi": psi(reference / reference.sum(), current / current.sum(), policy.epsilon),
+        **{f"share_reference[{k}]": float(v / reference.sum()) for k, v in zip(categories, reference, strict=True)},
+        **{f"share_current[{k}]": float(v / current.sum()) for k, v in zip(categories, current, strict=True)},
     }
     return _decide(out, policy)
 
@@ -193,8 +271,12 @@ def _decide(out: FeatureDrift, policy: DriftPolicy) -> FeatureDrift:
             if small
             else _value(s["jensen_shannon"], 0.0) >= policy.threshold
         )
+    deciding = s.get("ks_statistic" if out.method == "ks" else out.method)
+    if deciding is not None and not math.isfinite(deciding):
+        out.drift, out.reason = None, f"{out.method} is not a number on these samples"
+        return out
     value = s.get("psi")
-    if value is not None:
+    if value is not None and math.isfinite(value):
         out.psi_band = psi_band(value, policy.psi_bands)
     return out
 
@@ -221,10 +303,10 @@ def histogram_drift(
     feature: str, edges: np.ndarray, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
 ) -> FeatureDrift:
     """Numeric drift from bucket counts (non-cumulative, one per `le` edge, +Inf last)."""
+    empty = _empty_side(float(reference.sum()), float(current.sum()), "observation in its window")
+    if empty:
+        return insufficient(feature, "numeric", float(reference.sum()), float(current.sum()), empty)
     out = FeatureDrift(feature, "numeric", "", float(reference.sum()), float(current.sum()))
-    if not reference.sum() or not current.sum():
-        out.method = "none"
-        return out
     cuts = histogram_cuts(edges, reference)
     r_bins, c_bins = _merge(reference, cuts), _merge(current, cuts)
     f_r, f_c = np.cumsum(reference) / reference.sum(), np.cumsum(current) / current.sum()

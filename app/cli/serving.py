@@ -11,7 +11,8 @@ import duckdb
 
 from analytics.serving import canary as canary_mod
 from analytics.serving import slo as slo_mod
-from analytics.serving.drift import DriftPolicy, FeatureDrift, categorical_drift, numeric_drift
+from analytics.serving.drift import FeatureDrift
+from analytics.serving.drift_columns import ColumnTypes, column_drift, share_drifted
 from analytics.serving.traffic_drift import accuracy_drift, traffic_drift
 from analytics.serving.unit_cost import unit_costs
 from app.cli.base import Context, fail_cleanly, main, make_window, pass_ctx
@@ -157,22 +158,24 @@ DRIFT_COLUMNS = [
     "kind",
     "method",
     "value",
-    "drift",
+    "status",
     "psi",
     "psi_band",
     "p_value",
     "n_reference",
     "n_current",
+    "reason",
 ]
 
 
 def _drift_row(f: FeatureDrift) -> dict[str, Any]:
     p = f.statistics.get("ks_p_value", f.statistics.get("chi_square_p_value"))
     return {
-        **{k: getattr(f, k) for k in ("feature", "kind", "method", "drift", "psi_band", "n_reference", "n_current")},
-        "value": f.statistics.get(f.method),
+        **{k: getattr(f, k) for k in ("feature", "kind", "method", "status", "psi_band", "n_reference", "n_current")},
+        "value": f.statistics.get("ks_statistic" if f.method == "ks" else f.method),
         "psi": f.statistics.get("psi"),
         "p_value": p,
+        "reason": f.reason or "",
     }
 
 
@@ -248,21 +251,30 @@ def drift_group() -> None:
 @pass_ctx
 @fail_cleanly
 def drift_check_cmd(ctx: Context, reference: Path, current: Path, fmt: str) -> None:
-    """Every column both files share: PSI, KS, normed Wasserstein, Jensen-Shannon or chi-square; exit 0."""
+    """Every column both files share: PSI, KS, normed Wasserstein, Jensen-Shannon or chi-square, and the missing
+    share; a column that cannot be judged is `insufficient` with its reason (exit 2 when none can be)."""
     ref, cur = _read_parquet(reference), _read_parquet(current)
     common = [col for col in ref.columns if col in cur.columns]
     if not common:
         raise InputError(str(current), f"shares no column with {reference}")
     policy = drift_policy(ctx.settings.serving)
-    results = [_column_drift(col, ref[col], cur[col], policy) for col in common]
+    try:
+        results = [column_drift(col, ref[col], cur[col], policy) for col in common]
+    except ColumnTypes as exc:
+        raise InputError(str(current), str(exc)) from None
     drifted = [r.feature for r in results if r.drift]
+    unjudged = [r.feature for r in results if r.drift is None]
     data = {
         "reference": str(reference), "current": str(current),
         "features": {r.feature: r.as_dict() for r in results},
-        "drifted": drifted, "share_drifted": len(drifted) / len(results),
+        "drifted": drifted, "insufficient": unjudged, "share_drifted": share_drifted(results),
     }  # fmt: skip
-    footer = f"\n{len(drifted)} of {len(results)} features drifted" + (f": {', '.join(drifted)}" if drifted else "")
+    judged = len(results) - len(unjudged)
+    footer = f"\n{len(drifted)} of {judged} judged features drifted" + (f": {', '.join(drifted)}" if drifted else "")
+    footer += f"; {len(unjudged)} could not be judged: {', '.join(unjudged)}" if unjudged else ""
     _emit(fmt, data, [_drift_row(r) for r in results], DRIFT_COLUMNS, footer)
+    if not judged:
+        raise InputError(str(current), "no column could be judged (see each one's reason)")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -274,12 +286,3 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise InputError(str(path), "no such file") from None
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise InputError(str(path), f"not a readable Parquet file ({type(exc).__name__})") from exc
-
-
-def _column_drift(name: str, ref: pd.Series, cur: pd.Series, policy: DriftPolicy) -> FeatureDrift:
-    import pandas as pd
-
-    numeric = pd.api.types.is_numeric_dtype(ref) and not pd.api.types.is_bool_dtype(ref)
-    if numeric and pd.api.types.is_numeric_dtype(cur):
-        return numeric_drift(name, ref.to_numpy(dtype=float), cur.to_numpy(dtype=float), policy)
-    return categorical_drift(name, ref.dropna().astype(str).to_numpy(), cur.dropna().astype(str).to_numpy(), policy)

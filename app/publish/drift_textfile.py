@@ -40,6 +40,8 @@ def exposition(model: str, end: datetime, features: list[FeatureDrift], accuracy
         psi = f.statistics.get("psi")
         if psi is not None:
             samples[c.METRIC_DRIFT_PSI].append(f"{{{_labels(**key)}}} {psi:.10g}")
+        if f.drift is None:  # not judged: no sample, as the accuracy gauge is absent when it cannot be judged
+            continue
         detected = _labels(**key, kind=f.kind, method=f.method)
         samples[c.METRIC_DRIFT_DETECTED].append(f"{{{detected}}} {int(f.drift)}")
     if accuracy.verdict in ("stable", "degraded"):
