@@ -183,5 +183,7 @@ def drift_policy(serving: ServingSettings) -> DriftPolicy:
     """The drift report's thresholds from the settings."""
     return DriftPolicy(
         serving.psi_epsilon, serving.psi_bands, serving.drift_p_value, serving.distance_threshold,
-        serving.drift_missing_share,
+        serving.drift_missing_share, serving.drift_share,
+        methods={k: v.method for k, v in serving.drift_columns.items() if v.method},
+        thresholds={k: v.threshold for k, v in serving.drift_columns.items() if v.threshold is not None},
     )  # fmt: skip

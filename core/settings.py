@@ -435,6 +435,15 @@ class CanarySettings(_Section):
     p_value: float = Field(default=0.05, gt=0, lt=1, description="Rate triggers need a one-sided z-test below this.")
 
 
+class DriftColumn(_Section):
+    method: Literal["ks", "chi_square", "wasserstein_normed", "jensen_shannon", "psi"] | None = Field(
+        default=None, description="The method that decides the column (default: by its kind and size)."
+    )
+    threshold: float | None = Field(
+        default=None, gt=0, description="Its p-value (ks, chi_square), distance or PSI threshold."
+    )
+
+
 class ServingSettings(_Section):
     services: dict[str, ServiceSettings] = Field(
         default_factory=dict, description="Serving services by name, each with its model selector and SLOs."
@@ -460,6 +469,12 @@ class ServingSettings(_Section):
     )
     drift_missing_share: float = Field(
         default=0.1, gt=0, le=1, description="A column's missing share (NaN, None, ±inf) moving this much is drift."
+    )
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="`drift check`: the dataset drifts when this share of its columns did."
+    )
+    drift_columns: dict[str, DriftColumn] = Field(
+        default_factory=dict, description="`drift check`: a column's own method and threshold."
     )
     accuracy_degradation: float = Field(
         default=0.05, gt=0, lt=1, description="Relative accuracy drop vs the reference that counts as drift."

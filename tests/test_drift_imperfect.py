@@ -180,3 +180,60 @@ def test_categories_expected_fewer_than_5_times_are_pooled_before_the_chi_square
         "share_reference[__other__]",
     }
     assert got["unseen_share_current"] == pytest.approx(3 / 100)  # e, which the reference never had
+
+
+def _run(tmp_path: Path, pair: Pair, *args: str, config: str = "") -> tuple[int, str]:
+    ref, cur = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    pair[0].to_parquet(ref)
+    pair[1].to_parquet(cur)
+    settings = tmp_path / "gpuledger.yaml"
+    settings.write_text(config)
+    result = run_cli("--config", str(settings), "drift", "check", "--reference", str(ref), "--current", str(cur),
+                     "--format", "json", *args)  # fmt: skip
+    return result.exit_code, result.output
+
+
+def _shifted(sd: float) -> Pair:
+    """800 rows a side (its own seed), the current one shifted by `sd` standard deviations: at 0.4, KS p far below 0.05
+    and PSI near 0.16 (a shift's PSI is about its square), under the 0.25 of a major move."""
+    rng = np.random.default_rng(4)
+    return pd.DataFrame({"x": rng.normal(0, 1, 800)}), pd.DataFrame({"x": rng.normal(sd, 1, 800)})
+
+
+OWN = {
+    "the default (KS at 800 rows)": ((), "", "ks", "drift"),
+    "PSI at 0.25, by option": (("--method", "x=psi", "--threshold", "x=0.25"), "", "psi", "no_drift"),
+    "PSI at 0.25, by setting": ((), "serving:\n  drift_columns:\n    x: {method: psi, threshold: 0.25}\n", "psi", "no_drift"),
+    "KS at a p-value of 1e-30": (("--threshold", "x=1e-30"), "", "ks", "no_drift"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(OWN), ids=list(OWN))
+def test_a_column_is_decided_by_its_own_method_and_threshold(case: str, tmp_path: Path) -> None:
+    args, config, method, status = OWN[case]
+    code, output = _run(tmp_path, _shifted(0.4), *args, config=config)
+    got = _strict(output)["features"]["x"]
+    assert code == 0 and (got["method"], got["status"]) == (method, status), got
+    assert got["ks_p_value"] < 1e-4 and got["psi"] < 0.25  # the same statistics, another verdict
+
+
+def test_a_method_a_column_cannot_take_is_refused_in_one_line(tmp_path: Path) -> None:
+    pair = (pd.DataFrame({"k": ["a", "b"] * 50}), pd.DataFrame({"k": ["a", "b"] * 50}))
+    code, output = _run(tmp_path, pair, "--method", "k=ks")
+    assert code == 2 and output.strip().splitlines() == [
+        "gpuledger: error: column 'k' is categorical: method 'ks' does not apply (choose chi_square, "
+        "jensen_shannon, psi)"
+    ]
+
+
+@pytest.mark.parametrize(("share", "verdict"), [(0.5, True), (0.8, False)])
+def test_the_dataset_drifts_when_its_share_of_drifted_columns_reaches_drift_share(
+    share: float, verdict: bool, tmp_path: Path
+) -> None:
+    """Columns a and b move by 3 standard deviations, c does not: 2 of 3 drifted."""
+    ref = pd.DataFrame({col: RNG.normal(0, 1, 500) for col in "abc"})
+    cur = pd.DataFrame({"a": RNG.normal(3, 1, 500), "b": RNG.normal(3, 1, 500), "c": RNG.normal(0, 1, 500)})
+    code, output = _run(tmp_path, (ref, cur), config=f"serving:\n  drift_share: {share}\n")
+    report = _strict(output)
+    assert code == 0 and report["drifted"] == ["a", "b"] and report["share_drifted"] == pytest.approx(2 / 3)
+    assert report["dataset_drift"] is verdict

@@ -61,6 +61,25 @@ class DriftPolicy:
     p_value: float = 0.05
     threshold: float = 0.1
     missing_share: float = MISSING_SHARE
+    drift_share: float = 0.5  # the dataset drifts when this share of its judged columns did (Evidently's default)
+    methods: dict[str, str] = field(default_factory=dict)  # column -> the method that decides it
+    thresholds: dict[str, float] = field(default_factory=dict)  # column -> its p-value, distance or PSI threshold
+
+
+# method -> (the statistic that decides it, a p-value: drift below the threshold; else at or above it)
+METHODS = {
+    "ks": ("ks_p_value", True),
+    "chi_square": ("chi_square_p_value", True),
+    "wasserstein_normed": ("wasserstein_normed", False),
+    "jensen_shannon": ("jensen_shannon", False),
+    "psi": ("psi", False),
+}
+FOR_KIND = {"numeric": ("ks", "wasserstein_normed", "jensen_shannon", "psi"),
+            "categorical": ("chi_square", "jensen_shannon", "psi")}  # fmt: skip
+
+
+class MethodError(ValueError):
+    """A method asked for a column it cannot test."""
 
 
 @dataclass
@@ -255,34 +274,33 @@ def counts_drift(
 
 
 def _decide(out: FeatureDrift, policy: DriftPolicy) -> FeatureDrift:
+    """The verdict of the column's method (its own, where the policy names one, else the default for its kind and
+    size) against its threshold (its own, else the policy's p-value, distance or first PSI band)."""
     s = out.statistics
     small = out.n_reference <= SMALL_REFERENCE
-    if out.kind == "numeric":
-        out.method = "ks" if small else "wasserstein_normed"
-        out.drift = (
-            _value(s["ks_p_value"], 1.0) < policy.p_value
-            if small
-            else _value(s["wasserstein_normed"], 0.0) >= policy.threshold
+    kind = "numeric" if out.kind in ("numeric", "datetime") else "categorical"
+    default = (
+        ("ks" if small else "wasserstein_normed")
+        if kind == "numeric"
+        else ("chi_square" if small else "jensen_shannon")
+    )
+    out.method = policy.methods.get(out.feature, default)
+    if out.method not in FOR_KIND[kind]:
+        raise MethodError(
+            f"column {out.feature!r} is {kind}: method {out.method!r} does not apply (choose {', '.join(FOR_KIND[kind])})"
         )
-    else:
-        out.method = "chi_square" if small else "jensen_shannon"
-        out.drift = (
-            _value(s["chi_square_p_value"], 1.0) < policy.p_value
-            if small
-            else _value(s["jensen_shannon"], 0.0) >= policy.threshold
-        )
-    deciding = s.get("ks_statistic" if out.method == "ks" else out.method)
-    if deciding is not None and not math.isfinite(deciding):
+    statistic, is_p = METHODS[out.method]
+    fallback = policy.p_value if is_p else policy.psi_bands[0] if out.method == "psi" else policy.threshold
+    threshold = policy.thresholds.get(out.feature, fallback)
+    deciding = s.get(statistic)
+    if deciding is None or not math.isfinite(deciding):
         out.drift, out.reason = None, f"{out.method} is not a number on these samples"
         return out
+    out.drift = deciding < threshold if is_p else deciding >= threshold
     value = s.get("psi")
     if value is not None and math.isfinite(value):
         out.psi_band = psi_band(value, policy.psi_bands)
     return out
-
-
-def _value(x: float | None, missing: float) -> float:
-    return missing if x is None else x  # never `x or missing`: a p-value of exactly 0 is the strongest evidence
 
 
 def histogram_cuts(edges: np.ndarray, reference_counts: np.ndarray, bins: int = N_BINS) -> np.ndarray:

@@ -6,7 +6,8 @@
 - Its missing share (NaN, None, ±inf) is reported on both sides; a change of `policy.missing_share` or more is
   drift, with the reason, whatever the distribution of the values present.
 - A side with no value left is `insufficient`, never "no drift"; so is a column missing everywhere.
-- The dataset's verdict: the share of judged columns that drifted.
+- The dataset's verdict: drifted when the share of judged columns that drifted reaches `policy.drift_share`.
+- A column's method and threshold can be its own (`policy.methods`, `policy.thresholds`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,12 @@ def _with_missing(out: FeatureDrift, ref: pd.Series, cur: pd.Series, policy: Dri
 
 
 def share_drifted(results: list[FeatureDrift]) -> float | None:
-    """The dataset's verdict: drifted columns over judged ones (None: none could be judged)."""
+    """Drifted columns over judged ones (None: none could be judged)."""
     judged = [r for r in results if r.drift is not None]
     return sum(1 for r in judged if r.drift) / len(judged) if judged else None
+
+
+def dataset_drift(results: list[FeatureDrift], policy: DriftPolicy) -> bool | None:
+    """The dataset's verdict, as Evidently's: drifted when at least `policy.drift_share` of its judged columns did."""
+    share = share_drifted(results)
+    return None if share is None else share >= policy.drift_share

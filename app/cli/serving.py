@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,8 +12,8 @@ import duckdb
 
 from analytics.serving import canary as canary_mod
 from analytics.serving import slo as slo_mod
-from analytics.serving.drift import FeatureDrift
-from analytics.serving.drift_columns import ColumnTypes, column_drift, share_drifted
+from analytics.serving.drift import METHODS, DriftPolicy, FeatureDrift, MethodError
+from analytics.serving.drift_columns import ColumnTypes, column_drift, dataset_drift, share_drifted
 from analytics.serving.traffic_drift import accuracy_drift, traffic_drift
 from analytics.serving.unit_cost import unit_costs
 from app.cli.base import Context, fail_cleanly, main, make_window, pass_ctx
@@ -248,33 +249,68 @@ def drift_group() -> None:
 @click.option("--reference", required=True, type=click.Path(path_type=Path), help="Reference Parquet file.")
 @click.option("--current", required=True, type=click.Path(path_type=Path), help="Current Parquet file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--method",
+    "methods",
+    multiple=True,
+    metavar="COLUMN=METHOD",
+    help="A column's own method: ks, chi_square, wasserstein_normed, jensen_shannon or psi (repeatable).",
+)
+@click.option("--threshold", "thresholds", multiple=True, metavar="COLUMN=VALUE",
+              help="A column's own threshold: its p-value, distance or PSI (repeatable).")  # fmt: skip
 @pass_ctx
 @fail_cleanly
-def drift_check_cmd(ctx: Context, reference: Path, current: Path, fmt: str) -> None:
+def drift_check_cmd(
+    ctx: Context, reference: Path, current: Path, fmt: str, methods: tuple[str, ...], thresholds: tuple[str, ...]
+) -> None:
     """Every column both files share: PSI, KS, normed Wasserstein, Jensen-Shannon or chi-square, and the missing
     share; a column that cannot be judged is `insufficient` with its reason (exit 2 when none can be)."""
     ref, cur = _read_parquet(reference), _read_parquet(current)
     common = [col for col in ref.columns if col in cur.columns]
     if not common:
         raise InputError(str(current), f"shares no column with {reference}")
-    policy = drift_policy(ctx.settings.serving)
+    policy = _with_columns(drift_policy(ctx.settings.serving), methods, thresholds)
     try:
         results = [column_drift(col, ref[col], cur[col], policy) for col in common]
     except ColumnTypes as exc:
         raise InputError(str(current), str(exc)) from None
+    except MethodError as exc:
+        raise ConfigError(str(exc)) from None
     drifted = [r.feature for r in results if r.drift]
     unjudged = [r.feature for r in results if r.drift is None]
     data = {
         "reference": str(reference), "current": str(current),
         "features": {r.feature: r.as_dict() for r in results},
         "drifted": drifted, "insufficient": unjudged, "share_drifted": share_drifted(results),
+        "dataset_drift": dataset_drift(results, policy), "drift_share": policy.drift_share,
     }  # fmt: skip
     judged = len(results) - len(unjudged)
     footer = f"\n{len(drifted)} of {judged} judged features drifted" + (f": {', '.join(drifted)}" if drifted else "")
+    footer += f"; dataset drift: {data['dataset_drift']} (at a share of {policy.drift_share:g})"
     footer += f"; {len(unjudged)} could not be judged: {', '.join(unjudged)}" if unjudged else ""
     _emit(fmt, data, [_drift_row(r) for r in results], DRIFT_COLUMNS, footer)
     if not judged:
         raise InputError(str(current), "no column could be judged (see each one's reason)")
+
+
+def _with_columns(policy: DriftPolicy, methods: tuple[str, ...], thresholds: tuple[str, ...]) -> DriftPolicy:
+    """The policy with --method and --threshold COLUMN=VALUE pairs over the settings' serving.drift_columns."""
+    chosen, limits = dict(policy.methods), dict(policy.thresholds)
+    for option, pairs in (("--method", methods), ("--threshold", thresholds)):
+        for pair in pairs:
+            column, sep, value = pair.rpartition("=")
+            if not sep or not column:
+                raise ConfigError(f"{option} {pair!r}: write COLUMN=VALUE")
+            if option == "--method":
+                if value not in METHODS:
+                    raise ConfigError(f"{option} {pair!r}: {value!r} is not one of {', '.join(METHODS)}")
+                chosen[column] = value
+            else:
+                try:
+                    limits[column] = float(value)
+                except ValueError:
+                    raise ConfigError(f"{option} {pair!r}: {value!r} is not a number") from None
+    return dataclasses.replace(policy, methods=chosen, thresholds=limits)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
