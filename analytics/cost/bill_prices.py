@@ -62,11 +62,13 @@ parts AS (
     FROM (SELECT *, unnest(generate_series(first_hour, last_hour, INTERVAL 1 HOUR)) AS hour FROM lines
           WHERE first_hour < last_hour))
 SELECT {{keys}}, {_part("effective_cost")} AS effective, {_part("billed_cost")} AS billed,
-    {_part("coalesce(list_cost, 0)")} AS list
-FROM parts WHERE hour >= $start AND hour < $end GROUP BY ALL"""
+    {_part("coalesce(list_cost, 0)")} AS list{{aggregates}}
+FROM parts WHERE hour >= $start AND hour < $end GROUP BY {{group}}"""
 LINE_HOURS_SQL = _LINE_HOURS.format(
     keys="""resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
-    coalesce(resource_id, '') AS resource_id, coalesce(invoice_id, '') AS invoice_id, provider"""
+    coalesce(resource_id, '') AS resource_id, coalesce(invoice_id, '') AS invoice_id, provider""",
+    aggregates="",
+    group="ALL",
 )
 
 # the ledger's node-hours: seconds and billable GPU-unit-seconds per (node, hour, price row in force), from the
@@ -105,15 +107,16 @@ GROUP BY ALL HAVING sum(units) > 0"""
 
 _BILLED_SQL = """
 CREATE OR REPLACE TEMP TABLE {table} AS
-WITH keyed AS (SELECT cap.*, k_.resource_key FROM billed_capacity cap JOIN ({keys}) k_ USING (cluster, node)),
-key_units AS (SELECT resource_key, hour, sum(units) AS key_units FROM keyed GROUP BY ALL),
-bill AS (
-    SELECT resource_key, hour, sum(effective) AS effective, sum(billed) AS billed, sum(list) AS list,
-        {names} AS accounts, {invoices} AS invoices, min(provider) AS provider
-    FROM ({lines}) GROUP BY ALL)
-SELECT k.cluster, k.node, k.hour, NULL::VARCHAR AS list_id, u.key_units, b.effective, b.billed, b.list, b.accounts,
-    coalesce(b.invoices, '') AS invoices, b.provider, {bill_id} AS bill_id
-FROM keyed k JOIN key_units u USING (resource_key, hour) JOIN bill b USING (resource_key, hour)"""
+WITH keys_ AS ({keys}),
+shared AS (SELECT resource_key FROM keys_ GROUP BY resource_key HAVING count(*) > 1),
+keyed AS (
+    SELECT cap.*, k_.resource_key, k_.resource_key IN (SELECT resource_key FROM shared) AS is_shared
+    FROM billed_capacity cap JOIN keys_ k_ USING (cluster, node)),
+key_units AS (SELECT resource_key, hour, sum(units) AS key_units FROM keyed WHERE is_shared GROUP BY ALL),
+bill AS ({lines})
+SELECT k.cluster, k.node, k.hour, NULL::VARCHAR AS list_id, coalesce(u.key_units, k.units) AS key_units, b.effective,
+    b.billed, b.list, b.accounts, coalesce(b.invoices, '') AS invoices, b.provider, {bill_id} AS bill_id
+FROM keyed k JOIN bill b USING (resource_key, hour) LEFT JOIN key_units u USING (resource_key, hour)"""
 
 
 def _names_sql(col: str, sep: str) -> str:
@@ -160,13 +163,12 @@ def billed_prices(
     return the price of each bill id."""
     params = {"start": window.start, "end": window.end}
     con.execute(_CAPACITY_SQL.format(capacity=capacity))
-    lines = _LINE_HOURS.format(keys="resource_key, hour, coalesce(account_id, '') AS account_id, "
-                               "coalesce(invoice_id, '') AS invoice_id, provider")  # fmt: skip
-    billed = _BILLED_SQL.format(
-        table=prices.BILLED_HOURS, keys=_KEYS_SQL, lines=lines, names=_names_sql("account_id", ", "),
-        invoices=_names_sql("nullif(invoice_id, '')", "; "), bill_id=_BILL_ID.format(p="b.", units="u.key_units",
-        list_id="''"),
-    )  # fmt: skip
+    names = _names_sql("coalesce(account_id, '')", ", ")
+    invoices = _names_sql("nullif(invoice_id, '')", "; ")
+    lines = _LINE_HOURS.format(keys="resource_key, hour", group="resource_key, hour",
+                               aggregates=f", {names} AS accounts, {invoices} AS invoices, min(provider) AS provider")  # fmt: skip
+    bill_id = _BILL_ID.format(p="b.", units="coalesce(u.key_units, k.units)", list_id="''")
+    billed = _BILLED_SQL.format(table=prices.BILLED_HOURS, keys=_KEYS_SQL, lines=lines, bill_id=bill_id)
     con.execute(billed, params)
     unlisted = f"SELECT hour AS ts, cluster, node FROM {prices.BILLED_HOURS} WHERE list <= 0"
     if con.execute(f"SELECT count(*) FROM ({unlisted})").fetchone() != (0,):
