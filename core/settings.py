@@ -436,7 +436,7 @@ class CanarySettings(_Section):
 
 
 class DriftColumn(_Section):
-    method: Literal["ks", "chi_square", "wasserstein_normed", "jensen_shannon", "psi"] | None = Field(
+    method: Literal["ks", "chi_square", "wasserstein_normed", "jensen_shannon", "psi", "mmd"] | None = Field(
         default=None, description="The method that decides the column (default: by its kind and size)."
     )
     threshold: float | None = Field(

@@ -73,9 +73,10 @@ METHODS = {
     "wasserstein_normed": ("wasserstein_normed", False),
     "jensen_shannon": ("jensen_shannon", False),
     "psi": ("psi", False),
+    "mmd": ("mmd_p_value", True),
 }
 FOR_KIND = {"numeric": ("ks", "wasserstein_normed", "jensen_shannon", "psi"),
-            "categorical": ("chi_square", "jensen_shannon", "psi")}  # fmt: skip
+            "categorical": ("chi_square", "jensen_shannon", "psi"), "embedding": ("mmd",)}  # fmt: skip
 
 
 class MethodError(ValueError):
@@ -205,7 +206,7 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
         "jensen_shannon": jensen_shannon(r_counts, c_counts),
         **infinite,
     }
-    return _decide(out, policy)
+    return decide(out, policy)
 
 
 def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
@@ -270,20 +271,20 @@ def counts_drift(
         **{f"share_reference[{k}]": float(v / reference.sum()) for k, v in zip(categories, reference, strict=True)},
         **{f"share_current[{k}]": float(v / current.sum()) for k, v in zip(categories, current, strict=True)},
     }
-    return _decide(out, policy)
+    return decide(out, policy)
 
 
-def _decide(out: FeatureDrift, policy: DriftPolicy) -> FeatureDrift:
+def decide(out: FeatureDrift, policy: DriftPolicy) -> FeatureDrift:
     """The verdict of the column's method (its own, where the policy names one, else the default for its kind and
     size) against its threshold (its own, else the policy's p-value, distance or first PSI band)."""
     s = out.statistics
     small = out.n_reference <= SMALL_REFERENCE
-    kind = "numeric" if out.kind in ("numeric", "datetime") else "categorical"
-    default = (
-        ("ks" if small else "wasserstein_normed")
-        if kind == "numeric"
-        else ("chi_square" if small else "jensen_shannon")
-    )
+    kind = "numeric" if out.kind in ("numeric", "datetime") else out.kind if out.kind == "embedding" else "categorical"
+    default = {
+        "numeric": "ks" if small else "wasserstein_normed",
+        "categorical": "chi_square" if small else "jensen_shannon",
+        "embedding": "mmd",
+    }[kind]
     out.method = policy.methods.get(out.feature, default)
     if out.method not in FOR_KIND[kind]:
         raise MethodError(
@@ -342,4 +343,4 @@ def histogram_drift(
         "jensen_shannon": jensen_shannon(r_bins, c_bins),
         "psi_bins": float(len(r_bins)),
     }
-    return _decide(out, policy)
+    return decide(out, policy)

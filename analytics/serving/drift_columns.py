@@ -1,7 +1,8 @@
 """Drift of a table's columns (`gpuledger drift check`): which test each column gets, and what it cannot judge.
 
 - A column's kind comes from its type on both sides: numbers (not booleans), datetimes (compared as seconds since
-  the epoch: two disjoint months drift), anything else categories (as text). A column that is numbers on one side
+  the epoch: two disjoint months drift), vectors (a list column: embeddings, analytics/serving/drift_embeddings.py),
+  anything else categories (as text). A column that is numbers on one side
   and text on the other is refused (`ColumnTypes`), never compared as text ("12.0" is not "12").
 - Its missing share (NaN, None, ±inf) is reported on both sides; a change of `policy.missing_share` or more is
   drift, with the reason, whatever the distribution of the values present.
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from analytics.serving.drift import DriftPolicy, FeatureDrift, categorical_drift, insufficient, numeric_drift
+from analytics.serving.drift_embeddings import embedding_drift
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +45,8 @@ def kind_of(series: pd.Series) -> str:
 
     if series.isna().all():
         return "missing"
+    if series.dtype == object and isinstance(series.dropna().iloc[0], list | tuple | np.ndarray):
+        return "embedding"  # a Parquet list column: one vector a row
     if pd.api.types.is_bool_dtype(series):
         return "categorical"
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -70,6 +74,8 @@ def column_drift(name: str, ref: pd.Series, cur: pd.Series, policy: DriftPolicy)
         raise ColumnTypes(name, f"{ref.dtype} ({kind_of(ref)})", f"{cur.dtype} ({kind_of(cur)})")
     elif kinds == {"categorical"}:
         out = categorical_drift(name, _text(ref), _text(cur), policy)
+    elif kinds == {"embedding"}:
+        out = embedding_drift(name, _vectors(ref), _vectors(cur), policy)
     else:
         out = numeric_drift(name, _numbers(ref), _numbers(cur), policy)
         out.kind = "datetime" if kinds == {"datetime"} else out.kind
@@ -83,6 +89,14 @@ def _all_missing(ref: pd.Series, cur: pd.Series) -> str:
 
 def _text(series: pd.Series) -> np.ndarray:
     return series.dropna().astype(str).to_numpy()
+
+
+def _vectors(series: pd.Series) -> np.ndarray:
+    """One row a vector; vectors of unequal lengths give a 1-d object array (insufficient: dimensions differ)."""
+    rows = [np.asarray(v, dtype=float) for v in series.dropna()]
+    if len({len(r) for r in rows}) > 1:
+        return np.array(rows, dtype=object)
+    return np.vstack(rows) if rows else np.zeros((0, 0))
 
 
 def _numbers(series: pd.Series) -> np.ndarray:
