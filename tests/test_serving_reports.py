@@ -263,3 +263,18 @@ def test_sloth_spec_files_from_the_settings_are_reported_next_to_the_declared_sl
     assert set(from_spec) == {"e2e-latency", "errors"}
     for name, row in from_spec.items():
         assert row["sli_value"] == pytest.approx(declared[name]["sli_value"], rel=1e-12)
+
+
+def test_serving_drift_over_a_window_without_the_models_series_is_insufficient_never_stable(
+    week_serving_warehouse: Path, tmp_path: Path
+) -> None:
+    """The current window lies after the simulated week: every signal the reference has is absent from it."""
+    args = ["report", "drift", "--model", LLM, "--reference-start", "2026-11-02", "--reference-end", "2026-11-03",
+            "--start", "2026-11-20", "--end", "2026-11-21", "--format", "json"]  # fmt: skip
+    out = json.loads(_cli(_config(tmp_path), week_serving_warehouse, *args).output)
+    features = out["features"]
+    assert {"prompt_tokens", "e2e_latency", "finish_reason"} <= set(features)
+    for name, feature in features.items():
+        assert (feature["status"], feature["drift"]) == ("insufficient", None), name
+        assert feature["reason"].startswith("the current window has no "), name
+    assert out["accuracy"]["verdict"] != "stable"

@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 
 from analytics.serving.counters import Matcher, Selector, Span, gauge_means, series_increases
-from analytics.serving.drift import DriftPolicy, FeatureDrift, _stats, counts_drift, histogram_drift
+from analytics.serving.drift import DriftPolicy, FeatureDrift, _stats, counts_drift, histogram_drift, insufficient
 from analytics.serving.sli import has_data
 from core import conventions as c
 from core.timeutil import Window
@@ -75,17 +75,40 @@ def traffic_drift(
     for signal in NUMERIC_SIGNALS:
         for family, (sig, _) in c.SERVING_HISTOGRAMS.items():
             bucket = Selector(f"{family}_bucket", _matchers(model, extra))
-            if sig != signal or not has_data(con, bucket, reference):
+            absent = _absent(con, bucket, reference, current) if sig == signal else "skip"
+            if absent == "skip":
                 continue
+            if absent:
+                out.append(insufficient(signal, "numeric", 0.0, 0.0, absent))
+                break
             ref, cur = _bucket_counts(con, bucket, spans)
             edges, r, k = _common(ref, cur)
-            if len(edges):
-                out.append(histogram_drift(signal, edges, r, k, policy))
+            out.append(
+                histogram_drift(signal, edges, r, k, policy)
+                if len(edges)
+                else insufficient(signal, "numeric", 0.0, 0.0, "the two windows share no bucket edge")
+            )
             break
     finished = Selector(c.VLLM_FINISHED, _matchers(model, extra))
-    if has_data(con, finished, reference):
-        out.append(_finish_reasons(con, finished, spans, policy))
+    absent = _absent(con, finished, reference, current)
+    if absent != "skip":
+        out.append(
+            insufficient("finish_reason", "categorical", 0.0, 0.0, absent)
+            if absent
+            else _finish_reasons(con, finished, spans, policy)
+        )
     return out
+
+
+def _absent(con: duckdb.DuckDBPyConnection, sel: Selector, reference: Window, current: Window) -> str | None:
+    """ "skip" when neither window holds the series (the model does not export it), the reason when one does not
+    (a signal absent on one side is not judged, never "stable"), else None."""
+    have = has_data(con, sel, reference), has_data(con, sel, current)
+    if not any(have):
+        return "skip"
+    if all(have):
+        return None
+    return f"the {'reference' if not have[0] else 'current'} window has no {sel.metric} series"
 
 
 def _finish_reasons(
