@@ -22,6 +22,7 @@ import duckdb
 
 from bench import billing as bench_billing
 from bench import cache, deps, fleet_openmetrics, promql, report, serving
+from bench import drift as bench_drift
 from bench.fleet import Fleet, FleetSpec, build
 from bench.harness import ROOT, Child, spawn, stat
 from core import conventions as c
@@ -257,6 +258,28 @@ def billing_import(b: Bench) -> None:
           instances, "30 d", r["times"], lines=r["lines"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
 
 
+def drift(b: Bench) -> None:
+    """`drift check` beside Evidently's DataDriftPreset on the same files, each in a process of its own."""
+    pairs = bench_drift.write_files(cache.root() / "drift")
+    python = bench_drift.evidently_python(cache.root())
+    runs = min(RUNS, 2)
+    for name, pair in pairs.items():
+        cmd = [sys.executable, "-m", "bench.drift", f"{pair[0]},{pair[1]}", str(runs)]
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True)
+        ours = json.loads(done.stdout.strip().splitlines()[-1])
+        theirs = bench_drift.evidently(python, pair, runs)
+        what = "1,000,000 rows x 10 columns a side" if name == "wide" else "100,000 categories, 200,000 rows a side"
+        b.add("drift.gpuledger", f"drift check ({what}): read, test every column", 0, what, ours["times"],
+              peak_rss_mb=round(ours["peak_rss_mb"]), drifted=len(ours["drifted"]))  # fmt: skip
+        if "timed_out" in theirs:
+            b.notes.append(f"Evidently DataDriftPreset ({what}) did not finish in {theirs['timed_out']} s")
+            continue
+        b.add("drift.evidently", f"Evidently DataDriftPreset ({what}): read, report", 0, what, theirs["times"],
+              peak_rss_mb=round(theirs["peak_rss_mb"]), drifted=theirs["drifted"])  # fmt: skip
+        ratios = [e / g for e, g in zip(theirs["times"], ours["times"], strict=True)]
+        b.add("ratio.drift", f"Evidently time / gpuledger time ({what})", 0, what, ratios, unit="x")
+
+
 def _ingest_figures(b: Bench, source: str, gpus: int, window: str, child: Child) -> None:
     r = child.result
     rates = [r["samples"] / t for t in r["times"]]
@@ -371,6 +394,7 @@ def main() -> None:
     ingest(b, port)
     ingest_history(b, whs)
     billing_import(b)
+    drift(b)
     storage(b, whs)
     limits(b, whs)
     dashboard(b, whs)

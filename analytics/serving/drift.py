@@ -17,7 +17,7 @@ Categories whose expected count (under no drift) is under 5 on either side are p
 the chi-square (its p-value means nothing below that), under 100 before Jensen-Shannon (over sparse categories it
 calls two samples of one distribution drifted: JS_MIN_EXPECTED); a pool still under the floor merges with the
 smallest category left. A column of more than 1,000 categories is reported as high-cardinality, with its number of categories and
-the share of current rows in categories the reference never saw. Counting is by sorting (np.unique): O(n log n).
+the share of current rows in categories the reference never saw. Counting is by hashing (pandas value_counts): O(n).
 
 Values that are not finite (±inf) are counted, reported and left out like NaN; a side with no value left (empty,
 all missing) cannot be judged: the feature's status is `insufficient`, with the reason, and its drift None.
@@ -189,8 +189,14 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
         out = insufficient(feature, "numeric", float(len(reference)), float(len(current)), empty)
         out.statistics = {**infinite}
         return out
-    if len(np.unique(np.concatenate([reference, current]))) <= MAX_CATEGORICAL_UNIQUE:
-        out = categorical_drift(feature, reference.astype(str), current.astype(str), policy)
+    # a few thousand values with more than 5 distinct ones settle it; only a column that could be categorical is
+    # counted whole
+    head = np.concatenate([reference[:2000], current[:2000]])
+    if (
+        _distinct(head) <= MAX_CATEGORICAL_UNIQUE
+        and _distinct(np.concatenate([reference, current])) <= MAX_CATEGORICAL_UNIQUE
+    ):
+        out = categorical_drift(feature, reference, current, policy)  # counted as text: "1.0"
         out.statistics.update(infinite)
         return out
     cuts = quantile_edges(reference)
@@ -214,8 +220,8 @@ def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, 
     empty = _empty_side(len(reference), len(current), "value")
     if empty:
         return insufficient(feature, "categorical", float(len(reference)), float(len(current)), empty)
-    r_cats, r_n = np.unique(reference, return_counts=True)
-    c_cats, c_n = np.unique(current, return_counts=True)
+    r_cats, r_n = _counted(reference)
+    c_cats, c_n = _counted(current)
     categories = np.union1d(r_cats, c_cats)
     r = np.zeros(len(categories))
     c = np.zeros(len(categories))
@@ -230,6 +236,24 @@ def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, 
     if len(categories) > HIGH_CARDINALITY:
         out.kind = "categorical (high cardinality)"
     return out
+
+
+def _distinct(values: np.ndarray) -> int:
+    """How many distinct values (hashing, O(n): sorting 2 million floats took a fifth of a column's time)."""
+    import pandas as pd
+
+    return len(pd.unique(values))
+
+
+def _counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values (sorted, as text) and their counts, by hashing (pandas value_counts: O(n); sorting a million
+    strings took a second)."""
+    import pandas as pd
+
+    counts = pd.Series(values).value_counts(sort=False)
+    keys = np.array([str(k) for k in counts.index], dtype=object)
+    order = np.argsort(keys, kind="stable")
+    return keys[order], counts.to_numpy()[order]
 
 
 def pooled(
