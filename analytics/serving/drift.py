@@ -171,7 +171,7 @@ def insufficient(feature: str, kind: str, n_reference: float, n_current: float, 
     return FeatureDrift(feature, kind, "none", n_reference, n_current, drift=None, reason=reason)
 
 
-def _empty_side(n_reference: float, n_current: float, what: str) -> str | None:
+def empty_side(n_reference: float, n_current: float, what: str) -> str | None:
     sides = [name for name, n in (("reference", n_reference), ("current", n_current)) if not n]
     return f"the {' and the '.join(sides)} sample{'s have' if len(sides) == 2 else ' has'} no {what}" if sides else None
 
@@ -184,7 +184,7 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
     }
     reference = reference[np.isfinite(reference)]
     current = current[np.isfinite(current)]
-    empty = _empty_side(len(reference), len(current), "finite value")
+    empty = empty_side(len(reference), len(current), "finite value")
     if empty:
         out = insufficient(feature, "numeric", float(len(reference)), float(len(current)), empty)
         out.statistics = {**infinite}
@@ -217,7 +217,7 @@ def numeric_drift(feature: str, reference: np.ndarray, current: np.ndarray, poli
 
 def categorical_drift(feature: str, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy) -> FeatureDrift:
     """Counts per category by sorting (O(n log n) at any number of categories), rare ones pooled."""
-    empty = _empty_side(len(reference), len(current), "value")
+    empty = empty_side(len(reference), len(current), "value")
     if empty:
         return insufficient(feature, "categorical", float(len(reference)), float(len(current)), empty)
     r_cats, r_n = _counted(reference)
@@ -281,7 +281,7 @@ def counts_drift(
     feature: str, categories: list[str], reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
 ) -> FeatureDrift:
     """Categorical drift from counts per category (e.g. requests per finished_reason)."""
-    empty = _empty_side(float(reference.sum()), float(current.sum()), "count")
+    empty = empty_side(float(reference.sum()), float(current.sum()), "count")
     if empty:
         return insufficient(feature, "categorical", float(reference.sum()), float(current.sum()), empty)
     statistic, p, dof = chi_square(reference, current)
@@ -346,7 +346,7 @@ def histogram_drift(
     feature: str, edges: np.ndarray, reference: np.ndarray, current: np.ndarray, policy: DriftPolicy
 ) -> FeatureDrift:
     """Numeric drift from bucket counts (non-cumulative, one per `le` edge, +Inf last)."""
-    empty = _empty_side(float(reference.sum()), float(current.sum()), "observation in its window")
+    empty = empty_side(float(reference.sum()), float(current.sum()), "observation in its window")
     if empty:
         return insufficient(feature, "numeric", float(reference.sum()), float(current.sum()), empty)
     out = FeatureDrift(feature, "numeric", "", float(reference.sum()), float(current.sum()))

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from analytics.serving.drift import DriftPolicy, FeatureDrift, categorical_drift, insufficient, numeric_drift
+from analytics.serving.drift import (
+    DriftPolicy,
+    FeatureDrift,
+    categorical_drift,
+    empty_side,
+    insufficient,
+    numeric_drift,
+)
 from analytics.serving.drift_embeddings import embedding_drift
 
 if TYPE_CHECKING:
@@ -69,7 +76,8 @@ def column_drift(name: str, ref: pd.Series, cur: pd.Series, policy: DriftPolicy)
     kinds = {kind_of(ref), kind_of(cur)}
     if "missing" in kinds:
         kind = (kinds - {"missing"} or {"numeric"}).pop()
-        out = insufficient(name, kind, float(ref.notna().sum()), float(cur.notna().sum()), _all_missing(ref, cur))
+        present = float(ref.notna().sum()), float(cur.notna().sum())
+        out = insufficient(name, kind, *present, empty_side(*present, "value") or "")
     elif len(kinds) > 1:
         raise ColumnTypes(name, f"{ref.dtype} ({kind_of(ref)})", f"{cur.dtype} ({kind_of(cur)})")
     elif kinds == {"categorical"}:
@@ -80,11 +88,6 @@ def column_drift(name: str, ref: pd.Series, cur: pd.Series, policy: DriftPolicy)
         out = numeric_drift(name, _numbers(ref), _numbers(cur), policy)
         out.kind = "datetime" if kinds == {"datetime"} else out.kind
     return _with_missing(out, ref, cur, policy)
-
-
-def _all_missing(ref: pd.Series, cur: pd.Series) -> str:
-    sides = [side for side, s in (("reference", ref), ("current", cur)) if s.isna().all()]
-    return f"the {' and the '.join(sides)} sample{'s have' if len(sides) == 2 else ' has'} no value"
 
 
 def _text(series: pd.Series) -> np.ndarray:

@@ -145,9 +145,7 @@ def _publish(staged: Path, folder: Path) -> None:
         os.rename(staged, folder)
         staged = aside
     _fsync_dir(folder.parent)
-    shutil.rmtree(staged, ignore_errors=True)
-    with contextlib.suppress(OSError):  # still in use by a concurrent export: it removes it
-        staged.parent.rmdir()
+    _drop(staged)
 
 
 def recover_staging(out_root: Path) -> None:
@@ -191,10 +189,16 @@ def write_weekly(inputs: WeeklyInputs, out_root: Path) -> revisions.Published:
     try:
         return _write_staged(inputs, staged, folder)
     except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)  # a failed export leaves nothing behind (a kill -9 is recovered)
-        with contextlib.suppress(OSError):
-            staged.parent.rmdir()
+        _drop(staged)  # a failed export leaves nothing behind (a kill -9 is recovered)
         raise
+
+
+def _drop(staged: Path) -> None:
+    """Remove a stage no longer needed (and the staging folder, unless a concurrent export still uses it: it removes
+    it then)."""
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staged.parent.rmdir()
 
 
 def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> revisions.Published:
@@ -209,9 +213,7 @@ def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> revisions
     }
     previous = revisions.published_manifest(folder)
     if previous is not None and revisions.same_files(previous, {n: d for n, (d, _) in payloads.items()}):
-        shutil.rmtree(staged, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            staged.parent.rmdir()
+        _drop(staged)
         return revisions.Published(folder, revisions.revision_of(previous), written=False)
     for name, (data, _) in payloads.items():
         _write_synced(staged / name, data)
