@@ -115,7 +115,8 @@ def promtool_test(directory: Path, promtool: str = "promtool") -> tuple[bool, st
 
 
 def promtool_check(paths: list[Path], promtool: str = "promtool") -> tuple[bool, str]:
-    """Run `promtool check rules` on the rule groups of each file (PrometheusRule spec extracted)."""
+    """Run `promtool check rules` on the rule groups of each file (PrometheusRule spec extracted); its lint
+    findings (duplicate rules) fail the check too."""
     with tempfile.TemporaryDirectory() as tmp:
         plain = []
         for path in paths:
@@ -124,5 +125,7 @@ def promtool_check(paths: list[Path], promtool: str = "promtool") -> tuple[bool,
             target = Path(tmp) / path.name
             target.write_text(yaml.safe_dump(groups, sort_keys=False), encoding="utf-8")
             plain.append(str(target))
-        proc = subprocess.run([promtool, "check", "rules", *plain], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [promtool, "check", "rules", "--lint-fatal", *plain], capture_output=True, text=True, check=False
+        )
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

@@ -5,7 +5,8 @@ alerts need and over the SLO's period (a ratio of sums over the whole period, ne
 ratios, so uneven traffic weighs right; `total > 0` makes zero-traffic windows record nothing
 instead of 0/0). One alert per window pair (Google SRE Workbook, Sloth's catalog), so the firing pair
 is visible in its labels: page 14.4x on 1h/5m and 6x on 6h/30m, ticket 3x on 1d/2h and 1x on 3d/6h,
-factors scaled by period / 30 days (28d: 13.44, 5.6, 2.8, 0.933).
+factors scaled by period / 30 days (28d: 13.44, 5.6, 2.8, 0.933); a 7-day period spends Sloth's 7d shares
+(13.44, 3.5, 1.4, 0.98: core/conventions.burn_rate_windows).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class SLORule:
     bad: str
     total: str
     description: str = ""
+    # the spec's and the SLO's own labels (Sloth `labels`), on every recording and alert
+    spec_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def budget(self) -> float:
@@ -50,11 +53,16 @@ class SLORule:
         return f"({bad})\n/\n(({total}) > 0)"
 
     @property
-    def labels(self) -> dict[str, str]:
+    def ids(self) -> dict[str, str]:
+        """The labels that tell this SLO's series from every other SLO's."""
         return {c.L_SLO_SERVICE: self.service, c.L_SLO_NAME: self.slo}
 
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**dict(self.spec_labels), **self.ids}
+
     def selector(self, record: str) -> str:
-        inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
+        inner = ",".join(f'{k}="{v}"' for k, v in sorted(self.ids.items()))
         return f"{record}{{{inner}}}"
 
 
@@ -90,7 +98,16 @@ def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
     sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
     bad, total = SLI.promql(sli, WINDOW_MARK)
-    return SLORule(d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description)
+    return SLORule(
+        d.service,
+        d.name,
+        d.objective,
+        d.window_s / 86400,
+        bad,
+        total,
+        d.sli.description,
+        tuple(sorted(d.labels.items())),
+    )
 
 
 def _period(days: float) -> str:
@@ -113,7 +130,7 @@ def recordings(s: SLORule) -> Group:
 
 def alerts(s: SLORule) -> Group:
     out = []
-    for long, short, budget_percent, kind in c.BURN_RATE_WINDOWS:
+    for long, short, budget_percent, kind in c.burn_rate_windows(round(s.period_days * 86400)):
         factor = burn_factor(budget_percent, long, s.period_days)
         threshold = _num(factor * s.budget)
         severity = SEVERITY[kind]
@@ -121,7 +138,7 @@ def alerts(s: SLORule) -> Group:
             Rule(
                 alert=c.ALERT_SLO_BURN,
                 expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
-                labels={"severity": severity, "burn": kind, "long": long, "short": short},
+                labels={**s.labels, "severity": severity, "burn": kind, "long": long, "short": short},
                 annotations={
                     "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:.4g}x too fast ({long}/{short})",
                     "description": (

@@ -500,6 +500,31 @@ BURN_RATE_WINDOWS: Final = (
     ("1d", "2h", 10.0, "ticket"),
     ("3d", "6h", 10.0, "ticket"),
 )
+# Sloth's catalog of SLO periods (AlertWindows): 30d and 28d spend the Workbook's shares above; a 7-day period
+# spends larger shares (Sloth's 7d catalog: 8, 12.5, 20, 42%), else a week's page would need 3.36x, not 13.44x.
+# Any other period keeps the Workbook's shares, its factors scaled by period / long window.
+BURN_RATE_BUDGETS_BY_PERIOD: Final = {7 * 86400: (8.0, 12.5, 20.0, 42.0)}
+LONGEST_BURN_WINDOW_S: Final = 3 * 86400
+
+
+def burn_rate_windows(period_s: int) -> tuple[tuple[str, str, float, str], ...]:
+    """(long, short, % of the period's budget, severity) of an SLO period of `period_s` seconds."""
+    shares = BURN_RATE_BUDGETS_BY_PERIOD.get(period_s)
+    if shares is None:
+        return BURN_RATE_WINDOWS
+    return tuple(
+        (long, short, pct, kind) for (long, short, _, kind), pct in zip(BURN_RATE_WINDOWS, shares, strict=True)
+    )
+
+
+def slo_period_problem(period_s: int) -> str | None:
+    """Why an SLO period cannot be used (None when it can): it must outlast every burn window, or its own
+    recording would be one of theirs and its budget spent before a ticket could fire."""
+    if period_s <= LONGEST_BURN_WINDOW_S:
+        return "an SLO period must be longer than the longest burn-rate window (3d)"
+    return None
+
+
 # Seed policy (the FinOps/SRE brief): rollback triggers, relative to the stable version.
 
 # --------------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core import conventions as c
 from core.errors import ConfigError
@@ -392,6 +392,21 @@ class HealthSettings(_Section):
 # --------------------------------------------------------------------------------------------
 
 
+def _slo_period(value: str) -> str:
+    """An SLO period that outlasts every burn window (core/conventions.slo_period_problem)."""
+    try:
+        seconds = parse_duration(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    problem = c.slo_period_problem(seconds)
+    if problem:
+        raise ValueError(f"{value}: {problem}")
+    return value
+
+
+SLOPeriod = Annotated[str, AfterValidator(_slo_period)]
+
+
 class SLOSettings(_Section):
     """One objective of a serving service."""
 
@@ -401,11 +416,14 @@ class SLOSettings(_Section):
         "first token histogram); error_ratio: server failures (failure counter, else HTTP 5xx); availability: "
         "HTTP non-5xx share."
     )
-    objective: float = Field(gt=0, lt=100, description="Target share of good events, in percent (99.5).")
+    objective: float = Field(gt=0, le=100, description="Target share of good events, in percent (99.5; 100 allowed).")
     threshold_seconds: float | None = Field(
         default=None, gt=0, description="latency / ttft only: the threshold; must be one of the histogram's edges."
     )
-    window: str = Field(default="30d", description="SLO period (28d or 30d; any duration is accepted).")
+    window: SLOPeriod = Field(
+        default="30d",
+        description="SLO period (30d, 28d or 7d use Sloth's burn-rate windows; any duration longer than 3d works).",
+    )
 
 
 class ServiceSettings(_Section):
@@ -451,7 +469,9 @@ class ServingSettings(_Section):
     sloth_specs: list[Path] = Field(
         default_factory=list, description="Sloth `prometheus/v1` SLO spec files, read next to `services`."
     )
-    sloth_window: str = Field(default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period).")
+    sloth_window: SLOPeriod = Field(
+        default="30d", description="SLO period of Sloth specs (Sloth's --default-slo-period)."
+    )
     cost_ceiling_per_1k_requests_usd: Decimal = Field(
         default=Decimal("5"), ge=0, description="Cost efficiency ceiling per 1,000 requests (seed policy: $5)."
     )

@@ -257,8 +257,14 @@ def test_a_sloth_spec_gives_the_numbers_of_the_declared_slo_and_of_sloths_own_qu
 def test_a_sloth_query_gpuledger_cannot_evaluate_is_refused_with_the_query(query: str, message: str) -> None:
     spec = {
         "version": "prometheus/v1",
-        "service": "s",
-        "slos": [{"name": "n", "objective": 99, "sli": {"events": {"error_query": query, "total_query": query}}}],
+        "service": "svc",
+        "slos": [
+            {
+                "name": "n1",
+                "objective": 99,
+                "sli": {"events": {"error_query": query, "total_query": "sum(rate(t_total[{{.window}}]))"}},
+            }
+        ],
     }
     from analytics.serving.sloth import slos_from_spec
 

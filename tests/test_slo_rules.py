@@ -30,11 +30,17 @@ from tests.test_slo import SLOTH_SPEC, serving_settings
 
 @pytest.mark.parametrize(
     ("period_days", "expected"),
-    [(30, (14.4, 6.0, 3.0, 1.0)), (28, (13.44, 5.6, 2.8, 0.9333)), (7, (3.36, 1.4, 0.7, 0.2333))],
-    ids=["30 days: the Workbook's 14.4, 6, 3, 1", "28 days", "7 days"],
+    [
+        (30, (14.4, 6.0, 3.0, 1.0)),
+        (28, (13.44, 5.6, 2.8, 0.9333)),
+        (7, (13.44, 3.5, 1.4, 0.98)),
+        (14, (6.72, 2.8, 1.4, 0.4667)),
+    ],
+    ids=["30 days: the Workbook's 14.4, 6, 3, 1", "28 days", "7 days: Sloth's 7d catalog", "14 days: scaled"],
 )
-def test_burn_factors_spend_the_workbooks_budget_share_in_the_long_window(period_days: int, expected: tuple) -> None:
-    got = [slo_rules.burn_factor(pct, long, period_days) for long, _, pct, _ in c.BURN_RATE_WINDOWS]
+def test_burn_factors_spend_the_periods_budget_share_in_the_long_window(period_days: int, expected: tuple) -> None:
+    windows = c.burn_rate_windows(period_days * 86400)
+    got = [slo_rules.burn_factor(pct, long, period_days) for long, _, pct, _ in windows]
     assert got == [pytest.approx(x, abs=1e-4) for x in expected]
 
 

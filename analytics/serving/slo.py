@@ -15,6 +15,7 @@ hours neither spend nor earn budget. A day without traffic is left out of the at
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ import duckdb
 
 from analytics.serving.counters import Selector, Span, summed_increase
 from analytics.serving.sli import SLI, SLODef, Term, check_edges, resolve
-from analytics.serving.sloth import slos_from_spec
+from analytics.serving.sloth import slos_from_spec, unique
 from core import conventions as c
 from core.settings import ServingSettings
 from core.timeutil import Window, iso, parse_duration
@@ -169,16 +170,17 @@ def _history_spans(now: datetime, window_s: int) -> tuple[list[Span], list[Span]
 def evaluate(con: duckdb.DuckDBPyConnection, slo: SLODef, now: datetime) -> SLOReport:
     """The SLO at `now`: period SLI and budget, burn rates of every window pair, daily history."""
     budget = 1 - slo.objective / 100
-    pairs = [(parse_duration(long), parse_duration(short)) for long, short, _, _ in c.BURN_RATE_WINDOWS]
+    windows = c.burn_rate_windows(slo.window_s)
+    pairs = [(parse_duration(long), parse_duration(short)) for long, short, _, _ in windows]
     days, cumulative, names = _history_spans(now, slo.window_s)
     spans = [Span(now, slo.window_s)] + [Span(now, s) for pair in pairs for s in pair] + days + cumulative
     ratios = bad_ratios(con, slo.sli, spans)
     bad, total, ratio = ratios[0]
     report = SLOReport(
         slo, now, None if total is None or bad is None else total - bad, total,
-        None if ratio is None else 1 - ratio, None if ratio is None else 1 - ratio / budget,
+        None if ratio is None else 1 - ratio, None if ratio is None else 1 - burn_rate(ratio, budget),
     )  # fmt: skip
-    for k, (long, short, percent, severity) in enumerate(c.BURN_RATE_WINDOWS):
+    for k, (long, short, percent, severity) in enumerate(windows):
         factor = percent / 100 * slo.window_s / pairs[k][0]
         long_ratio, short_ratio = ratios[1 + 2 * k][2], ratios[2 + 2 * k][2]
         report.burn.append(Burn(long, short, severity, factor, _burn(long_ratio, budget), _burn(short_ratio, budget)))
@@ -189,14 +191,22 @@ def evaluate(con: duckdb.DuckDBPyConnection, slo: SLODef, now: datetime) -> SLOR
         report.history.append(
             Day(
                 name, None if t is None or b is None else t - b, t, None if r is None else 1 - r,
-                None if r is None else 1 - r >= slo.objective / 100, None if cum is None else 1 - cum / budget,
+                None if r is None else 1 - r >= slo.objective / 100, None if cum is None else 1 - burn_rate(cum, budget),
             )
         )  # fmt: skip
     return report
 
 
 def _burn(ratio: float | None, budget: float) -> float | None:
-    return None if ratio is None else ratio / budget
+    return None if ratio is None else burn_rate(ratio, budget)
+
+
+def burn_rate(ratio: float, budget: float) -> float:
+    """Bad share over the budget; a 100% objective (no budget) burns infinitely fast at its first bad event, as
+    PromQL's x / 0 does."""
+    if budget == 0:
+        return math.inf if ratio > 0 else 0.0
+    return ratio / budget
 
 
 def build_slos(
@@ -210,6 +220,10 @@ def build_slos(
     window_s = parse_duration(serving.sloth_window)
     for where, spec in specs:
         out += slos_from_spec(spec, where, window_s)
+    # twice in the settings or twice in the specs is a mistake; the same SLO in both is a comparison (rules, which
+    # would repeat its group, refuse it: app/publish/slo_rules.declared)
+    unique([d for d in out if d.source == "settings"])
+    unique([d for d in out if d.source != "settings"])
     for slo in out:
         check_edges(con, slo, Window(now - timedelta(seconds=slo.window_s), now))
     return out

@@ -136,30 +136,85 @@ def _ratio(query: str, where: str) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
     return tuple(bad), tuple(total)
 
 
+# Sloth's own checks (pkg/common/validation): names start and end alphanumeric with only `.`, `_`, `-` between;
+# label keys are Prometheus label names other than __name__
+_NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$")
+_LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _labels(raw: Any, here: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here}: labels must be a mapping")
+    bad = [str(k) for k in raw if not _LABEL_KEY.match(str(k)) or k == "__name__"]
+    if bad:
+        raise ConfigError(f"{here}: invalid label key {bad[0]!r} (a Prometheus label name, not __name__)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _objective(value: Any, here: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise ConfigError(f"{here}: the objective must be a number in (0, 100], not {value!r}")
+    return float(value)
+
+
+def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
+    """(bad, total) terms of an SLO's `sli`: exactly one of events and raw, as Sloth requires."""
+    kinds = [k for k in ("events", "raw", "plugin") if isinstance(sli, dict) and sli.get(k) is not None]
+    if len(kinds) > 1:
+        raise ConfigError(f"{here}: only one SLI type is allowed, not {' and '.join(kinds)}")
+    if kinds == ["events"]:
+        events = sli["events"]
+        error, total = str(events.get("error_query") or ""), str(events.get("total_query") or "")
+        if error.strip() == total.strip():
+            raise ConfigError(f"{here}: the error and total queries are the same")
+        return parse_events(error, f"{here}.sli.events.error_query"), parse_events(
+            total, f"{here}.sli.events.total_query"
+        )
+    if kinds == ["raw"]:
+        return _ratio(str(sli["raw"].get("error_ratio_query") or ""), f"{here}.sli.raw.error_ratio_query")
+    if kinds == ["plugin"]:
+        raise ConfigError(f"{here}: SLI plugins run inside Sloth; gpuledger reads events and raw SLIs only")
+    raise ConfigError(f"{here}: the SLO needs an events or raw SLI")
+
+
 def slos_from_spec(spec: dict[str, Any], where: str, window_s: int) -> list[SLODef]:
-    """Every SLO of one `prometheus/v1` spec (already loaded from YAML)."""
+    """Every SLO of one `prometheus/v1` spec (already loaded from YAML), checked as Sloth checks it."""
     if not isinstance(spec, dict) or spec.get("version") != "prometheus/v1":
         raise ConfigError(f"{where}: not a Sloth spec (version must be prometheus/v1)")
     service = spec.get("service")
-    if not isinstance(service, str) or not service:
-        raise ConfigError(f"{where}: the spec needs a service name")
-    out = []
+    if not isinstance(service, str) or not _NAME.match(service):
+        raise ConfigError(f"{where}: service {service!r}: invalid service name ({_NAME_RULE})")
+    spec_labels = _labels(spec.get("labels"), f"{where}: service {service!r}")
+    out: list[SLODef] = []
     for i, slo in enumerate(spec.get("slos") or []):
-        here = f"{where}: slos[{i}]"
-        name, objective, sli = slo.get("name"), slo.get("objective"), slo.get("sli") or {}
-        if not name or not isinstance(objective, int | float) or not 0 < objective < 100:
-            raise ConfigError(f"{here}: needs a name and an objective in (0, 100)")
-        if "events" in sli:
-            bad = parse_events(sli["events"].get("error_query", ""), f"{here}.sli.events.error_query")
-            total = parse_events(sli["events"].get("total_query", ""), f"{here}.sli.events.total_query")
-        elif "raw" in sli:
-            bad, total = _ratio(sli["raw"].get("error_ratio_query", ""), f"{here}.sli.raw.error_ratio_query")
-        else:
-            raise ConfigError(f"{here}: only events and raw SLIs can be computed in the warehouse (not plugins)")
-        labels = {str(k): str(v) for k, v in {**(spec.get("labels") or {}), **(slo.get("labels") or {})}.items()}
+        name = slo.get("name") if isinstance(slo, dict) else None
+        here = f"{where}: SLO {name!r} (slos[{i}])"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{here}: invalid SLO name ({_NAME_RULE})")
+        objective = _objective(slo.get("objective"), here)
+        bad, total = _sli(slo.get("sli"), here)
+        labels = {**spec_labels, **_labels(slo.get("labels"), here)}
         description = str(slo.get("description") or "sloth events")
         out.append(
-            SLODef(service, str(name), float(objective), window_s, SLI(bad, total, description), "events",
-                   f"sloth:{where}", labels)
-        )  # fmt: skip
+            SLODef(service, name, objective, window_s, SLI(bad, total, description), "events", f"sloth:{where}", labels)
+        )
+    unique(out)
     return out
+
+
+_NAME_RULE = "alphanumeric at both ends, only '.', '_' and '-' between"
+
+
+def unique(slos: list[SLODef]) -> None:
+    """Refuse a service's SLO declared twice (its rule groups would repeat, which promtool rejects)."""
+    seen: dict[tuple[str, str], SLODef] = {}
+    for d in slos:
+        first = seen.setdefault((d.service, d.name), d)
+        if first is not d:
+            where = d.source.removeprefix("sloth:")
+            raise ConfigError(
+                f"{where}: SLO {d.name!r} of service {d.service!r} is declared twice "
+                f"(also in {first.source.removeprefix('sloth:')})"
+            )

@@ -10,7 +10,7 @@ import duckdb
 
 from alerts.slo import SLORule, from_def
 from analytics.serving.slo import build_slos
-from analytics.serving.sloth import slos_from_spec
+from analytics.serving.sloth import slos_from_spec, unique
 from app.stage_options import read_sloth, sloth_specs
 from core import conventions as c
 from core.errors import ConfigError
@@ -29,7 +29,12 @@ def serving_data_end(con: duckdb.DuckDBPyConnection) -> datetime:
 def from_sloth(path: Path, window: str) -> tuple[SLORule, ...]:
     """Every SLO of a Sloth spec file: no warehouse needed, the spec names its own series."""
     window_s = parse_duration(window)
-    return tuple(from_def(d) for where, doc in read_sloth(path) for d in slos_from_spec(doc, where, window_s))
+    problem = c.slo_period_problem(window_s)
+    if problem:
+        raise ConfigError(f"{path}: SLO period {window}: {problem}")
+    defs = [d for where, doc in read_sloth(path) for d in slos_from_spec(doc, where, window_s)]
+    unique(defs)
+    return tuple(from_def(d) for d in defs)
 
 
 def declared(settings: Settings) -> tuple[SLORule, ...]:
@@ -43,4 +48,5 @@ def declared(settings: Settings) -> tuple[SLORule, ...]:
         )
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
         defs = build_slos(con, serving, sloth_specs(serving), serving_data_end(con))
+    unique(defs)
     return tuple(from_def(d) for d in defs)

@@ -1,0 +1,172 @@
+"""Sloth specs checked as Sloth checks them (pkg/common/validation in Sloth's source): each mistake is refused with
+exit 2 and one line naming the file and the SLO, and nothing is written. What Sloth accepts (a 100% objective, a
+7-day period with its own burn windows) is accepted, and the spec's labels reach every rule."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from alerts import serialize
+from core import conventions as c
+from tests.conftest import require_binary, run_cli
+
+ERRORS = 'sum(rate(http_requests_total{job="api",code=~"5.."}[{{.window}}]))'
+TOTAL = 'sum(rate(http_requests_total{job="api"}[{{.window}}]))'
+
+
+def spec(**slo: Any) -> dict[str, Any]:
+    """A one-SLO spec that Sloth accepts, with `slo`'s keys replacing the SLO's own (None: removed)."""
+    base = {"name": "availability", "objective": 99.9, "sli": {"events": {"error_query": ERRORS, "total_query": TOTAL}}}
+    merged = {k: v for k, v in {**base, **slo}.items() if v is not None}
+    return {"version": "prometheus/v1", "service": "api", "labels": {"owner": "web"}, "slos": [merged]}
+
+
+def twice() -> dict[str, Any]:
+    doc = spec()
+    doc["slos"].append(copy.deepcopy(doc["slos"][0]))
+    return doc
+
+
+def with_spec(**top: Any) -> dict[str, Any]:
+    return {**spec(), **top}
+
+
+def _import(tmp_path: Path, doc: dict[str, Any], *args: str) -> tuple[Any, Path, Path]:
+    path, out = tmp_path / "slos.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return run_cli("rules", "import-sloth", str(path), "--out", str(out), *args), path, out
+
+
+@pytest.mark.parametrize(
+    ("doc", "args", "why"),
+    [
+        (twice(), (), "'availability' of service 'api' is declared twice"),
+        (
+            spec(sli={"events": {"error_query": TOTAL, "total_query": TOTAL}}),
+            (),
+            "error and total queries are the same",
+        ),
+        (
+            spec(sli={"events": {"error_query": ERRORS, "total_query": TOTAL}, "raw": {"error_ratio_query": ERRORS}}),
+            (),
+            "only one SLI type is allowed, not events and raw",
+        ),
+        (spec(sli={"plugin": {"id": "sloth-common/availability"}}), (), "SLI plugins run inside Sloth"),
+        (spec(sli=None), (), "needs an events or raw SLI"),
+        (spec(name="-availability"), (), "invalid SLO name"),
+        (spec(name="a"), (), "invalid SLO name"),
+        (spec(name="avail ability"), (), "invalid SLO name"),
+        (with_spec(service="api_"), (), "service 'api_': invalid service name"),
+        (spec(labels={"2xx": "yes"}), (), "invalid label key '2xx'"),
+        (spec(labels={"__name__": "x"}), (), "invalid label key '__name__'"),
+        (with_spec(labels={"tier-1": "gold"}), (), "invalid label key 'tier-1'"),
+        (spec(objective=0), (), "objective must be a number in (0, 100], not 0"),
+        (spec(objective=100.5), (), "objective must be a number in (0, 100], not 100.5"),
+        (spec(objective="99"), (), "objective must be a number in (0, 100], not '99'"),
+        (spec(), ("--window", "0d"), "SLO period 0d: an SLO period must be longer than the longest burn-rate window"),
+        (spec(), ("--window", "1h"), "SLO period 1h: an SLO period must be longer than the longest burn-rate window"),
+        (spec(), ("--window", "3d"), "SLO period 3d: an SLO period must be longer than the longest burn-rate window"),
+    ],
+    ids=[
+        "the same SLO name twice",
+        "identical error and total queries",
+        "both events and raw",
+        "a plugin SLI",
+        "no SLI at all",
+        "a name starting with a dash",
+        "a one-character name",
+        "a name with a space",
+        "a service name ending with an underscore",
+        "a label key starting with a digit",
+        "the __name__ label",
+        "a spec label key with a dash",
+        "objective 0",
+        "objective over 100",
+        "objective as text",
+        "a period of 0d (once a ZeroDivisionError)",
+        "a period of 1h (once a duplicate rule)",
+        "a period as long as the longest burn window",
+    ],
+)
+def test_a_spec_sloth_refuses_exits_2_naming_the_file_and_the_slo_and_writes_nothing(
+    tmp_path: Path, doc: dict[str, Any], args: tuple[str, ...], why: str
+) -> None:
+    result, path, out = _import(tmp_path, doc, *args)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and str(path) in line and why in line, line
+    if not args:  # a spec mistake names its SLO (a period mistake is the command's)
+        assert "SLO '" in line or "service '" in line
+    assert not out.exists()
+
+
+def _rules(out: Path) -> list[dict[str, Any]]:
+    doc = yaml.safe_load((out / f"{c.RULE_GROUP_PREFIX}-slo.yaml").read_text())
+    return [r for g in doc["spec"]["groups"] for r in g["rules"]]
+
+
+def test_a_100_percent_objective_is_accepted_and_alerts_on_the_first_bad_event(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    result, _, out = _import(tmp_path, spec(objective=100))
+    assert result.exit_code == 0, result.output
+    ok, output = serialize.promtool_check([out / f"{c.RULE_GROUP_PREFIX}-slo.yaml"], promtool)
+    assert ok, output
+    thresholds = {r["expr"].split(" > ")[1].split("\n")[0] for r in _rules(out) if "alert" in r}
+    assert thresholds == {"0"}  # no budget: any bad event burns it (Sloth: `> (14.4 * 0)`)
+
+
+@pytest.mark.parametrize(
+    ("window", "factors"),
+    [
+        ("30d", {"1h": 14.4, "6h": 6, "1d": 3, "3d": 1}),
+        ("28d", {"1h": 13.44, "6h": 5.6, "1d": 2.8, "3d": 0.9333333333}),
+        # Sloth's 7-day catalog spends 8, 12.5, 20 and 42% of the week's budget
+        ("7d", {"1h": 13.44, "6h": 3.5, "1d": 1.4, "3d": 0.98}),
+    ],
+)
+def test_each_period_alerts_at_sloths_burn_factors(tmp_path: Path, window: str, factors: dict[str, float]) -> None:
+    result, _, out = _import(tmp_path, spec(objective=99), "--window", window)
+    assert result.exit_code == 0, result.output
+    got = {r["labels"]["long"]: float(r["expr"].split(" > ")[1].split("\n")[0]) for r in _rules(out) if "alert" in r}
+    # thresholds are written to 10 decimals
+    assert got == {k: pytest.approx(v * 0.01, abs=1e-10) for k, v in factors.items()}
+
+
+def test_the_specs_and_the_slos_labels_are_on_every_recording_and_alert(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    two = spec(labels={"tier": "gold"})
+    two["slos"].append({**copy.deepcopy(two["slos"][0]), "name": "availability-strict", "objective": 99.99})
+    result, _, out = _import(tmp_path, two)
+    assert result.exit_code == 0, result.output
+    rules = _rules(out)
+    assert len(rules) == 2 * (len(c.BURN_RATE_WINDOWS) + 8 + 2)  # 7 windows + the period, objective, budget
+    for rule in rules:
+        assert {"owner": "web", c.L_SLO_SERVICE: "api"}.items() <= rule["labels"].items(), rule
+    assert all(r["labels"].get("tier") == "gold" for r in rules if r["labels"][c.L_SLO_NAME] == "availability")
+    # two SLOs of a service no longer make duplicate alerts (promtool's lint, now fatal)
+    ok, output = serialize.promtool_check([out / f"{c.RULE_GROUP_PREFIX}-slo.yaml"], promtool)
+    assert ok, output
+
+
+def test_rules_check_fails_when_promtool_finds_duplicate_rules(tmp_path: Path) -> None:
+    require_binary("promtool")
+    rule = {"record": "job:up:sum", "expr": "sum(up)"}
+    (tmp_path / "dup.yaml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule, rule]}]}))
+    result = run_cli("rules", "check", str(tmp_path))
+    assert result.exit_code == 2 and "duplicate rule" in result.output and "promtool rejected" in result.output
+
+
+def test_an_slo_period_shorter_than_the_burn_windows_is_refused_in_the_settings_too(tmp_path: Path) -> None:
+    config = tmp_path / "gpuledger.yaml"
+    config.write_text(yaml.safe_dump({"serving": {"sloth_window": "1h"}}))
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    result = CliRunner().invoke(main, ["--config", str(config), "rules", "generate", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "sloth_window" in result.output and "longer than the longest" in result.output
