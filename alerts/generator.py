@@ -49,6 +49,7 @@ class RuleSpec:
     error_rate_rise: float = 2.0
     psi_major: float = 0.25  # serving.psi_bands[1]: the drift report's "major" band
     slos: tuple[slo_rules.SLORule, ...] = ()
+    slo_severities: dict[str, str] = field(default_factory=lambda: dict(slo_rules.SEVERITY))
     collection_stale_after_s: int = 1800  # issue 11: alerts on gpuledger itself
     export_missed_after_s: int = 6 * 3600
 
@@ -222,7 +223,7 @@ def drift(spec: RuleSpec) -> RuleFile:
 
 
 def slo(spec: RuleSpec) -> RuleFile | None:
-    return slo_rules.slo_file(list(spec.slos), spec.namespace) if spec.slos else None
+    return slo_rules.slo_file(list(spec.slos), spec.namespace, spec.slo_severities) if spec.slos else None
 
 
 def _without_label(alert: str, label: str, k8s_key: str) -> Rule:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from alerts.model import Group, Rule, RuleFile
 from analytics.serving.counters import Matcher, Selector
-from analytics.serving.sli import SLI, SLODef, Term
+from analytics.serving.sli import SLI, Alerting, SLODef, Term
 from core import conventions as c
 from core.timeutil import parse_duration
 
@@ -43,6 +43,7 @@ class SLORule:
     description: str = ""
     # the spec's and the SLO's own labels (Sloth `labels`), on every recording and alert
     spec_labels: tuple[tuple[str, str], ...] = ()
+    alerting: Alerting = Alerting()  # Sloth's `alerting`: name, labels, annotations, disabled kinds
 
     @property
     def budget(self) -> float:
@@ -98,15 +99,9 @@ def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
     sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
     bad, total = SLI.promql(sli, WINDOW_MARK)
+    labels = tuple(sorted(d.labels.items()))
     return SLORule(
-        d.service,
-        d.name,
-        d.objective,
-        d.window_s / 86400,
-        bad,
-        total,
-        d.sli.description,
-        tuple(sorted(d.labels.items())),
+        d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description, labels, d.alerting
     )
 
 
@@ -128,34 +123,49 @@ def recordings(s: SLORule) -> Group:
     return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-sli", tuple(rules))
 
 
-def alerts(s: SLORule) -> Group:
+def alerts(s: SLORule, severities: dict[str, str] = SEVERITY) -> Group | None:
+    """The SLO's burn-rate alerts, one per window pair, less the kinds its spec disables (None: all of them)."""
     out = []
     for long, short, budget_percent, kind in c.burn_rate_windows(round(s.period_days * 86400)):
+        meta = s.alerting.of(kind)
+        if meta.disable:
+            continue
         factor = burn_factor(budget_percent, long, s.period_days)
         threshold = _num(factor * s.budget)
-        severity = SEVERITY[kind]
+        # the spec's alert labels may restate the severity; burn, long and short stay gpuledger's: they tell the
+        # four alerts of an SLO apart
+        labels = {**s.labels, "severity": severities[kind], **dict(s.alerting.labels), **dict(meta.labels)}
         out.append(
             Rule(
-                alert=c.ALERT_SLO_BURN,
+                alert=s.alerting.name or c.ALERT_SLO_BURN,
                 expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
-                labels={**s.labels, "severity": severity, "burn": kind, "long": long, "short": short},
-                annotations={
-                    "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:.4g}x too fast ({long}/{short})",
-                    "description": (
-                        f"Bad events over {long} and {short} exceed {factor:.4g}x the error budget of a {s.objective:g}% "
-                        f"objective over {_period(s.period_days)} ({kind}: {budget_percent:g}% of the budget gone in {long}; at "
-                        f"this rate all of it in {s.period_days / factor:.1f} days). Check `gpuledger report slo`, recent "
-                        "rollouts and the canary verdict."
-                    ),
-                    "runbook_url": f"{c.RUNBOOK_BASE_URL}#slos",
-                },
+                labels={**labels, "burn": kind, "long": long, "short": short},
+                annotations={**_annotations(s, factor, (long, short), budget_percent, kind),
+                             **dict(s.alerting.annotations), **dict(meta.annotations)},
             )
-        )
-    return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-alerts", tuple(out))
+        )  # fmt: skip
+    return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-alerts", tuple(out)) if out else None
 
 
-def slo_file(slos: list[SLORule], namespace: str) -> RuleFile:
+def _annotations(s: SLORule, factor: float, pair: tuple[str, str], budget_percent: float, kind: str) -> dict[str, str]:
+    long, short = pair
+    return {
+        "summary": f"{s.service} {s.slo} SLO is burning its error budget {factor:.4g}x too fast ({long}/{short})",
+        "description": (
+            f"Bad events over {long} and {short} exceed {factor:.4g}x the error budget of a {s.objective:g}% "
+            f"objective over {_period(s.period_days)} ({kind}: {budget_percent:g}% of the budget gone in {long}; at "
+            f"this rate all of it in {s.period_days / factor:.1f} days). Check `gpuledger report slo`, recent "
+            "rollouts and the canary verdict."
+        ),
+        "runbook_url": f"{c.RUNBOOK_BASE_URL}#slos",
+    }
+
+
+def slo_file(slos: list[SLORule], namespace: str, severities: dict[str, str] = SEVERITY) -> RuleFile:
     groups: list[Group] = []
     for s in sorted(slos, key=lambda x: (x.service, x.slo)):
-        groups += [recordings(s), alerts(s)]
+        groups.append(recordings(s))
+        burn = alerts(s, severities)
+        if burn is not None:
+            groups.append(burn)
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-slo", namespace, tuple(groups))

@@ -98,6 +98,7 @@ def rule_spec(
         min_requests_per_gpu_hour=r.min_requests_per_gpu_hour,
         idle_capacity_ratio=r.idle_capacity_ratio,
         time_slicing_replicas=r.time_slicing_replicas,
+        slo_severities=r.slo_severities,
         scrape_interval_s=parse_duration(r.scrape_interval),
         health=HealthThresholds.from_all(settings),
         xid_catalog=load_catalog(settings.health.xid_overrides),

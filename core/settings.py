@@ -541,6 +541,17 @@ class RulesSettings(_Section):
         ge=1,
         description="Replicas per time-sliced GPU assumed by the rules (PromQL cannot read label values).",
     )
+    slo_page_severity: str = Field(
+        default="critical", min_length=1, description="`severity` label of SLO page alerts (fast burns)."
+    )
+    slo_ticket_severity: str = Field(
+        default="warning", min_length=1, description="`severity` label of SLO ticket alerts (slow burns)."
+    )
+
+    @property
+    def slo_severities(self) -> dict[str, str]:
+        return {"page": self.slo_page_severity, "ticket": self.slo_ticket_severity}
+
     scrape_interval: str = Field(
         default="30s",
         description="Scrape interval of dcgm-exporter and the serving exporters where the rules run: rate() "

@@ -168,7 +168,9 @@ def _inlined(s: slo_rules.SLORule, expr: str) -> str:
 def _prometheus_firing(url: str, slos: tuple[slo_rules.SLORule, ...], times: list[int]) -> set:
     out = set()
     for s in slos:
-        for rule in slo_rules.alerts(s).rules:
+        group = slo_rules.alerts(s)
+        assert group is not None
+        for rule in group.rules:
             assert rule.alert is not None
             params = {"query": _inlined(s, rule.expr), "start": times[0], "end": times[-1], "step": STEP_S}
             answer = requests.get(f"{url}/api/v1/query_range", params=params, timeout=300).json()

@@ -52,6 +52,33 @@ def _expr(terms: tuple[Term, ...], window: str, zero_if_absent: bool) -> str:
     return out
 
 
+Pairs = tuple[tuple[str, str], ...]  # labels or annotations, sorted: an SLO stays hashable
+
+
+@dataclass(frozen=True)
+class AlertMeta:
+    """One kind of an SLO's alerts (Sloth's `page_alert` / `ticket_alert`)."""
+
+    disable: bool = False
+    labels: Pairs = ()
+    annotations: Pairs = ()
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """An SLO's alert metadata (Sloth's `alerting`): the alerts' name, the labels and annotations of all of them,
+    and of each kind."""
+
+    name: str | None = None
+    labels: Pairs = ()
+    annotations: Pairs = ()
+    page: AlertMeta = AlertMeta()
+    ticket: AlertMeta = AlertMeta()
+
+    def of(self, kind: str) -> AlertMeta:
+        return self.page if kind == "page" else self.ticket
+
+
 @dataclass(frozen=True)
 class SLODef:
     service: str
@@ -62,6 +89,7 @@ class SLODef:
     kind: str  # latency | ttft | error_ratio | availability | events
     source: str = "settings"
     labels: dict[str, str] = field(default_factory=dict)
+    alerting: Alerting = Alerting()
 
 
 def model_label(family: str) -> str | None:

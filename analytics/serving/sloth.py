@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from analytics.serving.counters import Matcher, Selector
-from analytics.serving.sli import SLI, SLODef, Term
+from analytics.serving.sli import SLI, Alerting, AlertMeta, Pairs, SLODef, Term
 from core.errors import ConfigError
 
 _TOKEN = re.compile(
@@ -153,6 +153,57 @@ def _labels(raw: Any, here: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+_ALERT_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus' rule files: an alert name is a metric name
+
+
+def _pairs(raw: Any, here: str, what: str) -> Pairs:
+    """Labels (or annotations: any value) as sorted pairs, keys checked as Prometheus label names."""
+    checked = _labels(raw, here) if what == "labels" else _annotations(raw, here)
+    return tuple(sorted(checked.items()))
+
+
+def _annotations(raw: Any, here: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here}: annotations must be a mapping")
+    bad = [str(k) for k in raw if not _LABEL_KEY.match(str(k))]
+    if bad:
+        raise ConfigError(f"{here}: invalid annotation key {bad[0]!r} (a Prometheus label name)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _alert_meta(raw: Any, here: str) -> AlertMeta:
+    if raw is None:
+        return AlertMeta()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here}: must be a mapping")
+    disable = raw.get("disable", False)
+    if not isinstance(disable, bool):
+        raise ConfigError(f"{here}.disable: must be true or false, not {disable!r}")
+    return AlertMeta(
+        disable, _pairs(raw.get("labels"), here, "labels"), _pairs(raw.get("annotations"), here, "annotations")
+    )
+
+
+def _alerting(raw: Any, here: str) -> Alerting:
+    """An SLO's `alerting`: its alerts' name (gpuledger's own when absent), labels and annotations, per kind too."""
+    if raw is None:
+        return Alerting()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{here}: alerting must be a mapping")
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not _ALERT_NAME.match(name)):
+        raise ConfigError(f"{here}: invalid alert name {name!r} (a Prometheus metric name)")
+    return Alerting(
+        name,
+        _pairs(raw.get("labels"), f"{here}: alerting", "labels"),
+        _pairs(raw.get("annotations"), f"{here}: alerting", "annotations"),
+        _alert_meta(raw.get("page_alert"), f"{here}: alerting.page_alert"),
+        _alert_meta(raw.get("ticket_alert"), f"{here}: alerting.ticket_alert"),
+    )
+
+
 def _objective(value: Any, here: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
         raise ConfigError(f"{here}: the objective must be a number in (0, 100], not {value!r}")
@@ -197,9 +248,9 @@ def slos_from_spec(spec: dict[str, Any], where: str, window_s: int) -> list[SLOD
         bad, total = _sli(slo.get("sli"), here)
         labels = {**spec_labels, **_labels(slo.get("labels"), here)}
         description = str(slo.get("description") or "sloth events")
-        out.append(
-            SLODef(service, name, objective, window_s, SLI(bad, total, description), "events", f"sloth:{where}", labels)
-        )
+        alerting = _alerting(slo.get("alerting"), here)
+        sli = SLI(bad, total, description)
+        out.append(SLODef(service, name, objective, window_s, sli, "events", f"sloth:{where}", labels, alerting))
     unique(out)
     return out
 

@@ -51,11 +51,13 @@ def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
 def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None) -> None:
     """Turn a Sloth `prometheus/v1` spec into gpuledger's SLO rules (SLI recordings and burn-rate alerts)."""
     slos = slo_rules.from_sloth(spec, window or ctx.settings.serving.sloth_window)
-    rule_file = generator.slo(generator.RuleSpec(namespace=ctx.settings.rules.namespace, slos=slos))
+    r = ctx.settings.rules
+    rule_spec = generator.RuleSpec(namespace=r.namespace, slos=slos, slo_severities=r.slo_severities)
+    rule_file = generator.slo(rule_spec)
     if rule_file is None:
         raise ConfigError(f"{spec}: the spec declares no SLOs")
     files = [rule_file]
-    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, generator.RuleSpec(slos=slos)))
+    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
     click.echo(f"wrote {len(slos)} SLOs as {paths[0]}")
 
 

@@ -68,6 +68,10 @@ def _import(tmp_path: Path, doc: dict[str, Any], *args: str) -> tuple[Any, Path,
         (spec(objective=0), (), "objective must be a number in (0, 100], not 0"),
         (spec(objective=100.5), (), "objective must be a number in (0, 100], not 100.5"),
         (spec(objective="99"), (), "objective must be a number in (0, 100], not '99'"),
+        (spec(alerting={"name": "api availability"}), (), "invalid alert name 'api availability'"),
+        (spec(alerting={"annotations": {"run-book": "x"}}), (), "invalid annotation key 'run-book'"),
+        (spec(alerting={"page_alert": {"labels": {"team-name": "web"}}}), (), "invalid label key 'team-name'"),
+        (spec(alerting={"ticket_alert": {"disable": "yes"}}), (), "disable: must be true or false"),
         (spec(), ("--window", "0d"), "SLO period 0d: an SLO period must be longer than the longest burn-rate window"),
         (spec(), ("--window", "1h"), "SLO period 1h: an SLO period must be longer than the longest burn-rate window"),
         (spec(), ("--window", "3d"), "SLO period 3d: an SLO period must be longer than the longest burn-rate window"),
@@ -88,6 +92,10 @@ def _import(tmp_path: Path, doc: dict[str, Any], *args: str) -> tuple[Any, Path,
         "objective 0",
         "objective over 100",
         "objective as text",
+        "an alert name with a space",
+        "an annotation key with a dash",
+        "a page alert label key with a dash",
+        "disable as text",
         "a period of 0d (once a ZeroDivisionError)",
         "a period of 1h (once a duplicate rule)",
         "a period as long as the longest burn window",
@@ -170,3 +178,63 @@ def test_an_slo_period_shorter_than_the_burn_windows_is_refused_in_the_settings_
 
     result = CliRunner().invoke(main, ["--config", str(config), "rules", "generate", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "sloth_window" in result.output and "longer than the longest" in result.output
+
+
+ALERTING = {
+    "name": "ApiAvailabilityBurn",
+    "labels": {"team": "web", "severity": "sev2"},
+    "annotations": {"runbook": "https://runbooks.example/api"},
+    "page_alert": {"labels": {"route": "pager"}, "annotations": {"summary": "API burns its budget"}},
+    "ticket_alert": {"labels": {"route": "jira"}},
+}
+
+
+def _alerts_of(rules: list[dict[str, Any]], slo: str) -> list[dict[str, Any]]:
+    return [r for r in rules if "alert" in r and r["labels"][c.L_SLO_NAME] == slo]
+
+
+def test_alerting_metadata_names_labels_and_annotates_each_alert_and_disabled_kinds_are_not_written(
+    tmp_path: Path,
+) -> None:
+    promtool = require_binary("promtool")
+    doc = spec(alerting=ALERTING)
+    quiet = {"page_alert": {"disable": True}, "ticket_alert": {"disable": True}}
+    doc["slos"] += [{**spec()["slos"][0], "name": "latency", "alerting": quiet},
+                    {**spec()["slos"][0], "name": "errors", "alerting": {"page_alert": {"disable": True}}}]  # fmt: skip
+    result, _, out = _import(tmp_path, doc)
+    assert result.exit_code == 0, result.output
+    rules = _rules(out)
+    alerts = _alerts_of(rules, "availability")
+    assert [a["alert"] for a in alerts] == ["ApiAvailabilityBurn"] * 4
+    for a in alerts:
+        kind = a["labels"]["burn"]
+        route = {"page": "pager", "ticket": "jira"}[kind]
+        # the spec's severity replaces gpuledger's; the pair labels stay
+        assert {"team": "web", "severity": "sev2", "route": route, "owner": "web"}.items() <= a["labels"].items()
+        assert a["annotations"]["runbook"] == "https://runbooks.example/api"
+        assert ("API burns its budget" == a["annotations"]["summary"]) == (kind == "page")
+        assert a["annotations"]["runbook_url"]  # gpuledger's own annotations stay beside the spec's
+    assert _alerts_of(rules, "latency") == []  # Sloth's no-alerts example: recordings only
+    assert {a["labels"]["burn"] for a in _alerts_of(rules, "errors")} == {"ticket"}
+    assert len(_alerts_of(rules, "errors")) == 2 and all(
+        a["alert"] == c.ALERT_SLO_BURN for a in _alerts_of(rules, "errors")
+    )
+    assert sum(1 for r in rules if "record" in r and r["labels"][c.L_SLO_NAME] == "latency") == 10
+    ok, output = serialize.promtool_check([out / f"{c.RULE_GROUP_PREFIX}-slo.yaml"], promtool)
+    assert ok, output
+
+
+def test_the_severity_label_values_come_from_the_settings(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    config = tmp_path / "gpuledger.yaml"
+    config.write_text(yaml.safe_dump({"rules": {"slo_page_severity": "P1", "slo_ticket_severity": "P3"}}))
+    path, out = tmp_path / "slos.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(spec()))
+    args = ["--config", str(config), "rules", "import-sloth", str(path), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    got = {(r["labels"]["burn"], r["labels"]["severity"]) for r in _rules(out) if "alert" in r}
+    assert got == {("page", "P1"), ("ticket", "P3")}
