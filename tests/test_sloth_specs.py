@@ -212,7 +212,7 @@ def test_alerting_metadata_names_labels_and_annotates_each_alert_and_disabled_ki
         # the spec's severity replaces gpuledger's; the pair labels stay
         assert {"team": "web", "severity": "sev2", "route": route, "owner": "web"}.items() <= a["labels"].items()
         assert a["annotations"]["runbook"] == "https://runbooks.example/api"
-        assert ("API burns its budget" == a["annotations"]["summary"]) == (kind == "page")
+        assert (a["annotations"]["summary"] == "API burns its budget") == (kind == "page")
         assert a["annotations"]["runbook_url"]  # gpuledger's own annotations stay beside the spec's
     assert _alerts_of(rules, "latency") == []  # Sloth's no-alerts example: recordings only
     assert {a["labels"]["burn"] for a in _alerts_of(rules, "errors")} == {"ticket"}
