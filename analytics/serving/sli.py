@@ -90,6 +90,8 @@ class SLODef:
     source: str = "settings"
     labels: dict[str, str] = field(default_factory=dict)
     alerting: Alerting = Alerting()
+    # a Sloth SLI's own PromQL, `{{.window}}` in it: (error_query, total_query), or (error_ratio_query,)
+    promql: tuple[str, ...] = ()
 
 
 def model_label(family: str) -> str | None:

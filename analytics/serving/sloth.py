@@ -210,21 +210,27 @@ def _objective(value: Any, here: str) -> float:
     return float(value)
 
 
-def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
-    """(bad, total) terms of an SLO's `sli`: exactly one of events and raw, as Sloth requires."""
+def _query(part: dict[str, Any], key: str) -> str:
+    """A query of an SLI, by its snake_case key or the camelCase one Sloth's loader also reads."""
+    head, *rest = key.split("_")
+    value = part.get(key, part.get(head + "".join(w.title() for w in rest)))
+    return str(value or "")
+
+
+def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[str, ...]]:
+    """(bad, total) terms of an SLO's `sli` and its PromQL: exactly one of events and raw, as Sloth requires."""
     kinds = [k for k in ("events", "raw", "plugin") if isinstance(sli, dict) and sli.get(k) is not None]
     if len(kinds) > 1:
         raise ConfigError(f"{here}: only one SLI type is allowed, not {' and '.join(kinds)}")
     if kinds == ["events"]:
-        events = sli["events"]
-        error, total = str(events.get("error_query") or ""), str(events.get("total_query") or "")
+        error, total = _query(sli["events"], "error_query"), _query(sli["events"], "total_query")
         if error.strip() == total.strip():
             raise ConfigError(f"{here}: the error and total queries are the same")
-        return parse_events(error, f"{here}.sli.events.error_query"), parse_events(
-            total, f"{here}.sli.events.total_query"
-        )
+        bad = parse_events(error, f"{here}.sli.events.error_query")
+        return bad, parse_events(total, f"{here}.sli.events.total_query"), (error, total)
     if kinds == ["raw"]:
-        return _ratio(str(sli["raw"].get("error_ratio_query") or ""), f"{here}.sli.raw.error_ratio_query")
+        ratio = _query(sli["raw"], "error_ratio_query")
+        return *_ratio(ratio, f"{here}.sli.raw.error_ratio_query"), (ratio,)
     if kinds == ["plugin"]:
         raise ConfigError(f"{here}: SLI plugins run inside Sloth; gpuledger reads events and raw SLIs only")
     raise ConfigError(f"{here}: the SLO needs an events or raw SLI")
@@ -245,12 +251,13 @@ def slos_from_spec(spec: dict[str, Any], where: str, window_s: int) -> list[SLOD
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{here}: invalid SLO name ({_NAME_RULE})")
         objective = _objective(slo.get("objective"), here)
-        bad, total = _sli(slo.get("sli"), here)
+        bad, total, promql = _sli(slo.get("sli"), here)
         labels = {**spec_labels, **_labels(slo.get("labels"), here)}
         description = str(slo.get("description") or "sloth events")
         alerting = _alerting(slo.get("alerting"), here)
         sli = SLI(bad, total, description)
-        out.append(SLODef(service, name, objective, window_s, sli, "events", f"sloth:{where}", labels, alerting))
+        source = f"sloth:{where}"
+        out.append(SLODef(service, name, objective, window_s, sli, "events", source, labels, alerting, promql))
     unique(out)
     return out
 

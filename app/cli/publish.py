@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from alerts import generator, serialize, unittests
+from alerts import generator, serialize, sloth_rules, unittests
+from alerts.slo import from_def, slo_file
 from app.cli.base import Context, fail_cleanly, main, pass_ctx
 from app.dashboard import access
 from app.jobs import weekly_inputs, write_rules
@@ -46,19 +47,30 @@ def rules_generate(ctx: Context, out: Path, fmt: str) -> None:
     "--format", "fmt", type=click.Choice(["prometheusrule", "rulefile"]), default="prometheusrule", show_default=True
 )
 @click.option("--window", default=None, help="SLO period (default: settings serving.sloth_window, 30d).")
+@click.option(
+    "--naming",
+    type=click.Choice(["gpuledger", "sloth"]),
+    default="gpuledger",
+    show_default=True,
+    help="sloth: Sloth's series, labels and groups, rule for rule (its Grafana dashboards work unchanged).",
+)
 @pass_ctx
 @fail_cleanly
-def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None) -> None:
-    """Turn a Sloth `prometheus/v1` spec into gpuledger's SLO rules (SLI recordings and burn-rate alerts)."""
-    slos = slo_rules.from_sloth(spec, window or ctx.settings.serving.sloth_window)
-    r = ctx.settings.rules
-    rule_spec = generator.RuleSpec(namespace=r.namespace, slos=slos, slo_severities=r.slo_severities)
-    rule_file = generator.slo(rule_spec)
-    if rule_file is None:
+def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: str | None, naming: str) -> None:
+    """Turn a Sloth `prometheus/v1` spec into SLO rules (SLI recordings and burn-rate alerts)."""
+    defs = slo_rules.sloth_defs(spec, window or ctx.settings.serving.sloth_window)
+    if not defs:
         raise ConfigError(f"{spec}: the spec declares no SLOs")
-    files = [rule_file]
-    paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
-    click.echo(f"wrote {len(slos)} SLOs as {paths[0]}")
+    r = ctx.settings.rules
+    slos = tuple(from_def(d) for d in defs)
+    rule_spec = generator.RuleSpec(namespace=r.namespace, slos=slos, slo_severities=r.slo_severities)
+    if naming == "sloth":
+        files = [sloth_rules.sloth_file(defs, r.namespace)]
+        paths = serialize.write_all(files, out, fmt)
+    else:
+        files = [slo_file(list(slos), r.namespace, r.slo_severities)]
+        paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
+    click.echo(f"wrote {len(defs)} SLOs as {paths[0]}")
 
 
 @rules.command("test")

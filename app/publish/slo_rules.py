@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from alerts.slo import SLORule, from_def
+from analytics.serving.sli import SLODef
 from analytics.serving.slo import build_slos
 from analytics.serving.sloth import slos_from_spec, unique
 from app.stage_options import read_sloth, sloth_specs
@@ -26,15 +27,20 @@ def serving_data_end(con: duckdb.DuckDBPyConnection) -> datetime:
     return row[0]
 
 
-def from_sloth(path: Path, window: str) -> tuple[SLORule, ...]:
-    """Every SLO of a Sloth spec file: no warehouse needed, the spec names its own series."""
+def sloth_defs(path: Path, window: str) -> list[SLODef]:
+    """Every SLO of a Sloth spec file, checked: no warehouse needed, the spec names its own series."""
     window_s = parse_duration(window)
     problem = c.slo_period_problem(window_s)
     if problem:
         raise ConfigError(f"{path}: SLO period {window}: {problem}")
     defs = [d for where, doc in read_sloth(path) for d in slos_from_spec(doc, where, window_s)]
     unique(defs)
-    return tuple(from_def(d) for d in defs)
+    return defs
+
+
+def from_sloth(path: Path, window: str) -> tuple[SLORule, ...]:
+    """Every SLO of a Sloth spec file as gpuledger's SLO rules."""
+    return tuple(from_def(d) for d in sloth_defs(path, window))
 
 
 def declared(settings: Settings) -> tuple[SLORule, ...]:
