@@ -21,6 +21,7 @@ from core import conventions as c
 from core.timeutil import parse_duration
 
 WINDOW_MARK = "__GPULEDGER_WINDOW__"
+_WINDOW_VAR = re.compile(r"\{\{\s*\.window\s*\}\}")  # Sloth's template variable
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 SEVERITY = {"page": "critical", "ticket": "warning"}
 
@@ -51,6 +52,8 @@ class SLORule:
 
     def ratio(self, window: str) -> str:
         bad, total = self.bad.replace(WINDOW_MARK, window), self.total.replace(WINDOW_MARK, window)
+        if not total:  # a raw error ratio, as the spec writes it
+            return f"({bad})"
         return f"({bad})\n/\n(({total}) > 0)"
 
     @property
@@ -97,8 +100,11 @@ def _portable(term: Term) -> Term:
 
 def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
-    sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
-    bad, total = SLI.promql(sli, WINDOW_MARK)
+    if d.rules_only is not None:  # PromQL the warehouse cannot read: the spec's own, as Sloth writes it
+        bad, total = (_WINDOW_VAR.sub(WINDOW_MARK, q) for q in (*d.promql, "")[:2])
+    else:
+        sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
+        bad, total = SLI.promql(sli, WINDOW_MARK)
     labels = tuple(sorted(d.labels.items()))
     return SLORule(
         d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description, labels, d.alerting

@@ -5,6 +5,7 @@ exit 2 and one line naming the file and the SLO, and nothing is written. What Sl
 from __future__ import annotations
 
 import copy
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,83 @@ def test_the_severity_label_values_come_from_the_settings(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     got = {(r["labels"]["burn"], r["labels"]["severity"]) for r in _rules(out) if "alert" in r}
     assert got == {("page", "P1"), ("ticket", "P3")}
+
+
+def _crd(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same spec as Sloth's Kubernetes resource: camelCase keys, the SLOs under `spec`."""
+    slos = []
+    for slo in doc["slos"]:
+        events = slo["sli"]["events"]
+        alerting = {{"page_alert": "pageAlert", "ticket_alert": "ticketAlert"}.get(k, k): v
+                    for k, v in slo.get("alerting", {}).items()}  # fmt: skip
+        sli = {"events": {"errorQuery": events["error_query"], "totalQuery": events["total_query"]}}
+        slos.append({**slo, "sli": sli, "alerting": alerting})
+    return {"apiVersion": "sloth.slok.dev/v1", "kind": "PrometheusServiceLevel",
+            "metadata": {"name": "api", "namespace": "monitoring"},
+            "spec": {"service": doc["service"], "labels": doc["labels"], "slos": slos}}  # fmt: skip
+
+
+@pytest.mark.parametrize("naming", ["gpuledger", "sloth"])
+def test_sloths_kubernetes_resource_gives_the_same_rules_as_the_prometheus_v1_spec(tmp_path: Path, naming: str) -> None:
+    doc = spec(alerting=ALERTING)
+    outputs = []
+    for i, form in enumerate((doc, _crd(doc))):
+        result, _, out = _import_in(tmp_path / str(i), form, "--naming", naming)
+        assert result.exit_code == 0, result.output
+        outputs.append(_rules(out))
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 10
+
+
+def _import_in(folder: Path, doc: dict[str, Any], *args: str) -> tuple[Any, Path, Path]:
+    folder.mkdir()
+    return _import(folder, doc, *args)
+
+
+SUBQUERY = {
+    "error_query": 'sum(count_over_time((probe_success{job="api"} == 0)[{{.window}}:5m]))',
+    "total_query": 'sum(count_over_time(probe_success{job="api"}[{{.window}}:5m]))',
+}
+
+
+def test_promql_the_warehouse_cannot_read_is_written_as_rules_only_and_its_alert_fires(tmp_path: Path) -> None:
+    """A probe SLO over subqueries (Sloth accepts any PromQL): exit 0, the SLO named as rules only, its
+    recordings made of its own queries, and the page alert firing on promtool when every probe fails."""
+    promtool = require_binary("promtool")
+    result, _, out = _import(tmp_path, spec(objective=99, sli={"events": SUBQUERY}))
+    assert result.exit_code == 0, result.output
+    assert "api availability: rules only, the warehouse reports cannot evaluate it" in result.output
+    rules = _rules(out)
+    one_hour = next(r for r in rules if r.get("record") == "slo:gpuledger_sli_error:ratio_rate1h")
+    assert SUBQUERY["error_query"].replace("{{.window}}", "1h") in one_hour["expr"]
+    ok, output = serialize.promtool_check([out / f"{c.RULE_GROUP_PREFIX}-slo.yaml"], promtool)
+    assert ok, output
+    plain = yaml.safe_load((out / f"{c.RULE_GROUP_PREFIX}-slo.yaml").read_text())["spec"]
+    (out / "plain.yaml").write_text(yaml.safe_dump(plain))
+    # all four pairs burn: every probe fails from the start (the annotations are the rules' own, as written)
+    expected = [{"exp_labels": {**_slo_labels(), **r["labels"]}, "exp_annotations": r["annotations"]}
+                for r in rules if "alert" in r]  # fmt: skip
+    assert len(expected) == 4
+    test = {"rule_files": ["plain.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": 'probe_success{job="api"}', "values": "0x120"}],
+        "alert_rule_test": [{"eval_time": "70m", "alertname": c.ALERT_SLO_BURN, "exp_alerts": expected}]}]}  # fmt: skip
+    (out / "t.test.yaml").write_text(yaml.safe_dump(test))
+    proc = subprocess.run([promtool, "test", "rules", "t.test.yaml"], cwd=out, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _slo_labels() -> dict[str, str]:
+    return {"owner": "web", c.L_SLO_SERVICE: "api", c.L_SLO_NAME: "availability"}
+
+
+def test_a_one_minus_good_over_total_ratio_is_read_as_total_less_good() -> None:
+    from analytics.serving.sloth import slos_from_spec
+
+    good = 'sum(rate(http_requests_total{job="api",code!~"5.."}[{{.window}}]))'
+    total = 'sum(rate(http_requests_total{job="api"}[{{.window}}]))'
+    for query in (f"1 - ({good} / {total})", f"1 - {good} / {total}"):
+        (slo,) = slos_from_spec(spec(sli={"raw": {"error_ratio_query": query}}), "s.yaml", 30 * 86400)
+        assert slo.rules_only is None, slo.rules_only
+        assert [(t.sign, t.selector.promql()) for t in slo.sli.bad] == [
+            (1, 'http_requests_total{job="api"}'), (-1, 'http_requests_total{job="api",code!~"5.."}')]  # fmt: skip
+        assert [t.selector.promql() for t in slo.sli.total] == ['http_requests_total{job="api"}']

@@ -92,6 +92,9 @@ class SLODef:
     alerting: Alerting = Alerting()
     # a Sloth SLI's own PromQL, `{{.window}}` in it: (error_query, total_query), or (error_ratio_query,)
     promql: tuple[str, ...] = ()
+    # why the warehouse cannot evaluate it (a query gpuledger cannot read): the SLO is then rules only, its
+    # recordings made of `promql` as written (Sloth passes any PromQL through)
+    rules_only: str | None = None
 
 
 def model_label(family: str) -> str | None:

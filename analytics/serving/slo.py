@@ -210,9 +210,14 @@ def burn_rate(ratio: float, budget: float) -> float:
 
 
 def build_slos(
-    con: duckdb.DuckDBPyConnection, serving: ServingSettings, specs: list[tuple[str, dict[str, Any]]], now: datetime
+    con: duckdb.DuckDBPyConnection,
+    serving: ServingSettings,
+    specs: list[tuple[str, dict[str, Any]]],
+    now: datetime,
+    rules_only: bool = False,
 ) -> list[SLODef]:
-    """Every declared SLO: settings (per service) first, then each Sloth spec's, checked against the data."""
+    """Every declared SLO: settings (per service) first, then each Sloth spec's, checked against the data.
+    Sloth SLOs whose PromQL the warehouse cannot read are left out, unless `rules_only` (the rules take them)."""
     out: list[SLODef] = []
     for service, svc in serving.services.items():
         for declared in svc.slos:
@@ -224,6 +229,8 @@ def build_slos(
     # would repeat its group, refuse it: app/publish/slo_rules.declared)
     unique([d for d in out if d.source == "settings"])
     unique([d for d in out if d.source != "settings"])
+    out = [d for d in out if rules_only or d.rules_only is None]
     for slo in out:
-        check_edges(con, slo, Window(now - timedelta(seconds=slo.window_s), now))
+        if slo.rules_only is None:
+            check_edges(con, slo, Window(now - timedelta(seconds=slo.window_s), now))
     return out

@@ -3,9 +3,11 @@
 Sloth's SLI queries are PromQL templated on `{{.window}}`. gpuledger evaluates them in the warehouse,
 which understands the shape every Sloth example uses: sums and differences of
 `sum(rate|increase(<selector>[{{.window}}]))`, for `events.error_query` / `events.total_query`, or one such ratio as
-`raw.error_ratio_query`. Anything else (functions, binary operators other than + - /, offsets,
-plugin SLIs) is refused with the query named, never guessed. The spec has no period: Sloth takes it
-from `--default-slo-period` (30d); gpuledger from `serving.sloth_window`.
+`raw.error_ratio_query` (or `1 - good / total`). Any other PromQL (functions, gauges, subqueries, offsets) is
+not guessed at: the SLO is kept as rules only (`SLODef.rules_only` says why), its recordings written from the
+queries as they stand, as Sloth writes them; the warehouse reports leave it out. Plugin SLIs run inside Sloth
+and are refused. The spec has no period: Sloth takes it from `--default-slo-period` (30d); gpuledger from
+`serving.sloth_window`. Sloth's Kubernetes resource (`PrometheusServiceLevel`) is read as the same spec.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ _TOKEN = re.compile(
     r"\s*(?:(?P<window>\{\{\s*\.window\s*\}\})|(?P<str>\"(?:[^\"\\]|\\.)*\")|(?P<op>=~|!~|!=|=|[-+/(){}\[\],])"
     r"|(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)|(?P<num>[0-9.]+[smhdwy]?))"
 )
+
+
+class UnsupportedQuery(ConfigError):
+    """A query the warehouse cannot evaluate (PromQL beyond sums of counter increases)."""
 
 
 class _Parser:
@@ -46,7 +52,7 @@ class _Parser:
         return out
 
     def fail(self, why: str) -> None:
-        raise ConfigError(f"{self.where}: unsupported SLI query ({why}): {self.query.strip()}")
+        raise UnsupportedQuery(f"{self.where}: unsupported SLI query ({why}): {self.query.strip()}")
 
     def peek(self) -> str | None:
         return self.tokens[self.pos][1] if self.pos < len(self.tokens) else None
@@ -127,13 +133,36 @@ def parse_events(query: str, where: str) -> tuple[Term, ...]:
 
 
 def _ratio(query: str, where: str) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
+    """A raw error ratio: `bad / total`, or `1 - good / total` (bad = total - good), the ratio in parentheses
+    or not."""
     parser = _Parser(query, where)
-    bad = parser.expression()
+    complement = parser.peek() == "1" and len(parser.tokens) > 1 and parser.tokens[1][1] == "-"
+    if complement:
+        parser.take("1")
+        parser.take("-")
+    wrapped = parser.peek() == "(" and _closes_at_end(parser.tokens, parser.pos)
+    if wrapped:
+        parser.take("(")
+    top = parser.expression()
     parser.take("/")
     total = parser.expression()
+    if wrapped:
+        parser.take(")")
     if not parser.done():
         parser.fail(f"unexpected {parser.peek()!r}")
-    return tuple(bad), tuple(total)
+    if complement:  # 1 - good/total = (total - good)/total
+        return tuple(total) + tuple(Term(-t.sign, t.selector) for t in top), tuple(total)
+    return tuple(top), tuple(total)
+
+
+def _closes_at_end(tokens: list[tuple[str, str]], pos: int) -> bool:
+    """Does the parenthesis at `pos` close at the last token (the whole ratio is wrapped)?"""
+    depth = 0
+    for i in range(pos, len(tokens)):
+        depth += {"(": 1, ")": -1}.get(tokens[i][1], 0) if tokens[i][0] == "op" else 0
+        if depth == 0:
+            return i == len(tokens) - 1
+    return False
 
 
 # Sloth's own checks (pkg/common/validation): names start and end alphanumeric with only `.`, `_`, `-` between;
@@ -226,20 +255,68 @@ def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple
         error, total = _query(sli["events"], "error_query"), _query(sli["events"], "total_query")
         if error.strip() == total.strip():
             raise ConfigError(f"{here}: the error and total queries are the same")
+        _templated(error, f"{here}.sli.events.error_query")
+        _templated(total, f"{here}.sli.events.total_query")
         bad = parse_events(error, f"{here}.sli.events.error_query")
         return bad, parse_events(total, f"{here}.sli.events.total_query"), (error, total)
     if kinds == ["raw"]:
         ratio = _query(sli["raw"], "error_ratio_query")
+        _templated(ratio, f"{here}.sli.raw.error_ratio_query")
         return *_ratio(ratio, f"{here}.sli.raw.error_ratio_query"), (ratio,)
     if kinds == ["plugin"]:
         raise ConfigError(f"{here}: SLI plugins run inside Sloth; gpuledger reads events and raw SLIs only")
     raise ConfigError(f"{here}: the SLO needs an events or raw SLI")
 
 
-def slos_from_spec(spec: dict[str, Any], where: str, window_s: int) -> list[SLODef]:
-    """Every SLO of one `prometheus/v1` spec (already loaded from YAML), checked as Sloth checks it."""
-    if not isinstance(spec, dict) or spec.get("version") != "prometheus/v1":
-        raise ConfigError(f"{where}: not a Sloth spec (version must be prometheus/v1)")
+_CRD = ("sloth.slok.dev/v1", "PrometheusServiceLevel")
+# the Kubernetes form spells its keys in camelCase (queries are read either way: _query)
+_CRD_ALERTS = {"pageAlert": "page_alert", "ticketAlert": "ticket_alert"}
+
+
+def _as_prometheus_v1(doc: Any, where: str) -> dict[str, Any]:
+    """A `prometheus/v1` spec, or Sloth's Kubernetes resource (`PrometheusServiceLevel`) as one."""
+    if isinstance(doc, dict) and doc.get("version") == "prometheus/v1":
+        return doc
+    if not isinstance(doc, dict) or (doc.get("apiVersion"), doc.get("kind")) != _CRD:
+        raise ConfigError(
+            f"{where}: not a Sloth spec (version: prometheus/v1, or apiVersion: {_CRD[0]} with kind: {_CRD[1]})"
+        )
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: the {_CRD[1]} has no spec")
+    slos = []
+    for slo in spec.get("slos") or []:
+        alerting = slo.get("alerting") if isinstance(slo, dict) else None
+        if isinstance(alerting, dict):
+            slo = {**slo, "alerting": {_CRD_ALERTS.get(k, k): v for k, v in alerting.items()}}
+        slos.append(slo)
+    return {"version": "prometheus/v1", "service": spec.get("service"), "labels": spec.get("labels"), "slos": slos}
+
+
+_WINDOW_VAR = re.compile(r"\{\{\s*\.window\s*\}\}")
+
+
+def _templated(query: str, where: str) -> None:
+    if not query.strip():
+        raise ConfigError(f"{where}: the query is missing")
+    if not _WINDOW_VAR.search(query):
+        raise ConfigError(f"{where}: the query must contain the {{{{.window}}}} variable")
+
+
+def _readable(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[str, ...], str | None]:
+    """The SLI as the warehouse reads it, or (a query it cannot read) its PromQL alone and why: Sloth takes any
+    PromQL, so such an SLO is written as rules only."""
+    try:
+        return (*_sli(sli, here), None)
+    except UnsupportedQuery as exc:
+        part = sli["events"] if sli.get("events") is not None else sli["raw"]
+        keys = ("error_query", "total_query") if sli.get("events") is not None else ("error_ratio_query",)
+        return (), (), tuple(_query(part, k) for k in keys), str(exc)
+
+
+def slos_from_spec(doc: dict[str, Any], where: str, window_s: int) -> list[SLODef]:
+    """Every SLO of one Sloth spec (already loaded from YAML), checked as Sloth checks it."""
+    spec = _as_prometheus_v1(doc, where)
     service = spec.get("service")
     if not isinstance(service, str) or not _NAME.match(service):
         raise ConfigError(f"{where}: service {service!r}: invalid service name ({_NAME_RULE})")
@@ -251,13 +328,15 @@ def slos_from_spec(spec: dict[str, Any], where: str, window_s: int) -> list[SLOD
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{here}: invalid SLO name ({_NAME_RULE})")
         objective = _objective(slo.get("objective"), here)
-        bad, total, promql = _sli(slo.get("sli"), here)
+        bad, total, promql, rules_only = _readable(slo.get("sli"), here)
         labels = {**spec_labels, **_labels(slo.get("labels"), here)}
         description = str(slo.get("description") or "sloth events")
         alerting = _alerting(slo.get("alerting"), here)
         sli = SLI(bad, total, description)
         source = f"sloth:{where}"
-        out.append(SLODef(service, name, objective, window_s, sli, "events", source, labels, alerting, promql))
+        out.append(
+            SLODef(service, name, objective, window_s, sli, "events", source, labels, alerting, promql, rules_only)
+        )
     unique(out)
     return out
 

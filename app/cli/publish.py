@@ -70,6 +70,9 @@ def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: st
     else:
         files = [slo_file(list(slos), r.namespace, r.slo_severities)]
         paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
+    for d in defs:
+        if d.rules_only is not None:
+            click.echo(f"{d.service} {d.name}: rules only, the warehouse reports cannot evaluate it ({d.rules_only})")
     click.echo(f"wrote {len(defs)} SLOs as {paths[0]}")
 
 

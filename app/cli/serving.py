@@ -71,8 +71,12 @@ def slo_cmd(ctx: Context, at: str | None, service: str | None, fmt: str) -> None
     serving = ctx.settings.serving
     with open_warehouse(ctx.warehouse, read_only=True) as con:
         now = parse_ts(at) if at else serving_data_end(con)
-        defs = [d for d in slo_mod.build_slos(con, serving, sloth_specs(serving), now) if service in (None, d.service)]
-        reports = [slo_mod.evaluate(con, d, now) for d in defs]
+        every = slo_mod.build_slos(con, serving, sloth_specs(serving), now, rules_only=True)
+        defs = [d for d in every if service in (None, d.service)]
+        for skipped in defs:
+            if skipped.rules_only is not None:  # its rules are written, but its PromQL is beyond the warehouse
+                click.echo(f"{skipped.service} {skipped.name}: left out, rules only ({skipped.rules_only})", err=True)
+        reports = [slo_mod.evaluate(con, d, now) for d in defs if d.rules_only is None]
     if not reports:
         raise ConfigError("no SLO is declared: add serving.services.<name>.slos or serving.sloth_specs to the settings")
     data = [r.as_dict() for r in reports]

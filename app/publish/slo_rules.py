@@ -53,6 +53,6 @@ def declared(settings: Settings) -> tuple[SLORule, ...]:
             "(which histogram and error counter they export); collect them first"
         )
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
-        defs = build_slos(con, serving, sloth_specs(serving), serving_data_end(con))
+        defs = build_slos(con, serving, sloth_specs(serving), serving_data_end(con), rules_only=True)
     unique(defs)
     return tuple(from_def(d) for d in defs)
