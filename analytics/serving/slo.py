@@ -24,7 +24,7 @@ import duckdb
 
 from analytics.serving.counters import Selector, Span, summed_increase
 from analytics.serving.sli import SLI, SLODef, Term, check_edges, resolve
-from analytics.serving.sloth import slos_from_spec, unique
+from analytics.serving.sloth import slos_from_documents, unique
 from core import conventions as c
 from core.settings import ServingSettings
 from core.timeutil import Window, iso, parse_duration
@@ -223,8 +223,7 @@ def build_slos(
         for declared in svc.slos:
             out.append(resolve(con, service, svc, declared, now, parse_duration(declared.window)))
     window_s = parse_duration(serving.sloth_window)
-    for where, spec in specs:
-        out += slos_from_spec(spec, where, window_s)
+    out += slos_from_documents(specs, window_s)
     # twice in the settings or twice in the specs is a mistake; the same SLO in both is a comparison (rules, which
     # would repeat its group, refuse it: app/publish/slo_rules.declared)
     unique([d for d in out if d.source == "settings"])

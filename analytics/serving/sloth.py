@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from analytics.serving import openslo
 from analytics.serving.counters import Matcher, Selector
 from analytics.serving.sli import SLI, Alerting, AlertMeta, Pairs, SLODef, Term
+from core import conventions as c
 from core.errors import ConfigError
 
 _TOKEN = re.compile(
@@ -342,6 +344,21 @@ def slos_from_spec(doc: dict[str, Any], where: str, window_s: int) -> list[SLODe
 
 
 _NAME_RULE = "alphanumeric at both ends, only '.', '_' and '-' between"
+
+
+def slos_from_documents(docs: list[tuple[str, Any]], window_s: int) -> list[SLODef]:
+    """Every SLO of Sloth and OpenSLO documents ((where, document) pairs); an OpenSLO `timeWindow` sets its SLOs'
+    period, else `window_s`."""
+    out: list[SLODef] = []
+    for where, doc in docs:
+        if not openslo.is_openslo(doc):
+            out += slos_from_spec(doc, where, window_s)
+    for where, spec, period_s in openslo.as_sloth_specs(docs):
+        problem = c.slo_period_problem(period_s or window_s)
+        if problem:
+            raise ConfigError(f"{where}: service {spec['service']!r}: SLO period of {period_s} s: {problem}")
+        out += slos_from_spec(spec, where, period_s or window_s)
+    return out
 
 
 def unique(slos: list[SLODef]) -> None:

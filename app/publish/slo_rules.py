@@ -11,7 +11,7 @@ import duckdb
 from alerts.slo import SLORule, from_def
 from analytics.serving.sli import SLODef
 from analytics.serving.slo import build_slos
-from analytics.serving.sloth import slos_from_spec, unique
+from analytics.serving.sloth import slos_from_documents, unique
 from app.stage_options import read_sloth, sloth_specs
 from core import conventions as c
 from core.errors import ConfigError
@@ -33,7 +33,7 @@ def sloth_defs(path: Path, window: str) -> list[SLODef]:
     problem = c.slo_period_problem(window_s)
     if problem:
         raise ConfigError(f"{path}: SLO period {window}: {problem}")
-    defs = [d for where, doc in read_sloth(path) for d in slos_from_spec(doc, where, window_s)]
+    defs = slos_from_documents(read_sloth(path), window_s)
     unique(defs)
     return defs
 
