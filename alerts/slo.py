@@ -45,6 +45,10 @@ class SLORule:
     # the spec's and the SLO's own labels (Sloth `labels`), on every recording and alert
     spec_labels: tuple[tuple[str, str], ...] = ()
     alerting: Alerting = Alerting()  # Sloth's `alerting`: name, labels, annotations, disabled kinds
+    # the SLI's terms as written in `bad` and `total` (none for PromQL the warehouse cannot read): the generated
+    # promtool tests synthesise their series (alerts/slo_unittests.py)
+    bad_terms: tuple[Term, ...] = ()
+    total_terms: tuple[Term, ...] = ()
 
     @property
     def budget(self) -> float:
@@ -100,15 +104,14 @@ def _portable(term: Term) -> Term:
 
 def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
+    sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
     if d.rules_only is not None:  # PromQL the warehouse cannot read: the spec's own, as Sloth writes it
         bad, total = (_WINDOW_VAR.sub(WINDOW_MARK, q) for q in (*d.promql, "")[:2])
     else:
-        sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
         bad, total = SLI.promql(sli, WINDOW_MARK)
     labels = tuple(sorted(d.labels.items()))
-    return SLORule(
-        d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description, labels, d.alerting
-    )
+    return SLORule(d.service, d.name, d.objective, d.window_s / 86400, bad, total, d.sli.description, labels,
+                   d.alerting, sli.bad, sli.total)  # fmt: skip
 
 
 def _period(days: float) -> str:

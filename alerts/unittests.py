@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from alerts import slo_unittests
 from alerts import unittests_signals as signals
 from alerts.generator import RuleSpec
 from alerts.model import RuleFile, promql_string
@@ -233,6 +234,7 @@ def _builders() -> dict[str, Any]:
         "drift": signals.drift_tests,
         "compliance": compliance_tests,
         "service": service_tests,
+        "slo": slo_unittests.slo_tests,
     }
 
 
@@ -244,7 +246,13 @@ def test_document(rule_file: RuleFile, spec: RuleSpec, rules_path: str) -> dict[
     # the drift tests span two days (offset 1d): evaluating their rules every 5 minutes instead of every
     # minute keeps promtool's run short, and every `for:` of those rules is a multiple of 5 minutes
     interval = "5m" if domain == "drift" else "1m"
-    return {"rule_files": [rules_path, *_dependencies(domain)], "evaluation_interval": interval, "tests": builder(spec)}
+    tests = builder(spec)
+    if not tests:
+        return None
+    doc = {"rule_files": [rules_path, *_dependencies(domain)], "evaluation_interval": interval, "tests": tests}
+    if domain == "slo":  # an SLO's recordings before its alerts at each step, as the file orders them
+        doc["group_eval_order"] = [g.name for g in rule_file.groups]
+    return doc
 
 
 def _dependencies(domain: str) -> list[str]:

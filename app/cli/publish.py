@@ -72,7 +72,10 @@ def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: st
         paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
     for d in defs:
         if d.rules_only is not None:
-            click.echo(f"{d.service} {d.name}: rules only, the warehouse reports cannot evaluate it ({d.rules_only})")
+            click.echo(
+                f"{d.service} {d.name}: rules only, the warehouse reports cannot evaluate it and it has no generated "
+                f"test ({d.rules_only})"
+            )
     click.echo(f"wrote {len(defs)} SLOs as {paths[0]}")
 
 
