@@ -69,9 +69,11 @@ bench: $(DEV_STAMP) tools ## Benchmarks at 100/1,000/10,000 GPUs vs PromQL and p
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.run
 
-golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml) for the default configuration (review the diff!)
+golden: $(STAMP) ## Regenerate rules/ (and deploy/prometheusrules.yaml, grafana-dashboards.yaml) for the default configuration (review the diff!)
 	$(BIN)/gpuledger --config /dev/null rules generate --out rules
 	for f in rules/*.yaml; do echo '---'; cat $$f; done > deploy/prometheusrules.yaml
+	tmp=$$(mktemp -d) && $(BIN)/gpuledger --config /dev/null dashboards generate --out $$tmp >/dev/null && \
+	  cp $$tmp/grafana-dashboards.yaml deploy/ && rm -rf $$tmp
 
 screenshots: $(DEV_STAMP) ## Re-take docs/screenshots from the demo's week in Chromium (after `make run` once)
 	GPULEDGER_SCREENSHOTS=$(CURDIR)/docs/screenshots GPULEDGER_BROWSER_WAREHOUSE=$(CURDIR)/data/demo/gpuledger.duckdb \

@@ -175,10 +175,9 @@ def cost(spec: RuleSpec) -> RuleFile:
             "runbook_url": _runbook(c.ALERT_POOR_INFERENCE_EFFICIENCY.lower()),
         },
     )
-    gpus = "count(count by (Hostname, UUID) (DCGM_FI_DEV_GPU_TEMP))"
     idle = _alert(
         c.ALERT_IDLE_GPU_CAPACITY,
-        f"1 - sum({c.REC_POD_GPU_SHARE}) / {gpus} > {spec.idle_capacity_ratio}",
+        f"1 - sum({c.REC_POD_GPU_SHARE}) / {FLEET_GPUS} > {spec.idle_capacity_ratio}",
         "6h",
         "info",
         "More than {{ $value | humanizePercentage }} of the GPU fleet is idle",
@@ -189,12 +188,21 @@ def cost(spec: RuleSpec) -> RuleFile:
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-cost", spec.namespace, (recordings, group))
 
 
-def health(spec: RuleSpec) -> RuleFile:
+# the GPUs dcgm-exporter reports (a GPU counts once, whatever MIG or time-slicing copies it shows as)
+FLEET_GPUS = f"count(count by (Hostname, UUID) ({c.DCGM_GPU_TEMP}))"
+
+
+def silent_gpus(after: str) -> str:
+    """GPUs seen in the last hour that have reported nothing for `after`."""
     seen = f"max by (Hostname, UUID) (present_over_time({c.DCGM_GPU_TEMP}[1h]))"
-    recent = f"max by (Hostname, UUID) (present_over_time({c.DCGM_GPU_TEMP}[{spec.not_reporting_for}]))"
+    recent = f"max by (Hostname, UUID) (present_over_time({c.DCGM_GPU_TEMP}[{after}]))"
+    return f"{seen}\n  unless on (Hostname, UUID) {recent}"
+
+
+def health(spec: RuleSpec) -> RuleFile:
     stopped = Rule(
         alert=c.ALERT_GPU_NOT_REPORTING,
-        expr=f"{seen}\n  unless on (Hostname, UUID) {recent}",
+        expr=silent_gpus(spec.not_reporting_for),
         labels={"severity": "critical"},
         annotations={
             "summary": "GPU {{ $labels.UUID }} on {{ $labels.Hostname }} stopped reporting",

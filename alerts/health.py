@@ -106,6 +106,12 @@ def _temperature(t: HealthThresholds) -> str:
     return "\nor ".join(terms)
 
 
+def xid_codes(catalog: XidCatalog, severities: tuple[str, ...], action: str | None = None) -> str:
+    """The catalog's codes of these severities (and action), as an `err_code` regex: 13|31|43."""
+    codes = sorted(x for x, e in catalog.entries.items() if e.severity in severities and action in (None, e.action))
+    return "|".join(str(x) for x in codes)
+
+
 def xid_rules(catalog: XidCatalog, hold: str) -> list[Rule]:
     """One rule per catalog class and action, so each alert carries the action its codes call for;
     `hold`: how long a new code keeps its alert firing (an event, not a state: `gpuledger report
@@ -115,8 +121,7 @@ def xid_rules(catalog: XidCatalog, hold: str) -> list[Rule]:
     for severities, name, severity in XID_CLASSES:
         actions = sorted({e.action for e in catalog.entries.values() if e.severity in severities})
         for action in actions:
-            codes = sorted(x for x, e in catalog.entries.items() if e.severity in severities and e.action == action)
-            sel = f'{c.DCGM_XID}{{{c.L_ERR_CODE}=~"{"|".join(str(x) for x in codes)}"}}'
+            sel = f'{c.DCGM_XID}{{{c.L_ERR_CODE}=~"{xid_codes(catalog, severities, action)}"}}'
             expr = (
                 f"max by ({by}) (changes({sel}[{hold}]) > 0)\n"
                 f"or (max by ({by}) ({sel}) unless max by ({by}) ({sel} offset {hold}))"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,10 +14,11 @@ import click
 
 from alerts import generator, serialize, sloth_rules, unittests
 from alerts.slo import from_def, slo_file
+from analytics.health.xid_catalog import load_catalog
 from app.cli.base import Context, fail_cleanly, main, pass_ctx
 from app.dashboard import access
 from app.jobs import weekly_inputs, write_rules
-from app.publish import exports, slo_rules
+from app.publish import exports, grafana, slo_rules
 from app.stage_options import rule_spec
 from core.errors import ConfigError, TerminalError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, Settings
@@ -108,6 +110,25 @@ def rules_check(directory: Path) -> None:
     click.echo(output)
     if not ok:
         raise TerminalError(f"{directory}: promtool rejected the rules (see above)")
+
+
+@main.group("dashboards")
+def dashboards() -> None:
+    """Grafana dashboards for the Prometheus the rules feed."""
+
+
+@dashboards.command("generate")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the JSON and ConfigMaps.")
+@pass_ctx
+@fail_cleanly
+def dashboards_generate(ctx: Context, out: Path) -> None:
+    """Write the cost, fleet health and SLO dashboards (Grafana JSON, and ConfigMaps for the Grafana sidecar)."""
+    models = grafana.dashboards(load_catalog(ctx.settings.health.xid_overrides))
+    out.mkdir(parents=True, exist_ok=True)
+    for uid, model in models.items():
+        (out / f"{uid}.json").write_text(json.dumps(model, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "grafana-dashboards.yaml").write_text(grafana.configmaps(models, ctx.settings.rules.namespace))
+    click.echo(f"wrote {len(models)} dashboards ({', '.join(sorted(models))}) and their ConfigMaps to {out}")
 
 
 @main.group("export")
