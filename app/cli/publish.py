@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -67,11 +68,17 @@ def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: st
     slos = tuple(from_def(d) for d in defs)
     rule_spec = generator.RuleSpec(namespace=r.namespace, slos=slos, slo_severities=r.slo_severities)
     if naming == "sloth":
-        files = [sloth_rules.sloth_file(defs, r.namespace)]
-        paths = serialize.write_all(files, out, fmt)
+        files, tests = [sloth_rules.sloth_file(defs, r.namespace)], None
     else:
         files = [slo_file(list(slos), r.namespace, r.slo_severities)]
-        paths = serialize.write_all(files, out, fmt, unittests.all_tests(files, rule_spec))
+        tests = unittests.all_tests(files, rule_spec)
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # Sloth refuses PromQL Prometheus cannot parse: so does the import, before writing
+        with tempfile.TemporaryDirectory() as tmp:
+            slo_rules.check_promql(spec, serialize.write_all(files, Path(tmp), fmt)[0], defs, promtool)
+    else:
+        click.echo("promtool not found: the specs' PromQL was not parsed (`gpuledger rules check` will)", err=True)
+    paths = serialize.write_all(files, out, fmt, tests)
     for d in defs:
         if d.rules_only is not None:
             click.echo(

@@ -3,11 +3,13 @@ warehouse (which histogram and error counter each service really exports, as `re
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from alerts import serialize
 from alerts.slo import SLORule, from_def
 from analytics.serving.sli import SLODef
 from analytics.serving.slo import build_slos
@@ -56,3 +58,23 @@ def declared(settings: Settings) -> tuple[SLORule, ...]:
         defs = build_slos(con, serving, sloth_specs(serving), serving_data_end(con), rules_only=True)
     unique(defs)
     return tuple(from_def(d) for d in defs)
+
+
+_UNPARSED = re.compile(r'group "([^"]+)", rule \d+, "[^"]*": could not parse expression: (.*)')
+
+
+def check_promql(path: Path, rule_file: Path, defs: list[SLODef], promtool: str) -> None:
+    """Refuse a spec whose PromQL Prometheus cannot parse (a MetricsQL-only query, as Sloth refuses it), naming
+    the SLO: promtool reads the written rules, and its first parse error is traced to the SLO's rule group."""
+    ok, output = serialize.promtool_check([rule_file], promtool)
+    if ok:
+        return
+    hit = _UNPARSED.search(output)
+    if hit is None:
+        raise ConfigError(f"{path}: promtool rejected the rules written for it: {output.splitlines()[-1]}")
+    group, why = hit.groups()
+    owner = next(
+        (d for d in defs if group.removesuffix("-sli").removesuffix("-alerts").endswith(f"-{d.service}-{d.name}")), None
+    )
+    who = f"SLO {owner.name!r} of service {owner.service!r}" if owner else f"rule group {group!r}"
+    raise ConfigError(f"{path}: {who}: Prometheus cannot parse its PromQL (a MetricsQL-only query?): {why}")
