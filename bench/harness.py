@@ -31,15 +31,29 @@ class Child:
     wall_s: float
 
 
+OWN_PEAK = "own_peak_rss_mb"  # what a task measured of itself (own_peak_rss_mb()), in its JSON line
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS: the high-water mark of its address space (VmHWM), which exec starts afresh.
+    Not ru_maxrss: Linux carries the parent's high-water mark into a child across fork and exec, so every task a
+    3 GB benchmark runner started reported 3 GB (a 100-GPU chargeback that needs about 130 MB among them)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM: the benchmark measures memory on Linux only")
+
+
 def spawn(task: str, args: dict[str, Any], timeout_s: float = 3600) -> Child:
-    """Run one worker task; its own peak RSS (ru_maxrss of exactly this child, via wait4) and wall time."""
+    """Run one worker task; its own peak RSS (the VmHWM it reports as it ends) and wall time."""
     return spawn_argv(
         [sys.executable, "-m", "bench.worker", task, json.dumps(args)], timeout_s, {"PYTHONPATH": str(ROOT)}
     )
 
 
 def spawn_argv(argv: list[str], timeout_s: float = 3600, extra_env: dict[str, str] | None = None) -> Child:
-    """Run a command that prints one JSON line; its peak RSS and wall time."""
+    """Run a command that prints one JSON line; its peak RSS (what it reports of itself, `own_peak_rss_mb`, else
+    ru_maxrss from wait4, which may carry this process's own high-water mark) and wall time."""
     task = Path(argv[2] if argv[1] == "-m" else argv[1]).name
     started = time.monotonic()
     env = {**os.environ, **(extra_env or {})}
@@ -58,8 +72,9 @@ def spawn_argv(argv: list[str], timeout_s: float = 3600, extra_env: dict[str, st
     if proc.returncode != 0:
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "killed (timeout?)"
         raise RuntimeError(f"{task} failed ({proc.returncode}): {last}")
-    line = [x for x in stdout.strip().splitlines() if x.startswith("{")][-1]
-    return Child(json.loads(line), usage.ru_maxrss / 1024, time.monotonic() - started)  # ru_maxrss: KiB on Linux
+    result = json.loads([x for x in stdout.strip().splitlines() if x.startswith("{")][-1])
+    peak = result.pop(OWN_PEAK, None)
+    return Child(result, peak if peak is not None else usage.ru_maxrss / 1024, time.monotonic() - started)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import deps
-from bench.harness import timed
+from bench.harness import OWN_PEAK, own_peak_rss_mb, timed
 from core.timeutil import Window, to_epoch
 
 
@@ -334,6 +334,11 @@ def _render(at: Any, page: str) -> None:
         raise RuntimeError(f"{page}: {at.exception}")
 
 
+def noop(args: dict[str, Any]) -> dict[str, Any]:
+    """Nothing: the smallest task there is (the harness's memory figures are tested on it)."""
+    return {"times": []}
+
+
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "chargeback": chargeback,
     "three_way": three_way,
@@ -350,12 +355,13 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "client_pac": deps.client_pac,
     "frames": deps.frames,
     "decode_only": deps.decode_only,
+    "noop": noop,
 }
 
 
 def main() -> None:
     task, args = sys.argv[1], json.loads(sys.argv[2])
-    result = TASKS[task](args)
+    result = {**TASKS[task](args), OWN_PEAK: own_peak_rss_mb()}
     print(json.dumps(result, default=str))
 
 
