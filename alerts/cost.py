@@ -68,8 +68,8 @@ def cost_rules() -> list[Rule]:
     team = Rule(
         record=c.REC_TEAM_GPU_COST,
         expr=(
-            f"sum by (label_team) (\n  sum by (namespace, pod) ({c.REC_POD_GPU_COST})\n"
-            f"  * on (namespace, pod) group_left (label_team) max by (namespace, pod, label_team) ({c.KSM_POD_LABELS})\n)"
+            f"sum by ({c.L_KSM_TEAM}) (\n  sum by (namespace, pod) ({c.REC_POD_GPU_COST})\n"
+            f"  * on (namespace, pod) group_left ({c.L_KSM_TEAM}) max by (namespace, pod, {c.L_KSM_TEAM}) ({c.KSM_POD_LABELS})\n)"
         ),
     )
     return [pod, team]
@@ -78,6 +78,6 @@ def cost_rules() -> list[Rule]:
 def budget_rules(budgets: Mapping[str, Decimal]) -> list[Rule]:
     """One series per team with a monthly budget: the hourly pace that spends it in 730 hours."""
     return [
-        Rule(record=c.REC_TEAM_BUDGET_PACE, expr=f"vector({_num(Decimal(budget) / 730)})", labels={"label_team": team})
+        Rule(record=c.REC_TEAM_BUDGET_PACE, expr=f"vector({_num(Decimal(budget) / 730)})", labels={c.L_KSM_TEAM: team})
         for team, budget in sorted(budgets.items())
     ]

@@ -103,8 +103,8 @@ def recording(spec: RuleSpec) -> RuleFile:
     team = Rule(
         record=c.REC_TEAM_GPU_ALLOCATION,
         expr=(
-            f"sum by (label_team) (\n  sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION})\n"
-            f"  * on (namespace, pod) group_left (label_team) max by (namespace, pod, label_team) ({c.KSM_POD_LABELS})\n)"
+            f"sum by ({c.L_KSM_TEAM}) (\n  sum by (namespace, pod) ({c.REC_POD_GPU_ALLOCATION})\n"
+            f"  * on (namespace, pod) group_left ({c.L_KSM_TEAM}) max by (namespace, pod, {c.L_KSM_TEAM}) ({c.KSM_POD_LABELS})\n)"
         ),
     )
     group = Group(f"{c.RULE_GROUP_PREFIX}-recording", (allocation, active, team))
@@ -138,10 +138,10 @@ def cost(spec: RuleSpec) -> RuleFile:
     )
     pace = _alert(
         c.ALERT_TEAM_OVER_BUDGET_PACE,
-        f"avg_over_time({c.REC_TEAM_GPU_COST}[1d])\n  > on (label_team) {c.REC_TEAM_BUDGET_PACE} * {spec.budget_pace_factor}",
+        f"avg_over_time({c.REC_TEAM_GPU_COST}[1d])\n  > on ({c.L_KSM_TEAM}) {c.REC_TEAM_BUDGET_PACE} * {spec.budget_pace_factor}",
         "1h",
         "warning",
-        "Team {{ $labels.label_team }} is spending GPUs faster than its budget allows",
+        f"Team {{{{ $labels.{c.L_KSM_TEAM} }}}} is spending GPUs faster than its budget allows",
         f'The last day\'s GPU spend rate, {{{{ $value | printf "%.2f" }}}} $/h, is over {spec.budget_pace_factor}x the pace '
         "of its monthly budget (budget / 730 h). Check `gpuledger report budget` and the team's largest workloads.",
     )
@@ -249,7 +249,7 @@ def _without_label(alert: str, label: str, k8s_key: str) -> Rule:
 
 def compliance(spec: RuleSpec) -> RuleFile:
     rules = (
-        _without_label(c.ALERT_GPU_POD_WITHOUT_TEAM, "label_team", "team"),
+        _without_label(c.ALERT_GPU_POD_WITHOUT_TEAM, c.L_KSM_TEAM, "team"),
         _without_label(c.ALERT_GPU_POD_WITHOUT_COST_CENTER, "label_cost_center", "cost-center"),
     )
     group = Group(f"{c.RULE_GROUP_PREFIX}-compliance", rules)

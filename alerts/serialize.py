@@ -72,8 +72,13 @@ def prometheus_rule(rule_file: RuleFile) -> dict[str, Any]:
     }
 
 
+def documents(docs: list[dict[str, Any]]) -> str:
+    """YAML documents as every generated file writes them: keys in order, multi-line strings as literal blocks."""
+    return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
 def dump(document: dict[str, Any]) -> str:
-    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return HEADER + documents([document])
 
 
 def render(rule_file: RuleFile, fmt: str = "prometheusrule") -> str:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from alerts.model import Group, Rule, RuleFile
 from analytics.serving.counters import Matcher, Selector
 from analytics.serving.sli import SLI, Alerting, SLODef, Term
+from analytics.serving.sloth import with_window
 from core import conventions as c
 from core.timeutil import parse_duration
 
 WINDOW_MARK = "__GPULEDGER_WINDOW__"
-_WINDOW_VAR = re.compile(r"\{\{\s*\.window\s*\}\}")  # Sloth's template variable
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 SEVERITY = {"page": "critical", "ticket": "warning"}
 
@@ -106,7 +106,7 @@ def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
     sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
     if d.rules_only is not None:  # PromQL the warehouse cannot read: the spec's own, as Sloth writes it
-        bad, total = (_WINDOW_VAR.sub(WINDOW_MARK, q) for q in (*d.promql, "")[:2])
+        bad, total = (with_window(q, WINDOW_MARK) for q in (*d.promql, "")[:2])
     else:
         bad, total = SLI.promql(sli, WINDOW_MARK)
     labels = tuple(sorted(d.labels.items()))
@@ -132,21 +132,30 @@ def recordings(s: SLORule) -> Group:
     return Group(f"{c.RULE_GROUP_PREFIX}-slo-{s.service}-{s.slo}-sli", tuple(rules))
 
 
+def pair_thresholds(s: SLORule) -> dict[str, str]:
+    """Each window pair's alert threshold (burn factor x budget), by its long window, as its alert writes it."""
+    period_s = round(s.period_days * 86400)
+    return {
+        long: _num(burn_factor(pct, long, s.period_days) * s.budget)
+        for long, _, pct, _ in c.burn_rate_windows(period_s)
+    }
+
+
 def alerts(s: SLORule, severities: dict[str, str] = SEVERITY) -> Group | None:
     """The SLO's burn-rate alerts, one per window pair, less the kinds its spec disables (None: all of them)."""
-    out = []
+    out, thresholds = [], pair_thresholds(s)
     for long, short, budget_percent, kind in c.burn_rate_windows(round(s.period_days * 86400)):
         meta = s.alerting.of(kind)
         if meta.disable:
             continue
         factor = burn_factor(budget_percent, long, s.period_days)
-        threshold = _num(factor * s.budget)
+        threshold = thresholds[long]
         # the spec's alert labels may restate the severity; burn, long and short stay gpuledger's: they tell the
         # four alerts of an SLO apart
         labels = {**s.labels, "severity": severities[kind], **dict(s.alerting.labels), **dict(meta.labels)}
         out.append(
             Rule(
-                alert=s.alerting.name or c.ALERT_SLO_BURN,
+                alert=s.alerting.alert_name,
                 expr=f"{s.selector(ratio_record(long))} > {threshold}\nand\n{s.selector(ratio_record(short))} > {threshold}",
                 labels={**labels, "burn": kind, "long": long, "short": short},
                 annotations={**_annotations(s, factor, (long, short), budget_percent, kind),

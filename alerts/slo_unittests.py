@@ -27,9 +27,8 @@ from typing import Any
 
 from alerts import slo as slo_rules
 from alerts.promtool_series import series
-from analytics.serving.counters import Matcher, Selector
+from analytics.serving.counters import Matcher
 from analytics.serving.sli import Term
-from core import conventions as c
 
 MINUTES = 10
 
@@ -89,24 +88,7 @@ def _value(m: Matcher) -> str | None:
         return m.value
     if m.op == "=~":
         return _example(m.value)
-    for candidate in ("gpuledger-test", "zz", ""):
-        refused = candidate == m.value if m.op == "!=" else re.fullmatch(m.value, candidate)
-        if not refused:
-            return candidate
-    return None
-
-
-def _matches(sel: Selector, metric: str, labels: dict[str, str]) -> bool:
-    if sel.metric != metric:
-        return False
-    for m in sel.matchers:
-        value = labels.get(m.label, "")
-        ok = {"=": value == m.value, "!=": value != m.value}.get(m.op)
-        if ok is None:
-            ok = bool(re.fullmatch(m.value, value)) == (m.op == "=~")
-        if not ok:
-            return False
-    return True
+    return next((v for v in ("gpuledger-test", "zz", "") if m.accepts(v)), None)
 
 
 Series = tuple[str, dict[str, str]]
@@ -134,7 +116,7 @@ def _series(terms: tuple[Term, ...]) -> list[Series] | None:
 
 def _events(terms: tuple[Term, ...], made: list[Series], rates: tuple[float, ...]) -> float:
     return sum(
-        t.sign * sum(r for (metric, labels), r in zip(made, rates, strict=True) if _matches(t.selector, metric, labels))
+        t.sign * sum(r for (metric, labels), r in zip(made, rates, strict=True) if t.selector.matches(metric, labels))
         for t in terms
     )
 
@@ -172,12 +154,11 @@ def _inputs(made: list[Series], rates: tuple[float, ...]) -> list[dict[str, str]
 
 def _fired(s: slo_rules.SLORule, severities: dict[str, str], ratio: float) -> list[dict[str, Any]]:
     """The SLO's alerts (as ALERTS samples) that fire at a steady error ratio `ratio`."""
-    group = slo_rules.alerts(s, severities)
+    group, thresholds = slo_rules.alerts(s, severities), slo_rules.pair_thresholds(s)
     out = []
     for rule in group.rules if group else ():
-        threshold = float(rule.expr.split(" > ")[1].split("\n")[0])
-        if ratio > threshold:
-            labels = {"alertname": alert_name(s), "alertstate": "firing", **s.labels, **rule.labels}
+        if ratio > float(thresholds[rule.labels["long"]]):
+            labels = {"alertname": s.alerting.alert_name, "alertstate": "firing", **s.labels, **rule.labels}
             inner = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
             out.append({"labels": f"ALERTS{{{inner}}}", "value": 1})
     return out
@@ -186,7 +167,7 @@ def _fired(s: slo_rules.SLORule, severities: dict[str, str], ratio: float) -> li
 def _alerts_of(s: slo_rules.SLORule, at: str, fired: list[dict[str, Any]]) -> dict[str, Any]:
     """This SLO's firing alerts at `at` (other SLOs of the file may read the same series: they are not asked)."""
     ids = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(s.ids.items()))
-    expr = f'ALERTS{{alertname={json.dumps(alert_name(s))},alertstate="firing",{ids}}}'
+    expr = f'ALERTS{{alertname={json.dumps(s.alerting.alert_name)},alertstate="firing",{ids}}}'
     return {"expr": expr, "eval_time": at, "exp_samples": fired}
 
 
@@ -199,7 +180,8 @@ def slo_case(s: slo_rules.SLORule, severities: dict[str, str]) -> tuple[list[dic
     if made is None or mixes is None:
         return [], "no label values of its selectors make bad events vary alone"
     group = slo_rules.alerts(s, severities)
-    thresholds = sorted({float(r.expr.split(" > ")[1].split("\n")[0]) for r in (group.rules if group else ())})
+    written = slo_rules.pair_thresholds(s)
+    thresholds = sorted({float(written[r.labels["long"]]) for r in (group.rules if group else ())})
     failing_max = _events(s.bad_terms, made, mixes[1]) / _events(s.total_terms, made, mixes[1])
     ratio = min(1.5 * thresholds[0], failing_max) if thresholds and thresholds[0] > 0 else failing_max / 2
     cases = []
@@ -209,10 +191,6 @@ def slo_case(s: slo_rules.SLORule, severities: dict[str, str]) -> tuple[list[dic
         cases.append({"name": f"{s.service} {s.slo}: {label} at {ratio if label == 'burns' else 0:.6g}",
                       "interval": "1m", "input_series": _inputs(made, rates), "promql_expr_test": checks})  # fmt: skip
     return cases, None
-
-
-def alert_name(s: slo_rules.SLORule) -> str:
-    return s.alerting.name or c.ALERT_SLO_BURN
 
 
 def slo_tests(spec: Any) -> list[dict[str, Any]]:

@@ -15,16 +15,15 @@ not Sloth's mean of 5-minute ratios) and a window without traffic records nothin
 
 from __future__ import annotations
 
-import re
 from importlib.metadata import PackageNotFoundError, version
 
 from alerts.model import Group, Rule, RuleFile
 from analytics.serving.sli import AlertMeta, SLODef
+from analytics.serving.sloth import with_window
 from core import conventions as c
 from core.timeutil import parse_duration
 
 SEVERITIES = ("page", "ticket")
-_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
 _UNITS = (("y", 365 * 86400, True), ("w", 7 * 86400, True), ("d", 86400, False), ("h", 3600, False),
           ("m", 60, False), ("s", 1, False))  # fmt: skip
 
@@ -72,7 +71,7 @@ def _sli_rules(s: _SLO) -> tuple[Rule, ...]:
     seconds = {prom_duration(parse_duration(w)): parse_duration(w) for pair in s.windows for w in pair[:2]}
     rules = []
     for window in sorted(seconds, key=seconds.__getitem__):
-        queries = [_WINDOW.sub(window, q) for q in s.d.promql]
+        queries = [with_window(q, window) for q in s.d.promql]
         expr = f"({queries[0]})\n/\n({queries[1]})\n" if len(queries) == 2 else f"({queries[0]})"
         rules.append(Rule(record=s.metric(window), expr=expr, labels={**s.labels, "sloth_window": window}))
     short = s.metric(s.windows[0][1])
@@ -128,7 +127,7 @@ def _alert(s: _SLO, kind: str, meta: AlertMeta) -> Rule:
         "summary": f"{names} SLO error budget burn rate is over expected.",
     }
     return Rule(
-        alert=a.name or c.ALERT_SLO_BURN,
+        alert=a.alert_name,
         expr=expr,
         labels={"sloth_severity": kind, **dict(a.labels), **dict(meta.labels)},
         annotations={**annotations, **dict(a.annotations), **dict(meta.annotations)},

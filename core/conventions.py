@@ -231,6 +231,7 @@ HEADER_TENANT: Final = "X-Scope-OrgID"
 # Pod labels used for attribution (Kubernetes keys, as stored in pods.labels)
 # --------------------------------------------------------------------------------------------
 TEAM_LABELS: Final = ("team", "cost-center")  # the default owner label keys, in order
+L_KSM_TEAM: Final = "label_team"  # kube_pod_labels' team label: what the cost rules and dashboards group by
 
 
 @lru_cache(maxsize=1024)  # a few configured keys, looked up for every pod class of a report

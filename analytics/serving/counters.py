@@ -19,6 +19,7 @@ RE2 in both Prometheus and DuckDB). Labels map onto warehouse columns: the model
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,12 @@ class Matcher:
         escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
         return f'{self.label}{self.op}"{escaped}"'
 
+    def accepts(self, value: str) -> bool:
+        """Does a series whose label has `value` ("" when it has none) pass this matcher, as in PromQL?"""
+        if self.op in ("=", "!="):
+            return (value == self.value) == (self.op == "=")
+        return bool(re.fullmatch(self.value, value)) == (self.op == "=~")
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -52,6 +59,10 @@ class Selector:
     def promql(self) -> str:
         inner = ",".join(m.promql() for m in self.matchers)
         return f"{self.metric}{{{inner}}}" if inner else self.metric
+
+    def matches(self, metric: str, labels: dict[str, str]) -> bool:
+        """Does the series `metric{labels}` belong to this selector?"""
+        return metric == self.metric and all(m.accepts(labels.get(m.label, "")) for m in self.matchers)
 
     def where(self) -> tuple[str, list[object]]:
         """A SQL condition on inference_samples (and its parameters) selecting these series."""

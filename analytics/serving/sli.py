@@ -78,6 +78,11 @@ class Alerting:
     def of(self, kind: str) -> AlertMeta:
         return self.page if kind == "page" else self.ticket
 
+    @property
+    def alert_name(self) -> str:
+        """The name of the SLO's alerts: the spec's, else gpuledger's own."""
+        return self.name or c.ALERT_SLO_BURN
+
 
 @dataclass(frozen=True)
 class SLODef:

@@ -173,14 +173,17 @@ _NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]*[A-Za-z0-9]$")
 _LABEL_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _labels(raw: Any, here: str) -> dict[str, str]:
+def _labels(raw: Any, here: str, what: str = "label") -> dict[str, str]:
+    """A mapping of labels (or annotations) with its keys checked as Prometheus label names (labels: not
+    __name__ either)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{here}: labels must be a mapping")
-    bad = [str(k) for k in raw if not _LABEL_KEY.match(str(k)) or k == "__name__"]
+        raise ConfigError(f"{here}: {what}s must be a mapping")
+    bad = [str(k) for k in raw if not _LABEL_KEY.match(str(k)) or (what == "label" and k == "__name__")]
     if bad:
-        raise ConfigError(f"{here}: invalid label key {bad[0]!r} (a Prometheus label name, not __name__)")
+        rule = "a Prometheus label name" + (", not __name__" if what == "label" else "")
+        raise ConfigError(f"{here}: invalid {what} key {bad[0]!r} ({rule})")
     return {str(k): str(v) for k, v in raw.items()}
 
 
@@ -188,20 +191,8 @@ _ALERT_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")  # Prometheus' rule file
 
 
 def _pairs(raw: Any, here: str, what: str) -> Pairs:
-    """Labels (or annotations: any value) as sorted pairs, keys checked as Prometheus label names."""
-    checked = _labels(raw, here) if what == "labels" else _annotations(raw, here)
-    return tuple(sorted(checked.items()))
-
-
-def _annotations(raw: Any, here: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{here}: annotations must be a mapping")
-    bad = [str(k) for k in raw if not _LABEL_KEY.match(str(k))]
-    if bad:
-        raise ConfigError(f"{here}: invalid annotation key {bad[0]!r} (a Prometheus label name)")
-    return {str(k): str(v) for k, v in raw.items()}
+    """Labels or annotations as sorted pairs (an SLO stays hashable)."""
+    return tuple(sorted(_labels(raw, here, what).items()))
 
 
 def _alert_meta(raw: Any, here: str) -> AlertMeta:
@@ -213,7 +204,7 @@ def _alert_meta(raw: Any, here: str) -> AlertMeta:
     if not isinstance(disable, bool):
         raise ConfigError(f"{here}.disable: must be true or false, not {disable!r}")
     return AlertMeta(
-        disable, _pairs(raw.get("labels"), here, "labels"), _pairs(raw.get("annotations"), here, "annotations")
+        disable, _pairs(raw.get("labels"), here, "label"), _pairs(raw.get("annotations"), here, "annotation")
     )
 
 
@@ -228,8 +219,8 @@ def _alerting(raw: Any, here: str) -> Alerting:
         raise ConfigError(f"{here}: invalid alert name {name!r} (a Prometheus metric name)")
     return Alerting(
         name,
-        _pairs(raw.get("labels"), f"{here}: alerting", "labels"),
-        _pairs(raw.get("annotations"), f"{here}: alerting", "annotations"),
+        _pairs(raw.get("labels"), f"{here}: alerting", "label"),
+        _pairs(raw.get("annotations"), f"{here}: alerting", "annotation"),
         _alert_meta(raw.get("page_alert"), f"{here}: alerting.page_alert"),
         _alert_meta(raw.get("ticket_alert"), f"{here}: alerting.ticket_alert"),
     )
@@ -295,13 +286,18 @@ def _as_prometheus_v1(doc: Any, where: str) -> dict[str, Any]:
     return {"version": "prometheus/v1", "service": spec.get("service"), "labels": spec.get("labels"), "slos": slos}
 
 
-_WINDOW_VAR = re.compile(r"\{\{\s*\.window\s*\}\}")
+WINDOW_VAR = re.compile(r"\{\{\s*\.window\s*\}\}")  # Sloth's template variable, spaces allowed
+
+
+def with_window(query: str, window: str) -> str:
+    """A Sloth query with its `{{.window}}` filled in."""
+    return WINDOW_VAR.sub(window, query)
 
 
 def _templated(query: str, where: str) -> None:
     if not query.strip():
         raise ConfigError(f"{where}: the query is missing")
-    if not _WINDOW_VAR.search(query):
+    if not WINDOW_VAR.search(query):
         raise ConfigError(f"{where}: the query must contain the {{{{.window}}}} variable")
 
 
