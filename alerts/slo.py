@@ -99,14 +99,17 @@ def _portable(term: Term) -> Term:
         Matcher(m.label, "=~", _le_variants(m.value)) if m.label == c.L_LE and m.op == "=" else m
         for m in term.selector.matchers
     )
-    return Term(term.sign, Selector(term.selector.metric, matchers))
+    return replace(term, selector=Selector(term.selector.metric, matchers))
 
 
 def from_def(d: SLODef) -> SLORule:
     """An SLO as the analytics resolved it (settings or Sloth), as PromQL with the window to fill in."""
     sli = replace(d.sli, bad=tuple(map(_portable, d.sli.bad)), total=tuple(map(_portable, d.sli.total)))
-    if d.rules_only is not None:  # PromQL the warehouse cannot read: the spec's own, as Sloth writes it
+    if d.rules_only is not None or not sli.counts_events:
+        # PromQL the warehouse cannot read, or a gauge SLI: the spec's own, as Sloth writes it; the generated
+        # promtool tests synthesise counters only, so a gauge SLI has none
         bad, total = (with_window(q, WINDOW_MARK) for q in (*d.promql, "")[:2])
+        sli = replace(sli, bad=(), total=())
     else:
         bad, total = SLI.promql(sli, WINDOW_MARK)
     labels = tuple(sorted(d.labels.items()))

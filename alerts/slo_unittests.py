@@ -12,8 +12,9 @@ from the first minute (all counters start together, so `increase()` extrapolates
   at 0m, one sample), the others never;
 - the healthy mix: nothing fires.
 
-An SLO whose PromQL the warehouse cannot read (rules only), or whose bad events cannot be made to vary alone, has
-no generated test: the reason is returned so the caller can say it.
+An SLO whose PromQL the warehouse cannot read (rules only), a gauge SLI (its series would need a model of the
+gauge, not a counter rate), or one whose bad events cannot be made to vary alone, has no generated test: the reason
+is returned so the caller can say it.
 """
 
 from __future__ import annotations
@@ -174,7 +175,10 @@ def _alerts_of(s: slo_rules.SLORule, at: str, fired: list[dict[str, Any]]) -> di
 def slo_case(s: slo_rules.SLORule, severities: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
     """The promtool test groups of one SLO, or none and why."""
     if not s.bad_terms:
-        return [], "its PromQL is beyond the warehouse's reading, so its series cannot be synthesised"
+        return (
+            [],
+            "its SLI is not made of counters (PromQL the warehouse cannot read, or gauges), so its series are not synthesised",
+        )
     made = _series(s.bad_terms + s.total_terms)
     mixes = _mixes(s, made) if made else None
     if made is None or mixes is None:

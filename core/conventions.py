@@ -484,6 +484,12 @@ HTTP_ERROR_SOURCES: Final = (
 # Gauges: the quality a team's evaluator exports (labelled predictions scored so far, 0..1).
 QUALITY_GAUGE: Final = "model_accuracy_ratio"
 SERVING_GAUGES: Final = (QUALITY_GAUGE,)
+# Every serving sample name the collectors keep (histograms as their three series).
+SERVING_SAMPLE_NAMES: Final = (
+    tuple(f"{h}{suffix}" for h in SERVING_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum"))
+    + tuple(SERVING_COUNTERS)
+    + SERVING_GAUGES
+)
 # Labels naming the model and its version, in preference order.
 L_MODEL_LABELS: Final = ("model_name", "model", "service_name")
 L_VERSION_LABELS: Final = ("model_version", "version", "revision_name")

@@ -107,6 +107,14 @@ def serve_prometheus(files: list[Path], base: Path) -> Iterator[str]:
         yield url
 
 
+def warehouse_of(files: list[Path], base: Path, step: str) -> Path:
+    """A warehouse collected from OpenMetrics files at `step` (shorter than the scrape spacing: every scrape kept)."""
+    wh = base / "wh.duckdb"
+    result = run_cli("--warehouse", str(wh), "collect", "openmetrics", *map(str, files), "--step", step)
+    assert result.exit_code == 0, result.output
+    return wh
+
+
 @pytest.fixture(scope="session")
 def sim_files(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The simulated day's files plus counters with resets and Xid changes on two of its GPUs

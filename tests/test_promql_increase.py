@@ -14,7 +14,7 @@ import requests
 from analytics.serving.counters import Selector, Span, extrapolated_increase, series_increases
 from core.store.warehouse import open_warehouse
 from core.timeutil import parse_ts, to_epoch
-from tests.conftest import run_cli, serve_prometheus
+from tests.conftest import serve_prometheus, warehouse_of
 
 T0 = parse_ts("2026-11-02T00:00:00Z")
 METRIC = "vllm:prompt_tokens_total"
@@ -74,11 +74,7 @@ def counters_prometheus(counters_file: Path, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def counters_warehouse(counters_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    wh = tmp_path_factory.mktemp("wh-counters") / "wh.duckdb"
-    # A step shorter than the shortest scrape spacing keeps every scrape in the warehouse.
-    result = run_cli("--warehouse", str(wh), "collect", "openmetrics", str(counters_file), "--step", "15s")
-    assert result.exit_code == 0, result.output
-    return wh
+    return warehouse_of([counters_file], tmp_path_factory.mktemp("wh-counters"), "15s")
 
 
 def _prometheus_increase(url: str, window: str, at: float) -> dict[str, float]:

@@ -251,9 +251,22 @@ def test_a_sloth_spec_gives_the_numbers_of_the_declared_slo_and_of_sloths_own_qu
         ("histogram_quantile(0.9, sum(rate(x_bucket[{{.window}}])))", "'histogram_quantile' is not sum"),
         ("sum(rate(x[{{.window}}])) * 2", "unexpected '\\*'|cannot read"),
         ("sum by (pod) (rate(x[{{.window}}]))", "one SLI per group"),
-        ("sum(rate(x[{{.window}}:1m]))", r"expected .\]., found .:1m."),
+        ("sum(rate(x[{{.window}}:1m]))", "a subquery of a counter"),
+        ("sum(avg_over_time(g[{{.window}}]))", "counters mixed with gauges"),
+        ("sum(avg_over_time((g > 1)[{{.window}}]))", "a comparison needs a subquery"),
+        ("sum(max_over_time(g[{{.window}}]))", "'max_over_time' is not sum"),
+        ("avg(rate(x[{{.window}}]))", "avg\\(\\) of counters"),
     ],
-    ids=["a quantile", "arithmetic on the result", "a per-pod SLI", "a subquery"],
+    ids=[
+        "a quantile",
+        "arithmetic on the result",
+        "a per-pod SLI",
+        "a counter subquery",
+        "a counter over a gauge",
+        "a comparison over raw samples",
+        "a gauge's maximum",
+        "an average of rates",
+    ],
 )
 def test_a_sloth_query_the_warehouse_cannot_evaluate_is_kept_as_rules_only_with_the_reason(
     query: str, message: str

@@ -93,11 +93,22 @@ def test_a_changed_threshold_fails_the_generated_tests(tmp_path: Path) -> None:
     assert tested.exit_code == 2 and "promtool rule tests failed" in tested.output
 
 
-def test_an_slo_the_warehouse_cannot_read_has_no_generated_case_and_the_import_says_so(tmp_path: Path) -> None:
-    subquery = {"events": {"error_query": "sum(count_over_time((up == 0)[{{.window}}:5m]))",
-                           "total_query": "sum(count_over_time(up[{{.window}}:5m]))"}}  # fmt: skip
-    imported, _, out = _import_and_test(tmp_path, _spec(sli=subquery))
-    assert "rules only" in imported.output and "no generated test" in imported.output
+UNREADABLE = {"events": {"error_query": "sum by (job) (rate(errors_total[{{.window}}]))",
+                         "total_query": "sum by (job) (rate(requests_total[{{.window}}]))"}}  # fmt: skip
+GAUGE = {"events": {"error_query": "sum(count_over_time((up == 0)[{{.window}}:5m]))",
+                    "total_query": "sum(count_over_time(up[{{.window}}:5m]))"}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("sli", "said"),
+    [(UNREADABLE, "rules only"), (GAUGE, "a gauge SLI, evaluated in the warehouse")],
+    ids=["PromQL the warehouse cannot read", "a gauge SLI"],
+)
+def test_an_slo_not_made_of_counters_has_no_generated_case_and_the_import_says_so(
+    tmp_path: Path, sli: dict[str, Any], said: str
+) -> None:
+    imported, _, out = _import_and_test(tmp_path, _spec(sli=sli))
+    assert said in imported.output and "no generated test" in imported.output
     assert not (out / "tests" / f"{c.RULE_GROUP_PREFIX}-slo.test.yaml").exists()
 
 

@@ -277,8 +277,10 @@ def _import_in(folder: Path, doc: dict[str, Any], *args: str) -> tuple[Any, Path
     return _import(folder, doc, *args)
 
 
+# a bad probe failed or was slow: `or` in a subquery, which the warehouse does not read
 SUBQUERY = {
-    "error_query": 'sum(count_over_time((probe_success{job="api"} == 0)[{{.window}}:5m]))',
+    "error_query": 'sum(count_over_time((probe_duration_seconds{job="api"} > 0.5 or probe_success{job="api"} == 0)'
+    "[{{.window}}:5m]))",
     "total_query": 'sum(count_over_time(probe_success{job="api"}[{{.window}}:5m]))',
 }
 

@@ -11,6 +11,11 @@ came from (`sample_ts`), so the distinct (series, sample_ts, value) are the scra
 whenever the step is no longer than the scrape interval. Older rows without it fall back to the
 end of their step.
 
+Gauges are read as PromQL's `*_over_time` functions read them: over the raw samples in (T-W, T], or, in a
+subquery `(<selector> <op> [bool] <number>)[W:step]`, over the series' value at every multiple of `step` in
+(T-W, T]: its latest sample no more than the 5-minute lookback before (there are no staleness markers in the
+warehouse, so a vanished series lasts out the lookback, as in a TSDB backfilled from files).
+
 Selectors are PromQL's: a sample name plus label matchers (=, !=, =~, !~; regexes fully anchored,
 RE2 in both Prometheus and DuckDB). Labels map onto warehouse columns: the model label
 (model_name / model / service_name) onto `model`, `le` onto the numeric edge, the rest onto
@@ -27,6 +32,7 @@ from datetime import datetime, timedelta
 import duckdb
 
 from core import conventions as c
+from core.errors import ConfigError
 from core.timeutil import to_epoch
 
 _COLUMNS = {"namespace": "namespace", "pod": "pod", "cluster": "cluster"}
@@ -204,17 +210,117 @@ def gauge_means(
     con: duckdb.DuckDBPyConnection, selector: Selector, spans: list[Span]
 ) -> dict[int, dict[tuple[object, ...], tuple[float, int]]]:
     """avg_over_time() of every matched gauge series per span, with its sample count."""
+    sums = _gauge_sums(con, selector, Reading("avg_over_time"), spans)
+    return {sid: {key: (total / n, n) for key, (total, n) in series.items()} for sid, series in sums.items()}
+
+
+COUNTER_FNS = ("increase", "rate")  # a ratio of rates is the ratio of increases: read as increases
+GAUGE_FNS = ("avg_over_time", "count_over_time", "sum_over_time")
+_COMPARE = {"==": "=", "!=": "<>", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+LOOKBACK_MS = 300_000  # PromQL's default lookback delta: an instant selector reads samples up to 5 m old
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A comparison inside a subquery: `<selector> > 0.5` keeps the samples it holds for, `> bool 0.5` makes
+    every sample 1 where it holds, else 0."""
+
+    op: str  # == != < > <= >=
+    value: float
+    as_bool: bool = False
+
+    def promql(self) -> str:
+        return f" {self.op}{' bool' if self.as_bool else ''} {self.value!r}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How a term reads its series over a window: a PromQL range function over the raw samples, or over a
+    subquery's points every `step_s` (kept where `compare` holds); `aggregate` joins the series (None: the
+    expression is not aggregated, so it must match one series to be one SLI)."""
+
+    fn: str = "increase"  # COUNTER_FNS | GAUGE_FNS
+    step_s: int | None = None
+    compare: Compare | None = None
+    aggregate: str | None = "sum"  # sum | avg | None
+
+    @property
+    def counts_events(self) -> bool:
+        return self.fn in COUNTER_FNS
+
+    def promql(self, selector: Selector, window: str) -> str:
+        """This reading of `selector` over `window`, aggregated, in PromQL."""
+        if self.step_s is None:
+            inner = f"{self.fn}({selector.promql()}[{window}])"
+        else:
+            compared = f"({selector.promql()}{self.compare.promql()})" if self.compare else selector.promql()
+            inner = f"{self.fn}({compared}[{window}:{self.step_s}s])"
+        return f"{self.aggregate}({inner})" if self.aggregate else inner
+
+
+def read_sums(
+    con: duckdb.DuckDBPyConnection, selector: Selector, reading: Reading, spans: list[Span]
+) -> list[float | None]:
+    """The reading's value per span: None where no series has data. An unaggregated gauge reading matching more
+    than one series has no single value: refused, naming the selector."""
+    if reading.counts_events:
+        return summed_increase(con, selector, spans)
+    per_span = _gauge_sums(con, selector, reading, spans)
+    out: list[float | None] = []
+    for i in range(len(spans)):
+        series = list(per_span.get(i, {}).values())
+        if not series:
+            out.append(None)
+            continue
+        if reading.aggregate is None and len(series) > 1:
+            raise ConfigError(
+                f"{reading.promql(selector, f'{spans[i].seconds}s')} matches {len(series)} series: one SLI needs "
+                "one, so aggregate it (sum or avg)"
+            )
+        values = [{"avg_over_time": s / n, "count_over_time": float(n)}.get(reading.fn, s) for s, n in series]
+        out.append(sum(values) / len(values) if reading.aggregate == "avg" else sum(values))
+    return out
+
+
+def _gauge_sums(
+    con: duckdb.DuckDBPyConnection, selector: Selector, reading: Reading, spans: list[Span]
+) -> dict[int, dict[tuple[object, ...], tuple[float, int]]]:
+    """(sum, count) of every matched series' points per span: raw samples, or the subquery's points."""
     if not spans:
         return {}
     _spans_table(con, spans)
     points, params = _points_sql(selector, spans)
-    rows = con.execute(
-        f"""WITH p AS ({points})
-        SELECT s.sid, {", ".join("p." + col.strip() for col in _SERIES.split(","))}, avg(p.value), count(*)
-        FROM p JOIN serving_spans s ON p.t > s.lo AND p.t <= s.hi GROUP BY ALL""",
-        params,
-    ).fetchall()
+    keys = ", ".join(f"p.{col}" for col in _SERIES_COLUMNS)
+    if reading.step_s is None:
+        sql = f"""WITH p AS ({points}) SELECT s.sid, {keys}, sum(p.value), count(*)
+            FROM p JOIN serving_spans s ON p.t > s.lo AND p.t <= s.hi GROUP BY ALL"""
+    else:
+        sql, extra = _subquery_sql(points, reading, spans)
+        params += extra
     out: dict[int, dict[tuple[object, ...], tuple[float, int]]] = defaultdict(dict)
-    for sid, *rest in rows:
+    for sid, *rest in con.execute(sql, params).fetchall():
         out[sid][tuple(rest[:7])] = (float(rest[7]), int(rest[8]))
     return out
+
+
+def _subquery_sql(points: str, reading: Reading, spans: list[Span]) -> tuple[str, list[object]]:
+    """Every series' value at each multiple of the step (PromQL aligns subquery points to the epoch), its latest
+    sample within the lookback, compared; then summed per span."""
+    assert reading.step_s is not None
+    step = reading.step_s * 1000
+    first = (min(_ms(s.start) for s in spans) // step + 1) * step
+    last = max(_ms(s.end) for s in spans)
+    value, keep = "p.value", ""
+    if reading.compare is not None:
+        test = f"p.value {_COMPARE[reading.compare.op]} {reading.compare.value!r}"
+        value, keep = (f"CASE WHEN {test} THEN 1.0 ELSE 0.0 END", "") if reading.compare.as_bool else (value, test)
+    same = " AND ".join(f"g.{col} IS NOT DISTINCT FROM p.{col}" for col in _SERIES_COLUMNS)
+    keys = ", ".join(f"v.{col}" for col in _SERIES_COLUMNS)
+    sql = f"""WITH p AS ({points}),
+        g AS (SELECT r.*, grid.t FROM (SELECT DISTINCT {_SERIES} FROM p) r,
+            (SELECT unnest(range(?::BIGINT, ?::BIGINT + 1, ?::BIGINT)) AS t) grid),
+        v AS (SELECT g.*, {value} AS point FROM g ASOF JOIN p ON {same} AND g.t >= p.t
+            WHERE g.t - p.t < {LOOKBACK_MS} {"AND " + keep if keep else ""})
+        SELECT s.sid, {keys}, sum(v.point), count(*) FROM v JOIN serving_spans s ON v.t > s.lo AND v.t <= s.hi
+        GROUP BY ALL"""
+    return sql, [first, last, step]

@@ -5,8 +5,8 @@ One SLO per objective, named `<metadata.name>-<index>` as Sloth names them. Rati
 through `indicatorRef` to a `kind: SLI` document) become error ratios: `bad` over `total` as events, `good` as
 `1 - good / total`. A query written with `{{.window}}` is used as it stands; a bare selector is read as a counter,
 `sum(rate(<selector>[{{.window}}]))`. Threshold SLIs (`thresholdMetric` with an objective's `op` and `value`) become
-the share of time slices in breach, `avg_over_time((<query> <breach> bool <value>)[{{.window}}:<slice>])`: PromQL the
-warehouse does not read, so rules only. `timeWindow` sets the SLO's period (else the command's). `kind: Service`
+the share of time slices in breach, `avg_over_time((<query> <breach> bool <value>)[{{.window}}:<slice>])`: computed in
+the warehouse when the query is one gauge selector, else rules only. `timeWindow` sets the SLO's period (else the command's). `kind: Service`
 documents are accepted and need nothing. Alert policies are not read: gpuledger's burn-rate alerts apply.
 """
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from analytics.serving.counters import Matcher, Selector
+from analytics.serving.counters import Matcher, Reading, Selector
 from core import conventions as c
 from core.errors import ConfigError
 from core.settings import ServiceSettings, SLOSettings
@@ -29,26 +29,39 @@ from core.timeutil import Window
 class Term:
     sign: int  # +1 or -1
     selector: Selector
+    reading: Reading = Reading()  # sum(increase()): events; a gauge's *_over_time for Sloth's gauge SLIs
 
 
 @dataclass(frozen=True)
 class SLI:
+    """bad / total, or (no total: a raw error ratio of gauges, as `1 - avg_over_time(up[W])`) `offset` + bad."""
+
     bad: tuple[Term, ...]
     total: tuple[Term, ...]
     description: str = ""
+    offset: float = 0.0
+
+    @property
+    def counts_events(self) -> bool:
+        """Is every term a counter (bad and total are events), rather than a gauge reading?"""
+        return all(t.reading.counts_events for t in self.bad + self.total)
 
     def promql(self, window: str) -> tuple[str, str]:
         """The equivalent PromQL for bad and total events over `window` (a missing bad series is zero)."""
-        return _expr(self.bad, window, zero_if_absent=True), _expr(self.total, window, zero_if_absent=False)
+        bad = _expr(self.bad, window, zero_if_absent=self.counts_events, offset=self.offset)
+        return bad, _expr(self.total, window, zero_if_absent=False) if self.total else "vector(1)"
 
 
-def _expr(terms: tuple[Term, ...], window: str, zero_if_absent: bool) -> str:
-    out = ""
-    for i, t in enumerate(terms):
-        part = f"sum(increase({t.selector.promql()}[{window}]))"
+def _expr(terms: tuple[Term, ...], window: str, zero_if_absent: bool, offset: float = 0.0) -> str:
+    out = f"{offset:g}" if offset else ""
+    for t in terms:
+        part = t.reading.promql(t.selector, window)
         if zero_if_absent and len(terms) == 1:
             part = f"({part} or vector(0))"
-        out += part if i == 0 else (" + " if t.sign > 0 else " - ") + part
+        if out:
+            out += (" + " if t.sign > 0 else " - ") + part
+        else:
+            out = part if t.sign > 0 else f"-{part}"
     return out
 
 

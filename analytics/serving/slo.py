@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.serving.counters import Selector, Span, summed_increase
+from analytics.serving.counters import Reading, Selector, Span, read_sums
 from analytics.serving.sli import SLI, SLODef, Term, check_edges, resolve
 from analytics.serving.sloth import slos_from_documents, unique
 from core import conventions as c
@@ -109,14 +109,15 @@ def _events(
     con: duckdb.DuckDBPyConnection,
     terms: tuple[Term, ...],
     spans: list[Span],
-    known: dict[Selector, list[float | None]],
+    known: dict[tuple[Selector, Reading], list[float | None]],
 ) -> list[float | None]:
-    """Signed sum of the terms' summed increases per span; None when the first term has no data. `known`:
-    increases already read, added to (a latency SLI's bad and total events both read the request count)."""
+    """Signed sum of the terms' readings (summed increases for events) per span; None when the first term has no
+    data. `known`: readings already made, added to (a latency SLI's bad and total events both read the request
+    count)."""
     for t in terms:
-        if t.selector not in known:
-            known[t.selector] = summed_increase(con, t.selector, spans)
-    values = [known[t.selector] for t in terms]
+        if (t.selector, t.reading) not in known:
+            known[t.selector, t.reading] = read_sums(con, t.selector, t.reading, spans)
+    values = [known[t.selector, t.reading] for t in terms]
     out: list[float | None] = []
     for i in range(len(spans)):
         first = values[0][i]
@@ -136,9 +137,11 @@ def bad_ratios(
     con: duckdb.DuckDBPyConnection, sli: SLI, spans: list[Span]
 ) -> list[tuple[float | None, float | None, float | None]]:
     """(bad, total, bad / total) per span; the ratio is None without traffic. A missing bad series
-    with traffic present counts as zero bad events."""
-    known: dict[Selector, list[float | None]] = {}
+    with traffic present counts as zero bad events. A raw ratio of gauges (no total) is its own value."""
+    known: dict[tuple[Selector, Reading], list[float | None]] = {}
     bad = _events(con, sli.bad, spans, known)
+    if not sli.total:
+        return [(None, None, None) if b is None else (sli.offset + b, 1.0, sli.offset + b) for b in bad]
     total = _events(con, sli.total, spans, known)
     out: list[tuple[float | None, float | None, float | None]] = []
     for b, t in zip(bad, total, strict=True):

@@ -1,10 +1,9 @@
 """Sloth `prometheus/v1` SLO specs as gpuledger SLOs, so teams bring the specs they already have.
 
-Sloth's SLI queries are PromQL templated on `{{.window}}`. gpuledger evaluates them in the warehouse,
-which understands the shape every Sloth example uses: sums and differences of
-`sum(rate|increase(<selector>[{{.window}}]))`, for `events.error_query` / `events.total_query`, or one such ratio as
-`raw.error_ratio_query` (or `1 - good / total`). Any other PromQL (functions, gauges, subqueries, offsets) is
-not guessed at: the SLO is kept as rules only (`SLODef.rules_only` says why), its recordings written from the
+Sloth's SLI queries are PromQL templated on `{{.window}}`. gpuledger evaluates in the warehouse the forms
+sli_promql reads (counter ratios, `1 - good / total`, gauges over raw samples or subqueries) over the series it
+collects (an SLI over series gpuledger does not collect reports no data). Any other PromQL (other functions,
+groupings, offsets) is not guessed at: the SLO is kept as rules only (`SLODef.rules_only` says why), its recordings written from the
 queries as they stand, as Sloth writes them; the warehouse reports leave it out. Plugin SLIs run inside Sloth
 and are refused. The spec has no period: Sloth takes it from `--default-slo-period` (30d); gpuledger from
 `serving.sloth_window`. Sloth's Kubernetes resource (`PrometheusServiceLevel`) is read as the same spec.
@@ -16,156 +15,10 @@ import re
 from typing import Any
 
 from analytics.serving import openslo
-from analytics.serving.counters import Matcher, Selector
-from analytics.serving.sli import SLI, Alerting, AlertMeta, Pairs, SLODef, Term
+from analytics.serving.sli import SLI, Alerting, AlertMeta, Pairs, SLODef
+from analytics.serving.sli_promql import Parsed, UnsupportedQuery, check_kinds, parse_events, parse_ratio
 from core import conventions as c
 from core.errors import ConfigError
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<window>\{\{\s*\.window\s*\}\})|(?P<str>\"(?:[^\"\\]|\\.)*\")|(?P<op>=~|!~|!=|=|[-+/(){}\[\],])"
-    r"|(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)|(?P<num>[0-9.]+[smhdwy]?))"
-)
-
-
-class UnsupportedQuery(ConfigError):
-    """A query the warehouse cannot evaluate (PromQL beyond sums of counter increases)."""
-
-
-class _Parser:
-    def __init__(self, query: str, where: str) -> None:
-        self.where = where
-        self.query = query
-        self.tokens = self._tokenize(query)
-        self.pos = 0
-
-    def _tokenize(self, query: str) -> list[tuple[str, str]]:
-        out, i = [], 0
-        query = query.strip()
-        while i < len(query):
-            m = _TOKEN.match(query, i)
-            if not m or m.end() == i:
-                self.fail(f"cannot read {query[i : i + 20]!r}")
-            assert m is not None
-            kind = m.lastgroup or ""
-            out.append((kind, m.group(kind)))
-            i = m.end()
-            while i < len(query) and query[i].isspace():
-                i += 1
-        return out
-
-    def fail(self, why: str) -> None:
-        raise UnsupportedQuery(f"{self.where}: unsupported SLI query ({why}): {self.query.strip()}")
-
-    def peek(self) -> str | None:
-        return self.tokens[self.pos][1] if self.pos < len(self.tokens) else None
-
-    def take(self, expected: str | None = None) -> str:
-        if self.pos >= len(self.tokens):
-            self.fail("unexpected end")
-        value = self.tokens[self.pos][1]
-        if expected is not None and value != expected:
-            self.fail(f"expected {expected!r}, found {value!r}")
-        self.pos += 1
-        return value
-
-    def expression(self) -> list[Term]:
-        terms = self.term(1)
-        while self.peek() in ("+", "-"):
-            sign = 1 if self.take() == "+" else -1
-            terms += self.term(sign)
-        return terms
-
-    def term(self, sign: int) -> list[Term]:
-        if self.peek() == "(":
-            self.take("(")
-            inner = self.expression()
-            self.take(")")
-            return [Term(sign * t.sign, t.selector) for t in inner]
-        word = self.take()
-        if word == "sum":
-            self._grouping()
-            self.take("(")
-            terms = self.term(sign)
-            self.take(")")
-            self._grouping()
-            return terms
-        if word in ("rate", "increase"):
-            self.take("(")
-            selector = self.selector()
-            self.take("[")
-            if self.tokens[self.pos][0] != "window":
-                self.fail("the range must be {{.window}}")
-            self.take()
-            self.take("]")
-            self.take(")")
-            return [Term(sign, selector)]
-        self.fail(f"{word!r} is not sum(), rate() or increase()")
-        return []
-
-    def _grouping(self) -> None:
-        if self.peek() in ("by", "without"):
-            self.fail("sum by/without gives one SLI per group; write one SLO per group")
-
-    def selector(self) -> Selector:
-        name = self.take()
-        matchers: list[Matcher] = []
-        if self.peek() == "{":
-            self.take("{")
-            while self.peek() != "}":
-                label, op = self.take(), self.take()
-                if op not in ("=", "!=", "=~", "!~"):
-                    self.fail(f"bad matcher operator {op!r}")
-                value = self.take()
-                matchers.append(Matcher(label, op, re.sub(r"\\(.)", r"\1", value[1:-1])))
-                if self.peek() == ",":
-                    self.take(",")
-            self.take("}")
-        return Selector(name, tuple(matchers))
-
-    def done(self) -> bool:
-        return self.pos >= len(self.tokens)
-
-
-def parse_events(query: str, where: str) -> tuple[Term, ...]:
-    parser = _Parser(query, where)
-    terms = parser.expression()
-    if not parser.done():
-        parser.fail(f"unexpected {parser.peek()!r}")
-    return tuple(terms)
-
-
-def _ratio(query: str, where: str) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
-    """A raw error ratio: `bad / total`, or `1 - good / total` (bad = total - good), the ratio in parentheses
-    or not."""
-    parser = _Parser(query, where)
-    complement = parser.peek() == "1" and len(parser.tokens) > 1 and parser.tokens[1][1] == "-"
-    if complement:
-        parser.take("1")
-        parser.take("-")
-    wrapped = parser.peek() == "(" and _closes_at_end(parser.tokens, parser.pos)
-    if wrapped:
-        parser.take("(")
-    top = parser.expression()
-    parser.take("/")
-    total = parser.expression()
-    if wrapped:
-        parser.take(")")
-    if not parser.done():
-        parser.fail(f"unexpected {parser.peek()!r}")
-    if complement:  # 1 - good/total = (total - good)/total
-        return tuple(total) + tuple(Term(-t.sign, t.selector) for t in top), tuple(total)
-    return tuple(top), tuple(total)
-
-
-def _closes_at_end(tokens: list[tuple[str, str]], pos: int) -> bool:
-    """Does the parenthesis at `pos` close at the last token (the whole ratio is wrapped)?"""
-    depth = 0
-    for i in range(pos, len(tokens)):
-        depth += {"(": 1, ")": -1}.get(tokens[i][1], 0) if tokens[i][0] == "op" else 0
-        if depth == 0:
-            return i == len(tokens) - 1
-    return False
-
 
 # Sloth's own checks (pkg/common/validation): names start and end alphanumeric with only `.`, `_`, `-` between;
 # label keys are Prometheus label names other than __name__
@@ -239,8 +92,8 @@ def _query(part: dict[str, Any], key: str) -> str:
     return str(value or "")
 
 
-def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[str, ...]]:
-    """(bad, total) terms of an SLO's `sli` and its PromQL: exactly one of events and raw, as Sloth requires."""
+def _sli(sli: Any, here: str) -> tuple[Parsed, tuple[str, ...]]:
+    """The terms of an SLO's `sli` and its PromQL: exactly one of events and raw, as Sloth requires."""
     kinds = [k for k in ("events", "raw", "plugin") if isinstance(sli, dict) and sli.get(k) is not None]
     if len(kinds) > 1:
         raise ConfigError(f"{here}: only one SLI type is allowed, not {' and '.join(kinds)}")
@@ -251,11 +104,15 @@ def _sli(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple
         _templated(error, f"{here}.sli.events.error_query")
         _templated(total, f"{here}.sli.events.total_query")
         bad = parse_events(error, f"{here}.sli.events.error_query")
-        return bad, parse_events(total, f"{here}.sli.events.total_query"), (error, total)
+        parsed = (bad, parse_events(total, f"{here}.sli.events.total_query"), 0.0)
+        check_kinds(parsed, f"{here}.sli.events", f"{error} / {total}")
+        return parsed, (error, total)
     if kinds == ["raw"]:
         ratio = _query(sli["raw"], "error_ratio_query")
         _templated(ratio, f"{here}.sli.raw.error_ratio_query")
-        return *_ratio(ratio, f"{here}.sli.raw.error_ratio_query"), (ratio,)
+        parsed = parse_ratio(ratio, f"{here}.sli.raw.error_ratio_query")
+        check_kinds(parsed, f"{here}.sli.raw.error_ratio_query", ratio)
+        return parsed, (ratio,)
     if kinds == ["plugin"]:
         raise ConfigError(f"{here}: SLI plugins run inside Sloth; gpuledger reads events and raw SLIs only")
     raise ConfigError(f"{here}: the SLO needs an events or raw SLI")
@@ -301,15 +158,16 @@ def _templated(query: str, where: str) -> None:
         raise ConfigError(f"{where}: the query must contain the {{{{.window}}}} variable")
 
 
-def _readable(sli: Any, here: str) -> tuple[tuple[Term, ...], tuple[Term, ...], tuple[str, ...], str | None]:
+def _readable(sli: Any, here: str) -> tuple[Parsed, tuple[str, ...], str | None]:
     """The SLI as the warehouse reads it, or (a query it cannot read) its PromQL alone and why: Sloth takes any
     PromQL, so such an SLO is written as rules only."""
     try:
-        return (*_sli(sli, here), None)
+        parsed, promql = _sli(sli, here)
     except UnsupportedQuery as exc:
         part = sli["events"] if sli.get("events") is not None else sli["raw"]
         keys = ("error_query", "total_query") if sli.get("events") is not None else ("error_ratio_query",)
-        return (), (), tuple(_query(part, k) for k in keys), str(exc)
+        return ((), (), 0.0), tuple(_query(part, k) for k in keys), str(exc)
+    return parsed, promql, None
 
 
 def slos_from_spec(doc: dict[str, Any], where: str, window_s: int) -> list[SLODef]:
@@ -326,11 +184,11 @@ def slos_from_spec(doc: dict[str, Any], where: str, window_s: int) -> list[SLODe
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigError(f"{here}: invalid SLO name ({_NAME_RULE})")
         objective = _objective(slo.get("objective"), here)
-        bad, total, promql, rules_only = _readable(slo.get("sli"), here)
+        (bad, total, offset), promql, rules_only = _readable(slo.get("sli"), here)
         labels = {**spec_labels, **_labels(slo.get("labels"), here)}
         description = str(slo.get("description") or "sloth events")
         alerting = _alerting(slo.get("alerting"), here)
-        sli = SLI(bad, total, description)
+        sli = SLI(bad, total, description, offset)
         source = f"sloth:{where}"
         out.append(
             SLODef(service, name, objective, window_s, sli, "events", source, labels, alerting, promql, rules_only)

@@ -85,6 +85,8 @@ def rules_import_sloth(ctx: Context, spec: Path, out: Path, fmt: str, window: st
                 f"{d.service} {d.name}: rules only, the warehouse reports cannot evaluate it and it has no generated "
                 f"test ({d.rules_only})"
             )
+        elif not d.sli.counts_events:
+            click.echo(f"{d.service} {d.name}: a gauge SLI, evaluated in the warehouse; it has no generated test")
     click.echo(f"wrote {len(defs)} SLOs as {paths[0]}")
 
 

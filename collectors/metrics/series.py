@@ -17,11 +17,6 @@ from core import conventions as c
 
 # Families read from Prometheus, one query each. The file path reads the same set.
 # Serving: every histogram bucket by bucket (edges are read from each scrape), counters, gauges.
-SERVING_SAMPLE_NAMES = (
-    tuple(f"{h}{suffix}" for h in c.SERVING_HISTOGRAMS for suffix in ("_bucket", "_count", "_sum"))
-    + tuple(c.SERVING_COUNTERS)
-    + c.SERVING_GAUGES
-)
 # Only the HTTP routes an inference server answers: other apps' http_requests_total stay out.
 HTTP_HANDLER_REGEX = "/v1/.+|/generate.*|/invocations|/predict.*|/v2/models/.+"
 HTTP_NAME = "http_requests_total"
@@ -40,7 +35,7 @@ KIND_BY_NAME: dict[str, str] = {
     c.KSM_NODE_CAPACITY: "ksm_node_capacity",
     c.KSM_NODE_ALLOCATABLE: "ksm_node_capacity",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
-    **{name: "inference" for name in SERVING_SAMPLE_NAMES},
+    **{name: "inference" for name in c.SERVING_SAMPLE_NAMES},
 }
 
 # Series the Prometheus collector reads already aggregated (core/promql.py); files never carry them.
@@ -60,9 +55,9 @@ PROMQL_BY_NAME: dict[str, str] = {
 # Increases are computed as PromQL's increase() does, which needs each sample's own time: the
 # Prometheus path reads it with timestamp() next to every serving family (files carry it already).
 PROMQL_BY_NAME.update(
-    {name + c.SAMPLE_TIME_SUFFIX: f"timestamp({PROMQL_BY_NAME[name]})" for name in SERVING_SAMPLE_NAMES}
+    {name + c.SAMPLE_TIME_SUFFIX: f"timestamp({PROMQL_BY_NAME[name]})" for name in c.SERVING_SAMPLE_NAMES}
 )
-KIND_BY_NAME.update({name + c.SAMPLE_TIME_SUFFIX: "inference_time" for name in SERVING_SAMPLE_NAMES})
+KIND_BY_NAME.update({name + c.SAMPLE_TIME_SUFFIX: "inference_time" for name in c.SERVING_SAMPLE_NAMES})
 
 META_COLUMNS = (
     "sid",
