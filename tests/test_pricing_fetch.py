@@ -98,7 +98,7 @@ def test_fetch_downloads_every_page_and_stores_what_the_importer_makes_of_it(
         "--config", str(_config(tmp_path, price_server)), "--warehouse", str(wh), "pricing", "fetch", provider
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(message)
+    assert result.stdout.startswith(message)
     stored = rows(wh, "prices")
     assert len(stored) >= before
     assert sum(1 for r in stored if r[13] is not None) == new_rows  # fetched_at: only the fetched rows have one

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
+from app.cli.progress import progress_for
 from core.errors import GpuledgerError, TransientError
+from core.progress import Progress
 from core.settings import Settings, load_settings, with_override
 from core.timeutil import Window, parse_ts
 
@@ -36,9 +38,15 @@ def fail_cleanly(func: F) -> F:
 
 
 class Context:
-    def __init__(self, settings: Settings, config: Path | None = None) -> None:
+    def __init__(self, settings: Settings, config: Path | None = None, quiet: bool = False) -> None:
         self.settings = settings
         self.config = config  # the settings file, handed on to the dashboard process
+        self.quiet = quiet  # no progress bars or lines, and `serve` logs warnings and errors only
+
+    @property
+    def progress(self) -> Progress:
+        """Where long work reports its progress (app/cli/progress.py)."""
+        return progress_for(self.quiet)
 
     @property
     def warehouse(self) -> Path:
@@ -51,13 +59,16 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", type=click.Path(path_type=Path), default=None, help="Settings file (YAML).")
 @click.option("--warehouse", type=click.Path(path_type=Path), default=None, help="DuckDB warehouse file.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars or progress lines (serve: warnings and errors only)."
+)
 @click.pass_context
 @fail_cleanly
-def main(ctx: click.Context, config: Path | None, warehouse: Path | None) -> None:
+def main(ctx: click.Context, config: Path | None, warehouse: Path | None, quiet: bool) -> None:
     """gpuledger: GPU cost, health and serving SLOs for Kubernetes fleets."""
     settings = load_settings(config)
     settings = with_override(settings, "warehouse", path=warehouse)
-    ctx.obj = Context(settings, config)
+    ctx.obj = Context(settings, config, quiet)
 
 
 def window_option(func: F) -> F:

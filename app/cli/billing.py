@@ -36,7 +36,9 @@ def billing_import_cmd(ctx: Context, paths: tuple[Path, ...], fmt: str | None, p
 
     At billed cost (pricing.source billing or auto), each published weekly export the import changes is exported
     again: unchanged, or a new revision that keeps the old one and says what changed."""
-    result = import_bills(ctx.settings.warehouse.path, list(paths), ctx.settings.billing, fmt, provider)
+    result = import_bills(
+        ctx.settings.warehouse.path, list(paths), ctx.settings.billing, fmt, provider, progress=ctx.progress
+    )
     converted = "".join(f"; {cur} converted at {rate}" for cur, rate in result.converted.items())
     click.echo(
         f"imported {result.lines_kept} of {result.lines_read} lines from {result.files} file(s) (GPU instances and "

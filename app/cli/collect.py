@@ -23,12 +23,14 @@ from core.timeutil import parse_duration, parse_ts
 @click.option("--interval", default="5m", show_default=True, help="Scrape interval of the simulated exporters.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--incidents/--no-incidents", default=True, show_default=True, help="Inject the GPU health incidents.")
+@pass_ctx
 @fail_cleanly
-def simulate_cmd(start: str, days: float, seed: int, interval: str, out: Path, incidents: bool) -> None:
+def simulate_cmd(ctx: Context, start: str, days: float, seed: int, interval: str, out: Path, incidents: bool) -> None:
     """Write a simulated GPU fleet as OpenMetrics files plus truth.json."""
     from collectors.simulator.generate import SimConfig, simulate
 
-    summary = simulate(SimConfig(parse_ts(start), days, seed, parse_duration(interval), incidents), out)
+    config = SimConfig(parse_ts(start), days, seed, parse_duration(interval), incidents)
+    summary = simulate(config, out, ctx.progress)
     click.echo(f"simulated {summary['pods']} pods, {summary['samples_per_series']} scrapes per series into {out}")
 
 
@@ -90,7 +92,7 @@ def collect_openmetrics(
             raise ConfigError("--start and --end go together")
         window = make_window(start, end)
     at_ts = parse_ts(at) if at else None
-    _echo_load(ingest.collect_files(ctx.warehouse, list(files), settings, window, at_ts))
+    _echo_load(ingest.collect_files(ctx.warehouse, list(files), settings, window, at_ts, progress=ctx.progress))
 
 
 @collect.command("prometheus")
@@ -127,6 +129,7 @@ def collect_prometheus(
         settings.collect,
         parse_ts(start) if start else None,
         parse_ts(end) if end else None,
+        progress=ctx.progress,
     )
     _echo_load(result)
 

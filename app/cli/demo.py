@@ -48,11 +48,12 @@ def demo(ctx: Context, start: str, days: float, seed: int, workdir: Path, no_das
     began = time.monotonic()
     cfg = SimConfig(parse_ts(start), days, seed)
     sim_dir = workdir / "fleet"
-    summary = simulate(cfg, sim_dir)
+    summary = simulate(cfg, sim_dir, ctx.progress)
     click.echo(f"1/6 simulated {summary['pods']} pods over {days:g} days into {sim_dir}")
     settings, config_path = demo_settings(ctx.settings, workdir, cfg.interval_s)
     click.echo(f"    settings for the simulated fleet (SLOs, budgets): {config_path}")
-    result = ingest.collect_files(settings.warehouse.path, sorted(sim_dir.glob("*.om")), settings.collect)
+    files = sorted(sim_dir.glob("*.om"))
+    result = ingest.collect_files(settings.warehouse.path, files, settings.collect, progress=ctx.progress)
     click.echo(f"2/6 collected {result.samples} samples into {settings.warehouse.path} ({result.total_rows} rows)")
     with open_warehouse(settings.warehouse.path) as con:
         price_table.store(con, price_table.parse_csv(price_table.default_table_text(), "default"))

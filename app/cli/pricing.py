@@ -6,6 +6,7 @@ price API or a bad setting leaves the stored prices as they were.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -56,6 +57,21 @@ def _store(ctx: Context, parsed: price_table.Parsed, origin: str, replace: bool 
         click.echo(f"replaced {row.describe()}: bills from then on move")
 
 
+def _read_and_store(
+    ctx: Context, read: Callable[[], price_table.Parsed], origin: Callable[[price_table.Parsed], str], **how: bool
+) -> None:
+    """Read prices, then store them, reporting both steps (an offer file or a live price list takes a while)."""
+    progress = ctx.progress
+    progress.begin("import prices", 2, "steps")
+    try:
+        parsed = read()
+        progress.step(source=origin(parsed), rows=len(parsed.rows))
+        _store(ctx, parsed, origin(parsed), **how)
+        progress.step(stage="store")
+    finally:
+        progress.end()
+
+
 @pricing_group.command("import")
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--default", "use_default", is_flag=True, help="Load the price table shipped with gpuledger.")
@@ -78,10 +94,12 @@ def pricing_import_cmd(
         raise ConfigError("give a FILE or --default (not both)")
     options = price_table.ImportOptions.from_settings(ctx.settings.pricing)
     if file is None:
-        parsed = price_table.Parsed(price_table.parse_csv(price_table.default_table_text(), "default", options))
-        _store(ctx, parsed, "the default table", replace, force)
+        text = price_table.default_table_text()
+        _read_and_store(ctx, lambda: price_table.Parsed(price_table.parse_csv(text, "default", options)),
+                        lambda _: "the default table", replace=replace, force=force)  # fmt: skip
     else:
-        _store(ctx, importer.import_file(file, fmt, options), str(file), replace, force)
+        _read_and_store(ctx, lambda: importer.import_file(file, fmt, options), lambda _: str(file),
+                        replace=replace, force=force)  # fmt: skip
 
 
 @pricing_group.command("fetch")
@@ -91,8 +109,8 @@ def pricing_import_cmd(
 @fail_cleanly
 def pricing_fetch_cmd(ctx: Context, provider: str, regions: tuple[str, ...]) -> None:
     """Download a provider's live price list and store its GPU rows (needs network; exit 3 when offline)."""
-    parsed = pricing_fetch.fetch(provider, ctx.settings.pricing, regions)
-    _store(ctx, parsed, f"{provider} ({', '.join(sorted({r.region for r in parsed.rows}))})")
+    _read_and_store(ctx, lambda: pricing_fetch.fetch(provider, ctx.settings.pricing, regions),
+                    lambda parsed: f"{provider} ({', '.join(sorted({r.region for r in parsed.rows}))})")  # fmt: skip
 
 
 @pricing_group.command("configure")

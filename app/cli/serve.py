@@ -7,6 +7,7 @@ folder at start (app/service/runner.py), so it survives a lost pod, a restored b
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -129,27 +130,44 @@ def _on_signals(service: Service) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def configure_logging(secrets: list[str]) -> None:
-    """One line per event on stderr, UTC; known secrets are masked in every line and traceback."""
+def configure_logging(secrets: list[str], quiet: bool = False) -> None:
+    """One JSON object per event on stderr, UTC; known secrets are masked in every message and traceback;
+    `quiet`: warnings and errors only."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MaskingFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger("gpuledger")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     root.propagate = False
 
 
-class _MaskingFormatter(logging.Formatter):
+# what a log call may add with `extra=`: the job, its source and window, how it ended and what it did
+LOG_FIELDS = ("job", "source", "window", "outcome", "samples", "rows", "seconds")
+
+
+class JsonFormatter(logging.Formatter):
+    """A log record as one JSON line: time, level, logger, message, the LOG_FIELDS it carries, any traceback."""
+
     def __init__(self, secrets: list[str]) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-        self.converter = lambda *args: datetime.now(UTC).timetuple()  # type: ignore[method-assign,assignment]
+        super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+    def _masked(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": self._masked(record.getMessage()),
+        }
+        line.update({k: getattr(record, k) for k in LOG_FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            line["traceback"] = self._masked(self.formatException(record.exc_info))
+        return json.dumps(line, default=str)
 
 
 def known_secrets(settings: Settings) -> list[str]:
@@ -179,7 +197,7 @@ def serve_cmd(ctx: Context, metrics_host: str | None, metrics_port: int | None) 
 
     settings = with_override(ctx.settings, "service", metrics_host=metrics_host, metrics_port=metrics_port)
     check_settings(settings)
-    configure_logging(known_secrets(settings))
+    configure_logging(known_secrets(settings), ctx.quiet)
     config = ctx.config if ctx.config and ctx.config.is_file() else None
     sys.exit(
         serve(

@@ -83,19 +83,23 @@ class Service:
                 log.info("%s skipped: stopping", label)
                 return False
             began = time.monotonic()
+            fields: dict[str, object] = {"job": job, **({"source": args[0].name} if label != job else {})}
             try:
                 fn(*args)
             except GpuledgerError as exc:
                 kind = "transient" if isinstance(exc, TransientError) else "terminal"
                 self.metrics.errors.labels(job=job, kind=kind).inc()
-                log.error("%s failed (%s): %s", label, kind, exc)
+                log.error("%s failed (%s): %s", label, kind, exc, extra={**fields, "outcome": kind})
                 return False
             except Exception:
                 self.metrics.errors.labels(job=job, kind="bug").inc()
-                log.exception("%s failed with an unexpected error (a bug: please report it)", label)
+                log.exception("%s failed with an unexpected error (a bug: please report it)", label,
+                              extra={**fields, "outcome": "bug"})  # fmt: skip
                 return False
             finally:
                 self.metrics.duration.labels(job=job).observe(time.monotonic() - began)
+            seconds = round(time.monotonic() - began, 3)
+            log.info("%s done in %.1f s", label, seconds, extra={**fields, "outcome": "ok", "seconds": seconds})
             self.metrics.job_success.labels(job=job).set(time.time())
             self.last_ok[job] = iso(utcnow())
             return True
@@ -163,8 +167,11 @@ class Service:
         m.last_success.labels(source=source.name).set(time.time())
         if watermark is not None:
             m.watermark.labels(source=source.name).set(to_epoch(watermark))
-        span = f" {iso(result.window[0])}..{iso(result.window[1])}" if result.window else ""
-        log.info("%s: collected %d samples%s (%d rows)", source.name, result.samples, span, result.total_rows)
+        span = f"{iso(result.window[0])}..{iso(result.window[1])}" if result.window else ""
+        fields = {"job": c.JOB_COLLECT, "source": source.name, "window": span, "outcome": "committed",
+                  "samples": result.samples, "rows": result.total_rows}  # fmt: skip
+        log.info("%s: collected %d samples %s (%d rows)", source.name, result.samples, span, result.total_rows,
+                 extra=fields)  # fmt: skip
 
     def collect_source(self, source: SourceSettings) -> None:
         if self.run_job(c.JOB_COLLECT, self.collect, source):
@@ -184,12 +191,14 @@ class Service:
                 break
             ready, why = self._complete(week)
             if not ready:
-                log.info("export %s: %s", week, why)
+                log.info("export %s: %s", week, why, extra={"job": c.JOB_EXPORT, "window": week, "outcome": "waiting"})
                 waiting[week] = why
                 continue
             published = exports.write_weekly(weekly_inputs(self.settings, week), root)
             self.metrics.export_success.set(time.time())
-            log.info("exported %s", published.summary(week))
+            log.info(
+                "exported %s", published.summary(week), extra={"job": c.JOB_EXPORT, "window": week, "outcome": "ok"}
+            )
         if not self.stop.is_set():
             schedule.write_waiting(root, waiting)
         self._export_gauges()

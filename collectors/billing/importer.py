@@ -29,6 +29,7 @@ from collectors.billing import formats
 from collectors.pricing import gpu_catalog
 from core import conventions as c
 from core.errors import InputError
+from core.progress import SILENT, Progress
 from core.settings import BillingSettings
 from core.store.billing_sql import resource_key_sql
 from core.store.sql import literal
@@ -71,21 +72,29 @@ def import_bills(
     fmt: str | None = None,
     provider: str | None = None,
     now: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> BillImport:
+    """Stage every bill file (reporting each), check and convert the lines, and commit them in one transaction."""
     files = bill_files(paths)
     result = BillImport(files=len(files))
     imported_at = (now or datetime.now(UTC)).replace(tzinfo=None)
-    with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
-        con.execute("SET preserve_insertion_order = true")  # a line's row number is its place in its file
-        con.execute(f"CREATE OR REPLACE TEMP TABLE bill_stage AS SELECT * FROM {c.T_BILLING_LINES} LIMIT 0")
-        con.execute("ALTER TABLE bill_stage ADD COLUMN line_hash UBIGINT")
-        con.execute("ALTER TABLE bill_stage ADD COLUMN provider_name VARCHAR")
-        for path in files:
-            _stage(con, path, fmt, imported_at, provider)
-        result.lines_read = _count(con, "bill_stage")
-        _check_lines(con)
-        result.converted = _convert(con, settings)
-        _commit(con, result)
+    progress.begin("import bills", len(files) + 1, "steps")
+    try:
+        with open_warehouse(warehouse, memory_limit=settings.memory_limit) as con:
+            con.execute("SET preserve_insertion_order = true")  # a line's row number is its place in its file
+            con.execute(f"CREATE OR REPLACE TEMP TABLE bill_stage AS SELECT * FROM {c.T_BILLING_LINES} LIMIT 0")
+            con.execute("ALTER TABLE bill_stage ADD COLUMN line_hash UBIGINT")
+            con.execute("ALTER TABLE bill_stage ADD COLUMN provider_name VARCHAR")
+            for path in files:
+                _stage(con, path, fmt, imported_at, provider)
+                progress.step(file=str(path), lines=_count(con, "bill_stage"))
+            result.lines_read = _count(con, "bill_stage")
+            _check_lines(con)
+            result.converted = _convert(con, settings)
+            _commit(con, result)
+            progress.step(stage="commit", lines=result.lines_kept)
+    finally:
+        progress.end()
     return result
 
 

@@ -25,9 +25,10 @@ from collectors.metrics.prometheus import reader as prometheus
 from collectors.metrics.series import SeriesContext, SeriesTable, wants_family, warnings_for
 from core import conventions as c
 from core.errors import ConfigError, InputError
+from core.progress import SILENT, Progress
 from core.settings import CollectSettings, PrometheusSettings
 from core.store.warehouse import one, open_warehouse
-from core.timeutil import Window, commit_windows, floor_step, parse_duration
+from core.timeutil import Window, commit_windows, floor_step, iso, parse_duration
 
 
 def plausible_ms(now: datetime) -> tuple[int, int]:
@@ -46,8 +47,10 @@ def collect_files(
     window: Window | None = None,
     at: datetime | None = None,
     now: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> load.LoadResult:
-    """Ingest OpenMetrics / Prometheus-text files (all parsed before anything is written).
+    """Ingest OpenMetrics / Prometheus-text files (all parsed before anything is written), reporting each file
+    parsed and the commit.
 
     With a window, samples outside it (and its lookback) are dropped and counted; without one, a
     sample time before 2000 or more than a day ahead of now is refused naming its file and line."""
@@ -56,12 +59,22 @@ def collect_files(
     bounds = ANY_TIME_MS if window is not None else plausible_ms(now or utcnow())
     if default_ts is not None and not bounds[0] <= default_ts <= bounds[1]:
         raise ConfigError(f"--at {at:%Y-%m-%dT%H:%M:%SZ} is not a plausible sample time (2000 to a day from now)")
-    # files parse in parallel: the fast path spends its time in Arrow, which releases the GIL
-    with ThreadPoolExecutor(max_workers=min(4, max(1, len(paths))), thread_name_prefix="gpuledger-parse") as pool:
-        limit = settings.max_line_kb * 1024
-        parsed = list(pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof, bounds, limit), paths))
-    source = "files:" + ",".join(sorted(p.name for p in paths))
-    return commit_samples(warehouse, parsed, settings, source, window, at is not None)
+    progress.begin("collect files", len(paths) + 1, "steps")
+    try:
+        # files parse in parallel: the fast path spends its time in Arrow, which releases the GIL
+        with ThreadPoolExecutor(max_workers=min(4, max(1, len(paths))), thread_name_prefix="gpuledger-parse") as pool:
+            limit = settings.max_line_kb * 1024
+            parsed = []
+            read = pool.map(lambda p: parse_file(p, wants_family, default_ts, require_eof, bounds, limit), paths)
+            for path, samples in zip(paths, read, strict=True):
+                parsed.append(samples)
+                progress.step(file=str(path), samples=len(samples))
+        source = "files:" + ",".join(sorted(p.name for p in paths))
+        result = commit_samples(warehouse, parsed, settings, source, window, at is not None)
+        progress.step(stage="commit", rows=result.total_rows)
+        return result
+    finally:
+        progress.end()
 
 
 def commit_samples(
@@ -135,8 +148,9 @@ def collect_prometheus(
     start: datetime | None = None,
     end: datetime | None = None,
     now: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> load.LoadResult:
-    """Read [start, end) from a Prometheus-compatible API, one committed window at a time.
+    """Read [start, end) from a Prometheus-compatible API, one committed window at a time, reporting each.
 
     Without `start`, resume from the source's watermark; without `end`, stop `collect.safety_lag`
     before now. Both are aligned down to the step."""
@@ -159,7 +173,7 @@ def collect_prometheus(
             total.warnings.append(f"nothing new to collect from {source} yet")
             return total
         interval_ms = store_interval_ms(reader, settings, window, now, total.warnings)
-        for part, part_kinds in _pipeline(con, reader, settings, source, window, settled, interval_ms):
+        for part, part_kinds in _pipeline(con, reader, settings, source, window, settled, interval_ms, progress):
             total.add(part)
             kinds |= part_kinds
     total.warnings += warnings_for(kinds)
@@ -192,17 +206,25 @@ def _pipeline(
     window: Window,
     settled: datetime,
     interval_ms: int | None = None,
+    progress: Progress = SILENT,
 ) -> Iterator[tuple[load.LoadResult, set[str]]]:
     """Commit window after window, fetching the next one while the current one is staged and
     committed (DuckDB and the network both release the GIL); at most two windows are in memory."""
     windows = commit_windows(window, parse_duration(settings.commit_window), reader.step_s)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch") as ahead:
-        pending = ahead.submit(_fetch_window, reader, settings, windows[0], interval_ms)
-        for i, part_window in enumerate(windows):
-            plan_name, fetched = pending.result()
-            if i + 1 < len(windows):
-                pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1], interval_ms)
-            yield _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
+    progress.begin(f"collect {source}", len(windows), "windows")
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch") as ahead:
+            pending = ahead.submit(_fetch_window, reader, settings, windows[0], interval_ms)
+            for i, part_window in enumerate(windows):
+                plan_name, fetched = pending.result()
+                if i + 1 < len(windows):
+                    pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1], interval_ms)
+                part, kinds = _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
+                span = f"{iso(part_window.start)}..{iso(part_window.end)}"
+                progress.step(window=span, samples=part.samples, rows=part.total_rows)
+                yield part, kinds
+    finally:
+        progress.end()
 
 
 def _fetch_window(

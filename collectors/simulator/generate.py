@@ -32,6 +32,7 @@ from collectors.simulator import bill, dcgm, fleet, incidents, inference, ksm, s
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
+from core.progress import SILENT, Progress
 from core.timeutil import iso, to_epoch
 
 SCRAPE_OFFSET_S = 7
@@ -68,8 +69,8 @@ class SimConfig:
         return int(round(self.days * 86400)) // self.interval_s
 
 
-def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
-    """Write the fleet's files into `out`; return a short summary."""
+def simulate(cfg: SimConfig, out: Path, progress: Progress = SILENT) -> dict[str, object]:
+    """Write the fleet's files into `out`, reporting each file written; return a short summary."""
     if cfg.interval_s < 15 or 86400 % cfg.interval_s:
         raise ConfigError("--interval must divide a day and be at least 15s")
     if cfg.n_samples < 1:
@@ -77,6 +78,14 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     if cfg.start.second or cfg.start.microsecond or cfg.start.minute % 5:
         raise ConfigError("--start must be on a 5-minute boundary")
     out.mkdir(parents=True, exist_ok=True)
+    progress.begin("simulate", 4, "files")
+    try:
+        return _simulate(cfg, out, progress)
+    finally:
+        progress.end()
+
+
+def _simulate(cfg: SimConfig, out: Path, progress: Progress) -> dict[str, object]:
     n = cfg.n_samples
     hour0 = cfg.start.hour + cfg.start.minute / 60
     weekday0 = cfg.start.weekday()
@@ -90,18 +99,22 @@ def simulate(cfg: SimConfig, out: Path) -> dict[str, object]:
     dcgm_fams = dcgm.DcgmFamilies(pods, tracks, stream, health)
     dcgm_meta = {**DCGM_FAMILIES, **incidents.HEALTH_FAMILIES}
     _write(out / "dcgm-exporter.om", _gauge_families(dcgm_meta, dcgm_fams.segments, stamps))
+    progress.step(file="dcgm-exporter.om")
     ksm_fams = ksm.KsmFamilies(pods, n)
     ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
     ksm_stamps = _timestamps(cfg, KSM_SCRAPE_OFFSET_S)
     _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, ksm_stamps))
+    progress.step(file="kube-state-metrics.om")
     inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
     _write(out / "vllm.om", _inference_families(inf, stamps))
+    progress.step(file="vllm.om")
     truth = compute_truth(cfg, pods)
     truth["pods"] = pod_truth(cfg, pods, acts)
     truth["health"] = health.truth(pods, cfg.start)
     truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
     truth["billing"] = {"invoice_effective_usd": bill.write(out, cfg.start, cfg.n_samples * cfg.interval_s // 3600)}
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    progress.step(file="truth.json")
     return {"pods": len(pods), "samples_per_series": n, "files": sorted(p.name for p in out.iterdir())}
 
 
