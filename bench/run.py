@@ -214,15 +214,33 @@ def _ingest_window(b: Bench, port: int, fleet: Fleet, minutes: int) -> None:
     scratch = cache.root() / "scratch" / "ingest"
     child = spawn("ingest_files", {"files": [str(f) for f in files], "scratch": str(scratch), "runs": RUNS})
     _ingest_figures(b, "files" + suffix, fleet.physical_gpus, window, child)
+    _projection(b, "files" + suffix, fleet.physical_gpus, minutes, child.result)
     with promql.server(folder / "tsdb", port, folder / "prometheus.log") as url:
         args = {"url": url, "scratch": str(scratch), "start": _start(INGEST_START), "hours": minutes / 60, "runs": RUNS}
         child = spawn("ingest_prometheus", args)
         _ingest_figures(b, "prometheus" + suffix, fleet.physical_gpus, window, child)
+        _projection(b, "prometheus" + suffix, fleet.physical_gpus, minutes, child.result)
         samples = child.result["samples"]
         answers = spawn("prometheus_answers", args).result
         b.add(f"limit.prometheus_answers{suffix}", "Prometheus answering a collection's queries (fetch only, no decoding)",
               fleet.physical_gpus, window, [samples / t for t in answers["times"]], unit="samples/s", samples=samples,
               queries=answers["queries"], mb=round(answers["bytes"] / 1e6, 1))  # fmt: skip
+        # the same queries in the same run: the collection's rate as a share of what the store alone delivers
+        ratios = [a / c for a, c in zip(answers["times"], child.result["times"], strict=False)]
+        b.add(f"ratio.collect_vs_fetch{suffix}", "collect prometheus rate / the store's fetch-only rate, run by run",
+              fleet.physical_gpus, window, ratios, unit="x")  # fmt: skip
+
+
+PROJECTED_GPUS, PROJECTED_DAYS = 10_000, 30
+
+
+def _projection(b: Bench, source: str, gpus: int, minutes: int, result: dict[str, Any]) -> None:
+    """The wall time of a 30-day backfill at 10,000 GPUs at this run's rate: samples scale with GPUs and minutes."""
+    total = result["samples"] / (gpus * minutes) * PROJECTED_GPUS * PROJECTED_DAYS * 1440
+    hours = [total / (result["samples"] / t) / 3600 for t in result["times"]]
+    name = source.removesuffix(".bulk")
+    b.add(f"projection.{source}", f"projected wall time of a {PROJECTED_DAYS}-day backfill at {PROJECTED_GPUS:,} GPUs "
+          f"from {name} at this rate: hours", gpus, f"{minutes} min", hours, unit="h", samples=round(total))  # fmt: skip
 
 
 def ingest_history(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
