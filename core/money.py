@@ -61,8 +61,10 @@ def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
-def allocate_cents(exact: Mapping[str, Decimal], total: Decimal | None = None) -> dict[str, Decimal]:
-    """Round each exact amount to cents so the rounded parts sum to `total` (default: the rounded sum).
+def allocate_cents(
+    exact: Mapping[str, Decimal], total: Decimal | None = None, unit: Decimal = CENT
+) -> dict[str, Decimal]:
+    """Round each exact amount to cents (or `unit`) so the rounded parts sum to `total` (default: the rounded sum).
 
     Largest-remainder method: floor every part to the cent, then hand the leftover cents to the
     parts with the largest remainders (or take them from the smallest, when the pinned total is
@@ -70,15 +72,15 @@ def allocate_cents(exact: Mapping[str, Decimal], total: Decimal | None = None) -
     to the total, to the cent" true for any split.
     """
     if total is None:
-        total = to_cents(sum(exact.values(), Decimal(0)))
-    floored = {k: (v / CENT).to_integral_value(rounding=ROUND_FLOOR) * CENT for k, v in exact.items()}
-    leftover = int(((total - sum(floored.values(), Decimal(0))) / CENT).to_integral_value())
+        total = sum(exact.values(), Decimal(0)).quantize(unit, rounding=ROUND_HALF_EVEN)
+    floored = {k: (v / unit).to_integral_value(rounding=ROUND_FLOOR) * unit for k, v in exact.items()}
+    leftover = int(((total - sum(floored.values(), Decimal(0))) / unit).to_integral_value())
     result = dict(floored)
     if not exact or leftover == 0:
         return result
     by_remainder = sorted(exact, key=lambda k: (-(exact[k] - floored[k]), k))
     order = by_remainder if leftover > 0 else list(reversed(by_remainder))
-    step = CENT if leftover > 0 else -CENT
+    step = unit if leftover > 0 else -unit
     for i in range(abs(leftover)):
         result[order[i % len(order)]] += step
     return result

@@ -140,23 +140,46 @@ def add_gpu_usage(
     offset: int = 0,
     steps: int = 60,
     step_s: int = 60,
+    power_w: float | None = None,
+    util: float | None = None,
+    gauges: bool = True,
 ) -> None:
-    """One DCGM device (or MIG instance) at a constant activity, optionally mapped to a pod."""
+    """One DCGM device (or MIG instance) at a constant activity (and power), optionally mapped to a pod (with its
+    per-process GPU_UTIL); `gauges=False` adds the mapping only (another pod time-sharing a device already there)."""
     con.execute(
         f"INSERT INTO {c.T_GPUS} VALUES ('c1', ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         [node, uuid, instance, model, mig_profile, T0, T0],
     )
-    con.execute(
-        f"""INSERT INTO {c.T_GPU_SAMPLES}
-        SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, ?, NULL, NULL, NULL, NULL FROM range(?) t(i)""",
-        [T0, offset, step_s, step_s, node, uuid, instance, activity, steps],
-    )
+    if gauges:
+        con.execute(
+            f"""INSERT INTO {c.T_GPU_SAMPLES}
+            SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, ?, NULL, NULL, ?, NULL FROM range(?) t(i)""",
+            [T0, offset, step_s, step_s, node, uuid, instance, activity, power_w, steps],
+        )
     if pod:
         con.execute(
             f"""INSERT INTO {c.T_GPU_POD_SAMPLES}
-            SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, '', ?, ?, NULL FROM range(?) t(i)""",
-            [T0, offset, step_s, step_s, node, uuid, instance, namespace, pod, steps],
+            SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, '', ?, ?, ? FROM range(?) t(i)""",
+            [T0, offset, step_s, step_s, node, uuid, instance, namespace, pod, util, steps],
         )
+
+
+def add_energy(
+    con: duckdb.DuckDBPyConnection,
+    node: str,
+    uuid: str,
+    increases_mj: Sequence[float | None],
+    *,
+    instance: str = "",
+    offset: int = 0,
+    step_s: int = 60,
+) -> None:
+    """A GPU's energy counter as the collector stores it: its increase per step (mJ; None: no previous reading)."""
+    con.executemany(
+        f"INSERT INTO {c.T_HEALTH_SAMPLES} VALUES (?, ?, 'c1', ?, ?, ?, ?, 0, ?)",
+        [[T0 + timedelta(seconds=(offset + i) * step_s), step_s, node, uuid, instance, c.DCGM_ENERGY, delta]
+         for i, delta in enumerate(increases_mj)],
+    )  # fmt: skip
 
 
 def add_namespace(con: duckdb.DuckDBPyConnection, namespace: str, labels: dict[str, str]) -> None:

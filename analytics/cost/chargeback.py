@@ -27,7 +27,7 @@ import duckdb
 from analytics.cost import allocation, fact_plan, prices, sharing
 from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
 from analytics.cost.bill_prices import billed_prices
-from analytics.cost.cost_rows import SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
+from analytics.cost.cost_rows import JOULE_QUANTUM, SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
 from core import conventions as c
 from core.money import in_money_context, to_cents
 from core.timeutil import Window
@@ -329,15 +329,22 @@ class _Builder:
         return self._trace(row, price_id, units, units * (rate + discount))
 
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
-        """Used GPU-seconds per class and price row: used GPU-hours, and the unused cost (allocated minus used,
-        both at the list price in force) that falls with them."""
+        """Used GPU-seconds and GPU energy per class and price row: used GPU-hours, energy, and the unused cost
+        (allocated minus used, both at the list price in force) that falls with them."""
         for f in rows:
             key = self._key(self._pod_values(f)[0], f) if f["mapped"] else self._idle_key(f)
             used_s = float(f["used_s"] or 0.0)
             row = self.row(key)
             row.used_gpu_hours += used_s / 3600.0
+            row.energy_j += _joules(f["energy_j"])
+            row.derived_j += _joules(f["derived_j"])
             if math.isfinite(used_s):
                 # to the millisecond: DuckDB sums floats in parallel, so the last bits of used_s vary between runs;
                 # the money moves by far less than a cent, and a report is the same on every read
                 used = Decimal(repr(used_s)).quantize(USED_QUANTUM)
                 row.unused -= used * c.GPU_UNITS * self._rate(f["price_id"])[0]
+
+
+def _joules(value: float | None) -> Decimal:
+    """A fact's joules as an exact Decimal to the millijoule (stored values no GPU can report count as none)."""
+    return Decimal(repr(value)).quantize(JOULE_QUANTUM) if value is not None and math.isfinite(value) else ZERO

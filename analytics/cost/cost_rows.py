@@ -30,9 +30,15 @@ COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjus
 # from_bill_usd: the part of cost_usd priced from the invoice (pricing.source billing|auto); the rest is the price
 # table's
 MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd", "from_bill_usd")
-ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *MONEY_COLUMNS)
+# energy measured at the GPU (kWh), and the part of it integrated from power where a GPU has no energy counter
+ENERGY_COLUMNS = ("energy_kwh", "energy_derived_kwh")
+ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *ENERGY_COLUMNS, *MONEY_COLUMNS)
 # What a coarser grouping sums; its efficiency is then used_gpu_hours / gpu_hours of the sums
-ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *MONEY_COLUMNS)
+ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *ENERGY_COLUMNS, *MONEY_COLUMNS)
+# kWh are rounded to the milliwatt-hour (3.6 J) once, pinned like cents: the rows add up to the fleet's kWh exactly
+KWH_UNIT = Decimal("0.000001")
+# a fact's joules, to the millijoule (the energy counter's unit): DuckDB's float sums vary in their last bits
+JOULE_QUANTUM = Decimal("0.001")
 _PARTS = tuple(zip(COMPONENTS, ("allocated", "idle_share", "shared_share", "adjustment"), strict=True))
 # Sums are settled before they are rounded to cents: the same amount summed over another grouping differs in its
 # 40th digit (divisions) or, for usage, its 15th (DuckDB doubles summed in any order); an exact half cent must
@@ -60,6 +66,9 @@ class Row:
     # the invoice, and what the invoice billed beyond that effective cost (FOCUS BilledCost - EffectiveCost)
     from_bill: Decimal = ZERO
     billed_delta: Decimal = ZERO
+    energy_j: Decimal = ZERO  # exact, before rounding: the GPU energy of the row's facts (J)
+    derived_j: Decimal = ZERO  # the part of it integrated from power (no energy counter)
+    kwh: dict[str, Decimal] = field(default_factory=dict)  # rounded energy columns
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
     workloads: dict[str, Decimal] = field(default_factory=dict)  # workload -> exact allocated cost
@@ -95,6 +104,7 @@ class Row:
             "gpu_hours": round(self.gpu_hours, 6),
             "used_gpu_hours": round(self.used_gpu_hours, 6),
             "efficiency": round(eff, 6) if eff is not None else None,
+            **{name: float(self.kwh.get(name, ZERO)) for name in ENERGY_COLUMNS},
             **{name: str(self.cents.get(name, ZERO)) for name in COMPONENTS},
             "cost_usd": str(self.cost_usd),
             "unused_cost_usd": str(self.cents.get("unused_cost_usd", ZERO)),
@@ -130,6 +140,7 @@ class ChargebackReport:
             "unhealthy_cost_usd": str(self.total(c.UNHEALTHY)),
             "unallocated_cost_usd": str(self.total(c.UNALLOCATED)),
             "shared_cost_usd": str(self.total(SHARED)),
+            **{name: float(sum((r.kwh.get(name, ZERO) for r in self.rows), ZERO)) for name in ENERGY_COLUMNS},
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
             "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
             "unpriced_nodes": self.unpriced_nodes,
@@ -162,6 +173,20 @@ def round_rows(rows: list[Row], grand_total: Decimal) -> None:
     )
     for head, members in heads.items():
         _round_head(members, head_totals[head])
+    for name, attr in zip(ENERGY_COLUMNS, ("energy_j", "derived_j"), strict=True):
+        _round_energy(heads, name, attr)
+
+
+def _round_energy(heads: dict[str, list[Row]], name: str, attr: str) -> None:
+    """kWh per row, pinned like the cents: the fleet's total, then each head's, then its rows."""
+    exact = {h: [getattr(r, attr) / Decimal(3_600_000) for r in rows] for h, rows in heads.items()}
+    fleet = sum((v for values in exact.values() for v in values), ZERO)
+    head_kwh = allocate_cents({h: sum(v, ZERO) for h, v in exact.items()}, unit=KWH_UNIT,
+                              total=fleet.quantize(KWH_UNIT))  # fmt: skip
+    for head, rows in heads.items():
+        parts = allocate_cents({str(i): v for i, v in enumerate(exact[head])}, total=head_kwh[head], unit=KWH_UNIT)
+        for i, row in enumerate(rows):
+            row.kwh[name] = parts[str(i)]
 
 
 def _round_head(members: list[Row], total: Decimal) -> None:

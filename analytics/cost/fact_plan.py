@@ -29,6 +29,7 @@ from core.store import read_memo
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import hourly as rollups
 from core.store.step_sql import (
+    USAGE_VALUES,
     MigShare,
     alloc_steps_sql,
     capacity_steps_sql,
@@ -42,6 +43,7 @@ from core.store.step_sql import (
 from core.timeutil import DAY, HOUR, Window, ceil_to, floor_to
 
 Ranges = list[tuple[datetime, datetime]]
+_USAGE = ", ".join(USAGE_VALUES)
 
 
 @dataclass
@@ -171,11 +173,12 @@ def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[s
 
 def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str, str]:
     """SELECTs alloc (ts, cluster, node, namespace, pod, uid, units), capacity (ts, cluster, node, units) and
-    usage (ts, cluster, node, namespace, pod, uid, used_s), each row's ts a time its price holds for all of it."""
+    usage (ts, cluster, node, namespace, pod, uid, used_s, energy_j, derived_j), each row's ts a time its price holds
+    for all of it."""
     where = _step_where(p)
     alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units", pod_days)
     capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units, unhealthy_{mig_share} AS unhealthy")
-    usage = _rollup_union(p, "usage", "namespace, pod, uid, used_s", pod_days)
+    usage = _rollup_union(p, "usage", f"namespace, pod, uid, {_USAGE}", pod_days)
     if where is not None:
         alloc.append(
             f"SELECT ts, cluster, node, namespace, pod, uid, {scaled_sql('units')} * step_s AS units "
@@ -187,11 +190,13 @@ def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str
         )
         # per step, like alloc and capacity: each usage row's ts is then a key of the price table (priced per step)
         steps = usage_steps_sql("j.ts", where)
-        usage.append(f"SELECT bucket AS ts, cluster, node, namespace, pod, uid, used_s FROM ({steps})")
+        usage.append(f"SELECT bucket AS ts, cluster, node, namespace, pod, uid, {_USAGE} FROM ({steps})")
     empty = {
         "alloc": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0::BIGINT AS units WHERE FALSE",
         "capacity": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, 0::BIGINT AS units, 0::BIGINT AS unhealthy WHERE FALSE",
-        "usage": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, 0.0 AS used_s WHERE FALSE",
+        "usage": "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, '' AS namespace, '' AS pod, '' AS uid, "
+        + ", ".join(f"0.0 AS {v}" for v in USAGE_VALUES)
+        + " WHERE FALSE",
     }
     union = {
         k: " UNION ALL ".join(v) if v else empty[k]
@@ -243,7 +248,7 @@ class Classes:
         self.days = ranges_sql("day", p.days) if self.by_class else "FALSE"
         groups = f"SELECT cluster, node, class_node FROM {c.T_CLASS_NODES}" if self.by_class else _NO_GROUPS
         con.execute(f"CREATE TEMP TABLE {self.t}_groups AS {groups}")
-        con.execute(f"CREATE TEMP TABLE {self.t}_alloc AS {self._labelled(src['alloc'], 'units')}")
+        con.execute(f"CREATE TEMP TABLE {self.t}_alloc AS {self._labelled(src['alloc'], ('units',))}")
         con.execute(f"CREATE TEMP TABLE {self.t}_capacity AS {src['capacity']}")
         # nodes of a class share every attribute a price is matched on, so pricing its representative prices them
         # all: at 10,000 GPUs a month's keys shrink from 65,000 (node, day) to ~1,000 (class, day)
@@ -257,19 +262,20 @@ class Classes:
         )
         self.usage_src = src["usage"]
 
-    def _labelled(self, pod_rows: str, value: str, mapped: str = "") -> str:
-        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], value), plus class rows."""
+    def _labelled(self, pod_rows: str, values: tuple[str, ...], mapped: str = "") -> str:
+        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], values...), plus class rows."""
         pod_keep = "TRUE" if self.g.pods else f"NOT {has_app_sql('lab.labels')}"
+        sums = ", ".join(f"sum({v}) AS {v}" for v in values)
         per_pod = f"""(SELECT r.ts, r.cluster, coalesce(gr.class_node, r.node) AS node, r.namespace, r.pod, r.pod AS a_pod,
-            r.uid, sum(r.{value}) AS {value} FROM ({pod_rows}) r LEFT JOIN {self.t}_groups gr USING (cluster, node) GROUP BY ALL)"""
+            r.uid, {sums} FROM ({pod_rows}) r LEFT JOIN {self.t}_groups gr USING (cluster, node) GROUP BY ALL)"""
         out = f"""WITH {labelled_sql(per_pod).strip()}
-        SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, sum({value}) AS {value}
+        SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, {sums}
         FROM lab GROUP BY ALL"""
         if self.by_class:
-            table = c.T_CLASS_ALLOC if value == "units" else c.T_CLASS_USAGE
-            col = f"units_{self.mig_share}" if value == "units" else "used_s"
+            table = c.T_CLASS_ALLOC if values == ("units",) else c.T_CLASS_USAGE
+            cols = f"units_{self.mig_share}" if values == ("units",) else _USAGE
             flag = ", mapped" if mapped else ""
-            out += f""" UNION ALL SELECT day, cluster, class_node, namespace, labels, pod{flag}, {col}
+            out += f""" UNION ALL SELECT day, cluster, class_node, namespace, labels, pod{flag}, {cols}
             FROM {table} WHERE {self.days}"""
         return out
 
@@ -313,12 +319,12 @@ class Classes:
 
     def usage(self) -> list[dict[str, Any]]:
         g = self.g
-        labelled = self._labelled(self.usage_src, "used_s", ", a_pod IS NOT NULL AS mapped")
+        labelled = self._labelled(self.usage_src, USAGE_VALUES, ", a_pod IS NOT NULL AS mapped")
         # with the price row in force, so used GPU-hours are priced as the allocation is (the unused cost)
         return self._rows(f"""
         WITH u AS ({labelled}), na AS ({nodes_sql()})
         SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("u")} AS day, u.namespace,
-            u.labels, u.pod, u.mapped, sum(u.used_s) AS used_s
+            u.labels, u.pod, u.mapped, {", ".join(f"sum(u.{v}) AS {v}" for v in USAGE_VALUES)}
         FROM u LEFT JOIN {self.t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
         GROUP BY ALL ORDER BY ALL""")
 

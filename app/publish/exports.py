@@ -32,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analytics.cost.cost_rows import MONEY_COLUMNS, ROW_COLUMNS, ChargebackReport
+from analytics.cost.cost_rows import ENERGY_COLUMNS, MONEY_COLUMNS, ROW_COLUMNS, ChargebackReport
 from analytics.cost.prices import PriceInfo
 from app.publish import focus, revisions
 from app.publish.render import csv_text
@@ -88,7 +88,7 @@ def workload_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
 def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     schema = pa.schema(
         [pa.field(col, pa.string()) for col in ("week", "window_start", "window_end", "team")]
-        + [pa.field(col, pa.float64()) for col in ("gpu_hours", "used_gpu_hours", "efficiency")]
+        + [pa.field(col, pa.float64()) for col in ("gpu_hours", "used_gpu_hours", "efficiency", *ENERGY_COLUMNS)]
         + [pa.field(col, pa.decimal128(18, 2)) for col in (*MONEY_COLUMNS, "monthly_budget_usd")]
         + [pa.field("price_sources", pa.string())]
     )

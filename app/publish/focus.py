@@ -71,6 +71,8 @@ COLUMNS = (
     "x_GpuHours",
     "x_GpuHoursUsed",
     "x_GpuEfficiency",
+    "x_EnergyKwh",
+    "x_EnergyDerivedKwh",
     "x_AllocatedCost",
     "x_IdleShareCost",
     "x_SharedShareCost",
@@ -172,6 +174,8 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
         "x_GpuHours": quantity,
         "x_GpuHoursUsed": Decimal(repr(round(row.used_gpu_hours, 9))),
         "x_GpuEfficiency": round(row.efficiency, 6) if row.efficiency is not None else None,
+        "x_EnergyKwh": row.kwh.get("energy_kwh"),
+        "x_EnergyDerivedKwh": row.kwh.get("energy_derived_kwh"),
         "x_AllocatedCost": row.cents.get("allocated_cost_usd"),
         "x_IdleShareCost": row.cents.get("idle_share_usd"),
         "x_SharedShareCost": row.cents.get("shared_share_usd"),
@@ -187,10 +191,10 @@ def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) 
 def focus_rows(report: ChargebackReport, infos: dict[str, PriceInfo], account: str = "default") -> list[dict[str, Any]]:
     method = ", ".join(f"{k}={v}" for k, v in sorted(report.options.items()) if v not in ([], "0"))
     # every row with a number to carry, so each column sums to the report's (a row of used GPU-hours alone
-    # carries its unused cost)
+    # carries its unused cost; a GPU on a node no source prices still drew energy)
     infos = {**infos, **report.bill_prices}
     return [
         focus_row(r, infos, account, method)
         for r in report.rows
-        if r.gpu_hours or r.cost_usd or r.cents.get("unused_cost_usd")
+        if r.gpu_hours or r.cost_usd or r.cents.get("unused_cost_usd") or any(r.kwh.values())
     ]

@@ -211,6 +211,18 @@ MIGRATION_13 = [
         source_file VARCHAR NOT NULL, source_row BIGINT NOT NULL, imported_at TIMESTAMP NOT NULL)""",
 ]
 
+# Version 14 (issue 25: energy measured at the GPU): usage rows carry each pod's energy (J) beside its used
+# GPU-seconds, and the part of it derived from power where a GPU has no energy counter. The rule grew, so the
+# rollups are rebuilt by the next commit (reports read the steps until then).
+MIGRATION_14 = [
+    *(
+        f"ALTER TABLE {table} ADD COLUMN {col} DOUBLE"
+        for table in (f"{c.T_USAGE_ROLLUP}_hourly", f"{c.T_USAGE_ROLLUP}_daily", c.T_CLASS_USAGE)
+        for col in ("energy_j", "derived_j")
+    ),
+    f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source NOT LIKE 'coverage:%'",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -225,5 +237,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_11,
     MIGRATION_12,
     MIGRATION_13,
+    MIGRATION_14,
 ]
 LATEST_VERSION = len(MIGRATIONS)

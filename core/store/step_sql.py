@@ -246,35 +246,84 @@ def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = 
         FROM s"""
 
 
+def device_energy_ctes(where: str) -> str:
+    """CTEs `dev`: per DCGM entity and step, its activity share `act`, its share of the physical GPU, and the GPU's
+    energy in the step (`gpu_j`, J; `derived` where it comes from power), over the gpu_samples rows `where` keeps;
+    and `rest`: each GPU-step's energy beyond its entities' shares (MIG slices no instance holds), and counter
+    readings at steps without a gauge sample of the GPU, as rows of no pod: every measured joule lands on a row.
+
+    A GPU's energy in a step is its energy counter's increase (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ since the
+    driver loaded; the per-step increase counts a drop as a reset, as PromQL's increase() does), else its power
+    (DCGM_FI_DEV_POWER_USAGE, W) held over the step: the step grid's rule for a gauge. Not a trapezoid between two
+    steps: a step's energy must be a term of its own, so the rollups add steps into hours exactly, whichever commit
+    brings the next step. MIG instances repeat their GPU's counter and power: one value per GPU.
+    """
+    share = device_share_sql("g.mig_profile", "g.model")
+    power = f"CASE WHEN s.power_w BETWEEN 0 AND {c.VALID_RANGES[c.DCGM_POWER][1]} THEN s.power_w END"
+    return f"""
+    dev0 AS (
+        SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
+            {ACTIVITY_SQL} * {share} AS act, {share} AS share, {power} AS power_w
+        FROM {c.T_GPU_SAMPLES} s
+        LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
+        WHERE {where.format(t="s")}),
+    meter AS (
+        SELECT h.ts, h.cluster, h.node, h.gpu_uuid, max(h.{c.COL_HEALTH_DELTA}) AS mj FROM {c.T_HEALTH_SAMPLES} h
+        WHERE h.metric = '{c.DCGM_ENERGY}' AND h.{c.COL_HEALTH_DELTA} >= 0 AND {where.format(t="h")} GROUP BY ALL),
+    dev AS (
+        SELECT d.*, coalesce(e.mj / 1000.0, max(d.power_w) OVER gpu * d.step_s, 0.0) AS gpu_j,
+            e.mj IS NULL AS derived, sum(d.share) OVER gpu AS shares
+        FROM dev0 d LEFT JOIN meter e USING (ts, cluster, node, gpu_uuid)
+        WINDOW gpu AS (PARTITION BY d.ts, d.cluster, d.node, d.gpu_uuid)),
+    rest AS (
+        SELECT ts, cluster, node, NULL::VARCHAR AS namespace, NULL::VARCHAR AS pod, 0.0 AS used_s,
+            any_value(gpu_j) * greatest(1 - any_value(shares), 0) AS energy_j,
+            CASE WHEN any_value(derived) THEN any_value(gpu_j) * greatest(1 - any_value(shares), 0) ELSE 0 END
+                AS derived_j
+        FROM dev GROUP BY ts, cluster, node, gpu_uuid HAVING any_value(shares) < 1
+        UNION ALL  -- a counter read at a step DCGM sent no gauge of the GPU: measured, held by no pod it names
+        SELECT e.ts, e.cluster, e.node, NULL, NULL, 0.0, e.mj / 1000.0, 0.0
+        FROM meter e ANTI JOIN dev0 d USING (ts, cluster, node, gpu_uuid))"""
+
+
+def pod_energy_sql(pod_share: str) -> str:
+    """A device row's used seconds and energy (J, and the part derived from power) for the pod with `pod_share`."""
+    return (
+        f"d.act * d.step_s * {pod_share} AS used_s, d.gpu_j * d.share * {pod_share} AS energy_j, "
+        f"CASE WHEN d.derived THEN d.gpu_j * d.share * {pod_share} ELSE 0 END AS derived_j"
+    )
+
+
+# A pod's share of a device it is mapped to: its per-process GPU_UTIL share (time-slicing), else an even part.
+POD_SHARE_SQL = """CASE WHEN m.pod IS NULL THEN 1.0
+                 WHEN m.util_total > 0 AND m.gpu_util IS NOT NULL THEN m.gpu_util / m.util_total
+                 ELSE 1.0 / m.sharers END"""
+USAGE_VALUES = ("used_s", "energy_j", "derived_j")  # what usage rows carry, summed
+
+
 def usage_steps_sql(bucket: str, where: str = WINDOW) -> str:
-    """Used GPU-seconds per (cluster, node, namespace, pod, uid, bucket); `bucket` is an SQL
+    """Used GPU-seconds and energy per (cluster, node, namespace, pod, uid, bucket); `bucket` is an SQL
     expression of the step's `j.ts` (its day, hour, or NULL for the whole window).
 
     used = graphics-engine activity (GR_ENGINE_ACTIVE, else GPU_UTIL/100) x the entity's share of its
     physical GPU x the pod's share of the entity (time-slicing: per-process GPU_UTIL share, else
-    even) x step seconds. Activity on GPUs no pod is mapped to has namespace/pod NULL.
+    even) x step seconds. Energy: the GPU's energy in the step (device_energy_ctes) x the same shares. Activity
+    and energy of GPUs no pod is mapped to (and of MIG slices no instance holds) have namespace/pod NULL.
     """
-    share = device_share_sql("g.mig_profile", "g.model")
     return f"""
-    WITH dev AS (
-        SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
-            {ACTIVITY_SQL} * {share} AS act
-        FROM {c.T_GPU_SAMPLES} s
-        LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
-        WHERE {where.format(t="s")}),
+    WITH {device_energy_ctes(where).strip()},
     mapped AS (
         SELECT m.* REPLACE ({POD_UTIL_SQL} AS gpu_util), count(*) OVER w AS sharers, sum({POD_UTIL_SQL}) OVER w AS util_total
         FROM {c.T_GPU_POD_SAMPLES} m WHERE {where.format(t="m")}
         WINDOW w AS (PARTITION BY m.ts, m.cluster, m.node, m.gpu_uuid, m.gpu_instance)),
     joined AS (
-        SELECT d.ts, d.cluster, d.node, m.namespace, m.pod,
-            d.act * d.step_s * CASE WHEN m.pod IS NULL THEN 1.0
-                 WHEN m.util_total > 0 AND m.gpu_util IS NOT NULL THEN m.gpu_util / m.util_total
-                 ELSE 1.0 / m.sharers END AS used_s
-        FROM dev d LEFT JOIN mapped m USING (ts, cluster, node, gpu_uuid, gpu_instance)),
+        SELECT d.ts, d.cluster, d.node, m.namespace, m.pod, {pod_energy_sql(POD_SHARE_SQL)}
+        FROM dev d LEFT JOIN mapped m USING (ts, cluster, node, gpu_uuid, gpu_instance)
+        UNION ALL SELECT ts, cluster, node, namespace, pod, used_s, energy_j, derived_j FROM rest),
     uids AS (
         SELECT DISTINCT ts, cluster, namespace, pod, uid FROM {c.T_POD_ALLOCATIONS} u WHERE {where.format(t="u")})
-    SELECT j.cluster, j.node, j.namespace, j.pod, u.uid, {bucket} AS bucket, sum(j.used_s) AS used_s
+    SELECT j.cluster, j.node, j.namespace, j.pod, u.uid, {bucket} AS bucket,
+        {", ".join(f"sum(j.{v}) AS {v}" for v in USAGE_VALUES)}
     FROM joined j LEFT JOIN uids u USING (ts, cluster, namespace, pod)
     GROUP BY ALL
     """

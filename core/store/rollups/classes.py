@@ -23,7 +23,7 @@ import duckdb
 
 from core import conventions as c
 from core.store import read_memo
-from core.store.step_sql import fingerprints_sql, has_app_sql, labelled_sql, nodes_sql, stale_rows_sql
+from core.store.step_sql import USAGE_VALUES, fingerprints_sql, has_app_sql, labelled_sql, nodes_sql, stale_rows_sql
 from core.store.warehouse import one
 
 MAX_BIGINT = 9_223_372_036_854_775_807
@@ -161,9 +161,14 @@ def _insert_days(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
     group = f"LEFT JOIN {c.T_CLASS_NODES} cn USING (cluster, node)"
     for table, target, sums, extra in (
         ("rollup_alloc_daily", c.T_CLASS_ALLOC, "sum(units_compute), sum(units_memory)", ""),
-        ("rollup_usage_daily", c.T_CLASS_USAGE, "sum(used_s)", ", lab.a_pod IS NOT NULL"),
+        (
+            "rollup_usage_daily",
+            c.T_CLASS_USAGE,
+            ", ".join(f"sum({v})" for v in USAGE_VALUES),
+            ", lab.a_pod IS NOT NULL",
+        ),
     ):
-        cols = "units_compute, units_memory" if target == c.T_CLASS_ALLOC else "used_s"
+        cols = "units_compute, units_memory" if target == c.T_CLASS_ALLOC else ", ".join(USAGE_VALUES)
         con.execute(
             f"""INSERT INTO {target}
             WITH per_pod AS (

@@ -34,7 +34,7 @@ from core.store import read_memo
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import coverage
 from core.store.rollups import sql as rollup_sql
-from core.store.step_sql import fingerprints_sql, stale_rows_sql
+from core.store.step_sql import USAGE_VALUES, fingerprints_sql, stale_rows_sql
 from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
 from core.timeutil import DAY, floor_to, hours_covering
 
@@ -140,7 +140,11 @@ _HOURLY = {
         "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory, "
         "sum(unhealthy_compute)::BIGINT AS unhealthy_compute, sum(unhealthy_memory)::BIGINT AS unhealthy_memory",
     ),
-    "usage": ("namespace, pod, uid, used_s", rollup_sql.usage_hourly_sql(), "sum(used_s) AS used_s"),
+    "usage": (
+        "namespace, pod, uid, " + ", ".join(USAGE_VALUES),
+        rollup_sql.usage_hourly_sql(),
+        ", ".join(f"sum({v}) AS {v}" for v in USAGE_VALUES),
+    ),
 }
 
 
@@ -187,7 +191,7 @@ def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:
     sums = {
         "alloc": ("namespace, pod, uid", ("units_compute", "units_memory")),
         "capacity": ("", ("units_compute", "units_memory", "unhealthy_compute", "unhealthy_memory")),
-        "usage": ("namespace, pod, uid", ("used_s",)),
+        "usage": ("namespace, pod, uid", USAGE_VALUES),
     }
     for kind, (pod, values) in sums.items():
         keys = "cluster, node" + (f", {pod}" if pod else "")

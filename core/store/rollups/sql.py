@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from core import conventions as c
 from core.store.step_sql import (
-    ACTIVITY_SQL,
     HAMI_CORES,
     MIG_SHARES,
+    POD_SHARE_SQL,
     POD_UTIL_SQL,
     REQUEST_SQL,
+    USAGE_VALUES,
     capacity_steps_sql,
-    device_share_sql,
+    device_energy_ctes,
     nodes_sql,
+    pod_energy_sql,
     scaled_sql,
     share_units_sql,
 )
@@ -79,16 +81,11 @@ def capacity_hourly_sql() -> str:
 
 
 def usage_hourly_sql() -> str:
-    """(hour, cluster, node, namespace, pod, uid, used_s): core/facts.usage_steps_sql by hour."""
-    share = device_share_sql("g.mig_profile", "g.model")
+    """(hour, cluster, node, namespace, pod, uid, used_s, energy_j, derived_j): core/facts.usage_steps_sql by hour."""
     dev_key = ("ts", "cluster", "node", "gpu_uuid", "gpu_instance")
     hour_key = ("cluster", "node", "gpu_uuid", "gpu_instance")
     return f"""
-    WITH dev AS (
-        SELECT s.ts, s.step_s, s.cluster, s.node, s.gpu_uuid, s.gpu_instance,
-            {ACTIVITY_SQL} * {share} AS act
-        FROM {c.T_GPU_SAMPLES} s LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
-        WHERE {_w("s")}),
+    WITH {device_energy_ctes(WHERE).strip()},
     m AS (SELECT * REPLACE ({POD_UTIL_SQL} AS gpu_util) FROM {c.T_GPU_POD_SAMPLES} m WHERE {_w("m")}),
     runs AS (  -- each pod's mapping on a device within an hour: its first and last step, and rows
         SELECT date_trunc('hour', ts) AS hour, {", ".join(hour_key)}, namespace, pod, vgpu, count(*) AS n,
@@ -110,13 +107,12 @@ def usage_hourly_sql() -> str:
             CASE WHEN sh.sharers IS NULL THEN m.gpu_util ELSE sh.util_total END AS util_total
         FROM m LEFT JOIN shared sh USING ({", ".join(dev_key)})),
     joined AS (
-        SELECT d.ts, d.cluster, d.node, m.namespace, m.pod,
-            d.act * d.step_s * CASE WHEN m.pod IS NULL THEN 1.0
-                 WHEN m.util_total > 0 AND m.gpu_util IS NOT NULL THEN m.gpu_util / m.util_total
-                 ELSE 1.0 / m.sharers END AS used_s
-        FROM dev d LEFT JOIN mapped m USING ({", ".join(dev_key)})),
+        SELECT d.ts, d.cluster, d.node, m.namespace, m.pod, {pod_energy_sql(POD_SHARE_SQL)}
+        FROM dev d LEFT JOIN mapped m USING ({", ".join(dev_key)})
+        UNION ALL SELECT ts, cluster, node, namespace, pod, used_s, energy_j, derived_j FROM rest),
     uids AS (
         SELECT DISTINCT ts, cluster, namespace, pod, uid FROM {c.T_POD_ALLOCATIONS} u WHERE {_w("u")})
-    SELECT date_trunc('hour', j.ts) AS hour, j.cluster, j.node, j.namespace, j.pod, u.uid, sum(j.used_s) AS used_s
+    SELECT date_trunc('hour', j.ts) AS hour, j.cluster, j.node, j.namespace, j.pod, u.uid,
+        {", ".join(f"sum(j.{v}) AS {v}" for v in USAGE_VALUES)}
     FROM joined j LEFT JOIN uids u USING (ts, cluster, namespace, pod)
     GROUP BY ALL"""
