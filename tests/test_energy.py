@@ -176,3 +176,31 @@ def test_the_rows_kwh_add_up_to_the_fleets_measured_energy_under_every_grouping(
     for report in (stepped, rolled):
         rows = [Decimal(str(r.as_dict()["energy_kwh"])) for r in report.rows]
         assert sum(rows, Decimal(0)) == Decimal(str(report.totals()["energy_kwh"])) == expected
+
+
+def test_the_simulated_days_energy_is_the_simulators_truth_gpu_by_gpu(sim_day: Path, tmp_path: Path) -> None:
+    """The simulator's energy counters (a reset at the 12:00 driver reload, GPUs that fall silent, MIG, time-slicing)
+    through the collector, at the scrape interval: each node's kWh is its GPUs' truth (mJ rounding aside)."""
+    import json
+
+    from core.timeutil import parse_ts
+    from tests.conftest import SIM_START, run_cli
+
+    truth = json.loads((sim_day / "truth.json").read_text())["energy"]
+    wh = tmp_path / "wh.duckdb"
+    files = [str(p) for p in sorted(sim_day.glob("*.om"))]
+    assert run_cli("--warehouse", str(wh), "collect", "openmetrics", *files, "--step", "300s").exit_code == 0
+    with open_warehouse(wh, read_only=True) as con:
+        nodes = dict(con.execute(f"SELECT DISTINCT gpu_uuid, node FROM {c.T_GPUS}").fetchall())
+        report = chargeback(con, Window(parse_ts(SIM_START), T0 + timedelta(days=1)), ChargebackOptions(by=("node",)))
+    expected: dict[str, float] = {}
+    for uuid, kwh in truth["gpu_kwh"].items():
+        expected[nodes[uuid]] = expected.get(nodes[uuid], 0.0) + kwh
+    got: dict[str, float] = {}
+    for r in report.rows:
+        got[r.keys["node"]] = got.get(r.keys["node"], 0.0) + float(r.energy_j) / 3_600_000
+    assert {n: pytest.approx(v, abs=1e-3) for n, v in got.items() if v} == {
+        n: pytest.approx(v, abs=1e-3) for n, v in expected.items()
+    }
+    assert float(report.totals()["energy_kwh"]) == pytest.approx(truth["fleet_kwh"], abs=1e-3)
+    assert float(report.totals()["energy_derived_kwh"]) < 0.01 * truth["fleet_kwh"], "measured, but the first step"

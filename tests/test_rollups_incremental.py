@@ -180,11 +180,12 @@ WINDOWS = [
 
 
 def _rollup_rows(con) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
-    """Every rollup row, used seconds rounded to what float summation order cannot change."""
+    """Every rollup row, floats (used seconds, joules) to 10 significant digits: what float summation order cannot
+    change (a GPU-hour's energy is ~10^6 J, so a fixed number of decimals would not do)."""
     out = {}
     for t in [*HOURLY, *(hourly.table(k, "daily") for k in ("alloc", "capacity", "usage")), c.T_COVERAGE_ROLLUP]:
         rows = con.execute(f"SELECT * FROM {t}").fetchall()
-        out[t] = sorted((tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows), key=repr)
+        out[t] = sorted((tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in r) for r in rows), key=repr)
     return out
 
 

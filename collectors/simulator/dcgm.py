@@ -91,6 +91,8 @@ class DcgmFamilies:
             if key not in self.noise:
                 self.noise[key] = stream.normal(len(t.act))
         self.device_act = self._device_activity()
+        self.interval_s = health.interval_s if health is not None else 300
+        self._energy: dict[tuple[str, int], np.ndarray] = {}
 
     def _device_activity(self) -> dict[tuple[str, int], np.ndarray]:
         """Whole-GPU activity: MIG instances weighted by slices, time-slice replicas summed."""
@@ -147,6 +149,8 @@ class DcgmFamilies:
             return np.round(share * d.mig_memory_mib)
         if family == "DCGM_FI_DEV_POWER_USAGE":
             return power(dev_act, d.model.tdp_w, self.noise[(d.node, d.index)])
+        if family == c.DCGM_ENERGY:
+            return self.energy_counter(d)
         if family in HEALTH_FAMILIES:
             assert self.health is not None
             health = self.health.values(family, d)
@@ -154,6 +158,40 @@ class DcgmFamilies:
             return health
         temp = temperature(dev_act)
         return self.health.temperature(d.node, d.index, temp) if self.health is not None else temp
+
+    def energy_per_sample(self, d: Device) -> np.ndarray:
+        """The GPU's energy in each scrape interval, mJ: its power held over the interval (as the ledger holds it)."""
+        watts = power(self.device_act[(d.node, d.index)], d.model.tdp_w, self.noise[(d.node, d.index)])
+        return np.round(watts * self.interval_s * 1000.0)
+
+    def energy_counter(self, d: Device) -> np.ndarray:
+        """DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION: mJ since the driver loaded (a GPU's index-th kWh before the run, so
+        counters differ), restarting at a driver reload: the first reading after it is the energy since the reload."""
+        key = (d.node, d.index)
+        if key not in self._energy:
+            per_sample = self.energy_per_sample(d)
+            total = (d.index + 1) * 3_600_000_000.0 + np.cumsum(per_sample)
+            k = self.health.reload_at(d.node, d.index) if self.health is not None else None
+            if k is not None:
+                total[k:] = np.cumsum(per_sample[k:])
+            self._energy[key] = total
+        return self._energy[key]
+
+    def energy_truth(self) -> dict[str, float]:
+        """Each physical GPU's energy from its first to its last reading (kWh), counted through silences: what the
+        ledger attributes over the run (its first step held from power, every later step from the counter)."""
+        out: dict[str, float] = {}
+        for t in self.tracks:
+            d = t.device
+            if d.uuid in out:
+                continue
+            visible = np.ones(len(t.act), dtype=bool)
+            if self.health is not None:
+                visible = ~self.health.silent(d.node, d.index).astype(bool)
+            seen = np.nonzero(visible)[0]
+            if len(seen):
+                out[d.uuid] = float(self.energy_per_sample(d)[seen[0] : seen[-1] + 1].sum()) / 3_600_000_000.0
+        return out
 
     def _plain(self, family: str, t: Track) -> list[Segment]:
         if family == "DCGM_FI_DEV_GPU_UTIL" and t.device.mig_profile:

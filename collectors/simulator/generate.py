@@ -43,6 +43,7 @@ DCGM_FAMILIES = {
     c.DCGM_FB_USED: ("gauge", "Framebuffer memory used (in MiB)."),
     c.DCGM_POWER: ("gauge", "Power draw (in W)."),
     c.DCGM_GPU_TEMP: ("gauge", "GPU temperature (in C)."),
+    c.DCGM_ENERGY: ("unknown", "Total energy consumption since boot (in mJ)."),
 }
 KSM_FAMILIES = {
     c.KSM_POD_INFO: "[STABLE] Information about pod.",
@@ -112,6 +113,8 @@ def _simulate(cfg: SimConfig, out: Path, progress: Progress) -> dict[str, object
     truth["pods"] = pod_truth(cfg, pods, acts)
     truth["health"] = health.truth(pods, cfg.start)
     truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
+    by_gpu = dcgm_fams.energy_truth()
+    truth["energy"] = {"fleet_kwh": sum(by_gpu.values()), "gpu_kwh": by_gpu}
     truth["billing"] = {"invoice_effective_usd": bill.write(out, cfg.start, cfg.n_samples * cfg.interval_s // 3600)}
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     progress.step(file="truth.json")

@@ -208,6 +208,13 @@ class HealthSim:
             _reset(s[family], k)
             self._resets.setdefault((incident.node, incident.index), {})[family] = k
 
+    def reload_at(self, node: str, index: int) -> int | None:
+        """The sample a driver reload restarts this GPU's counters at (None: no reload in the run)."""
+        for incident in self.incidents:
+            if incident.kind == "driver_reload" and (incident.node, incident.index) == (node, index):
+                return self.k(incident.at_h)
+        return None
+
     def increases(self, node: str, index: int) -> dict[str, float]:
         """Each counter's increase over the run, as the exporter's samples show it: the growth up to
         a restart plus everything after it (the restart itself is not a negative jump)."""

@@ -60,8 +60,12 @@ def memory_share(kind: str) -> float:
     return {"training": 0.82, "inference": 0.71, "notebook": 0.27}.get(kind, 0.45)
 
 
+IDLE_W = 72.0  # an idle data-centre GPU draws 60-90 W (A100/H100 at P0 with nothing running)
+
+
 def power(act: np.ndarray, tdp_w: float, noise: np.ndarray) -> np.ndarray:
-    return np.clip(55.0 + act * (tdp_w - 55.0) + 4.0 * noise, 40.0, tdp_w)
+    """Board power: idle draw plus activity's share of the rest of the TDP, never above the TDP."""
+    return np.clip(IDLE_W + act * (tdp_w - IDLE_W) + 4.0 * noise, 60.0, tdp_w)
 
 
 def temperature(act: np.ndarray) -> np.ndarray:
