@@ -56,6 +56,11 @@ def test_overview_shows_spend_idle_and_unallocated_shares_matching_the_report(
     assert {r.keys["team"]: float(r.cost_usd) for r in report.rows} == pytest.approx(
         dict(zip(table["team"], table["cost_usd"], strict=True))
     )
+    totals = report.totals()
+    idle = sum(r.as_dict()["energy_kwh"] for r in report.rows if r.keys["team"] == "__idle__")
+    assert metrics["GPU energy in window"] == f"{totals['energy_kwh']:,.1f} kWh"
+    assert metrics["Drawn by idle GPUs"] == f"{idle:,.1f} kWh"
+    assert metrics["Integrated from power"] == f"{totals['energy_derived_kwh'] / totals['energy_kwh'] * 100:.1f}%"
 
 
 def test_filters_live_in_the_url_and_narrow_every_number(
@@ -106,6 +111,7 @@ def test_a_teams_bill_matches_the_cli_report_and_downloads(
         report = chargeback(con, DAY, ChargebackOptions(by=("team",)))
     nlp = next(r for r in report.rows if r.keys["team"] == "nlp")
     assert {m.label: m.value for m in at.metric}["Total"] == f"${nlp.cost_usd:,.2f}"
+    assert {m.label: m.value for m in at.metric}["GPU energy"] == f"{nlp.as_dict()['energy_kwh']:,.1f} kWh"
     bill = at.dataframe[0].value
     assert Decimal(str(round(bill["cost_usd"].sum(), 2))) == nlp.cost_usd
     assert {"llm-infer", "llama-sft", "embed-infer"} >= set(bill["workload"])

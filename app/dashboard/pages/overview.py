@@ -55,6 +55,21 @@ st.caption(
     "requested; `__unallocated__` is GPU pods without an owner label. Rows sum to the capacity's cost, to the cent."
 )
 
+st.subheader("GPU energy")
+energy = frame["energy_kwh"].sum()
+idle_kwh = frame.loc[frame["kind"] == c.IDLE, "energy_kwh"].sum()
+cols = st.columns(3)
+cols[0].metric("GPU energy in window", f"{energy:,.1f} kWh", help="measured at each GPU (its energy counter)")
+cols[1].metric(
+    "Drawn by idle GPUs", f"{idle_kwh:,.1f} kWh", help="GPUs and MIG slices no pod held: their energy stays on __idle__"
+)
+cols[2].metric(
+    "Integrated from power",
+    f"{frame['energy_derived_kwh'].sum() / energy * 100:.1f}%" if energy else "n/a",
+    help="the share of GPUs' energy without an energy counter reading (power held over the step)",
+)
+st.bar_chart(frame.pivot_table(index="day", columns="team", values="energy_kwh", aggfunc="sum").fillna(0.0))
+
 budgets = ui.budget_frame(ui.mtime(), filters.end)
 budgets = filters.restrict(budgets) if budgets is not None else None
 if budgets is not None and not budgets.empty:

@@ -27,11 +27,12 @@ st.query_params["bill"] = team
 
 bill = lines[lines["team"] == team].sort_values("cost_usd", ascending=False)
 line = ui.grouped(bill, ["team"]).iloc[0]  # the bill's lines summed, efficiency from the sums
-cols = st.columns(4)
+cols = st.columns(5)
 cols[0].metric("Total", ui.money(line["cost_usd"]))
 cols[1].metric("GPU-hours", f"{line['gpu_hours']:,.1f}")
 cols[2].metric("Efficiency", f"{line['efficiency'] * 100:.1f}%" if line["gpu_hours"] > 0 else "n/a")
 cols[3].metric("Allocated but unused", ui.money(line["unused_cost_usd"]))
+cols[4].metric("GPU energy", f"{line['energy_kwh']:,.1f} kWh", help="measured at the team's GPUs")
 
 shown = bill[
     [
@@ -57,6 +58,8 @@ st.download_button(
 daily = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))
 st.subheader("Daily cost")
 st.bar_chart(daily[daily["team"] == team].groupby("day")["cost_usd"].sum())
+st.subheader("Daily GPU energy (kWh)")
+st.bar_chart(daily[daily["team"] == team].groupby("day")["energy_kwh"].sum())
 
 budgets = ui.budget_frame(ui.mtime(), filters.end)
 if budgets is not None and team in set(budgets["team"]):
