@@ -34,6 +34,9 @@ class RuleSpec:
     workload_label_style: str = "plain"
     low_utilization_threshold: float = 0.10
     low_utilization_for: str = "2h"
+    idle_power_watts: float = 100.0
+    idle_power_activity: float = 0.10
+    idle_power_for: str = "2h"
     not_reporting_for: str = "10m"
     prices: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (instance type, capacity) -> $/GPU-h
     budgets: Mapping[str, Decimal] = field(default_factory=dict)  # team -> monthly USD
@@ -107,7 +110,16 @@ def recording(spec: RuleSpec) -> RuleFile:
             f"  * on (namespace, pod) group_left ({c.L_KSM_TEAM}) max by (namespace, pod, {c.L_KSM_TEAM}) ({c.KSM_POD_LABELS})\n)"
         ),
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-recording", (allocation, active, team))
+    power = Rule(
+        record=c.REC_POD_GPU_POWER,
+        # per GPU (both spellings of its UUID label: MIG instances and time-slicing copies repeat their GPU's
+        # power), averaged over the pod's GPUs
+        expr=(
+            f"avg by (namespace, pod) (max by (namespace, pod, {', '.join(c.L_UUID)}) "
+            f"({_dcgm_workload(c.DCGM_POWER, spec.workload_label_style)}))"
+        ),
+    )
+    group = Group(f"{c.RULE_GROUP_PREFIX}-recording", (allocation, active, power, team))
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-recording", spec.namespace, (group,))
 
 
@@ -184,7 +196,18 @@ def cost(spec: RuleSpec) -> RuleFile:
         f"Over {spec.idle_capacity_ratio:.0%} of the GPUs dcgm-exporter reports have been requested by no pod for 6 hours. "
         "Scale GPU node pools down (`gpuledger report savings`).",
     )
-    group = Group(f"{c.RULE_GROUP_PREFIX}-cost", (low, pace, job, serving, idle))
+    burn = _alert(
+        c.ALERT_IDLE_GPU_POWER_BURN,
+        f"avg_over_time({c.REC_POD_GPU_POWER}[{spec.idle_power_for}]) > {spec.idle_power_watts:g}\n"
+        f"  and on (namespace, pod) avg_over_time({c.REC_POD_GPU_ACTIVE}[{spec.idle_power_for}]) < {spec.idle_power_activity:g}",
+        "15m",
+        "warning",
+        "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} holds idle GPUs that draw power",
+        f'Its GPUs drew {{{{ $value | printf "%.0f" }}}} W each on average over {spec.idle_power_for} while their '
+        f"graphics engines were under {spec.idle_power_activity:.0%} active (an idle GPU draws 60-90 W): energy and "
+        "money for nothing. Release the GPUs; check for a process holding clocks up (a stuck job, a busy loop).",
+    )
+    group = Group(f"{c.RULE_GROUP_PREFIX}-cost", (low, pace, job, serving, idle, burn))
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-cost", spec.namespace, (recordings, group))
 
 

@@ -35,6 +35,10 @@ def cost_tests(spec: RuleSpec) -> list[dict[str, Any]]:
         gpu("n8", "c", c.DCGM_GR_ENGINE_ACTIVE, f"0.8x{minutes}", ("ml", "big")),
         gpu("n1", "d", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "svc")),
         gpu("n1", "e", c.DCGM_GR_ENGINE_ACTIVE, f"0.5x{minutes}", ("ml", "hot-svc")),
+        # idle-nb's GPU idles at 150 W (clocks held up), busy's draws 600 W at work, svc's 80 W half-busy
+        gpu("n1", "a", c.DCGM_POWER, f"150x{minutes}", ("ml", "idle-nb")),
+        gpu("n1", "b", c.DCGM_POWER, f"600x{minutes}", ("ml", "busy")),
+        gpu("n1", "d", c.DCGM_POWER, f"80x{minutes}", ("ml", "svc")),
         # 6 req/min = 360 requests per GPU-hour (under the floor); 60 req/min with a counter reset at 3h
         _series(c.VLLM_REQUEST_SUCCESS, 'namespace="ml",pod="svc",model_name="m"', f"0+6x{minutes}"),
         _series(
@@ -46,6 +50,10 @@ def cost_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     checks = [
         alerts_at("3h", c.ALERT_LOW_GPU_UTILIZATION, ['namespace="ml",pod="idle-nb",severity="warning"']),
         alerts_at("3h", c.ALERT_POOR_INFERENCE_EFFICIENCY, ['namespace="ml",pod="svc",severity="warning"']),
+        # pending for its 15m of `for` (quiet at 10m), then firing for idle-nb only
+        alerts_at("10m", c.ALERT_IDLE_GPU_POWER_BURN, []),
+        alerts_at("3h", c.ALERT_IDLE_GPU_POWER_BURN, ['namespace="ml",pod="idle-nb",severity="warning"']),
+        close_to(f'{c.REC_POD_GPU_POWER}{{pod="busy"}}', Decimal(600), "1h", '{namespace="ml",pod="busy"}'),
         alerts_at("5h", c.ALERT_IDLE_GPU_CAPACITY, []),
         alerts_at("6h50m", c.ALERT_IDLE_GPU_CAPACITY, ['severity="info"']),
         close_to(

@@ -519,6 +519,15 @@ class RulesSettings(_Section):
         description="Graphics-engine activity (0-1) below which a GPU pod counts as underused.",
     )
     low_utilization_for: str = Field(default="2h", description="How long a pod must stay below the threshold to alert.")
+    idle_power_watts: float = Field(
+        default=100.0,
+        gt=0,
+        description="Board power (W per GPU) above which an idle allocated GPU burns energy for nothing (idle is 60-90 W).",
+    )
+    idle_power_activity: float = Field(
+        default=0.10, ge=0, le=1, description="Graphics-engine activity (0-1) below which an allocated GPU is idle."
+    )
+    idle_power_for: str = Field(default="2h", description="How long GPUs must sit idle above the power to alert.")
     not_reporting_for: str = Field(
         default="10m", description="How long a GPU may be silent before it counts as offline."
     )
