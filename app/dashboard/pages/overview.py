@@ -58,12 +58,12 @@ st.caption(
 st.subheader("GPU energy")
 energy = frame["energy_kwh"].sum()
 idle_kwh = frame.loc[frame["kind"] == c.IDLE, "energy_kwh"].sum()
-cols = st.columns(3)
-cols[0].metric("GPU energy in window", f"{energy:,.1f} kWh", help="measured at each GPU (its energy counter)")
-cols[1].metric(
+energy_cols = st.columns(3)
+energy_cols[0].metric("GPU energy in window", f"{energy:,.1f} kWh", help="measured at each GPU (its energy counter)")
+energy_cols[1].metric(
     "Drawn by idle GPUs", f"{idle_kwh:,.1f} kWh", help="GPUs and MIG slices no pod held: their energy stays on __idle__"
 )
-cols[2].metric(
+energy_cols[2].metric(
     "Integrated from power",
     f"{frame['energy_derived_kwh'].sum() / energy * 100:.1f}%" if energy else "n/a",
     help="the share of GPUs' energy without an energy counter reading (power held over the step)",
