@@ -12,7 +12,7 @@ import pytest
 from analytics.serving.unit_cost import unit_costs
 from core import conventions as c
 from core.timeutil import Window
-from tests.builders import T0, add_node, add_pod, add_price, fresh_db
+from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
 
 HOUR = Window(T0, T0 + timedelta(hours=1))
 
@@ -48,6 +48,14 @@ def test_cost_per_1k_requests_and_per_1m_tokens_split_by_token_count(serving_hou
     assert row.cost_per_1k_requests_usd == Decimal("1.3333")  # $8 / 6 thousand requests
     assert row.cost_per_1m_input_tokens_usd == row.cost_per_1m_output_tokens_usd == Decimal("3.3333")  # $8 / 2.4M
     assert row.over_ceiling is False
+
+
+def test_the_models_gpu_energy_per_1k_requests_and_per_1m_tokens(serving_hour: duckdb.DuckDBPyConnection) -> None:
+    add_gpu_usage(serving_hour, "n1", "GPU-0", 0.6, pod="srv-0", namespace="ns", steps=60, power_w=450.0)
+    (row,) = unit_costs(serving_hour, HOUR, Decimal("5"))
+    # 450 W for an hour: 0.45 kWh over 6,000 requests and 2.4M tokens
+    assert row.energy_kwh == Decimal("0.450")
+    assert row.kwh_per_1k_requests == Decimal("0.0750") and row.kwh_per_1m_tokens == Decimal("0.1875")
 
 
 def test_prefill_and_decode_time_split_the_gpu_cost_between_input_and_output(

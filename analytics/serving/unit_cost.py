@@ -10,7 +10,10 @@ tokens       = increase() of the prompt and generation token counters (TGI: the 
 input/output = the GPU cost is split by the time spent in prefill vs decode when vLLM exports
                request_prefill/decode_time_seconds; otherwise by token count (both then cost the
                same per token, shown as split "tokens").
-Money stays Decimal; unit costs are rounded to 1/10,000 of a dollar.
+energy       = the GPU energy of the same pods' chargeback rows (measured at the GPU), per 1,000 requests and
+               per 1M tokens (input and output together): the Green Software Foundation's SCI per functional unit,
+               before carbon.
+Money stays Decimal; unit costs are rounded to 1/10,000 of a dollar, energy to the watt-hour.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from core.money import in_money_context
 from core.timeutil import Window
 
 UNIT = Decimal("0.0001")
+KWH_UNIT = Decimal("0.001")  # a watt-hour
+JOULES_PER_KWH = Decimal(3_600_000)
 
 PodKey = tuple[str, str]  # namespace, pod
 
@@ -51,6 +56,9 @@ class UnitCost:
     cost_per_1m_input_tokens_usd: Decimal | None = None
     cost_per_1m_output_tokens_usd: Decimal | None = None
     per_request_usd: float | None = None
+    energy_kwh: Decimal = Decimal(0)  # the GPU energy of the model's pods in the window
+    kwh_per_1k_requests: Decimal | None = None
+    kwh_per_1m_tokens: Decimal | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +152,7 @@ def unit_costs(
             _first(con, tuple((x,) for x in c.GENERATION_TOKEN_COUNTERS), pods, span),
             "tokens", ceiling,
         )  # fmt: skip
+        item.energy_kwh = (sum((r.energy_j for r in rows), Decimal(0)) / JOULES_PER_KWH).quantize(KWH_UNIT)
         if len(rows) < len(pods):
             item.notes.append(f"{len(pods) - len(rows)} pod(s) hold no GPU in the window")
         _divide(con, item, pods, span)
@@ -155,9 +164,11 @@ def _divide(con: duckdb.DuckDBPyConnection, item: UnitCost, pods: set[PodKey], s
     if item.requests > 0 and item.gpu_hours > 0:  # no GPU held in the window: no cost to spread
         item.cost_per_1k_requests_usd = (item.cost_usd * 1000 / _dec(item.requests)).quantize(UNIT)
         item.per_request_usd = float(item.cost_usd) / item.requests
+        item.kwh_per_1k_requests = (item.energy_kwh * 1000 / _dec(item.requests)).quantize(UNIT)
     tokens = item.prompt_tokens + item.generation_tokens
     if tokens <= 0 or item.gpu_hours <= 0:
         return
+    item.kwh_per_1m_tokens = (item.energy_kwh * 1_000_000 / _dec(tokens)).quantize(UNIT)
     prefill = _counted(con, (c.PREFILL_DECODE_SUMS[0],), pods, span)
     decode = _counted(con, (c.PREFILL_DECODE_SUMS[1],), pods, span)
     if prefill and decode:
