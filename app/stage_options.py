@@ -13,10 +13,12 @@ from alerts.generator import RuleSpec
 from alerts.slo import SLORule
 from analytics.cost.allocation import GROUPABLE, is_groupable
 from analytics.cost.attribution import Attribution
+from analytics.cost.carbon import CarbonTable
 from analytics.cost.chargeback import ChargebackOptions
 from analytics.finops.savings import SavingsOptions
 from analytics.health.policy import HealthThresholds
 from analytics.health.xid_catalog import load_catalog
+from collectors.carbon import intensity
 from collectors.pricing.price_table import PriceRow, default_table_text, parse_csv
 from core.errors import ConfigError
 from core.settings import ServingSettings, Settings, load_yaml
@@ -40,7 +42,14 @@ def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> C
         shared_split=cb.shared_split,
         fallback_gpu_hour_usd=settings.pricing.fallback_gpu_hour_usd,
         price_source=settings.pricing.source,
+        carbon=carbon_table(settings),
     )
+
+
+def carbon_table(settings: Settings) -> CarbonTable:
+    """The shipped grid intensities (with `carbon.intensity_file` over them) and the PUE settings."""
+    s = settings.carbon
+    return CarbonTable(intensity.load(s.intensity_file), dict(s.pue), s.pue_default)
 
 
 def savings_options(settings: Settings) -> SavingsOptions:

@@ -286,6 +286,32 @@ class ChargebackSettings(_Section):
     )
 
 
+class CarbonSettings(_Section):
+    intensity_file: Path | None = Field(
+        default=None,
+        description="A CSV of grid carbon intensity (provider,region,gco2e_per_kwh[,source,year]) whose regions replace "
+        "the shipped annual averages (Cloud Carbon Footprint's).",
+    )
+    pue: dict[str, Decimal] = Field(
+        default_factory=lambda: {"aws": Decimal("1.135"), "gcp": Decimal("1.1"), "azure": Decimal("1.185")},
+        description="Power usage effectiveness by cluster name (an on-prem site) or provider (aws, gcp, azure, "
+        "on_prem); a cluster's wins. Defaults: the providers' figures Cloud Carbon Footprint uses.",
+    )
+    pue_default: Decimal = Field(
+        default=Decimal("1.5"), ge=1, description="PUE where neither the cluster nor the provider has one."
+    )
+
+    @field_validator("pue")
+    @classmethod
+    def _pue_at_least_one(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = [k for k, v in value.items() if not v >= 1]
+        if bad:
+            raise ValueError(
+                f"a PUE is at least 1 (all the facility's power over the IT equipment's): {', '.join(bad)}"
+            )
+        return value
+
+
 class BudgetSettings(_Section):
     monthly_usd: dict[str, Decimal] = Field(default_factory=dict, description="Monthly GPU budget per team in USD.")
     warn_at: float = Field(
@@ -703,6 +729,7 @@ class Settings(_Section):
     pricing: PricingSettings = PricingSettings()
     billing: BillingSettings = BillingSettings()
     chargeback: ChargebackSettings = ChargebackSettings()
+    carbon: CarbonSettings = CarbonSettings()
     budgets: BudgetSettings = BudgetSettings()
     savings: SavingsSettings = SavingsSettings()
     rules: RulesSettings = RulesSettings()

@@ -61,6 +61,12 @@ def test_overview_shows_spend_idle_and_unallocated_shares_matching_the_report(
     assert metrics["GPU energy in window"] == f"{totals['energy_kwh']:,.1f} kWh"
     assert metrics["Drawn by idle GPUs"] == f"{idle:,.1f} kWh"
     assert metrics["Integrated from power"] == f"{totals['energy_derived_kwh'] / totals['energy_kwh'] * 100:.1f}%"
+    from app.stage_options import chargeback_options
+    from core.settings import Settings
+
+    with open_warehouse(direct_warehouse, read_only=True) as con:  # the dashboard's options: carbon priced
+        carbon = chargeback(con, DAY, chargeback_options(Settings())).totals()["co2e_kg"]
+    assert metrics["Carbon"] == f"{carbon:,.1f} kgCO2e" and carbon > 0
 
 
 def test_filters_live_in_the_url_and_narrow_every_number(

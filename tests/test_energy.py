@@ -204,3 +204,71 @@ def test_the_simulated_days_energy_is_the_simulators_truth_gpu_by_gpu(sim_day: P
     }
     assert float(report.totals()["energy_kwh"]) == pytest.approx(truth["fleet_kwh"], abs=1e-3)
     assert float(report.totals()["energy_derived_kwh"]) < 0.01 * truth["fleet_kwh"], "measured, but the first step"
+
+
+def _carbon(**pue: str) -> ChargebackOptions:
+    from analytics.cost.carbon import CarbonTable
+    from collectors.carbon.intensity import default_table
+
+    return ChargebackOptions(
+        by=("team",), carbon=CarbonTable(default_table(), {k: Decimal(v) for k, v in pue.items()}, Decimal("1.5"))
+    )
+
+
+@pytest.mark.parametrize(
+    ("pue", "factor"),
+    [({"aws": "1.135"}, "1.135"), ({"aws": "1.135", "c1": "1.2"}, "1.2"), ({}, "1.5")],
+    ids=["the provider's PUE", "the cluster's PUE wins", "the default PUE"],
+)
+def test_carbon_is_kwh_times_pue_times_the_regions_grid_intensity(pue: dict[str, str], factor: str) -> None:
+    con = fresh_db()
+    _one_gpu_node(con)  # us-east-1, priced by an aws row
+    add_pod(con, "train", "n0", team="vision", steps=60)
+    add_gpu_usage(con, "n0", "GPU-0", 0.9, pod="train", steps=60, power_w=400.0)
+    report = chargeback(con, HOUR, _carbon(**pue))
+    rows = _by(report, "team")
+    # 0.4 kWh x PUE x 379.069 g/kWh (us-east-1: EPA eGRID SERC, as Cloud Carbon Footprint lists it)
+    expected = (Decimal("0.4") * Decimal(factor) * Decimal("379.069") / 1000).quantize(Decimal("0.000001"))
+    assert rows["vision"]["co2e_kg"] == float(expected)
+    assert report.totals()["carbon_unpriced_kwh"] == 0 and report.totals()["carbon_unpriced_regions"] == []
+
+
+def test_a_region_without_intensity_data_is_unpriced_carbon_named_not_zero() -> None:
+    con = fresh_db()
+    add_node(con, "n0", 1, region="onprem-lab")
+    add_price(con, "8", gpus=1, region="onprem-lab")
+    add_pod(con, "train", "n0", team="vision", steps=60)
+    add_gpu_usage(con, "n0", "GPU-0", 0.9, pod="train", steps=60, power_w=400.0)
+    report = chargeback(con, HOUR, _carbon(aws="1.135"))
+    assert _by(report, "team")["vision"]["co2e_kg"] == 0
+    totals = report.totals()
+    assert totals["carbon_unpriced_kwh"] == totals["energy_kwh"] == 0.4
+    assert totals["carbon_unpriced_regions"] == ["onprem-lab"]
+
+
+def test_the_shipped_intensity_table_states_its_sources_and_parses_as_decimal() -> None:
+    from collectors.carbon.intensity import DEFAULT_TABLE, default_table
+
+    table = default_table()
+    assert table["us-east-1"] == Decimal("379.069") and table["europe-north1"] == Decimal("133")
+    assert table["eastus"] == Decimal("379.069") and len(table) > 90
+    text = (Path(__file__).resolve().parents[1] / "collectors" / "carbon" / "data" / DEFAULT_TABLE).read_text()
+    assert "Cloud Carbon Footprint" in text and "eGRID" in text and "2021" in text
+
+
+def test_a_bad_intensity_file_stops_the_report_naming_its_line(direct_warehouse: Path, tmp_path: Path) -> None:
+    from tests.conftest import SIM_START
+
+    bad = tmp_path / "grid.csv"
+    bad.write_text("provider,region,gco2e_per_kwh\naws,us-east-1,380\naws,us-west-2,lots\n")
+    config = tmp_path / "gpuledger.yaml"
+    config.write_text(f"carbon:\n  intensity_file: {bad}\n")
+    from click.testing import CliRunner
+
+    from app.cli.base import main
+
+    args = ["--config", str(config), "--warehouse", str(direct_warehouse), "report", "chargeback",
+            "--start", SIM_START, "--end", "2026-11-03T00:00:00Z"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"gpuledger: error: {bad}:3: gco2e_per_kwh 'lots' is not a number"

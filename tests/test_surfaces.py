@@ -28,7 +28,7 @@ from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fres
 
 WEEK = "2026-W45"
 START, END = "2026-11-02T00:00:00Z", "2026-11-09T00:00:00Z"  # the ISO week the weekly files cover
-HOURS = ("gpu_hours", "used_gpu_hours", "energy_kwh", "energy_derived_kwh")  # floats, compared to rounding
+HOURS = ("gpu_hours", "used_gpu_hours", "energy_kwh", "energy_derived_kwh", "co2e_kg")  # floats, to rounding
 CONFIGS = {
     "default options": "",
     "idle and shared cost split evenly": (
@@ -41,6 +41,7 @@ FOCUS_COLUMNS = {
     "x_GpuHoursUsed": "used_gpu_hours",
     "x_EnergyKwh": "energy_kwh",
     "x_EnergyDerivedKwh": "energy_derived_kwh",
+    "x_Co2eKg": "co2e_kg",
     "x_AllocatedCost": "allocated_cost_usd",
     "x_IdleShareCost": "idle_share_usd",
     "x_SharedShareCost": "shared_share_usd",

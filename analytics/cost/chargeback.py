@@ -27,6 +27,7 @@ import duckdb
 from analytics.cost import allocation, fact_plan, prices, sharing
 from analytics.cost.attribution import Attribution, label_value, matches_selector, workload
 from analytics.cost.bill_prices import billed_prices
+from analytics.cost.carbon import CarbonTable
 from analytics.cost.cost_rows import JOULE_QUANTUM, SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
 from core import conventions as c
 from core.money import in_money_context, to_cents
@@ -49,6 +50,7 @@ class ChargebackOptions:
     shared_split: Literal["weighted", "even"] = "weighted"
     fallback_gpu_hour_usd: Decimal | None = None
     price_source: prices.PriceSource = "list"  # billing | auto: node-hours the bill prices at its cost
+    carbon: CarbonTable = field(default_factory=CarbonTable)  # grid intensity and PUE (none: carbon unpriced)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -133,6 +135,7 @@ def chargeback(
         capacity_gpu_hours=builder.capacity_units / UNIT_HOURS,
         unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
         unpriced_nodes=sorted(builder.unpriced_nodes),
+        unpriced_carbon_regions=sorted(builder.unpriced_regions),
         options=opts.describe(),
         bill_prices={p: billed[p] for r in rows for p in r.price_ids if p in billed},
     )
@@ -179,6 +182,7 @@ class _Builder:
         self.shared_keys: set[tuple[str, ...]] = set()
         self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
         self.unpriced_nodes: set[str] = set()
+        self.unpriced_regions: set[str] = set()  # regions without a carbon intensity
 
     # -- keys ---------------------------------------------------------------------------------
     def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -328,6 +332,17 @@ class _Builder:
             row.price_ids.add(price_id)
         return self._trace(row, price_id, units, units * (rate + discount))
 
+    def _add_carbon(self, row: Row, joules: Decimal, fact: Mapping[str, Any]) -> None:
+        """The fact's energy in gCO2e at its node's region and facility (or unpriced carbon, its region named)."""
+        info = self.infos.get(fact["price_id"]) if fact["price_id"] else None
+        provider = info.provider_name if info else ""
+        grams = self.opts.carbon.grams(joules, fact["carbon_region"], fact["cluster"], provider)
+        if grams is None:
+            row.unpriced_carbon_j += joules
+            self.unpriced_regions.add(fact["carbon_region"] or "(no region label)")
+        else:
+            row.co2e_g += grams
+
     def add_usage(self, rows: list[dict[str, Any]]) -> None:
         """Used GPU-seconds and GPU energy per class and price row: used GPU-hours, energy, and the unused cost
         (allocated minus used, both at the list price in force) that falls with them."""
@@ -336,8 +351,11 @@ class _Builder:
             used_s = float(f["used_s"] or 0.0)
             row = self.row(key)
             row.used_gpu_hours += used_s / 3600.0
-            row.energy_j += _joules(f["energy_j"])
+            joules = _joules(f["energy_j"])
+            row.energy_j += joules
             row.derived_j += _joules(f["derived_j"])
+            if joules:
+                self._add_carbon(row, joules, f)
             if math.isfinite(used_s):
                 # to the millisecond: DuckDB sums floats in parallel, so the last bits of used_s vary between runs;
                 # the money moves by far less than a cent, and a report is the same on every read

@@ -14,6 +14,7 @@ recomputed from sums, never averaged. Surfaces that group rows coarser sum ADDIT
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,7 +32,8 @@ COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjus
 # table's
 MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd", "from_bill_usd")
 # energy measured at the GPU (kWh), and the part of it integrated from power where a GPU has no energy counter
-ENERGY_COLUMNS = ("energy_kwh", "energy_derived_kwh")
+# and its carbon: kWh x PUE x the grid's intensity in the node's region (analytics/cost/carbon.py)
+ENERGY_COLUMNS = ("energy_kwh", "energy_derived_kwh", "co2e_kg")
 ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *ENERGY_COLUMNS, *MONEY_COLUMNS)
 # What a coarser grouping sums; its efficiency is then used_gpu_hours / gpu_hours of the sums
 ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *ENERGY_COLUMNS, *MONEY_COLUMNS)
@@ -68,6 +70,8 @@ class Row:
     billed_delta: Decimal = ZERO
     energy_j: Decimal = ZERO  # exact, before rounding: the GPU energy of the row's facts (J)
     derived_j: Decimal = ZERO  # the part of it integrated from power (no energy counter)
+    co2e_g: Decimal = ZERO  # its carbon, exact
+    unpriced_carbon_j: Decimal = ZERO  # energy drawn in regions without a carbon intensity
     kwh: dict[str, Decimal] = field(default_factory=dict)  # rounded energy columns
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
@@ -123,6 +127,7 @@ class ChargebackReport:
     capacity_gpu_hours: float
     unpriced_gpu_hours: float
     unpriced_nodes: list[str] = field(default_factory=list)
+    unpriced_carbon_regions: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     bill_prices: dict[str, PriceInfo] = field(default_factory=dict)  # the invoice's prices the rows name
 
@@ -141,6 +146,9 @@ class ChargebackReport:
             "unallocated_cost_usd": str(self.total(c.UNALLOCATED)),
             "shared_cost_usd": str(self.total(SHARED)),
             **{name: float(sum((r.kwh.get(name, ZERO) for r in self.rows), ZERO)) for name in ENERGY_COLUMNS},
+            # energy drawn where the grid's carbon intensity is unknown: not in co2e_kg, and not taken as zero
+            "carbon_unpriced_kwh": float(sum((r.kwh.get("carbon_unpriced_kwh", ZERO) for r in self.rows), ZERO)),
+            "carbon_unpriced_regions": self.unpriced_carbon_regions,
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
             "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
             "unpriced_nodes": self.unpriced_nodes,
@@ -173,13 +181,16 @@ def round_rows(rows: list[Row], grand_total: Decimal) -> None:
     )
     for head, members in heads.items():
         _round_head(members, head_totals[head])
-    for name, attr in zip(ENERGY_COLUMNS, ("energy_j", "derived_j"), strict=True):
-        _round_energy(heads, name, attr)
+    kwh, kg = Decimal(3_600_000), Decimal(1000)  # J per kWh, g per kg
+    _round_energy(heads, "energy_kwh", lambda r: r.energy_j / kwh)
+    _round_energy(heads, "energy_derived_kwh", lambda r: r.derived_j / kwh)
+    _round_energy(heads, "co2e_kg", lambda r: r.co2e_g / kg)
+    _round_energy(heads, "carbon_unpriced_kwh", lambda r: r.unpriced_carbon_j / kwh)
 
 
-def _round_energy(heads: dict[str, list[Row]], name: str, attr: str) -> None:
-    """kWh per row, pinned like the cents: the fleet's total, then each head's, then its rows."""
-    exact = {h: [getattr(r, attr) / Decimal(3_600_000) for r in rows] for h, rows in heads.items()}
+def _round_energy(heads: dict[str, list[Row]], name: str, exact_of: Callable[[Row], Decimal]) -> None:
+    """kWh (kg) per row, pinned like the cents: the fleet's total, then each head's, then its rows."""
+    exact = {h: [exact_of(r) for r in rows] for h, rows in heads.items()}
     fleet = sum((v for values in exact.values() for v in values), ZERO)
     head_kwh = allocate_cents({h: sum(v, ZERO) for h, v in exact.items()}, unit=KWH_UNIT,
                               total=fleet.quantize(KWH_UNIT))  # fmt: skip

@@ -324,7 +324,8 @@ class Classes:
         return self._rows(f"""
         WITH u AS ({labelled}), na AS ({nodes_sql()})
         SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("u")} AS day, u.namespace,
-            u.labels, u.pod, u.mapped, {", ".join(f"sum(u.{v}) AS {v}" for v in USAGE_VALUES)}
+            u.labels, u.pod, u.mapped, coalesce(na.region, '') AS carbon_region,
+            {", ".join(f"sum(u.{v}) AS {v}" for v in USAGE_VALUES)}
         FROM u LEFT JOIN {self.t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
         GROUP BY ALL ORDER BY ALL""")
 

@@ -58,7 +58,7 @@ st.caption(
 st.subheader("GPU energy")
 energy = frame["energy_kwh"].sum()
 idle_kwh = frame.loc[frame["kind"] == c.IDLE, "energy_kwh"].sum()
-energy_cols = st.columns(3)
+energy_cols = st.columns(4)
 energy_cols[0].metric("GPU energy in window", f"{energy:,.1f} kWh", help="measured at each GPU (its energy counter)")
 energy_cols[1].metric(
     "Drawn by idle GPUs", f"{idle_kwh:,.1f} kWh", help="GPUs and MIG slices no pod held: their energy stays on __idle__"
@@ -67,6 +67,11 @@ energy_cols[2].metric(
     "Integrated from power",
     f"{frame['energy_derived_kwh'].sum() / energy * 100:.1f}%" if energy else "n/a",
     help="the share of GPUs' energy without an energy counter reading (power held over the step)",
+)
+energy_cols[3].metric(
+    "Carbon",
+    f"{frame['co2e_kg'].sum():,.1f} kgCO2e",
+    help="kWh x PUE x the grid's carbon intensity in each node's region",
 )
 st.bar_chart(frame.pivot_table(index="day", columns="team", values="energy_kwh", aggfunc="sum").fillna(0.0))
 

@@ -1,0 +1,32 @@
+"""Carbon of the GPU energy the ledger measures: kgCO2e = kWh x PUE x the grid's carbon intensity in the node's region.
+
+A pure lookup the chargeback applies to each usage fact (its energy, its node's region and cluster, its price row's
+provider), so carbon is additive like energy and is split by the same rules. The intensity is an annual average per
+region (a table passed in: collectors/carbon/intensity.py ships Cloud Carbon Footprint's); PUE comes from the
+settings, by cluster (an on-prem site) first, then by provider, else a default. A region the table does not know
+has no carbon figure: its energy is counted as unpriced carbon and the region named, never taken as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class CarbonTable:
+    intensity: Mapping[str, Decimal] = field(default_factory=dict)  # region -> gCO2e per kWh
+    pue_by_key: Mapping[str, Decimal] = field(default_factory=dict)  # cluster or provider -> PUE
+    pue_default: Decimal = Decimal("1.5")
+
+    def pue(self, cluster: str, provider: str) -> Decimal:
+        """The facility's overhead: the cluster's (an on-prem site), else its provider's, else the default."""
+        return self.pue_by_key.get(cluster) or self.pue_by_key.get(provider) or self.pue_default
+
+    def grams(self, joules: Decimal, region: str | None, cluster: str, provider: str) -> Decimal | None:
+        """gCO2e of `joules` drawn at the GPUs in `region` (None: the region has no intensity)."""
+        g = self.intensity.get(region or "")
+        if g is None:
+            return None
+        return joules / Decimal(3_600_000) * self.pue(cluster, provider) * g
