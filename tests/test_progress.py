@@ -18,9 +18,7 @@ from app.cli.base import main
 from app.cli.progress import Bar, JsonLines, progress_for
 from app.cli.serve import JsonFormatter
 from core.progress import SILENT
-from tests.conftest import SIM_START
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from tests.conftest import FIXTURES, SIM_START
 
 
 def _cli(tmp_path: Path, *args: str, settings: dict | None = None) -> Result:
