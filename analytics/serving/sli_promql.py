@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from analytics.serving.counters import COUNTER_FNS, GAUGE_FNS, Compare, Matcher, Reading, Selector
 from analytics.serving.sli import Term
@@ -107,7 +108,7 @@ class _Parser:
         self._grouping()
         if how == "avg" and (len(terms) != 1 or terms[0].reading.counts_events):
             self.fail("avg() of counters or of a sum is not a ratio of events")
-        return [Term(t.sign, t.selector, _with(t.reading, aggregate=how)) for t in terms]
+        return [Term(t.sign, t.selector, replace(t.reading, aggregate=how)) for t in terms]
 
     def _grouping(self) -> None:
         if self.peek() in ("by", "without"):
@@ -188,10 +189,6 @@ class _Parser:
     def end(self) -> None:
         if not self.done():
             self.fail(f"unexpected {self.peek()!r}")
-
-
-def _with(reading: Reading, aggregate: str) -> Reading:
-    return Reading(reading.fn, reading.step_s, reading.compare, aggregate)
 
 
 def parse_events(query: str, where: str) -> tuple[Term, ...]:
