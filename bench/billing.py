@@ -4,10 +4,14 @@ AWS Data Exports writes them (Parquet, in a BILLING_PERIOD= folder), built colum
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import duckdb
 
 ACCOUNT = "123456789012"
 
@@ -51,6 +55,7 @@ def bill_fleet(warehouse: Path) -> int:
     try:
         have = con.execute(f"SELECT count(*) FROM {c.T_BILLING_LINES}").fetchone()
         if have and have[0]:
+            _store_prices(con)  # a fleet billed before schema 15 stored no prices
             return int(have[0])
         con.execute(
             f"""UPDATE {c.T_NODES} n SET provider_id = 'aws:///us-east-1a/i-' || lpad(printf('%x', k.i), 17, '0')
@@ -77,6 +82,17 @@ def bill_fleet(warehouse: Path) -> int:
                 list AS list_cost, 'USD' AS currency, 'USD' AS original_currency, 1 AS fx_rate,
                 'bench' AS source_file, row_number() OVER () AS source_row, TIMESTAMP '2026-12-01' AS imported_at
             FROM nodes, hours""")
+        _store_prices(con)  # as `billing import` does
         return int(con.execute(f"SELECT count(*) FROM {c.T_BILLING_LINES}").fetchone()[0])  # type: ignore[index]
     finally:
         con.close()
+
+
+def _store_prices(con: duckdb.DuckDBPyConnection) -> None:
+    """The stored bill prices (core/store/rollups/bills.py) of the fleet's whole bill, unless current."""
+    from core.store.rollups import bills
+    from core.store.warehouse import transaction
+
+    if not bills.current(con):
+        with transaction(con):
+            bills.update(con)

@@ -95,7 +95,10 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
         con = connect(tmp)  # migrates
         try:
             with transaction(con):
-                hourly.rebuild_derived(con)
+                if not hourly.in_sync(con):  # a migration reset the rollups (schema 14: energy columns)
+                    hourly.refresh(con, None, full=True, coverage_full=False)  # the class rows too
+                else:
+                    hourly.rebuild_derived(con)
                 if not coverage.in_sync(con):  # schema 9: coverage is built from the step tables
                     coverage.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")

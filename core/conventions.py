@@ -37,6 +37,12 @@ T_ROLLUP_STATE: Final = "rollup_state"  # step-table row counts at the last roll
 T_CLASS_ALLOC: Final = "rollup_class_alloc_daily"  # GPU-unit-seconds per attribution class, node group and day
 T_CLASS_USAGE: Final = "rollup_class_usage_daily"  # used GPU-seconds per attribution class, node group and day
 T_CLASS_NODES: Final = "rollup_class_nodes"  # node -> the representative of nodes with the same attributes
+T_LABELLED_ALLOC: Final = "rollup_labelled_alloc_daily"  # GPU-unit-seconds per attribution class, node and day
+T_LABELLED_USAGE: Final = "rollup_labelled_usage_daily"  # used GPU-seconds per attribution class, node and day
+# The bill's price of each node-hour, stored (core/store/rollups/bills.py): what a chargeback at billed cost reads
+T_BILL_HOURS: Final = "rollup_bill_hours"  # per node, hour and MIG share: the id of the bill's price
+T_BILL_DAYS: Final = "rollup_bill_days"  # per node, day and MIG share: the day's one price, or how many
+T_BILL_PRICES: Final = "rollup_bill_prices"  # per bill price id: the invoice's amounts and the capacity they fall on
 
 FACT_TABLES: Final = (
     T_NODE_SAMPLES,

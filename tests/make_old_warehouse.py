@@ -22,10 +22,10 @@ from core import conventions as c
 from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 13
+VERSION = 14
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
-STATE_SINCE = {"coverage:": 9}  # rollup_state rows by the schema version that began writing them
+STATE_SINCE = {"coverage:": 9, "bill:": 15}  # rollup_state rows by the schema version that began writing them
 WINDOW = ("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z")
 
 

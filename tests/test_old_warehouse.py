@@ -19,7 +19,8 @@ from core.store.warehouse import connect, open_warehouse, schema_version, transa
 from tests.conftest import FIXTURES
 from tests.make_old_warehouse import VERSION, reports
 
-VERSIONS = (4, 8, 12, VERSION)  # older files (8: before the coverage rollup; 12: before energy), the previous one
+# older files (8: before the coverage rollup; 12: before energy; 13: before the stored bill prices), the previous one
+VERSIONS = (4, 8, 12, 13, VERSION)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -12,10 +12,12 @@ states one (else the price table's row in force at the hour's start), so each ro
 bill charged beyond (or below) list; the price source names the invoice; the invoice's billed cost over K rides
 along (FOCUS BilledCost: nothing for usage a commitment covers, the credit's minus).
 
-All of it is SQL over the chargeback's own capacity rows (hourly rollups where current, steps at the edges and
-in hours a price changes), so a month at 10,000 GPUs is priced without a row per node-hour reaching Python: a
-price is named by what it is (`bill|` + a digest of E, billed, list, K and the invoice's names), and the node-hours
-sharing one (a reserved pool's full hours) share its id, its PriceInfo and the chargeback's class rows.
+All of it is SQL (core/store/rollups/bills.py) over the chargeback's own capacity rows, so a month at 10,000 GPUs
+is priced without a row per node-hour reaching Python: a price is named by what it is (`bill|` + a digest of E,
+billed, list, K and the invoice's names), and the node-hours sharing one (a reserved pool's full hours) share its
+id and its PriceInfo. Where the stored prices are current (every bill import and commit keeps them so) the whole
+hours of the window are read from them, a node-day with one price as one row; the window's partial last hour,
+and everything when they are not current, is priced from the bill lines here, with the same result.
 """
 
 from __future__ import annotations
@@ -26,45 +28,16 @@ from typing import Any
 
 import duckdb
 
-from analytics.cost import prices
+from analytics.cost import fact_plan, prices
 from core import conventions as c
-from core.store.billing_sql import resource_key_sql
+from core.store.rollups import bills
+from core.store.rollups import hourly as rollups
 from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
-from core.timeutil import Window
+from core.timeutil import HOUR, Window, ceil_to, floor_to
 
 UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
 
-# a longer line's part of an hour: its amount x the seconds of the hour / its seconds, truncated at 1e-10 (DuckDB
-# divides a DECIMAL as a DOUBLE: integer division keeps it exact to that digit)
-_SPREAD = "CAST((({x} * overlap_s) * 10000000000)::HUGEINT // span_s AS DECIMAL(38, 0)) * 0.0000000001"
-
-
-def _part(x: str) -> str:
-    return f"sum(CASE WHEN span_s = 0 OR overlap_s = span_s THEN {x} ELSE {_SPREAD.format(x=x)} END)"
-
-
-# bill lines spread over the hours of their charge period, within the window, summed per `keys`: the rule every
-# reading of the bill uses (the billed prices, the reconciliation)
-_LINE_HOURS = f"""
-WITH lines AS (
-    SELECT *, greatest(CAST(epoch(charge_end) - epoch(charge_start) AS BIGINT), 0) AS span_s,
-        date_trunc('hour', charge_start) AS first_hour,
-        date_trunc('hour', greatest(charge_end - INTERVAL 1 MICROSECOND, charge_start)) AS last_hour
-    FROM {c.T_BILLING_LINES}
-    WHERE charge_end > $start AND charge_start < $end OR (charge_end = charge_start AND charge_start >= $start
-        AND charge_start < $end)),
-parts AS (
-    -- a line within one hour (hourly lines: nearly all) falls in it whole; a longer one over its hours
-    SELECT *, first_hour AS hour, span_s AS overlap_s FROM lines WHERE first_hour = last_hour
-    UNION ALL BY NAME
-    SELECT *, CAST(epoch(least(charge_end, hour + INTERVAL 1 HOUR)) - epoch(greatest(charge_start, hour)) AS BIGINT)
-        AS overlap_s
-    FROM (SELECT *, unnest(generate_series(first_hour, last_hour, INTERVAL 1 HOUR)) AS hour FROM lines
-          WHERE first_hour < last_hour))
-SELECT {{keys}}, {_part("effective_cost")} AS effective, {_part("billed_cost")} AS billed,
-    {_part("coalesce(list_cost, 0)")} AS list{{aggregates}}
-FROM parts WHERE hour >= $start AND hour < $end GROUP BY {{group}}"""
-LINE_HOURS_SQL = _LINE_HOURS.format(
+LINE_HOURS_SQL = bills.LINE_HOURS.format(
     keys="""resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
     coalesce(resource_id, '') AS resource_id, coalesce(invoice_id, '') AS invoice_id, provider""",
     aggregates="",
@@ -97,39 +70,10 @@ def sharers(hours: list[tuple[Any, ...]], keys: dict[tuple[str, str], str]) -> d
     return out
 
 
-# per node-hour the bill prices: its capacity (from the chargeback's own capacity rows, hour by hour), its key's
-# capacity and invoice amounts, and the id of that price (with the list price in force at the hour's start where
-# the invoice states no list cost: _LIST_ID_SQL)
 _CAPACITY_SQL = """
 CREATE OR REPLACE TEMP TABLE billed_capacity AS
 SELECT cluster, node, date_trunc('hour', ts) AS hour, sum(units) AS units FROM ({capacity})
 GROUP BY ALL HAVING sum(units) > 0"""
-
-_BILLED_SQL = """
-CREATE OR REPLACE TEMP TABLE {table} AS
-WITH keys_ AS ({keys}),
-shared AS (SELECT resource_key FROM keys_ GROUP BY resource_key HAVING count(*) > 1),
-keyed AS (
-    SELECT cap.*, k_.resource_key, k_.resource_key IN (SELECT resource_key FROM shared) AS is_shared
-    FROM billed_capacity cap JOIN keys_ k_ USING (cluster, node)),
-key_units AS (SELECT resource_key, hour, sum(units) AS key_units FROM keyed WHERE is_shared GROUP BY ALL),
-bill AS ({lines})
-SELECT k.cluster, k.node, k.hour, NULL::VARCHAR AS list_id, coalesce(u.key_units, k.units) AS key_units, b.effective,
-    b.billed, b.list, b.accounts, coalesce(b.invoices, '') AS invoices, b.provider, {bill_id} AS bill_id
-FROM keyed k JOIN bill b USING (resource_key, hour) LEFT JOIN key_units u USING (resource_key, hour)"""
-
-
-def _names_sql(col: str, sep: str) -> str:
-    """The distinct values of `col` in a group, sorted and joined (one value, nearly always: no list is built)."""
-    return (
-        f"CASE WHEN min({col}) = max({col}) THEN min({col}) "
-        f"ELSE array_to_string(list_sort(list_distinct(list({col}))), '{sep}') END"
-    )
-
-
-# a node-hour's price id: the digest of what its price is made of
-_BILL_ID = """'bill|' || md5(concat_ws('|', {p}effective, {p}billed, {p}list, {units}, {list_id},
-    {p}accounts, coalesce({p}invoices, ''), {p}provider))"""
 
 # the list price in force where the invoice states no list cost (it is then the rows' list rate, so part of the price)
 _LIST_ID_SQL = """
@@ -151,43 +95,90 @@ INSERT INTO {table} BY NAME
     WHERE d.prices = 1 AND d.bill_id IS NOT NULL;
 DROP TABLE days_"""
 
-_KEYS_SQL = f"""SELECT cluster, node, {resource_key_sql("provider_id")} AS resource_key FROM {c.T_NODES}
-    WHERE provider_id IS NOT NULL"""
-
 
 def billed_prices(
-    con: duckdb.DuckDBPyConnection, capacity: str, window: Window, listed: dict[str, prices.PriceInfo]
+    con: duckdb.DuckDBPyConnection,
+    plan: fact_plan.Plan,
+    mig_share: MigShare,
+    listed: dict[str, prices.PriceInfo],
+    use_rollups: bool = True,
 ) -> dict[str, prices.PriceInfo]:
     """Create the temp tables prices.BILLED_HOURS (cluster, node, hour, bill_id) and prices.BILLED_MIXED (cluster,
-    node, day) for `window`, from `capacity` (a SELECT of ts, cluster, node, units, at most hour by hour), and
-    return the price of each bill id."""
-    params = {"start": window.start, "end": window.end}
-    con.execute(_CAPACITY_SQL.format(capacity=capacity))
-    names = _names_sql("coalesce(account_id, '')", ", ")
-    invoices = _names_sql("nullif(invoice_id, '')", "; ")
-    lines = _LINE_HOURS.format(keys="resource_key, hour", group="resource_key, hour",
-                               aggregates=f", {names} AS accounts, {invoices} AS invoices, min(provider) AS provider")  # fmt: skip
-    bill_id = _BILL_ID.format(p="b.", units="coalesce(u.key_units, k.units)", list_id="''")
-    billed = _BILLED_SQL.format(table=prices.BILLED_HOURS, keys=_KEYS_SQL, lines=lines, bill_id=bill_id)
-    con.execute(billed, params)
-    unlisted = f"SELECT hour AS ts, cluster, node FROM {prices.BILLED_HOURS} WHERE list <= 0"
-    if con.execute(f"SELECT count(*) FROM ({unlisted})").fetchone() != (0,):
-        listed_sql = prices.priced_sql(unlisted)
-        con.execute(
-            _LIST_ID_SQL.format(
-                table=prices.BILLED_HOURS,
-                listed=listed_sql,
-                bill_id=_BILL_ID.format(p="", units="key_units", list_id="coalesce(list_id, '')"),
-            )
-        )
+    node, day) for the window of `plan` (the chargeback's), and return the price of each bill id."""
+    assert plan.window is not None
+    stored = _stored(con, plan, mig_share, listed) if use_rollups and _store_serves(con, plan) else None
+    if stored is not None:
+        return stored
+    hourly = fact_plan.plan(con, plan.window, use_rollups, days=False)
+    found = _priced_live(con, fact_plan.sources_sql(hourly, mig_share)["capacity"], plan.window, prices.BILLED_HOURS)
     con.execute(_DAYS_SQL.format(table=prices.BILLED_HOURS, mixed=prices.BILLED_MIXED))
+    con.execute("DROP TABLE billed_capacity")
+    return {k: _bill_price(row, listed) for k, row in found.items()}
+
+
+def _store_serves(con: duckdb.DuckDBPyConnection, p: fact_plan.Plan) -> bool:
+    """The stored prices hold the window's whole hours: current, and every rollup row the plan reads is too."""
+    return bool(p.days or p.hours) and not p.stale and bills.current(con) and rollups.in_sync(con)
+
+
+def _priced_live(
+    con: duckdb.DuckDBPyConnection, capacity: str, window: Window, table: str
+) -> dict[str, tuple[Any, ...]]:
+    """Price the node-hours of `capacity` (a SELECT of ts, cluster, node, units, at most hour by hour) from the bill
+    lines of `window` into the temp table `table` (left with billed_capacity); the amounts of each bill id."""
+    con.execute(_CAPACITY_SQL.format(capacity=capacity))
+    bills.priced_hours(con, "billed_capacity", table, window.start, window.end)
+    unlisted = f"SELECT hour AS ts, cluster, node FROM {table} WHERE list <= 0"
+    if con.execute(f"SELECT count(*) FROM ({unlisted})").fetchone() != (0,):
+        bill_id = bills.BILL_ID.format(p="", units="key_units", list_id="coalesce(list_id, '')")
+        con.execute(_LIST_ID_SQL.format(table=table, listed=prices.priced_sql(unlisted), bill_id=bill_id))
     cur = con.execute(
         f"""SELECT DISTINCT bill_id, list_id, key_units, effective, billed, list, accounts, invoices, provider
-        FROM {prices.BILLED_HOURS} WHERE key_units IS NOT NULL"""
+        FROM {table} WHERE key_units IS NOT NULL"""
     )
-    found = {row[0]: _bill_price(row, listed) for row in cur.fetchall()}
-    con.execute("DROP TABLE billed_capacity")
-    return found
+    return {row[0]: row for row in cur.fetchall()}
+
+
+# the stored prices of the window's whole hours: a node-day of the plan's days with one price as one row at its
+# start, the hours of the others (and of the plan's hours and whole-hour steps) as they are
+_STORED_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {prices.BILLED_MIXED} AS
+SELECT cluster, node, day FROM {c.T_BILL_DAYS} WHERE mig_share = $share AND {{days}} AND prices > 1;
+CREATE OR REPLACE TEMP TABLE {prices.BILLED_HOURS} AS
+SELECT cluster, node, day AS hour, bill_id FROM {c.T_BILL_DAYS}
+    WHERE mig_share = $share AND {{days}} AND prices = 1 AND bill_id IS NOT NULL
+UNION ALL
+SELECT h.cluster, h.node, h.hour, h.bill_id FROM {c.T_BILL_HOURS} h
+    WHERE h.mig_share = $share AND h.bill_id IS NOT NULL AND h.hour >= $first AND h.hour < $last AND (NOT {{hours}}
+        OR EXISTS (SELECT 1 FROM {prices.BILLED_MIXED} m_
+                   WHERE m_.cluster = h.cluster AND m_.node = h.node AND m_.day = date_trunc('day', h.hour)))"""
+
+
+def _stored(
+    con: duckdb.DuckDBPyConnection, p: fact_plan.Plan, mig_share: MigShare, listed: dict[str, prices.PriceInfo]
+) -> dict[str, prices.PriceInfo] | None:
+    """The stored prices of the window (None where one states no list cost: its list price is per hour, so those
+    node-hours are priced from the lines)."""
+    assert p.window is not None
+    first, last = ceil_to(p.window.start, HOUR), floor_to(p.window.end, HOUR)
+    sql = _STORED_SQL.format(days=fact_plan.ranges_sql("day", p.days), hours=fact_plan.ranges_sql("h.hour", p.days))
+    mixed_sql, hours_sql = sql.split(";", 1)
+    con.execute(mixed_sql, {"share": mig_share})
+    con.execute(hours_sql, {"share": mig_share, "first": first, "last": last})
+    cur = con.execute(
+        f"""SELECT bill_id, NULL, key_units, effective, billed, list, accounts, invoices, provider FROM {c.T_BILL_PRICES}
+        WHERE bill_id IN (SELECT DISTINCT bill_id FROM {prices.BILLED_HOURS})"""
+    )
+    found = {row[0]: row for row in cur.fetchall()}
+    if any(row[5] <= 0 for row in found.values()):
+        return None
+    if last < p.window.end and last >= p.window.start:  # the partial last hour: its capacity in the window
+        edge = fact_plan.Plan(steps=[(last, p.window.end)], window=Window(last, p.window.end))
+        capacity = fact_plan.sources_sql(edge, mig_share)["capacity"]
+        found.update(_priced_live(con, capacity, edge.window, "billed_edge"))  # type: ignore[arg-type]
+        con.execute(f"INSERT INTO {prices.BILLED_HOURS} SELECT cluster, node, hour, bill_id FROM billed_edge")
+        con.execute("DROP TABLE billed_edge; DROP TABLE billed_capacity")
+    return {k: _bill_price(row, listed) for k, row in found.items()}
 
 
 def _bill_price(row: tuple[Any, ...], listed: dict[str, prices.PriceInfo]) -> prices.PriceInfo:
@@ -209,7 +200,7 @@ def _bill_price(row: tuple[Any, ...], listed: dict[str, prices.PriceInfo]) -> pr
 
 def node_keys(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
     """(cluster, node) -> the bill resource key of its provider ID."""
-    return {(cl, n): key for cl, n, key in con.execute(_KEYS_SQL).fetchall() if key}
+    return {(cl, n): key for cl, n, key in con.execute(bills.NODE_KEYS).fetchall() if key}
 
 
 def bill_hours(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[tuple[str, Any], list[dict[str, Any]]]:

@@ -87,9 +87,8 @@ def chargeback(
     infos = prices.load_prices(con)
     billed: dict[str, prices.PriceInfo] = {}
     plan = fact_plan.plan(con, window, use_rollups)
-    if opts.price_source != "list":  # the bill prices node-hours: from the capacity hour by hour
-        hourly = fact_plan.plan(con, window, use_rollups, days=False)
-        billed = billed_prices(con, fact_plan.sources_sql(hourly, opts.mig_share)["capacity"], window, infos)
+    if opts.price_source != "list":  # the bill prices node-hours
+        billed = billed_prices(con, plan, opts.mig_share, infos, use_rollups)
         infos = {**infos, **billed}
         plan.mixed = prices.BILLED_MIXED  # days the bill prices hour by hour: read hour by hour
     builder = _Builder(opts, _namespaces(con), infos)

@@ -162,7 +162,7 @@ def _rollup_union(p: Plan, kind: str, columns: str, days: bool = True) -> list[s
                 f"SELECT {col} AS ts, cluster, node, {columns} FROM {rollups.table(kind, level)} r{mixed} "
                 f"WHERE {ranges_sql(col, ranges)} AND NOT {_stale(p, 'r', col)}"
             )
-    if p.mixed and p.days and days:  # the mixed node-days, hour by hour
+    if p.mixed and p.days:  # the mixed node-days, hour by hour (whether the other days are pod rows or labelled)
         out.append(
             f"SELECT hour AS ts, cluster, node, {columns} FROM {rollups.table(kind, 'hourly')} r "
             f"SEMI JOIN {p.mixed} m_ ON m_.cluster = r.cluster AND m_.node = r.node AND m_.day = date_trunc('day', r.hour) "
@@ -238,14 +238,14 @@ class Classes:
     def __init__(
         self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping, source: PriceSource = "list"
     ) -> None:
-        self.con, self.g, self.mig_share = con, g, mig_share
+        self.con, self.g, self.mig_share, self.mixed = con, g, mig_share, p.mixed
         self.t = f"cb_{uuid.uuid4().hex[:12]}"
-        # (a class's nodes share a list price, not a bill)
-        self.by_class = (
-            bool(p.days) and source == "list" and not (g.node or g.pods or p.stale) and rollup_classes.valid(con)
-        )
-        src = sources_sql(p, mig_share, pod_days=not self.by_class)
-        self.days = ranges_sql("day", p.days) if self.by_class else "FALSE"
+        labelled = bool(p.days) and not (g.pods or p.stale) and rollup_classes.valid(con)
+        # a class's nodes share a list price, not a bill: at billed cost (or by node) the rows per node are read
+        self.by_class = labelled and source == "list" and not g.node
+        self.by_node = labelled and not self.by_class
+        src = sources_sql(p, mig_share, pod_days=not labelled)
+        self.days = ranges_sql("day", p.days) if labelled else "FALSE"
         groups = f"SELECT cluster, node, class_node FROM {c.T_CLASS_NODES}" if self.by_class else _NO_GROUPS
         con.execute(f"CREATE TEMP TABLE {self.t}_groups AS {groups}")
         con.execute(f"CREATE TEMP TABLE {self.t}_alloc AS {self._labelled(src['alloc'], ('units',))}")
@@ -271,12 +271,17 @@ class Classes:
         out = f"""WITH {labelled_sql(per_pod).strip()}
         SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, {sums}
         FROM lab GROUP BY ALL"""
-        if self.by_class:
-            table = c.T_CLASS_ALLOC if values == ("units",) else c.T_CLASS_USAGE
-            cols = f"units_{self.mig_share}" if values == ("units",) else _USAGE
+        if self.by_class or self.by_node:
+            alloc = values == ("units",)
+            if self.by_class:
+                table, node, skip = (c.T_CLASS_ALLOC if alloc else c.T_CLASS_USAGE), "class_node", ""
+            else:  # the mixed node-days come hour by hour from the pod rows
+                table, node = (c.T_LABELLED_ALLOC if alloc else c.T_LABELLED_USAGE), "node"
+                skip = f" ANTI JOIN {self.mixed} m_ USING (cluster, node, day)" if self.mixed else ""
+            cols = f"units_{self.mig_share}" if alloc else _USAGE
             flag = ", mapped" if mapped else ""
-            out += f""" UNION ALL SELECT day, cluster, class_node, namespace, labels, pod{flag}, {cols}
-            FROM {table} WHERE {self.days}"""
+            out += f""" UNION ALL SELECT day, cluster, {node}, namespace, labels, pod{flag}, {cols}
+            FROM {table} r{skip} WHERE {self.days}"""
         return out
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ from core.errors import InputError
 from core.progress import SILENT, Progress
 from core.settings import BillingSettings
 from core.store.billing_sql import resource_key_sql
+from core.store.rollups import bills
 from core.store.sql import literal
 from core.store.warehouse import one, open_warehouse
 
@@ -267,6 +268,7 @@ def _commit(con: duckdb.DuckDBPyConnection, result: BillImport) -> None:
     try:
         con.execute(f"DELETE {replaced}")
         con.execute(f"INSERT INTO {c.T_BILLING_LINES} BY NAME SELECT * EXCLUDE (line_hash, provider_name) {kept}")
+        bills.update(con, result.span, bill=True)  # the stored prices of the hours the bill lines changed
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

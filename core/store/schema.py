@@ -223,6 +223,27 @@ MIGRATION_14 = [
     f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source NOT LIKE 'coverage:%'",
 ]
 
+# Version 15 (issue 23: a month at billed cost in under a second at 10,000 GPUs): the class rows are kept per
+# node as well (rollup_labelled_*), so a ledger whose nodes of one class pay different bills reads them instead of
+# the pod-day rows; and the bill's price of each node-hour is stored when a bill is imported and with every
+# commit (core/store/rollups/bills.py) instead of being worked out from the bill lines by each report. The class
+# rows are rebuilt by the next commit (reports read the pod-day rows until then); the bill rows by the next
+# commit or import (reports price from the lines until then).
+_LABELLED = "day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, namespace VARCHAR, labels VARCHAR, pod VARCHAR"
+MIGRATION_15 = [
+    f"""CREATE TABLE {c.T_LABELLED_ALLOC} ({_LABELLED}, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
+    f"""CREATE TABLE {c.T_LABELLED_USAGE} ({_LABELLED}, mapped BOOLEAN NOT NULL, used_s DOUBLE, energy_j DOUBLE,
+        derived_j DOUBLE)""",
+    f"""CREATE TABLE {c.T_BILL_HOURS} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, hour TIMESTAMP NOT NULL,
+        mig_share VARCHAR NOT NULL, bill_id VARCHAR)""",
+    f"""CREATE TABLE {c.T_BILL_DAYS} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, day TIMESTAMP NOT NULL,
+        mig_share VARCHAR NOT NULL, prices BIGINT NOT NULL, bill_id VARCHAR)""",
+    f"""CREATE TABLE {c.T_BILL_PRICES} (bill_id VARCHAR NOT NULL, key_units HUGEINT NOT NULL,
+        effective DECIMAL(38, 10) NOT NULL, billed DECIMAL(38, 10) NOT NULL, list DECIMAL(38, 10) NOT NULL,
+        accounts VARCHAR, invoices VARCHAR, provider VARCHAR)""",
+    f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -238,5 +259,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_12,
     MIGRATION_13,
     MIGRATION_14,
+    MIGRATION_15,
 ]
 LATEST_VERSION = len(MIGRATIONS)

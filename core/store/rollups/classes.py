@@ -133,7 +133,7 @@ def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[d
             {"UNION ALL " + window_days if lo else ""})""",
         {"lo": lo, "hi": hi} if lo else None,
     )
-    for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE):
+    for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE, c.T_LABELLED_ALLOC, c.T_LABELLED_USAGE):
         con.execute(f"DELETE FROM {table} WHERE day IN (SELECT day FROM class_days)")
     _insert_days(con, "WHERE r.day IN (SELECT day FROM class_days)")
     _record(con, {"class:pods": _pods_fingerprint(con), "class:nodes": nodes})
@@ -141,7 +141,7 @@ def update(con: duckdb.DuckDBPyConnection, since: Baseline | None, days: tuple[d
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> None:
     """Recompute every class row from the pod-day rollups (call inside the commit's transaction)."""
-    for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE, c.T_CLASS_NODES):
+    for table in (c.T_CLASS_ALLOC, c.T_CLASS_USAGE, c.T_LABELLED_ALLOC, c.T_LABELLED_USAGE, c.T_CLASS_NODES):
         con.execute(f"DELETE FROM {table}")
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'")
     if _stale_day_rows(con):
@@ -157,28 +157,30 @@ def rebuild(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _insert_days(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
-    """The class rows of the pod-day rows `where` selects (alias r)."""
-    group = f"LEFT JOIN {c.T_CLASS_NODES} cn USING (cluster, node)"
-    for table, target, sums, extra in (
-        ("rollup_alloc_daily", c.T_CLASS_ALLOC, "sum(units_compute), sum(units_memory)", ""),
-        (
-            "rollup_usage_daily",
-            c.T_CLASS_USAGE,
-            ", ".join(f"sum({v})" for v in USAGE_VALUES),
-            ", lab.a_pod IS NOT NULL",
-        ),
+    """The labelled and class rows of the pod-day rows `where` selects (alias r): pod-day rows labelled as the
+    attribution reads them, per node (what a ledger whose nodes of a class pay different bills reads), then
+    those summed over each class's nodes."""
+    for table, labelled, target, cols, extra in (
+        ("rollup_alloc_daily", c.T_LABELLED_ALLOC, c.T_CLASS_ALLOC, ("units_compute", "units_memory"), ""),
+        ("rollup_usage_daily", c.T_LABELLED_USAGE, c.T_CLASS_USAGE, USAGE_VALUES, "lab.a_pod IS NOT NULL, "),
     ):
-        cols = "units_compute, units_memory" if target == c.T_CLASS_ALLOC else ", ".join(USAGE_VALUES)
+        sums = ", ".join(f"sum({x}) AS {x}" for x in cols)
         con.execute(
-            f"""INSERT INTO {target}
+            f"""INSERT INTO {labelled}
             WITH per_pod AS (
-                SELECT r.day, r.cluster, coalesce(cn.class_node, r.node) AS class_node, r.namespace, r.pod,
-                    r.pod AS a_pod, r.uid, {", ".join(f"sum({x}) AS {x}" for x in cols.split(", "))}
-                FROM {table} r {group} {where} GROUP BY ALL),
+                SELECT r.day, r.cluster, r.node, r.namespace, r.pod, r.pod AS a_pod, r.uid, {sums}
+                FROM {table} r {where} GROUP BY ALL),
             {labelled_sql("per_pod")}
-            SELECT day, cluster, class_node, namespace, labels, CASE WHEN NOT {has_app_sql("labels")} THEN pod END{extra},
+            SELECT day, cluster, node, namespace, labels, CASE WHEN NOT {has_app_sql("labels")} THEN pod END, {extra}
                 {sums.replace("sum(", "sum(lab.")}
             FROM lab GROUP BY ALL"""
+        )
+        days = "WHERE l.day IN (SELECT day FROM class_days)" if where else ""
+        mapped = "l.mapped, " if extra else ""
+        con.execute(
+            f"""INSERT INTO {target}
+            SELECT l.day, l.cluster, coalesce(cn.class_node, l.node), l.namespace, l.labels, l.pod, {mapped}{sums}
+            FROM {labelled} l LEFT JOIN {c.T_CLASS_NODES} cn USING (cluster, node) {days} GROUP BY ALL"""
         )
 
 

@@ -31,8 +31,8 @@ import duckdb
 
 from core import conventions as c
 from core.store import read_memo
+from core.store.rollups import bills, coverage
 from core.store.rollups import classes as rollup_classes
-from core.store.rollups import coverage
 from core.store.rollups import sql as rollup_sql
 from core.store.step_sql import USAGE_VALUES, fingerprints_sql, stale_rows_sql
 from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
@@ -118,6 +118,7 @@ def refresh(
     if rollup_classes.exists(con):  # schema 8 and later
         days = (floor_to(lo, DAY), hi) if lo is not None and hi is not None else None
         rollup_classes.update(con, None if full else classes, days)
+    bills.update(con, None if full or lo is None or hi is None else (lo, hi))
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
