@@ -49,7 +49,8 @@ def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> C
 def carbon_table(settings: Settings) -> CarbonTable:
     """The shipped grid intensities (with `carbon.intensity_file` over them) and the PUE settings."""
     s = settings.carbon
-    return CarbonTable(intensity.load(s.intensity_file), dict(s.pue), s.pue_default)
+    embodied = {model: gpu.grams_per_gpu_hour() for model, gpu in s.embodied.items()}
+    return CarbonTable(intensity.load(s.intensity_file), dict(s.pue), s.pue_default, embodied)
 
 
 def savings_options(settings: Settings) -> SavingsOptions:

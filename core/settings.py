@@ -286,6 +286,15 @@ class ChargebackSettings(_Section):
     )
 
 
+class EmbodiedGpu(_Section):
+    kgco2e: Decimal = Field(gt=0, description="The GPU's manufacturing footprint, kgCO2e per GPU.")
+    lifetime_years: Decimal = Field(gt=0, description="The years it is amortised over.")
+    source: str = Field(min_length=1, description="Where the footprint comes from (cited in the docs and exports).")
+
+    def grams_per_gpu_hour(self) -> Decimal:
+        return self.kgco2e * 1000 / (self.lifetime_years * 8760)
+
+
 class CarbonSettings(_Section):
     intensity_file: Path | None = Field(
         default=None,
@@ -299,6 +308,12 @@ class CarbonSettings(_Section):
     )
     pue_default: Decimal = Field(
         default=Decimal("1.5"), ge=1, description="PUE where neither the cluster nor the provider has one."
+    )
+    embodied: dict[str, EmbodiedGpu] = Field(
+        default_factory=dict,
+        description="Embodied emissions per GPU model (a part of its name, e.g. A100): the manufacturing "
+        "footprint in kgCO2e amortised evenly over a lifetime in years, with its source (the SCI term M). Off "
+        "when empty.",
     )
 
     @field_validator("pue")

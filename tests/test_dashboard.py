@@ -67,6 +67,17 @@ def test_overview_shows_spend_idle_and_unallocated_shares_matching_the_report(
     with open_warehouse(direct_warehouse, read_only=True) as con:  # the dashboard's options: carbon priced
         carbon = chargeback(con, DAY, chargeback_options(Settings())).totals()["co2e_kg"]
     assert metrics["Carbon"] == f"{carbon:,.1f} kgCO2e" and carbon > 0
+    by_model = next(d.value for d in at.dataframe if "gpu_model" in d.value.columns)
+    with open_warehouse(direct_warehouse, read_only=True) as con:  # `report chargeback --by gpu_model`
+        cli = chargeback(con, DAY, chargeback_options(Settings(), ("gpu_model",)))
+    kwh: dict[str, float] = {}
+    for r in cli.rows:
+        kwh[r.keys["gpu_model"]] = kwh.get(r.keys["gpu_model"], 0.0) + r.as_dict()["energy_kwh"]
+    assert dict(zip(by_model["gpu_model"], by_model["energy_kwh"], strict=True)) == pytest.approx(kwh)
+    held = by_model[by_model["gpu_hours"] > 0]
+    assert dict(zip(held["gpu_model"], held["mean_draw_w"], strict=True)) == pytest.approx(
+        {m: kwh[m] / h * 1000 for m, h in zip(held["gpu_model"], held["gpu_hours"], strict=True)}
+    )
 
 
 def test_filters_live_in_the_url_and_narrow_every_number(

@@ -276,3 +276,48 @@ def test_a_bad_intensity_file_stops_the_report_naming_its_line(direct_warehouse:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip() == f"gpuledger: error: {bad}:3: gco2e_per_kwh 'lots' is not a number"
+
+
+A100_G_PER_HOUR = Decimal(318_000) / (4 * 8760)  # 318 kgCO2e over 4 years: 9.0753... g per A100-hour
+
+
+def _embodied(**per_model: Decimal) -> ChargebackOptions:
+    from analytics.cost.carbon import CarbonTable
+
+    return ChargebackOptions(by=("team",), carbon=CarbonTable({}, {}, Decimal("1.5"), per_model))
+
+
+def test_embodied_carbon_is_each_gpu_hours_part_of_its_models_footprint_idle_included() -> None:
+    con = fresh_db()
+    add_node(con, "n0", 3)  # three A100s (NVIDIA A100-SXM4-40GB): the pod holds two for the hour, one idles
+    add_price(con, "24", gpus=3)
+    add_pod(con, "train", "n0", team="vision", amount=2, steps=60)
+    report = chargeback(con, HOUR, _embodied(A100=A100_G_PER_HOUR, H100=Decimal(99)))
+    rows = _by(report, "team")
+    assert rows["vision"]["embodied_co2e_kg"] == float((2 * A100_G_PER_HOUR / 1000).quantize(Decimal("0.000001")))
+    assert rows[c.IDLE]["embodied_co2e_kg"] == float((A100_G_PER_HOUR / 1000).quantize(Decimal("0.000001")))
+    assert report.totals()["embodied_co2e_kg"] == 0.027226  # 3 x 9.0753 g
+    assert report.totals()["embodied_unmatched_models"] == []
+
+
+def test_a_gpu_model_without_an_embodied_figure_is_named_not_counted_as_zero() -> None:
+    con = fresh_db()
+    add_node(con, "n0", 1, model="NVIDIA L4")
+    add_price(con, "1", gpus=1)
+    add_pod(con, "serve", "n0", team="ads", steps=60)
+    report = chargeback(con, HOUR, _embodied(A100=A100_G_PER_HOUR))
+    assert report.totals()["embodied_co2e_kg"] == 0
+    assert report.totals()["embodied_unmatched_models"] == ["NVIDIA L4"]
+    off = chargeback(con, HOUR, ChargebackOptions(by=("team",)))  # off by default: nothing named either
+    assert off.totals()["embodied_unmatched_models"] == [] and off.totals()["embodied_co2e_kg"] == 0
+
+
+def test_the_embodied_setting_needs_its_source_and_amortises_over_the_lifetime() -> None:
+    from pydantic import ValidationError
+
+    from core.settings import EmbodiedGpu
+
+    gpu = EmbodiedGpu(kgco2e=Decimal(318), lifetime_years=Decimal(4), source="Chien et al., HotCarbon '23")
+    assert gpu.grams_per_gpu_hour() == A100_G_PER_HOUR
+    with pytest.raises(ValidationError, match="source"):
+        EmbodiedGpu(kgco2e=Decimal(318), lifetime_years=Decimal(4))  # type: ignore[call-arg]

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics.cost.chargeback import chargeback
+from core import conventions as c
 from core.store.warehouse import open_warehouse
 from core.timeutil import iso_week_window
 from tests.conftest import run_cli
@@ -29,7 +30,8 @@ def exported(direct_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def test_the_export_folder_holds_csv_parquet_and_a_manifest_with_true_hashes(exported: Path) -> None:
     manifest = json.loads((exported / "manifest.json").read_text())
-    names = ["chargeback.csv", "chargeback.parquet", "focus-1.2.csv", "manifest.json", "workloads.csv"]
+    names = ["chargeback.csv", "chargeback.parquet", "focus-1.2.csv", "manifest.json", "sustainability.csv",
+             "workloads.csv"]  # fmt: skip
     assert sorted(p.name for p in exported.iterdir()) == names
     for name, entry in manifest["files"].items():
         data = (exported / name).read_bytes()
@@ -69,6 +71,24 @@ def test_the_weeks_totals_equal_the_chargeback_report_for_the_same_window(
         workloads = list(csv.DictReader(fh))
     assert sum(Decimal(r["cost_usd"]) for r in workloads) == report.node_cost_usd
     assert {"resnet-train", "llm-infer", "jupyter"} <= {r["workload"] for r in workloads}
+
+
+def test_the_sustainability_file_is_each_teams_energy_and_carbon_as_the_chargeback_states_them(
+    exported: Path, direct_warehouse: Path
+) -> None:
+    with open(exported / "sustainability.csv") as fh:
+        green = {r["team"]: r for r in csv.DictReader(fh)}
+    with open(exported / "chargeback.csv") as fh:
+        teams = {r["team"]: r for r in csv.DictReader(fh)}
+    assert green.keys() == teams.keys()
+    for team, row in green.items():
+        for col in ("energy_kwh", "energy_derived_kwh", "co2e_kg", "embodied_co2e_kg"):
+            assert Decimal(row[col]) == Decimal(teams[team][col]), (team, col)
+        assert Decimal(row["total_co2e_kg"]) == Decimal(row["co2e_kg"]) + Decimal(row["embodied_co2e_kg"])
+    manifest = json.loads((exported / "manifest.json").read_text())
+    kwh = sum(Decimal(r["energy_kwh"]) for r in green.values())
+    assert kwh == Decimal(str(manifest["totals"]["energy_kwh"])) > 0
+    assert Decimal(green[c.IDLE]["energy_kwh"]) > 0, "the idle GPUs' energy is a line of its own"
 
 
 def test_a_bad_week_is_one_clear_error(direct_warehouse: Path, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ FOCUS_COLUMNS = {
     "x_EnergyKwh": "energy_kwh",
     "x_EnergyDerivedKwh": "energy_derived_kwh",
     "x_Co2eKg": "co2e_kg",
+    "x_EmbodiedCo2eKg": "embodied_co2e_kg",
     "x_AllocatedCost": "allocated_cost_usd",
     "x_IdleShareCost": "idle_share_usd",
     "x_SharedShareCost": "shared_share_usd",

@@ -9,6 +9,8 @@ from decimal import Decimal
 import duckdb
 import pytest
 
+from analytics.cost.carbon import CarbonTable
+from analytics.cost.chargeback import ChargebackOptions
 from analytics.serving.unit_cost import unit_costs
 from core import conventions as c
 from core.timeutil import Window
@@ -56,6 +58,32 @@ def test_the_models_gpu_energy_per_1k_requests_and_per_1m_tokens(serving_hour: d
     # 450 W for an hour: 0.45 kWh over 6,000 requests and 2.4M tokens
     assert row.energy_kwh == Decimal("0.450")
     assert row.kwh_per_1k_requests == Decimal("0.0750") and row.kwh_per_1m_tokens == Decimal("0.1875")
+
+
+@pytest.mark.parametrize(
+    ("intensity", "pue", "co2e_kg", "per_1k", "per_1m", "note"),
+    [
+        # 0.45 kWh x PUE 1.2 x 400 g/kWh = 216 g over 6,000 requests (36 g per 1,000) and 2.4M tokens (90 g per 1M)
+        ({"us-east-1": Decimal(400)}, Decimal("1.2"), Decimal("0.216"), Decimal("36.00"), Decimal("90.00"), None),
+        # the node's region has no intensity: no carbon, and the energy named, not taken as zero grams
+        ({"eu-west-1": Decimal(300)}, Decimal("1.2"), Decimal("0.000"), Decimal("0.00"), Decimal("0.00"), "0.450 kWh"),
+    ],
+    ids=["a known region", "a region without intensity"],
+)
+def test_the_models_carbon_per_1k_requests_and_per_1m_tokens_is_its_energy_at_the_regions_intensity(
+    serving_hour: duckdb.DuckDBPyConnection,
+    intensity: dict[str, Decimal],
+    pue: Decimal,
+    co2e_kg: Decimal,
+    per_1k: Decimal,
+    per_1m: Decimal,
+    note: str | None,
+) -> None:
+    add_gpu_usage(serving_hour, "n1", "GPU-0", 0.6, pod="srv-0", namespace="ns", steps=60, power_w=450.0)
+    opts = ChargebackOptions(carbon=CarbonTable(intensity, {}, pue))
+    (row,) = unit_costs(serving_hour, HOUR, Decimal("5"), options=opts)
+    assert (row.co2e_kg, row.gco2e_per_1k_requests, row.gco2e_per_1m_tokens) == (co2e_kg, per_1k, per_1m)
+    assert any(note in n for n in row.notes) if note else not row.notes
 
 
 def test_prefill_and_decode_time_split_the_gpu_cost_between_input_and_output(

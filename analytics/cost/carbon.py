@@ -5,6 +5,10 @@ provider), so carbon is additive like energy and is split by the same rules. The
 region (a table passed in: collectors/carbon/intensity.py ships Cloud Carbon Footprint's); PUE comes from the
 settings, by cluster (an on-prem site) first, then by provider, else a default. A region the table does not know
 has no carbon figure: its energy is counted as unpriced carbon and the region named, never taken as zero.
+
+Embodied emissions (the Green Software Foundation's SCI term M), off unless configured: a GPU model's manufacturing
+footprint amortised evenly over its stated lifetime, so each GPU-hour a row holds (allocated, idle or unhealthy)
+carries grams per GPU-hour of its model. A model is matched by the longest configured name it contains.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class CarbonTable:
     intensity: Mapping[str, Decimal] = field(default_factory=dict)  # region -> gCO2e per kWh
     pue_by_key: Mapping[str, Decimal] = field(default_factory=dict)  # cluster or provider -> PUE
     pue_default: Decimal = Decimal("1.5")
+    embodied: Mapping[str, Decimal] = field(default_factory=dict)  # GPU model (part of its name) -> gCO2e per GPU-hour
 
     def pue(self, cluster: str, provider: str) -> Decimal:
         """The facility's overhead: the cluster's (an on-prem site), else its provider's, else the default."""
@@ -30,3 +35,9 @@ class CarbonTable:
         if g is None:
             return None
         return joules / Decimal(3_600_000) * self.pue(cluster, provider) * g
+
+    def embodied_per_gpu_hour(self, gpu_model: str | None) -> Decimal | None:
+        """gCO2e per GPU-hour of the model's amortised manufacturing (None: not configured for it)."""
+        name = (gpu_model or "").lower()
+        found = [k for k in self.embodied if k.lower() in name]
+        return self.embodied[max(found, key=len)] if found and name else None

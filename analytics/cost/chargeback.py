@@ -135,6 +135,7 @@ def chargeback(
         unpriced_gpu_hours=builder.unpriced_units / UNIT_HOURS,
         unpriced_nodes=sorted(builder.unpriced_nodes),
         unpriced_carbon_regions=sorted(builder.unpriced_regions),
+        embodied_unmatched_models=sorted(builder.unmatched_models),
         options=opts.describe(),
         bill_prices={p: billed[p] for r in rows for p in r.price_ids if p in billed},
     )
@@ -144,7 +145,8 @@ def _grouping(opts: ChargebackOptions) -> fact_plan.Grouping:
     """Keep a node's name, attributes, day and pod names apart only where the report needs them."""
     return fact_plan.Grouping(
         node="node" in opts.by or opts.idle_scope == "node",
-        attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node")),
+        attributes=tuple(k for k in opts.by if k in allocation.NODE_ATTRIBUTES and k not in ("cluster", "node"))
+        + (("gpu_model",) if opts.carbon.embodied and "gpu_model" not in opts.by else ()),  # embodied: per model
         # idle is shared per day whatever the grouping: a team's by-team bill is what its by-day rows add up to
         day="day" in opts.by or opts.idle != "keep",
         pods="pod" in opts.by,  # a workload is its app label; the SQL keeps the name of pods without one
@@ -182,6 +184,7 @@ class _Builder:
         self.node_cost, self.capacity_units, self.unpriced_units = ZERO, 0, 0
         self.unpriced_nodes: set[str] = set()
         self.unpriced_regions: set[str] = set()  # regions without a carbon intensity
+        self.unmatched_models: set[str] = set()  # GPU models without an embodied figure (when any is configured)
 
     # -- keys ---------------------------------------------------------------------------------
     def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -283,6 +286,7 @@ class _Builder:
             row.adjustment += units * discount
             row.unused += units * rate
             row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
+            row.embodied_g += self._embodied(units, f)
             self._trace(row, f["price_id"], units, cost)
             if source:
                 row.sources.add(source)
@@ -308,10 +312,11 @@ class _Builder:
                     self.unpriced_nodes.add(f"{f['cluster']}/{node}")
             key = self._idle_key(f)
             traced = self._bill(key, idle_units, rate, discount, source, f["price_id"])
+            self.row(key).embodied_g += self._embodied(idle_units, f)
             if f["unhealthy_units"]:
-                self._bill(
-                    self._idle_key(f, c.UNHEALTHY), int(f["unhealthy_units"]), rate, discount, source, f["price_id"]
-                )
+                sick = self._idle_key(f, c.UNHEALTHY)
+                self._bill(sick, int(f["unhealthy_units"]), rate, discount, source, f["price_id"])
+                self.row(sick).embodied_g += self._embodied(int(f["unhealthy_units"]), f)
             scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
             self.idle_pools[(scope, key, f["price_id"], f["node"])] = sharing.Pool(
                 key, idle_units * (rate + discount), *traced
@@ -330,6 +335,17 @@ class _Builder:
             row.sources.add(source)
             row.price_ids.add(price_id)
         return self._trace(row, price_id, units, units * (rate + discount))
+
+    def _embodied(self, units: int, fact: Mapping[str, Any]) -> Decimal:
+        """The amortised manufacturing carbon (g) of `units` GPU-unit-seconds of the fact's GPU model (none when
+        embodied carbon is off; a model without a figure is named in the totals)."""
+        if not self.opts.carbon.embodied or not units:
+            return ZERO
+        per_hour = self.opts.carbon.embodied_per_gpu_hour(fact.get("gpu_model"))
+        if per_hour is None:
+            self.unmatched_models.add(fact.get("gpu_model") or "(no GPU model)")
+            return ZERO
+        return units * per_hour / UNIT_HOURS
 
     def _add_carbon(self, row: Row, joules: Decimal, fact: Mapping[str, Any]) -> None:
         """The fact's energy in gCO2e at its node's region and facility (or unpriced carbon, its region named)."""

@@ -33,7 +33,7 @@ COMPONENTS = ("allocated_cost_usd", "idle_share_usd", "shared_share_usd", "adjus
 MONEY_COLUMNS = (*COMPONENTS, "cost_usd", "unused_cost_usd", "from_bill_usd")
 # energy measured at the GPU (kWh), and the part of it integrated from power where a GPU has no energy counter
 # and its carbon: kWh x PUE x the grid's intensity in the node's region (analytics/cost/carbon.py)
-ENERGY_COLUMNS = ("energy_kwh", "energy_derived_kwh", "co2e_kg")
+ENERGY_COLUMNS = ("energy_kwh", "energy_derived_kwh", "co2e_kg", "embodied_co2e_kg")
 ROW_COLUMNS = ("gpu_hours", "used_gpu_hours", "efficiency", *ENERGY_COLUMNS, *MONEY_COLUMNS)
 # What a coarser grouping sums; its efficiency is then used_gpu_hours / gpu_hours of the sums
 ADDITIVE_COLUMNS = ("gpu_hours", "used_gpu_hours", *ENERGY_COLUMNS, *MONEY_COLUMNS)
@@ -72,6 +72,7 @@ class Row:
     derived_j: Decimal = ZERO  # the part of it integrated from power (no energy counter)
     co2e_g: Decimal = ZERO  # its carbon, exact
     unpriced_carbon_j: Decimal = ZERO  # energy drawn in regions without a carbon intensity
+    embodied_g: Decimal = ZERO  # the GPUs' amortised manufacturing carbon over the row's GPU-hours, exact
     kwh: dict[str, Decimal] = field(default_factory=dict)  # rounded energy columns
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
@@ -128,6 +129,7 @@ class ChargebackReport:
     unpriced_gpu_hours: float
     unpriced_nodes: list[str] = field(default_factory=list)
     unpriced_carbon_regions: list[str] = field(default_factory=list)
+    embodied_unmatched_models: list[str] = field(default_factory=list)  # GPU models embodied carbon has no figure for
     options: dict[str, Any] = field(default_factory=dict)
     bill_prices: dict[str, PriceInfo] = field(default_factory=dict)  # the invoice's prices the rows name
 
@@ -149,6 +151,7 @@ class ChargebackReport:
             # energy drawn where the grid's carbon intensity is unknown: not in co2e_kg, and not taken as zero
             "carbon_unpriced_kwh": float(sum((r.kwh.get("carbon_unpriced_kwh", ZERO) for r in self.rows), ZERO)),
             "carbon_unpriced_regions": self.unpriced_carbon_regions,
+            "embodied_unmatched_models": self.embodied_unmatched_models,
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
             "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
             "unpriced_nodes": self.unpriced_nodes,
@@ -185,6 +188,7 @@ def round_rows(rows: list[Row], grand_total: Decimal) -> None:
     _round_energy(heads, "energy_kwh", lambda r: r.energy_j / kwh)
     _round_energy(heads, "energy_derived_kwh", lambda r: r.derived_j / kwh)
     _round_energy(heads, "co2e_kg", lambda r: r.co2e_g / kg)
+    _round_energy(heads, "embodied_co2e_kg", lambda r: r.embodied_g / kg)
     _round_energy(heads, "carbon_unpriced_kwh", lambda r: r.unpriced_carbon_j / kwh)
 
 

@@ -11,9 +11,10 @@ input/output = the GPU cost is split by the time spent in prefill vs decode when
                request_prefill/decode_time_seconds; otherwise by token count (both then cost the
                same per token, shown as split "tokens").
 energy       = the GPU energy of the same pods' chargeback rows (measured at the GPU), per 1,000 requests and
-               per 1M tokens (input and output together): the Green Software Foundation's SCI per functional unit,
-               before carbon.
-Money stays Decimal; unit costs are rounded to 1/10,000 of a dollar, energy to the watt-hour.
+               per 1M tokens (input and output together); their carbon (kWh x PUE x grid intensity, plus the GPUs'
+               embodied share where configured) the same way: the Green Software Foundation's SCI per functional
+               unit. Energy drawn in a region without an intensity is named in the notes, never counted as zero.
+Money stays Decimal; unit costs are rounded to 1/10,000 of a dollar, energy to the watt-hour, carbon to the gram.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from core.timeutil import Window
 
 UNIT = Decimal("0.0001")
 KWH_UNIT = Decimal("0.001")  # a watt-hour
+GRAM = Decimal("0.001")  # of a kilogram
+G_UNIT = Decimal("0.01")  # grams per functional unit
 JOULES_PER_KWH = Decimal(3_600_000)
 
 PodKey = tuple[str, str]  # namespace, pod
@@ -59,6 +62,9 @@ class UnitCost:
     energy_kwh: Decimal = Decimal(0)  # the GPU energy of the model's pods in the window
     kwh_per_1k_requests: Decimal | None = None
     kwh_per_1m_tokens: Decimal | None = None
+    co2e_kg: Decimal = Decimal(0)  # the carbon of that energy (and of the GPUs' embodied share, where configured)
+    gco2e_per_1k_requests: Decimal | None = None
+    gco2e_per_1m_tokens: Decimal | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -153,6 +159,10 @@ def unit_costs(
             "tokens", ceiling,
         )  # fmt: skip
         item.energy_kwh = (sum((r.energy_j for r in rows), Decimal(0)) / JOULES_PER_KWH).quantize(KWH_UNIT)
+        item.co2e_kg = (sum((r.co2e_g + r.embodied_g for r in rows), Decimal(0)) / 1000).quantize(GRAM)
+        unpriced = sum((r.unpriced_carbon_j for r in rows), Decimal(0)) / JOULES_PER_KWH
+        if unpriced > 0:
+            item.notes.append(f"{unpriced.quantize(KWH_UNIT)} kWh drawn where no carbon intensity is known")
         if len(rows) < len(pods):
             item.notes.append(f"{len(pods) - len(rows)} pod(s) hold no GPU in the window")
         _divide(con, item, pods, span)
@@ -165,10 +175,12 @@ def _divide(con: duckdb.DuckDBPyConnection, item: UnitCost, pods: set[PodKey], s
         item.cost_per_1k_requests_usd = (item.cost_usd * 1000 / _dec(item.requests)).quantize(UNIT)
         item.per_request_usd = float(item.cost_usd) / item.requests
         item.kwh_per_1k_requests = (item.energy_kwh * 1000 / _dec(item.requests)).quantize(UNIT)
+        item.gco2e_per_1k_requests = (item.co2e_kg * 1000 * 1000 / _dec(item.requests)).quantize(G_UNIT)
     tokens = item.prompt_tokens + item.generation_tokens
     if tokens <= 0 or item.gpu_hours <= 0:
         return
     item.kwh_per_1m_tokens = (item.energy_kwh * 1_000_000 / _dec(tokens)).quantize(UNIT)
+    item.gco2e_per_1m_tokens = (item.co2e_kg * 1000 * 1_000_000 / _dec(tokens)).quantize(G_UNIT)
     prefill = _counted(con, (c.PREFILL_DECODE_SUMS[0],), pods, span)
     decode = _counted(con, (c.PREFILL_DECODE_SUMS[1],), pods, span)
     if prefill and decode:

@@ -217,7 +217,8 @@ def canary_cmd(
 UNIT_COLUMNS = [
     "model", "version", "gpu_hours", "cost_usd", "requests", "prompt_tokens", "generation_tokens",
     "cost_per_1k_requests_usd", "cost_per_1m_input_tokens_usd", "cost_per_1m_output_tokens_usd", "split", "over_ceiling",
-    "energy_kwh", "kwh_per_1k_requests", "kwh_per_1m_tokens",
+    "energy_kwh", "kwh_per_1k_requests", "kwh_per_1m_tokens", "co2e_kg", "gco2e_per_1k_requests",
+    "gco2e_per_1m_tokens",
 ]  # fmt: skip
 
 

@@ -4,6 +4,7 @@ exports/<YYYY>-W<ww>/
   chargeback.csv, chargeback.parquet   one row per team (+ __idle__, __unallocated__, __shared__)
   workloads.csv                        the same costs per team, namespace and workload
   focus-1.2.csv                        FOCUS 1.2 rows (team x day x cluster x node pool x price row)
+  sustainability.csv                   per team: GPU energy measured at the GPU, its carbon, embodied carbon
   manifest.json                        rows, bytes and sha256 of every file, the week's totals, its revision
                                        and, at billed cost, the bill files it read
   revisions/<n>/                       earlier revisions, as published (app/publish/revisions.py)
@@ -44,6 +45,11 @@ from core.timeutil import iso
 COLUMNS = ("week", "window_start", "window_end", "team", *ROW_COLUMNS, "monthly_budget_usd", "price_sources")
 WORKLOAD_COLUMNS = ("week", "team", "namespace", "workload", *ROW_COLUMNS, "price_sources")
 FOCUS_FILE = f"focus-{focus.FOCUS_VERSION}.csv"
+SUSTAINABILITY_FILE = "sustainability.csv"
+# the chargeback's energy columns per team (its rows: the same numbers), the unpriced part, and carbon in all
+SUSTAINABILITY_COLUMNS = (
+    "week", "window_start", "window_end", "team", "gpu_hours", *ENERGY_COLUMNS, "carbon_unpriced_kwh", "total_co2e_kg",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,20 @@ def workload_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
     rep = inputs.by_workload
     rows = [_row(inputs.week, rep, r, WORKLOAD_COLUMNS, {}) for r in rep.rows]
     return sorted(rows, key=lambda r: (r["team"], r["namespace"], r["workload"]))
+
+
+def sustainability_rows(inputs: WeeklyInputs) -> list[dict[str, Any]]:
+    """Per team (the chargeback's rows, __idle__ included): kWh, the part from power, carbon, embodied carbon, the
+    kWh without an intensity, and operational plus embodied carbon."""
+    rep, out = inputs.by_team, []
+    for r in rep.rows:
+        kwh = {name: r.kwh.get(name, Decimal(0)) for name in (*ENERGY_COLUMNS, "carbon_unpriced_kwh")}
+        out.append({
+            "week": inputs.week, "window_start": iso(rep.window.start), "window_end": iso(rep.window.end),
+            "team": r.keys["team"], "gpu_hours": r.gpu_hours, **kwh,
+            "total_co2e_kg": kwh["co2e_kg"] + kwh["embodied_co2e_kg"],
+        })  # fmt: skip
+    return out
 
 
 def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
@@ -205,11 +225,13 @@ def _write_staged(inputs: WeeklyInputs, staged: Path, folder: Path) -> revisions
     teams = team_rows(inputs)
     workloads = workload_rows(inputs)
     focus_rows = focus.focus_rows(inputs.for_focus, inputs.prices, inputs.account)
+    green = sustainability_rows(inputs)
     payloads = {
         f"{c.EXPORT_CHARGEBACK_BASENAME}.csv": (csv_text(teams, COLUMNS).encode("utf-8"), len(teams)),
         f"{c.EXPORT_CHARGEBACK_BASENAME}.parquet": (_parquet_bytes(teams), len(teams)),
         "workloads.csv": (csv_text(workloads, WORKLOAD_COLUMNS).encode("utf-8"), len(workloads)),
         FOCUS_FILE: (csv_text(focus_rows, focus.COLUMNS).encode("utf-8"), len(focus_rows)),
+        SUSTAINABILITY_FILE: (csv_text(green, SUSTAINABILITY_COLUMNS).encode("utf-8"), len(green)),
     }
     previous = revisions.published_manifest(folder)
     if previous is not None and revisions.same_files(previous, {n: d for n, (d, _) in payloads.items()}):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from analytics.cost.cost_rows import ENERGY_COLUMNS
 from app.dashboard import ui
 from core import conventions as c
 
@@ -74,6 +75,16 @@ energy_cols[3].metric(
     help="kWh x PUE x the grid's carbon intensity in each node's region",
 )
 st.bar_chart(frame.pivot_table(index="day", columns="team", values="energy_kwh", aggfunc="sum").fillna(0.0))
+by_model = ui.grouped(frame, ["gpu_model"])[["gpu_model", "gpu_hours", *ENERGY_COLUMNS]]
+# kWh per GPU-hour is the model's mean draw in kW: measured, where a per-instance-type coefficient would be one number
+by_model.insert(
+    2, "mean_draw_w", (by_model["energy_kwh"] / by_model["gpu_hours"] * 1000).where(by_model["gpu_hours"] > 0)
+)
+st.dataframe(by_model.sort_values("energy_kwh", ascending=False, ignore_index=True), hide_index=True, width="stretch")
+st.caption(
+    "GPU energy and carbon by GPU model (idle GPUs included): `mean_draw_w` is kWh per GPU-hour held or idle, the "
+    "measured mean draw; `embodied_co2e_kg` is the GPUs' amortised manufacturing carbon where `carbon.embodied` is set."
+)
 
 budgets = ui.budget_frame(ui.mtime(), filters.end)
 budgets = filters.restrict(budgets) if budgets is not None else None
