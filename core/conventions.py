@@ -43,6 +43,7 @@ T_LABELLED_USAGE: Final = "rollup_labelled_usage_daily"  # used GPU-seconds per 
 T_BILL_HOURS: Final = "rollup_bill_hours"  # per node, hour and MIG share: the id of the bill's price
 T_BILL_DAYS: Final = "rollup_bill_days"  # per node, day and MIG share: the day's one price, or how many
 T_BILL_PRICES: Final = "rollup_bill_prices"  # per bill price id: the invoice's amounts and the capacity they fall on
+T_CARBON_HOURLY: Final = "carbon_intensity_hourly"  # per grid zone and hour: gCO2e/kWh, from an import
 
 FACT_TABLES: Final = (
     T_NODE_SAMPLES,

@@ -309,6 +309,12 @@ class CarbonSettings(_Section):
     pue_default: Decimal = Field(
         default=Decimal("1.5"), ge=1, description="PUE where neither the cluster nor the provider has one."
     )
+    zones: dict[str, str] = Field(
+        default_factory=dict,
+        description="Grid zone per region (or cluster: an on-prem site) whose hourly intensity (`gpuledger carbon "
+        "import`) prices its energy hour by hour, e.g. {us-east-1: US-MIDA-PJM}; other regions, and hours the "
+        "import lacks, use the annual table.",
+    )
     embodied: dict[str, EmbodiedGpu] = Field(
         default_factory=dict,
         description="Embodied emissions per GPU model (a part of its name, e.g. A100): the manufacturing "

@@ -92,7 +92,7 @@ def chargeback(
         infos = {**infos, **billed}
         plan.mixed = prices.BILLED_MIXED  # days the bill prices hour by hour: read hour by hour
     builder = _Builder(opts, _namespaces(con), infos)
-    classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source)
+    classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source, zones=opts.carbon.zones)
     try:
         builder.add_allocations(classes.alloc())
         builder.add_capacity(classes.capacity())
@@ -348,9 +348,19 @@ class _Builder:
         return units * per_hour / UNIT_HOURS
 
     def _add_carbon(self, row: Row, joules: Decimal, fact: Mapping[str, Any]) -> None:
-        """The fact's energy in gCO2e at its node's region and facility (or unpriced carbon, its region named)."""
+        """The fact's energy in gCO2e at its node's region and facility (or unpriced carbon, its region named): the
+        part in hours its zone's imported intensity covers at that hour's intensity, the rest at the annual one."""
         info = self.infos.get(fact["price_id"]) if fact["price_id"] else None
         provider = info.provider_name if info else ""
+        if "annual_j" in fact:  # carbon.zones: usage read hour by hour
+            hourly_j = _joules(fact["hourly_j"])
+            if hourly_j:
+                weighted = Decimal(repr(float(fact["carbon_jg"]))).quantize(JOULE_QUANTUM)
+                row.co2e_g += self.opts.carbon.hourly_grams(weighted, fact["cluster"], provider)
+                row.hourly_carbon_j += hourly_j
+            joules = _joules(fact["annual_j"])
+            if not joules:
+                return
         grams = self.opts.carbon.grams(joules, fact["carbon_region"], fact["cluster"], provider)
         if grams is None:
             row.unpriced_carbon_j += joules

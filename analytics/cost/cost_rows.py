@@ -73,6 +73,7 @@ class Row:
     co2e_g: Decimal = ZERO  # its carbon, exact
     unpriced_carbon_j: Decimal = ZERO  # energy drawn in regions without a carbon intensity
     embodied_g: Decimal = ZERO  # the GPUs' amortised manufacturing carbon over the row's GPU-hours, exact
+    hourly_carbon_j: Decimal = ZERO  # the part of its energy priced at an hourly grid intensity
     kwh: dict[str, Decimal] = field(default_factory=dict)  # rounded energy columns
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
@@ -151,6 +152,7 @@ class ChargebackReport:
             # energy drawn where the grid's carbon intensity is unknown: not in co2e_kg, and not taken as zero
             "carbon_unpriced_kwh": float(sum((r.kwh.get("carbon_unpriced_kwh", ZERO) for r in self.rows), ZERO)),
             "carbon_unpriced_regions": self.unpriced_carbon_regions,
+            "carbon_hourly_kwh": float(sum((r.kwh.get("carbon_hourly_kwh", ZERO) for r in self.rows), ZERO)),
             "embodied_unmatched_models": self.embodied_unmatched_models,
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
             "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
@@ -190,6 +192,7 @@ def round_rows(rows: list[Row], grand_total: Decimal) -> None:
     _round_energy(heads, "co2e_kg", lambda r: r.co2e_g / kg)
     _round_energy(heads, "embodied_co2e_kg", lambda r: r.embodied_g / kg)
     _round_energy(heads, "carbon_unpriced_kwh", lambda r: r.unpriced_carbon_j / kwh)
+    _round_energy(heads, "carbon_hourly_kwh", lambda r: r.hourly_carbon_j / kwh)
 
 
 def _round_energy(heads: dict[str, list[Row]], name: str, exact_of: Callable[[Row], Decimal]) -> None:

@@ -16,7 +16,8 @@ Rows come sorted, so cent rounding breaks ties the same way on every run and fro
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -236,9 +237,16 @@ class Classes:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, p: Plan, mig_share: MigShare, g: Grouping, source: PriceSource = "list"
+        self,
+        con: duckdb.DuckDBPyConnection,
+        p: Plan,
+        mig_share: MigShare,
+        g: Grouping,
+        source: PriceSource = "list",
+        zones: Mapping[str, str] | None = None,
     ) -> None:
-        self.con, self.g, self.mig_share, self.mixed = con, g, mig_share, p.mixed
+        self.con, self.g, self.mig_share, self.mixed, self.p = con, g, mig_share, p.mixed, p
+        self.zones = dict(zones or {})
         self.t = f"cb_{uuid.uuid4().hex[:12]}"
         labelled = bool(p.days) and not (g.pods or p.stale) and rollup_classes.valid(con)
         # a class's nodes share a list price, not a bill: at billed cost (or by node) the rows per node are read
@@ -260,10 +268,12 @@ class Classes:
         con.execute(
             f"CREATE TEMP TABLE {self.t}_priced AS SELECT ts, cluster, node, price_id FROM ({priced_sql(keys, source)})"
         )
-        self.usage_src = src["usage"]
+        # hourly grid intensity (carbon.zones): usage hour by hour, each hour's energy at its zone's intensity
+        self.usage_src = sources_sql(_by_hours(p), mig_share)["usage"] if self.zones else src["usage"]
 
-    def _labelled(self, pod_rows: str, values: tuple[str, ...], mapped: str = "") -> str:
-        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], values...), plus class rows."""
+    def _labelled(self, pod_rows: str, values: tuple[str, ...], mapped: str = "", days: bool = True) -> str:
+        """Pod rows -> (ts, cluster, node = group node, namespace, labels, pod[, mapped], values...), plus class rows
+        (unless not `days`: the pod rows then cover the whole window)."""
         pod_keep = "TRUE" if self.g.pods else f"NOT {has_app_sql('lab.labels')}"
         sums = ", ".join(f"sum({v}) AS {v}" for v in values)
         per_pod = f"""(SELECT r.ts, r.cluster, coalesce(gr.class_node, r.node) AS node, r.namespace, r.pod, r.pod AS a_pod,
@@ -271,7 +281,7 @@ class Classes:
         out = f"""WITH {labelled_sql(per_pod).strip()}
         SELECT ts, cluster, node, namespace, labels, CASE WHEN {pod_keep} THEN pod END AS pod{mapped}, {sums}
         FROM lab GROUP BY ALL"""
-        if self.by_class or self.by_node:
+        if (self.by_class or self.by_node) and days:
             alloc = values == ("units",)
             if self.by_class:
                 table, node, skip = (c.T_CLASS_ALLOC if alloc else c.T_CLASS_USAGE), "class_node", ""
@@ -285,7 +295,7 @@ class Classes:
         return out
 
     def close(self) -> None:
-        for kind in ("alloc", "capacity", "priced", "groups"):
+        for kind in ("alloc", "capacity", "priced", "groups", "zones"):
             self.con.execute(f"DROP TABLE IF EXISTS {self.t}_{kind}")
 
     def _rows(self, sql: str) -> list[dict[str, Any]]:
@@ -324,15 +334,49 @@ class Classes:
 
     def usage(self) -> list[dict[str, Any]]:
         g = self.g
-        labelled = self._labelled(self.usage_src, USAGE_VALUES, ", a_pod IS NOT NULL AS mapped")
+        labelled = self._labelled(self.usage_src, USAGE_VALUES, ", a_pod IS NOT NULL AS mapped", days=not self.zones)
+        values = [f"sum(u.{v}) AS {v}" for v in USAGE_VALUES]
+        if self.zones:
+            labelled = self._hourly_carbon(labelled)
+            values += [f"sum(u.{v}) AS {v}" for v in ("carbon_jg", "hourly_j", "annual_j")]
         # with the price row in force, so used GPU-hours are priced as the allocation is (the unused cost)
         return self._rows(f"""
         WITH u AS ({labelled}), na AS ({nodes_sql()})
         SELECT u.cluster, {g.node_sql("u")} AS node{g.attrs_sql()}, x.price_id, {g.day_sql("u")} AS day, u.namespace,
-            u.labels, u.pod, u.mapped, coalesce(na.region, '') AS carbon_region,
-            {", ".join(f"sum(u.{v}) AS {v}" for v in USAGE_VALUES)}
+            u.labels, u.pod, u.mapped, coalesce(na.region, '') AS carbon_region, {", ".join(values)}
         FROM u LEFT JOIN {self.t}_priced x USING (ts, cluster, node) LEFT JOIN na USING (cluster, node)
         GROUP BY ALL ORDER BY ALL""")
+
+    def _hourly_carbon(self, hourly: str) -> str:
+        """Usage rows hour by hour -> the same rows at the time their price is keyed by (a whole day's start, else
+        their own), each with its energy x its zone's gCO2e/kWh in that hour (`carbon_jg`), the energy that had
+        one (`hourly_j`) and the energy that had none (`annual_j`: the annual table's)."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {self.t}_zones (key VARCHAR, zone VARCHAR)")
+        self.con.executemany(f"INSERT INTO {self.t}_zones VALUES (?, ?)", sorted(self.zones.items()))
+        p = self.p
+        mixed = (
+            f" AND NOT EXISTS (SELECT 1 FROM {p.mixed} m_ WHERE m_.cluster = h.cluster AND m_.node = h.node "
+            "AND m_.day = date_trunc('day', h.ts))"
+            if p.mixed
+            else ""
+        )
+        key = f"CASE WHEN {ranges_sql('h.ts', p.days)} AND NOT {_stale(p, 'h', 'ts')}{mixed} THEN date_trunc('day', h.ts) ELSE h.ts END"
+        return f"""
+        SELECT {key} AS ts, h.cluster, h.node, h.namespace, h.labels, h.pod, h.mapped, h.used_s, h.energy_j, h.derived_j,
+            h.energy_j * ci.gco2e_per_kwh::DOUBLE AS carbon_jg,
+            CASE WHEN ci.zone IS NOT NULL THEN h.energy_j ELSE 0.0 END AS hourly_j,
+            CASE WHEN ci.zone IS NULL THEN h.energy_j ELSE 0.0 END AS annual_j
+        FROM ({hourly}) h LEFT JOIN {c.T_NODES} n_ USING (cluster, node)
+            LEFT JOIN {self.t}_zones zr ON zr.key = n_.region LEFT JOIN {self.t}_zones zc ON zc.key = h.cluster
+            LEFT JOIN {c.T_CARBON_HOURLY} ci ON ci.zone = coalesce(zr.zone, zc.zone) AND ci.hour = date_trunc('hour', h.ts)"""
+
+
+def _by_hours(p: Plan) -> Plan:
+    """The same plan with its whole days served hour by hour (the hourly rollups hold every hour a day row sums)."""
+    hours: Ranges = []
+    for lo, hi in sorted([*p.days, *p.hours]):
+        _add(hours, lo, hi)
+    return replace(p, days=[], hours=hours, mixed=None)
 
 
 _NO_GROUPS = "SELECT ''::VARCHAR AS cluster, ''::VARCHAR AS node, ''::VARCHAR AS class_node WHERE FALSE"
