@@ -50,7 +50,7 @@ def carbon_table(settings: Settings) -> CarbonTable:
     """The shipped grid intensities (with `carbon.intensity_file` over them) and the PUE settings."""
     s = settings.carbon
     embodied = {model: gpu.grams_per_gpu_hour() for model, gpu in s.embodied.items()}
-    return CarbonTable(intensity.load(s.intensity_file), dict(s.pue), s.pue_default, embodied)
+    return CarbonTable(intensity.load(s.intensity_file), dict(s.pue), s.pue_default, embodied, dict(s.zones))
 
 
 def savings_options(settings: Settings) -> SavingsOptions:
