@@ -202,6 +202,7 @@ DCGM_HEALTH_COUNTERS: Final = (
 # gpu_health_samples.delta: counters -> reset-aware increase since the previous step;
 # DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
 COL_HEALTH_DELTA: Final = "delta"
+COL_HEALTH_SPAN: Final = "delta_span_s"  # an energy counter's increase across a silence: the seconds it spans
 
 # Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
 DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)

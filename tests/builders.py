@@ -173,12 +173,14 @@ def add_energy(
     instance: str = "",
     offset: int = 0,
     step_s: int = 60,
+    spans: dict[int, int] | None = None,
 ) -> None:
-    """A GPU's energy counter as the collector stores it: its increase per step (mJ; None: no previous reading)."""
+    """A GPU's energy counter as the collector stores it: its increase per step (mJ; None: no previous reading), and
+    at the steps `spans` names, an increase across a silence of that many seconds."""
     con.executemany(
-        f"INSERT INTO {c.T_HEALTH_SAMPLES} VALUES (?, ?, 'c1', ?, ?, ?, ?, 0, ?)",
-        [[T0 + timedelta(seconds=(offset + i) * step_s), step_s, node, uuid, instance, c.DCGM_ENERGY, delta]
-         for i, delta in enumerate(increases_mj)],
+        f"INSERT INTO {c.T_HEALTH_SAMPLES} VALUES (?, ?, 'c1', ?, ?, ?, ?, 0, ?, ?)",
+        [[T0 + timedelta(seconds=(offset + i) * step_s), step_s, node, uuid, instance, c.DCGM_ENERGY, delta,
+          (spans or {}).get(i)] for i, delta in enumerate(increases_mj)],
     )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ computed by hand here; the rows' kWh add up to the fleet's exactly, from rollups
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window
 from tests import counters
 from tests.builders import T0, add_energy, add_gpu_usage, add_node, add_pod, add_price, fresh_db
+from tests.conftest import run_cli
 
 KWH = Decimal(3_600_000)  # J
 HOUR = Window(T0, T0 + timedelta(hours=1))
@@ -321,3 +322,50 @@ def test_the_embodied_setting_needs_its_source_and_amortises_over_the_lifetime()
     assert gpu.grams_per_gpu_hour() == A100_G_PER_HOUR
     with pytest.raises(ValidationError, match="source"):
         EmbodiedGpu(kgco2e=Decimal(318), lifetime_years=Decimal(4))  # type: ignore[call-arg]
+
+
+def test_what_a_silent_gpu_drew_is_its_counters_increase_across_the_silence_on_the_unhealthy_line() -> None:
+    """500 W (30 kJ a minute): sending for 10 minutes, silent for 10, sending for 10; on return the counter has risen
+    330 kJ over the 660 s since its last reading. The return step keeps its 60 s part (30 kJ); 300 kJ were drawn while
+    the GPU sent nothing, and no pod is known to have used them."""
+    con = fresh_db()
+    _one_gpu_node(con)
+    add_pod(con, "train", "n0", team="vision", steps=30)
+    for offset in (0, 20):
+        add_gpu_usage(con, "n0", "GPU-0", 0.9, pod="train", offset=offset, steps=10, power_w=500.0)
+    add_energy(con, "n0", "GPU-0", [None] + [30_000_000.0] * 9)
+    add_energy(con, "n0", "GPU-0", [330_000_000.0] + [30_000_000.0] * 9, offset=20, spans={0: 660})
+    report = chargeback(con, Window(T0, T0 + timedelta(minutes=30)), ChargebackOptions(by=("team",)))
+    rows = _by(report, "team")
+    # vision: the first step from power (30 kJ), 9 + 1 + 9 measured steps (570 kJ): 600 kJ
+    assert rows["vision"]["energy_kwh"] == _kwh(600_000) and rows["vision"]["energy_derived_kwh"] == _kwh(30_000)
+    assert rows[c.UNHEALTHY]["energy_kwh"] == _kwh(300_000)
+    assert report.totals()["energy_kwh"] == _kwh(900_000), "every joule the counter counted is on a row"
+
+
+def test_the_collector_keeps_an_energy_counters_increase_across_a_silence_with_the_seconds_it_spans(
+    tmp_path: Path,
+) -> None:
+    """Scrapes every minute, none from minute 10 to 19: the grid holds the minute-9 reading for the 5-minute
+    lookback (minutes 10-14, no increase), then sees the minute-20 reading 6 minutes after its last point."""
+    labels = 'gpu="0",UUID="GPU-5170",device="nvidia0",modelName="NVIDIA A100-SXM4-40GB",Hostname="n0"'
+    t0 = int((T0 - datetime(1970, 1, 1)).total_seconds())
+    minutes = [m for m in range(30) if not 10 <= m < 20]
+    lines = [f"# TYPE {c.DCGM_ENERGY} gauge"]
+    lines += [f"{c.DCGM_ENERGY}{{{labels}}} {1_000_000_000 + 30_000_000 * m} {t0 + 60 * m}" for m in minutes]
+    lines += [f"# TYPE {c.DCGM_POWER} gauge"]
+    lines += [f"{c.DCGM_POWER}{{{labels}}} 500 {t0 + 60 * m}" for m in minutes]
+    om = tmp_path / "dcgm.om"
+    om.write_text("\n".join(lines) + "\n# EOF\n")
+    wh = tmp_path / "wh.duckdb"
+    assert run_cli("--warehouse", str(wh), "collect", "openmetrics", str(om), "--step", "60s").exit_code == 0
+    with open_warehouse(wh, read_only=True) as con:
+        rows = con.execute(
+            f"""SELECT ts, {c.COL_HEALTH_DELTA}, {c.COL_HEALTH_SPAN} FROM {c.T_HEALTH_SAMPLES}
+            WHERE metric = '{c.DCGM_ENERGY}' AND ({c.COL_HEALTH_DELTA} > 0 OR {c.COL_HEALTH_SPAN} IS NOT NULL)
+            ORDER BY ts"""
+        ).fetchall()
+    across = [(ts, delta, span) for ts, delta, span in rows if span is not None]
+    # the minute-20 reading ends the step [19:00, 20:00); its previous grid point is the held 14:00 one
+    assert across == [(T0 + timedelta(minutes=19), 330_000_000.0, 360)]
+    assert sum(delta for _, delta, _ in rows) == 30_000_000 * 29, "the counter's whole rise, once"

@@ -121,6 +121,7 @@ def chargeback(
         or r.idle_share
         or r.shared_share
         or r.adjustment
+        or r.energy_j
         or r.kind == c.IDLE
     ]
     node_cost = to_cents(settled(builder.node_cost))
@@ -372,7 +373,10 @@ class _Builder:
         """Used GPU-seconds and GPU energy per class and price row: used GPU-hours, energy, and the unused cost
         (allocated minus used, both at the list price in force) that falls with them."""
         for f in rows:
-            key = self._key(self._pod_values(f)[0], f) if f["mapped"] else self._idle_key(f)
+            if f["mapped"]:
+                key = self._key(self._pod_values(f)[0], f)
+            else:  # no pod: an idle GPU's, or (c.UNHEALTHY) what a GPU drew while it sent nothing
+                key = self._idle_key(f, c.UNHEALTHY if f["namespace"] == c.UNHEALTHY else c.IDLE)
             used_s = float(f["used_s"] or 0.0)
             row = self.row(key)
             row.used_gpu_hours += used_s / 3600.0

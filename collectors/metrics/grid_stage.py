@@ -207,12 +207,17 @@ STAGED: list[tuple[str, str, str]] = [
                 WINDOW w AS (PARTITION BY cluster, node, gpu_uuid, gpu_instance, metric ORDER BY t))
         SELECT epoch_ms(t - {{step_ms}}) AS ts, {{step_s}} AS step_s, cluster, node, gpu_uuid, gpu_instance,
             metric, value,
-            CASE WHEN prev IS NULL OR prev_t <> t - {{step_ms}} THEN NULL
+            CASE WHEN prev IS NULL THEN NULL
+                 -- across a silence only the energy counter's increase is kept (what the GPU drew meanwhile, with
+                 -- the seconds it spans): an ECC or Xid change then is not known to have happened at this step
+                 WHEN prev_t <> t - {{step_ms}} AND metric <> '{c.DCGM_ENERGY}' THEN NULL
                  -- a counter that dropped was reset (driver reload) and restarted at 0: PromQL increase()
                  WHEN metric IN {_COUNTERS} THEN CASE WHEN value >= prev THEN value - prev ELSE value END
                  -- the last-Xid gauge: a change to a new non-zero code is an Xid event
                  WHEN metric = '{c.DCGM_XID}' THEN CASE WHEN value <> prev AND value > 0 THEN 1 ELSE 0 END
-            END AS {c.COL_HEALTH_DELTA}
+            END AS {c.COL_HEALTH_DELTA},
+            CASE WHEN prev IS NOT NULL AND prev_t <> t - {{step_ms}} AND metric = '{c.DCGM_ENERGY}'
+                 THEN CAST((t - prev_t) // 1000 AS INTEGER) END AS {c.COL_HEALTH_SPAN}
         FROM with_prev
         WHERE t > {{lo}} AND t <= {{hi}}""",
     ),

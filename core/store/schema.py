@@ -228,7 +228,8 @@ MIGRATION_14 = [
 # the pod-day rows; and the bill's price of each node-hour is stored when a bill is imported and with every
 # commit (core/store/rollups/bills.py) instead of being worked out from the bill lines by each report. The class
 # rows are rebuilt by the next commit (reports read the pod-day rows until then); the bill rows by the next
-# commit or import (reports price from the lines until then). And (issue 25) hourly grid carbon intensity per zone.
+# commit or import (reports price from the lines until then). And (issue 25) hourly grid carbon intensity per zone,
+# and the energy a GPU drew while silent.
 _LABELLED = "day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, namespace VARCHAR, labels VARCHAR, pod VARCHAR"
 MIGRATION_15 = [
     f"""CREATE TABLE {c.T_LABELLED_ALLOC} ({_LABELLED}, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
@@ -241,6 +242,9 @@ MIGRATION_15 = [
     f"""CREATE TABLE {c.T_BILL_PRICES} (bill_id VARCHAR NOT NULL, key_units HUGEINT NOT NULL,
         effective DECIMAL(38, 10) NOT NULL, billed DECIMAL(38, 10) NOT NULL, list DECIMAL(38, 10) NOT NULL,
         accounts VARCHAR, invoices VARCHAR, provider VARCHAR)""",
+    # an energy counter's increase across a silence (the GPU sent nothing for a while) and the seconds it spans:
+    # the energy of a silent GPU, on the unhealthy line (core/store/step_sql.py device_energy_ctes)
+    f"ALTER TABLE {c.T_HEALTH_SAMPLES} ADD COLUMN {c.COL_HEALTH_SPAN} INTEGER",
     # hourly grid carbon intensity per zone (collectors/carbon/hourly.py), read where carbon.zones maps a region
     f"""CREATE TABLE {c.T_CARBON_HOURLY} (zone VARCHAR NOT NULL, hour TIMESTAMP NOT NULL,
         gco2e_per_kwh DECIMAL(18, 6) NOT NULL, source VARCHAR NOT NULL, imported_at TIMESTAMP NOT NULL,

@@ -249,11 +249,13 @@ def capacity_steps_sql(mig_share: MigShare | tuple[MigShare, ...], where: str = 
 def device_energy_ctes(where: str) -> str:
     """CTEs `dev`: per DCGM entity and step, its activity share `act`, its share of the physical GPU, and the GPU's
     energy in the step (`gpu_j`, J; `derived` where it comes from power), over the gpu_samples rows `where` keeps;
-    and `rest`: each GPU-step's energy beyond its entities' shares (MIG slices no instance holds), and counter
-    readings at steps without a gauge sample of the GPU, as rows of no pod: every measured joule lands on a row.
+    and `rest`: each GPU-step's energy beyond its entities' shares (MIG slices no instance holds), counter readings at
+    steps without a gauge sample of the GPU, as rows of no pod, and the energy drawn during a silence (namespace
+    c.UNHEALTHY): every measured joule lands on a row.
 
     A GPU's energy in a step is its energy counter's increase (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ since the
-    driver loaded; the per-step increase counts a drop as a reset, as PromQL's increase() does), else its power
+    driver loaded; the per-step increase counts a drop as a reset, as PromQL's increase() does; an increase across a
+    silence is spread evenly over the seconds it spans: the step keeps its own seconds' part), else its power
     (DCGM_FI_DEV_POWER_USAGE, W) held over the step: the step grid's rule for a gauge. Not a trapezoid between two
     steps: a step's energy must be a term of its own, so the rollups add steps into hours exactly, whichever commit
     brings the next step. MIG instances repeat their GPU's counter and power: one value per GPU.
@@ -267,9 +269,17 @@ def device_energy_ctes(where: str) -> str:
         FROM {c.T_GPU_SAMPLES} s
         LEFT JOIN {c.T_GPUS} g USING (cluster, node, gpu_uuid, gpu_instance)
         WHERE {where.format(t="s")}),
-    meter AS (
-        SELECT h.ts, h.cluster, h.node, h.gpu_uuid, max(h.{c.COL_HEALTH_DELTA}) AS mj FROM {c.T_HEALTH_SAMPLES} h
+    meter0 AS (
+        SELECT h.ts, h.cluster, h.node, h.gpu_uuid, max(h.{c.COL_HEALTH_DELTA}) AS mj, max(h.step_s) AS step_s,
+            max(h.{c.COL_HEALTH_SPAN}) AS span_s
+        FROM {c.T_HEALTH_SAMPLES} h
         WHERE h.metric = '{c.DCGM_ENERGY}' AND h.{c.COL_HEALTH_DELTA} >= 0 AND {where.format(t="h")} GROUP BY ALL),
+    -- an increase across a silence: the step's part is its seconds' share, the rest was drawn while silent
+    meter AS (
+        SELECT ts, cluster, node, gpu_uuid,
+            CASE WHEN span_s > step_s THEN mj * step_s / span_s ELSE mj END AS mj,
+            CASE WHEN span_s > step_s THEN mj * (span_s - step_s) / span_s ELSE 0 END AS silent_mj
+        FROM meter0),
     dev AS (
         SELECT d.*, coalesce(e.mj / 1000.0, max(d.power_w) OVER gpu * d.step_s, 0.0) AS gpu_j,
             e.mj IS NULL AS derived, sum(d.share) OVER gpu AS shares
@@ -283,7 +293,9 @@ def device_energy_ctes(where: str) -> str:
         FROM dev GROUP BY ts, cluster, node, gpu_uuid HAVING any_value(shares) < 1
         UNION ALL  -- a counter read at a step DCGM sent no gauge of the GPU: measured, held by no pod it names
         SELECT e.ts, e.cluster, e.node, NULL, NULL, 0.0, e.mj / 1000.0, 0.0
-        FROM meter e ANTI JOIN dev0 d USING (ts, cluster, node, gpu_uuid))"""
+        FROM meter e ANTI JOIN dev0 d USING (ts, cluster, node, gpu_uuid)
+        UNION ALL  -- what a GPU drew while it sent nothing: the unhealthy line's (no pod is known to have used it)
+        SELECT ts, cluster, node, '{c.UNHEALTHY}', NULL, 0.0, silent_mj / 1000.0, 0.0 FROM meter WHERE silent_mj > 0)"""
 
 
 def pod_energy_sql(pod_share: str) -> str:
