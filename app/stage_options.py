@@ -11,6 +11,7 @@ from typing import Any
 
 from alerts.generator import RuleSpec
 from alerts.slo import SLORule
+from analytics.capacity.queues import QueueOptions
 from analytics.cost.allocation import GROUPABLE, is_groupable
 from analytics.cost.attribution import Attribution
 from analytics.cost.carbon import CarbonTable
@@ -44,6 +45,11 @@ def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> C
         price_source=settings.pricing.source,
         carbon=carbon_table(settings),
     )
+
+
+def queue_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> QueueOptions:
+    cb = settings.chargeback
+    return QueueOptions(by=by, attribution=Attribution(tuple(cb.team_labels), dict(cb.namespace_teams)))
 
 
 def carbon_table(settings: Settings) -> CarbonTable:

@@ -64,7 +64,7 @@ def build_warehouse(path: Path, gpus: int, days: int, end: datetime) -> None:
             )
             teams = "[" + ",".join(f"'{t}'" for t in TEAMS) + "]"
             con.execute(
-                f"""INSERT INTO pods SELECT 'bench', 'ns-' || (g % 10), 'job-' || g, 'uid-' || g, 'node-' || (g // 8),
+                f"""INSERT INTO pods (cluster, namespace, pod, uid, node, labels, first_seen, last_seen) SELECT 'bench', 'ns-' || (g % 10), 'job-' || g, 'uid-' || g, 'node-' || (g // 8),
                 json_object('team', {teams}[g % 10 + 1], 'app_kubernetes_io_name', 'app-' || (g % 37)), ?, ?
                 FROM range(?) t(g)""",
                 [start, end, gpus],

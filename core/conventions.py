@@ -24,6 +24,9 @@ T_GPU_POD_SAMPLES: Final = "gpu_pod_samples"  # per step: which pod the device (
 T_POD_ALLOCATIONS: Final = "pod_allocations"  # per step: GPU resources requested by Running pods
 T_HEALTH_SAMPLES: Final = "gpu_health_samples"  # per step: Xid / ECC / row-remap observations
 T_INFERENCE_SAMPLES: Final = "inference_samples"  # per step: serving counters and histograms
+T_POD_PENDING: Final = "pod_pending"  # per step: GPU resources requested by Pending pods, and unschedulable
+T_NODE_RESOURCES: Final = "node_resources"  # per step: each node's allocatable GPU resources (whole, shared, MIG)
+T_QUEUE_SAMPLES: Final = "queue_samples"  # per step: Kueue / Volcano queue gauges (quota, usage, pending)
 T_PRICES: Final = "prices"  # price rows with effective_from and provenance
 T_BILLING_LINES: Final = "billing_lines"  # the provider's bill, line by line (FOCUS or CUR 2.0), with provenance
 T_WATERMARKS: Final = "watermarks"  # last committed step per collection source
@@ -52,6 +55,9 @@ FACT_TABLES: Final = (
     T_POD_ALLOCATIONS,
     T_HEALTH_SAMPLES,
     T_INFERENCE_SAMPLES,
+    T_POD_PENDING,
+    T_NODE_RESOURCES,
+    T_QUEUE_SAMPLES,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +110,32 @@ KSM_NODE_LABELS: Final = "kube_node_labels"
 KSM_NODE_CAPACITY: Final = "kube_node_status_capacity"
 KSM_NODE_ALLOCATABLE: Final = "kube_node_status_allocatable"
 KSM_NAMESPACE_LABELS: Final = "kube_namespace_labels"
+KSM_POD_CREATED: Final = "kube_pod_created"  # value: the pod's creation time (Unix seconds)
+KSM_POD_SCHEDULED: Final = "kube_pod_status_scheduled_time"  # value: when the scheduler bound it (Unix seconds)
+KSM_POD_UNSCHEDULABLE: Final = "kube_pod_status_unschedulable"  # 1 while the scheduler finds no node for it
+# Kueue (kubernetes-sigs/kueue pkg/metrics, v0.13): per ClusterQueue; quota gauges need
+# metrics.enableClusterQueueResources. Volcano (pkg/scheduler/metrics/queue.go, v1.12): per queue, GPUs among the
+# scalar resources in thousandths (Quantity.MilliValue), so 1000 is one GPU.
+KUEUE_PENDING: Final = "kueue_pending_workloads"  # {cluster_queue, status: active | inadmissible}
+KUEUE_ADMITTED: Final = "kueue_admitted_workloads_total"  # counter {cluster_queue}
+KUEUE_ADMISSION_WAIT: Final = "kueue_admission_wait_time_seconds_bucket"  # histogram {cluster_queue, le}
+KUEUE_USAGE: Final = "kueue_cluster_queue_resource_usage"  # {cluster_queue, cohort, flavor, resource}
+KUEUE_NOMINAL: Final = "kueue_cluster_queue_nominal_quota"
+KUEUE_BORROWING: Final = "kueue_cluster_queue_borrowing_limit"  # 0 when unset (v0.13)
+VOLCANO_ALLOCATED: Final = "volcano_queue_allocated_scalar_resources"  # {queue_name, resource}
+VOLCANO_DESERVED: Final = "volcano_queue_deserved_scalar_resources"
+VOLCANO_CAPACITY: Final = "volcano_queue_capacity_scalar_resources"
+VOLCANO_REQUEST: Final = "volcano_queue_request_scalar_resources"
+VOLCANO_PENDING: Final = "volcano_queue_pod_group_pending_count"  # vc-controller-manager {queue_name}
+QUEUE_FAMILIES: Final = (
+    KUEUE_PENDING, KUEUE_ADMITTED, KUEUE_ADMISSION_WAIT, KUEUE_USAGE, KUEUE_NOMINAL, KUEUE_BORROWING,
+    VOLCANO_ALLOCATED, VOLCANO_DESERVED, VOLCANO_CAPACITY, VOLCANO_REQUEST, VOLCANO_PENDING,
+)  # fmt: skip
+L_CLUSTER_QUEUE: Final = "cluster_queue"  # Kueue's queue label
+L_QUEUE_NAME: Final = "queue_name"  # Volcano's
+L_COHORT: Final = "cohort"
+L_FLAVOR: Final = "flavor"
+L_STATUS: Final = "status"
 
 # vLLM serving metrics (V1 engine names; histograms are stored bucket by bucket).
 VLLM_REQUEST_SUCCESS: Final = "vllm:request_success_total"
@@ -211,6 +243,7 @@ DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MOD
 REC_HEARTBEAT: Final = "gpuledger:recording_rules:heartbeat"  # vector(1): proves the group was evaluated
 REC_POD_ALLOCATION_RUNNING: Final = "pod:gpuledger_gpu_allocation_running:sum"  # requests x Running, HA-deduped
 REC_POD_DEVICE: Final = "pod_gpu:gpuledger_dcgm_mapping:count"  # which pod each device (or replica) serves
+REC_POD_PENDING: Final = "pod:gpuledger_gpu_pending:sum"  # requests x Pending (a pushed-down query's family)
 
 
 def rec_device_gauge(metric: str) -> str:
@@ -220,6 +253,7 @@ def rec_device_gauge(metric: str) -> str:
 
 # Families the Prometheus collector names for pushed-down series (kinds in collectors/metrics/series.py).
 KIND_POD_ALLOCATION: Final = "pod_alloc"
+KIND_POD_PENDING: Final = "pod_pending"
 KIND_DCGM_MAPPING: Final = "dcgm_map"
 
 # State gauges: what holds from a sample's time on (kube-state-metrics' phase, requests, labels,
@@ -229,7 +263,8 @@ KIND_DCGM_MAPPING: Final = "dcgm_map"
 STATE_PREFIX: Final = "kube_"
 STATE_KINDS: Final = (
     "ksm_requests", "ksm_phase", "ksm_pod_labels", "ksm_pod_info", "ksm_node_labels", "ksm_node_capacity",
-    "ksm_namespace_labels", "ksm_node_info", KIND_POD_ALLOCATION,
+    "ksm_namespace_labels", "ksm_node_info", KIND_POD_ALLOCATION, "ksm_pod_times", "ksm_unschedulable",
+    KIND_POD_PENDING,
 )  # fmt: skip
 
 # HTTP header carrying the tenant for Mimir / Cortex.
@@ -611,5 +646,9 @@ VALID_RANGES: Final[dict[str, tuple[float, float]]] = {
     KSM_NODE_CAPACITY: (0.0, MAX_GPU_REQUEST),  # GPU resources only (MIG slices, replicas)
     KSM_NODE_ALLOCATABLE: (0.0, MAX_GPU_REQUEST),
     KSM_NAMESPACE_LABELS: (0.0, 1.0),
+    KSM_POD_CREATED: (0.0, 1e11),  # Unix seconds
+    KSM_POD_SCHEDULED: (0.0, 1e11),
+    KSM_POD_UNSCHEDULABLE: (0.0, 1.0),
+    REC_POD_PENDING: (0.0, MAX_GPU_REQUEST),
     QUALITY_GAUGE: (0.0, 1.0),
 }

@@ -84,6 +84,20 @@ def pod_allocation(sel: Selector = plain) -> str:
     )
 
 
+def pod_pending(sel: Selector = plain) -> str:
+    """GPU requests of Pending pods per (pod, resource): HA copies max-ed, containers summed (no node yet)."""
+    requests = sel(f'{c.KSM_POD_REQUESTS}{{{c.L_RESOURCE}=~"{c.GPU_RESOURCE_REGEX}"}}')
+    pending = sel(f'{c.KSM_POD_PHASE}{{{c.L_PHASE}="Pending"}}')
+    pod = _by(c.L_CLUSTER, c.L_NAMESPACE, c.L_POD)
+    return (
+        f"sum by ({pod}, {c.L_UID}, {c.L_RESOURCE}) (\n"
+        f"  max by ({pod}, {c.L_UID}, container, {c.L_RESOURCE}) ({requests})\n"
+        f")\n"
+        f"* on ({pod}) group_left () (max by ({pod}) ({pending}) == 1)\n"
+        f"> 0"
+    )
+
+
 def recorded(rule: str, window_ms: int) -> str:
     """Read a recording rule's series at a grid point: its latest evaluation within the window
     (one step for interval families; one evaluation interval for state, so a grid point reads the

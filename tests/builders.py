@@ -85,7 +85,8 @@ def add_pod(
         pod_labels["team"] = team
     labels_json = json.dumps(pod_labels)
     con.execute(
-        f"INSERT INTO {c.T_PODS} VALUES ('c1', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        f"""INSERT INTO {c.T_PODS} (cluster, namespace, pod, uid, node, labels, first_seen, last_seen)
+        VALUES ('c1', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
         [namespace, pod, f"uid-{pod}", node, labels_json, T0, T0],
     )
     con.execute(

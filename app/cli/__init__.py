@@ -8,7 +8,7 @@ Exit codes: 0 ok; 2 bad input, configuration or query (terminal); 3 a source or 
 unavailable (transient: retry later); 1 anything unexpected.
 """
 
-from app.cli import billing, carbon, collect, demo, finops, health, pricing, publish, report, serve, serving  # noqa: F401 (registers)
+from app.cli import billing, capacity, carbon, collect, demo, finops, health, pricing, publish, report, serve, serving  # noqa: F401 (registers)
 from app.cli.base import main
 
 __all__ = ["main"]

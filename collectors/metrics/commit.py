@@ -81,7 +81,7 @@ _DIMENSIONS: list[tuple[str, str, str, list[str]]] = [
         ],
     ),
     ("st_gpus", c.T_GPUS, "cluster, node, gpu_uuid, gpu_instance", ["gpu_index", "model", "mig_profile"]),
-    ("st_pods", c.T_PODS, "cluster, namespace, pod, uid", ["node", "labels"]),
+    ("st_pods", c.T_PODS, "cluster, namespace, pod, uid", ["node", "labels", "created_at", "scheduled_at"]),
     ("st_namespaces", c.T_NAMESPACES, "cluster, namespace", ["labels"]),
 ]
 

@@ -297,6 +297,54 @@ STAGED: list[tuple[str, str, str]] = [
     ),
 ]
 
+_PENDING = f"""WITH per_container AS (
+        SELECT g.t, m.cluster, m.namespace, m.pod, m.uid, m.container, m.resource, max(g.v) AS amount
+        FROM stage_state g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_requests' AND m.pod <> '' GROUP BY ALL),
+    pending AS (
+        SELECT g.t, m.cluster, m.namespace, m.pod FROM stage_state g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_phase' AND m.phase = 'Pending' GROUP BY ALL HAVING max(g.v) = 1),
+    unschedulable AS (
+        SELECT g.t, m.cluster, m.namespace, m.pod, max(g.v) = 1 AS unschedulable
+        FROM stage_state g JOIN stage_meta m USING (sid) WHERE m.kind = 'ksm_unschedulable' GROUP BY ALL),
+    requests AS (
+        SELECT p.t, p.cluster, p.namespace, p.pod, p.uid, p.resource, sum(p.amount) AS amount
+        FROM per_container p JOIN pending r USING (t, cluster, namespace, pod)
+        GROUP BY ALL HAVING sum(p.amount) > 0
+        UNION ALL
+        -- already aggregated by the store (core/promql.py pod_pending)
+        SELECT g.t, m.cluster, m.namespace, m.pod, m.uid, m.resource, max(g.v)
+        FROM stage_state g JOIN stage_meta m USING (sid)
+        WHERE m.kind = '{c.KIND_POD_PENDING}' AND m.pod <> '' AND g.v > 0 GROUP BY ALL)
+    SELECT epoch_ms(q.t) AS ts, {{step_s}} AS step_s, q.cluster, q.namespace, q.pod, q.uid, q.resource, q.amount,
+        coalesce(u.unschedulable, false) AS unschedulable
+    FROM requests q LEFT JOIN unschedulable u USING (t, cluster, namespace, pod)"""
+
+STAGED += [
+    ("st_pending", c.T_POD_PENDING, _PENDING),
+    (
+        "st_node_resources",
+        c.T_NODE_RESOURCES,
+        # what the scheduler can place on: allocatable (a device plugin lowers it for unhealthy GPUs), else capacity
+        f"""SELECT epoch_ms(g.t) AS ts, {{step_s}} AS step_s, m.cluster, m.node, m.resource,
+            coalesce(max(g.v) FILTER (WHERE m.family = '{c.KSM_NODE_ALLOCATABLE}'), max(g.v)) AS allocatable
+        FROM stage_state g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'ksm_node_capacity' AND m.node <> '' GROUP BY ALL""",
+    ),
+    (
+        "st_queue",
+        c.T_QUEUE_SAMPLES,
+        # Volcano's scalar resources are thousandths (Quantity.MilliValue): 1000 is one GPU
+        f"""SELECT {_TS} AS ts, {{step_s}} AS step_s, m.cluster,
+            CASE WHEN starts_with(m.family, 'kueue_') THEN 'kueue' ELSE 'volcano' END AS system, m.queue,
+            nullif(m.cohort, '') AS cohort, nullif(m.flavor, '') AS flavor, nullif(m.resource, '') AS resource,
+            nullif(m.status, '') AS status, m.family AS metric, m.le,
+            max(CASE WHEN m.family LIKE 'volcano_queue_%_scalar_resources' THEN g.v / 1000 ELSE g.v END) AS value
+        FROM stage_in g JOIN stage_meta m USING (sid)
+        WHERE m.kind = 'queue' AND m.queue <> '' GROUP BY ALL""",
+    ),
+]
+
 # Which entities a staged table speaks for: rows of these entities inside the staged window are
 # replaced, so re-ingesting overlapping data never duplicates (and corrections win).
 REPLACE_KEYS: dict[str, tuple[str, str]] = {
@@ -312,6 +360,12 @@ REPLACE_KEYS: dict[str, tuple[str, str]] = {
     ),
     c.T_NODE_SAMPLES: ("cluster, node", "kind IN ('ksm_node_labels', 'ksm_node_capacity') AND node <> ''"),
     c.T_INFERENCE_SAMPLES: ("cluster, namespace, pod, model", "kind = 'inference'"),
+    c.T_POD_PENDING: (
+        "cluster, namespace, pod",
+        f"kind IN ('ksm_requests', 'ksm_phase', 'ksm_unschedulable', '{c.KIND_POD_PENDING}') AND pod <> ''",
+    ),
+    c.T_NODE_RESOURCES: ("cluster, node", "kind = 'ksm_node_capacity' AND node <> ''"),
+    c.T_QUEUE_SAMPLES: ("cluster, queue", "kind = 'queue' AND queue <> ''"),
 }
 
 
@@ -391,15 +445,27 @@ def _build_dimensions(con: duckdb.DuckDBPyConnection, step_s: int, lo: int, hi: 
         FROM stage_span g JOIN stage_meta m USING (sid)
         WHERE m.kind LIKE 'dcgm%' AND m.gpu_uuid <> '' GROUP BY m.cluster, m.node, m.gpu_uuid, m.gpu_instance"""
     )
+    pod_kinds = ("ksm_pod_labels", "ksm_pod_info", "ksm_requests", "ksm_phase", c.KIND_POD_ALLOCATION,
+                 "ksm_pod_times", "ksm_unschedulable", c.KIND_POD_PENDING)  # fmt: skip
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_pods AS
-        SELECT m.cluster, m.namespace, m.pod, m.uid,
-            arg_max(m.node, g.t) FILTER (WHERE m.node <> '') AS node,
-            arg_max(m.labels, g.t) FILTER (WHERE m.kind = 'ksm_pod_labels') AS labels, {span}
-        FROM stage_span g JOIN stage_meta m USING (sid)
-        WHERE m.kind IN ('ksm_pod_labels', 'ksm_pod_info', 'ksm_requests', 'ksm_phase', '{c.KIND_POD_ALLOCATION}')
-            AND m.pod <> '' AND m.uid <> ''
-        GROUP BY m.cluster, m.namespace, m.pod, m.uid"""
+        WITH times AS (  -- when the pod was created and bound (Unix seconds, the latest value staged)
+            SELECT m.cluster, m.namespace, m.pod, m.uid,
+                arg_max(g.v, g.t) FILTER (WHERE m.family = '{c.KSM_POD_CREATED}') AS created,
+                arg_max(g.v, g.t) FILTER (WHERE m.family = '{c.KSM_POD_SCHEDULED}') AS scheduled
+            FROM stage_grid g JOIN stage_meta m USING (sid)
+            WHERE m.kind = 'ksm_pod_times' AND g.t >= {lo} AND g.t < {hi} AND m.pod <> '' AND m.uid <> ''
+            GROUP BY ALL),
+        spans AS (
+            SELECT m.cluster, m.namespace, m.pod, m.uid,
+                arg_max(m.node, g.t) FILTER (WHERE m.node <> '') AS node,
+                arg_max(m.labels, g.t) FILTER (WHERE m.kind = 'ksm_pod_labels') AS labels, {span}
+            FROM stage_span g JOIN stage_meta m USING (sid)
+            WHERE m.kind IN {pod_kinds} AND m.pod <> '' AND m.uid <> ''
+            GROUP BY m.cluster, m.namespace, m.pod, m.uid)
+        SELECT s.*, epoch_ms(CAST(t.created * 1000 AS BIGINT)) AS created_at,
+            epoch_ms(CAST(t.scheduled * 1000 AS BIGINT)) AS scheduled_at
+        FROM spans s LEFT JOIN times t USING (cluster, namespace, pod, uid)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE st_namespaces AS

@@ -35,6 +35,10 @@ KIND_BY_NAME: dict[str, str] = {
     c.KSM_NODE_CAPACITY: "ksm_node_capacity",
     c.KSM_NODE_ALLOCATABLE: "ksm_node_capacity",
     c.KSM_NAMESPACE_LABELS: "ksm_namespace_labels",
+    c.KSM_POD_CREATED: "ksm_pod_times",
+    c.KSM_POD_SCHEDULED: "ksm_pod_times",
+    c.KSM_POD_UNSCHEDULABLE: "ksm_unschedulable",
+    **{name: "queue" for name in c.QUEUE_FAMILIES},
     **{name: "inference" for name in c.SERVING_SAMPLE_NAMES},
 }
 
@@ -42,13 +46,14 @@ KIND_BY_NAME: dict[str, str] = {
 PUSHED_KINDS: dict[str, str] = {
     c.REC_POD_ALLOCATION_RUNNING: c.KIND_POD_ALLOCATION,
     c.REC_POD_DEVICE: c.KIND_DCGM_MAPPING,
+    c.REC_POD_PENDING: c.KIND_POD_PENDING,
 }
 
 # The PromQL each family is read with: the same selection the file path applies.
 PROMQL_BY_NAME: dict[str, str] = {
     **{name: name for name in KIND_BY_NAME},
     c.KSM_POD_REQUESTS: f'{c.KSM_POD_REQUESTS}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}',
-    c.KSM_POD_PHASE: f'{c.KSM_POD_PHASE}{{phase="Running"}}',
+    c.KSM_POD_PHASE: f'{c.KSM_POD_PHASE}{{phase=~"Running|Pending"}}',
     **{name: f'{name}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}' for name in (c.KSM_NODE_CAPACITY, c.KSM_NODE_ALLOCATABLE)},
     HTTP_NAME: f'{HTTP_NAME}{{handler=~"{HTTP_HANDLER_REGEX}"}}',
 }
@@ -89,6 +94,10 @@ META_COLUMNS = (
     "gpu_replicas",
     "gpu_sharing",
     "provider_id",
+    "queue",
+    "cohort",
+    "flavor",
+    "status",
 )
 
 

@@ -51,6 +51,7 @@ def _needed(style: str) -> list[str]:
         c.NODE_GPU_SHARING_LABEL, c.NODE_MIG_STRATEGY_LABEL,
         *c.NODE_INSTANCE_TYPE_LABELS, *c.NODE_REGION_LABELS, *c.NODE_ZONE_LABELS, *c.NODE_POOL_LABELS,
         c.NODE_GPU_PRODUCT_LABEL, *c.L_MODEL_LABELS, c.L_LE, "handler", c.L_PROVIDER_ID,
+        c.L_CLUSTER_QUEUE, c.L_QUEUE_NAME, c.L_COHORT, c.L_FLAVOR, c.L_STATUS,
     ]  # fmt: skip
     return list(dict.fromkeys(names))
 
@@ -107,6 +108,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
     dcgm = "s.kind LIKE 'dcgm%'"
     serving = "s.kind IN ('inference', 'inference_time')"
     node = "s.kind = 'ksm_node_labels'"
+    queue = "s.kind = 'queue'"
     ksm = f"NOT ({dcgm} OR {serving} OR {node})"  # pod series, and ksm_node_capacity (node, resource)
     by_kind: dict[str, list[tuple[str, str]]] = {
         "node": [(dcgm, lab.first(c.L_HOSTNAME)), (node, lab.get(c.L_NODE)), (ksm, lab.get(c.L_NODE))],
@@ -125,7 +127,12 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         "pod": [(dcgm, lab.get(pod)), (serving, lab.get(c.L_POD)), (ksm, lab.get(c.L_POD))],
         "container": [(dcgm, lab.get(container)), (ksm, lab.get("container"))],
         "uid": [(ksm, lab.get(c.L_UID))],
-        "resource": [(ksm, lab.get(c.L_RESOURCE))],
+        # Kueue and Volcano spell a resource as Kubernetes does (nvidia.com/mig-3g.40gb); kube-state-metrics as a
+        # label-safe name (nvidia_com_mig_3g_40gb): one spelling, so a queue's GPUs meet the pods'
+        "resource": [
+            (queue, f"regexp_replace({lab.get(c.L_RESOURCE)}, '[./-]', '_', 'g')"),
+            (ksm, lab.get(c.L_RESOURCE)),
+        ],
         "phase": [(ksm, lab.get(c.L_PHASE))],
         "instance_type": [(node, lab.first(c.NODE_INSTANCE_TYPE_LABELS))],
         "capacity_type": [(node, _capacity(lab))],
@@ -133,6 +140,10 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
         "zone": [(node, lab.first(c.NODE_ZONE_LABELS))],
         "node_pool": [(node, lab.first(c.NODE_POOL_LABELS))],
         "provider_id": [("s.kind = 'ksm_node_info'", lab.get(c.L_PROVIDER_ID))],
+        "queue": [(queue, lab.first((c.L_CLUSTER_QUEUE, c.L_QUEUE_NAME)))],
+        "cohort": [(queue, lab.get(c.L_COHORT))],
+        "flavor": [(queue, lab.get(c.L_FLAVOR))],
+        "status": [(queue, lab.get(c.L_STATUS))],
     }
     cols = {
         name: "CASE " + " ".join(f"WHEN {w} THEN {e}" for w, e in whens) + " ELSE '' END"
@@ -144,7 +155,7 @@ def _columns(lab: _Labels, ctx: SeriesContext) -> dict[str, str]:
     )
     cols["cluster"] = f"coalesce(nullif({lab.get(c.L_CLUSTER)}, ''), {literal(ctx.cluster)})"
     le = f"s.{lab.alias[c.L_LE]}" if c.L_LE in lab.alias else "NULL"
-    cols["le"] = f"CASE WHEN {serving} THEN try_cast({le} AS DOUBLE) END"
+    cols["le"] = f"CASE WHEN {serving} OR {queue} THEN try_cast({le} AS DOUBLE) END"
     cols["gpu_count"] = f"CASE WHEN {node} THEN {_count(lab.get(c.NODE_GPU_COUNT_LABEL))} END"
     cols["gpu_replicas"] = f"CASE WHEN {node} THEN {_count(lab.get(c.NODE_GPU_REPLICAS_LABEL))} END"
     mig_single = f"{lab.get(c.NODE_MIG_STRATEGY_LABEL)} = 'single'"
@@ -166,10 +177,15 @@ def _per_process(lab: _Labels) -> str:
 
 
 def _selected(lab: _Labels) -> str:
-    """The series gpuledger keeps: Running phases, GPU resources, inference servers' HTTP routes."""
+    """The series gpuledger keeps: Running and Pending phases, GPU resources (a queue's too), inference servers' HTTP
+    routes."""
     gpu = f"(starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_GPU)}) OR starts_with({lab.get(c.L_RESOURCE)}, {literal(c.RESOURCE_MIG_PREFIX)}))"
+    queue_gpu = (
+        f"(s.kind <> 'queue' OR {lab.get(c.L_RESOURCE)} = '' OR starts_with({lab.get(c.L_RESOURCE)}, 'nvidia.com/'))"
+    )
     return (
-        f"NOT (s.family = {literal(c.KSM_POD_PHASE)} AND {lab.get(c.L_PHASE)} <> 'Running')"
+        f"NOT (s.family = {literal(c.KSM_POD_PHASE)} AND {lab.get(c.L_PHASE)} NOT IN ('Running', 'Pending'))"
+        f" AND {queue_gpu}"
         f" AND NOT (s.family IN ({literal(c.KSM_POD_REQUESTS)}, {literal(c.KSM_NODE_CAPACITY)}, "
         f"{literal(c.KSM_NODE_ALLOCATABLE)}) AND NOT {gpu})"
         f" AND NOT (s.family = {literal(HTTP_NAME)} AND NOT regexp_full_match({lab.get('handler')}, {literal(HTTP_HANDLER_REGEX)}))"

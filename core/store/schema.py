@@ -229,7 +229,7 @@ MIGRATION_14 = [
 # commit (core/store/rollups/bills.py) instead of being worked out from the bill lines by each report. The class
 # rows are rebuilt by the next commit (reports read the pod-day rows until then); the bill rows by the next
 # commit or import (reports price from the lines until then). And (issue 25) hourly grid carbon intensity per zone,
-# and the energy a GPU drew while silent.
+# and the energy a GPU drew while silent; (issue 28) pending pods, nodes' GPU resources and queue gauges.
 _LABELLED = "day TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, namespace VARCHAR, labels VARCHAR, pod VARCHAR"
 MIGRATION_15 = [
     f"""CREATE TABLE {c.T_LABELLED_ALLOC} ({_LABELLED}, units_compute HUGEINT NOT NULL, units_memory HUGEINT NOT NULL)""",
@@ -249,6 +249,17 @@ MIGRATION_15 = [
     f"""CREATE TABLE {c.T_CARBON_HOURLY} (zone VARCHAR NOT NULL, hour TIMESTAMP NOT NULL,
         gco2e_per_kwh DECIMAL(18, 6) NOT NULL, source VARCHAR NOT NULL, imported_at TIMESTAMP NOT NULL,
         PRIMARY KEY (zone, hour))""",
+    # issue 28, who waits for GPUs: Pending pods' GPU requests per step, nodes' allocatable GPU resources per step,
+    # Kueue / Volcano queue gauges, and each pod's creation and scheduling times
+    f"""CREATE TABLE {c.T_POD_PENDING} ({_FACT_KEY}, namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL,
+        uid VARCHAR NOT NULL, resource VARCHAR NOT NULL, amount DOUBLE NOT NULL, unschedulable BOOLEAN NOT NULL)""",
+    f"""CREATE TABLE {c.T_NODE_RESOURCES} ({_FACT_KEY}, node VARCHAR NOT NULL, resource VARCHAR NOT NULL,
+        allocatable DOUBLE NOT NULL)""",
+    f"""CREATE TABLE {c.T_QUEUE_SAMPLES} ({_FACT_KEY}, system VARCHAR NOT NULL, queue VARCHAR NOT NULL,
+        cohort VARCHAR, flavor VARCHAR, resource VARCHAR, status VARCHAR, metric VARCHAR NOT NULL, le DOUBLE,
+        value DOUBLE)""",
+    f"ALTER TABLE {c.T_PODS} ADD COLUMN created_at TIMESTAMP",
+    f"ALTER TABLE {c.T_PODS} ADD COLUMN scheduled_at TIMESTAMP",
     f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source LIKE 'class:%'",
 ]
 

@@ -106,6 +106,7 @@ def pushdown_plan(
     allocation = promql.pod_allocation(sel)
     rule = c.REC_POD_ALLOCATION_RUNNING
     plan.append(pick(rule, rule, allocation, (c.KSM_POD_REQUESTS,)))
+    plan.append(Query(c.REC_POD_PENDING, promql.pod_pending(sel), (c.KSM_POD_REQUESTS,)))  # no recording rule
     plan += [Query(m, promql.device_health(m, sel), (m,)) for m in HEALTH_NAMES]
     pushed = {*c.DCGM_SAMPLE_COLUMNS, *HEALTH_NAMES, c.KSM_POD_REQUESTS, c.KSM_POD_PHASE}
     plan += [_raw(name, query, sel) for name, query in PROMQL_BY_NAME.items() if name not in pushed]
