@@ -23,6 +23,7 @@ PAGES = {
     "": ("GPU spend", "recommendations worth"),  # the savings panel, filled in after the page (fragment polling)
     "teams": ("Team bill", "Line by line"),
     "health": ("Fleet health", "GPUs evaluated"),
+    "queues": ("Queues and capacity", "Pending GPU-hours"),
     "inference": ("Inference", "Unit cost"),
     "drift": ("Drift", "day"),
     "alerts": ("Alert rules", "Would have fired"),

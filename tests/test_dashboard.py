@@ -17,7 +17,7 @@ from core.store.warehouse import connect, open_warehouse
 from core.timeutil import Window, parse_ts
 
 APP = Path(__file__).resolve().parents[1] / "app" / "dashboard"
-PAGES = ["overview", "teams", "health", "inference", "drift", "alerts", "exports", "status"]
+PAGES = ["overview", "teams", "health", "queues", "inference", "drift", "alerts", "exports", "status"]
 DAY = Window(parse_ts("2026-11-02"), parse_ts("2026-11-03"))
 
 

@@ -246,3 +246,29 @@ def test_report_queues_on_the_command_line_gives_the_rows_and_totals_as_json(tmp
     assert data["rows"][0]["team"] == c.UNALLOCATED, "no team label allowlisted: the pod is nobody's"
     bad = run_cli("--warehouse", str(wh), "report", "queues", *window, "--by", "colour")
     assert bad.exit_code == 2 and "--by colour" in bad.output
+
+
+def test_the_queues_page_shows_the_reports_numbers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.test_dashboard import _app
+
+    con = fresh_db()  # the fragmentation pool and two waiting pods, written to a file the dashboard reads
+    _pool(con, {"n1": 6, "n2": 5, "n3": 4})
+    _pending(con, "big", amount=8, steps=60, created=0)
+    _pending(con, "gone", team="nlp", steps=5, created=0)
+    wh = tmp_path / "wh.duckdb"
+    con.execute(f"ATTACH '{wh}' AS out")
+    con.execute("COPY FROM DATABASE memory TO out")
+    con.close()
+    day = {"start": f"{T0:%Y-%m-%d}", "end": f"{T0:%Y-%m-%d}"}
+    at = _app(monkeypatch, wh, "queues", **day)
+    with open_warehouse(wh, read_only=True) as ro:
+        report = queue_report(ro, Window(T0, T0 + timedelta(days=1)))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pending GPU-hours"] == f"{report.totals['pending_gpu_hours']:,.2f}" == "8.08"
+    # 9 GPUs free fit no 8-GPU pod, but for the 5 minutes the 1-GPU pod waited too they fitted it: 9 x 55/60
+    assert metrics["Fragmented GPU-hours"] == f"{report.totals['fragmented_gpu_hours']:,.2f}" == "8.25"
+    assert metrics["Never started"] == str(report.totals["never_started"]) == "2"
+    table = at.dataframe[0].value
+    assert dict(zip(table["team"], table["pending_gpu_hours"], strict=True)) == {
+        r["team"]: r["pending_gpu_hours"] for r in report.rows
+    }

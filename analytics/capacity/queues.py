@@ -152,3 +152,25 @@ def group_rows(con: duckdb.DuckDBPyConnection, waits: list[PodWait], by: tuple[s
         })  # fmt: skip
     con.execute("DROP TABLE queue_waits")
     return out
+
+
+def pending_timeline(con: duckdb.DuckDBPyConnection, window: Window, waits: list[PodWait]) -> list[dict[str, Any]]:
+    """Pending GPU-hours per hour and group (the keys of each pod's PodWait): demand over time."""
+    cur = con.execute(
+        f"""SELECT cluster, namespace, pod, uid, date_trunc('hour', ts) AS hour,
+            sum(amount * {GPU_EQUIVALENT_SQL} * step_s) / 3600 FROM {c.T_POD_PENDING}
+        WHERE ts >= $start AND ts < $end GROUP BY ALL""",
+        {"start": window.start, "end": window.end},
+    )
+    keys = {(w.cluster, w.namespace, w.pod, w.uid): w.keys for w in waits}
+    sums: dict[tuple[Any, ...], float] = {}
+    for cluster, ns, pod, uid, hour, gpu_hours in cur.fetchall():
+        group = keys.get((cluster, ns, pod, uid))
+        if group is not None:
+            key = (hour, *group.values())
+            sums[key] = sums.get(key, 0.0) + gpu_hours
+    names = list(next(iter(keys.values())).keys()) if keys else []
+    return [
+        {"hour": k[0].isoformat(), **dict(zip(names, k[1:], strict=True)), "pending_gpu_hours": round(v, 6)}
+        for k, v in sorted(sums.items())
+    ]

@@ -2,7 +2,8 @@
 
 rows: per group (team by default), pending GPU-hours, pods, wait p50/p95/max, never started, still pending;
 totals: the same summed (the wait over every pod), with fragmentation (analytics/capacity/fragmentation.py);
-queues: Kueue / Volcano quota use (analytics/capacity/quotas.py); mig and heatmap: fragmentation's details.
+queues: Kueue / Volcano quota use (analytics/capacity/quotas.py); mig and heatmap: fragmentation's details;
+timeline: pending GPU-hours per hour and group; pods: each pod's wait.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import duckdb
 
 from analytics.capacity import fragmentation, quotas
-from analytics.capacity.queues import QueueOptions, group_rows, pod_waits
+from analytics.capacity.queues import QueueOptions, group_rows, pending_timeline, pod_waits
 from core import conventions as c
 from core.timeutil import Window
 
@@ -28,11 +29,14 @@ class QueueReport:
     queues: list[dict[str, Any]]
     mig: list[dict[str, Any]]
     heatmap: list[dict[str, Any]]
+    timeline: list[dict[str, Any]]  # pending GPU-hours per hour and group
+    pods: list[dict[str, Any]]  # each pod's wait: the distribution the percentiles summarise
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": self.window.as_dict(), "by": list(self.by), "rows": self.rows, "totals": self.totals,
-            "queues": self.queues, "mig": self.mig, "heatmap": self.heatmap,
+            "queues": self.queues, "mig": self.mig, "heatmap": self.heatmap, "timeline": self.timeline,
+            "pods": self.pods,
         }  # fmt: skip
 
 
@@ -58,4 +62,12 @@ def queue_report(con: duckdb.DuckDBPyConnection, window: Window, opts: QueueOpti
         "still_pending": sum(1 for w in waits if w.still_pending),
         **frag.totals(),
     }
-    return QueueReport(window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap)
+    pods = [
+        {"cluster": w.cluster, "namespace": w.namespace, "pod": w.pod, **w.keys, "wait_seconds": round(w.wait_s, 3),
+         "pending_gpu_hours": round(w.pending_gpu_hours, 6), "started": w.started, "still_pending": w.still_pending}
+        for w in waits
+    ]  # fmt: skip
+    timeline = pending_timeline(con, window, waits)
+    return QueueReport(
+        window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap, timeline, pods
+    )

@@ -19,6 +19,7 @@ ALL_PAGES = {
     "overview": ("Overview", ":material/dashboard:"),
     "teams": ("Teams", ":material/groups:"),
     "health": ("Fleet health", ":material/monitor_heart:"),
+    "queues": ("Queues and capacity", ":material/hourglass_top:"),
     "inference": ("Inference", ":material/speed:"),
     "drift": ("Drift", ":material/ssid_chart:"),
     "alerts": ("Alerts", ":material/notifications:"),

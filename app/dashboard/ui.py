@@ -339,6 +339,19 @@ def health_report(version: tuple[str, float, str, float], start: datetime, end: 
 
 
 @freshness.cached
+def queues(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
+    """`report queues` by team for the window (the CLI's numbers), with its lists as frames."""
+    from analytics.capacity.report import queue_report
+    from app.stage_options import queue_options
+
+    options = queue_options(settings(), ("team",))
+    data = read(lambda con: queue_report(con, Window(start, end), options)).as_dict()
+    for key in ("rows", "queues", "mig", "heatmap", "timeline", "pods"):
+        data[key] = pd.DataFrame(data[key])
+    return data
+
+
+@freshness.cached
 def serving(version: tuple[str, float, str, float], start: datetime, end: datetime) -> dict[str, Any]:
     """SLO reports at the window's end (or the serving data's end), unit costs and canary verdicts."""
     from analytics.serving import canary as canary_mod
