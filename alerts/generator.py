@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from alerts import capacity as capacity_rules
 from alerts import cost as cost_rules
 from alerts import health as health_rules
 from alerts import serving as serving_rules
@@ -38,6 +39,9 @@ class RuleSpec:
     idle_power_activity: float = 0.10
     idle_power_for: str = "2h"
     not_reporting_for: str = "10m"
+    pending_for: str = "30m"
+    queue_wait_p95_seconds: float = 600.0
+    fragmentation_for: str = "15m"
     prices: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)  # (instance type, capacity) -> $/GPU-h
     budgets: Mapping[str, Decimal] = field(default_factory=dict)  # team -> monthly USD
     budget_pace_factor: float = 1.2
@@ -337,12 +341,21 @@ def service(spec: RuleSpec) -> RuleFile:
     return RuleFile(f"{c.RULE_GROUP_PREFIX}-service", spec.namespace, (group,))
 
 
+def capacity(spec: RuleSpec) -> RuleFile:
+    """Who waits for GPUs (docs/queues.md): a GPU pod Pending too long, a Kueue queue's admission wait p95 over its
+    target, and GPUs free for the largest Pending GPU pod while it still pends (fragmentation)."""
+    rules = capacity_rules.rules(spec.pending_for, spec.queue_wait_p95_seconds, spec.fragmentation_for)
+    group = Group(f"{c.RULE_GROUP_PREFIX}-capacity", tuple(rules))
+    return RuleFile(f"{c.RULE_GROUP_PREFIX}-capacity", spec.namespace, (group,))
+
+
 def generate(spec: RuleSpec) -> list[RuleFile]:
     """Every rule file for a spec, in a stable order."""
     slos = slo(spec)
     return [
         recording(spec),
         cost(spec),
+        capacity(spec),
         health(spec),
         *([slos] if slos else []),
         drift(spec),

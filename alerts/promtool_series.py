@@ -16,7 +16,7 @@ def series(name: str, labels: str, values: str) -> dict[str, str]:
 
 
 def running_pod(
-    ns: str, pod: str, node: str, resource: str, amount: int, minutes: int, labels: str = ""
+    ns: str, pod: str, node: str, resource: str, amount: int, minutes: int, labels: str | None = ""
 ) -> list[dict[str, str]]:
     key = POD.format(ns=ns, pod=pod)
     out = [

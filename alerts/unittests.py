@@ -234,10 +234,49 @@ def service_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     ]
 
 
+def capacity_tests(spec: RuleSpec) -> list[dict[str, Any]]:
+    """Two 8-GPU nodes with 6 GPUs held on each (4 free): `big` asks for 4 and pends the whole time, `small` (1) pends
+    10 minutes and is gone; Kueue's team-a waits about 1,000 s per admission, team-b under a second."""
+    minutes = 90
+    series = [
+        _series(c.KSM_NODE_ALLOCATABLE, f'node="{n}",resource="{c.RESOURCE_GPU}",unit="integer"', f"8x{minutes}")
+        for n in ("n1", "n2")
+    ]
+    series += running_pod("ml", "r1", "n1", c.RESOURCE_GPU, 6, minutes, None)
+    series += running_pod("ml", "r2", "n2", c.RESOURCE_GPU, 6, minutes, None)
+    for pod, amount, pending in (("big", 4, minutes), ("small", 1, 10)):
+        key = POD.format(ns="ml", pod=pod)
+        series += [
+            _series(c.KSM_POD_REQUESTS, f'{key},container="main",node="",resource="{c.RESOURCE_GPU}",unit="integer"',
+                    f"{amount}x{pending}"),
+            _series(c.KSM_POD_PHASE, f'{key},phase="Pending"', f"1x{pending}"),
+        ]  # fmt: skip
+    for queue, buckets in (("team-a-cq", ("640", "1280")), ("team-b-cq", ("1",))):
+        for le in (*buckets, "+Inf"):
+            rising = "0x90" if le == "640" else f"0+1x{minutes}"
+            series.append(_series(c.KUEUE_ADMISSION_WAIT, f'cluster_queue="{queue}",le="{le}"', rising))
+    big = 'namespace="ml",pod="big",severity="warning"'
+    return [
+        {
+            "name": "a GPU pod pending too long, a slow queue, and GPUs free enough for the largest pending pod",
+            "interval": "1m",
+            "input_series": series,
+            "promql_expr_test": [
+                alerts_at("10m", c.ALERT_GPUS_FRAGMENTED, []),
+                alerts_at("20m", c.ALERT_GPUS_FRAGMENTED, ['severity="warning"']),
+                alerts_at("20m", c.ALERT_GPU_POD_PENDING, []),
+                alerts_at("40m", c.ALERT_GPU_POD_PENDING, [big]),
+                alerts_at("40m", c.ALERT_QUEUE_WAIT_HIGH, ['cluster_queue="team-a-cq",severity="warning"']),
+            ],
+        }
+    ]
+
+
 def _builders() -> dict[str, Any]:
     return {
         "recording": recording_tests,
         "cost": cost_tests,
+        "capacity": capacity_tests,
         "health": signals.health_tests,
         "drift": signals.drift_tests,
         "compliance": compliance_tests,

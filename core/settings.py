@@ -578,6 +578,16 @@ class RulesSettings(_Section):
     not_reporting_for: str = Field(
         default="10m", description="How long a GPU may be silent before it counts as offline."
     )
+    pending_for: str = Field(default="30m", description="How long a GPU pod may stay Pending before it alerts.")
+    queue_wait_p95_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A Kueue ClusterQueue's admission wait p95 (over the last hour) to alert above.",
+    )
+    fragmentation_for: str = Field(
+        default="15m",
+        description="How long enough whole GPUs may sit free for the largest Pending GPU pod, while it still pends.",
+    )
     budget_pace_factor: float = Field(
         default=1.2,
         gt=0,
