@@ -19,7 +19,9 @@ from core import conventions as c
 
 def kept(name: str, labels: dict[str, str]) -> bool:
     if name == c.KSM_POD_PHASE:
-        return labels.get(c.L_PHASE) == "Running"
+        return labels.get(c.L_PHASE) in ("Running", "Pending")
+    if KIND_BY_NAME.get(name) == "queue":  # a queue's GPU resources, or its series without a resource
+        return labels.get(c.L_RESOURCE, "").startswith("nvidia.com/") or not labels.get(c.L_RESOURCE)
     if name in (c.KSM_POD_REQUESTS, c.KSM_NODE_CAPACITY, c.KSM_NODE_ALLOCATABLE):
         resource = labels.get(c.L_RESOURCE, "")
         return resource.startswith(c.RESOURCE_GPU) or resource.startswith(c.RESOURCE_MIG_PREFIX)
@@ -88,6 +90,11 @@ def describe(sid: int, name: str, labels: dict[str, str], ctx: SeriesContext) ->
     else:
         row.update(namespace=get(c.L_NAMESPACE, ""), pod=get(c.L_POD, ""), uid=get(c.L_UID, ""), node=get(c.L_NODE, ""),
                    container=get("container", ""), resource=get(c.L_RESOURCE, ""), phase=get(c.L_PHASE, ""))  # fmt: skip
+        if kind == "queue":  # Kueue / Volcano: the queue, its cohort and flavor, a status, histogram buckets
+            le = get(c.L_LE)
+            row.update(queue=_first(labels, (c.L_CLUSTER_QUEUE, c.L_QUEUE_NAME)), cohort=get(c.L_COHORT, ""),
+                       flavor=get(c.L_FLAVOR, ""), status=get(c.L_STATUS, ""),
+                       resource=re.sub(r"[./-]", "_", get(c.L_RESOURCE, "")), le=_float(le) if le is not None else None)  # fmt: skip
         if kind in ("ksm_pod_labels", "ksm_namespace_labels"):
             row["labels"] = _k8s(labels)
         if kind == "ksm_node_info":

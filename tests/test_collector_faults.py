@@ -203,10 +203,11 @@ def test_a_malformed_series_is_skipped_counted_and_reported_once(prometheus_url:
     with serving(FakeStore(prometheus_url, corrupt_allocations)) as url:
         result = _collect(url, wh, tmp_path, "--start", START, "--end", END)
     assert result.exit_code == 0, result.output
-    assert "; 2 malformed series skipped" in result.output  # one per commit window
+    # one per query reading the requests (Running pods' and Pending pods') per commit window: 2 x 2
+    assert "; 4 malformed series skipped" in result.output
     assert result.output.count("malformed series were skipped") == 1
     with open_warehouse(wh, read_only=True) as con:
-        assert con.execute(f"SELECT sum(skipped_series) FROM {c.T_INGEST_RUNS}").fetchall() == [(2,)]
+        assert con.execute(f"SELECT sum(skipped_series) FROM {c.T_INGEST_RUNS}").fetchall() == [(4,)]
 
 
 @pytest.mark.parametrize(("draw", "expected"), [(1.0, [0.5, 1.0, 2.0, 4.0, 5.0]), (0.5, [0.25, 0.5, 1.0, 2.0, 2.5])])

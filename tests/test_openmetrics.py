@@ -107,14 +107,17 @@ def test_a_plain_dcgm_scrape_parses_with_a_given_timestamp() -> None:
     assert temps == {"GPU-1a2b3c4d-0000-1111-2222-333344445555": 58.0, "GPU-5e6f7a8b-9999-8888-7777-666655554444": 29.0}
 
 
-def test_only_running_phase_and_gpu_requests_are_kept_from_kube_state_metrics() -> None:
+def test_only_running_and_pending_phases_and_gpu_requests_are_kept_from_kube_state_metrics() -> None:
     text = (FIXTURES / "kube-state-metrics_v2.x_gpu_excerpt.prom").read_text()
     out = parse_lines(text.splitlines(), "ksm.prom", wants_family, default_ts_ms=1, require_eof=False)
     rows = describe_series(out.table.pairs(), SeriesContext("c1", "plain"))
     phases = {r["phase"] for r in rows if r["family"] == "kube_pod_status_phase"}
     resources = {r["resource"] for r in rows if r["family"] == "kube_pod_container_resource_requests"}
-    assert {labels["phase"] for name, labels in out.table.pairs() if name == "kube_pod_status_phase"} > {"Running"}
-    assert phases == {"Running"}
+    assert {labels["phase"] for name, labels in out.table.pairs() if name == "kube_pod_status_phase"} > {
+        "Running",
+        "Pending",
+    }
+    assert phases == {"Running", "Pending"}  # Pending: who waits for GPUs (docs/queues.md)
     assert resources == {"nvidia_com_gpu", "nvidia_com_mig_3g_40gb", "nvidia_com_gpu_shared"}
 
 

@@ -272,3 +272,26 @@ def test_the_queues_page_shows_the_reports_numbers(monkeypatch: pytest.MonkeyPat
     assert dict(zip(table["team"], table["pending_gpu_hours"], strict=True)) == {
         r["team"]: r["pending_gpu_hours"] for r in report.rows
     }
+
+
+def test_the_simulated_days_queues_are_the_simulators_truth(sim_warehouse: Path, truth: dict) -> None:
+    """collectors/simulator/queues.py: gang jobs that waited for their GPUs, an 8-GPU job that never started, and
+    the teams' Kueue queues; its truth is computed from the schedule, not from the files."""
+    expected = truth["queues"]
+    with open_warehouse(sim_warehouse, read_only=True) as con:
+        report = queue_report(con, Window(datetime(2026, 11, 2), datetime(2026, 11, 3)))
+    rows = {r["team"]: r for r in report.rows}
+    assert rows.keys() == expected["teams"].keys()
+    for team, want in expected["teams"].items():
+        row = rows[team]
+        assert row["pending_gpu_hours"] == pytest.approx(want["pending_gpu_hours"], abs=1e-6), team
+        assert row["pods"] == len(want["waits"]) and row["never_started"] == want["never_started"], team
+        for p, col in ((50, "wait_p50_seconds"), (95, "wait_p95_seconds"), (100, "wait_max_seconds")):
+            assert row[col] == pytest.approx(np.percentile(want["waits"], p), abs=1e-3), (team, col)
+    assert report.totals["fragmented_gpu_hours"] == pytest.approx(expected["fragmented_gpu_hours"], abs=1e-6)
+    assert expected["fragmented_gpu_hours"] > 0 and rows["nlp"]["never_started"] == 1
+    quotas = {q["queue"]: q for q in report.queues}
+    for queue, want in expected["quotas"].items():
+        for col, value in want.items():
+            assert quotas[queue][col] == pytest.approx(value, abs=1e-6), (queue, col)
+    assert expected["quotas"]["vision-cq"]["borrowed_gpu_hours"] > 0

@@ -2,11 +2,13 @@
 
 Files (each OpenMetrics text with sample timestamps in seconds, ending in `# EOF`):
   dcgm-exporter.om        DCGM gauges per GPU / MIG instance / time-slicing copy
-  kube-state-metrics.om   pods, phases, GPU requests, node and namespace labels
+  kube-state-metrics.om   pods, phases, GPU requests, creation and scheduling times, node and namespace labels
+  kueue.om                the teams' Kueue ClusterQueues: quota, usage, pending and admitted workloads (queues.py)
   vllm.om                 serving histograms, counters and the accuracy gauge of the inference pods
   truth.json              allocated GPU-hours per team per day, computed from the schedule; under
                           `serving`, expected SLIs, drift and canary verdicts (serving_truth.py); under
-                          `billing`, the invoice's effective cost per instance type (bill.py)
+                          `billing`, the invoice's effective cost per instance type (bill.py); under `queues`,
+                          waits, pending GPU-hours, fragmentation and quota use (queues.py)
   bill/, bill-restated/   the GPU instances' bill in FOCUS 1.2, and its restatement (bill.py)
 
 Pods start and end on interval boundaries. kube-state-metrics is scraped on them (KSM_SCRAPE_OFFSET_S):
@@ -28,7 +30,7 @@ from random import Random
 
 import numpy as np
 
-from collectors.simulator import bill, dcgm, fleet, incidents, inference, ksm, serving_truth
+from collectors.simulator import bill, dcgm, fleet, incidents, inference, ksm, queues, serving_truth
 from collectors.simulator.signals import Stream, activity, clock
 from core import conventions as c
 from core.errors import ConfigError
@@ -54,6 +56,16 @@ KSM_FAMILIES = {
     c.KSM_NODE_LABELS: "[STABLE] Kubernetes labels converted to Prometheus labels.",
     c.KSM_NODE_CAPACITY: "[STABLE] The capacity for different resources of a node.",
     c.KSM_NAMESPACE_LABELS: "[STABLE] Kubernetes labels converted to Prometheus labels.",
+    c.KSM_POD_CREATED: "[STABLE] Unix creation timestamp",
+    c.KSM_POD_SCHEDULED: "[STABLE] Unix timestamp when pod moved into scheduled status",
+    c.KSM_POD_UNSCHEDULABLE: "[STABLE] Describes the unschedulable status for the pod.",
+}
+KUEUE_FAMILIES = {  # kueue v0.13 pkg/metrics/metrics.go help strings (tests/fixtures/kueue_v0.13.x_metrics_sample.prom)
+    c.KUEUE_PENDING: ("gauge", "The number of pending workloads, per 'cluster_queue' and 'status'."),
+    c.KUEUE_ADMITTED: ("counter", "The total number of admitted workloads per 'cluster_queue'"),
+    c.KUEUE_USAGE: ("gauge", "Reports the cluster_queue's total resource usage"),
+    c.KUEUE_NOMINAL: ("gauge", "Reports the cluster_queue's resource nominal quota within all the flavors"),
+    c.KUEUE_BORROWING: ("gauge", "Reports the cluster_queue's resource borrowing limit within all the flavors"),
 }
 
 
@@ -90,7 +102,8 @@ def _simulate(cfg: SimConfig, out: Path, progress: Progress) -> dict[str, object
     n = cfg.n_samples
     hour0 = cfg.start.hour + cfg.start.minute / 60
     weekday0 = cfg.start.weekday()
-    pods = fleet.schedule(Random(cfg.seed), n, cfg.interval_s, weekday0, hour0)
+    pods = queues.with_gang_waits(fleet.schedule(Random(cfg.seed), n, cfg.interval_s, weekday0, hour0))
+    waiting = queues.never_started(n, cfg.interval_s, hour0)  # in kube-state-metrics and the queues only
     stream = Stream(cfg.seed)
     hours, weekdays = clock(hour0, weekday0, n, cfg.interval_s)
     acts = [activity(stream, p, hours, weekdays) for p in pods]
@@ -101,17 +114,20 @@ def _simulate(cfg: SimConfig, out: Path, progress: Progress) -> dict[str, object
     dcgm_meta = {**DCGM_FAMILIES, **incidents.HEALTH_FAMILIES}
     _write(out / "dcgm-exporter.om", _gauge_families(dcgm_meta, dcgm_fams.segments, stamps))
     progress.step(file="dcgm-exporter.om")
-    ksm_fams = ksm.KsmFamilies(pods, n)
+    ksm_fams = ksm.KsmFamilies(pods + waiting, n, int(to_epoch(cfg.start)) + KSM_SCRAPE_OFFSET_S, cfg.interval_s)
     ksm_meta = {name: ("gauge", help_) for name, help_ in KSM_FAMILIES.items()}
     ksm_stamps = _timestamps(cfg, KSM_SCRAPE_OFFSET_S)
     _write(out / "kube-state-metrics.om", _gauge_families(ksm_meta, ksm_fams.segments, ksm_stamps))
     progress.step(file="kube-state-metrics.om")
+    kueue = queues.KueueFamilies(pods + waiting, n)
+    _write(out / "kueue.om", _gauge_families(KUEUE_FAMILIES, kueue.segments, stamps))
     inf = inference.InferenceFamilies(pods, acts, stream, cfg.interval_s)
     _write(out / "vllm.om", _inference_families(inf, stamps))
     progress.step(file="vllm.om")
     truth = compute_truth(cfg, pods)
     truth["pods"] = pod_truth(cfg, pods, acts)
     truth["health"] = health.truth(pods, cfg.start)
+    truth["queues"] = queues.truth(pods + waiting, n, cfg.interval_s)
     truth["serving"] = serving_truth.compute(cfg.start, cfg.interval_s, inf)
     by_gpu = dcgm_fams.energy_truth()
     truth["energy"] = {"fleet_kwh": sum(by_gpu.values()), "gpu_kwh": by_gpu}

@@ -47,9 +47,10 @@ def _label_name(key: str) -> str:
 
 
 class KsmFamilies:
-    def __init__(self, pods: list[Pod], n: int) -> None:
+    def __init__(self, pods: list[Pod], n: int, epoch0: int = 0, interval_s: int = 300) -> None:
         self.pods = pods
         self.n = n
+        self.epoch0, self.interval_s = epoch0, interval_s
         self.all = np.arange(n)
         self.node_index = {node.name: i for i, node in enumerate(NODES)}
 
@@ -59,6 +60,9 @@ class KsmFamilies:
             "kube_pod_labels": self._pod_labels,
             "kube_pod_status_phase": self._pod_phase,
             "kube_pod_container_resource_requests": self._pod_requests,
+            "kube_pod_created": self._pod_created,
+            "kube_pod_status_scheduled_time": self._pod_scheduled,
+            "kube_pod_status_unschedulable": self._pod_unschedulable,
         }.get(family)
         if builder is not None:
             return [seg for pod in self.pods for seg in builder(pod)]
@@ -116,6 +120,22 @@ class KsmFamilies:
             values = ["1" if lo <= i < hi else "0" for i in idx]
             out.append((f'{self._pod_key(pod)},phase="{phase}"', idx, values))
         return out
+
+    def _at(self, index: int) -> str:
+        return str(self.epoch0 + index * self.interval_s)
+
+    def _pod_created(self, pod: Pod) -> list[Segment]:
+        idx = np.arange(pod.created, pod.deleted)
+        return [(self._pod_key(pod), idx, [self._at(pod.created)] * len(idx))] if len(idx) else []
+
+    def _pod_scheduled(self, pod: Pod) -> list[Segment]:
+        idx = self._scheduled(pod) if pod.start < pod.end else np.arange(0)
+        return [(self._pod_key(pod), idx, [self._at(pod.start)] * len(idx))] if len(idx) else []
+
+    def _pod_unschedulable(self, pod: Pod) -> list[Segment]:
+        """A pod that never starts waits unschedulable (no node has the GPUs it asks for)."""
+        idx = self._pending(pod) if pod.start >= pod.end else np.arange(0)
+        return [(self._pod_key(pod), idx, ["1"] * len(idx))] if len(idx) else []
 
     def _pod_requests(self, pod: Pod) -> list[Segment]:
         out = []
