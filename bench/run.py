@@ -23,6 +23,7 @@ import duckdb
 from bench import billing as bench_billing
 from bench import cache, deps, fleet_openmetrics, promql, report, serving
 from bench import drift as bench_drift
+from bench import queues as bench_queues
 from bench.fleet import Fleet, FleetSpec, build
 from bench.harness import ROOT, Child, spawn, stat
 from core import conventions as c
@@ -115,6 +116,21 @@ def chargeback(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
         b.add("chargeback.billed", "30-day chargeback by team at billed cost (pricing.source: billing, every node-hour "
               "on the bill)", stats["gpus"], f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb,
               bill_lines=lines)  # fmt: skip
+
+
+def queues(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
+    """`report queues` over the month, on the fleets with their waiting derived (bench/queues.py). Not at 10,000 GPUs:
+    its fragmentation pass reads every node-step (a minute a run at 1,000 GPUs, so one run there; see the notes)."""
+    for g, (path, stats) in whs.items():
+        if g >= 10_000:
+            continue
+        pending = bench_queues.queue_fleet(path)
+        runs = RUNS if g == min(SIZES) else 1
+        args = {"warehouse": str(path), "start": _start(timedelta(0)), "hours": DAYS * 24, "runs": runs,
+                "warmup": 1 if runs > 1 else 0}  # fmt: skip
+        child = spawn("queues", args)
+        b.add("queues", "30-day `report queues` by team (waits, pending GPU-hours, fragmentation, quotas)", stats["gpus"],
+              f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb, pending_rows=pending)  # fmt: skip
 
 
 def health(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
@@ -406,6 +422,7 @@ def main() -> None:
     )
     whs = fleets(b)
     chargeback(b, whs)
+    queues(b, whs)
     health(b, whs)
     serving.figure(b, RUNS)
     three_way(b, whs, port)

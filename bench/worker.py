@@ -334,6 +334,20 @@ def _render(at: Any, page: str) -> None:
         raise RuntimeError(f"{page}: {at.exception}")
 
 
+def queues(args: dict[str, Any]) -> dict[str, Any]:
+    """`report queues` by team over the window: waits, pending GPU-hours, fragmentation and quotas."""
+    from analytics.capacity.report import queue_report
+    from core.store.warehouse import open_warehouse
+
+    with open_warehouse(Path(args["warehouse"]), read_only=True) as con:
+        times, report = timed(lambda: queue_report(con, _window(args)), args["runs"], args.get("warmup", 1))
+    return {
+        "times": times,
+        "pods": report.totals["pods"],
+        "fragmented_gpu_hours": report.totals["fragmented_gpu_hours"],
+    }
+
+
 def noop(args: dict[str, Any]) -> dict[str, Any]:
     """Nothing: the smallest task there is (the harness's memory figures are tested on it)."""
     return {"times": []}
@@ -341,6 +355,7 @@ def noop(args: dict[str, Any]) -> dict[str, Any]:
 
 TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "chargeback": chargeback,
+    "queues": queues,
     "three_way": three_way,
     "health": health,
     "slo": slo,

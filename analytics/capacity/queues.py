@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from analytics.cost.attribution import Attribution, label_value, workload
 from core import conventions as c
@@ -125,18 +126,16 @@ def group_rows(con: duckdb.DuckDBPyConnection, waits: list[PodWait], by: tuple[s
     keys = list(by)
     if not waits:
         return []
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE queue_waits (k VARCHAR[], gpu_h DOUBLE, wait_s DOUBLE, started BOOLEAN, "
-        "still BOOLEAN, unsched BOOLEAN, pending BOOLEAN)"
-    )
-    con.executemany(
-        "INSERT INTO queue_waits VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            [[w.keys[k] for k in keys], w.pending_gpu_hours, w.wait_s, w.started, w.still_pending, w.unschedulable,
-             w.pending_in_window]
-            for w in waits
-        ],
-    )  # fmt: skip
+    # registered as Arrow: 80,000 pods inserted row by row took 23 s
+    table = pa.table({
+        "k": [[w.keys[k] for k in keys] for w in waits], "gpu_h": [w.pending_gpu_hours for w in waits],
+        "wait_s": [w.wait_s for w in waits], "started": [w.started for w in waits],
+        "still": [w.still_pending for w in waits], "unsched": [w.unschedulable for w in waits],
+        "pending": [w.pending_in_window for w in waits],
+    }, schema=pa.schema([("k", pa.list_(pa.string())), ("gpu_h", pa.float64()), ("wait_s", pa.float64()),
+                         ("started", pa.bool_()), ("still", pa.bool_()), ("unsched", pa.bool_()),
+                         ("pending", pa.bool_())]))  # fmt: skip
+    con.register("queue_waits", table)
     cur = con.execute(
         """SELECT k, sum(gpu_h), count(*), quantile_cont(wait_s, 0.5), quantile_cont(wait_s, 0.95), max(wait_s),
             count(*) FILTER (WHERE pending AND NOT started), count(*) FILTER (WHERE still),
@@ -150,7 +149,7 @@ def group_rows(con: duckdb.DuckDBPyConnection, waits: list[PodWait], by: tuple[s
             "wait_p50_seconds": round(p50, 3), "wait_p95_seconds": round(p95, 3), "wait_max_seconds": round(longest, 3),
             "never_started": never, "still_pending": still, "unschedulable": unsched,
         })  # fmt: skip
-    con.execute("DROP TABLE queue_waits")
+    con.unregister("queue_waits")
     return out
 
 
