@@ -56,7 +56,8 @@ def _config(tmp_path: Path, name: str, port: int, extra: str = "") -> Path:
 
 def _facts_before(path: Path, mark: datetime) -> dict[str, list[tuple]]:
     with open_warehouse(path, read_only=True) as con:
-        return {t: sorted(con.execute(f"SELECT * FROM {t} WHERE ts < ?", [mark]).fetchall()) for t in c.FACT_TABLES}
+        rows = {t: con.execute(f"SELECT * FROM {t} WHERE ts < ?", [mark]).fetchall() for t in c.FACT_TABLES}
+    return {t: sorted(r, key=repr) for t, r in rows.items()}  # repr: queue rows hold NULLs, which do not sort
 
 
 def test_a_second_instance_is_refused_and_sigterm_stops_the_first_cleanly(tmp_path: Path) -> None:
