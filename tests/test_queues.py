@@ -295,3 +295,48 @@ def test_the_simulated_days_queues_are_the_simulators_truth(sim_warehouse: Path,
         for col, value in want.items():
             assert quotas[queue][col] == pytest.approx(value, abs=1e-6), (queue, col)
     assert expected["quotas"]["vision-cq"]["borrowed_gpu_hours"] > 0
+
+
+def test_fragmentation_and_idle_quota_become_ranked_recommendations_with_their_evidence() -> None:
+    con = fresh_db()
+    _pool(con, {"n1": 6, "n2": 5, "n3": 4})
+    _pending(con, "big", amount=8, steps=60)
+    gpu = {"cohort": "gpu-cohort", "flavor": "h100", "resource": c.RESOURCE_GPU}
+    for queue, nominal, used, pending in (("team-a-cq", 16, 24, 5), ("team-b-cq", 16, 4, 0)):
+        _queue(con, queue, c.KUEUE_NOMINAL, nominal, **gpu)
+        _queue(con, queue, c.KUEUE_USAGE, used, **gpu)
+        _queue(con, queue, c.KUEUE_PENDING, pending, status="active")
+    recs = _report(con, HOUR)["recommendations"]
+    assert [r["kind"] for r in recs] == ["consolidate", "quota_move"]
+    # $36 stranded in the hour: $36 x 730 hours a month
+    assert recs[0]["monthly_savings_usd"] == "26280.00" and recs[0]["target"] == "c1/n3, c1/n2, c1/n1"
+    assert recs[1]["target"] == "team-b-cq" and "team-a-cq" in recs[1]["action"]
+
+
+def test_a_mig_profile_asked_for_while_another_idles_is_a_relayout_recommendation() -> None:
+    con = fresh_db()
+    add_node(con, "m1", 1, model="NVIDIA A100-SXM4-40GB")
+    add_price(con, "8", gpus=1)
+    _allocatable(con, "m1", "nvidia_com_mig_1g_5gb", 7)
+    _pending(con, "llm", resource="nvidia_com_mig_3g_20gb", amount=1, steps=60)
+    recs = {r["kind"]: r for r in _report(con, HOUR)["recommendations"]}
+    rec = recs["mig_relayout"]
+    assert rec["kind"] == "mig_relayout" and rec["target"] == "nvidia_com_mig_3g_20gb"
+    assert rec["monthly_savings_usd"] == "5840.00", "7 free 1/7 slices for the hour at $8 a GPU-hour, x 730"
+
+
+def test_report_savings_ranks_the_waiting_recommendations_with_the_others(tmp_path: Path) -> None:
+    con = fresh_db()
+    _pool(con, {"n1": 6, "n2": 5, "n3": 4})
+    _pending(con, "big", amount=8, steps=60)
+    wh = tmp_path / "wh.duckdb"
+    con.execute(f"ATTACH '{wh}' AS out")
+    con.execute("COPY FROM DATABASE memory TO out")
+    con.close()
+    window = ("--start", f"{T0:%Y-%m-%dT%H:%M:%SZ}", "--end", f"{T0 + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}")
+    result = run_cli("--warehouse", str(wh), "report", "savings", *window, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    dollars = [Decimal(r["monthly_savings_usd"]) for r in rows]
+    assert "consolidate" in {r["kind"] for r in rows} and dollars == sorted(dollars, reverse=True)

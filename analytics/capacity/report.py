@@ -9,12 +9,12 @@ timeline: pending GPU-hours per hour and group; pods: each pod's wait.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from analytics.capacity import fragmentation, quotas
+from analytics.capacity import fragmentation, quotas, recommend
 from analytics.capacity.queues import QueueOptions, group_rows, pending_timeline, pod_waits
 from core import conventions as c
 from core.timeutil import Window
@@ -31,12 +31,13 @@ class QueueReport:
     heatmap: list[dict[str, Any]]
     timeline: list[dict[str, Any]]  # pending GPU-hours per hour and group
     pods: list[dict[str, Any]]  # each pod's wait: the distribution the percentiles summarise
+    recommendations: list[dict[str, Any]] = field(default_factory=list)  # analytics/capacity/recommend.py
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": self.window.as_dict(), "by": list(self.by), "rows": self.rows, "totals": self.totals,
             "queues": self.queues, "mig": self.mig, "heatmap": self.heatmap, "timeline": self.timeline,
-            "pods": self.pods,
+            "pods": self.pods, "recommendations": self.recommendations,
         }  # fmt: skip
 
 
@@ -68,6 +69,6 @@ def queue_report(con: duckdb.DuckDBPyConnection, window: Window, opts: QueueOpti
         for w in waits
     ]  # fmt: skip
     timeline = pending_timeline(con, window, waits)
-    return QueueReport(
-        window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap, timeline, pods
-    )
+    out = QueueReport(window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap, timeline, pods)
+    out.recommendations = recommend.recommendations(out.as_dict(), window)
+    return out
