@@ -187,3 +187,15 @@ def drift_policy(serving: ServingSettings) -> DriftPolicy:
         methods={k: v.method for k, v in serving.drift_columns.items() if v.method},
         thresholds={k: v.threshold for k, v in serving.drift_columns.items() if v.threshold is not None},
     )  # fmt: skip
+
+
+def savings_rows(con: duckdb.DuckDBPyConnection, settings: Settings, window: Window) -> list[dict[str, Any]]:
+    """`report savings` and the overview's savings panel: the FinOps recommendations joined with those from who
+    waits for GPUs (analytics/capacity/recommend.py), ranked by monthly dollars (the same list on both)."""
+    from analytics.capacity.report import queue_report
+    from analytics.finops.recommend import recommendations
+    from app.stage_options import queue_options, savings_options
+
+    recs = recommendations(con, window, chargeback_options(settings), savings_options(settings))
+    waiting = queue_report(con, window, queue_options(settings)).recommendations
+    return sorted([r.as_dict() for r in recs] + waiting, key=lambda r: -Decimal(r["monthly_savings_usd"]))

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import click
 
-from analytics.capacity.report import queue_report
 from analytics.finops import budget, daily_spend
-from analytics.finops.recommend import recommendations
 from app.cli.base import Context, fail_cleanly, make_window, pass_ctx, window_option
 from app.cli.report import report, run_chargeback
+from app.jobs import savings_rows
 from app.publish import render
-from app.stage_options import chargeback_options, queue_options, savings_options
+from app.stage_options import chargeback_options
 from core.errors import ConfigError, TerminalError
 from core.settings import Settings
 from core.store.status import data_span
@@ -122,10 +120,6 @@ def anomalies_cmd(ctx: Context, start: str, end: str, fmt: str) -> None:
 @fail_cleanly
 def savings_cmd(ctx: Context, start: str, end: str, fmt: str) -> None:
     """Savings recommendations ranked by monthly dollars, each with its evidence."""
-    window = make_window(start, end)
     with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
-        recs = recommendations(con, window, chargeback_options(ctx.settings), savings_options(ctx.settings))
-        waiting = queue_report(con, window, queue_options(ctx.settings)).recommendations
-    # joined with who waits for GPUs (consolidation, MIG re-layout, quota moves: analytics/capacity/recommend.py)
-    rows = sorted([r.as_dict() for r in recs] + waiting, key=lambda r: -Decimal(r["monthly_savings_usd"]))
+        rows = savings_rows(con, ctx.settings, make_window(start, end))
     emit(rows, ["monthly_savings_usd", "kind", "team", "target", "action", "evidence"], fmt)

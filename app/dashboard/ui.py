@@ -25,7 +25,7 @@ import streamlit as st
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.cost.cost_rows import ADDITIVE_COLUMNS, MONEY_COLUMNS
 from app.dashboard import access, freshness, reader
-from app.stage_options import chargeback_options, savings_options
+from app.stage_options import chargeback_options
 from core.errors import GpuledgerError
 from core.settings import ENV_CONFIG, ENV_WAREHOUSE, DashboardSettings, Settings, load_settings
 from core.store.status import data_span
@@ -277,11 +277,11 @@ def budget_frame(version: tuple[str, float, str, float], as_of: datetime) -> pd.
 
 @freshness.cached
 def savings_frame(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame:
-    from analytics.finops.recommend import recommendations
+    from app.jobs import savings_rows
 
-    recs = read(lambda con: recommendations(con, Window(start, end), _options(("team",)), savings_options(settings())))
+    rows = read(lambda con: savings_rows(con, settings(), Window(start, end)))
     cols = ["monthly_savings_usd", "kind", "team", "target", "action", "evidence"]
-    return pd.DataFrame([r.as_dict() for r in recs], columns=cols)
+    return pd.DataFrame(rows, columns=cols)
 
 
 def savings_ready(version: tuple[str, float, str, float], start: datetime, end: datetime) -> pd.DataFrame | None:
