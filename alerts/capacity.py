@@ -8,31 +8,19 @@ taints): `gpuledger report queues` says which.
 
 from __future__ import annotations
 
-from alerts.model import Rule, alert
+from alerts.model import Rule, alert, gpu_requests, in_phase, runbook
 from core import conventions as c
-
-
-def _runbook(name: str) -> str:
-    return f"{c.RUNBOOK_BASE_URL}#{name.lower()}"
-
-
-def _gpu_requests(resource: str = c.GPU_RESOURCE_REGEX) -> str:
-    return f'{c.KSM_POD_REQUESTS}{{resource=~"{resource}"}}'
-
-
-def _phase(phase: str) -> str:
-    return f'max by (namespace, pod) ({c.KSM_POD_PHASE}{{phase="{phase}"}} == 1)'
 
 
 def pending_gpu_pods() -> str:
     """GPUs each Pending pod asks for (whole GPUs, MIG instances and replicas, by count), per pod."""
-    return f"sum by (namespace, pod) ({_gpu_requests()}) * on (namespace, pod) group_left () {_phase('Pending')}"
+    return f"sum by (namespace, pod) ({gpu_requests()}) * on (namespace, pod) group_left () {in_phase('Pending')}"
 
 
 def free_whole_gpus() -> str:
     """Whole GPUs allocatable in the cluster less those Running pods hold."""
     allocatable = f'sum({c.KSM_NODE_ALLOCATABLE}{{resource="{c.RESOURCE_GPU}"}})'
-    held = f"sum({_gpu_requests(c.RESOURCE_GPU)} * on (namespace, pod) group_left () {_phase('Running')})"
+    held = f"sum({gpu_requests(c.RESOURCE_GPU)} * on (namespace, pod) group_left () {in_phase('Running')})"
     return f"({allocatable} - ({held} or vector(0)))"
 
 
@@ -45,7 +33,7 @@ def rules(pending_for: str, wait_p95_s: float, fragmentation_for: str) -> list[R
         f'It asks for {{{{ $value | printf "%.0f" }}}} GPU(s) and has not been scheduled for {pending_for}. '
         "`kubectl describe pod` says why (insufficient nvidia.com/gpu, a selector, a taint, a full queue); "
         "`gpuledger report queues` shows whether GPUs sit free in the wrong shape.",
-        _runbook(c.ALERT_GPU_POD_PENDING),
+        runbook(c.ALERT_GPU_POD_PENDING.lower()),
         pending_for,
     )
     wait = alert(
@@ -56,10 +44,10 @@ def rules(pending_for: str, wait_p95_s: float, fragmentation_for: str) -> list[R
         f'95% of the workloads admitted over the last hour waited up to {{{{ $value | printf "%.0f" }}}} s, over the '
         f"target of {wait_p95_s:g} s. Check its nominal quota and borrowing against its cohort's idle quota "
         "(`gpuledger report queues`: idle_while_others_waited_gpu_hours).",
-        _runbook(c.ALERT_QUEUE_WAIT_HIGH),
+        runbook(c.ALERT_QUEUE_WAIT_HIGH.lower()),
         "15m",
     )
-    largest = f"max({pending_gpu_pods().replace(_gpu_requests(), _gpu_requests(c.RESOURCE_GPU))})"
+    largest = f"max({pending_gpu_pods().replace(gpu_requests(), gpu_requests(c.RESOURCE_GPU))})"
     fragmented = alert(
         c.ALERT_GPUS_FRAGMENTED,
         f"{free_whole_gpus()} >= {largest}",
@@ -68,7 +56,7 @@ def rules(pending_for: str, wait_p95_s: float, fragmentation_for: str) -> list[R
         f'{{{{ $value | printf "%.0f" }}}} whole GPUs have been free for {fragmentation_for}, enough for the largest '
         "Pending GPU pod, which still pends: the free GPUs are on nodes none of them fits (or behind selectors and "
         "taints). Pack small jobs onto fewer nodes (`gpuledger report queues` lists the fragmented nodes).",
-        _runbook(c.ALERT_GPUS_FRAGMENTED),
+        runbook(c.ALERT_GPUS_FRAGMENTED.lower()),
         fragmentation_for,
     )
     return [pending, wait, fragmented]

@@ -15,7 +15,7 @@ from alerts import cost as cost_rules
 from alerts import health as health_rules
 from alerts import serving as serving_rules
 from alerts import slo as slo_rules
-from alerts.model import Group, Rule, RuleFile, alert
+from alerts.model import Group, Rule, RuleFile, alert, gpu_requests, in_phase, runbook
 from analytics.health.policy import HealthThresholds
 from analytics.health.xid_catalog import XidCatalog, load_catalog
 from core import conventions as c
@@ -71,18 +71,6 @@ class RuleSpec:
         return f"{max(3600, 4 * self.scrape_interval_s)}s"
 
 
-def _runbook(anchor: str) -> str:
-    return f"{c.RUNBOOK_BASE_URL}#{anchor}"
-
-
-def _gpu_requests() -> str:
-    return f'{c.KSM_POD_REQUESTS}{{resource=~"{c.GPU_RESOURCE_REGEX}"}}'
-
-
-def _running() -> str:
-    return f'max by (namespace, pod) ({c.KSM_POD_PHASE}{{phase="Running"}} == 1)'
-
-
 def _dcgm_workload(metric: str, style: str) -> str:
     """DCGM series with the workload's namespace/pod labels, for either scrape style."""
     if style == "exported":
@@ -99,8 +87,8 @@ def recording(spec: RuleSpec) -> RuleFile:
         record=c.REC_POD_GPU_ALLOCATION,
         expr=(
             # max first: HA kube-state-metrics replicas export the same request twice
-            f"sum by (namespace, pod, node, resource) (max by (namespace, pod, container, node, resource) ({_gpu_requests()}))\n"
-            f"  * on (namespace, pod) group_left () {_running()}"
+            f"sum by (namespace, pod, node, resource) (max by (namespace, pod, container, node, resource) ({gpu_requests()}))\n"
+            f"  * on (namespace, pod) group_left () {in_phase('Running')}"
         ),
     )
     active = Rule(
@@ -128,7 +116,7 @@ def recording(spec: RuleSpec) -> RuleFile:
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> Rule:
-    return alert(name, expr, severity, summary, description, _runbook(name.lower()), for_)
+    return alert(name, expr, severity, summary, description, runbook(name.lower()), for_)
 
 
 def cost(spec: RuleSpec) -> RuleFile:
@@ -188,7 +176,7 @@ def cost(spec: RuleSpec) -> RuleFile:
                 f'{{{{ $value | printf "%.0f" }}}} requests per GPU-hour, under the floor of {spec.min_requests_per_gpu_hour:g}. '
                 "Scale the deployment in, batch more, or move it to a MIG slice."
             ),
-            "runbook_url": _runbook(c.ALERT_POOR_INFERENCE_EFFICIENCY.lower()),
+            "runbook_url": runbook(c.ALERT_POOR_INFERENCE_EFFICIENCY.lower()),
         },
     )
     idle = _alert(
@@ -238,7 +226,7 @@ def health(spec: RuleSpec) -> RuleFile:
                 "It may have fallen off the bus (Xid 79) while its pods stay scheduled: check `nvidia-smi` on the node, "
                 "drain it and reset or reboot."
             ),
-            "runbook_url": _runbook("gpuledgergpustoppedreporting"),
+            "runbook_url": runbook("gpuledgergpustoppedreporting"),
         },
     )
     signals = Group(

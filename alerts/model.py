@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from core import conventions as c
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -62,3 +64,18 @@ def alert(
         labels={"severity": severity, **labels},
         annotations={"summary": summary, "description": description, "runbook_url": runbook_url},
     )
+
+
+def runbook(anchor: str) -> str:
+    """The README section an alert's runbook_url points at."""
+    return f"{c.RUNBOOK_BASE_URL}#{anchor}"
+
+
+def gpu_requests(resource: str = c.GPU_RESOURCE_REGEX) -> str:
+    """kube-state-metrics' GPU requests (whole GPUs, MIG instances and replicas; or the resources `resource` matches)."""
+    return f'{c.KSM_POD_REQUESTS}{{resource=~"{resource}"}}'
+
+
+def in_phase(phase: str) -> str:
+    """1 per pod in `phase` (HA copies of kube-state-metrics max-ed)."""
+    return f'max by (namespace, pod) ({c.KSM_POD_PHASE}{{phase="{phase}"}} == 1)'

@@ -70,32 +70,33 @@ def pod_device_mapping(style: str, sel: Selector = plain) -> str:
     return f"count by ({DEVICE}, {c.L_VGPU}, {ns}, {pod}, {container}) ({sel(selector)})"
 
 
-def pod_allocation(sel: Selector = plain) -> str:
-    """GPU requests of Running pods per (pod, node, resource): HA copies max-ed, containers summed."""
-    requests = sel(f'{c.KSM_POD_REQUESTS}{{{c.L_RESOURCE}=~"{c.GPU_RESOURCE_REGEX}", {c.L_NODE}!=""}}')
-    running = sel(f'{c.KSM_POD_PHASE}{{{c.L_PHASE}="Running"}}')
+def _requests_in_phase(sel: Selector, phase: str, on_node: bool) -> str:
+    """GPU requests of pods in `phase` per (pod[, node], resource): HA copies max-ed, containers summed."""
+    node = f", {c.L_NODE}" if on_node else ""
+    requests = sel(
+        f'{c.KSM_POD_REQUESTS}{{{c.L_RESOURCE}=~"{c.GPU_RESOURCE_REGEX}"'
+        + (f', {c.L_NODE}!=""' if on_node else "")
+        + "}"
+    )
+    in_phase = sel(f'{c.KSM_POD_PHASE}{{{c.L_PHASE}="{phase}"}}')
     pod = _by(c.L_CLUSTER, c.L_NAMESPACE, c.L_POD)
     return (
-        f"sum by ({pod}, {c.L_UID}, {c.L_NODE}, {c.L_RESOURCE}) (\n"
-        f"  max by ({pod}, {c.L_UID}, container, {c.L_NODE}, {c.L_RESOURCE}) ({requests})\n"
+        f"sum by ({pod}, {c.L_UID}{node}, {c.L_RESOURCE}) (\n"
+        f"  max by ({pod}, {c.L_UID}, container{node}, {c.L_RESOURCE}) ({requests})\n"
         f")\n"
-        f"* on ({pod}) group_left () (max by ({pod}) ({running}) == 1)\n"
+        f"* on ({pod}) group_left () (max by ({pod}) ({in_phase}) == 1)\n"
         f"> 0"
     )
+
+
+def pod_allocation(sel: Selector = plain) -> str:
+    """GPU requests of Running pods per (pod, node, resource)."""
+    return _requests_in_phase(sel, "Running", on_node=True)
 
 
 def pod_pending(sel: Selector = plain) -> str:
-    """GPU requests of Pending pods per (pod, resource): HA copies max-ed, containers summed (no node yet)."""
-    requests = sel(f'{c.KSM_POD_REQUESTS}{{{c.L_RESOURCE}=~"{c.GPU_RESOURCE_REGEX}"}}')
-    pending = sel(f'{c.KSM_POD_PHASE}{{{c.L_PHASE}="Pending"}}')
-    pod = _by(c.L_CLUSTER, c.L_NAMESPACE, c.L_POD)
-    return (
-        f"sum by ({pod}, {c.L_UID}, {c.L_RESOURCE}) (\n"
-        f"  max by ({pod}, {c.L_UID}, container, {c.L_RESOURCE}) ({requests})\n"
-        f")\n"
-        f"* on ({pod}) group_left () (max by ({pod}) ({pending}) == 1)\n"
-        f"> 0"
-    )
+    """GPU requests of Pending pods per (pod, resource): no node yet."""
+    return _requests_in_phase(sel, "Pending", on_node=False)
 
 
 def recorded(rule: str, window_ms: int) -> str:
