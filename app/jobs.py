@@ -192,10 +192,10 @@ def drift_policy(serving: ServingSettings) -> DriftPolicy:
 def savings_rows(con: duckdb.DuckDBPyConnection, settings: Settings, window: Window) -> list[dict[str, Any]]:
     """`report savings` and the overview's savings panel: the FinOps recommendations joined with those from who
     waits for GPUs (analytics/capacity/recommend.py), ranked by monthly dollars (the same list on both)."""
-    from analytics.capacity.report import queue_report
+    from analytics.capacity.report import waiting_recommendations
     from analytics.finops.recommend import recommendations
-    from app.stage_options import queue_options, savings_options
+    from app.stage_options import savings_options
 
     recs = recommendations(con, window, chargeback_options(settings), savings_options(settings))
-    waiting = queue_report(con, window, queue_options(settings)).recommendations
+    waiting = waiting_recommendations(con, window)
     return sorted([r.as_dict() for r in recs] + waiting, key=lambda r: -Decimal(r["monthly_savings_usd"]))

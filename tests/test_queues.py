@@ -340,3 +340,12 @@ def test_report_savings_ranks_the_waiting_recommendations_with_the_others(tmp_pa
     rows = rows["rows"] if isinstance(rows, dict) else rows
     dollars = [Decimal(r["monthly_savings_usd"]) for r in rows]
     assert "consolidate" in {r["kind"] for r in rows} and dollars == sorted(dollars, reverse=True)
+
+
+def test_the_savings_join_gives_the_reports_own_recommendations() -> None:
+    from analytics.capacity.report import waiting_recommendations
+
+    con = fresh_db()
+    _pool(con, {"n1": 6, "n2": 5, "n3": 4})
+    _pending(con, "big", amount=8, steps=60)
+    assert waiting_recommendations(con, HOUR) == _report(con, HOUR)["recommendations"] != []

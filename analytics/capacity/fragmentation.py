@@ -33,8 +33,8 @@ CREATE OR REPLACE TEMP TABLE frag_steps AS
 WITH pend AS (
     SELECT ts, cluster, resource, amount FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end),
 waiting AS (SELECT DISTINCT ts, cluster FROM pend),
-alloc AS (
-    SELECT ts, cluster, node, resource, sum(amount) AS used FROM {c.T_POD_ALLOCATIONS}
+alloc AS (  -- only the steps with pods waiting: a fleet where few pods wait reads little
+    SELECT ts, cluster, node, resource, sum(amount) AS used FROM {c.T_POD_ALLOCATIONS} SEMI JOIN waiting USING (ts, cluster)
     WHERE ts >= $start AND ts < $end GROUP BY ALL),
 free AS (
     SELECT r.ts, r.step_s, r.cluster, r.node, r.resource,
@@ -77,6 +77,9 @@ class Fragmentation:
 
 def fragmentation(con: duckdb.DuckDBPyConnection, window: Window) -> Fragmentation:
     params = {"start": window.start, "end": window.end}
+    waiting = f"SELECT EXISTS (SELECT 1 FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end)"
+    if con.execute(waiting, params).fetchone() != (True,):  # nobody waited: nothing is fragmented
+        return Fragmentation()
     con.execute(_FREE_SQL, params)
     out = Fragmentation()
     infos = prices.load_prices(con)
