@@ -32,6 +32,16 @@ def running_pod(
     return out
 
 
+def pending_pod(ns: str, pod: str, resource: str, amount: int, minutes: int) -> list[dict[str, str]]:
+    """A pod Pending for `minutes`, asking for `amount` of `resource` (no node yet)."""
+    key = POD.format(ns=ns, pod=pod)
+    return [
+        series(c.KSM_POD_REQUESTS, f'{key},container="main",node="",resource="{resource}",unit="integer"',
+               f"{amount}x{minutes}"),
+        series(c.KSM_POD_PHASE, f'{key},phase="Pending"', f"1x{minutes}"),
+    ]  # fmt: skip
+
+
 def gpu(node: str, uuid: str, metric: str, values: str, pod: tuple[str, str] | None = None) -> dict[str, str]:
     labels = GPU.format(uuid=uuid, node=node)
     if pod:

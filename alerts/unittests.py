@@ -15,7 +15,7 @@ from alerts import slo_unittests
 from alerts import unittests_signals as signals
 from alerts.generator import RuleSpec
 from alerts.model import RuleFile, promql_string
-from alerts.promtool_series import POD, alerts_at, close_to, gpu, node, running_pod
+from alerts.promtool_series import POD, alerts_at, close_to, gpu, node, pending_pod, running_pod
 from alerts.promtool_series import series as _series
 from core import conventions as c
 
@@ -244,13 +244,7 @@ def capacity_tests(spec: RuleSpec) -> list[dict[str, Any]]:
     ]
     series += running_pod("ml", "r1", "n1", c.RESOURCE_GPU, 6, minutes, None)
     series += running_pod("ml", "r2", "n2", c.RESOURCE_GPU, 6, minutes, None)
-    for pod, amount, pending in (("big", 4, minutes), ("small", 1, 10)):
-        key = POD.format(ns="ml", pod=pod)
-        series += [
-            _series(c.KSM_POD_REQUESTS, f'{key},container="main",node="",resource="{c.RESOURCE_GPU}",unit="integer"',
-                    f"{amount}x{pending}"),
-            _series(c.KSM_POD_PHASE, f'{key},phase="Pending"', f"1x{pending}"),
-        ]  # fmt: skip
+    series += pending_pod("ml", "big", c.RESOURCE_GPU, 4, minutes) + pending_pod("ml", "small", c.RESOURCE_GPU, 1, 10)
     for queue, buckets in (("team-a-cq", ("640", "1280")), ("team-b-cq", ("1",))):
         for le in (*buckets, "+Inf"):
             rising = "0x90" if le == "640" else f"0+1x{minutes}"

@@ -57,6 +57,14 @@ def parse_price(text: str, source: str, line: int | None = None) -> Decimal:
     return value
 
 
+HOURS_PER_MONTH = Decimal(730)  # 8,760 / 12: how a month of an hourly rate is stated
+
+
+def per_month(amount: Decimal, hours: float) -> Decimal:
+    """`amount` seen over `hours`, as a month of it, to the cent (savings and recommendations are stated monthly)."""
+    return to_cents(amount * HOURS_PER_MONTH / Decimal(repr(hours)))
+
+
 def to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 

@@ -28,29 +28,32 @@ from core.money import to_cents
 from core.store.step_sql import nodes_sql, share_units_sql
 from core.timeutil import Window
 
+_PEND = f"SELECT ts, cluster, resource, amount FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end"
+
+# each node's free units per resource at the steps where GPU pods wait (what fragmentation and the MIG comparison read)
 _FREE_SQL = f"""
-CREATE OR REPLACE TEMP TABLE frag_steps AS
-WITH pend AS (
-    SELECT ts, cluster, resource, amount FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end),
-waiting AS (SELECT DISTINCT ts, cluster FROM pend),
+CREATE OR REPLACE TEMP TABLE frag_free AS
+WITH waiting AS (SELECT DISTINCT ts, cluster FROM ({_PEND})),
 alloc AS (  -- only the steps with pods waiting: a fleet where few pods wait reads little
     SELECT ts, cluster, node, resource, sum(amount) AS used FROM {c.T_POD_ALLOCATIONS} SEMI JOIN waiting USING (ts, cluster)
-    WHERE ts >= $start AND ts < $end GROUP BY ALL),
-free AS (
-    SELECT r.ts, r.step_s, r.cluster, r.node, r.resource,
-        greatest(r.allocatable - coalesce(a.used, 0), 0) AS free,
-        greatest(r.allocatable - coalesce(a.used, 0), 0) * {share_units_sql("r.resource")} / {c.GPU_UNITS} AS free_gpus
-    FROM {c.T_NODE_RESOURCES} r SEMI JOIN waiting w USING (ts, cluster)
-        LEFT JOIN alloc a USING (ts, cluster, node, resource) LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
-    WHERE r.ts >= $start AND r.ts < $end),
-fits AS (
+    WHERE ts >= $start AND ts < $end GROUP BY ALL)
+SELECT r.ts, r.step_s, r.cluster, r.node, r.resource,
+    greatest(r.allocatable - coalesce(a.used, 0), 0) AS free,
+    greatest(r.allocatable - coalesce(a.used, 0), 0) * {share_units_sql("r.resource")} / {c.GPU_UNITS} AS free_gpus
+FROM {c.T_NODE_RESOURCES} r SEMI JOIN waiting w USING (ts, cluster)
+    LEFT JOIN alloc a USING (ts, cluster, node, resource) LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
+WHERE r.ts >= $start AND r.ts < $end"""
+
+_STEPS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE frag_steps AS
+WITH fits AS (
     SELECT f.ts, f.cluster, f.node, bool_or(p.amount <= f.free) AS fits
-    FROM free f JOIN pend p ON p.ts = f.ts AND p.cluster = f.cluster AND p.resource = f.resource
+    FROM frag_free f JOIN ({_PEND}) p ON p.ts = f.ts AND p.cluster = f.cluster AND p.resource = f.resource
     WHERE f.free > 0 GROUP BY ALL)
 SELECT f.ts, any_value(f.step_s) AS step_s, f.cluster, f.node, sum(f.free_gpus) AS free_gpus,
     coalesce(max(f.free) FILTER (WHERE f.resource = '{c.RESOURCE_GPU}'), 0) AS free_whole,
     NOT coalesce(any_value(x.fits), false) AS fragmented
-FROM free f LEFT JOIN fits x USING (ts, cluster, node) GROUP BY f.ts, f.cluster, f.node"""
+FROM frag_free f LEFT JOIN fits x USING (ts, cluster, node) GROUP BY f.ts, f.cluster, f.node"""
 
 
 @dataclass
@@ -81,6 +84,7 @@ def fragmentation(con: duckdb.DuckDBPyConnection, window: Window) -> Fragmentati
     if con.execute(waiting, params).fetchone() != (True,):  # nobody waited: nothing is fragmented
         return Fragmentation()
     con.execute(_FREE_SQL, params)
+    con.execute(_STEPS_SQL, params)
     out = Fragmentation()
     infos = prices.load_prices(con)
     priced = prices.priced_sql("SELECT DISTINCT ts, cluster, node FROM frag_steps WHERE fragmented")
@@ -107,24 +111,18 @@ def fragmentation(con: duckdb.DuckDBPyConnection, window: Window) -> Fragmentati
         )
     out.mig = _mig(con, params)
     out.heatmap = _heatmap(con, params)
-    con.execute("DROP TABLE frag_steps")
+    con.execute("DROP TABLE frag_steps; DROP TABLE frag_free")
     return out
 
 
 def _mig(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Per MIG profile, while pods waited: instance-hours free on the nodes, and instance-hours asked for."""
+    mig = f"resource LIKE '{c.RESOURCE_MIG_PREFIX}%'"
     cur = con.execute(
-        f"""WITH pend AS (SELECT ts, cluster, resource, sum(amount * step_s) / 3600 AS asked FROM {c.T_POD_PENDING}
-                WHERE ts >= $start AND ts < $end AND resource LIKE '{c.RESOURCE_MIG_PREFIX}%' GROUP BY ALL),
-            waiting AS (SELECT DISTINCT ts, cluster FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end),
-            used AS (SELECT ts, cluster, node, resource, sum(amount) AS used FROM {c.T_POD_ALLOCATIONS}
-                WHERE ts >= $start AND ts < $end GROUP BY ALL),
-            free AS (SELECT r.resource, sum(greatest(r.allocatable - coalesce(u.used, 0), 0) * r.step_s) / 3600 AS free
-                FROM {c.T_NODE_RESOURCES} r SEMI JOIN waiting USING (ts, cluster)
-                LEFT JOIN used u USING (ts, cluster, node, resource)
-                WHERE r.ts >= $start AND r.ts < $end AND r.resource LIKE '{c.RESOURCE_MIG_PREFIX}%' GROUP BY 1)
-        SELECT resource, coalesce(f.free, 0), coalesce(p.asked, 0)
-        FROM free f FULL JOIN (SELECT resource, sum(asked) AS asked FROM pend GROUP BY 1) p USING (resource)
+        f"""WITH free AS (SELECT resource, sum(free * step_s) / 3600 AS free FROM frag_free WHERE {mig} GROUP BY 1),
+            asked AS (SELECT resource, sum(amount * step_s) / 3600 AS asked FROM {c.T_POD_PENDING}
+                WHERE ts >= $start AND ts < $end AND {mig} GROUP BY 1)
+        SELECT resource, coalesce(f.free, 0), coalesce(p.asked, 0) FROM free f FULL JOIN asked p USING (resource)
         ORDER BY 1""",
         params,
     )

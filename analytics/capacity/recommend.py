@@ -15,14 +15,12 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from core.money import to_cents
+from core.money import per_month
 from core.timeutil import Window
-
-HOURS_PER_MONTH = Decimal(730)
 
 
 def _monthly(amount: Decimal, window: Window) -> Decimal:
-    return to_cents(amount * HOURS_PER_MONTH / Decimal(repr(window.hours)))
+    return per_month(amount, window.hours)
 
 
 def recommendations(report: dict[str, Any], window: Window) -> list[dict[str, Any]]:

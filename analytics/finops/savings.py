@@ -24,11 +24,10 @@ import duckdb
 
 from analytics.cost.allocation import nodes_sql
 from core import conventions as c
-from core.money import to_cents
+from core.money import HOURS_PER_MONTH, per_month, to_cents
 from core.store.sql import literal
 from core.timeutil import Window
 
-HOURS_PER_MONTH = Decimal(730)
 MIG_CAPABLE = ("A100", "H100", "H200", "A30", "B200", "GB200", "H20")
 
 
@@ -55,7 +54,7 @@ class Recommendation:
 
 
 def _monthly(amount: Decimal, window: Window) -> Decimal:
-    return to_cents(amount * HOURS_PER_MONTH / Decimal(repr(window.hours)))
+    return per_month(amount, window.hours)
 
 
 def release_idle(pools: list[dict[str, Any]], window: Window) -> list[Recommendation]:
