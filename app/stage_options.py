@@ -47,9 +47,14 @@ def chargeback_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> C
     )
 
 
-def queue_options(settings: Settings, by: tuple[str, ...] = ("team",)) -> QueueOptions:
+def queue_options(
+    settings: Settings, by: tuple[str, ...] = ("team",), pods: bool = False, heatmap_nodes: int | None = None
+) -> QueueOptions:
     cb = settings.chargeback
-    return QueueOptions(by=by, attribution=Attribution(tuple(cb.team_labels), dict(cb.namespace_teams)))
+    attribution = Attribution(tuple(cb.team_labels), dict(cb.namespace_teams))
+    if heatmap_nodes is None:
+        return QueueOptions(by=by, attribution=attribution, pods=pods)
+    return QueueOptions(by=by, attribution=attribution, pods=pods, heatmap_nodes=heatmap_nodes)
 
 
 def carbon_table(settings: Settings) -> CarbonTable:

@@ -75,7 +75,7 @@ _FIRST_CURRENT = 8
 def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
     """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
     (migrations add tables; rollups built from what the older warehouse already holds)."""
-    from core.store.rollups import coverage, hourly
+    from core.store.rollups import coverage, hourly, waiting
     from core.store.warehouse import connect, transaction
 
     candidates = [(v, v, False) for v in range(LATEST_VERSION - 1, _FIRST_CURRENT - 1, -1)]
@@ -101,6 +101,8 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
                     hourly.rebuild_derived(con)
                 if not coverage.in_sync(con):  # schema 9: coverage is built from the step tables
                     coverage.refresh(con, None, None, full=True)
+                if not waiting.in_sync(con):  # schema 16: fragmentation per hour
+                    waiting.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")
         finally:
             con.close()

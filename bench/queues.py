@@ -4,7 +4,9 @@ generator writes no Pending pods or queues), so the fleet's other figures stay a
 - node_resources: each node's GPU count per step (from node_samples);
 - every pod Pending for 1-10 steps before its first allocated step (a hash of its uid), asking what it was then
   allocated; pods.created_at and scheduled_at to match;
-- two Kueue ClusterQueues per cluster with a GPU quota and usage, one step in ten with work pending.
+- two Kueue ClusterQueues per cluster with a GPU quota and usage, one step in ten with work pending;
+
+then the fragmentation rollups built from them (core/store/rollups/waiting.py), as a collection would have.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import conventions as c
+from core.store.rollups import waiting
 
 
 def queue_fleet(warehouse: Path) -> int:
@@ -57,6 +60,7 @@ def queue_fleet(warehouse: Path) -> int:
                 CASE WHEN queue = 'team-a-cq' AND epoch(ts) % 600 = 0 THEN 3 ELSE 0 END
             FROM steps, q"""
         )
+        waiting.refresh(con, None, None, full=True)
         con.execute("COMMIT")
         row = con.execute(f"SELECT count(*) FROM {c.T_POD_PENDING}").fetchone()
         return int(row[0]) if row else 0

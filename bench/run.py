@@ -119,18 +119,15 @@ def chargeback(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
 
 
 def queues(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
-    """`report queues` over the month, on the fleets with their waiting derived (bench/queues.py). Not at 10,000 GPUs:
-    its fragmentation pass reads every node-step (a minute a run at 1,000 GPUs, so one run there; see the notes)."""
-    for g, (path, stats) in whs.items():
-        if g >= 10_000:
-            continue
+    """`report queues` over the month, on the fleets with their waiting derived (bench/queues.py): whole hours from the
+    waiting rollups (core/store/rollups/waiting.py), each pod's wait in one pass."""
+    for path, stats in whs.values():
         pending = bench_queues.queue_fleet(path)
-        runs = RUNS if g == min(SIZES) else 1
-        args = {"warehouse": str(path), "start": _start(timedelta(0)), "hours": DAYS * 24, "runs": runs,
-                "warmup": 1 if runs > 1 else 0}  # fmt: skip
+        args = {"warehouse": str(path), "start": _start(timedelta(0)), "hours": DAYS * 24, "runs": RUNS}
         child = spawn("queues", args)
         b.add("queues", "30-day `report queues` by team (waits, pending GPU-hours, fragmentation, quotas)", stats["gpus"],
-              f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb, pending_rows=pending)  # fmt: skip
+              f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb, pending_rows=pending,
+              pods=child.result["pods"])  # fmt: skip
 
 
 def health(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:

@@ -46,6 +46,10 @@ T_LABELLED_USAGE: Final = "rollup_labelled_usage_daily"  # used GPU-seconds per 
 T_BILL_HOURS: Final = "rollup_bill_hours"  # per node, hour and MIG share: the id of the bill's price
 T_BILL_DAYS: Final = "rollup_bill_days"  # per node, day and MIG share: the day's one price, or how many
 T_BILL_PRICES: Final = "rollup_bill_prices"  # per bill price id: the invoice's amounts and the capacity they fall on
+# Fragmentation per hour (core/store/rollups/waiting.py): what `report queues` reads instead of every node-step
+T_WAITING_ROLLUP: Final = "rollup_waiting_hourly"  # per node, resource and hour: free and fragmented unit-seconds
+T_WAITING_CLUSTER_ROLLUP: Final = "rollup_waiting_cluster_hourly"  # per cluster and hour: steps waited, largest free
+T_PENDING_ROLLUP: Final = "rollup_pending_hourly"  # per Pending pod and hour: first step, last end, GPU-seconds asked
 T_CARBON_HOURLY: Final = "carbon_intensity_hourly"  # per grid zone and hour: gCO2e/kWh, from an import
 
 FACT_TABLES: Final = (
@@ -235,6 +239,13 @@ DCGM_HEALTH_COUNTERS: Final = (
 # DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
 COL_HEALTH_DELTA: Final = "delta"
 COL_HEALTH_SPAN: Final = "delta_span_s"  # an energy counter's increase across a silence: the seconds it spans
+COL_FIRST_ALLOCATED: Final = "first_allocated"  # pods: the first step the pod held GPUs (any collection)
+# pods: its Pending steps summed over all time (core/store/rollups/waiting.py), what `report queues` reads for the pods
+# whose Pending steps all fall inside its window
+COL_PENDING_FIRST: Final = "pending_first"  # the first Pending step
+COL_PENDING_LAST_END: Final = "pending_last_end"  # the last Pending step's end
+COL_PENDING_GPU_S: Final = "pending_gpu_s"  # GPU-seconds asked for while Pending
+COL_PENDING_UNSCHEDULABLE: Final = "pending_unschedulable"  # the scheduler called it unschedulable at some step
 
 # Device identity labels of dcgm-exporter series (both spellings of Hostname/UUID, MIG instance).
 DCGM_DEVICE_LABELS: Final = (L_CLUSTER, *L_HOSTNAME, *L_UUID, L_GPU_INDEX, L_MODEL_NAME, L_GPU_I_PROFILE, L_GPU_I_ID)

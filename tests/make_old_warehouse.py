@@ -22,15 +22,20 @@ from core import conventions as c
 from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 14
+VERSION = 15
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
-STATE_SINCE = {"coverage:": 9, "bill:": 15}  # rollup_state rows by the schema version that began writing them
+STATE_SINCE = {
+    "coverage:": 9,
+    "bill:": 15,
+    "waiting:": 16,
+}  # rollup_state rows by the schema version that began writing them
 WINDOW = ("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z")
 
 
-def reports(warehouse: Path) -> dict[str, object]:
-    """The reports the old file must still give after migrating: chargeback, health and unit cost."""
+def reports(warehouse: Path, version: int = VERSION) -> dict[str, object]:
+    """The reports the old file must still give after migrating: chargeback, health and unit cost; from version 15
+    (who waits for GPUs) the queue report too."""
     base = ["--warehouse", str(warehouse), "report"]
     window = ["--start", WINDOW[0], "--end", WINDOW[1], "--format", "json"]
     out = {}
@@ -38,6 +43,7 @@ def reports(warehouse: Path) -> dict[str, object]:
         "chargeback": ["chargeback", "--by", "team,workload"],
         "health": ["health", "--state", "healthy,watch,drain,offline,rma"],
         "unit_cost": ["unit-cost"],
+        **({"queues": ["queues", "--pods"]} if version >= 15 else {}),
     }.items():
         result = run_cli(*base, *args, *window)
         assert result.exit_code == 0, result.output

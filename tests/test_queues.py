@@ -15,6 +15,7 @@ import pytest
 from analytics.capacity.queues import QueueOptions
 from analytics.capacity.report import queue_report
 from core import conventions as c
+from core.store.rollups import hourly, waiting
 from core.store.warehouse import open_warehouse
 from core.timeutil import Window
 from tests.builders import T0, add_node, add_pod, add_price, fresh_db
@@ -60,7 +61,16 @@ def _allocatable(con: duckdb.DuckDBPyConnection, node: str, resource: str, amoun
 
 
 def _report(con: duckdb.DuckDBPyConnection, window: Window, by: tuple[str, ...] = ("team",)) -> dict:
-    return queue_report(con, window, QueueOptions(by=by)).as_dict()
+    """The report from the steps (the builders write no rollups), then again from the rollups a commit would have
+    built (core/store/rollups): both must say the same."""
+    stepped = queue_report(con, window, QueueOptions(by=by, pods=True)).as_dict()
+    con.execute("BEGIN TRANSACTION")
+    hourly.refresh(con, None, full=True)
+    assert hourly.in_sync(con) and waiting.in_sync(con)
+    stored = queue_report(con, window, QueueOptions(by=by, pods=True)).as_dict()
+    con.execute("ROLLBACK")
+    assert stored == stepped
+    return stepped
 
 
 def test_a_pod_pending_then_scheduled_waited_from_creation_to_binding_and_its_pending_gpu_hours_count() -> None:

@@ -37,12 +37,13 @@ steps AS (
     SELECT q.*, coalesce(p.pending, 0) AS pending, greatest(q.used - coalesce(q.nominal, 0), 0) AS borrowed,
         greatest(coalesce(q.nominal, 0) - q.used, 0) AS idle
     FROM quota q LEFT JOIN pending p USING (ts, cluster, system, queue)),
+waiting AS (  -- per step and cohort: how many of its queues have work pending (a count, not a self-join)
+    SELECT ts, cluster, system, cohort, count(DISTINCT queue) FILTER (WHERE pending > 0) AS queues
+    FROM steps GROUP BY ALL),
 others AS (  -- per step: does another queue of the cohort have work pending?
-    SELECT a.ts, a.cluster, a.system, a.queue, a.resource,
-        bool_or(b.pending > 0) AS others_wait
-    FROM steps a JOIN steps b ON b.ts = a.ts AND b.cluster = a.cluster AND b.system = a.system
-        AND b.cohort = a.cohort AND b.queue <> a.queue
-    GROUP BY ALL)
+    SELECT s.ts, s.cluster, s.system, s.queue, s.resource,
+        w.queues - CASE WHEN s.pending > 0 THEN 1 ELSE 0 END > 0 AS others_wait
+    FROM steps s JOIN waiting w USING (ts, cluster, system, cohort))
 SELECT s.cluster, s.system, s.queue, any_value(s.cohort) AS cohort, s.resource, avg(s.nominal) AS nominal,
     max(s.borrowing_limit) AS borrowing_limit, avg(s.used) AS used_mean, sum(s.used * s.step_s) / 3600 AS used_gpu_hours,
     sum(s.borrowed * s.step_s) / 3600 AS borrowed_gpu_hours, sum(s.idle * s.step_s) / 3600 AS idle_quota_gpu_hours,

@@ -3,20 +3,19 @@
 rows: per group (team by default), pending GPU-hours, pods, wait p50/p95/max, never started, still pending;
 totals: the same summed (the wait over every pod), with fragmentation (analytics/capacity/fragmentation.py);
 queues: Kueue / Volcano quota use (analytics/capacity/quotas.py); mig and heatmap: fragmentation's details;
-timeline: pending GPU-hours per hour and group; pods: each pod's wait.
+timeline: pending GPU-hours per hour and group; wait_histogram: pods per group and wait bucket; pods: each pod's
+wait (only with QueueOptions.pods: a month at 10,000 GPUs is ~800,000 of them).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from analytics.capacity import fragmentation, quotas, recommend
-from analytics.capacity.queues import QueueOptions, group_rows, pending_timeline, pod_waits
-from core import conventions as c
+from analytics.capacity import fragmentation, queues, quotas, recommend
+from analytics.capacity.queues import QueueOptions
 from core.timeutil import Window
 
 
@@ -30,46 +29,49 @@ class QueueReport:
     mig: list[dict[str, Any]]
     heatmap: list[dict[str, Any]]
     timeline: list[dict[str, Any]]  # pending GPU-hours per hour and group
-    pods: list[dict[str, Any]]  # each pod's wait: the distribution the percentiles summarise
+    wait_histogram: list[dict[str, Any]]  # pods per group and wait bucket: the distribution the percentiles summarise
+    pods: list[dict[str, Any]]  # each pod's wait (QueueOptions.pods), else empty
     recommendations: list[dict[str, Any]] = field(default_factory=list)  # analytics/capacity/recommend.py
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": self.window.as_dict(), "by": list(self.by), "rows": self.rows, "totals": self.totals,
             "queues": self.queues, "mig": self.mig, "heatmap": self.heatmap, "timeline": self.timeline,
-            "pods": self.pods, "recommendations": self.recommendations,
+            "wait_histogram": self.wait_histogram, "pods": self.pods, "recommendations": self.recommendations,
         }  # fmt: skip
 
 
-def _namespaces(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
-    rows = con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
-    return {(cl, ns): {str(k): str(v) for k, v in json.loads(lb or "{}").items()} for cl, ns, lb in rows}
-
-
 def queue_report(con: duckdb.DuckDBPyConnection, window: Window, opts: QueueOptions | None = None) -> QueueReport:
-    opts = opts or QueueOptions()
-    waits = pod_waits(con, window, opts, _namespaces(con))
-    rows = group_rows(con, waits, opts.by)
-    overall = group_rows(con, waits, ())
-    frag = fragmentation.fragmentation(con, window)
-    head = overall[0] if overall else {}
+    # every figure is ordered explicitly, so the temp tables' row order is never read: DuckDB then fills them in
+    # parallel without restoring the order (a 30-day report at 10,000 GPUs: 0.75 s instead of 1.05 s)
+    row = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return _report(con, window, opts or QueueOptions())
+    finally:
+        con.execute(f"SET preserve_insertion_order = {bool(row[0]) if row else True}")
+
+
+def _report(con: duckdb.DuckDBPyConnection, window: Window, opts: QueueOptions) -> QueueReport:
+    queues.stage_waits(con, window, opts, queues.namespaces(con))
+    rows, overall = queues.group_rows(con, opts.by)
+    frag = fragmentation.fragmentation(con, window, opts.heatmap_nodes, opts.use_rollups)
     totals = {
-        "pending_gpu_hours": round(sum(w.pending_gpu_hours for w in waits), 6),
-        "pods": len(waits),
-        "wait_p50_seconds": head.get("wait_p50_seconds"),
-        "wait_p95_seconds": head.get("wait_p95_seconds"),
-        "wait_max_seconds": head.get("wait_max_seconds"),
-        "never_started": sum(1 for w in waits if w.pending_in_window and not w.started),
-        "still_pending": sum(1 for w in waits if w.still_pending),
+        "pending_gpu_hours": overall["pending_gpu_hours"],
+        "pods": overall["pods"],
+        "wait_p50_seconds": overall["wait_p50_seconds"],
+        "wait_p95_seconds": overall["wait_p95_seconds"],
+        "wait_max_seconds": overall["wait_max_seconds"],
+        "never_started": overall["never_started"],
+        "still_pending": overall["still_pending"],
         **frag.totals(),
     }
-    pods = [
-        {"cluster": w.cluster, "namespace": w.namespace, "pod": w.pod, **w.keys, "wait_seconds": round(w.wait_s, 3),
-         "pending_gpu_hours": round(w.pending_gpu_hours, 6), "started": w.started, "still_pending": w.still_pending}
-        for w in waits
-    ]  # fmt: skip
-    timeline = pending_timeline(con, window, waits)
-    out = QueueReport(window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap, timeline, pods)
+    out = QueueReport(
+        window, opts.by, rows, totals, quotas.quotas(con, window), frag.mig, frag.heatmap,
+        queues.pending_timeline(con, opts.by), queues.wait_histogram(con, opts.by),
+        queues.pod_rows(con, opts.by) if opts.pods else [],
+    )  # fmt: skip
+    queues.drop_waits(con)
     out.recommendations = recommend.recommendations(out.as_dict(), window)
     return out
 

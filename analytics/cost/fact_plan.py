@@ -64,6 +64,20 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = Tru
     daily rows (whole days from the hourly rollups), for reports that split by hour of day."""
     if not use_rollups or not rollups.in_sync(con):
         return Plan(steps=[(window.start, window.end)], window=window)
+    out = _split(con, window, days)
+    if out.days or out.hours:
+        out.stale = _stale_nodes(con, out)
+    return out
+
+
+def periods(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[Ranges, Ranges, Ranges]:
+    """(days, hours, steps): the window's whole days, then whole hours, in which no price or discount changes (a
+    rollup row summed over one is priced at its start), and the rest (priced step by step)."""
+    out = _split(con, window, days=True)
+    return out.days, out.hours, out.steps
+
+
+def _split(con: duckdb.DuckDBPyConnection, window: Window, days: bool) -> Plan:
     changes = _price_changes(con, window)
     dirty_hours = {floor_to(t, HOUR) for t in changes if t != floor_to(t, HOUR)}
     dirty_days = {floor_to(t, DAY) for t in changes if t != floor_to(t, DAY)}
@@ -83,7 +97,6 @@ def plan(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = Tru
         _add(out.steps if t in dirty_hours else out.hours, t, t + HOUR)
         t += HOUR
     _add(out.steps, last, window.end)
-    out.stale = _stale_nodes(con, out)
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from analytics.capacity.fragmentation import HEATMAP_NODES
 from analytics.capacity.queues import GROUPABLE, QueueOptions
 from analytics.capacity.report import queue_report
 from app.cli.base import Context, fail_cleanly, make_window, pass_ctx, window_option
@@ -27,15 +28,23 @@ QUEUE_COLUMNS = [
 @window_option
 @click.option("--by", default="team", show_default=True, help=f"Comma-separated grouping: {', '.join(GROUPABLE)}.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--pods", is_flag=True, help="JSON: list every pod's wait (a month at 10,000 GPUs: ~800,000 pods).")
+@click.option(
+    "--heatmap-nodes",
+    type=click.IntRange(min=0),
+    default=HEATMAP_NODES,
+    show_default=True,
+    help="JSON: the fragmentation heat map's nodes, the most fragmented first (0: every node).",
+)
 @pass_ctx
 @fail_cleanly
-def queues_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> None:
+def queues_cmd(ctx: Context, start: str, end: str, by: str, fmt: str, pods: bool, heatmap_nodes: int) -> None:
     """Pending GPU demand, the wait to schedule (p50/p95/max), pods never started, fragmentation and queue quotas."""
     keys = tuple(b.strip() for b in by.split(",") if b.strip())
     bad = [k for k in keys if k not in GROUPABLE]
     if bad:
         raise ConfigError(f"--by {','.join(bad)}: choose from {', '.join(GROUPABLE)}")
-    opts: QueueOptions = queue_options(ctx.settings, keys)
+    opts: QueueOptions = queue_options(ctx.settings, keys, pods, heatmap_nodes)
     with open_warehouse(ctx.settings.warehouse.path, read_only=True) as con:
         result = queue_report(con, make_window(start, end), opts)
     if fmt == "json":

@@ -346,7 +346,7 @@ def queues(version: tuple[str, float, str, float], start: datetime, end: datetim
 
     options = queue_options(settings(), ("team",))
     data = read(lambda con: queue_report(con, Window(start, end), options)).as_dict()
-    for key in ("rows", "queues", "mig", "heatmap", "timeline", "pods"):
+    for key in ("rows", "queues", "mig", "heatmap", "timeline", "wait_histogram"):
         data[key] = pd.DataFrame(data[key])
     return data
 

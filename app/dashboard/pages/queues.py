@@ -47,18 +47,26 @@ else:
     if not timeline.empty:
         st.subheader("Pending demand over time (GPU-hours per hour)")
         st.bar_chart(timeline.pivot_table(index="hour", columns="team", values="pending_gpu_hours", aggfunc="sum"))
-    pods = filters.apply(data["pods"])
-    st.subheader("Wait to schedule, pod by pod")
+    waits = filters.apply(data["wait_histogram"])
+    st.subheader("Wait to schedule: pods per wait")
     st.altair_chart(
-        alt.Chart(pods)
+        alt.Chart(waits)
         .mark_bar()
-        .encode(x=alt.X("wait_seconds:Q", bin=alt.Bin(maxbins=30), title="wait (s)"), y="count()", color="team:N"),
+        .encode(
+            x=alt.X("wait_from_seconds:O", title="wait from (s)", sort=None),
+            y=alt.Y("pods:Q", title="pods"),
+            color="team:N",
+            tooltip=["team", "wait_from_seconds", "wait_to_seconds", "pods"],
+        ),
         width="stretch",
     )
 
 heat = data["heatmap"]
 if not heat.empty:
     st.subheader("Fragmentation: node x hour (GPU-hours free but fitting no pending pod)")
+    st.caption(
+        f"The {heat['node'].nunique()} most fragmented of {totals['fragmented_nodes']} nodes with fragmented GPU-hours."
+    )
     st.altair_chart(
         alt.Chart(heat)
         .mark_rect()

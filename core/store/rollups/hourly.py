@@ -31,7 +31,7 @@ import duckdb
 
 from core import conventions as c
 from core.store import read_memo
-from core.store.rollups import bills, coverage
+from core.store.rollups import bills, coverage, waiting
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import sql as rollup_sql
 from core.store.step_sql import USAGE_VALUES, fingerprints_sql, stale_rows_sql
@@ -40,7 +40,7 @@ from core.timeutil import DAY, floor_to, hours_covering
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
 # every step table a rollup here or in core/store/rollups/coverage.py is computed from
-STEP_TABLES = tuple(dict.fromkeys([*SOURCES, *coverage.SOURCES]))
+STEP_TABLES = tuple(dict.fromkeys([*SOURCES, *coverage.SOURCES, *waiting.SOURCES]))
 
 
 def table(kind: str, level: str) -> str:
@@ -84,11 +84,13 @@ def refresh(
     window: tuple[datetime, datetime] | None,
     full: bool = False,
     coverage_full: bool | None = None,
+    waiting_full: bool | None = None,
     classes: rollup_classes.Baseline | None = None,
     appended: bool = False,
 ) -> None:
     """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
-    of everything when `full` (the coverage rollup: when `coverage_full`, by default `full`); then
+    of everything when `full` (the coverage and waiting rollups: when `coverage_full` / `waiting_full`, by default
+    `full`); then
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
     dimensions are written. `classes`: how the class rows stood before the commit's writes
     (rollup_classes.baseline); without it every class row is recomputed. `appended`: no step table
@@ -97,6 +99,7 @@ def refresh(
     hours = hours_covering(window)
     added = (window[0], window[1] + timedelta(microseconds=1)) if window is not None and appended else None
     coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full, added=added)
+    waiting.refresh(con, *hours, full=full if waiting_full is None else waiting_full, added=added)
     if full:
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
@@ -112,6 +115,7 @@ def refresh(
             if not adding:
                 _refresh_hours(con, max(lo, day), min(hi, day + DAY))
             _refresh_day(con, day)
+    _first_allocated(con, None if full else window)
     keys = ", ".join(f"'{t}'" for t in SOURCES)
     con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE source IN ({keys})")  # class: and coverage: rows are theirs
     con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(source_rows(con).items()))
@@ -119,6 +123,22 @@ def refresh(
         days = (floor_to(lo, DAY), hi) if lo is not None and hi is not None else None
         rollup_classes.update(con, None if full else classes, days)
     bills.update(con, None if full or lo is None or hi is None else (lo, hi))
+
+
+def _first_allocated(con: duckdb.DuckDBPyConnection, window: tuple[datetime, datetime] | None) -> None:
+    """pods.first_allocated: the earliest step each pod held GPUs, from the window's allocations (every one when
+    None). A collection only adds steps, so the earliest stays the earliest; one that re-collects a window with fewer
+    allocations leaves an earlier time in place (what was collected before)."""
+    col = c.COL_FIRST_ALLOCATED
+    where = "WHERE ts BETWEEN $lo AND $hi" if window is not None else ""
+    params = {"lo": window[0], "hi": window[1]} if window is not None else {}
+    merge = f"least(p.{col}, a.first)" if window is not None else "a.first"
+    con.execute(
+        f"""UPDATE {c.T_PODS} p SET {col} = {merge} FROM (
+            SELECT cluster, namespace, pod, uid, min(ts) AS first FROM {c.T_POD_ALLOCATIONS} {where} GROUP BY ALL) a
+        WHERE p.cluster = a.cluster AND p.namespace = a.namespace AND p.pod = a.pod AND p.uid = a.uid""",
+        params,
+    )
 
 
 def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
