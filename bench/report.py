@@ -107,6 +107,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                 billed["median"] < 1,
             )  # fmt: skip
         )
+    waits = _largest(figs, "queues")
+    if waits:
+        out.append(
+            ("30-day queue report < 1 s", f"{waits['median']:.3f} s", f"{waits['gpus']:,} GPUs", waits["median"] < 1)
+        )
     ratio = _largest(figs, "ratio.promql")
     if ratio:
         out.append(
