@@ -23,8 +23,8 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
-from core.store import read_memo
-from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
+from core.store.rollups.state import Counted
+from core.store.warehouse import days_holding, rewrite, ts_span
 from core.timeutil import DAY, hours_covering
 
 SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
@@ -33,29 +33,16 @@ PREFIX = "coverage:"
 HOURS_TOUCHED = "hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end"
 
 
+_STATE = Counted(c.T_COVERAGE_ROLLUP, PREFIX, SOURCES)
+
+
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
-    row = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [c.T_COVERAGE_ROLLUP])
-    return bool(row and row[0])
-
-
-def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {PREFIX + t: n for t, n in row_counts(con, SOURCES).items()}
+    return _STATE.exists(con)
 
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
-    """Does the coverage table speak for every step row (no write since the last refresh bypassed it)?"""
-    return read_memo.remember(con, "rollup_coverage.in_sync", lambda: _in_sync(con))
-
-
-def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
-    if not exists(con):
-        return False
-    stored = dict(
-        con.execute(
-            f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX]
-        ).fetchall()
-    )
-    return bool(stored) and stored == _counts(con)
+    """Do the coverage rollups speak for every step row (no write since the last refresh bypassed them)?"""
+    return _STATE.in_sync(con)
 
 
 def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
@@ -136,5 +123,4 @@ def refresh(
         for day in days_holding(con, [(t, "ts") for t in SOURCES], lo, hi):
             params = {"start": max(lo, day), "end": min(hi, day + DAY)}
             con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", params)
-    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX])
-    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(_counts(con).items()))
+    _STATE.record(con)

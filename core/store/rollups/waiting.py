@@ -33,8 +33,8 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
-from core.store import read_memo
-from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
+from core.store.rollups.state import Counted
+from core.store.warehouse import days_holding, rewrite, ts_span
 from core.timeutil import DAY, HOUR, floor_to, hours_covering
 
 SOURCES = (c.T_POD_PENDING, c.T_NODE_RESOURCES, c.T_POD_ALLOCATIONS)
@@ -57,29 +57,16 @@ PENDING_ROWS_SQL = f"""SELECT date_trunc('hour', ts) AS hour, cluster, namespace
     FROM {c.T_POD_PENDING} WHERE ts >= $start AND ts < $end GROUP BY ALL"""
 
 
+_STATE = Counted(c.T_WAITING_ROLLUP, PREFIX, SOURCES)
+
+
 def exists(con: duckdb.DuckDBPyConnection) -> bool:
-    row = one(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [c.T_WAITING_ROLLUP])
-    return bool(row and row[0])
-
-
-def _counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    return {PREFIX + t: n for t, n in row_counts(con, SOURCES).items()}
+    return _STATE.exists(con)
 
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
     """Do the waiting rollups speak for every step row (no write since the last refresh bypassed them)?"""
-    return read_memo.remember(con, "rollup_waiting.in_sync", lambda: _in_sync(con))
-
-
-def _in_sync(con: duckdb.DuckDBPyConnection) -> bool:
-    if not exists(con):
-        return False
-    stored = dict(
-        con.execute(
-            f"SELECT source, source_rows FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX]
-        ).fetchall()
-    )
-    return bool(stored) and stored == _counts(con)
+    return _STATE.in_sync(con)
 
 
 def stage_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
@@ -220,5 +207,4 @@ def refresh(
         for day in days_holding(con, [(c.T_POD_PENDING, "ts")], lo, hi):
             _insert_steps(con, max(lo, day), min(hi, day + DAY))
     _pod_sums(con, None if full or None in touched else touched)  # type: ignore[arg-type]
-    con.execute(f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, ?)", [PREFIX])
-    con.executemany(f"INSERT INTO {c.T_ROLLUP_STATE} VALUES (?, ?)", list(_counts(con).items()))
+    _STATE.record(con)
