@@ -236,3 +236,21 @@ def test_a_prefetch_that_cannot_open_the_warehouse_tells_its_waiters_why_and_cac
         g.value(_version(1.0), 1)
     assert g.calls == []
     assert g.value(_version(1.0), 1) == {"mtime": 1.0, "n": 1}, "the key was released: a later call computes it"
+
+
+def test_a_cached_function_that_calls_another_cold_one_returns_instead_of_waiting_for_its_own_thread() -> None:
+    # the status page's reconciliation asks for the data span: with one refresh worker, waiting for it hung forever
+    @freshness.cached
+    def inner(version: tuple[str, float, str, float]) -> dict[str, float]:
+        return {"span": version[1]}
+
+    @freshness.cached
+    def outer(version: tuple[str, float, str, float]) -> dict[str, float]:
+        return {"outer": inner(version)["span"] + 1}
+
+    done: list[dict[str, float]] = []
+    caller = threading.Thread(target=lambda: done.append(outer(_version(5.0))), daemon=True)
+    caller.start()
+    caller.join(10)
+    assert done == [{"outer": 6.0}]
+    assert freshness.current(inner, _version(5.0)), "the inner value is cached for the next caller"

@@ -81,7 +81,7 @@ def fragmentation(
         out.waiting_steps, out.largest_placeable_gpus_min, out.largest_placeable_gpus_max = map(int, row)
     out.mig = _mig(con, rows, params)
     out.heatmap, out.fragmented_nodes = _heatmap(con, rows, params, heatmap_nodes)
-    con.execute("DROP TABLE frag_steps; DROP TABLE frag_clusters; DROP TABLE frag_units")
+    con.execute("DROP TABLE frag_steps; DROP TABLE frag_clusters; DROP TABLE frag_units; DROP TABLE frag_priced")
     return out
 
 
@@ -120,7 +120,8 @@ def _gather(con: duckdb.DuckDBPyConnection, days: Ranges, hours: Ranges, steps: 
 
 
 def _price(con: duckdb.DuckDBPyConnection, rows: str, out: Fragmentation) -> None:
-    """Fragmented GPU-hours at the node's list price in force (as the chargeback prices them)."""
+    """Fragmented GPU-hours at the node's list price in force (as the chargeback prices them); keeps `frag_priced`,
+    the fragmented GPU-seconds per node and price stamp, for the heat map's ranking."""
     infos = prices.load_prices(con)
     con.execute(f"""CREATE OR REPLACE TEMP TABLE frag_priced AS
         SELECT stamp, cluster, node, sum(fragmented_s * g) AS gpu_s FROM ({rows}) WHERE fragmented_s > 0 GROUP BY ALL""")
@@ -137,13 +138,14 @@ def _price(con: duckdb.DuckDBPyConnection, rows: str, out: Fragmentation) -> Non
             out.unpriced_gpu_hours += gpu_hours
         else:
             out.fragmented_cost_usd += Decimal(repr(gpu_hours)) * info.gpu_hour_usd
-    con.execute("DROP TABLE frag_priced")
 
 
 def _mig(con: duckdb.DuckDBPyConnection, rows: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Per MIG profile, while pods waited: instance-hours free on the nodes, and instance-hours asked for."""
+    mig = con.execute(f"SELECT count(*) FROM frag_units WHERE {_MIG}").fetchone()
+    free_rows = rows if mig and mig[0] else f"SELECT * FROM ({rows}) LIMIT 0"  # no MIG node: skip the scan
     cur = con.execute(
-        f"""WITH free AS (SELECT resource, sum(free_s) / 3600 AS free FROM ({rows}) WHERE {_MIG} GROUP BY 1),
+        f"""WITH free AS (SELECT resource, sum(free_s) / 3600 AS free FROM ({free_rows}) WHERE {_MIG} GROUP BY 1),
             asked AS (SELECT resource, sum(amount * step_s) / 3600 AS asked FROM {c.T_POD_PENDING}
                 WHERE ts >= $start AND ts < $end AND {_MIG} GROUP BY 1)
         SELECT resource, coalesce(f.free, 0), coalesce(p.asked, 0) FROM free f FULL JOIN asked p USING (resource)
@@ -162,8 +164,8 @@ def _heatmap(
     """Per node and hour with pods waiting, for the `nodes` most fragmented nodes: GPU-hours free and fragmented,
     and the largest whole-GPU request waiting; and how many nodes had any fragmented GPU-hours."""
     ranked = con.execute(
-        f"""SELECT cluster, node FROM ({rows}) WHERE fragmented_s > 0 GROUP BY ALL HAVING sum(fragmented_s * g) > 0
-        ORDER BY sum(fragmented_s * g) DESC, cluster, node"""
+        """SELECT cluster, node FROM frag_priced GROUP BY ALL HAVING sum(gpu_s) > 0
+        ORDER BY sum(gpu_s) DESC, cluster, node"""
     ).fetchall()
     top = ranked[:nodes] if nodes > 0 else ranked
     if not top:

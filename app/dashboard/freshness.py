@@ -44,6 +44,7 @@ _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-pa
 # a prefetch's second lane: a page's reports in two lanes use both cores (DuckDB's plans do not keep two busy
 # throughout, and Python's share of one report overlaps the other's queries)
 _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch")
+_POOLS = ("gpuledger-refresh", "gpuledger-panel", "gpuledger-prefetch")  # the threads' name prefixes above
 _done: Future[Any] = Future()
 _done.set_result(None)
 
@@ -53,10 +54,24 @@ def cached(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(version: tuple[str, float, str, float], *args: Hashable) -> Any:
+        if threading.current_thread().name.startswith(_POOLS):
+            return _inline(fn, version, args)
         found, value, future = _lookup(fn, version, args)
         return value if found else _copy(future.result())
 
     return wrapper  # type: ignore[return-value]
+
+
+def _inline(fn: Callable[..., Any], version: tuple[str, float, str, float], args: tuple[Hashable, ...]) -> Any:
+    """A cached call made by another cached call, on one of the pools' threads: the cached value, else computed
+    here. Waiting for the pool instead would wait for its one worker, the one running the caller: the status page's
+    reconciliation asking for the data span hung there (found by `make bench`, 2026-12-06)."""
+    key, stamp = _key(fn, version, args), _stamp(version)
+    with _lock:
+        entry = _entries.get(key)
+    if entry is not None and entry[0] == stamp:
+        return _copy(entry[1])
+    return _copy(_compute(key, stamp, fn, version, args))
 
 
 def peek(cached_fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> Any | None:
