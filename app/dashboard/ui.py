@@ -455,17 +455,21 @@ def reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | N
 
 @freshness.cached
 def bill_reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | None:
-    """Invoice vs ledger (analytics/cost/bill_reconcile.py) over the whole hours both the imported bill and the
-    data cover, per instance type; None without an imported bill."""
+    """Invoice vs ledger (analytics/cost/bill_reconcile.py) over the last whole day both the imported bill and the
+    data cover (as the ledger's reconciliation beside it), per instance type; None without an imported bill. The
+    whole overlap read a month of node-steps: at 10,000 GPUs past the page's 1 GB memory limit (`make bench`,
+    2026-12-06); `report reconcile --source billing` takes any window."""
     from analytics.cost.bill_reconcile import reconcile_billing
     from core.store.status import billed_span
-    from core.timeutil import HOUR, ceil_to, floor_to
+    from core.timeutil import DAY, HOUR, ceil_to, floor_to
 
     found, billed = span(version), read(billed_span)
     if found is None or billed is None:
         return None
-    window = Window(ceil_to(max(found[0], billed[0]), HOUR), floor_to(min(found[1], billed[1]), HOUR))
-    if window.end <= window.start:
+    end = floor_to(min(found[1], billed[1]), HOUR)
+    start = max(ceil_to(max(found[0], billed[0]), HOUR), end - DAY)
+    if end <= start:  # not one whole hour in common
         return None
+    window = Window(start, end)
     mig_share = _options(("team",)).mig_share
     return read(lambda con: reconcile_billing(con, window, mig_share, "instance_type").as_dict())
