@@ -223,24 +223,15 @@ def _label_keys(opts: QueueOptions) -> list[str]:
 def _resources(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> None:
     """Each pod's requested resources, into its keys (grouping by resource only: the distinct strings are dear): those
     it asked for while Pending in the window, else those it was allocated."""
-    agg = "string_agg(resource, ',' ORDER BY resource) AS resources"
-    con.execute(
-        f"""UPDATE queue_waits q SET resources = r.resources FROM (
-            SELECT pk, {agg} FROM (SELECT DISTINCT {PK} AS pk, resource FROM {c.T_POD_PENDING}
-                WHERE ts >= $start AND ts < $end) GROUP BY pk) r
-        WHERE q.pk = r.pk""",
-        params,
-    )
+    fill = f"""UPDATE queue_waits q SET resources = r.resources FROM (
+            SELECT pk, string_agg(resource, ',' ORDER BY resource) AS resources FROM (
+                SELECT DISTINCT {PK} AS pk, resource FROM {{table}} WHERE ts >= $lo AND ts < $end)
+            SEMI JOIN (SELECT pk FROM queue_waits WHERE resources IS NULL) USING (pk) GROUP BY pk) r
+        WHERE q.pk = r.pk"""
+    con.execute(fill.format(table=c.T_POD_PENDING), {"lo": params["start"], "end": params["end"]})
     row = con.execute("SELECT min(first_running) FROM queue_waits WHERE resources IS NULL").fetchone()
     if row and row[0] is not None:
-        con.execute(
-            f"""UPDATE queue_waits q SET resources = r.resources FROM (
-                SELECT pk, {agg} FROM (SELECT DISTINCT {PK} AS pk, resource FROM {c.T_POD_ALLOCATIONS}
-                    WHERE ts >= $lo AND ts < $end) SEMI JOIN (SELECT pk FROM queue_waits WHERE resources IS NULL)
-                    USING (pk) GROUP BY pk) r
-            WHERE q.pk = r.pk""",
-            {"lo": row[0], "end": params["end"]},
-        )
+        con.execute(fill.format(table=c.T_POD_ALLOCATIONS), {"lo": row[0], "end": params["end"]})
     con.execute(
         f"UPDATE queue_waits SET k = list_transform(k, lambda x: CASE WHEN x = '{_RESOURCE_SLOT}' THEN coalesce(resources, '') ELSE x END)"
     )

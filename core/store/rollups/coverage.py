@@ -36,13 +36,8 @@ HOURS_TOUCHED = "hour >= date_trunc('hour', $start::TIMESTAMP) AND hour < $end"
 _STATE = Counted(c.T_COVERAGE_ROLLUP, PREFIX, SOURCES)
 
 
-def exists(con: duckdb.DuckDBPyConnection) -> bool:
-    return _STATE.exists(con)
-
-
-def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
-    """Do the coverage rollups speak for every step row (no write since the last refresh bypassed them)?"""
-    return _STATE.in_sync(con)
+exists = _STATE.exists
+in_sync = _STATE.in_sync  # do the rollups speak for every step row (no write since the last refresh bypassed them)?
 
 
 def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:

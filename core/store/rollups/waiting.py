@@ -60,13 +60,8 @@ PENDING_ROWS_SQL = f"""SELECT date_trunc('hour', ts) AS hour, cluster, namespace
 _STATE = Counted(c.T_WAITING_ROLLUP, PREFIX, SOURCES)
 
 
-def exists(con: duckdb.DuckDBPyConnection) -> bool:
-    return _STATE.exists(con)
-
-
-def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
-    """Do the waiting rollups speak for every step row (no write since the last refresh bypassed them)?"""
-    return _STATE.in_sync(con)
+exists = _STATE.exists
+in_sync = _STATE.in_sync  # do the rollups speak for every step row (no write since the last refresh bypassed them)?
 
 
 def stage_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
