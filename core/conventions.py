@@ -239,6 +239,9 @@ DCGM_HEALTH_COUNTERS: Final = (
 # DCGM_FI_DEV_XID_ERRORS -> 1 when the last-Xid value changed to a new non-zero code (an Xid event).
 COL_HEALTH_DELTA: Final = "delta"
 COL_HEALTH_SPAN: Final = "delta_span_s"  # an energy counter's increase across a silence: the seconds it spans
+# prices: an on-prem row's electricity per kWh (PUE included) and the nameplate power in its GPU part (per node-hour)
+COL_ENERGY_USD_PER_KWH: Final = "energy_usd_per_kwh"
+COL_GPU_ENERGY_USD_PER_HOUR: Final = "gpu_energy_usd_per_hour"
 COL_FIRST_ALLOCATED: Final = "first_allocated"  # pods: the first step the pod held GPUs (any collection)
 # pods: its Pending steps summed over all time (core/store/rollups/waiting.py), what `report queues` reads for the pods
 # whose Pending steps all fall inside its window

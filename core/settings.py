@@ -189,6 +189,12 @@ class OnPremSettings(_Section):
     power_kw: Decimal = Field(default=Decimal(0), ge=0, description="Average power draw of one server (kW).")
     pue: Decimal = Field(default=Decimal(1), ge=1, description="Data-centre power usage effectiveness.")
     usd_per_kwh: Decimal = Field(default=Decimal(0), ge=0, description="Electricity price.")
+    energy: Literal["measured", "nameplate"] = Field(
+        default="measured",
+        description="`measured`: where the servers' GPUs report energy (DCGM's counter, else power) in a report's "
+        "window and cluster, the GPUs' share of the power cost is their measured kWh x PUE x usd_per_kwh instead "
+        "of power_kw's; `nameplate`: power_kw always.",
+    )
     gpu_hour_usd: Decimal | None = Field(
         default=None, ge=0, description="A per-GPU-hour rate to use instead of the capex model."
     )

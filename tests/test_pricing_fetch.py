@@ -172,3 +172,18 @@ def test_show_lists_the_price_in_force_with_its_sku_fetch_time_and_source(tmp_pa
     assert "3.0600000000" in shown and "1yr No Upfront standard" in shown
     history = run_cli("--warehouse", str(wh), "pricing", "show", "--all").output
     assert history.count("p3.8xlarge") == 2
+
+
+def test_switching_on_prem_power_to_nameplate_restates_the_stored_row_only_with_replace(tmp_path: Path) -> None:
+    config = tmp_path / "gpuledger.yaml"
+    config.write_text(ON_PREM_CONFIG)
+    base = ["--config", str(config), "--warehouse", str(tmp_path / "wh.duckdb"), "pricing"]
+    assert run_cli(*base, "configure").exit_code == 0
+    config.write_text(ON_PREM_CONFIG.replace('usd_per_kwh: "0.10"}', 'usd_per_kwh: "0.10", energy: nameplate}'))
+    refused = run_cli(*base, "configure")
+    assert (
+        refused.exit_code == 2 and "the GPUs' power charged as measured or nameplate; pass --replace" in refused.output
+    )
+    done = run_cli(*base, "configure", "--replace")
+    assert done.exit_code == 0 and "replaced dgx-h100 on_prem" in done.output
+    assert "stored 1 on-prem price rows (1 new or changed)" in done.output

@@ -33,6 +33,7 @@ from core import conventions as c
 from core.money import in_money_context, to_cents
 from core.timeutil import Window
 
+J_PER_KWH = Decimal(3_600_000)
 USED_QUANTUM = Decimal("0.001")  # used GPU-seconds, as the unused cost reads them
 UNIT_HOURS = c.GPU_UNITS * 3600
 
@@ -94,9 +95,11 @@ def chargeback(
     builder = _Builder(opts, _namespaces(con), infos)
     classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source, zones=opts.carbon.zones)
     try:
+        usage = classes.usage()
+        builder.meter(usage)  # first: where GPUs' energy is charged as measured, their GPU-hours cost less
         builder.add_allocations(classes.alloc())
         builder.add_capacity(classes.capacity())
-        builder.add_usage(classes.usage())
+        builder.add_usage(usage)
     finally:
         classes.close()
     sharing.share_idle(builder.rows, builder.idle_pools, builder.scope_weights, opts.idle, opts.idle_scope)
@@ -139,6 +142,7 @@ def chargeback(
         embodied_unmatched_models=sorted(builder.unmatched_models),
         options=opts.describe(),
         bill_prices={p: billed[p] for r in rows for p in r.price_ids if p in billed},
+        metered=builder.metered,
     )
 
 
@@ -186,6 +190,9 @@ class _Builder:
         self.unpriced_nodes: set[str] = set()
         self.unpriced_regions: set[str] = set()  # regions without a carbon intensity
         self.unmatched_models: set[str] = set()  # GPU models without an embodied figure (when any is configured)
+        # (cluster, price_id) -> the price without its nameplate power: on-prem rows charging measured energy, in the
+        # clusters whose GPUs reported energy in the window (the others pay the nameplate)
+        self.metered: dict[tuple[str, str], prices.PriceInfo] = {}
 
     # -- keys ---------------------------------------------------------------------------------
     def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -255,9 +262,18 @@ class _Builder:
         return self._key(pod_values, {"cluster": "", "node": "", "day": None})
 
     # -- facts --------------------------------------------------------------------------------
-    def _rate(self, price_id: str | None) -> tuple[Decimal, Decimal, str | None]:
+    def meter(self, usage: list[dict[str, Any]]) -> None:
+        """Note the (cluster, price row) pairs whose GPUs' energy is charged as measured: rows that charge by the kWh
+        (pricing.on_prem energy: measured), in clusters where their GPUs reported energy in the window."""
+        for f in usage:
+            info = self.infos.get(f["price_id"]) if f["price_id"] is not None else None
+            if info is not None and info.energy_usd_per_kwh is not None and _joules(f["energy_j"]):
+                self.metered.setdefault((f["cluster"], f["price_id"]), info.metered())
+
+    def _rate(self, price_id: str | None, cluster: str) -> tuple[Decimal, Decimal, str | None]:
         """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None)."""
-        info = self.infos.get(price_id) if price_id is not None else None
+        info = self.metered.get((cluster, price_id)) if price_id is not None else None
+        info = info or (self.infos.get(price_id) if price_id is not None else None)
         if info is None:
             return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
         return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
@@ -278,7 +294,7 @@ class _Builder:
         for f in rows:
             values, shared = self._pod_values(f)
             key = self._key(values, f)
-            rate, discount, source = self._rate(f["price_id"])
+            rate, discount, source = self._rate(f["price_id"], f["cluster"])
             units = int(f["units"])
             cost = units * (rate + discount)
             row = self.row(key)
@@ -304,7 +320,7 @@ class _Builder:
         `unhealthy_units` (silent GPUs' unallocated time: its own row, never shared)."""
         for f in rows:
             units, idle_units = int(f["units"]), int(f["idle_units"])
-            rate, discount, source = self._rate(f["price_id"])
+            rate, discount, source = self._rate(f["price_id"], f["cluster"])
             self.node_cost += units * (rate + discount)
             self.capacity_units += units
             if source is None:
@@ -373,8 +389,9 @@ class _Builder:
         """Used GPU-seconds and GPU energy per class and price row: used GPU-hours, energy, and the unused cost
         (allocated minus used, both at the list price in force) that falls with them."""
         for f in rows:
-            if f["mapped"]:
-                key = self._key(self._pod_values(f)[0], f)
+            values = self._pod_values(f)[0] if f["mapped"] else None
+            if values is not None:
+                key = self._key(values, f)
             else:  # no pod: an idle GPU's, or (c.UNHEALTHY) what a GPU drew while it sent nothing
                 key = self._idle_key(f, c.UNHEALTHY if f["namespace"] == c.UNHEALTHY else c.IDLE)
             used_s = float(f["used_s"] or 0.0)
@@ -385,11 +402,35 @@ class _Builder:
             row.derived_j += _joules(f["derived_j"])
             if joules:
                 self._add_carbon(row, joules, f)
+                self._charge_energy(row, key, joules, f, values)
             if math.isfinite(used_s):
                 # to the millisecond: DuckDB sums floats in parallel, so the last bits of used_s vary between runs;
                 # the money moves by far less than a cent, and a report is the same on every read
                 used = Decimal(repr(used_s)).quantize(USED_QUANTUM)
-                row.unused -= used * c.GPU_UNITS * self._rate(f["price_id"])[0]
+                row.unused -= used * c.GPU_UNITS * self._rate(f["price_id"], f["cluster"])[0]
+
+    def _charge_energy(
+        self, row: Row, key: tuple[str, ...], joules: Decimal, f: Mapping[str, Any], values: dict[str, str] | None
+    ) -> None:
+        """Where the fact's price charges measured energy: its kWh at that price, on the row that drew them (a pod's
+        own cost, weighing as its allocation does; an idle GPU's, shared out with the idle; a silent GPU's, kept)."""
+        info = self.metered.get((f["cluster"], f["price_id"]))
+        if info is None or info.energy_usd_per_kwh is None:
+            return
+        cost = joules * info.energy_usd_per_kwh / J_PER_KWH
+        row.allocated += cost
+        row.energy_usd += cost
+        row.unused += cost if values is None else ZERO  # energy no pod drew bought nothing
+        self.node_cost += cost
+        scope = sharing.scope_of(self.opts.idle_scope, f["cluster"], f["node"], f["day"])
+        if values is not None:
+            row.workloads[values["workload"]] = row.workloads.get(values["workload"], ZERO) + cost
+            sharing.add_weight(self.scope_weights.setdefault(scope, {}), values["team"], key, cost, 0)
+            sharing.add_weight(self.team_weights, values["team"], key, cost, 0)
+        elif f["namespace"] != c.UNHEALTHY:
+            pool = (scope, key, f["price_id"], f["node"], "energy")
+            before = self.idle_pools.get(pool)
+            self.idle_pools[pool] = sharing.Pool(key, cost + (before.cost if before else ZERO))
 
 
 def _joules(value: float | None) -> Decimal:

@@ -74,6 +74,7 @@ class Row:
     unpriced_carbon_j: Decimal = ZERO  # energy drawn in regions without a carbon intensity
     embodied_g: Decimal = ZERO  # the GPUs' amortised manufacturing carbon over the row's GPU-hours, exact
     hourly_carbon_j: Decimal = ZERO  # the part of its energy priced at an hourly grid intensity
+    energy_usd: Decimal = ZERO  # the part of `allocated` that is measured energy charged by the kWh (on-prem), exact
     kwh: dict[str, Decimal] = field(default_factory=dict)  # rounded energy columns
     sources: set[str] = field(default_factory=set)
     price_ids: set[str] = field(default_factory=set)
@@ -133,6 +134,8 @@ class ChargebackReport:
     embodied_unmatched_models: list[str] = field(default_factory=list)  # GPU models embodied carbon has no figure for
     options: dict[str, Any] = field(default_factory=dict)
     bill_prices: dict[str, PriceInfo] = field(default_factory=dict)  # the invoice's prices the rows name
+    # (cluster, price_id) -> the price its GPU-hours paid where their measured energy was charged by the kWh
+    metered: dict[tuple[str, str], PriceInfo] = field(default_factory=dict)
 
     def total(self, kind: str | None = None) -> Decimal:
         """Sum of row totals; kind = allocated / __idle__ / __unhealthy__ / __unallocated__ / __shared__ / None (all)."""
@@ -154,6 +157,8 @@ class ChargebackReport:
             "carbon_unpriced_regions": self.unpriced_carbon_regions,
             "carbon_hourly_kwh": float(sum((r.kwh.get("carbon_hourly_kwh", ZERO) for r in self.rows), ZERO)),
             "embodied_unmatched_models": self.embodied_unmatched_models,
+            # the part of node_cost_usd that is GPUs' measured energy at the electricity price (on-prem, measured)
+            "energy_cost_usd": str(to_cents(settled(sum((r.energy_usd for r in self.rows), ZERO)))),
             "capacity_gpu_hours": round(self.capacity_gpu_hours, 6),
             "unpriced_gpu_hours": round(self.unpriced_gpu_hours, 6),
             "unpriced_nodes": self.unpriced_nodes,

@@ -24,7 +24,7 @@ own GPU price, e.g. GCP's GPU SKU) / the row's GPUs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -59,6 +59,10 @@ class PriceInfo:
     billed_gpu_hour_usd: Decimal | None = None
     invoices: tuple[str, ...] = ()
     provider: str = ""
+    # an on-prem row charging measured energy (collectors/pricing/from_settings.py): $ per kWh (PUE included), and
+    # the nameplate power in one GPU-hour's list price, which a GPU's measured kWh replace (`metered`)
+    energy_usd_per_kwh: Decimal | None = None
+    energy_gpu_hour_usd: Decimal = Decimal(0)
 
     @property
     def list_rate(self) -> Decimal:
@@ -72,6 +76,18 @@ class PriceInfo:
     def provider_name(self) -> str:
         """gpuledger's name of the provider (aws, gcp, azure, on_prem, ...): the bill's, else the price row's."""
         return self.provider or self.price_id.split("|", 1)[0]
+
+    def metered(self) -> PriceInfo:
+        """This price where its GPUs' measured energy is charged by the kWh: the GPU-hour without its nameplate power
+        (list, and effective with the same discounts), the energy at `energy_usd_per_kwh` besides."""
+        fixed = self.list_rate - self.energy_gpu_hour_usd
+        effective = self.gpu_hour_usd * fixed / self.list_rate if self.list_rate else fixed
+        return replace(
+            self,
+            gpu_hour_usd=effective,
+            list_gpu_hour_usd=fixed,
+            source=f"{self.source}, its GPUs' energy as measured at ${self.energy_usd_per_kwh}/kWh",
+        )
 
     @property
     def discount_gpu_hour_usd(self) -> Decimal:
@@ -158,7 +174,7 @@ def load_prices(con: duckdb.DuckDBPyConnection) -> dict[str, PriceInfo]:
     """Every price_id priced_sql can produce: each row, and each discount combination in its span."""
     rows = con.execute(
         f"""SELECT {PRICE_ID_SQL}, p.gpu_price_per_hour_usd, p.gpus, p.effective_from, p.effective_to,
-            {_label_sql("p")}, list(struct_pack(n := d.name, pct := d.percent, s := d.effective_from,
+            p.{c.COL_ENERGY_USD_PER_KWH}, p.{c.COL_GPU_ENERGY_USD_PER_HOUR}, {_label_sql("p")}, list(struct_pack(n := d.name, pct := d.percent, s := d.effective_from,
                 e := d.effective_to)) FILTER (WHERE d.name IS NOT NULL)
         FROM {c.V_PRICE_HISTORY} p LEFT JOIN {c.T_PRICE_DISCOUNTS} d
             ON {_scope_sql("p", "d")}
@@ -167,15 +183,16 @@ def load_prices(con: duckdb.DuckDBPyConnection) -> dict[str, PriceInfo]:
         GROUP BY ALL"""
     ).fetchall()
     out: dict[str, PriceInfo] = {}
-    for price_id, gpu_part, gpus, start, end, label, found in rows:
+    for price_id, gpu_part, gpus, start, end, per_kwh, energy_part, label, found in rows:
         gpu_hour = Decimal(gpu_part) / Decimal(gpus)  # in Python: DuckDB would divide a DECIMAL as DOUBLE
+        energy = (None, Decimal(0)) if per_kwh is None else (Decimal(per_kwh), Decimal(energy_part) / Decimal(gpus))
         discounts = [_Discount(d["n"], Decimal(d["pct"]), d["s"], d["e"]) for d in found or []]
         # a spot step uses the row in force at its hour's start, so the row can bill up to an hour past its end
         last = end + timedelta(hours=1) if end is not None else None
         for at in _breakpoints(start, last, discounts):
             active = sorted((d for d in discounts if d.active(at)), key=lambda d: d.name)
             info = _info(price_id, gpu_hour, label, active, int(gpus))
-            out[info.price_id] = info
+            out[info.price_id] = replace(info, energy_usd_per_kwh=energy[0], energy_gpu_hour_usd=energy[1])
     return out
 
 

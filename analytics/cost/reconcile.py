@@ -91,12 +91,15 @@ def reconcile(
     if by not in RECONCILE_BY:
         raise ValueError(f"cannot reconcile by {by!r}; choose from {', '.join(RECONCILE_BY)}")
     infos = prices.load_prices(con)
+    keys = ("cluster", "node") if by == "node" else (by,)
+    report = chargeback(con, window, _plain(options, keys))
     lines: dict[str, Line] = {}
     no_gpus: dict[tuple[str, str], int] = {}
     for f in _node_facts(con, window, options.mig_share):  # one pass over the steps serves both
         key = f"{f['cluster']}/{f['node']}" if by == "node" else f[by]
         line = lines.setdefault(key, Line(key))
         info = infos.get(f["price_id"]) if f["price_id"] is not None else None
+        info = report.metered.get((f["cluster"], f["price_id"]), info)  # measured energy: billed below, by the kWh
         hours, gpu_hours = Decimal(int(f["node_s"])) / 3600, Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
         line.node_hours += hours
         line.gpu_hours += gpu_hours
@@ -106,11 +109,11 @@ def reconcile(
             line.provider += hours * info.gpu_hour_usd * info.gpus
         if f["no_gpu_units"]:
             no_gpus[(f["cluster"], f["node"])] = no_gpus.get((f["cluster"], f["node"]), 0) + int(f["no_gpu_units"])
-    keys = ("cluster", "node") if by == "node" else (by,)
-    report = chargeback(con, window, _plain(options, keys))
     for row in report.rows:
-        key = "/".join(row.keys[k] for k in keys)
-        lines.setdefault(key, Line(key)).ledger += row.exact_total
+        line = lines.setdefault("/".join(row.keys[k] for k in keys), Line("/".join(row.keys[k] for k in keys)))
+        line.ledger += row.exact_total
+        # an on-prem site's electricity is what its GPUs drew (the same meter the ledger reads) at its price per kWh
+        line.provider += row.energy_usd
     return Reconciliation(
         window,
         by,

@@ -114,9 +114,14 @@ def pricing_fetch_cmd(ctx: Context, provider: str, regions: tuple[str, ...]) -> 
 
 
 @pricing_group.command("configure")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Let the settings change on-prem prices already stored (past bills move; each is listed).",
+)
 @pass_ctx
 @fail_cleanly
-def pricing_configure(ctx: Context) -> None:
+def pricing_configure(ctx: Context, replace: bool) -> None:
     """Store the settings' on-prem servers (price_table.on_prem) as prices and its discounts (price_table.discounts)."""
     settings = ctx.settings.pricing
     if not settings.on_prem and not settings.discounts:
@@ -124,8 +129,11 @@ def pricing_configure(ctx: Context) -> None:
     options = price_table.ImportOptions.from_settings(settings, pricing_fetch.now())
     parsed = pricing_settings.on_prem_rows(settings, options) if settings.on_prem else price_table.Parsed([])
     with open_warehouse(ctx.warehouse) as con:
-        changed = price_table.store(con, parsed.rows).changed if parsed.rows else 0
+        stored = price_table.store(con, parsed.rows, replace=replace) if parsed.rows else None
         discounts = pricing_settings.store_discounts(con, settings)
+    for moved in stored.restated if stored else []:
+        click.echo(f"replaced {moved.describe()}: bills from then on move")
+    changed = stored.changed if stored else 0
     for row in parsed.rows:
         gpu_hour = (row.gpu_price_per_hour_usd or row.price_per_hour_usd) / row.gpus
         click.echo(

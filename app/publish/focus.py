@@ -110,12 +110,15 @@ def _of_row(row: Row, infos: dict[str, PriceInfo]) -> tuple[str, str | None]:
     return (providers.pop() if len(providers) == 1 else "Unknown"), ("; ".join(invoices) or None)
 
 
-def focus_row(row: Row, infos: dict[str, PriceInfo], account: str, method: str) -> dict[str, Any]:
+def focus_row(
+    row: Row, infos: dict[str, PriceInfo], account: str, method: str, metered: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """`metered`: price ids whose GPUs' energy was charged by the kWh: no one unit price, the row's cost its own."""
     k = row.keys
     day = date.fromisoformat(k["day"])
     start = datetime(day.year, day.month, day.day)
     bill_start, bill_end = _month(day)
-    info = _price(row, infos)
+    info = None if row.price_ids & metered else _price(row, infos)
     provider, invoice = _of_row(row, infos)
     quantity = Decimal(repr(round(row.gpu_hours, 9)))
     total = row.cost_usd
@@ -197,8 +200,9 @@ def focus_rows(report: ChargebackReport, infos: dict[str, PriceInfo], account: s
     # every row with a number to carry, so each column sums to the report's (a row of used GPU-hours alone
     # carries its unused cost; a GPU on a node no source prices still drew energy)
     infos = {**infos, **report.bill_prices}
+    metered = frozenset(p for _, p in report.metered)
     return [
-        focus_row(r, infos, account, method)
+        focus_row(r, infos, account, method, metered)
         for r in report.rows
         if r.gpu_hours or r.cost_usd or r.cents.get("unused_cost_usd") or any(r.kwh.values())
     ]

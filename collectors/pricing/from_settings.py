@@ -9,6 +9,12 @@ residual, 15% opex, 8 kW, PUE 1.4, $0.10/kWh, 8 GPUs: 8.5616 + 5.1370 + 1.12 = 1
 $/GPU-h. Idle owned GPUs cost the same; the chargeback shows that cost on `__idle__`. A configured
 `gpu_hour_usd` (an internal per-GPU rate) is used directly instead.
 
+Measured energy (`energy: measured`, the default): the row also stores the electricity price per kWh with PUE
+(1.4 x $0.10 = $0.14 above) and the power in its GPU part (power x pricing.gpu_share per node-hour). Where a
+report's window has the servers' GPUs reporting energy in a cluster, the chargeback bills those GPU-hours at the GPU
+part less that power, and every kWh they drew at the price per kWh, to whoever drew it (analytics/cost/chargeback.py).
+The GPUs' power then costs what they drew, not the nameplate: a fleet idling at 70 W is not billed for 700.
+
 Discounts (negotiated %, savings plans, committed use) are stored with their dates and scope; the
 analytics apply them to every matching price in force, GPUs included (OpenCost discounts CPU and RAM
 only), and keep the list price beside the effective one.
@@ -58,17 +64,12 @@ def on_prem_rows(pricing: PricingSettings, options: ImportOptions) -> Parsed:
     rows = []
     for i, server in enumerate(pricing.on_prem):
         where = f"{SOURCE}[{i}]"
+        energy: tuple[Decimal | None, Decimal | None] = (None, None)
         if server.gpu_hour_usd is not None:
             node_hour, gpu_part = server.gpu_hour_usd * server.gpus_per_node, server.gpu_hour_usd * server.gpus_per_node
             how = f"{server.gpu_hour_usd}/GPU-h x {server.gpus_per_node} GPUs"
         elif server.capex_usd > 0:
-            cost = on_prem_cost(server)
-            node_hour, gpu_part = cost.node_hour, None
-            how = (
-                f"capex {server.capex_usd} x (1 - {server.residual_fraction}) / ({server.amortization_years} y x "
-                f"{c.HOURS_PER_YEAR} h) + {server.opex_fraction_per_year} x capex / {c.HOURS_PER_YEAR} h + "
-                f"{server.power_kw} kW x PUE {server.pue} x {server.usd_per_kwh}/kWh"
-            )
+            node_hour, gpu_part, energy, how = _capex_model(server, options.gpu_share)
         else:
             raise ConfigError(f"{where}: set capex_usd (and the other cost inputs) or gpu_hour_usd")
         rows.append(
@@ -83,9 +84,29 @@ def on_prem_rows(pricing: PricingSettings, options: ImportOptions) -> Parsed:
                 effective_from=_midnight(server.effective_from),
                 source=f"{where}: {how}",
                 gpu_price_per_hour_usd=gpu_part,
+                energy_usd_per_kwh=energy[0],
+                gpu_energy_usd_per_hour=energy[1],
             )
         )
     return finish(rows, SOURCE, options)
+
+
+def _capex_model(
+    server: OnPremSettings, gpu_share: Decimal
+) -> tuple[Decimal, Decimal | None, tuple[Decimal | None, Decimal | None], str]:
+    """(node-hour price, its GPU part or None for price x GPU share, (price per kWh, GPU part's power) when the
+    GPUs' power is charged as measured, how it was computed)."""
+    cost = on_prem_cost(server)
+    how = (
+        f"capex {server.capex_usd} x (1 - {server.residual_fraction}) / ({server.amortization_years} y x "
+        f"{c.HOURS_PER_YEAR} h) + {server.opex_fraction_per_year} x capex / {c.HOURS_PER_YEAR} h + "
+        f"{server.power_kw} kW x PUE {server.pue} x {server.usd_per_kwh}/kWh"
+    )
+    if server.energy != "measured" or cost.power <= 0:
+        return cost.node_hour, None, (None, None), how
+    per_kwh = server.pue * server.usd_per_kwh
+    how += f"; the GPUs' power as measured, at {per_kwh.normalize():f}/kWh with PUE"
+    return cost.node_hour, cost.node_hour * gpu_share, (per_kwh, cost.power * gpu_share), how
 
 
 def store_discounts(con: duckdb.DuckDBPyConnection, pricing: PricingSettings) -> int:

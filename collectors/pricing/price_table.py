@@ -67,6 +67,10 @@ class PriceRow:
     gpu_price_per_hour_usd: Decimal | None = None  # the GPUs' part of the node price; None = price x GPU share
     sku: str = ""  # the provider's id of the price (AWS rate code, GCP SKU ids, Azure meter id)
     fetched_at: datetime | None = None
+    # on-prem rows that charge measured energy (collectors/pricing/from_settings.py): $ per kWh, PUE included, and the
+    # nameplate power in the GPU part per node-hour, which the GPUs' measured kWh replace where they report it
+    energy_usd_per_kwh: Decimal | None = None
+    gpu_energy_usd_per_hour: Decimal | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str, str, datetime]:
@@ -130,6 +134,8 @@ def finish(rows: list[PriceRow], source: str, options: ImportOptions, skipped: C
             price_per_hour_usd=stored(row.price_per_hour_usd),
             gpu_price_per_hour_usd=stored(row.price_per_hour_usd * options.gpu_share if gpu_part is None else gpu_part),
             fetched_at=row.fetched_at or options.fetched_at,
+            energy_usd_per_kwh=_stored_or_none(row.energy_usd_per_kwh),
+            gpu_energy_usd_per_hour=_stored_or_none(row.gpu_energy_usd_per_hour),
         )
         if row.gpu_price_per_hour_usd is not None and row.gpu_price_per_hour_usd > row.price_per_hour_usd:
             raise InputError(source, f"the GPUs' part of {'/'.join(str(k) for k in row.key)} exceeds its node price")
@@ -140,6 +146,10 @@ def finish(rows: list[PriceRow], source: str, options: ImportOptions, skipped: C
     if not out:
         raise InputError(source, "no GPU price rows" + (Parsed([], skipped).summary() or ""))
     return Parsed(sorted(out.values(), key=lambda r: tuple(str(k) for k in r.key)), skipped)
+
+
+def _stored_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else stored(value)
 
 
 # What walking a document of an unexpected shape raises (a list where an object belongs, a number where
@@ -254,7 +264,8 @@ def read_file(path: Path, options: ImportOptions | None = None) -> list[PriceRow
 
 COLUMNS = (
     "provider, region, zone, instance_type, capacity_type, term, gpu_model, gpus, price_per_hour_usd, "
-    "gpu_price_per_hour_usd, effective_from, source, sku, fetched_at"
+    f"gpu_price_per_hour_usd, effective_from, source, sku, fetched_at, {c.COL_ENERGY_USD_PER_KWH}, "
+    f"{c.COL_GPU_ENERGY_USD_PER_HOUR}"
 )
 
 
@@ -290,6 +301,8 @@ class Restated:
     def describe(self) -> str:
         provider, region, zone, itype, ctype, since = self.key
         where = f"{itype} {ctype} {region}{'/' + zone if zone else ''} ({provider})"
+        if self.old == self.new:  # the price is the same: how its power is charged changes
+            return f"{where} from {since:%Y-%m-%dT%H:%M:%SZ}: the GPUs' power charged as measured or nameplate"
         return (
             f"{where} from {since:%Y-%m-%dT%H:%M:%SZ}: ${self.old.normalize():f} -> ${self.new.normalize():f} per hour"
         )
@@ -298,17 +311,19 @@ class Restated:
 def restated(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> list[Restated]:
     """The stored rows these rows would change (same key, another node or GPU price)."""
     stored = {
-        tuple(r[:6]): (r[6], r[7])
+        tuple(r[:6]): tuple(r[6:])
         for r in con.execute(
             f"""SELECT provider, region, zone, instance_type, capacity_type, effective_from, price_per_hour_usd,
-                gpu_price_per_hour_usd FROM {c.T_PRICES}"""
+                gpu_price_per_hour_usd, {c.COL_ENERGY_USD_PER_KWH}, {c.COL_GPU_ENERGY_USD_PER_HOUR} FROM {c.T_PRICES}"""
         ).fetchall()
     }
     out = []
     for r in rows:
         old = stored.get(r.key)
         gpu_part = r.price_per_hour_usd if r.gpu_price_per_hour_usd is None else r.gpu_price_per_hour_usd
-        if old is not None and (old[0] != r.price_per_hour_usd or old[1] != gpu_part):
+        # measured energy charged or not moves the bills as a price does
+        new = (r.price_per_hour_usd, gpu_part, r.energy_usd_per_kwh, r.gpu_energy_usd_per_hour)
+        if old is not None and old != new:
             out.append(Restated(r.key, old[0], r.price_per_hour_usd))
     return sorted(out, key=lambda x: x.key)
 
@@ -343,12 +358,14 @@ def store(con: duckdb.DuckDBPyConnection, rows: list[PriceRow], replace: bool = 
 def _upsert(con: duckdb.DuckDBPyConnection, rows: list[PriceRow]) -> None:
     with transaction(con):
         con.executemany(
-            f"""INSERT INTO {c.T_PRICES} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            f"""INSERT INTO {c.T_PRICES} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (provider, region, zone, instance_type, capacity_type, effective_from) DO UPDATE SET
                 term = excluded.term, gpu_model = excluded.gpu_model, gpus = excluded.gpus,
                 price_per_hour_usd = excluded.price_per_hour_usd,
                 gpu_price_per_hour_usd = excluded.gpu_price_per_hour_usd, source = excluded.source,
-                sku = excluded.sku, fetched_at = excluded.fetched_at""",
+                sku = excluded.sku, fetched_at = excluded.fetched_at,
+                {c.COL_ENERGY_USD_PER_KWH} = excluded.{c.COL_ENERGY_USD_PER_KWH},
+                {c.COL_GPU_ENERGY_USD_PER_HOUR} = excluded.{c.COL_GPU_ENERGY_USD_PER_HOUR}""",
             [_values(r) for r in rows],
         )
 
@@ -370,6 +387,8 @@ def _values(r: PriceRow) -> list[object]:
         r.source,
         r.sku,
         r.fetched_at,
+        r.energy_usd_per_kwh,
+        r.gpu_energy_usd_per_hour,
     ]
 
 

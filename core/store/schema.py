@@ -284,6 +284,13 @@ MIGRATION_16 = [
     WHERE p.cluster = a.cluster AND p.namespace = a.namespace AND p.pod = a.pod AND p.uid = a.uid""",
 ]
 
+# on-prem price rows charge their GPUs' measured energy (collectors/pricing/from_settings.py): the price per kWh (PUE
+# included) and the part of the GPU price that is nameplate power, which measured kWh replace; NULL on other rows
+MIGRATION_17 = [
+    f"ALTER TABLE {c.T_PRICES} ADD COLUMN {c.COL_ENERGY_USD_PER_KWH} DECIMAL(28, 10)",
+    f"ALTER TABLE {c.T_PRICES} ADD COLUMN {c.COL_GPU_ENERGY_USD_PER_HOUR} DECIMAL(28, 10)",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -301,5 +308,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_14,
     MIGRATION_15,
     MIGRATION_16,
+    MIGRATION_17,
 ]
 LATEST_VERSION = len(MIGRATIONS)
