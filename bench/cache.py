@@ -75,7 +75,7 @@ _FIRST_CURRENT = 8
 def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
     """A fleet cached at an older schema: move it here and let a commit-like rebuild bring it up to date
     (migrations add tables; rollups built from what the older warehouse already holds)."""
-    from core.store.rollups import coverage, hourly, waiting
+    from core.store.rollups import coverage, hourly, pools, waiting
     from core.store.warehouse import connect, transaction
 
     candidates = [(v, v, False) for v in range(LATEST_VERSION - 1, _FIRST_CURRENT - 1, -1)]
@@ -103,6 +103,8 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
                     coverage.refresh(con, None, None, full=True)
                 if not waiting.in_sync(con):  # schema 16: fragmentation per hour
                     waiting.refresh(con, None, None, full=True)
+                if not pools.in_sync(con):  # schema 17: pool occupancy per hour
+                    pools.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -97,6 +97,17 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         out.append(
             ("30-day chargeback by team < 1 s", f"{cb['median']:.3f} s", f"{cb['gpus']:,} GPUs", cb["median"] < 1)
         )
+    plain = _largest(figs, "chargeback.without_energy")
+    if cb and plain:
+        ratio = cb["median"] / plain["median"]
+        out.append(
+            (
+                "energy adds <= 10% to the 30-day chargeback",
+                f"{ratio:.2f}x ({cb['median']:.3f} s vs {plain['median']:.3f} s)",
+                f"{cb['gpus']:,} GPUs, same run",
+                ratio <= 1.10,
+            )  # fmt: skip
+        )
     billed = _largest(figs, "chargeback.billed")
     if billed:
         out.append(

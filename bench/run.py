@@ -102,6 +102,10 @@ def chargeback(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
         child = spawn("chargeback", args)
         b.add("chargeback.gpuledger", "30-day chargeback by team, gpuledger (rollups)", stats["gpus"], f"{DAYS} d",
               child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
+        # the same report with the energy columns read as constant zeros, in the same run: what energy costs it
+        child = spawn("chargeback", {**args, "energy": False})
+        b.add("chargeback.without_energy", "30-day chargeback by team, energy columns not read (the cost of energy)",
+              stats["gpus"], f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip
         child = spawn("chargeback", {**args, "by": ["team", "day", "cluster", "node_pool", "gpu_model"]})
         b.add("chargeback.breakdown", "30-day chargeback by team x day x cluster x pool x GPU model (the dashboard's)",
               stats["gpus"], f"{DAYS} d", child.result["times"], peak_rss_mb=child.peak_rss_mb)  # fmt: skip

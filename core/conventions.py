@@ -49,6 +49,9 @@ T_BILL_PRICES: Final = "rollup_bill_prices"  # per bill price id: the invoice's 
 # Fragmentation per hour (core/store/rollups/waiting.py): what `report queues` reads instead of every node-step
 T_WAITING_ROLLUP: Final = "rollup_waiting_hourly"  # per node, resource and hour: free and fragmented unit-seconds
 T_WAITING_CLUSTER_ROLLUP: Final = "rollup_waiting_cluster_hourly"  # per cluster and hour: steps waited, largest free
+# per hour, node pool and MIG share mode: steps, capacity units summed over them, peak allocated units, largest node
+T_POOL_ROLLUP: Final = "rollup_pool_hourly"
+T_POOL_NODES: Final = "rollup_pool_nodes"  # the pool each node had when the pool rows were last computed
 T_PENDING_ROLLUP: Final = "rollup_pending_hourly"  # per Pending pod and hour: first step, last end, GPU-seconds asked
 T_CARBON_HOURLY: Final = "carbon_intensity_hourly"  # per grid zone and hour: gCO2e/kWh, from an import
 

@@ -173,7 +173,7 @@ def _fleet(boxes: list[tuple[int, int]], pods: list[tuple[int, int, int, str]]) 
     return con
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     boxes=st.lists(st.tuples(st.integers(100, 700), st.integers(50, 120)), min_size=1, max_size=3),
     pods=st.lists(

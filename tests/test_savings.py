@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from operator import itemgetter
 
 import duckdb
 import pytest
@@ -14,7 +13,7 @@ from analytics.finops import recommend
 from analytics.finops.recommend import recommendations
 from analytics.finops.savings import SavingsOptions
 from core import conventions as c
-from core.store.rollups import coverage, hourly
+from core.store.rollups import coverage, hourly, pools
 from core.store.step_sql import HAMI_CORES, alloc_steps_sql, capacity_steps_sql
 from core.timeutil import Window
 from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db
@@ -107,6 +106,20 @@ def chargeback_rule_pool_steps(con: duckdb.DuckDBPyConnection, window: Window) -
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def _per_pool(figures: list[dict[str, object]]) -> dict[str, tuple[int, int, int, int]]:
+    """Pool figures of any source (rollup hours, step chunks) combined: steps, capacity units, peak, largest node."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for f in figures:
+        steps, cap, peak, node = out.get(str(f["node_pool"]), (0, 0, 0, 0))
+        out[str(f["node_pool"])] = (
+            steps + int(f["steps"]),  # type: ignore[call-overload]
+            cap + int(f["capacity_units"]),  # type: ignore[call-overload]
+            max(peak, int(f["peak_alloc_units"])),  # type: ignore[call-overload]
+            max(node, int(f["max_node_units"])),  # type: ignore[call-overload]
+        )
+    return out
+
+
 @pytest.mark.parametrize(("name", "listed_steps", "missing"), POOL_CASES, ids=[p[0] for p in POOL_CASES])
 def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
     name: str, listed_steps: int, missing: int | None
@@ -122,14 +135,24 @@ def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
         con.execute(f"DELETE FROM {c.T_NODE_SAMPLES} WHERE node = 'n2' AND ts = ?", [T0 + timedelta(minutes=missing)])
     window = Window(T0 + timedelta(minutes=17), T0 + timedelta(hours=23, minutes=41))
     reference = chargeback_rule_pool_steps(con, window)
-    key = itemgetter("node_pool", "ts")
-    assert sorted(recommend._rows(con, recommend._pool_steps_sql("compute"), window), key=key) == sorted(
-        reference, key=key
-    )
+    u = c.GPU_UNITS
+    want = {
+        "od": (
+            len(reference),
+            sum(round(r["capacity_gpus"] * u) for r in reference),
+            max(round(r["alloc_gpus"] * u) for r in reference),
+            max(round(r["max_node_gpus"] * u) for r in reference),
+        )
+    }
+    assert _per_pool(recommend._stepped(con, window, "compute")) == want
+    odd_chunks = recommend._stepped(con, window, "compute", chunk=timedelta(hours=5, minutes=7))
+    assert _per_pool(odd_chunks) == want, "read in chunks, the figures are the same"
+    assert not pools.in_sync(con), "rows written outside a commit: the pool rollup cannot speak for them"
     hourly.refresh(con, None, full=True)
-    assert coverage.in_sync(con)
-    assert sorted(recommend._pool_steps(con, window, "compute"), key=key) == sorted(reference, key=key)
-    odd_chunks = recommend._pool_steps(con, window, "compute", chunk=timedelta(hours=5, minutes=7))
-    assert sorted(odd_chunks, key=key) == sorted(reference, key=key), "read in chunks, the steps are the same"
+    assert coverage.in_sync(con) and pools.in_sync(con)
+    rolled = recommend._pool_figures(con, window, "compute")
+    assert any(r["hour"] is not None for r in rolled), "whole hours from the pool rollup"
+    assert _per_pool(rolled) == want
+    assert recommend._pools(rolled, {}) == recommend._pools(recommend._stepped(con, window, "compute"), {})
     # n1's 2 GPUs (3 while q over-allocates it) plus n2's: 4 while listed, else the 3 DCGM reports
     assert {r["capacity_gpus"] for r in reference} == ({5, 6, 7} if listed_steps < STEPS or missing else {6, 7})

@@ -3,8 +3,8 @@
 Where the evidence is a sum of GPU-unit-seconds (pool costs, off-peak idle and peak batch GPU-hours) it
 comes from the rollups, through the chargeback's plan (analytics/cost/fact_plan.py: hourly rows, steps only for
 edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
-per-step statistic stays on the step tables, each piece saying why: a pool's peak allocation and
-average capacity (DCGM's GPU counts only where the coverage rollup shows undeclared node steps), a
+per-step statistic has its own rollup or stays on the step tables, each piece saying why: a pool's peak allocation
+and average capacity from the pool rollup (core/store/rollups/pools.py: per hour, the steps' integer units), a
 pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
 """
 
@@ -17,14 +17,13 @@ from typing import Any
 
 import duckdb
 
-from analytics.cost import fact_plan, step_ranges
-from analytics.cost.allocation import UB, MigShare, nodes_sql
+from analytics.cost import fact_plan
+from analytics.cost.allocation import MigShare, nodes_sql
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.finops import savings
 from core import conventions as c
 from core.money import in_money_context
-from core.store.rollups import coverage
-from core.store.step_sql import REQUEST_SQL, share_units_sql
+from core.store.rollups import pools
 from core.store.warehouse import ts_span
 from core.timeutil import HOUR, Window
 
@@ -39,59 +38,21 @@ def _rows(
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _pool_steps_sql(mig_share: MigShare, reported_ranges: bool | None = None) -> str:
-    """Per node pool and step: billable capacity and allocated GPUs, and the largest node's GPUs.
-
-    Step tables on purpose: the peak allocation is a maximum over steps and the average capacity a mean
-    over steps (as is a node's GPU count); hourly sums of unit-seconds cannot give either. The SQL is
-    core/facts.capacity_steps_sql's rule in one pass: GPU units are linear in the allocation rows (HAMi
-    cores are not applied here, as before), so the allocation rows, the declared GPU counts and DCGM's
-    counts are stacked and grouped once by node-step (a third faster than grouping each and joining the
-    groups). DCGM's count only matters for node-steps that declare none (as in core/rollup_sql's
-    capacity_hourly_sql), so it is read from every step (`reported_ranges` None), from the `ranges` CTE's
-    nodes and hours (True), or not at all (False)."""
-    share = share_units_sql("a.resource", mig_share)
-    return f"""
-    WITH {step_ranges.CTE + "," if reported_ranges else ""} n AS ({nodes_sql()}),
-    reported AS (SELECT s.ts, s.cluster, s.node, count(DISTINCT s.gpu_uuid) AS gpus
-                 FROM {c.T_GPU_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end
-                 {_reported_filter(reported_ranges)}
-                 GROUP BY ALL),
-    parts AS (
-        SELECT a.ts, a.cluster, a.node, {REQUEST_SQL} * {share} AS units,
-            NULL::BIGINT AS declared, NULL::BIGINT AS reported
-        FROM {c.T_POD_ALLOCATIONS} a LEFT JOIN n USING (cluster, node) WHERE a.ts >= $start AND a.ts < $end
-        UNION ALL SELECT ts, cluster, node, NULL, gpu_capacity, NULL FROM {c.T_NODE_SAMPLES}
-        WHERE ts >= $start AND ts < $end
-        UNION ALL SELECT ts, cluster, node, NULL, NULL, gpus FROM reported),
-    node_steps AS (
-        SELECT ts, cluster, node, coalesce(sum(units), 0) AS alloc_units,
-            coalesce(max(declared), max(reported), 0) AS gpus
-        FROM parts GROUP BY ts, cluster, node),
-    cap AS (SELECT ts, cluster, node, alloc_units,
-                CAST(ceil(greatest(gpus * {UB}, alloc_units) / {U}) AS BIGINT) * {UB} AS units_per_s
-            FROM node_steps)
-    SELECT n.node_pool, cap.ts, sum(cap.units_per_s) / {U} AS capacity_gpus, sum(cap.alloc_units) / {U} AS alloc_gpus,
-        max(cap.units_per_s) / {U} AS max_node_gpus
-    FROM cap LEFT JOIN n USING (cluster, node)
-    GROUP BY ALL
-    """
-
-
-def _reported_filter(reported_ranges: bool | None) -> str:
-    if reported_ranges is None:
-        return ""
-    return "AND " + step_ranges.within("s") if reported_ranges else "AND false"
-
-
 @in_money_context
 def recommendations(
-    con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    cb: ChargebackOptions,
+    opts: savings.SavingsOptions,
+    *,
+    use_rollups: bool = True,
 ) -> list[savings.Recommendation]:
+    """The ranked recommendations of `window`; `use_rollups=False` reads the pools' figures from the step tables only
+    (the same numbers, slower)."""
     pool_rates = _pool_rates(con, window, cb)
-    steps = _pool_steps(con, window, cb.mig_share)
+    figures = _pool_figures(con, window, cb.mig_share, use_rollups)
     pods = _pods(con, window, cb, opts)
-    recs = savings.release_idle(_pools(steps, pool_rates), window)
+    recs = savings.release_idle(_pools(figures, pool_rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
@@ -100,15 +61,34 @@ def recommendations(
     return savings.rank(recs)
 
 
-def _pool_steps(
+def _pool_figures(
+    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, use_rollups: bool = True
+) -> list[dict[str, Any]]:
+    """Per node pool and hour (or part of the window): steps, capacity units summed over them, peak allocated units,
+    largest node (core/store/rollups/pools.py). Whole hours come from the pool rollup when it is in sync; the rest
+    from the steps, by the same SQL."""
+    hours = pools.window_hours(window.start, window.end) if use_rollups and pools.in_sync(con) else None
+    if hours is None:
+        return _stepped(con, window, mig_share)
+    rows = _rows(
+        con,
+        f"""SELECT hour, node_pool, steps, capacity_units, peak_alloc_units, max_node_units FROM {c.T_POOL_ROLLUP}
+        WHERE mig_share = $share AND hour >= $start AND hour < $end""",
+        Window(*hours),
+        {"share": mig_share},
+    )
+    edges = [(lo, hi) for lo, hi in ((window.start, hours[0]), (hours[1], window.end)) if hi > lo]
+    return rows + [r for lo, hi in edges for r in _stepped(con, Window(lo, hi), mig_share)]
+
+
+def _stepped(
     con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare, chunk: timedelta = 6 * HOUR
 ) -> list[dict[str, Any]]:
-    """The pool steps, reading DCGM's GPU counts only for the node-hours whose coverage rollup row has a step
-    kube-state-metrics gave no capacity for (none on a fleet where it always does). Each step's figures
-    depend on that step's rows only, so the window is read a `chunk` at a time: the grouping by node-step
-    holds 6 hours of node-steps, not the window's (a week at 10,000 GPUs: 23 million, gigabytes of hash
+    """The pool figures of `window` from the step tables, reading DCGM's GPU counts only for the node-hours whose
+    coverage rollup row has a step kube-state-metrics gave no capacity for (none on a fleet where it always does).
+    Each step's figures depend on that step's rows only, so the window is read a `chunk` at a time: the grouping by
+    node-step holds 6 hours of node-steps, not the window's (a week at 10,000 GPUs: 23 million, gigabytes of hash
     table; a day's 3.3 million still filled DuckDB's 1 GB and spilled: 6-hour chunks are a third faster)."""
-    sql, extra = _pool_steps_query(con, window, mig_share)
     span = ts_span(con, (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES))
     if span is None:
         return []
@@ -117,23 +97,11 @@ def _pool_steps(
     held = Window(max(window.start, span[0]), min(window.end, span[1] + timedelta(days=1)))
     if held.end <= held.start:
         return []
-    return [row for part in held.split(chunk) for row in _rows(con, sql, part, extra)]
-
-
-def _pool_steps_query(
-    con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare
-) -> tuple[str, dict[str, Any] | None]:
-    if not coverage.in_sync(con):
-        return _pool_steps_sql(mig_share), None
-    hours = con.execute(
-        f"""SELECT cluster, node, hour FROM {c.T_COVERAGE_ROLLUP}
-        WHERE gpu_uuid IS NULL AND declared_steps < steps AND hour >= date_trunc('hour', $start::TIMESTAMP)
-            AND hour < $end ORDER BY ALL""",
-        {"start": window.start, "end": window.end},
-    ).fetchall()
-    ranges = step_ranges.from_hours(hours, window.start, window.end, after=timedelta(0))
-    extra = step_ranges.params(ranges) if ranges else None
-    return _pool_steps_sql(mig_share, reported_ranges=bool(ranges)), extra
+    out = []
+    for part in held.split(chunk):
+        steps = pools.pool_steps_sql(mig_share, pools.undeclared_sql(con, part.start, part.end))
+        out += _rows(con, pools.pool_figures_sql(steps, "NULL::TIMESTAMP"), part)
+    return out
 
 
 def _pool_rates(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions) -> dict[str, Decimal]:
@@ -149,18 +117,21 @@ def _pool_rates(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOp
     return {p: cost[p] / Decimal(repr(hours[p])) for p in cost if hours[p] > 0}
 
 
-def _pools(steps: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dict[str, Any]]:
+def _pools(figures: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dict[str, Any]]:
+    """Per pool: its largest node's GPUs, its capacity averaged over its steps and its peak allocation, from integer
+    units summed (or maximised) over its hours, so every source and order gives the same figures."""
     by_pool: dict[str, list[dict[str, Any]]] = {}
-    for s in steps:
-        by_pool.setdefault(s["node_pool"] or "", []).append(s)
+    for f in figures:
+        by_pool.setdefault(f["node_pool"] or "", []).append(f)
     out = []
-    for pool, rows in by_pool.items():
+    for pool, rows in sorted(by_pool.items()):
+        steps = sum(int(r["steps"]) for r in rows)
         out.append(
             {
                 "node_pool": pool,
-                "gpus_per_node": int(max(r["max_node_gpus"] for r in rows)),
-                "capacity_gpus": sum(r["capacity_gpus"] for r in rows) / len(rows),
-                "peak_alloc_gpus": max(r["alloc_gpus"] for r in rows),
+                "gpus_per_node": max(int(r["max_node_units"]) for r in rows) // U,
+                "capacity_gpus": sum(int(r["capacity_units"]) for r in rows) / U / steps,
+                "peak_alloc_gpus": max(int(r["peak_alloc_units"]) for r in rows) / U,
                 "gpu_hour_usd": rates.get(pool),
             }
         )

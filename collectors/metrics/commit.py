@@ -16,7 +16,7 @@ import duckdb
 from collectors.metrics import grid_stage
 from core import conventions as c
 from core.store.rollups import classes as rollup_classes
-from core.store.rollups import coverage, hourly, waiting
+from core.store.rollups import coverage, hourly, pools, waiting
 from core.store.warehouse import one, transaction
 
 
@@ -107,6 +107,7 @@ def commit(
         rollups_current = hourly.in_sync(con)  # before this commit's writes change the counts
         coverage_current = coverage.in_sync(con)
         waiting_current = waiting.in_sync(con)
+        pools_current = pools.in_sync(con)
         classes = rollup_classes.baseline(con)
         occupied = {table: _occupied(con, table, window) for _, table, _ in grid_stage.STAGED}
         # nothing in the window yet, and nothing staged outside it: the rollups only add its steps
@@ -121,6 +122,7 @@ def commit(
             full=not rollups_current,
             coverage_full=not coverage_current,
             waiting_full=not waiting_current,
+            pools_full=not pools_current,
             classes=classes,
             appended=appended,
         )

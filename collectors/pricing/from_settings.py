@@ -65,8 +65,9 @@ def on_prem_rows(pricing: PricingSettings, options: ImportOptions) -> Parsed:
     for i, server in enumerate(pricing.on_prem):
         where = f"{SOURCE}[{i}]"
         energy: tuple[Decimal | None, Decimal | None] = (None, None)
+        gpu_part: Decimal | None
         if server.gpu_hour_usd is not None:
-            node_hour, gpu_part = server.gpu_hour_usd * server.gpus_per_node, server.gpu_hour_usd * server.gpus_per_node
+            node_hour = gpu_part = server.gpu_hour_usd * server.gpus_per_node
             how = f"{server.gpu_hour_usd}/GPU-h x {server.gpus_per_node} GPUs"
         elif server.capex_usd > 0:
             node_hour, gpu_part, energy, how = _capex_model(server, options.gpu_share)

@@ -286,9 +286,14 @@ MIGRATION_16 = [
 
 # on-prem price rows charge their GPUs' measured energy (collectors/pricing/from_settings.py): the price per kWh (PUE
 # included) and the part of the GPU price that is nameplate power, which measured kWh replace; NULL on other rows
+# and node-pool occupancy per hour (core/store/rollups/pools.py), built by the next commit (no state rows: not in sync)
 MIGRATION_17 = [
     f"ALTER TABLE {c.T_PRICES} ADD COLUMN {c.COL_ENERGY_USD_PER_KWH} DECIMAL(28, 10)",
     f"ALTER TABLE {c.T_PRICES} ADD COLUMN {c.COL_GPU_ENERGY_USD_PER_HOUR} DECIMAL(28, 10)",
+    f"""CREATE TABLE {c.T_POOL_ROLLUP} (mig_share VARCHAR NOT NULL, hour TIMESTAMP NOT NULL, node_pool VARCHAR NOT NULL,
+        steps BIGINT NOT NULL, capacity_units HUGEINT NOT NULL, peak_alloc_units HUGEINT NOT NULL,
+        max_node_units BIGINT NOT NULL)""",
+    f"CREATE TABLE {c.T_POOL_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, node_pool VARCHAR NOT NULL)",
 ]
 
 MIGRATIONS: list[list[str]] = [

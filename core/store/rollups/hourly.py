@@ -31,7 +31,7 @@ import duckdb
 
 from core import conventions as c
 from core.store import read_memo
-from core.store.rollups import bills, coverage, waiting
+from core.store.rollups import bills, coverage, pools, waiting
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import sql as rollup_sql
 from core.store.step_sql import USAGE_VALUES, fingerprints_sql, stale_rows_sql
@@ -85,12 +85,13 @@ def refresh(
     full: bool = False,
     coverage_full: bool | None = None,
     waiting_full: bool | None = None,
+    pools_full: bool | None = None,
     classes: rollup_classes.Baseline | None = None,
     appended: bool = False,
 ) -> None:
     """Recompute the rollups of every hour touching [window[0], window[1]] (row ts, inclusive), or
-    of everything when `full` (the coverage and waiting rollups: when `coverage_full` / `waiting_full`, by default
-    `full`); then
+    of everything when `full` (the coverage, waiting and pool rollups: when `coverage_full` / `waiting_full` /
+    `pools_full`, by default `full`); then
     record the step tables' row counts. Call inside the commit's transaction, after the facts and
     dimensions are written. `classes`: how the class rows stood before the commit's writes
     (rollup_classes.baseline); without it every class row is recomputed. `appended`: no step table
@@ -100,6 +101,7 @@ def refresh(
     added = (window[0], window[1] + timedelta(microseconds=1)) if window is not None and appended else None
     coverage.refresh(con, *hours, full=full if coverage_full is None else coverage_full, added=added)
     waiting.refresh(con, *hours, full=full if waiting_full is None else waiting_full, added=added)
+    pools.refresh(con, *hours, full=full if pools_full is None else pools_full, added=added)
     if full:
         for kind in ("alloc", "capacity", "usage"):
             for level in ("hourly", "daily"):
