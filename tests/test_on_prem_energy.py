@@ -71,7 +71,7 @@ def test_the_gpus_power_costs_what_they_drew_not_the_nameplate() -> None:
     # vision: 1.75 + 0.5 kWh x 0.30 = 1.90; idle: 1.75 + 0.08 kWh x 0.30 = 1.774
     assert _costs(report) == {"vision": D("1.90"), c.IDLE: D("1.77")}
     assert report.node_cost_usd == D("3.67") and report.totals()["energy_cost_usd"] == "0.17"  # 0.174
-    assert all("measured at $0.3" in s for r in report.rows for s in r.sources)
+    assert all(s.endswith("its GPUs' energy as measured at $0.3/kWh") for r in report.rows for s in r.sources)
 
 
 def test_nameplate_bills_the_configured_power_whatever_the_gpus_draw() -> None:

@@ -193,6 +193,7 @@ class _Builder:
         # (cluster, price_id) -> the price without its nameplate power: on-prem rows charging measured energy, in the
         # clusters whose GPUs reported energy in the window (the others pay the nameplate)
         self.metered: dict[tuple[str, str], prices.PriceInfo] = {}
+        self._rates: dict[tuple[str | None, str], tuple[Decimal, Decimal, str | None]] = {}
 
     # -- keys ---------------------------------------------------------------------------------
     def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -271,7 +272,14 @@ class _Builder:
                 self.metered.setdefault((f["cluster"], f["price_id"]), info.metered())
 
     def _rate(self, price_id: str | None, cluster: str) -> tuple[Decimal, Decimal, str | None]:
-        """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None)."""
+        """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None), worked out once per
+        price and cluster (Decimal divisions: a per-pod report asks twice per pod)."""
+        found = self._rates.get((price_id, cluster))
+        if found is None:
+            found = self._rates[(price_id, cluster)] = self._work_out_rate(price_id, cluster)
+        return found
+
+    def _work_out_rate(self, price_id: str | None, cluster: str) -> tuple[Decimal, Decimal, str | None]:
         info = self.metered.get((cluster, price_id)) if price_id is not None else None
         info = info or (self.infos.get(price_id) if price_id is not None else None)
         if info is None:
