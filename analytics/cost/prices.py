@@ -86,7 +86,7 @@ class PriceInfo:
             self,
             gpu_hour_usd=effective,
             list_gpu_hour_usd=fixed,
-            source=f"{self.source}, its GPUs' energy as measured at ${(self.energy_usd_per_kwh or 0).normalize():f}/kWh",
+            source=f"{self.source}, its GPUs' energy as measured at ${(self.energy_usd_per_kwh or Decimal(0)).normalize():f}/kWh",
         )
 
     @property
