@@ -203,6 +203,11 @@ def round_rows(rows: list[Row], grand_total: Decimal) -> None:
 def _round_energy(heads: dict[str, list[Row]], name: str, exact_of: Callable[[Row], Decimal]) -> None:
     """kWh (kg) per row, pinned like the cents: the fleet's total, then each head's, then its rows."""
     exact = {h: [exact_of(r) for r in rows] for h, rows in heads.items()}
+    if not any(v for values in exact.values() for v in values):  # a column nobody has (no carbon, no power-only GPU)
+        for rows in heads.values():
+            for row in rows:
+                row.kwh[name] = ZERO
+        return
     fleet = sum((v for values in exact.values() for v in values), ZERO)
     head_kwh = allocate_cents({h: sum(v, ZERO) for h, v in exact.items()}, unit=KWH_UNIT,
                               total=fleet.quantize(KWH_UNIT))  # fmt: skip
