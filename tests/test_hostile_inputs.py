@@ -449,14 +449,14 @@ def test_the_savings_pass_reads_the_data_in_a_window_not_the_window(
     calls: list[Window] = []
     rows = recommend._rows
     monkeypatch.setattr(
-        recommend, "_rows", lambda con, sql, part, extra: (calls.append(part), rows(con, sql, part, extra))[1]
+        recommend, "_rows", lambda con, sql, part, extra=None: (calls.append(part), rows(con, sql, part, extra))[1]
     )
     decade = Window(datetime(2020, 1, 1), datetime(2030, 1, 1))
     with open_warehouse(wh, read_only=True) as con:
-        wide = recommend._pool_steps(con, decade, "compute")
+        wide = recommend._stepped(con, decade, "compute")
         assert len(calls) <= 5
-        narrow = recommend._pool_steps(con, Window(START - timedelta(hours=1), START + timedelta(hours=1)), "compute")
-    assert wide and sorted(map(repr, wide)) == sorted(map(repr, narrow))
+        narrow = recommend._stepped(con, Window(START - timedelta(hours=1), START + timedelta(hours=1)), "compute")
+    assert wide and recommend._pools(wide, {}) == recommend._pools(narrow, {})
 
 
 # --- size limits (issue 30 #8, #14) -----------------------------------------------------------------------
