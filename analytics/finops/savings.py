@@ -164,8 +164,9 @@ def to_spot(
             saving += p["cost_usd"] * Decimal(
                 repr(1 - (ratio if ratio is not None else 1 - opts.assumed_spot_discount))
             )
-        hours = sum(p["gpu_hours"] for p in members)
-        activity = sum(p["used_gpu_hours"] for p in members) / hours if hours else 0.0
+        # exactly rounded sums: the pods come in no fixed order, and a float sum in row order could print 34.4 or 34.5
+        hours = math.fsum(p["gpu_hours"] for p in members)
+        activity = math.fsum(p["used_gpu_hours"] for p in members) / hours if hours else 0.0
         out.append(
             Recommendation(
                 "move to spot",
