@@ -85,9 +85,10 @@ def test_a_pod_asking_for_a_gpu_and_hami_cores_runs_as_long_as_it_ran_not_twice_
 
 
 POOL_CASES = [
-    ("kube-state-metrics gives every node's capacity: no DCGM count is read", 24 * 60, None),
-    ("one node listed only 10 h while its GPUs report all day: DCGM counts for the rest", 10 * 60 + 7, None),
-    ("one step of one node missing from kube-state-metrics: DCGM's count for that step", 24 * 60, 300),
+    ("kube-state-metrics gives every node's capacity: no DCGM count is read", 24 * 60, None, "n2"),
+    ("one node listed only 10 h while its GPUs report all day: DCGM counts for the rest", 10 * 60 + 7, None, "n2"),
+    ("one step of one node missing from kube-state-metrics: DCGM's count for that step", 24 * 60, 300, "n2"),
+    ("the same for a node whose name holds a quote (written into the SQL as a literal)", 24 * 60, 300, "gpu'2"),
 ]
 
 
@@ -120,19 +121,19 @@ def _per_pool(figures: list[dict[str, object]]) -> dict[str, tuple[int, int, int
     return out
 
 
-@pytest.mark.parametrize(("name", "listed_steps", "missing"), POOL_CASES, ids=[p[0] for p in POOL_CASES])
+@pytest.mark.parametrize(("name", "listed_steps", "missing", "n2"), POOL_CASES, ids=[p[0] for p in POOL_CASES])
 def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
-    name: str, listed_steps: int, missing: int | None
+    name: str, listed_steps: int, missing: int | None, n2: str
 ) -> None:
     con = fresh_db()
     add_node(con, "n1", 2, steps=STEPS, pool="od")
-    add_node(con, "n2", 4, steps=listed_steps, pool="od")
+    add_node(con, n2, 4, steps=listed_steps, pool="od")
     for gpu in range(3):
-        add_gpu_usage(con, "n2", f"GPU-{gpu}", 0.5, steps=STEPS)
-    add_pod(con, "p", "n2", amount=2, offset=30, steps=STEPS - 60)
+        add_gpu_usage(con, n2, f"GPU-{gpu}", 0.5, steps=STEPS)
+    add_pod(con, "p", n2, amount=2, offset=30, steps=STEPS - 60)
     add_pod(con, "q", "n1", amount=3, offset=400, steps=90)  # over-allocated: billed 3 GPUs, declares 2
     if missing is not None:
-        con.execute(f"DELETE FROM {c.T_NODE_SAMPLES} WHERE node = 'n2' AND ts = ?", [T0 + timedelta(minutes=missing)])
+        con.execute(f"DELETE FROM {c.T_NODE_SAMPLES} WHERE node = ? AND ts = ?", [n2, T0 + timedelta(minutes=missing)])
     window = Window(T0 + timedelta(minutes=17), T0 + timedelta(hours=23, minutes=41))
     reference = chargeback_rule_pool_steps(con, window)
     u = c.GPU_UNITS

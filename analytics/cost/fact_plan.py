@@ -23,10 +23,9 @@ from typing import Any
 
 import duckdb
 
-from analytics.cost import step_ranges
 from analytics.cost.prices import PriceSource, priced_sql
 from core import conventions as c
-from core.store import read_memo
+from core.store import read_memo, step_ranges
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import hourly as rollups
 from core.store.step_sql import (

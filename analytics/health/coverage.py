@@ -22,11 +22,11 @@ from typing import Any
 
 import duckdb
 
-from analytics.cost import step_ranges
-from analytics.cost.step_ranges import Range
 from analytics.health.signals import GpuKey
 from core import conventions as c
+from core.store import step_ranges
 from core.store.rollups import coverage
+from core.store.step_ranges import Range
 from core.timeutil import HOUR, ceil_to, floor_to
 
 Span = tuple[datetime, datetime]

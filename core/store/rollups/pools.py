@@ -15,12 +15,12 @@ stale, so readers go to the steps and the next commit rebuilds them.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
 from core import conventions as c
-from core.store import read_memo
+from core.store import read_memo, step_ranges
 from core.store.rollups.state import Counted
 from core.store.step_sql import REQUEST_SQL, UB, MigShare, nodes_sql, share_units_sql
 from core.store.warehouse import days_holding, rewrite, ts_span
@@ -93,8 +93,7 @@ def undeclared_sql(con: duckdb.DuckDBPyConnection, start: datetime, end: datetim
     ).fetchall()
     if not hours:
         return None
-    values = ", ".join(f"('{cl}', '{n}', TIMESTAMP '{h:%Y-%m-%d %H:%M:%S}')" for cl, n, h in hours)
-    return f"(s.cluster, s.node, date_trunc('hour', s.ts)) IN (SELECT * FROM (VALUES {values}))"
+    return step_ranges.within("s", step_ranges.literal_ranges(step_ranges.from_hours(hours, start, end, timedelta(0))))
 
 
 def in_sync(con: duckdb.DuckDBPyConnection) -> bool:
