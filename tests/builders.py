@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -17,6 +18,22 @@ from core import conventions as c
 from core.store.warehouse import migrate
 
 T0 = datetime(2026, 11, 2)
+R = TypeVar("R")
+
+
+def rebuilt(
+    con: duckdb.DuckDBPyConnection,
+    refresh: Callable[..., None],
+    read: Callable[[duckdb.DuckDBPyConnection], R],
+) -> R:
+    """What a full rebuild of a rollup computes (`refresh(con, None, None, full=True)`, then `read(con)`), rolled back:
+    the rollup a commit kept is left as it was, to compare with."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        refresh(con, None, None, full=True)
+        return read(con)
+    finally:
+        con.execute("ROLLBACK")
 
 
 def fresh_db() -> duckdb.DuckDBPyConnection:

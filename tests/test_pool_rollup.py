@@ -24,23 +24,13 @@ from core.settings import CollectSettings
 from core.store.rollups import hourly, pools
 from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window, parse_ts
-from tests.builders import T0, add_node, add_pod, fresh_db
+from tests.builders import T0, add_node, add_pod, fresh_db, rebuilt
 from tests.conftest import SIM_START
 from tests.test_savings import chargeback_rule_pool_steps
 
 
 def _rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return sorted(con.execute(f"SELECT * FROM {c.T_POOL_ROLLUP}").fetchall(), key=repr)
-
-
-def _rebuilt(con: duckdb.DuckDBPyConnection) -> list[tuple]:
-    """The rows a full rebuild computes, without keeping them."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        pools.refresh(con, None, None, full=True)
-        return _rows(con)
-    finally:
-        con.execute("ROLLBACK")
 
 
 # each collection's window (hours of the simulated day): a first part, an append ending mid-hour, then an overlap
@@ -57,7 +47,7 @@ def pieces(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         collect_files(wh, files, CollectSettings(cluster="sim-us-east-1"), window)
         with open_warehouse(wh) as con:
             assert pools.in_sync(con), (a, b)
-            assert _rows(con) == _rebuilt(con), f"after collecting hours {a}-{b}"
+            assert _rows(con) == rebuilt(con, pools.refresh, _rows), f"after collecting hours {a}-{b}"
     return wh
 
 

@@ -26,7 +26,7 @@ from core.store.rollups import hourly as rollups
 from core.store.rollups import waiting
 from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window, to_epoch
-from tests.builders import T0, add_price
+from tests.builders import T0, add_price, rebuilt
 
 NODES = {"n1": 2, "n2": 3, "n3": 4}  # node -> GPUs held by its Running pod
 PENDING = {"big": (8, 20, 100), "small": (1, 50, 55)}  # pod -> (GPUs, first minute, end minute)
@@ -72,16 +72,6 @@ def _rollups(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     return {t: sorted(con.execute(q).fetchall(), key=repr) for t, q in queries.items()}
 
 
-def _rebuilt(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
-    """The rollups a full rebuild computes, without keeping it."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        waiting.refresh(con, None, None, full=True)
-        return _rollups(con)
-    finally:
-        con.execute("ROLLBACK")
-
-
 def _minutes(a: int, b: int) -> Window:
     return Window(T0 + timedelta(minutes=a), T0 + timedelta(minutes=b))
 
@@ -99,7 +89,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
         collect_files(wh, [scrape], settings, _minutes(a, b))
         with open_warehouse(wh) as con:
             assert waiting.in_sync(con), (a, b)
-            assert _rollups(con) == _rebuilt(con), f"after collecting minutes {a}-{b}"
+            assert _rollups(con) == rebuilt(con, waiting.refresh, _rollups), f"after collecting minutes {a}-{b}"
     with open_warehouse(wh) as con, transaction(con):
         add_price(con, "16")  # $16 an hour for 8 GPUs
     return wh

@@ -23,9 +23,8 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
-from core.store.rollups.state import Counted
-from core.store.warehouse import days_holding, rewrite, ts_span
-from core.timeutil import DAY, hours_covering
+from core.store.rollups.state import Counted, refresh_hours
+from core.store.warehouse import rewrite
 
 SOURCES = (c.T_GPU_SAMPLES, c.T_HEALTH_SAMPLES, c.T_NODE_SAMPLES)
 PREFIX = "coverage:"
@@ -63,6 +62,10 @@ def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -
             coalesce(p.gpus, 0), p.gpu_min_steps
         FROM node n LEFT JOIN per_node p USING (hour, cluster, node)"""
     rewrite(con, c.T_COVERAGE_ROLLUP, HOURS_TOUCHED, merged, {"start": start, "end": end})
+
+
+def _insert(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", {"start": start, "end": end})
 
 
 def hourly_sql() -> str:
@@ -106,16 +109,7 @@ def refresh(
     schema 9. Call inside the commit."""
     if not exists(con):
         return
-    if added is not None and not full:
-        _add_steps(con, *added)
-        lo = hi = None
-    if full:
-        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP}")
-        lo, hi = hours_covering(ts_span(con, SOURCES))
-    if lo is not None and hi is not None:
-        con.execute(f"DELETE FROM {c.T_COVERAGE_ROLLUP} WHERE hour >= $start AND hour < $end", {"start": lo, "end": hi})
-        # a day at a time (bounded memory on a rebuild), and only the days holding steps
-        for day in days_holding(con, [(t, "ts") for t in SOURCES], lo, hi):
-            params = {"start": max(lo, day), "end": min(hi, day + DAY)}
-            con.execute(f"INSERT INTO {c.T_COVERAGE_ROLLUP} {hourly_sql()}", params)
+    refresh_hours(
+        con, lo, hi, full, added, tables=(c.T_COVERAGE_ROLLUP,), spans=SOURCES, insert=_insert, merge=_add_steps
+    )
     _STATE.record(con)

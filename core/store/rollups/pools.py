@@ -21,10 +21,10 @@ import duckdb
 
 from core import conventions as c
 from core.store import read_memo, step_ranges
-from core.store.rollups.state import Counted
+from core.store.rollups.state import Counted, refresh_hours
 from core.store.step_sql import REQUEST_SQL, UB, MigShare, nodes_sql, share_units_sql
-from core.store.warehouse import days_holding, rewrite, ts_span
-from core.timeutil import DAY, HOUR, ceil_to, floor_to, hours_covering
+from core.store.warehouse import rewrite
+from core.timeutil import HOUR, ceil_to, floor_to
 
 U = c.GPU_UNITS
 SOURCES = (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES)
@@ -124,16 +124,8 @@ def refresh(
     if not exists(con):
         return
     full = full or _moved(con)
-    if added is not None and not full:
-        _add_steps(con, *added)
-        lo = hi = None
-    if full:
-        con.execute(f"DELETE FROM {c.T_POOL_ROLLUP}")
-        lo, hi = hours_covering(ts_span(con, (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS)))
-    if lo is not None and hi is not None:
-        con.execute(f"DELETE FROM {c.T_POOL_ROLLUP} WHERE hour >= $lo AND hour < $hi", {"lo": lo, "hi": hi})
-        for day in days_holding(con, [(c.T_NODE_SAMPLES, "ts"), (c.T_POD_ALLOCATIONS, "ts")], lo, hi):
-            _insert(con, max(lo, day), min(hi, day + DAY))
+    spans = (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS)
+    refresh_hours(con, lo, hi, full, added, tables=(c.T_POOL_ROLLUP,), spans=spans, insert=_insert, merge=_add_steps)
     con.execute(f"DELETE FROM {c.T_POOL_NODES}")
     con.execute(f"INSERT INTO {c.T_POOL_NODES} SELECT cluster, node, coalesce(node_pool, '') FROM ({nodes_sql()})")
     _STATE.record(con)

@@ -33,9 +33,9 @@ from datetime import datetime
 import duckdb
 
 from core import conventions as c
-from core.store.rollups.state import Counted
-from core.store.warehouse import days_holding, rewrite, ts_span
-from core.timeutil import DAY, HOUR, floor_to, hours_covering
+from core.store.rollups.state import Counted, refresh_hours
+from core.store.warehouse import rewrite
+from core.timeutil import HOUR, floor_to
 
 SOURCES = (c.T_POD_PENDING, c.T_NODE_RESOURCES, c.T_POD_ALLOCATIONS)
 PREFIX = "waiting:"
@@ -188,18 +188,8 @@ def refresh(
     if not exists(con):
         return
     touched = (floor_to(added[0], HOUR), added[1]) if added is not None else (lo, hi)
-    if added is not None and not full:
-        _add_steps(con, *added)
-        lo = hi = None
-    if full:
-        for t in TABLES:
-            con.execute(f"DELETE FROM {t}")
-        lo, hi = hours_covering(ts_span(con, (c.T_POD_PENDING,)))
-    if lo is not None and hi is not None:
-        for t in TABLES:
-            con.execute(f"DELETE FROM {t} WHERE hour >= $start AND hour < $end", {"start": lo, "end": hi})
-        # a day at a time (bounded memory on a rebuild), and only the days with pods waiting
-        for day in days_holding(con, [(c.T_POD_PENDING, "ts")], lo, hi):
-            _insert_steps(con, max(lo, day), min(hi, day + DAY))
+    refresh_hours(
+        con, lo, hi, full, added, tables=TABLES, spans=(c.T_POD_PENDING,), insert=_insert_steps, merge=_add_steps
+    )
     _pod_sums(con, None if full or None in touched else touched)  # type: ignore[arg-type]
     _STATE.record(con)
