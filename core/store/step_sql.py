@@ -280,11 +280,12 @@ def device_energy_ctes(where: str) -> str:
             CASE WHEN span_s > step_s THEN mj * step_s / span_s ELSE mj END AS mj,
             CASE WHEN span_s > step_s THEN mj * (span_s - step_s) / span_s ELSE 0 END AS silent_mj
         FROM meter0),
+    -- per GPU-step (its MIG instances together): grouped and joined back, not a window partitioned by GPU-step (1.7
+    -- million partitions of mostly one row a day at 1,000 GPUs: a day's usage rollup 7.5 s -> 5.4 s)
+    gpu AS (SELECT ts, cluster, node, gpu_uuid, max(power_w) AS power_w, sum(share) AS shares FROM dev0 GROUP BY ALL),
     dev AS (
-        SELECT d.*, coalesce(e.mj / 1000.0, max(d.power_w) OVER gpu * d.step_s, 0.0) AS gpu_j,
-            e.mj IS NULL AS derived, sum(d.share) OVER gpu AS shares
-        FROM dev0 d LEFT JOIN meter e USING (ts, cluster, node, gpu_uuid)
-        WINDOW gpu AS (PARTITION BY d.ts, d.cluster, d.node, d.gpu_uuid)),
+        SELECT d.*, coalesce(e.mj / 1000.0, g.power_w * d.step_s, 0.0) AS gpu_j, e.mj IS NULL AS derived, g.shares
+        FROM dev0 d JOIN gpu g USING (ts, cluster, node, gpu_uuid) LEFT JOIN meter e USING (ts, cluster, node, gpu_uuid)),
     rest AS (
         SELECT ts, cluster, node, NULL::VARCHAR AS namespace, NULL::VARCHAR AS pod, 0.0 AS used_s,
             any_value(gpu_j) * greatest(1 - any_value(shares), 0) AS energy_j,
