@@ -96,7 +96,11 @@ def add_pod(
     steps: int = 10,
     step_s: int = 60,
     labels: dict[str, str] | None = None,
+    uid: str | None = None,
 ) -> None:
+    """A pod Running on `node` for `steps` steps from step `offset` (uid: `uid-<pod>` unless given: a StatefulSet's pod
+    recreated under its name is another uid)."""
+    uid = uid or f"uid-{pod}"
     pod_labels = dict(labels or {})
     if team:
         pod_labels["team"] = team
@@ -104,12 +108,12 @@ def add_pod(
     con.execute(
         f"""INSERT INTO {c.T_PODS} (cluster, namespace, pod, uid, node, labels, first_seen, last_seen)
         VALUES ('c1', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-        [namespace, pod, f"uid-{pod}", node, labels_json, T0, T0],
+        [namespace, pod, uid, node, labels_json, T0, T0],
     )
     con.execute(
         f"""INSERT INTO {c.T_POD_ALLOCATIONS}
         SELECT ? + to_seconds((? + i) * ?), ?, 'c1', ?, ?, ?, ?, ?, ? FROM range(?) t(i)""",
-        [T0, offset, step_s, step_s, namespace, pod, f"uid-{pod}", node, resource, float(amount), steps],
+        [T0, offset, step_s, step_s, namespace, pod, uid, node, resource, float(amount), steps],
     )
 
 

@@ -28,8 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from analytics.cost.chargeback import ChargebackOptions
+from analytics.cost.pod_bill import pod_bill
 from core import conventions as c
+from core.store.warehouse import open_warehouse
+from core.timeutil import Window, parse_ts
 from tests.conftest import run_cli
+from tests.test_pod_bill import assert_bill_is_the_per_pod_chargeback
 
 T0 = datetime(2026, 11, 2)
 START, END = "2026-11-02T00:00:00Z", "2026-11-02T02:00:00Z"
@@ -415,3 +420,18 @@ def test_the_chargeback_at_billed_cost_sums_to_the_invoice_node_by_node_and_team
     billed_only = _chargeback(wh, "billing", "node")
     assert billed_only["totals"]["node_cost_usd"] == "119.40"  # g5-lost unpriced
     assert _chargeback(wh, "list", "node")["totals"]["node_cost_usd"] == "219.33"  # 2 x (98.32 + 2 x 5.672)
+
+
+def test_a_pods_bill_at_billed_cost_is_its_per_pod_chargeback_row_at_the_list_price_in_force(
+    wh: Path, tmp_path: Path
+) -> None:
+    """The savings read a pod's allocated component (analytics/cost/pod_bill.py): at billed cost as at list, its
+    GPU-hours at the list price (4 GPUs x 2 h x 98.32 / 8), the bill's discount being the row's adjustment."""
+    assert billing(wh, *bill_focus_csv(tmp_path))[0] == 0
+    window = Window(parse_ts(START), parse_ts(END))
+    with open_warehouse(wh, read_only=True) as con:
+        for source in ("auto", "billing"):
+            opts = ChargebackOptions(price_source=source)  # type: ignore[arg-type]
+            [pod] = pod_bill(con, window, opts)
+            assert (pod.pod, pod.gpu_hours, pod.allocated_usd) == ("train", 8.0, Decimal("98.32")), source
+            assert assert_bill_is_the_per_pod_chargeback(con, window, opts) == 1

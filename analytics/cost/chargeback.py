@@ -29,13 +29,12 @@ from analytics.cost.attribution import Attribution, label_value, matches_selecto
 from analytics.cost.bill_prices import billed_prices
 from analytics.cost.carbon import CarbonTable
 from analytics.cost.cost_rows import JOULE_QUANTUM, SHARED, ZERO, ChargebackReport, Row, round_rows, settled, sort_rows
+from analytics.cost.rates import UNIT_HOURS, Rates
 from core import conventions as c
 from core.money import in_money_context, to_cents
 from core.timeutil import Window
 
-J_PER_KWH = Decimal(3_600_000)
 USED_QUANTUM = Decimal("0.001")  # used GPU-seconds, as the unused cost reads them
-UNIT_HOURS = c.GPU_UNITS * 3600
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,7 @@ def chargeback(
         raise ValueError(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
-    infos = prices.load_prices(con)
-    billed: dict[str, prices.PriceInfo] = {}
-    plan = fact_plan.plan(con, window, use_rollups)
-    if opts.price_source != "list":  # the bill prices node-hours
-        billed = billed_prices(con, plan, opts.mig_share, infos, use_rollups)
-        infos = {**infos, **billed}
-        plan.mixed = prices.BILLED_MIXED  # days the bill prices hour by hour: read hour by hour
+    plan, infos, billed = priced_plan(con, window, opts, use_rollups)
     builder = _Builder(opts, _namespaces(con), infos)
     classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source, zones=opts.carbon.zones)
     try:
@@ -142,8 +135,22 @@ def chargeback(
         embodied_unmatched_models=sorted(builder.unmatched_models),
         options=opts.describe(),
         bill_prices={p: billed[p] for r in rows for p in r.price_ids if p in billed},
-        metered=builder.metered,
+        metered=builder.rates.metered,
     )
+
+
+def priced_plan(
+    con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions, use_rollups: bool = True
+) -> tuple[fact_plan.Plan, dict[str, prices.PriceInfo], dict[str, prices.PriceInfo]]:
+    """Where the window's facts come from, every price row by id, and the invoice's prices among them (none at list
+    prices). At billed cost this leaves the temp tables `prices.priced_sql` reads the bill's node-hours from."""
+    infos = prices.load_prices(con)
+    plan = fact_plan.plan(con, window, use_rollups)
+    if opts.price_source == "list":
+        return plan, infos, {}
+    billed = billed_prices(con, plan, opts.mig_share, infos, use_rollups)  # the bill prices node-hours
+    plan.mixed = prices.BILLED_MIXED  # days the bill prices hour by hour: read hour by hour
+    return plan, {**infos, **billed}, billed
 
 
 def _grouping(opts: ChargebackOptions) -> fact_plan.Grouping:
@@ -169,6 +176,26 @@ def _namespaces(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[st
     }
 
 
+def attribute(
+    opts: ChargebackOptions, ns_labels: Mapping[str, str], ns: str, pod: str | None, labels: Mapping[str, str]
+) -> tuple[dict[str, str], bool]:
+    """A pod's values for every grouping key (team, namespace, pod, workload, label:<key>, owner), and whether its
+    cost is shared (a shared namespace or label selector: its pod attributes read `__shared__`)."""
+    team = opts.attribution.team(labels, ns, ns_labels)
+    shared = ns in opts.shared_namespaces or any(matches_selector(labels, s) for s in opts.shared_labels)
+    values = {"team": team, "namespace": ns, "pod": pod or "", "workload": workload(pod or "", labels)}
+    for key in opts.by:
+        if key.startswith("label:"):
+            values[key] = label_value(labels, key.removeprefix("label:")) or c.UNALLOCATED
+    values["owner"] = c.UNALLOCATED if team == c.UNALLOCATED else "allocated"
+    if shared:
+        values = {
+            k: (SHARED if k in values and k not in ("namespace", "pod", "workload") else v) for k, v in values.items()
+        }
+        values["owner"] = SHARED
+    return values, shared
+
+
 class _Builder:
     """Accumulates exact amounts into rows keyed by the requested grouping."""
 
@@ -190,10 +217,7 @@ class _Builder:
         self.unpriced_nodes: set[str] = set()
         self.unpriced_regions: set[str] = set()  # regions without a carbon intensity
         self.unmatched_models: set[str] = set()  # GPU models without an embodied figure (when any is configured)
-        # (cluster, price_id) -> the price without its nameplate power: on-prem rows charging measured energy, in the
-        # clusters whose GPUs reported energy in the window (the others pay the nameplate)
-        self.metered: dict[tuple[str, str], prices.PriceInfo] = {}
-        self._rates: dict[tuple[str | None, str], tuple[Decimal, Decimal, str | None]] = {}
+        self.rates = Rates(infos, opts.fallback_gpu_hour_usd)
 
     # -- keys ---------------------------------------------------------------------------------
     def _key(self, pod_values: Mapping[str, str], fact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -226,25 +250,9 @@ class _Builder:
             labels = self._labels.get(f["labels"])
             if labels is None:  # pods share few label sets (41 among 80,000 pods of the benchmark fleet)
                 labels = self._labels[f["labels"]] = _json(f["labels"])
-            found = self._classes[cache_key] = self._attribute(f["cluster"], f["namespace"], f["pod"], labels)
+            ns_labels = self.namespaces.get((f["cluster"], f["namespace"]), {})
+            found = self._classes[cache_key] = attribute(self.opts, ns_labels, f["namespace"], f["pod"], labels)
         return found
-
-    def _attribute(self, cluster: str, ns: str, pod: str | None, labels: dict[str, str]) -> tuple[dict[str, str], bool]:
-        ns_labels = self.namespaces.get((cluster, ns), {})
-        team = self.opts.attribution.team(labels, ns, ns_labels)
-        shared = ns in self.opts.shared_namespaces or any(matches_selector(labels, s) for s in self.opts.shared_labels)
-        values = {"team": team, "namespace": ns, "pod": pod or "", "workload": workload(pod or "", labels)}
-        for key in self.opts.by:
-            if key.startswith("label:"):
-                values[key] = label_value(labels, key.removeprefix("label:")) or c.UNALLOCATED
-        values["owner"] = c.UNALLOCATED if team == c.UNALLOCATED else "allocated"
-        if shared:
-            values = {
-                k: (SHARED if k in values and k not in ("namespace", "pod", "workload") else v)
-                for k, v in values.items()
-            }
-            values["owner"] = SHARED
-        return values, shared
 
     def _idle_key(self, fact: Mapping[str, Any], kind: str = c.IDLE) -> tuple[str, ...]:
         """The row of a node's idle (or, kind __unhealthy__, silent GPUs') time: the kind in every pod attribute."""
@@ -264,27 +272,11 @@ class _Builder:
 
     # -- facts --------------------------------------------------------------------------------
     def meter(self, usage: list[dict[str, Any]]) -> None:
-        """Note the (cluster, price row) pairs whose GPUs' energy is charged as measured: rows that charge by the kWh
-        (pricing.on_prem energy: measured), in clusters where their GPUs reported energy in the window."""
-        for f in usage:
-            info = self.infos.get(f["price_id"]) if f["price_id"] is not None else None
-            if info is not None and info.energy_usd_per_kwh is not None and _joules(f["energy_j"]):
-                self.metered.setdefault((f["cluster"], f["price_id"]), info.metered())
+        """Note the (cluster, price row) pairs whose GPUs' energy is charged as measured (analytics/cost/rates.py)."""
+        self.rates.meter((f["cluster"], f["price_id"]) for f in usage if _joules(f["energy_j"]))
 
     def _rate(self, price_id: str | None, cluster: str) -> tuple[Decimal, Decimal, str | None]:
-        """($ per unit-second at list, the discount per unit-second (<= 0), provenance or None), worked out once per
-        price and cluster (Decimal divisions: a per-pod report asks twice per pod)."""
-        found = self._rates.get((price_id, cluster))
-        if found is None:
-            found = self._rates[(price_id, cluster)] = self._work_out_rate(price_id, cluster)
-        return found
-
-    def _work_out_rate(self, price_id: str | None, cluster: str) -> tuple[Decimal, Decimal, str | None]:
-        info = self.metered.get((cluster, price_id)) if price_id is not None else None
-        info = info or (self.infos.get(price_id) if price_id is not None else None)
-        if info is None:
-            return (self.opts.fallback_gpu_hour_usd or ZERO) / UNIT_HOURS, ZERO, None
-        return info.list_rate / UNIT_HOURS, info.discount_gpu_hour_usd / UNIT_HOURS, info.source
+        return self.rates.rate(price_id, cluster)
 
     def _trace(self, row: Row, price_id: str | None, units: int, cost: Decimal) -> tuple[Decimal, Decimal]:
         """Note on `row` what of `cost` (`units` at `price_id`) the invoice priced, and what it billed beyond it;
@@ -422,10 +414,9 @@ class _Builder:
     ) -> None:
         """Where the fact's price charges measured energy: its kWh at that price, on the row that drew them (a pod's
         own cost, weighing as its allocation does; an idle GPU's, shared out with the idle; a silent GPU's, kept)."""
-        info = self.metered.get((f["cluster"], f["price_id"]))
-        if info is None or info.energy_usd_per_kwh is None:
+        cost = self.rates.energy_cost(joules, f["cluster"], f["price_id"])
+        if cost is None:
             return
-        cost = joules * info.energy_usd_per_kwh / J_PER_KWH
         row.allocated += cost
         row.energy_usd += cost
         row.unused += cost if values is None else ZERO  # energy no pod drew bought nothing

@@ -5,7 +5,8 @@ comes from the rollups, through the chargeback's plan (analytics/cost/fact_plan.
 edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
 per-step statistic has its own rollup or stays on the step tables, each piece saying why: a pool's peak allocation
 and average capacity from the pool rollup (core/store/rollups/pools.py: per hour, the steps' integer units), a
-pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates).
+pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates). A pod's GPU-hours, activity
+and cost come from its bill (analytics/cost/pod_bill.py), summed column-wise from the same plan.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import duckdb
 from analytics.cost import fact_plan
 from analytics.cost.allocation import MigShare, nodes_sql
 from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.pod_bill import pod_bill
 from analytics.finops import savings
 from core import conventions as c
 from core.money import in_money_context
@@ -141,22 +143,24 @@ def _pools(figures: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dic
 def _pods(
     con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
 ) -> list[dict[str, Any]]:
-    report = chargeback(con, window, replace(cb, by=("team", "namespace", "workload", "pod"), idle="keep"))
-    by_pod = {(r.keys["namespace"], r.keys["pod"]): r for r in report.rows if r.kind in ("allocated", c.UNALLOCATED)}
+    """Per pod (a uid: a recreated pod is another): its step facts (savings.pod_stats_sql) and its bill
+    (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod chargeback's row holds it). Pods whose cost is
+    shared (shared namespaces or labels) are everyone's, not theirs to right-size."""
+    bill = {(p.cluster, p.namespace, p.pod, p.uid): p for p in pod_bill(con, window, cb) if not p.shared}
     out = []
     for stats in _rows(con, savings.pod_stats_sql(), window):
-        row = by_pod.get((stats["namespace"], stats["pod"]))
-        if row is None:
+        b = bill.get((stats["cluster"], stats["namespace"], stats["pod"], stats["uid"] or ""))
+        if b is None:
             continue
         out.append(
             {
                 **stats,
-                "team": row.keys["team"],
-                "workload": row.keys["workload"],
-                "gpu_hours": row.gpu_hours,
-                "efficiency": row.efficiency,
-                "used_gpu_hours": row.used_gpu_hours,
-                "cost_usd": row.cents.get("allocated_cost_usd", Decimal(0)),
+                "team": b.team,
+                "workload": b.workload,
+                "gpu_hours": b.gpu_hours,
+                "efficiency": b.efficiency,
+                "used_gpu_hours": b.used_gpu_hours,
+                "cost_usd": b.allocated_usd,
                 "model": stats["model"] or "",
                 "fb_p95_mib": None,
             }
