@@ -7,7 +7,7 @@ from typing import Any
 from bench.harness import exponent
 from core import conventions as c
 
-RSS_LIMIT_MB = 1536
+RSS_LIMIT_MB = 1024  # issue 27: every command and page at 10,000 GPUs within 1 GB
 
 
 # Why a target is missed, from the py-spy profiles behind each (README "Performance" has the before/after):
@@ -148,7 +148,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         ("ingest.prometheus", "ingest from Prometheus >= 300k samples/s", 300_000),
         ("ingest.files", "ingest from files >= 1M samples/s", 1_000_000),
         ("ingest.prometheus.bulk", "ingest from Prometheus >= 300k samples/s (bulk load)", 300_000),
-        ("ingest.files.bulk", "ingest from files >= 1M samples/s (bulk load)", 1_000_000),
+        ("ingest.files.bulk", "ingest from files >= 300k samples/s (bulk load)", 300_000),
     ):
         f = _largest(figs, fid)
         if f:
@@ -166,33 +166,50 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         if f:  # what the rates mean for a month's backfill: stated, no target of its own
             out.append((f"30-day backfill at 10,000 GPUs, projected ({fid.split('.')[1]})", f"{f['median']:,.1f} h",
                         f"from {f['gpus']:,} GPUs, {f['window']}", None))  # fmt: skip
-    for fid in ("bytes.warehouse", "bytes.files", "bytes.prometheus"):
+    byte_goals: tuple[tuple[str, float | None], ...] = (
+        ("bytes.warehouse", 2.0),
+        ("bytes.files", None),
+        ("bytes.prometheus", None),
+    )
+    for fid, byte_goal in byte_goals:
         f = _largest(figs, fid)
-        if f:
-            out.append(
-                (
-                    "<= 4 bytes per stored raw sample",
-                    f"{f['median']:.2f} B ({fid})",
-                    f"{f['gpus']:,} GPUs, {f['window']}",
-                    f["median"] <= 4,
-                )
+        if f:  # the warehouse's target; the files' and Prometheus' own formats are stated for comparison
+            name = "<= 2 bytes per stored raw sample" if byte_goal else "bytes per raw sample in its own format"
+            out.append((name, f"{f['median']:.2f} B ({fid})", f"{f['gpus']:,} GPUs, {f['window']}",
+                        f["median"] <= byte_goal if byte_goal else None))  # fmt: skip
+    out += _dashboard_targets(figs)
+    # baselines (a report forced onto the step tables, to show what a rollup saves) are not how a command runs
+    rss = [(f.get("peak_rss_mb"), f) for f in figs if f.get("peak_rss_mb") and not f.get("baseline")]
+    if rss:
+        top, f = max(rss, key=lambda x: x[0])
+        out.append(
+            (
+                "peak RSS <= 1 GB for any command or page",
+                f"{top:,.0f} MB ({f['id']})",
+                f"{f['gpus']:,} GPUs",
+                top <= RSS_LIMIT_MB,
             )
+        )
+    return out
+
+
+def _dashboard_targets(figs: list[dict[str, Any]]) -> list[tuple[str, str, str, bool | None]]:
+    """Issue 27: every page's first view <= 1 s at the largest fleet (caches cleared), the overview's savings panel
+    filled in <= 5 s, cached views < 2 s, 20 sessions beside `serve` at page p95 <= 1.5 s."""
+    out: list[tuple[str, str, str, bool | None]] = []
     pages = [f for f in figs if f["id"] == "dashboard.cold"]
     if pages:
         g = max(f["gpus"] for f in pages)
         slow = [f"{f['page']} {(f['median'] if f['median'] is not None else f['min']):.1f} s" for f in pages
-                if f["gpus"] == g and (f["median"] is None or f["median"] >= 2)]  # fmt: skip
+                if f["gpus"] == g and (f["median"] is None or f["median"] > 1)]  # fmt: skip
         worst = max((f["median"] or f["min"]) for f in pages if f["gpus"] == g)
+        out.append(("every dashboard page's first view <= 1 s (caches cleared)",
+                    f"slowest {worst:.1f} s" + (f"; over: {', '.join(slow)}" if slow else ""), f"{g:,} GPUs",
+                    not slow))  # fmt: skip
         panel = _find(figs, "dashboard.complete", gpus=g)
-        fills = f"; the overview's savings panel fills in after {panel[0]['median']:.1f} s" if panel else ""
-        out.append(
-            (
-                "every dashboard page < 2 s (first view, caches cleared)",
-                f"slowest {worst:.1f} s" + (f"; over: {', '.join(slow)}" if slow else "") + fills,
-                f"{g:,} GPUs",
-                not slow,
-            )
-        )
+        if panel:
+            out.append(("the overview's savings panel fills in <= 5 s", f"{panel[0]['median']:.1f} s", f"{g:,} GPUs",
+                        panel[0]["median"] <= 5))  # fmt: skip
         warm = [f for f in figs if f["id"] == "dashboard.warm" and f["gpus"] == g]
         if warm:
             w = max(f["median"] for f in warm)
@@ -202,22 +219,10 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         f = load[0]
         out.append(
             (
-                "20 dashboard sessions for 60 s while serve collects: no error, page p95 < 3 s",
+                "20 dashboard sessions for 60 s while serve collects: no error, page p95 <= 1.5 s",
                 f"p95 {f['median']:.2f} s over {f['what'].split(' p95 of ')[1].split(' ')[0]} loads, {f['errors']} errors",
                 "1,000 GPUs, 7 d",
-                f["median"] < 3 and f["errors"] == 0 and f["collections"] > 0,
-            )
-        )
-    # baselines (a report forced onto the step tables, to show what a rollup saves) are not how a command runs
-    rss = [(f.get("peak_rss_mb"), f) for f in figs if f.get("peak_rss_mb") and not f.get("baseline")]
-    if rss:
-        top, f = max(rss, key=lambda x: x[0])
-        out.append(
-            (
-                "peak RSS < 1.5 GB for any command",
-                f"{top:,.0f} MB ({f['id']})",
-                f"{f['gpus']:,} GPUs",
-                top < RSS_LIMIT_MB,
+                f["median"] <= 1.5 and f["errors"] == 0 and f["collections"] > 0,
             )
         )
     return out

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from analytics.cost.attribution import Attribution
 from analytics.cost.chargeback import ChargebackOptions, chargeback
-from analytics.cost.pod_bill import pod_bill
+from analytics.cost.pod_bill import pod_bill, pool_rates
 from analytics.finops.recommend import recommendations
 from analytics.finops.savings import SavingsOptions
 from core import conventions as c
@@ -62,6 +62,24 @@ def assert_bill_is_the_per_pod_chargeback(
     return compared
 
 
+def assert_pool_rates_are_the_by_pool_chargebacks(
+    con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions
+) -> int:
+    """Each pool's rate is its rows' exact cost over their GPU-hours in a by-pool chargeback with idle kept (no shared
+    namespaces: they move cost between pools); returns how many pools were compared."""
+    report = chargeback(con, window, replace(opts, by=("node_pool",), idle="keep"))
+    cost: dict[str, Decimal] = {}
+    units: dict[str, float] = {}
+    for r in report.rows:
+        cost[r.keys["node_pool"]] = cost.get(r.keys["node_pool"], Decimal(0)) + r.exact_total
+        units[r.keys["node_pool"]] = units.get(r.keys["node_pool"], 0.0) + r.gpu_hours
+    rates = pool_rates(con, window, opts)
+    assert sorted(rates) == sorted(p for p in units if units[p] > 0)
+    for pool, rate in rates.items():
+        assert abs(rate * Decimal(repr(units[pool])) - cost[pool]) < Decimal("1e-9"), pool
+    return len(rates)
+
+
 OPTIONS = {
     "list prices": ChargebackOptions(),
     "memory share of MIG": ChargebackOptions(mig_share="memory"),
@@ -84,6 +102,8 @@ def test_every_pods_bill_is_its_row_in_a_per_pod_chargeback_on_the_simulated_day
     window = Window(start + timedelta(minutes=a), start + timedelta(minutes=b))
     with open_warehouse(wh, read_only=True) as con:
         assert assert_bill_is_the_per_pod_chargeback(con, window, OPTIONS[option]) >= 50
+        if not OPTIONS[option].shared_namespaces:
+            assert assert_pool_rates_are_the_by_pool_chargebacks(con, window, OPTIONS[option]) >= 3
 
 
 def test_an_on_prem_pods_bill_charges_the_energy_it_drew_at_the_kwh_price() -> None:
@@ -94,6 +114,9 @@ def test_an_on_prem_pods_bill_charges_the_energy_it_drew_at_the_kwh_price() -> N
     [pod] = pod_bill(con, HOUR, ChargebackOptions())
     assert (pod.pod, pod.allocated_usd, pod.gpu_hours) == ("train-box-1", Decimal("1.90"), 1.0)
     assert assert_bill_is_the_per_pod_chargeback(con, HOUR, ChargebackOptions()) == 1
+    # the pool's GPU-hour: 2 x $1.75 fixed and 0.58 kWh x $0.30 measured, over 2 GPU-hours
+    assert pool_rates(con, HOUR, ChargebackOptions()) == {"pool-a": Decimal("1.837")}
+    assert assert_pool_rates_are_the_by_pool_chargebacks(con, HOUR, ChargebackOptions()) == 1
 
 
 def _statefulset() -> duckdb.DuckDBPyConnection:
@@ -157,3 +180,4 @@ def test_the_bill_is_the_per_pod_chargeback_on_random_fleets(pods, window, rollu
     w = Window(T0 + timedelta(minutes=window[0]), T0 + timedelta(minutes=window[1]))
     opts = ChargebackOptions(shared_namespaces=("kube-system",), fallback_gpu_hour_usd=Decimal("0.7"))
     assert_bill_is_the_per_pod_chargeback(con, w, opts)
+    assert_pool_rates_are_the_by_pool_chargebacks(con, w, replace(opts, shared_namespaces=()))

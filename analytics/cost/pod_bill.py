@@ -1,4 +1,5 @@
-"""Per pod: its GPU-hours, used GPU-hours and allocated cost in a window, column-wise, without a chargeback report.
+"""The bills the savings pass reads, column-wise, without a chargeback report: per pod, its GPU-hours, used GPU-hours
+and allocated cost; per node pool, what its GPU-hour cost.
 
 The savings pass (analytics/finops/recommend.py) needs these figures for every pod of a window: at 10,000 GPUs a
 week holds about 190,000 pods, and a per-pod chargeback builds, shares and rounds a report row for each (at 1,000
@@ -152,3 +153,37 @@ def _energy(
         if pod is not None:
             per_pod.setdefault((cl, ns, pod, uid), []).append((price_id, j))
     return sorted(drawn, key=repr), per_pod
+
+
+@in_money_context
+def pool_rates(con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions) -> dict[str, Decimal]:
+    """Per node pool: what one of its GPU-hours cost in `window` (its nodes' billable GPU-hours at the effective price
+    in force, plus metered energy), exact: a by-pool chargeback's cost over its GPU-hours, without the report (its
+    allocations, usage and rounding; the usage only where a price row charges the kWh)."""
+    plan, infos, _ = priced_plan(con, window, opts)
+    src = fact_plan.sources_sql(plan, opts.mig_share)
+    rates = Rates(infos, opts.fallback_gpu_hour_usd)
+    cost: dict[str, Decimal] = {}
+    if rates.energy_priced():
+        drawn, _ = _energy(con, src, opts)
+        rates.meter(drawn)
+        for pool, cl, price_id, joules in con.execute(_by_pool_sql(src["usage"], "energy_j", opts)).fetchall():
+            j = Decimal(repr(joules)).quantize(JOULE_QUANTUM) if joules is not None and math.isfinite(joules) else ZERO
+            cost[pool] = cost.get(pool, ZERO) + (rates.energy_cost(j, cl, price_id) or ZERO)
+    units: dict[str, int] = {}
+    for pool, cl, price_id, u in con.execute(_by_pool_sql(src["capacity"], "units", opts)).fetchall():
+        rate, discount, _ = rates.rate(price_id, cl)
+        cost[pool] = cost.get(pool, ZERO) + int(u) * (rate + discount)
+        units[pool] = units.get(pool, 0) + int(u)
+    return {p: cost[p] / Decimal(repr(units[p] / UNIT_HOURS)) for p in sorted(units) if units[p] > 0}
+
+
+def _by_pool_sql(facts: str, value: str, opts: ChargebackOptions) -> str:
+    """`facts` (ts, cluster, node, `value`, ...) summed per node pool, cluster and the price row in force."""
+    return f"""
+    WITH f AS ({facts}),
+    k AS (SELECT DISTINCT ts, cluster, node FROM f),
+    x AS ({prices.priced_sql("SELECT * FROM k", opts.price_source)})
+    SELECT coalesce(n.node_pool, '') AS node_pool, f.cluster, x.price_id, sum(f.{value}) AS v
+    FROM f JOIN x USING (ts, cluster, node) LEFT JOIN {c.T_NODES} n USING (cluster, node)
+    GROUP BY ALL ORDER BY ALL"""

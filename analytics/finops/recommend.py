@@ -11,7 +11,6 @@ and cost come from its bill (analytics/cost/pod_bill.py), summed column-wise fro
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,8 +19,8 @@ import duckdb
 
 from analytics.cost import fact_plan
 from analytics.cost.allocation import MigShare, nodes_sql
-from analytics.cost.chargeback import ChargebackOptions, chargeback
-from analytics.cost.pod_bill import pod_bill
+from analytics.cost.chargeback import ChargebackOptions
+from analytics.cost.pod_bill import pod_bill, pool_rates
 from analytics.finops import savings
 from core import conventions as c
 from core.money import in_money_context
@@ -51,15 +50,15 @@ def recommendations(
 ) -> list[savings.Recommendation]:
     """The ranked recommendations of `window`; `use_rollups=False` reads the pools' figures from the step tables only
     (the same numbers, slower)."""
-    pool_rates = _pool_rates(con, window, cb)
+    rates = pool_rates(con, window, cb)
     figures = _pool_figures(con, window, cb.mig_share, use_rollups)
     pods = _pods(con, window, cb, opts)
-    recs = savings.release_idle(_pools(figures, pool_rates), window)
+    recs = savings.release_idle(_pools(figures, rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
-    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, pool_rates), window)
+    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, rates), window)
     return savings.rank(recs)
 
 
@@ -104,19 +103,6 @@ def _stepped(
         steps = pools.pool_steps_sql(mig_share, pools.undeclared_sql(con, part.start, part.end))
         out += _rows(con, pools.pool_figures_sql(steps, "NULL::TIMESTAMP"), part)
     return out
-
-
-def _pool_rates(con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions) -> dict[str, Decimal]:
-    report = chargeback(
-        con, window, replace(cb, by=("node_pool",), idle="keep", shared_overhead_usd_per_hour=Decimal(0))
-    )
-    cost: dict[str, Decimal] = {}
-    hours: dict[str, float] = {}
-    for r in report.rows:
-        pool = r.keys["node_pool"]
-        cost[pool] = cost.get(pool, Decimal(0)) + r.cost_usd
-        hours[pool] = hours.get(pool, 0.0) + r.gpu_hours
-    return {p: cost[p] / Decimal(repr(hours[p])) for p in cost if hours[p] > 0}
 
 
 def _pools(figures: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dict[str, Any]]:
