@@ -103,7 +103,7 @@ def _upgrade(spec: FleetSpec, folder: Path) -> dict[str, object] | None:
                     coverage.refresh(con, None, None, full=True)
                 if not waiting.in_sync(con):  # schema 16: fragmentation per hour
                     waiting.refresh(con, None, None, full=True)
-                if not pools.in_sync(con):  # schema 17: pool occupancy per hour
+                if not pools.in_sync(con):  # schema 17: pool occupancy per hour; 18: pod requests
                     pools.refresh(con, None, None, full=True)
             con.execute("CHECKPOINT")
         finally:

@@ -52,6 +52,8 @@ T_WAITING_CLUSTER_ROLLUP: Final = "rollup_waiting_cluster_hourly"  # per cluster
 # per hour, node pool and MIG share mode: steps, capacity units summed over them, peak allocated units, largest node
 T_POOL_ROLLUP: Final = "rollup_pool_hourly"
 T_POOL_NODES: Final = "rollup_pool_nodes"  # the pool each node had when the pool rows were last computed
+# per hour and pod (uid) on a node, per GPU resource: the most it asked for at a step, and its seconds Running
+T_POD_REQUEST_ROLLUP: Final = "rollup_pod_requests_hourly"
 T_PENDING_ROLLUP: Final = "rollup_pending_hourly"  # per Pending pod and hour: first step, last end, GPU-seconds asked
 T_CARBON_HOURLY: Final = "carbon_intensity_hourly"  # per grid zone and hour: gCO2e/kWh, from an import
 

@@ -22,13 +22,14 @@ from core import conventions as c
 from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 16
+VERSION = 17
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
 STATE_SINCE = {
     "coverage:": 9,
     "bill:": 15,
     "waiting:": 16,
+    "pools:": 17,
 }  # rollup_state rows by the schema version that began writing them
 WINDOW = ("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z")
 

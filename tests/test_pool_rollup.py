@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from analytics.cost.chargeback import ChargebackOptions
 from analytics.finops import recommend
 from analytics.finops.recommend import recommendations
-from analytics.finops.savings import SavingsOptions, release_idle
+from analytics.finops.savings import SavingsOptions, pod_stats_sql, release_idle
 from collectors.metrics.ingest import collect_files
 from core import conventions as c
 from core.settings import CollectSettings
@@ -31,6 +31,10 @@ from tests.test_savings import chargeback_rule_pool_steps
 
 def _rows(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     return sorted(con.execute(f"SELECT * FROM {c.T_POOL_ROLLUP}").fetchall(), key=repr)
+
+
+def _requests(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return sorted(con.execute(f"SELECT * FROM {c.T_POD_REQUEST_ROLLUP}").fetchall(), key=repr)
 
 
 # each collection's window (hours of the simulated day): a first part, an append ending mid-hour, then an overlap
@@ -48,6 +52,7 @@ def pieces(sim_day: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         with open_warehouse(wh) as con:
             assert pools.in_sync(con), (a, b)
             assert _rows(con) == rebuilt(con, pools.refresh, _rows), f"after collecting hours {a}-{b}"
+            assert _requests(con) == rebuilt(con, pools.refresh, _requests), f"after collecting hours {a}-{b}"
     return wh
 
 
@@ -111,7 +116,8 @@ def test_a_node_moved_to_another_pool_sends_readers_to_the_steps_until_the_next_
         max_size=4,
     ),  # fmt: skip
     pods=st.lists(
-        st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(0, 150), st.integers(1, 120)), max_size=6
+        st.tuples(st.integers(0, 3), st.integers(1, 9), st.integers(0, 150), st.integers(1, 120), st.booleans()),
+        max_size=6,
     ),  # fmt: skip
     window=st.tuples(st.integers(0, 90), st.integers(91, 200)),
 )
@@ -121,9 +127,19 @@ def test_the_pool_figures_from_the_rollup_equal_the_steps_on_random_fleets(nodes
     con = fresh_db()
     for i, (gpus, pool, steps) in enumerate(nodes):
         add_node(con, f"n{i}", gpus, pool=pool, steps=steps)
-    for j, (node, amount, offset, steps) in enumerate(pods):
+    for j, (node, amount, offset, steps, cores) in enumerate(pods):
         if node < len(nodes):
             add_pod(con, f"p{j}", f"n{node}", amount=amount, offset=offset, steps=steps)
+            if cores:  # HAMi cores beside the GPU, for part of its time: a second resource, not a longer run
+                add_pod(
+                    con,
+                    f"p{j}",
+                    f"n{node}",
+                    resource="nvidia_com_gpucores",
+                    amount=30,
+                    offset=offset,
+                    steps=steps // 2 + 1,
+                )
     w = Window(T0 + timedelta(minutes=window[0]), T0 + timedelta(minutes=window[1]))
     rates = {"a": Decimal("2"), "b": Decimal("3")}
     stepped = recommend._pools(recommend._pool_figures(con, w, "compute"), rates)
@@ -133,3 +149,10 @@ def test_the_pool_figures_from_the_rollup_equal_the_steps_on_random_fleets(nodes
     rolled = recommend._pools(recommend._pool_figures(con, w, "compute"), rates)
     assert rolled == stepped
     assert release_idle(rolled, w) == release_idle(stepped, w)
+    # each pod's request, resources and run hours (right-sizing and spot) from the pod-requests rows as from the steps
+    assert _pod_stats(con, w, True) == _pod_stats(con, w, False)
+
+
+def _pod_stats(con: duckdb.DuckDBPyConnection, w: Window, use_rollups: bool) -> list[dict]:
+    rows = recommend._rows(con, pod_stats_sql(recommend._requests(con, w, use_rollups)), w)
+    return sorted(rows, key=lambda r: (r["pod"], r["uid"]))

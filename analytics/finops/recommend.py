@@ -4,8 +4,9 @@ Where the evidence is a sum of GPU-unit-seconds (pool costs, off-peak idle and p
 comes from the rollups, through the chargeback's plan (analytics/cost/fact_plan.py: hourly rows, steps only for
 edge hours, price changes and stale nodes), with the same integers as the step tables. What is a
 per-step statistic has its own rollup or stays on the step tables, each piece saying why: a pool's peak allocation
-and average capacity from the pool rollup (core/store/rollups/pools.py: per hour, the steps' integer units), a
-pod's request and run hours, a pod's p95 framebuffer (only for right-size candidates). A pod's GPU-hours, activity
+and average capacity from the pool rollup (core/store/rollups/pools.py: per hour, the steps' integer units), a pod's
+requests and run hours from the pod-requests rollup beside it (per hour: the most it asked for, its seconds Running),
+a pod's p95 framebuffer from the steps (a quantile; only for right-size candidates). A pod's GPU-hours, activity
 and cost come from its bill (analytics/cost/pod_bill.py), summed column-wise from the same plan.
 """
 
@@ -52,7 +53,7 @@ def recommendations(
     (the same numbers, slower)."""
     rates = pool_rates(con, window, cb)
     figures = _pool_figures(con, window, cb.mig_share, use_rollups)
-    pods = _pods(con, window, cb, opts)
+    pods = _pods(con, window, cb, opts, use_rollups)
     recs = savings.release_idle(_pools(figures, rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
     recs += savings.right_size(whole, window, opts)
@@ -126,15 +127,32 @@ def _pools(figures: list[dict[str, Any]], rates: dict[str, Decimal]) -> list[dic
     return out
 
 
+def _requests(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool = True) -> str:
+    """Each pod's requests and run time (savings.pod_stats_sql): the whole hours from the pod-requests rollup when it
+    is in sync, the edges from the steps by the same SQL; else all from the steps."""
+    hours = pools.window_hours(window.start, window.end) if use_rollups and pools.in_sync(con) else None
+    if hours is None:
+        return pools.pod_requests_sql("NULL")
+    edges = [(lo, hi) for lo, hi in ((window.start, hours[0]), (hours[1], window.end)) if hi > lo]
+    rolled = f"SELECT * FROM {c.T_POD_REQUEST_ROLLUP} WHERE {fact_plan.ranges_sql('hour', [hours])}"
+    return rolled + (
+        f" UNION ALL BY NAME {pools.pod_requests_sql('NULL', fact_plan.ranges_sql('ts', edges))}" if edges else ""
+    )
+
+
 def _pods(
-    con: duckdb.DuckDBPyConnection, window: Window, cb: ChargebackOptions, opts: savings.SavingsOptions
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    cb: ChargebackOptions,
+    opts: savings.SavingsOptions,
+    use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
     """Per pod (a uid: a recreated pod is another): its step facts (savings.pod_stats_sql) and its bill
     (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod chargeback's row holds it). Pods whose cost is
     shared (shared namespaces or labels) are everyone's, not theirs to right-size."""
     bill = {(p.cluster, p.namespace, p.pod, p.uid): p for p in pod_bill(con, window, cb) if not p.shared}
     out = []
-    for stats in _rows(con, savings.pod_stats_sql(), window):
+    for stats in _rows(con, savings.pod_stats_sql(_requests(con, window, use_rollups)), window):
         b = bill.get((stats["cluster"], stats["namespace"], stats["pod"], stats["uid"] or ""))
         if b is None:
             continue

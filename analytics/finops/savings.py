@@ -210,18 +210,17 @@ def rank(recs: list[Recommendation]) -> list[Recommendation]:
     )
 
 
-def pod_stats_sql() -> str:
+def pod_stats_sql(requests: str) -> str:
     """Per pod: its single whole-GPU request, node attributes, run hours, serving? (p95 framebuffer: fb_p95_sql).
 
-    Read from the step table: a pod's request, its count of resource names and its run hours are per-step
-    facts, and the rollups keep only GPU-unit-seconds. A pod has one row per step and resource name (the
-    collector's commit groups by both), so its run time is the longest of its resources' step sums: no
-    DISTINCT over every row (5x faster on a week of 1,000 GPUs), and a pod asking for two resources (a GPU
-    and HAMi cores) is not counted as running twice as long."""
+    `requests`: per pod (uid), node and resource, hour by hour or step by step, the most it asked for and its seconds
+    Running (core/store/rollups/pools.py pod_requests_sql: the pod-requests rollup's whole hours and the steps of the
+    rest). A pod's run time is the longest of its resources' sums: a pod asking for two resources (a GPU and HAMi
+    cores) is not counted as running twice as long."""
     return f"""
     WITH r AS (
-        SELECT cluster, namespace, pod, uid, node, resource, max(amount) AS amount, sum(step_s) AS run_s
-        FROM {c.T_POD_ALLOCATIONS} WHERE ts >= $start AND ts < $end GROUP BY ALL),
+        SELECT cluster, namespace, pod, uid, node, resource, max(amount) AS amount, sum(run_s) AS run_s
+        FROM ({requests}) GROUP BY ALL),
     a AS (
         SELECT cluster, namespace, pod, uid, node, max(amount) FILTER (WHERE resource = '{c.RESOURCE_GPU}') AS whole,
             count(*) AS resources, max(run_s) / 3600.0 AS run_hours

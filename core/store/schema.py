@@ -296,6 +296,15 @@ MIGRATION_17 = [
     f"CREATE TABLE {c.T_POOL_NODES} (cluster VARCHAR NOT NULL, node VARCHAR NOT NULL, node_pool VARCHAR NOT NULL)",
 ]
 
+# each pod's requests and run time per hour (core/store/rollups/pools.py), the savings' evidence beside the pools':
+# the pools' state rows are dropped, so the next commit rebuilds both (until then readers use the steps)
+MIGRATION_18 = [
+    f"""CREATE TABLE {c.T_POD_REQUEST_ROLLUP} (hour TIMESTAMP NOT NULL, cluster VARCHAR NOT NULL,
+        namespace VARCHAR NOT NULL, pod VARCHAR NOT NULL, uid VARCHAR NOT NULL, node VARCHAR NOT NULL,
+        resource VARCHAR NOT NULL, amount DOUBLE NOT NULL, run_s BIGINT NOT NULL)""",
+    f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, 'pools:')",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -314,5 +323,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_15,
     MIGRATION_16,
     MIGRATION_17,
+    MIGRATION_18,
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,4 +1,4 @@
-"""Node-pool occupancy per hour: the evidence of the savings' "release idle capacity" (analytics/finops/recommend.py).
+"""Node-pool occupancy and pod requests per hour: the evidence of the savings (analytics/finops/recommend.py).
 
 A pool's peak allocation is a maximum over steps of a sum over its nodes, and its average capacity a mean over steps:
 neither follows from the per-node hourly rollups. So each hour keeps, per node pool and MIG share mode, what those
@@ -11,6 +11,12 @@ statistics are made of, in exact integer GPU units:
 A window's figures are then sums and maxima over its hours, and its partial edge hours come from the steps by the same
 SQL. The pools the rows were computed under are recorded (T_POOL_NODES): a node moved to another pool makes the rows
 stale, so readers go to the steps and the next commit rebuilds them.
+
+Beside them (schema 18), per hour, pod (uid), node and GPU resource: the most the pod asked for at a step and its
+seconds Running (T_POD_REQUEST_ROLLUP, pod_requests_sql), what right-sizing and spot need (a pod's single whole-GPU
+request, how many resources it asks for, its run hours) and what the per-node rollups cannot give (they keep GPU units,
+not requests or time). A window's figures are maxima and sums over its hours, edges from the steps by the same SQL.
+Both tables share one refresh and one state (`pools:<table>`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ SOURCES = (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES)
 PREFIX = "pools:"
 MIG_SHARES: tuple[MigShare, ...] = ("compute", "memory")
 _STATE = Counted(c.T_POOL_ROLLUP, PREFIX, SOURCES)
+HOUR_SQL = "date_trunc('hour', ts)"
 exists = _STATE.exists
 
 
@@ -69,6 +76,15 @@ def pool_steps_sql(mig_share: MigShare, reported: str | None = "") -> str:
     FROM cap LEFT JOIN n USING (cluster, node)
     GROUP BY ALL
     """
+
+
+def pod_requests_sql(bucket: str, where: str = "ts >= $start AND ts < $end") -> str:
+    """Per `bucket` (an SQL expression of `ts`), pod (uid), node and resource, from the steps `where` selects: the
+    most it asked for at a step (`amount`) and its seconds Running (`run_s`): the rollup's columns. A pod has one row
+    per step and resource (the collector's commit groups by both)."""
+    return f"""SELECT {bucket} AS hour, cluster, namespace, pod, uid, node, resource, max(amount) AS amount,
+        sum(step_s)::BIGINT AS run_s
+    FROM {c.T_POD_ALLOCATIONS} WHERE {where} GROUP BY ALL"""
 
 
 def pool_figures_sql(steps: str, bucket: str) -> str:
@@ -125,7 +141,8 @@ def refresh(
         return
     full = full or _moved(con)
     spans = (c.T_NODE_SAMPLES, c.T_POD_ALLOCATIONS)
-    refresh_hours(con, lo, hi, full, added, tables=(c.T_POOL_ROLLUP,), spans=spans, insert=_insert, merge=_add_steps)
+    tables = (c.T_POOL_ROLLUP, c.T_POD_REQUEST_ROLLUP)
+    refresh_hours(con, lo, hi, full, added, tables=tables, spans=spans, insert=_insert, merge=_add_steps)
     con.execute(f"DELETE FROM {c.T_POOL_NODES}")
     con.execute(f"INSERT INTO {c.T_POOL_NODES} SELECT cluster, node, coalesce(node_pool, '') FROM ({nodes_sql()})")
     _STATE.record(con)
@@ -133,7 +150,7 @@ def refresh(
 
 def _rows_sql(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> str:
     """The rollup rows of the steps in [$start, $end), both MIG share modes."""
-    reported, hour = undeclared_sql(con, start, end), "date_trunc('hour', ts)"
+    reported, hour = undeclared_sql(con, start, end), HOUR_SQL
     return " UNION ALL ".join(
         f"SELECT '{share}' AS mig_share, * FROM ({pool_figures_sql(pool_steps_sql(share, reported), hour)})"
         for share in MIG_SHARES
@@ -141,7 +158,9 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) ->
 
 
 def _insert(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
-    con.execute(f"INSERT INTO {c.T_POOL_ROLLUP} {_rows_sql(con, start, end)}", {"start": start, "end": end})
+    params = {"start": start, "end": end}
+    con.execute(f"INSERT INTO {c.T_POOL_ROLLUP} {_rows_sql(con, start, end)}", params)
+    con.execute(f"INSERT INTO {c.T_POD_REQUEST_ROLLUP} {pod_requests_sql(HOUR_SQL)}", params)
 
 
 def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
@@ -153,6 +172,11 @@ def _add_steps(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -
         FROM (SELECT * FROM {c.T_POOL_ROLLUP} WHERE {touched} UNION ALL BY NAME {_rows_sql(con, start, end)})
         GROUP BY ALL"""
     rewrite(con, c.T_POOL_ROLLUP, touched, merged, {"start": start, "end": end})
+    requests = f"""SELECT hour, cluster, namespace, pod, uid, node, resource, max(amount) AS amount,
+            sum(run_s)::BIGINT AS run_s
+        FROM (SELECT * FROM {c.T_POD_REQUEST_ROLLUP} WHERE {touched} UNION ALL BY NAME {pod_requests_sql(HOUR_SQL)})
+        GROUP BY ALL"""
+    rewrite(con, c.T_POD_REQUEST_ROLLUP, touched, requests, {"start": start, "end": end})
 
 
 def window_hours(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
