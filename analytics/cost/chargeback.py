@@ -85,7 +85,7 @@ def chargeback(
             f"cannot group by {', '.join(bad)}; choose from {', '.join(allocation.GROUPABLE)} or label:<key>"
         )
     plan, infos, billed = priced_plan(con, window, opts, use_rollups)
-    builder = _Builder(opts, _namespaces(con), infos)
+    builder = _Builder(opts, namespace_labels(con), infos)
     classes = fact_plan.Classes(con, plan, opts.mig_share, _grouping(opts), opts.price_source, zones=opts.carbon.zones)
     try:
         usage = classes.usage()
@@ -165,13 +165,14 @@ def _grouping(opts: ChargebackOptions) -> fact_plan.Grouping:
     )
 
 
-def _json(text: str | None) -> dict[str, str]:
+def labels_of(text: str | None) -> dict[str, str]:
+    """Stored label JSON as a dict of strings (none: empty)."""
     return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
 
 
-def _namespaces(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
+def namespace_labels(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
     return {
-        (cl, ns): _json(lb)
+        (cl, ns): labels_of(lb)
         for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
     }
 
@@ -249,7 +250,7 @@ class _Builder:
         if found is None:
             labels = self._labels.get(f["labels"])
             if labels is None:  # pods share few label sets (41 among 80,000 pods of the benchmark fleet)
-                labels = self._labels[f["labels"]] = _json(f["labels"])
+                labels = self._labels[f["labels"]] = labels_of(f["labels"])
             ns_labels = self.namespaces.get((f["cluster"], f["namespace"]), {})
             found = self._classes[cache_key] = attribute(self.opts, ns_labels, f["namespace"], f["pod"], labels)
         return found

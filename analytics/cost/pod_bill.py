@@ -16,7 +16,6 @@ at the end) and pods are kept apart by uid: a StatefulSet's `web-0` recreated in
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +24,7 @@ import duckdb
 
 from analytics.cost import fact_plan, prices
 from analytics.cost.attribution import workload
-from analytics.cost.chargeback import ChargebackOptions, attribute, priced_plan
+from analytics.cost.chargeback import ChargebackOptions, attribute, labels_of, namespace_labels, priced_plan
 from analytics.cost.cost_rows import JOULE_QUANTUM
 from analytics.cost.rates import UNIT_HOURS, Rates
 from core import conventions as c
@@ -75,16 +74,13 @@ def pod_bill(con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOpt
     if rates.energy_priced():  # on-prem rows charging the kWh: which are metered, and what each pod drew under them
         drawn, energy = _energy(con, src, opts)
         rates.meter(drawn)
-    namespaces = {
-        (cl, ns): _labels(lb)
-        for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()
-    }
+    namespaces = namespace_labels(con)
     classes: dict[tuple[str, str, str | None], tuple[str, bool, dict[str, str]]] = {}
     out = []
     for cl, ns, pod, uid, labels, priced, units, used_s in con.execute(_alloc_sql(src, opts)).fetchall():
         found = classes.get((cl, ns, labels))
         if found is None:  # pods share few label sets: the team and the shared flag are worked out once per set
-            parsed = _labels(labels)
+            parsed = labels_of(labels)
             values, shared = attribute(opts, namespaces.get((cl, ns), {}), ns, None, parsed)
             found = classes[(cl, ns, labels)] = (values["team"], shared, parsed)
         cost = sum((int(u) * rates.rate(price_id, cl)[0] for price_id, u in priced), ZERO)
@@ -105,10 +101,6 @@ def pod_bill(con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOpt
             )
         )
     return out
-
-
-def _labels(text: str | None) -> dict[str, str]:
-    return {str(k): str(v) for k, v in json.loads(text).items()} if text else {}
 
 
 def _alloc_sql(src: dict[str, str], opts: ChargebackOptions) -> str:
