@@ -41,6 +41,19 @@ WHY_MISSED = {
 }
 
 
+def merge_figures(previous: dict[str, Any], new: list[dict[str, Any]], started: str) -> list[dict[str, Any]]:
+    """A partial run's figures (BENCH_ONLY) in place of the same figures (id, fleet, window, page) of the previous
+    results; every figure kept from an earlier run carries the start of the run that measured it (`measured`)."""
+
+    def key(f: dict[str, Any]) -> tuple[Any, ...]:
+        return (f["id"], f["gpus"], f["window"], f.get("page"))
+
+    fresh = {key(f) for f in new}
+    old_started = previous.get("header", {}).get("started")
+    kept = [{"measured": old_started, **f} for f in previous.get("figures", []) if key(f) not in fresh]
+    return [{**f, "measured": started} for f in new] + kept
+
+
 def agree(numbers: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """Assert gpuledger, PromQL and pandas computed the same bill before any time is compared.
 
@@ -267,7 +280,13 @@ def markdown(results: dict[str, Any]) -> str:
         "(other engineers' test suites share the machine: compare ratios taken in the same run, not absolute times "
         f"across runs). Each figure: median of {h['runs']} runs after a warm-up, with min and max. Python {h['python']}, "
         f"DuckDB {h['duckdb']}, Prometheus 2.42."
-        + (" Quick run (`BENCH_QUICK=1`): 100 and 1,000 GPUs only, no 10,000-GPU figures." if h.get("quick") else ""),
+        + (" Quick run (`BENCH_QUICK=1`): 100 and 1,000 GPUs only, no 10,000-GPU figures." if h.get("quick") else "")
+        + (
+            f" Partial run (`BENCH_ONLY={','.join(h['partial'])}`): those sections' figures are from this run; the "
+            f"others are kept from the run of {h.get('previous_started')}, each figure's run named in its notes."
+            if h.get("partial")
+            else ""
+        ),
         "",
         "## Targets",
         "",
@@ -319,7 +338,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _note(f: dict[str, Any]) -> str:
-    parts = []
+    parts = [f"measured {f['measured']}"] if f.get("measured") else []
     if f.get("peak_rss_mb"):
         parts.append(f"peak RSS {f['peak_rss_mb']:,.0f} MB")
     if f.get("agreement"):

@@ -2,7 +2,9 @@
 
 Writes bench/results.json (every figure with fleet size, window and resolution) and bench/results.md
 (bench/report.py). Fleets and Prometheus TSDBs are generated once and cached (bench/cache.py).
-Environment: BENCH_RUNS (default 5), BENCH_QUICK=1 (100 and 1,000 GPUs only, 2 runs: a smoke test).
+Environment: BENCH_RUNS (default 5), BENCH_QUICK=1 (100 and 1,000 GPUs only, 2 runs: a smoke test),
+BENCH_ONLY=<section>,... (SECTIONS: run those only; their figures replace the same figures in bench/results.json,
+every other figure is kept with the date of the run that measured it).
 """
 
 from __future__ import annotations
@@ -393,9 +395,19 @@ def dashboard(b: Bench, whs: dict[int, tuple[Path, dict[str, Any]]]) -> None:
                               "median": None, "min": float(PAGE_TIMEOUT), "max": None, "runs": 0, "page": page})  # fmt: skip
 
 
+SECTIONS = ("chargeback", "queues", "health", "serving", "three_way", "ingest", "ingest_history", "billing", "drift",
+            "storage", "limits", "dashboard", "load", "deps")  # fmt: skip
+
+
+def _dependencies(b: Bench, port: int) -> None:
+    dependencies = deps.measure(port + 1, RUNS, b.log)  # the design card's packages where they would serve
+    (ROOT / "bench" / "deps.json").write_text(json.dumps(dependencies, indent=1) + "\n")
+    (ROOT / "bench" / "deps.md").write_text(deps.markdown(dependencies))
+
+
 def main() -> None:
     b = Bench()
-    header = {
+    header: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg_at_start": os.getloadavg(),
         "cpus": os.cpu_count(),
@@ -421,28 +433,41 @@ def main() -> None:
         "ASOF joins), and a selector is read once per SLI: 10.1-13.4 s -> 3.9-5.1 s on the same warehouse, the "
         "same SLIs (measured side by side with the previous commit; the PromQL equivalence tests still pass)."
     )
+    only = [x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: no section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     whs = fleets(b)
-    chargeback(b, whs)
-    queues(b, whs)
-    health(b, whs)
-    serving.figure(b, RUNS)
-    three_way(b, whs, port)
-    ingest(b, port)
-    ingest_history(b, whs)
-    billing_import(b)
-    drift(b)
-    storage(b, whs)
-    limits(b, whs)
-    dashboard(b, whs)
-    load(b)
-    dependencies = deps.measure(port + 1, RUNS, b.log)  # the design card's packages where they would serve
-    (ROOT / "bench" / "deps.json").write_text(json.dumps(dependencies, indent=1) + "\n")
-    (ROOT / "bench" / "deps.md").write_text(deps.markdown(dependencies))
+    sections = {
+        "chargeback": lambda: chargeback(b, whs),
+        "queues": lambda: queues(b, whs),
+        "health": lambda: health(b, whs),
+        "serving": lambda: serving.figure(b, RUNS),
+        "three_way": lambda: three_way(b, whs, port),
+        "ingest": lambda: ingest(b, port),
+        "ingest_history": lambda: ingest_history(b, whs),
+        "billing": lambda: billing_import(b),
+        "drift": lambda: drift(b),
+        "storage": lambda: storage(b, whs),
+        "limits": lambda: limits(b, whs),
+        "dashboard": lambda: dashboard(b, whs),
+        "load": lambda: load(b),
+        "deps": lambda: _dependencies(b, port),
+    }
+    assert tuple(sections) == SECTIONS
+    for name, run in sections.items():
+        if not only or name in only:
+            run()
+    if only:
+        header["partial"] = only
     header["loadavg_at_end"] = os.getloadavg()
     header["seconds"] = round(time.monotonic() - b.started)
     out = ROOT / "bench"
     previous = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-    results = {"header": header, "figures": b.figures, "notes": b.notes, "before": previous.get("before", {})}
+    figures = report.merge_figures(previous, b.figures, str(header["started"])) if only else b.figures
+    if only:
+        header["previous_started"] = previous.get("header", {}).get("started")
+    results = {"header": header, "figures": figures, "notes": b.notes, "before": previous.get("before", {})}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (out / "results.md").write_text(report.markdown(results))
     b.log(f"wrote {out / 'results.md'} and results.json in {header['seconds']} s")
