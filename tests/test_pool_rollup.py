@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from analytics.cost.chargeback import ChargebackOptions
@@ -24,7 +24,7 @@ from core.settings import CollectSettings
 from core.store.rollups import hourly, pools
 from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window, parse_ts
-from tests.builders import T0, add_node, add_pod, fresh_db, rebuilt
+from tests.builders import T0, add_gpu_usage, add_node, add_pod, add_price, fresh_db, rebuilt
 from tests.conftest import SIM_START
 from tests.test_savings import chargeback_rule_pool_steps
 
@@ -123,13 +123,16 @@ def test_a_node_moved_to_another_pool_sends_readers_to_the_steps_until_the_next_
 )
 def test_the_pool_figures_from_the_rollup_equal_the_steps_on_random_fleets(nodes, pods, window) -> None:  # type: ignore[no-untyped-def]
     """Over-allocated nodes (a pod asking for more GPUs than its node has) and nodes that come and go included; the
-    recommendations built on the figures (analytics/finops/savings.py release_idle) are then the same too."""
+    recommendations built on the figures (analytics/finops/savings.py release_idle) are then the same too, and so is
+    the whole savings pass (every pod at low activity on priced on-demand nodes: right-size and spot candidates)."""
     con = fresh_db()
+    add_price(con, "32.77")
     for i, (gpus, pool, steps) in enumerate(nodes):
         add_node(con, f"n{i}", gpus, pool=pool, steps=steps)
     for j, (node, amount, offset, steps, cores) in enumerate(pods):
         if node < len(nodes):
             add_pod(con, f"p{j}", f"n{node}", amount=amount, offset=offset, steps=steps)
+            add_gpu_usage(con, f"n{node}", f"GPU-{j}", 0.1, pod=f"p{j}", offset=offset, steps=steps)
             if cores:  # HAMi cores beside the GPU, for part of its time: a second resource, not a longer run
                 add_pod(
                     con,
@@ -151,6 +154,12 @@ def test_the_pool_figures_from_the_rollup_equal_the_steps_on_random_fleets(nodes
     assert release_idle(rolled, w) == release_idle(stepped, w)
     # each pod's request, resources and run hours (right-sizing and spot) from the pod-requests rows as from the steps
     assert _pod_stats(con, w, True) == _pod_stats(con, w, False)
+    with transaction(con):
+        hourly.refresh(con, None, full=True)  # every rollup current: the whole pass from rollups, then from steps
+    cb, opts = ChargebackOptions(), SavingsOptions(low_utilization=1.0, busy_activity=0.0, min_run_hours=0.1)
+    rolled_recs = recommendations(con, w, cb, opts)
+    assert rolled_recs == recommendations(con, w, cb, opts, use_rollups=False)
+    target(float(len(rolled_recs)))  # steer towards fleets with many recommendations
 
 
 def _pod_stats(con: duckdb.DuckDBPyConnection, w: Window, use_rollups: bool) -> list[dict]:

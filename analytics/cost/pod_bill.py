@@ -65,9 +65,12 @@ class PodFigures:
 
 
 @in_money_context
-def pod_bill(con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions) -> list[PodFigures]:
-    """Every pod allocated GPU time in `window` (by cluster, namespace, pod, uid), sorted by that key."""
-    plan, infos, _ = priced_plan(con, window, opts)
+def pod_bill(
+    con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions, use_rollups: bool = True
+) -> list[PodFigures]:
+    """Every pod allocated GPU time in `window` (by cluster, namespace, pod, uid), sorted by that key; `use_rollups=False`
+    reads the step tables only (the same figures, slower)."""
+    plan, infos, _ = priced_plan(con, window, opts, use_rollups)
     src = fact_plan.sources_sql(plan, opts.mig_share)
     rates = Rates(infos, opts.fallback_gpu_hour_usd)
     energy: dict[tuple[str, ...], list[tuple[str | None, Decimal]]] = {}
@@ -148,11 +151,13 @@ def _energy(
 
 
 @in_money_context
-def pool_rates(con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions) -> dict[str, Decimal]:
+def pool_rates(
+    con: duckdb.DuckDBPyConnection, window: Window, opts: ChargebackOptions, use_rollups: bool = True
+) -> dict[str, Decimal]:
     """Per node pool: what one of its GPU-hours cost in `window` (its nodes' billable GPU-hours at the effective price
     in force, plus metered energy), exact: a by-pool chargeback's cost over its GPU-hours, without the report (its
     allocations, usage and rounding; the usage only where a price row charges the kWh)."""
-    plan, infos, _ = priced_plan(con, window, opts)
+    plan, infos, _ = priced_plan(con, window, opts, use_rollups)
     src = fact_plan.sources_sql(plan, opts.mig_share)
     rates = Rates(infos, opts.fallback_gpu_hour_usd)
     cost: dict[str, Decimal] = {}

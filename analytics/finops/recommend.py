@@ -49,9 +49,9 @@ def recommendations(
     *,
     use_rollups: bool = True,
 ) -> list[savings.Recommendation]:
-    """The ranked recommendations of `window`; `use_rollups=False` reads the pools' figures from the step tables only
-    (the same numbers, slower)."""
-    rates = pool_rates(con, window, cb)
+    """The ranked recommendations of `window`; `use_rollups=False` reads every figure from the step tables only (the
+    same numbers, slower)."""
+    rates = pool_rates(con, window, cb, use_rollups)
     figures = _pool_figures(con, window, cb.mig_share, use_rollups)
     pods = _pods(con, window, cb, opts, use_rollups)
     recs = savings.release_idle(_pools(figures, rates), window)
@@ -59,7 +59,7 @@ def recommendations(
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
-    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, rates), window)
+    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, rates, use_rollups), window)
     return savings.rank(recs)
 
 
@@ -150,7 +150,7 @@ def _pods(
     """Per pod (a uid: a recreated pod is another): its step facts (savings.pod_stats_sql) and its bill
     (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod chargeback's row holds it). Pods whose cost is
     shared (shared namespaces or labels) are everyone's, not theirs to right-size."""
-    bill = {(p.cluster, p.namespace, p.pod, p.uid): p for p in pod_bill(con, window, cb) if not p.shared}
+    bill = {(p.cluster, p.namespace, p.pod, p.uid): p for p in pod_bill(con, window, cb, use_rollups) if not p.shared}
     out = []
     for stats in _rows(con, savings.pod_stats_sql(_requests(con, window, use_rollups)), window):
         b = bill.get((stats["cluster"], stats["namespace"], stats["pod"], stats["uid"] or ""))
@@ -186,10 +186,11 @@ def _off_peak(
     opts: savings.SavingsOptions,
     pods: list[dict[str, Any]],
     rates: dict[str, Decimal],
+    use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
     # GPU-unit-seconds by hour of day: hourly rollups (whole days too: the peak split is by hour), steps
     # for edge hours, hours with a price change and stale nodes; the same integers as the step tables.
-    src = fact_plan.sources_sql(fact_plan.plan(con, window, days=False), cb.mig_share)
+    src = fact_plan.sources_sql(fact_plan.plan(con, window, use_rollups, days=False), cb.mig_share)
     peak = f"hour(ts) >= {opts.peak_hours[0]} AND hour(ts) < {opts.peak_hours[1]}"
     n = f"LEFT JOIN ({nodes_sql()}) n USING (cluster, node)"
     idle = con.execute(
