@@ -23,21 +23,24 @@ WHY_MISSED = {
     "everything); from Prometheus, the store alone answers the window's queries (the 12 of its 172 planned whose "
     "metrics it holds) at 87,000-111,000 samples/s here (limit.prometheus_answers, fetched and thrown away; "
     "254,000 for a 30-minute window at 1,000 GPUs), so 300,000 samples/s is beyond what the local Prometheus "
-    "serves on this machine.",
-    "<= 4 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
-    "per row group; 4 bytes needs a per-series layout (a series table and integer keys). The files and Prometheus "
-    "figures are their own formats, for comparison.",
-    "every dashboard page < 2 s (first view": "teams: its four chargebacks (the bill, the breakdown, the budget's "
-    "28 days and the anomalies' week), 0.5-1 s each and mostly DuckDB reading class and pod-day rollups, run in two "
-    "lanes of one connection each, which on this 2-core machine puts the page at 1.6-2.2 s (1.97 s in the previous "
-    "run; this run's machine was loaded, 3.8 at its end). Right after it, the code before this change's commits "
-    "(67fa34f) and this one side by side, alternating, 3 first views each: 1.89-2.02 s and 1.79-1.98 s against "
-    "1.44-1.75 s and 1.84-2.03 s.",
-    "20 dashboard sessions": "the machine: p95 2.4 s and 3.15 s in the previous two runs; right after this one, "
-    "the code before this change's commits (67fa34f) and this one side by side, alternating: 4.72 and 3.10 s "
-    "against 3.34 and 2.95 s: on this machine the noise is larger than any difference.",
-    "peak RSS": "the overview's savings pass: a pool's peak over 23 million node-steps and a per-pod bill of "
-    "190,000 pods, built in Python; DuckDB itself is capped at 1 GB (dashboard.memory_limit).",
+    "serves on this machine. A 30-minute bulk load at 1,000 GPUs profiled with py-spy (2026-12-07) spreads over "
+    "every stage (parsing 15%, the commit 20%, its rollup refresh 7%, staging 5%): no single part to rewrite.",
+    "<= 2 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
+    "per row group; 2 bytes needs a per-series layout (a series table and integer keys) across every step table, a "
+    "schema change not yet made.",
+    "every dashboard page's first view": "status: its bill-vs-ledger panel reconciles the last whole day from the "
+    "step tables, a day of node-steps read twice (cProfile at 10,000 GPUs, 45 s: the node facts 20.6 s, the "
+    "unpriced nodes 20.2 s, DCGM-only nodes 2.6 s; the chargeback itself 1.8 s); it has to read rollups, or fill "
+    "in after the page as the savings panel does. The other pages are under 1 s.",
+    "the overview's savings panel": "measured at 1fdb6ed, before each pod's requests and run hours had their rollup "
+    "(schema 18): the pass still read a week of pod-steps for them, and the per-pod bill, off-peak and pool rates "
+    "read a week of pod-hour rows (at 1,000 GPUs since schema 18: the whole pass 3.7-4.5 s, of which pod requests "
+    "0.2-0.3 s).",
+    "20 dashboard sessions": "the machine: p95 2.4 s, 3.15 s and 3.98 s in the last three full runs on 2 shared "
+    "cores, with `serve` collecting beside the 20 sessions; not re-measured in the partial run of 2026-12-07.",
+    "peak RSS": "the overview's first view with its savings pass in the same process (1,805 MB) and the dashboard's "
+    "pages in one process (1,430 MB): DuckDB is capped at 1 GB (dashboard.memory_limit), Streamlit and the frames "
+    "add the rest; a chargeback with mid-hour edges reads steps (1,214 MB).",
 }
 
 
