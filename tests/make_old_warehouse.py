@@ -22,7 +22,7 @@ from core import conventions as c
 from core.store.warehouse import migrate
 from tests.conftest import FIXTURES, run_cli
 
-VERSION = 17
+VERSION = 18
 OLD = FIXTURES / f"warehouse-v{VERSION}.duckdb"
 EXPECTED = FIXTURES / f"warehouse-v{VERSION}.expected.json"
 STATE_SINCE = {

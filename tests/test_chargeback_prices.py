@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.cost import allocation, prices
+from analytics.cost import node_facts, prices
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.cost.cost_rows import ChargebackReport
 from collectors.metrics.series import SeriesContext
@@ -257,8 +257,8 @@ def test_unpriced_gpu_nodes_are_named_with_their_gpu_hours_and_billed_at_the_fal
     add_node(con, "mystery-1", 2, instance_type="mystery.large")
     add_node(con, "known", 8)
     add_price(con, "8", gpus=8)
-    assert allocation.unpriced_nodes(con, _hours(1)) == [
-        allocation.UnpricedNode("c1", "mystery-1", "mystery.large", "on_demand", "us-east-1", 2.0)
+    assert node_facts.unpriced_nodes(con, _hours(1)) == [
+        node_facts.UnpricedNode("c1", "mystery-1", "mystery.large", "on_demand", "us-east-1", 2.0)
     ]
     con.close()
     config = tmp_path / "gpuledger.yaml"

@@ -31,8 +31,9 @@ from analytics.health import impact
 from app.jobs import evaluate_health
 from core import conventions as c
 from core.settings import Settings
+from core.store.rollups import coverage, hourly
 from core.store.status import data_status, replicas_sources
-from core.store.warehouse import open_warehouse
+from core.store.warehouse import open_warehouse, transaction
 from core.timeutil import Window
 from tests import builders
 from tests.conftest import run_cli, serve_prometheus
@@ -310,9 +311,11 @@ def _window_args() -> list[str]:
     return ["--start", f"{WINDOW.start:%Y-%m-%dT%H:%M:%SZ}", "--end", f"{WINDOW.end:%Y-%m-%dT%H:%M:%SZ}"]
 
 
-def test_reconciliation_lists_what_the_ledger_cannot_price_or_place() -> None:
+@pytest.mark.parametrize("rolled", [False, True], ids=["from the steps", "from the rollups"])
+def test_reconciliation_lists_what_the_ledger_cannot_price_or_place(rolled: bool) -> None:
     """A node with no price (billed at $0), DCGM under a hostname no node has, and a GPU request on a node
-    without GPUs (billed the GPU it asked for): each named with its GPU-hours; priced nodes still agree."""
+    without GPUs (billed the GPU it asked for): each named with its GPU-hours; priced nodes still agree. The same
+    from the steps and from the hourly rollups a commit keeps."""
     con = builders.fresh_db()
     builders.add_node(con, "priced", 8)
     builders.add_price(con, "32.77")  # p4d.24xlarge: 8 GPUs
@@ -321,6 +324,10 @@ def test_reconciliation_lists_what_the_ledger_cannot_price_or_place() -> None:
     builders.add_pod(con, "lost-pod", "cpu-only", steps=30)  # 1 GPU for 30 minutes on a node without GPUs
     builders.add_gpu_usage(con, "ip-10-0-0-1.ec2.internal", "GPU-ghost", 0.5, steps=45)
     window = Window(builders.T0, builders.T0 + timedelta(hours=1))
+    if rolled:
+        with transaction(con):
+            hourly.refresh(con, None, full=True)
+        assert fact_plan.plan(con, window).hours == [(window.start, window.end)] and coverage.in_sync(con)
     result = reconcile(con, window, ChargebackOptions())
     lines = {line.key: line.as_dict("node") for line in result.lines}
     assert lines["c1/priced"]["difference_usd"] == "0.00" and lines["c1/priced"]["provider_usd"] == "32.77"

@@ -21,7 +21,7 @@ from tests.make_old_warehouse import VERSION, reports
 
 # older files (8: before the coverage rollup; 12: before energy; 13: before the stored bill prices; 14: before the
 # queues; 15: before the waiting rollups; 16: before the pool rollup), the previous one
-VERSIONS = (4, 8, 12, 13, 14, 15, 16, VERSION)
+VERSIONS = (4, 8, 12, 13, 14, 15, 16, 17, VERSION)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

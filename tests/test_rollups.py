@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from analytics.cost import fact_plan
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from analytics.cost.cost_rows import ChargebackReport
+from analytics.cost.reconcile import RECONCILE_BY, reconcile
 from core import conventions as c
 from core.store.rollups import coverage, hourly
 from core.store.warehouse import open_warehouse, transaction
@@ -94,6 +95,30 @@ def test_any_fleet_gets_the_same_chargeback_from_rollups_as_from_steps(gpus, pod
     w = Window(T0 + timedelta(seconds=window[0] * STEP), T0 + timedelta(seconds=window[1] * STEP))
     opts = ChargebackOptions(by=by, mig_share=mig_share, idle=idle)
     assert_same(chargeback(con, w, opts), chargeback(con, w, opts, use_rollups=False))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    gpus=st.lists(st.integers(1, 8), min_size=1, max_size=3),
+    pods=st.lists(POD, max_size=8),
+    window=st.tuples(st.integers(0, 200), st.integers(201, 432)),
+    by=st.sampled_from(RECONCILE_BY),
+    mig_share=st.sampled_from(["compute", "memory"]),
+)
+def test_any_fleet_gets_the_same_bill_vs_ledger_from_rollups_as_from_steps(gpus, pods, window, by, mig_share) -> None:  # type: ignore[no-untyped-def]
+    """Beside the priced nodes: one no price row matches and one that states no GPUs, where a pod asks for one."""
+    con = _fleet(pods, gpus)
+    add_node(con, "bare", 0, instance_type="it0", steps=432, step_s=STEP)
+    add_node(con, "odd", 2, instance_type="x9.weird", steps=432, step_s=STEP)
+    add_pod(con, "lost", "bare", offset=window[0] // 2, steps=150, step_s=STEP)
+    _refresh(con)
+    w = Window(T0 + timedelta(seconds=window[0] * STEP), T0 + timedelta(seconds=window[1] * STEP))
+    assert fact_plan.plan(con, w).hours, "whole hours come from the rollups"
+    opts = ChargebackOptions(mig_share=mig_share)
+    rolled, stepped = reconcile(con, w, opts, by), reconcile(con, w, opts, by, use_rollups=False)
+    assert rolled.as_dict() == stepped.as_dict()
+    assert [u.node for u in rolled.unpriced_nodes] == ["odd"]
+    assert [r["node"] for r in rolled.requests_without_gpus] == (["bare"] if window[0] // 2 + 150 > window[0] else [])
 
 
 def test_a_month_window_is_served_by_days_and_its_partial_edges_by_hours_and_steps() -> None:

@@ -13,12 +13,7 @@ is computed. (OpenCost bills MIG $0 and time-sliced pods $0 or N x: see README, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import duckdb
-
 from analytics.cost.attribution import Attribution
-from analytics.cost.prices import priced_sql
 from core import conventions as c
 from core.store.sql import literal
 from core.store.step_sql import (
@@ -34,7 +29,6 @@ from core.store.step_sql import (
     nodes_sql,
     share_units_sql,
 )
-from core.timeutil import Window
 
 __all__ = [
     "HAMI_CORES",
@@ -62,15 +56,6 @@ def is_groupable(key: str) -> bool:
     return key in GROUPABLE or (key.startswith("label:") and len(key) > len("label:"))
 
 
-def capacity_facts_sql(mig_share: MigShare, by_day: bool) -> str:
-    """Billable GPU-unit-seconds per node, price row (and day)."""
-    day = "date_trunc('day', ts)" if by_day else "NULL::TIMESTAMP"
-    steps = capacity_steps_sql(mig_share)
-    return f"""
-        SELECT cluster, node, price_id, {day} AS day, sum(units_per_s * step_s) AS units
-        FROM ({priced_sql(steps)}) GROUP BY ALL"""
-
-
 def pod_labels_sql(used: str) -> str:
     """Each pod's latest labels, for the pods of relation `used` (cluster, namespace, pod) only: grouping
     every pod of the warehouse (800,000 at 10,000 GPUs) for the few a health event touched took 0.2 s."""
@@ -90,27 +75,3 @@ def team_sql(labels: str, namespace_labels: str, namespace: str, attribution: At
         whens = " ".join(f"WHEN {literal(ns)} THEN {literal(team)}" for ns, team in mapped)
         lookups.append(f"CASE {namespace} {whens} END")
     return f"coalesce({', '.join(lookups)}, '{c.UNALLOCATED}')"
-
-
-@dataclass(frozen=True)
-class UnpricedNode:
-    cluster: str
-    node: str
-    instance_type: str
-    capacity_type: str
-    region: str
-    gpu_hours: float
-
-
-def unpriced_nodes(con: duckdb.DuckDBPyConnection, window: Window, mig_share: str = "compute") -> list[UnpricedNode]:
-    """GPU nodes that matched no price row in the window, by name, with their GPU-hours."""
-    facts = capacity_facts_sql(mig_share, by_day=False)  # type: ignore[arg-type]
-    rows = con.execute(
-        f"""SELECT f.cluster, f.node, coalesce(n.instance_type, ''), coalesce(n.capacity_type, ''),
-            coalesce(n.region, ''), sum(f.units) / {c.GPU_UNITS * 3600}
-        FROM ({facts}) f LEFT JOIN {c.T_NODES} n USING (cluster, node)
-        WHERE f.price_id IS NULL AND f.units > 0
-        GROUP BY ALL ORDER BY 1, 2""",
-        {"start": window.start, "end": window.end},
-    ).fetchall()
-    return [UnpricedNode(r[0], r[1], r[2], r[3], r[4], float(r[5])) for r in rows]

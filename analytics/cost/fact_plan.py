@@ -190,16 +190,12 @@ def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str
     for all of it."""
     where = _step_where(p)
     alloc = _rollup_union(p, "alloc", f"namespace, pod, uid, units_{mig_share} AS units", pod_days)
-    capacity = _rollup_union(p, "capacity", f"units_{mig_share} AS units, unhealthy_{mig_share} AS unhealthy")
+    capacity = _capacity_union(p, mig_share, where)
     usage = _rollup_union(p, "usage", f"namespace, pod, uid, {_USAGE}", pod_days)
     if where is not None:
         alloc.append(
             f"SELECT ts, cluster, node, namespace, pod, uid, {scaled_sql('units')} * step_s AS units "
             f"FROM ({alloc_steps_sql(mig_share, where)})"
-        )
-        capacity.append(
-            f"SELECT ts, cluster, node, units_per_s * step_s AS units, unhealthy_per_s * step_s AS unhealthy "
-            f"FROM ({capacity_steps_sql(mig_share, where)})"
         )
         # per step, like alloc and capacity: each usage row's ts is then a key of the price table (priced per step)
         steps = usage_steps_sql("j.ts", where)
@@ -216,6 +212,32 @@ def sources_sql(p: Plan, mig_share: MigShare, pod_days: bool = True) -> dict[str
         for k, v in (("alloc", alloc), ("capacity", capacity), ("usage", usage))
     }
     return {k: union[k] for k in ("alloc", "capacity", "usage")}
+
+
+def _capacity_union(p: Plan, mig_share: MigShare, where: str | None, node_s: bool = False) -> list[str]:
+    """Capacity rows (ts, cluster, node, units, unhealthy[, node_s, no_gpu]) from each source of the plan."""
+    extra = f", node_s, no_gpu_{mig_share} AS no_gpu" if node_s else ""
+    out = _rollup_union(p, "capacity", f"units_{mig_share} AS units, unhealthy_{mig_share} AS unhealthy{extra}")
+    if where is not None:
+        extra = (
+            ", step_s AS node_s, CASE WHEN gpus = 0 THEN units_per_s * step_s ELSE 0 END AS no_gpu" if node_s else ""
+        )
+        out.append(
+            f"SELECT ts, cluster, node, units_per_s * step_s AS units, unhealthy_per_s * step_s AS unhealthy{extra} "
+            f"FROM ({capacity_steps_sql(mig_share, where)})"
+        )
+    return out
+
+
+def node_capacity_sql(p: Plan, mig_share: MigShare) -> str:
+    """SELECT (ts, cluster, node, units, unhealthy, node_s, no_gpu): per node, its billable GPU-unit-seconds, their
+    unhealthy part, its seconds with a step (what a provider bills a node for) and the billable units on steps where
+    no source gives it a GPU, each row's ts a time its price holds for all of it; the plan's rollups and steps."""
+    parts = _capacity_union(p, mig_share, _step_where(p), node_s=True)
+    empty = (
+        "SELECT NULL::TIMESTAMP AS ts, '' AS cluster, '' AS node, 0 AS units, 0 AS unhealthy, 0 AS node_s, 0 AS no_gpu"
+    )
+    return " UNION ALL ".join(parts) if parts else f"{empty} WHERE FALSE"
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from typing import Any, Literal
 
 import duckdb
 
-from analytics.cost import allocation, prices
+from analytics.cost import node_facts, prices
 from analytics.cost.chargeback import ChargebackOptions, chargeback
 from core import conventions as c
 from core.money import in_money_context, to_cents
-from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
+from core.store.rollups import coverage
 from core.timeutil import Window
 
 ReconcileBy = Literal["node", "instance_type", "cluster", "region"]
 RECONCILE_BY: tuple[ReconcileBy, ...] = ("node", "instance_type", "cluster", "region")
 ZERO = Decimal(0)
-UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
+UNITS_PER_GPU_HOUR = node_facts.UNITS_PER_GPU_HOUR
 COLUMNS = ("node_hours", "gpu_hours", "provider_usd", "ledger_usd", "difference_usd", "unpriced_gpu_hours")
 
 
@@ -59,7 +59,7 @@ class Reconciliation:
     by: str
     lines: list[Line]
     ledger_total_usd: Decimal  # the chargeback's node cost for the window (its rows' sum less the overhead)
-    unpriced_nodes: list[allocation.UnpricedNode] = field(default_factory=list)
+    unpriced_nodes: list[node_facts.UnpricedNode] = field(default_factory=list)
     dcgm_without_node: list[dict[str, Any]] = field(default_factory=list)  # (cluster, node, gpu_hours)
     requests_without_gpus: list[dict[str, Any]] = field(default_factory=list)  # (cluster, node, gpu_hours)
 
@@ -85,30 +85,36 @@ class Reconciliation:
 
 @in_money_context
 def reconcile(
-    con: duckdb.DuckDBPyConnection, window: Window, options: ChargebackOptions, by: ReconcileBy = "node"
+    con: duckdb.DuckDBPyConnection,
+    window: Window,
+    options: ChargebackOptions,
+    by: ReconcileBy = "node",
+    use_rollups: bool = True,
 ) -> Reconciliation:
     """Provider bill (node-hours x price) vs ledger, per `by`, for `window`; pure over the warehouse."""
     if by not in RECONCILE_BY:
         raise ValueError(f"cannot reconcile by {by!r}; choose from {', '.join(RECONCILE_BY)}")
     infos = prices.load_prices(con)
     keys = ("cluster", "node") if by == "node" else (by,)
-    report = chargeback(con, window, _plain(options, keys))
+    report = chargeback(con, window, _plain(options, keys), use_rollups=use_rollups)
     lines: dict[str, Line] = {}
     no_gpus: dict[tuple[str, str], int] = {}
-    for f in _node_facts(con, window, options.mig_share):  # one pass over the steps serves both
-        key = f"{f['cluster']}/{f['node']}" if by == "node" else f[by]
+    facts = node_facts.node_facts(con, window, options.mig_share, use_rollups)
+    for f in facts:  # one pass over the node-hours serves the lines, the unpriced nodes and the GPU-less requests
+        key = f"{f.cluster}/{f.node}" if by == "node" else getattr(f, by)
         line = lines.setdefault(key, Line(key))
-        info = infos.get(f["price_id"]) if f["price_id"] is not None else None
-        info = report.metered.get((f["cluster"], f["price_id"]), info)  # measured energy: billed below, by the kWh
-        hours, gpu_hours = Decimal(int(f["node_s"])) / 3600, Decimal(int(f["units"])) / UNITS_PER_GPU_HOUR
+        info = None
+        if f.price_id is not None:  # measured energy: billed below, by the kWh
+            info = report.metered.get((f.cluster, f.price_id), infos.get(f.price_id))
+        hours, gpu_hours = Decimal(f.node_s) / 3600, Decimal(f.units) / UNITS_PER_GPU_HOUR
         line.node_hours += hours
         line.gpu_hours += gpu_hours
         if info is None:
             line.unpriced_gpu_hours += gpu_hours
         else:
             line.provider += hours * info.gpu_hour_usd * info.gpus
-        if f["no_gpu_units"]:
-            no_gpus[(f["cluster"], f["node"])] = no_gpus.get((f["cluster"], f["node"]), 0) + int(f["no_gpu_units"])
+        if f.no_gpu_units:
+            no_gpus[(f.cluster, f.node)] = no_gpus.get((f.cluster, f.node), 0) + f.no_gpu_units
     for row in report.rows:
         line = lines.setdefault("/".join(row.keys[k] for k in keys), Line("/".join(row.keys[k] for k in keys)))
         line.ledger += row.exact_total
@@ -119,7 +125,7 @@ def reconcile(
         by,
         sorted(lines.values(), key=lambda line: line.key),
         report.node_cost_usd,
-        allocation.unpriced_nodes(con, window, options.mig_share),
+        node_facts.unpriced(facts),
         _dcgm_without_node(con, window),
         [
             {"cluster": cl, "node": n, "gpu_hours": round(units / UNITS_PER_GPU_HOUR, 6)}
@@ -135,30 +141,17 @@ def _plain(options: ChargebackOptions, by: tuple[str, ...]) -> ChargebackOptions
     )
 
 
-def _node_facts(con: duckdb.DuckDBPyConnection, window: Window, mig_share: MigShare) -> list[dict[str, Any]]:
-    """Per node and price row: node-seconds, billable GPU-unit-seconds, and those on steps where no source gives
-    the node a GPU (only its pods' requests), with the node's attributes, from the step tables."""
-    steps = capacity_steps_sql(mig_share)
-    attrs = ", ".join(f"coalesce(n.{a}, '') AS {a}" for a in RECONCILE_BY if a not in ("node", "cluster"))
-    cur = con.execute(
-        f"""SELECT s.cluster, s.node, {attrs}, s.price_id, sum(s.step_s) AS node_s,
-            sum(s.units_per_s * s.step_s) AS units,
-            sum(s.units_per_s * s.step_s) FILTER (WHERE s.gpus = 0) AS no_gpu_units
-        FROM ({prices.priced_sql(steps)}) s LEFT JOIN ({nodes_sql()}) n USING (cluster, node)
-        GROUP BY ALL ORDER BY ALL""",
-        {"start": window.start, "end": window.end},
-    )
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def _dcgm_without_node(con: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, Any]]:
     """GPU-hours DCGM reported under a node name kube-state-metrics never listed."""
+    reporting = f"SELECT cluster, node FROM {c.T_GPU_SAMPLES} WHERE ts >= $start AND ts < $end"
+    if coverage.in_sync(con):  # the hourly coverage names each reporting GPU's node: ~10^4 rows a day, not ~10^7
+        reporting = f"""SELECT cluster, node FROM {c.T_COVERAGE_ROLLUP}
+            WHERE gpu_uuid IS NOT NULL AND {coverage.HOURS_TOUCHED}"""
     rows = con.execute(
-        f"""SELECT s.cluster, s.node, sum(s.step_s) / 3600.0 AS gpu_hours
-        FROM (SELECT DISTINCT ts, step_s, cluster, node, gpu_uuid FROM {c.T_GPU_SAMPLES}
-              WHERE ts >= $start AND ts < $end) s
-        ANTI JOIN {c.T_NODES} n USING (cluster, node)
+        f"""WITH unknown AS (SELECT DISTINCT cluster, node FROM ({reporting}) ANTI JOIN {c.T_NODES} USING (cluster, node))
+        SELECT s.cluster, s.node, sum(s.step_s) / 3600.0 AS gpu_hours
+        FROM (SELECT DISTINCT ts, step_s, cluster, node, gpu_uuid FROM {c.T_GPU_SAMPLES} g
+              SEMI JOIN unknown USING (cluster, node) WHERE ts >= $start AND ts < $end) s
         GROUP BY ALL ORDER BY ALL""",
         {"start": window.start, "end": window.end},
     ).fetchall()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from analytics.cost import allocation
+from analytics.cost import node_facts
 from analytics.cost.allocation import GROUPABLE
 from analytics.cost.bill_reconcile import BILL_BY, reconcile_billing
 from analytics.cost.chargeback import chargeback
@@ -73,12 +73,12 @@ def chargeback_cmd(ctx: Context, start: str, end: str, by: str, fmt: str) -> Non
         )
 
 
-def _unpriced(settings: Settings, result: ChargebackReport) -> list[allocation.UnpricedNode]:
+def _unpriced(settings: Settings, result: ChargebackReport) -> list[node_facts.UnpricedNode]:
     """GPU nodes that matched no price, by name (only looked up when there are unpriced GPU-hours)."""
     if not result.unpriced_gpu_hours:
         return []
     with open_warehouse(settings.warehouse.path, read_only=True) as con:
-        return allocation.unpriced_nodes(con, result.window, settings.chargeback.mig_share)
+        return node_facts.unpriced_nodes(con, result.window, settings.chargeback.mig_share)
 
 
 @report.command("reconcile")

@@ -305,6 +305,19 @@ MIGRATION_18 = [
     f"DELETE FROM {c.T_ROLLUP_STATE} WHERE starts_with(source, 'pools:')",
 ]
 
+# the capacity rollups also keep each node-hour's seconds and its billable units on steps where no source gives the
+# node a GPU, so the bill-vs-ledger reconciliation reads hours, not steps (a day at 10,000 GPUs took 45 s from the
+# steps). The main rollups' state rows are dropped: the next commit rebuilds them (until then reports read the steps).
+MIGRATION_19 = [
+    *(
+        f"ALTER TABLE {c.T_CAPACITY_ROLLUP}_{level} ADD COLUMN {col} BIGINT DEFAULT 0"
+        for level in ("hourly", "daily")
+        for col in ("node_s", "no_gpu_compute", "no_gpu_memory")
+    ),
+    f"""DELETE FROM {c.T_ROLLUP_STATE}
+        WHERE source IN ('{c.T_POD_ALLOCATIONS}', '{c.T_GPU_SAMPLES}', '{c.T_GPU_POD_SAMPLES}', '{c.T_NODE_SAMPLES}')""",
+]
+
 MIGRATIONS: list[list[str]] = [
     MIGRATION_1,
     MIGRATION_2,
@@ -324,5 +337,6 @@ MIGRATIONS: list[list[str]] = [
     MIGRATION_16,
     MIGRATION_17,
     MIGRATION_18,
+    MIGRATION_19,
 ]
 LATEST_VERSION = len(MIGRATIONS)

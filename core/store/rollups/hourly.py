@@ -34,7 +34,7 @@ from core.store import read_memo
 from core.store.rollups import bills, coverage, pools, waiting
 from core.store.rollups import classes as rollup_classes
 from core.store.rollups import sql as rollup_sql
-from core.store.step_sql import USAGE_VALUES, fingerprints_sql, stale_rows_sql
+from core.store.step_sql import MIG_SHARES, USAGE_VALUES, fingerprints_sql, stale_rows_sql
 from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
 from core.timeutil import DAY, floor_to, hours_covering
 
@@ -149,6 +149,12 @@ def rebuild_derived(con: duckdb.DuckDBPyConnection) -> None:
         rollup_classes.rebuild(con)
 
 
+# the capacity rollups' sums (core/store/rollups/sql.py capacity_hourly_sql)
+CAPACITY_VALUES = (
+    *(f"{col}_{m}" for col in ("units", "unhealthy") for m in MIG_SHARES),
+    "node_s",
+    *(f"no_gpu_{m}" for m in MIG_SHARES),
+)
 _FPS = f"LEFT JOIN ({fingerprints_sql()}) f USING (cluster, node)"
 # kind -> (the hourly SQL's value columns after hour, cluster, node; the SQL; how two parts of an hour add up)
 _HOURLY = {
@@ -158,10 +164,9 @@ _HOURLY = {
         "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory",
     ),
     "capacity": (
-        "units_compute, units_memory, unhealthy_compute, unhealthy_memory",
+        ", ".join(CAPACITY_VALUES),
         rollup_sql.capacity_hourly_sql(),
-        "sum(units_compute)::BIGINT AS units_compute, sum(units_memory)::BIGINT AS units_memory, "
-        "sum(unhealthy_compute)::BIGINT AS unhealthy_compute, sum(unhealthy_memory)::BIGINT AS unhealthy_memory",
+        ", ".join(f"sum({v})::BIGINT AS {v}" for v in CAPACITY_VALUES),
     ),
     "usage": (
         "namespace, pod, uid, " + ", ".join(USAGE_VALUES),
@@ -213,7 +218,7 @@ def _refresh_day(con: duckdb.DuckDBPyConnection, day: datetime) -> None:
     fp = "CASE WHEN min(fp) = max(fp) THEN min(fp) END"
     sums = {
         "alloc": ("namespace, pod, uid", ("units_compute", "units_memory")),
-        "capacity": ("", ("units_compute", "units_memory", "unhealthy_compute", "unhealthy_memory")),
+        "capacity": ("", CAPACITY_VALUES),
         "usage": ("namespace, pod, uid", USAGE_VALUES),
     }
     for kind, (pod, values) in sums.items():

@@ -71,12 +71,17 @@ def alloc_hourly_sql() -> str:
 
 
 def capacity_hourly_sql() -> str:
-    """(hour, cluster, node, units_<mode>..., unhealthy_<mode>...): billable and unhealthy GPU-unit-seconds,
-    the step rule itself (core/store/step_sql.py capacity_steps_sql) summed by hour."""
+    """(hour, cluster, node, units_<mode>..., unhealthy_<mode>..., node_s, no_gpu_<mode>...): billable and unhealthy
+    GPU-unit-seconds, the step rule itself (core/store/step_sql.py capacity_steps_sql) summed by hour; the seconds
+    the node had a step (what the provider bills it for) and the billable units on steps where no source gives the
+    node a GPU (only its pods' requests do): the bill-vs-ledger reconciliation's figures."""
     sums = ", ".join(
         f"sum({col}_per_s_{m} * step_s) AS {col}_{m}" for col in ("units", "unhealthy") for m in MIG_SHARES
     )
-    return f"""SELECT date_trunc('hour', ts) AS hour, cluster, node, {sums}
+    bare = ", ".join(
+        f"coalesce(sum(units_per_s_{m} * step_s) FILTER (WHERE gpus = 0), 0) AS no_gpu_{m}" for m in MIG_SHARES
+    )
+    return f"""SELECT date_trunc('hour', ts) AS hour, cluster, node, {sums}, sum(step_s) AS node_s, {bare}
     FROM ({capacity_steps_sql(MIG_SHARES, WHERE)}) GROUP BY ALL"""
 
 
