@@ -121,6 +121,27 @@ def test_any_fleet_gets_the_same_bill_vs_ledger_from_rollups_as_from_steps(gpus,
     assert [r["node"] for r in rolled.requests_without_gpus] == (["bare"] if window[0] // 2 + 150 > window[0] else [])
 
 
+def test_a_rebuild_in_hour_sized_pieces_holds_the_rows_of_one_in_day_sized_pieces(monkeypatch: Any) -> None:
+    """Recomputing hours a few DCGM rows at a time (bounded memory on a big fleet) changes no rollup row."""
+
+    def rollups() -> dict[str, list[tuple[Any, ...]]]:
+        _refresh(con)
+        return {
+            table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+            for table in (
+                hourly.table(kind, level) for kind in ("alloc", "capacity", "usage") for level in ("hourly", "daily")
+            )
+        }
+
+    con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400), (1, "nvidia_com_gpu_shared", 2, "nlp", 30, 200)], [2, 1])
+    whole = rollups()
+    assert hourly._chunks(con, T0, T0 + timedelta(days=1)) == [(T0, T0 + timedelta(days=1))]
+    monkeypatch.setattr(hourly, "CHUNK_ROWS", 6)  # 2 GPUs at 6 steps an hour: one hour a piece
+    pieces = hourly._chunks(con, T0, T0 + timedelta(days=1))
+    assert len(pieces) == 24 and all(b - a == timedelta(hours=1) for a, b in pieces)
+    assert rollups() == whole and all(whole.values())
+
+
 def test_a_month_window_is_served_by_days_and_its_partial_edges_by_hours_and_steps() -> None:
     con = _fleet([(0, "nvidia_com_gpu", 1, "vision", 0, 400)], [2])
     _refresh(con)

@@ -36,7 +36,7 @@ from core.store.rollups import classes as rollup_classes
 from core.store.rollups import sql as rollup_sql
 from core.store.step_sql import MIG_SHARES, USAGE_VALUES, fingerprints_sql, stale_rows_sql
 from core.store.warehouse import days_holding, one, rewrite, row_counts, ts_span
-from core.timeutil import DAY, floor_to, hours_covering
+from core.timeutil import DAY, HOUR, floor_to, hours_covering
 
 SOURCES = (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES, c.T_GPU_POD_SAMPLES, c.T_NODE_SAMPLES)
 # every step table a rollup here or in core/store/rollups/coverage.py is computed from
@@ -176,16 +176,36 @@ _HOURLY = {
 }
 
 
+# DCGM rows per query when hours are recomputed: the usage rollup's SQL over a whole day of 1,000 GPUs (1.5 million
+# rows) needs more than the commit's default 1 GB and fails (some of its operators cannot spill); 12 hours take
+# 1.1 s well within it. A full rebuild (after a migration) then stays inside collect.memory_limit at any fleet size.
+CHUNK_ROWS = 500_000
+
+
 def _refresh_hours(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> None:
     params = {"start": lo, "end": hi}
     for kind in ("alloc", "capacity", "usage"):
         con.execute(f"DELETE FROM {table(kind, 'hourly')} WHERE hour >= $start AND hour < $end", params)
-    for kind, (cols, sql, _) in _HOURLY.items():
-        con.execute(
-            f"INSERT INTO {table(kind, 'hourly')} BY NAME "
-            f"SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) AS fp FROM ({sql}) {_FPS}",
-            params,
-        )
+    for start, end in _chunks(con, lo, hi):
+        for kind, (cols, sql, _) in _HOURLY.items():
+            con.execute(
+                f"INSERT INTO {table(kind, 'hourly')} BY NAME "
+                f"SELECT hour, cluster, node, {cols}, coalesce(f.fp, 0) AS fp FROM ({sql}) {_FPS}",
+                {"start": start, "end": end},
+            )
+
+
+def _chunks(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
+    """[lo, hi) in whole-hour pieces of about CHUNK_ROWS DCGM rows each (a piece is never less than an hour)."""
+    counted = one(con, f"SELECT count(*) FROM {c.T_GPU_SAMPLES} WHERE ts >= ? AND ts < ?", [lo, hi])
+    per_hour = (counted[0] if counted else 0) / max((hi - lo) / HOUR, 1.0)
+    step = HOUR * max(1, int(CHUNK_ROWS / max(per_hour, 1.0)))
+    out, start = [], lo
+    while start < hi:
+        end = min(floor_to(start, HOUR) + step, hi)
+        out.append((start, end))
+        start = end
+    return out
 
 
 def _hours_current(con: duckdb.DuckDBPyConnection, lo: datetime, hi: datetime) -> bool:
