@@ -84,7 +84,7 @@ bench-deps: $(DEV_STAMP) tools ## prometheus-api-client vs the own client, polar
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.deps
 
-bench-load: $(DEV_STAMP) tools ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 3 s)
+bench-load: $(DEV_STAMP) tools ## Dashboard load: 20 sessions x 60 s on a 1,000-GPU warehouse while serve collects (p95 < 1.5 s)
 	$(BIN)/python bench/dashboard_load.py
 
 clean: ## Remove the virtualenv and generated data

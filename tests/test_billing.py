@@ -348,10 +348,10 @@ def test_provider_realistic_focus_bills_cut_to_gpu_instances_import_every_gpu_li
 def test_the_data_status_pages_invoice_vs_ledger_shows_what_report_reconcile_prints(
     monkeypatch: pytest.MonkeyPatch, wh: Path, tmp_path: Path
 ) -> None:
-    from tests.test_dashboard import _app
+    from tests.test_dashboard import status_page
 
     assert billing(wh, *bill_focus_csv(tmp_path))[0] == 0
-    at = _app(monkeypatch, wh, "status")
+    at = status_page(monkeypatch, wh)
     shown = {m.label: m.value for m in at.metric}
     caption = next(x.value for x in at.caption if "imported bill's effective cost" in x.value)
     start, end = caption.split(": the imported")[0].split(" to ")

@@ -35,6 +35,20 @@ def _app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, page: str = "overview
     return at
 
 
+def status_page(monkeypatch: pytest.MonkeyPatch, warehouse: Path) -> AppTest:
+    """The data status page as first shown (its reconciliations worked out in the background) and once they are in."""
+    from app.dashboard import freshness
+
+    freshness.clear()
+    at = _app(monkeypatch, warehouse, "status")
+    assert any("Reconciling the last day" in i.value for i in at.info), "the page waited for its reconciliations"
+    assert at.dataframe, "the rest of the page did not wait"
+    freshness.settle(120)
+    at.run()
+    assert not at.exception and not any("Reconciling" in i.value for i in at.info)
+    return at
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_an_exception(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, page: str
@@ -245,7 +259,7 @@ def test_the_data_status_pages_bill_vs_ledger_shows_what_report_reconcile_prints
 
     from tests.conftest import run_cli
 
-    at = _app(monkeypatch, direct_warehouse, "status")
+    at = status_page(monkeypatch, direct_warehouse)
     shown = {m.label: m.value for m in at.metric}
     caption = next(x.value for x in at.caption if "node-hours x the price in force" in x.value)
     start, end = caption.split(": node-hours")[0].split(" to ")

@@ -454,6 +454,19 @@ def reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | N
 
 
 @freshness.cached
+def reconciliations(version: tuple[str, float, str, float]) -> dict[str, dict[str, Any] | None]:
+    """The data status page's two reconciliations (bill and invoice against the ledger), computed together."""
+    return {"bill": reconciliation(version), "invoice": bill_reconciliation(version)}
+
+
+def reconciliations_ready(version: tuple[str, float, str, float]) -> dict[str, dict[str, Any] | None] | None:
+    """reconciliations if computed (or one collection stale), else None while they are worked out in the background:
+    a day of node-hours and a chargeback by node, seconds on a large fleet, so the rest of the page does not wait."""
+    value = freshness.peek(reconciliations, version)
+    return None if value is None else dict(value)
+
+
+@freshness.cached
 def bill_reconciliation(version: tuple[str, float, str, float]) -> dict[str, Any] | None:
     """Invoice vs ledger (analytics/cost/bill_reconcile.py) over the last whole day both the imported bill and the
     data cover (as the ledger's reconciliation beside it), per instance type; None without an imported bill. The

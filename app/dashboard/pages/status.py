@@ -8,6 +8,7 @@ import streamlit as st
 from app.dashboard import ui
 
 ui.require_admin()
+POLL_S = 2
 
 st.title("Data status")
 if not ui.warehouse().exists():
@@ -46,11 +47,11 @@ def listed(report: dict, sections: dict[str, str]) -> None:
             st.dataframe(pd.DataFrame(report[key]), hide_index=True, width="stretch")
 
 
-st.subheader("Bill vs ledger")
-bill = ui.reconciliation(ui.mtime())
-if bill is None:
-    st.write("No GPU node-hours yet.")
-else:
+def show_bill(bill: dict | None) -> None:
+    st.subheader("Bill vs ledger")
+    if bill is None:
+        st.write("No GPU node-hours yet.")
+        return
     totals, window = bill["totals"], bill["window"]
     st.caption(
         f"{window['start']} to {window['end']}: node-hours x the price in force (what the provider bills at the "
@@ -67,11 +68,12 @@ else:
         },
     )
 
-st.subheader("Invoice vs ledger")
-invoice = ui.bill_reconciliation(ui.mtime())
-if invoice is None:
-    st.write("No bill imported for the data's hours (`gpuledger billing import`).")
-else:
+
+def show_invoice(invoice: dict | None) -> None:
+    st.subheader("Invoice vs ledger")
+    if invoice is None:
+        st.write("No bill imported for the data's hours (`gpuledger billing import`).")
+        return
     totals, window = invoice["totals"], invoice["window"]
     st.caption(
         f"{window['start']} to {window['end']}: the imported bill's effective cost against the ledger's node-hours at "
@@ -84,3 +86,22 @@ else:
     st.dataframe(pd.DataFrame(invoice["rows"]), hide_index=True, width="stretch")
     listed(invoice, {"Invoice lines no node of the ledger ran": "outside_kubernetes",
                      "Nodes no invoice line names": "nodes_without_invoice"})  # fmt: skip
+
+
+@st.fragment(run_every=POLL_S)
+def pending() -> None:
+    """Shown while the reconciliations are first worked out; polls the cache and reruns the page once they are there."""
+    if ui.reconciliations_ready(ui.mtime()) is not None:
+        st.rerun()
+    st.subheader("Bill vs ledger")
+    st.info(
+        "Reconciling the last day of node-hours with the prices and the imported bill: the panels appear here when ready."
+    )
+
+
+panels = ui.reconciliations_ready(ui.mtime())
+if panels is None:
+    pending()
+else:
+    show_bill(panels["bill"])
+    show_invoice(panels["invoice"])
