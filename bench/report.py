@@ -28,16 +28,22 @@ WHY_MISSED = {
     "<= 2 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
     "per row group; 2 bytes needs a per-series layout (a series table and integer keys) across every step table, a "
     "schema change not yet made.",
-    "every dashboard page's first view": "status: its bill-vs-ledger panel reconciles the last whole day from the "
-    "step tables, a day of node-steps read twice (cProfile at 10,000 GPUs, 45 s: the node facts 20.6 s, the "
-    "unpriced nodes 20.2 s, DCGM-only nodes 2.6 s; the chargeback itself 1.8 s); it has to read rollups, or fill "
-    "in after the page as the savings panel does. The other pages are under 1 s.",
+    "every dashboard page's first view": "status, measured at 1fdb6ed: its bill-vs-ledger panel reconciled the last "
+    "whole day from the step tables, a day of node-steps read twice (cProfile at 10,000 GPUs, 45 s: the node facts "
+    "20.6 s, the unpriced nodes 20.2 s, DCGM-only nodes 2.6 s; the chargeback itself 1.8 s). Since 6b1033a the node "
+    "facts come from the capacity rollups once (schema 19; at 1,000 GPUs the reconciliation 3.09-3.58 s -> "
+    "0.26-0.44 s) and both reconciliations fill in after the page, as the savings panel; not re-measured at 10,000 "
+    "GPUs (its fleet, regenerated at schema 19, takes 2-3 hours on this machine). The other pages are under 1 s.",
     "the overview's savings panel": "measured at 1fdb6ed, before each pod's requests and run hours had their rollup "
     "(schema 18): the pass still read a week of pod-steps for them, and the per-pod bill, off-peak and pool rates "
-    "read a week of pod-hour rows (at 1,000 GPUs since schema 18: the whole pass 3.7-4.5 s, of which pod requests "
-    "0.2-0.3 s).",
-    "20 dashboard sessions": "the machine: p95 2.4 s, 3.15 s and 3.98 s in the last three full runs on 2 shared "
-    "cores, with `serve` collecting beside the 20 sessions; not re-measured in the partial run of 2026-12-07.",
+    "read a week of pod-hour rows. At 1,000 GPUs since schema 18 the whole pass takes 2.5 s on a quiet machine "
+    "(cProfile, 2026-12-07: the per-pod bill 0.6-0.7 s, the memory p95 of 378 right-size candidates 0.3-0.6 s, "
+    "pod stats 0.2 s, per-pod Python 0.4 s); not re-measured at 10,000 GPUs.",
+    "20 dashboard sessions": "Streamlit serves every session from one Python process, bound by its GIL to about one "
+    "core (ps during the run: the server 90-92% CPU, the 20 clients 30%, serve 20%); py-spy over 30 s of it: page "
+    "scripts 37%, recomputing the pages' frames after each of serve's commits (every 15 s) 30%, Arrow and pandas "
+    "serialization of the frames about 10%. On 2 shared cores the p95 moved between 0.96 s and 2.49 s over six runs "
+    "of the same code on 2026-12-07 (the previous code side by side: 1.22 s against 1.23 s).",
     "peak RSS": "the overview's first view with its savings pass in the same process (1,805 MB) and the dashboard's "
     "pages in one process (1,430 MB): DuckDB is capped at 1 GB (dashboard.memory_limit), Streamlit and the frames "
     "add the rest; a chargeback with mid-hour edges reads steps (1,214 MB).",
