@@ -157,3 +157,37 @@ def test_pool_steps_from_the_coverage_rollup_equal_the_chargebacks_step_rule(
     assert recommend._pools(rolled, {}) == recommend._pools(recommend._stepped(con, window, "compute"), {})
     # n1's 2 GPUs (3 while q over-allocates it) plus n2's: 4 while listed, else the 3 DCGM reports
     assert {r["capacity_gpus"] for r in reference} == ({5, 6, 7} if listed_steps < STEPS or missing else {6, 7})
+
+
+def test_a_pods_framebuffer_p95_is_over_the_steps_its_own_gpu_served_it() -> None:
+    """Two pods on two GPUs of one node, a third GPU no pod holds with the most memory in use: each pod's p95 is the
+    linear-interpolated 95th percentile (numpy's default, DuckDB's quantile_cont) of its own GPU's samples at the
+    steps it was mapped there, computed here from the same per-step formula."""
+    import numpy as np
+
+    from analytics.finops.savings import fb_p95_sql
+
+    con = fresh_db()
+    add_node(con, "n0", 8)
+    add_gpu_usage(con, "n0", "GPU-0", 0.2, pod="p0", steps=60)
+    add_gpu_usage(con, "n0", "GPU-1", 0.2, steps=60)
+    add_gpu_usage(con, "n0", "GPU-1", 0.2, pod="p1", offset=10, steps=30, gauges=False)
+    add_gpu_usage(con, "n0", "GPU-2", 0.9, steps=60)
+
+    def fb(gpu: int, step: int) -> float:
+        return 1000.0 * (gpu + 1) + (step * 37 % 59) * 10.0 + (70_000.0 if gpu == 2 else 0.0)
+
+    for step in range(60):
+        for gpu in range(3):
+            con.execute(
+                f"UPDATE {c.T_GPU_SAMPLES} SET fb_used_mib = ? WHERE gpu_uuid = ? AND ts = ?",
+                [fb(gpu, step), f"GPU-{gpu}", T0 + timedelta(minutes=step)],
+            )
+    keys = [("c1", "ns", "p0"), ("c1", "ns", "p1")]
+    got = {r[2]: r[3] for r in con.execute(fb_p95_sql(keys), {"start": T0, "end": T0 + timedelta(hours=1)}).fetchall()}
+    assert got == pytest.approx(
+        {
+            "p0": float(np.percentile([fb(0, s) for s in range(60)], 95)),
+            "p1": float(np.percentile([fb(1, s) for s in range(10, 40)], 95)),
+        }
+    )
