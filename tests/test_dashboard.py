@@ -8,7 +8,9 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -285,3 +287,56 @@ def test_the_overview_names_the_spend_on_gpus_that_stopped_reporting_as_the_cli_
     result = run_cli("--warehouse", str(direct_warehouse), "report", "chargeback", *args)
     unhealthy = json.loads(result.output)["totals"]["unhealthy_cost_usd"]
     assert float(unhealthy) > 0 and warning.startswith(f"${float(unhealthy):,.2f} of the window's spend")
+
+
+@pytest.mark.parametrize(
+    ("wide", "expected"),
+    [
+        (
+            pd.DataFrame({"nlp": [1.0, 2.0], "vision": [3.0, 0.0]}, index=pd.to_datetime(["2026-11-02", "2026-11-03"])),
+            [
+                ("2026-11-02", "nlp", 1.0),
+                ("2026-11-03", "nlp", 2.0),
+                ("2026-11-02", "vision", 3.0),
+                ("2026-11-03", "vision", 0.0),
+            ],
+        ),
+        (
+            pd.Series([0.5, 1.5], index=pd.to_datetime(["2026-11-02 05:00", "2026-11-02 06:00"])),
+            [("2026-11-02 05:00", 0.5), ("2026-11-02 06:00", 1.5)],
+        ),
+        (
+            pd.DataFrame({"reference": [0.2], "current": [0.4]}, index=pd.Index(["0.1"])),
+            [("0.1", "reference", 0.2), ("0.1", "current", 0.4)],
+        ),
+    ],
+    ids=["teams by day", "one series by hour", "bins"],
+)
+def test_a_wide_frame_becomes_one_bar_part_per_cell_under_a_schema_valid_spec(wide: Any, expected: list[tuple]) -> None:
+    import altair as alt
+
+    from app.dashboard import charts
+
+    long = charts.long_frame(wide, "x", "y", "part")
+    assert [tuple(r) for r in long.itertuples(index=False)] == expected
+    color = "part" if "part" in long.columns else None
+    for stack in (True, False):
+        alt.Chart.from_dict({**charts.spec("x", "y", color, stack), "data": {"values": long.to_dict("records")}})
+
+
+def test_the_overviews_charts_are_valid_vega_lite_and_the_daily_cost_bars_add_up_to_the_window_spend(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    import json
+
+    import altair as alt
+    import pyarrow as pa
+
+    at = _app(monkeypatch, direct_warehouse)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) >= 2
+    for chart in charts:
+        alt.Chart.from_dict({**json.loads(chart.proto.spec), "data": {"values": []}})
+    cost = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
+    spend = next(m.value for m in at.metric if m.label.startswith("GPU spend"))
+    assert f"${cost['cost (USD)'].sum():,.2f}" == spend

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import ui
+from app.dashboard import charts, ui
 
 ui.require_admin()
 
@@ -57,5 +57,5 @@ if detail:
         frame = pd.DataFrame(
             {"bin": [str(e) for e in dist["edges"]], "reference": dist["reference"], "current": dist["current"]}
         )
-        st.bar_chart(frame, x="bin", y=["reference", "current"], stack=False)
+        charts.wide_bars(frame.set_index("bin"), "bin", "frequency", "sample", stack=False)
     st.json(detail)

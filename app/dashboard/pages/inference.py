@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app.dashboard import ui
+from app.dashboard import charts, ui
 
 ui.require_admin()
 
@@ -56,7 +56,7 @@ else:
         ]
     )
     if not burn.empty:
-        st.bar_chart(burn, x="window", y="burn rate", color="slo", stack=False)
+        charts.bars(burn, "window", "burn rate", "slo", stack=False)
 st.subheader("Unit cost")
 costs = pd.DataFrame(data["unit_costs"])
 if not costs.empty:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.cost.cost_rows import ENERGY_COLUMNS
-from app.dashboard import ui
+from app.dashboard import charts, ui
 from core import conventions as c
 
 SAVINGS_POLL_S = 2
@@ -46,7 +46,7 @@ if unhealthy:
 
 st.subheader("Cost by team and day")
 trend = frame.pivot_table(index="day", columns="team", values="cost_usd", aggfunc="sum").fillna(0.0)
-st.bar_chart(trend)
+charts.wide_bars(trend, "day", "cost (USD)", "team")
 
 st.subheader("Cost by team")
 by_team = ui.grouped(frame, ["team"])  # the chargeback's rows summed: the CLI's and exports' by-team numbers
@@ -74,7 +74,9 @@ energy_cols[3].metric(
     f"{frame['co2e_kg'].sum():,.1f} kgCO2e",
     help="kWh x PUE x the grid's carbon intensity in each node's region",
 )
-st.bar_chart(frame.pivot_table(index="day", columns="team", values="energy_kwh", aggfunc="sum").fillna(0.0))
+charts.wide_bars(
+    frame.pivot_table(index="day", columns="team", values="energy_kwh", aggfunc="sum").fillna(0.0), "day", "kWh", "team"
+)
 by_model = ui.grouped(frame, ["gpu_model"])[["gpu_model", "gpu_hours", *ENERGY_COLUMNS]]
 # kWh per GPU-hour is the model's mean draw in kW: measured, where a per-instance-type coefficient would be one number
 by_model.insert(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from app.dashboard import ui
+from app.dashboard import charts, ui
 
 ui.require_admin()
 st.title("Queues and capacity")
@@ -46,7 +46,8 @@ else:
     timeline = filters.apply(data["timeline"])
     if not timeline.empty:
         st.subheader("Pending demand over time (GPU-hours per hour)")
-        st.bar_chart(timeline.pivot_table(index="hour", columns="team", values="pending_gpu_hours", aggfunc="sum"))
+        pending = timeline.pivot_table(index="hour", columns="team", values="pending_gpu_hours", aggfunc="sum")
+        charts.wide_bars(pending, "hour", "pending GPU-hours", "team")
     waits = filters.apply(data["wait_histogram"])
     st.subheader("Wait to schedule: pods per wait")
     st.altair_chart(

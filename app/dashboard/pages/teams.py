@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analytics.cost.cost_rows import ROW_COLUMNS
-from app.dashboard import ui
+from app.dashboard import charts, ui
 from app.publish import render
 from core import conventions as c
 
@@ -57,9 +57,9 @@ st.download_button(
 
 daily = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))
 st.subheader("Daily cost")
-st.bar_chart(daily[daily["team"] == team].groupby("day")["cost_usd"].sum())
+charts.wide_bars(daily[daily["team"] == team].groupby("day")["cost_usd"].sum(), "day", "cost (USD)")
 st.subheader("Daily GPU energy (kWh)")
-st.bar_chart(daily[daily["team"] == team].groupby("day")["energy_kwh"].sum())
+charts.wide_bars(daily[daily["team"] == team].groupby("day")["energy_kwh"].sum(), "day", "kWh")
 
 budgets = ui.budget_frame(ui.mtime(), filters.end)
 if budgets is not None and team in set(budgets["team"]):
