@@ -31,19 +31,22 @@ WHY_MISSED = {
     "every dashboard page's first view": "status, measured at 1fdb6ed: its bill-vs-ledger panel reconciled the last "
     "whole day from the step tables, a day of node-steps read twice (cProfile at 10,000 GPUs, 45 s: the node facts "
     "20.6 s, the unpriced nodes 20.2 s, DCGM-only nodes 2.6 s; the chargeback itself 1.8 s). Since 6b1033a the node "
-    "facts come from the capacity rollups once (schema 19; at 1,000 GPUs the reconciliation 3.09-3.58 s -> "
-    "0.26-0.44 s) and both reconciliations fill in after the page, as the savings panel; not re-measured at 10,000 "
-    "GPUs (its fleet, regenerated at schema 19, takes 2-3 hours on this machine). The other pages are under 1 s.",
-    "the overview's savings panel": "measured at 1fdb6ed, before each pod's requests and run hours had their rollup "
-    "(schema 18): the pass still read a week of pod-steps for them, and the per-pod bill, off-peak and pool rates "
-    "read a week of pod-hour rows. At 1,000 GPUs since schema 18 the whole pass takes 2.5 s on a quiet machine "
-    "(cProfile, 2026-12-07: the per-pod bill 0.6-0.7 s, the memory p95 of 378 right-size candidates 0.3-0.6 s, "
-    "pod stats 0.2 s, per-pod Python 0.4 s); not re-measured at 10,000 GPUs.",
+    "facts come from the capacity rollups once (schema 19) and both reconciliations fill in after the page. By hand "
+    "on 2026-12-07 on a 10,000-GPU fleet of 8 days (this machine restarted and lost the cached 30-day fleet; "
+    "regenerating it takes 2-3 hours), caches cleared, in a warm process: status 0.24 s with its reconciliations in "
+    "after 2.1 s (the reconciliation alone 2.8-3.3 s, 350 MB), teams 1.09 s, health 0.87 s, overview 0.81 s.",
+    "the overview's savings panel": "by hand on 2026-12-07 on a 10,000-GPU fleet of 8 days, a week's window: the panel "
+    "fills in after 15.5 s, the pass alone 15.3 s and 1.5 GB (10.8 s at 1fdb6ed on the 30-day fleet, measured by the "
+    "bench's own method). Where it goes (191,781 pods): the per-pod bill 7.0 s (its SQL 2.1 s, fetching each pod's "
+    "price list 1.3 s, the cost per pod in Python about 2.6 s), the framebuffer p95 of 3,767 right-size candidates "
+    "3.75 s (a week of their GPUs' samples), pod stats 1.45 s, off-peak 0.93 s. Next: the per-pod cost in DuckDB "
+    "with exact decimal rates, and the candidates' p95 from fewer samples.",
     "20 dashboard sessions": "Streamlit serves every session from one Python process, bound by its GIL to about one "
     "core (ps during the run: the server 90-92% CPU, the 20 clients 30%, serve 20%); py-spy over 30 s of it: page "
     "scripts 37%, recomputing the pages' frames after each of serve's commits (every 15 s) 30%, Arrow and pandas "
-    "serialization of the frames about 10%. On 2 shared cores the p95 moved between 0.96 s and 2.49 s over six runs "
-    "of the same code on 2026-12-07 (the previous code side by side: 1.22 s against 1.23 s).",
+    "serialization of the frames about 10%. On 2 shared cores the p95 moved between 0.96 s and 2.63 s over the day's "
+    "runs (2026-12-07); the bar charts written as Vega-Lite (2699b60), side by side with the commit before: 1.91 s "
+    "against 2.63 s.",
     "peak RSS": "the overview's first view with its savings pass in the same process (1,805 MB) and the dashboard's "
     "pages in one process (1,430 MB): DuckDB is capped at 1 GB (dashboard.memory_limit), Streamlit and the frames "
     "add the rest; a chargeback with mid-hour edges reads steps (1,214 MB).",
