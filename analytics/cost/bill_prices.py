@@ -29,13 +29,12 @@ from typing import Any
 import duckdb
 
 from analytics.cost import fact_plan, prices
+from analytics.cost.rates import UNIT_HOURS
 from core import conventions as c
 from core.store.rollups import bills
 from core.store.rollups import hourly as rollups
 from core.store.step_sql import MigShare, capacity_steps_sql, nodes_sql
 from core.timeutil import HOUR, Window, ceil_to, floor_to
-
-UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
 
 LINE_HOURS_SQL = bills.LINE_HOURS.format(
     keys="""resource_key, hour, coalesce(account_id, '') AS account_id, coalesce(instance_type, '') AS instance_type,
@@ -184,7 +183,7 @@ def _stored(
 def _bill_price(row: tuple[Any, ...], listed: dict[str, prices.PriceInfo]) -> prices.PriceInfo:
     """The price of the invoice's amounts for a resource's hour over its capacity, K GPU-hours."""
     bill_id, list_id, key_units, effective, billed, stated_list, accounts, invoices, provider = row
-    gpu_hours = Decimal(key_units) / UNITS_PER_GPU_HOUR
+    gpu_hours = Decimal(key_units) / UNIT_HOURS
     in_force = listed.get(list_id) if list_id is not None else None
     return prices.PriceInfo(
         bill_id,

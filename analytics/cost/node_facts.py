@@ -16,12 +16,11 @@ import duckdb
 
 from analytics.cost import fact_plan
 from analytics.cost.prices import priced_sql
-from core import conventions as c
+from analytics.cost.rates import UNIT_HOURS
 from core.store.step_sql import MigShare, nodes_sql
 from core.timeutil import Window
 
 ATTRIBUTES = ("instance_type", "capacity_type", "region")
-UNITS_PER_GPU_HOUR = c.GPU_UNITS * 3600
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def unpriced(facts: list[NodeFact]) -> list[UnpricedNode]:
         if f.price_id is None and f.units > 0:
             key = (f.cluster, f.node, f.instance_type, f.capacity_type, f.region)
             hours[key] = hours.get(key, 0) + f.units
-    return [UnpricedNode(*key, units / UNITS_PER_GPU_HOUR) for key, units in sorted(hours.items())]
+    return [UnpricedNode(*key, units / UNIT_HOURS) for key, units in sorted(hours.items())]
 
 
 def unpriced_nodes(

@@ -20,6 +20,7 @@ import duckdb
 
 from analytics.cost import node_facts, prices
 from analytics.cost.chargeback import ChargebackOptions, chargeback
+from analytics.cost.rates import UNIT_HOURS
 from core import conventions as c
 from core.money import in_money_context, to_cents
 from core.store.rollups import coverage
@@ -28,7 +29,6 @@ from core.timeutil import Window
 ReconcileBy = Literal["node", "instance_type", "cluster", "region"]
 RECONCILE_BY: tuple[ReconcileBy, ...] = ("node", "instance_type", "cluster", "region")
 ZERO = Decimal(0)
-UNITS_PER_GPU_HOUR = node_facts.UNITS_PER_GPU_HOUR
 COLUMNS = ("node_hours", "gpu_hours", "provider_usd", "ledger_usd", "difference_usd", "unpriced_gpu_hours")
 
 
@@ -106,7 +106,7 @@ def reconcile(
         info = None
         if f.price_id is not None:  # measured energy: billed below, by the kWh
             info = report.metered.get((f.cluster, f.price_id), infos.get(f.price_id))
-        hours, gpu_hours = Decimal(f.node_s) / 3600, Decimal(f.units) / UNITS_PER_GPU_HOUR
+        hours, gpu_hours = Decimal(f.node_s) / 3600, Decimal(f.units) / UNIT_HOURS
         line.node_hours += hours
         line.gpu_hours += gpu_hours
         if info is None:
@@ -128,7 +128,7 @@ def reconcile(
         node_facts.unpriced(facts),
         _dcgm_without_node(con, window),
         [
-            {"cluster": cl, "node": n, "gpu_hours": round(units / UNITS_PER_GPU_HOUR, 6)}
+            {"cluster": cl, "node": n, "gpu_hours": round(units / UNIT_HOURS, 6)}
             for (cl, n), units in sorted(no_gpus.items())
         ],
     )
