@@ -72,6 +72,33 @@ def test_short_or_idle_work_is_not_sent_to_spot_and_results_are_ranked() -> None
     assert [r.monthly_savings_usd for r in recs] == sorted((r.monthly_savings_usd for r in recs), reverse=True)
 
 
+def test_batch_work_in_peak_hours_counts_for_its_own_team_in_each_cluster_not_a_same_named_pods() -> None:
+    """Two clusters each run `ml/batch-1` in peak hours (13:00 UTC on): vision's for 2 h on pool-a in c1, speech's
+    for 3 h on pool-b in c2, each pool 4 GPUs all day, so 4 x 15 = 60 GPU-hours idle off-peak. By hand: vision may
+    move 2 GPU-hours of pool-a, speech 3 of pool-b (keyed by namespace and pod alone, both went to one team)."""
+    con = fresh_db()
+    for node, pool in (("n1", "pool-a"), ("n2", "pool-b")):
+        add_node(con, node, 4, steps=STEPS, pool=pool)
+    add_price(con, "32")
+    add_pod(con, "batch-1", "n1", namespace="ml", team="vision", offset=13 * 60, steps=120, uid="uid-c1")
+    add_pod(con, "batch-1", "n2", namespace="ml", team="speech", offset=13 * 60, steps=180, uid="uid-c2")
+    for table in (c.T_NODES, c.T_NODE_SAMPLES, c.T_PODS, c.T_POD_ALLOCATIONS):
+        con.execute(f"UPDATE {table} SET cluster = 'c2' WHERE node = 'n2'")
+    got = sorted((r.target, r.team, r.evidence) for r in _recs(con) if r.kind == "move batch work off-peak")
+    assert got == [
+        (
+            "pool-a",
+            "vision",
+            "2.0 batch GPU-hours ran in peak hours while 60.0 GPU-hours sat idle off-peak in the same pool",
+        ),
+        (
+            "pool-b",
+            "speech",
+            "3.0 batch GPU-hours ran in peak hours while 60.0 GPU-hours sat idle off-peak in the same pool",
+        ),
+    ]
+
+
 def test_a_pod_asking_for_a_gpu_and_hami_cores_runs_as_long_as_it_ran_not_twice_as_long() -> None:
     con = fresh_db()
     add_node(con, "n1", 1, steps=STEPS, instance_type="p3.2xlarge")

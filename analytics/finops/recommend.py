@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 
-from analytics.cost import fact_plan
+from analytics.cost import fact_plan, pod_bill
 from analytics.cost.allocation import MigShare, nodes_sql
 from analytics.cost.chargeback import ChargebackOptions
-from analytics.cost.pod_bill import pod_bill, pool_rates
+from analytics.cost.pod_bill import pool_rates
 from analytics.finops import savings
 from core import conventions as c
 from core.money import in_money_context
@@ -59,7 +59,7 @@ def recommendations(
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
-    recs += savings.off_peak(_off_peak(con, window, cb, opts, pods, rates, use_rollups), window)
+    recs += savings.off_peak(_off_peak(con, window, cb, opts, rates, use_rollups), window)
     return savings.rank(recs)
 
 
@@ -140,6 +140,12 @@ def _requests(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool 
     )
 
 
+T_STATS = "savings_pod_stats"  # temp: per pod, savings.pod_stats_sql
+# A pod's efficiency, as PodFigures states it, for the SQL that picks which pods to price. Selection only: the
+# recommendations read PodFigures.efficiency, so a last-bit difference in this division cannot change a figure.
+_EFFICIENCY = f"CASE WHEN b.units > 0 AND isfinite(b.used_s) THEN (b.used_s / 3600.0) / (b.units / {U * 3600}) END"
+
+
 def _pods(
     con: duckdb.DuckDBPyConnection,
     window: Window,
@@ -147,24 +153,46 @@ def _pods(
     opts: savings.SavingsOptions,
     use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
-    """Per pod (a uid: a recreated pod is another): its step facts (savings.pod_stats_sql) and its bill
-    (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod chargeback's row holds it). Pods whose cost is
-    shared (shared namespaces or labels) are everyone's, not theirs to right-size."""
-    bill = {(p.cluster, p.namespace, p.pod, p.uid): p for p in pod_bill(con, window, cb, use_rollups) if not p.shared}
+    """The pods a right-size or spot recommendation can use (a uid: a recreated pod is another): its step facts
+    (savings.pod_stats_sql) and its bill (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod
+    chargeback's row holds it). Pods whose cost is shared (shared namespaces or labels) are everyone's, not theirs to
+    right-size. Writes the temp table T_STATS and the bill's tables, which _off_peak reads.
+
+    At 10,000 GPUs a week holds 190,000 pods, of which about 28,000 can be used: the rest are not fetched or priced
+    (fetching and pricing every pod in Python took 4.7 s of the pass, and 1 GB)."""
+    b = pod_bill.bill(con, window, cb, use_rollups)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T_STATS} AS {savings.pod_stats_sql(_requests(con, window, use_rollups))}",
+        {"start": window.start, "end": window.end},
+    )
+    eps = 1e-9  # a superset of what savings.right_size and savings.to_spot keep: they decide, on PodFigures
+    useful = f"""
+    SELECT s.*, b.uid AS bill_uid FROM {T_STATS} s
+    JOIN {pod_bill.T_POD_BILL} b ON b.cluster = s.cluster AND b.namespace = s.namespace AND b.pod = s.pod
+        AND coalesce(b.uid, '') = coalesce(s.uid, '')
+    JOIN {pod_bill.T_POD_CLASSES} k ON k.cluster = b.cluster AND k.namespace = b.namespace AND k.labels = b.labels
+    WHERE NOT k.shared AND (
+        (s.whole = 1 AND s.resources = 1 AND {_EFFICIENCY} < {opts.low_utilization + eps})
+        OR (s.capacity_type = 'on_demand' AND NOT s.serving AND s.run_hours >= {opts.min_run_hours}
+            AND coalesce({_EFFICIENCY}, 0) >= {opts.busy_activity - eps}))"""
+    figures = {
+        (p.cluster, p.namespace, p.pod, p.uid): p
+        for p in b.figures(con, f"SELECT cluster, namespace, pod, bill_uid AS uid FROM ({useful})")
+    }
+    cur = con.execute(useful)
+    names = [d[0] for d in cur.description]
     out = []
-    for stats in _rows(con, savings.pod_stats_sql(_requests(con, window, use_rollups)), window):
-        b = bill.get((stats["cluster"], stats["namespace"], stats["pod"], stats["uid"] or ""))
-        if b is None:
-            continue
+    for stats in (dict(zip(names, r, strict=True)) for r in cur.fetchall()):
+        f = figures[(stats["cluster"], stats["namespace"], stats["pod"], stats.pop("bill_uid") or "")]
         out.append(
             {
                 **stats,
-                "team": b.team,
-                "workload": b.workload,
-                "gpu_hours": b.gpu_hours,
-                "efficiency": b.efficiency,
-                "used_gpu_hours": b.used_gpu_hours,
-                "cost_usd": b.allocated_usd,
+                "team": f.team,
+                "workload": f.workload,
+                "gpu_hours": f.gpu_hours,
+                "efficiency": f.efficiency,
+                "used_gpu_hours": f.used_gpu_hours,
+                "cost_usd": f.allocated_usd,
                 "model": stats["model"] or "",
                 "fb_p95_mib": None,
             }
@@ -184,10 +212,11 @@ def _off_peak(
     window: Window,
     cb: ChargebackOptions,
     opts: savings.SavingsOptions,
-    pods: list[dict[str, Any]],
     rates: dict[str, Decimal],
     use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
+    """Per node pool and team: batch GPU-hours in peak hours and the pool's idle GPU-hours off-peak. Reads the temp
+    tables _pods wrote (each pod's team, shared flag and run hours)."""
     # GPU-unit-seconds by hour of day: hourly rollups (whole days too: the peak split is by hour), steps
     # for edge hours, hours with a price change and stale nodes; the same integers as the step tables.
     src = fact_plan.sources_sql(fact_plan.plan(con, window, use_rollups, days=False), cb.mig_share)
@@ -200,31 +229,28 @@ def _off_peak(
         GROUP BY ALL"""
     ).fetchall()
     idle_off_peak = {pool: int(units) / U / 3600 for pool, units in idle}
-    sql = f"""
-    WITH serving AS (SELECT DISTINCT cluster, namespace, pod FROM {c.T_INFERENCE_SAMPLES} WHERE ts >= $start AND ts < $end)
-    SELECT n.node_pool, al.namespace, al.pod, sum(al.units) AS units
-    FROM ({src["alloc"]}) al {n} LEFT JOIN serving s USING (cluster, namespace, pod)
-    WHERE s.pod IS NULL AND {peak.replace("ts", "al.ts")}
-    GROUP BY ALL"""
-    # only jobs short enough to fit in the off-peak hours can move there
+    # only jobs short enough to fit in the off-peak hours can move there; serving pods stay put
     fits = 24 - (opts.peak_hours[1] - opts.peak_hours[0])
-    teams = {(p["namespace"], p["pod"]): p["team"] for p in pods if p["run_hours"] <= fits}
+    sql = f"""
+    WITH al AS (SELECT * FROM ({src["alloc"]}) WHERE {peak})
+    SELECT coalesce(n.node_pool, '') AS node_pool, k.team, sum(al.units) AS units
+    FROM al {n}
+    JOIN {pod_bill.T_POD_BILL} b ON b.cluster = al.cluster AND b.namespace = al.namespace AND b.pod = al.pod
+        AND b.uid IS NOT DISTINCT FROM al.uid
+    JOIN {pod_bill.T_POD_CLASSES} k ON k.cluster = b.cluster AND k.namespace = b.namespace AND k.labels = b.labels
+    JOIN {T_STATS} s ON s.cluster = b.cluster AND s.namespace = b.namespace AND s.pod = b.pod
+        AND coalesce(s.uid, '') = coalesce(b.uid, '')
+    WHERE NOT k.shared AND NOT s.serving AND s.run_hours <= {fits}
+    GROUP BY ALL ORDER BY ALL"""
     # integer unit-seconds summed exactly, divided once: GPU-hours at 60 s steps often end in .x5, and
     # a float sum in row order (which DuckDB does not fix) could print either neighbour with .1f
-    units: dict[tuple[str, str], int] = {}
-    for r in _rows(con, sql, window):
-        if (r["namespace"], r["pod"]) not in teams:
-            continue
-        key = (r["node_pool"] or "", teams[(r["namespace"], r["pod"])])
-        units[key] = units.get(key, 0) + int(r["units"])
-    per = {key: u / U / 3600 for key, u in units.items()}
     return [
         {
             "node_pool": pool,
             "team": team,
-            "peak_gpu_hours": hours,
+            "peak_gpu_hours": int(units) / U / 3600,
             "offpeak_idle_gpu_hours": idle_off_peak.get(pool, 0.0),
             "gpu_hour_usd": rates.get(pool),
         }
-        for (pool, team), hours in sorted(per.items())
+        for pool, team, units in con.execute(sql).fetchall()
     ]

@@ -246,10 +246,10 @@ def fb_p95_sql(pods: list[tuple[str, str, str]]) -> str:
     return f"""
     WITH k AS (SELECT * FROM (VALUES {keys}) v(cluster, namespace, pod)),
     m AS (SELECT m.* FROM {c.T_GPU_POD_SAMPLES} m SEMI JOIN k USING (cluster, namespace, pod)
-          WHERE m.ts >= $start AND m.ts < $end),
+          WHERE m.ts >= $start AND m.ts < $end AND m.pod IN (SELECT pod FROM k)),
     s AS (SELECT s.* FROM {c.T_GPU_SAMPLES} s
           SEMI JOIN (SELECT DISTINCT cluster, node, gpu_uuid FROM m) x USING (cluster, node, gpu_uuid)
-          WHERE s.ts >= $start AND s.ts < $end)
+          WHERE s.ts >= $start AND s.ts < $end AND s.gpu_uuid IN (SELECT gpu_uuid FROM m))
     SELECT m.cluster, m.namespace, m.pod, quantile_cont(s.fb_used_mib, 0.95) AS fb_p95_mib
     FROM m JOIN s USING (ts, cluster, node, gpu_uuid, gpu_instance)
     GROUP BY ALL
