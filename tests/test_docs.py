@@ -89,3 +89,44 @@ def test_the_architecture_page_lists_every_module() -> None:
         for path in (ROOT / package).rglob("*.py"):
             if path.name != "__init__.py":
                 assert f"**`{path.parent.relative_to(ROOT).as_posix()}/`**" in tree and f"`{path.name}`" in tree, path
+
+
+def _documented_defaults() -> dict[str, str]:
+    """docs/settings.md's table rows: setting -> its default column as written."""
+    rows = {}
+    for line in (ROOT / "docs" / "settings.md").read_text().splitlines():
+        m = re.match(r"\| `([a-z_]+\.[a-z0-9_]+)` \| (.*?) \| ", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def _as_written(value: object) -> str:
+    """A default as the manual writes it (YAML's flow style)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_as_written(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_as_written(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# defaults the manual describes in words rather than states (a URL template, a section of its own)
+_DESCRIBED = {"pricing.aws_offer_url", "serving.canary", "carbon.embodied"}
+
+
+@pytest.mark.parametrize("setting", [s for s in _settings() if s not in _DESCRIBED])
+def test_every_settings_default_in_the_manual_is_the_one_it_has(setting: str) -> None:
+    section, name = setting.split(".")
+    field = Settings.model_fields[section].annotation.model_fields[name]  # type: ignore[union-attr]
+    written = _documented_defaults()[setting]
+    default = field.get_default(call_default_factory=True)
+    if default is None or default == () or default == {}:
+        assert written in ("unset", "none", "`[]`", "`{}`"), setting
+    elif isinstance(default, (int, float)) and not isinstance(default, bool):
+        assert float(written.strip("`")) == default, setting
+    else:
+        assert written.strip("`").lower() == _as_written(default).lower(), setting

@@ -141,6 +141,7 @@ def _requests(con: duckdb.DuckDBPyConnection, window: Window, use_rollups: bool 
 
 
 T_STATS = "savings_pod_stats"  # temp: per pod, savings.pod_stats_sql
+T_USEFUL = "savings_pod_useful"  # temp: the rows of T_STATS a recommendation can use
 # A pod's efficiency, as PodFigures states it, for the SQL that picks which pods to price. Selection only: the
 # recommendations read PodFigures.efficiency, so a last-bit difference in this division cannot change a figure.
 _EFFICIENCY = f"CASE WHEN b.units > 0 AND isfinite(b.used_s) THEN (b.used_s / 3600.0) / (b.units / {U * 3600}) END"
@@ -166,7 +167,7 @@ def _pods(
         {"start": window.start, "end": window.end},
     )
     eps = 1e-9  # a superset of what savings.right_size and savings.to_spot keep: they decide, on PodFigures
-    useful = f"""
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {T_USEFUL} AS
     SELECT s.*, b.uid AS bill_uid FROM {T_STATS} s
     JOIN {pod_bill.T_POD_BILL} b ON b.cluster = s.cluster AND b.namespace = s.namespace AND b.pod = s.pod
         AND coalesce(b.uid, '') = coalesce(s.uid, '')
@@ -174,12 +175,12 @@ def _pods(
     WHERE NOT k.shared AND (
         (s.whole = 1 AND s.resources = 1 AND {_EFFICIENCY} < {opts.low_utilization + eps})
         OR (s.capacity_type = 'on_demand' AND NOT s.serving AND s.run_hours >= {opts.min_run_hours}
-            AND coalesce({_EFFICIENCY}, 0) >= {opts.busy_activity - eps}))"""
+            AND coalesce({_EFFICIENCY}, 0) >= {opts.busy_activity - eps}))""")
     figures = {
         (p.cluster, p.namespace, p.pod, p.uid): p
-        for p in b.figures(con, f"SELECT cluster, namespace, pod, bill_uid AS uid FROM ({useful})")
+        for p in b.figures(con, f"SELECT cluster, namespace, pod, bill_uid AS uid FROM {T_USEFUL}")
     }
-    cur = con.execute(useful)
+    cur = con.execute(f"SELECT * FROM {T_USEFUL}")
     names = [d[0] for d in cur.description]
     out = []
     for stats in (dict(zip(names, r, strict=True)) for r in cur.fetchall()):
