@@ -1,10 +1,16 @@
-"""What a read-only connection answers once (core/store/read_memo.py): kept for its life, never across connections."""
+"""What a read-only connection answers once (core/store/read_memo.py): kept for its life, shared only by dashboard
+connections open at the same time on an unchanged file, never with a later one."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,3 +93,54 @@ def test_a_write_that_bypassed_the_rollups_is_seen_by_the_next_reader_and_its_re
     assert "moved" in {r.keys["team"] for r in after} and after == reference
     assert sum(r.cost_usd for r in after) == sum(r.cost_usd for r in before)
     assert window.end - window.start > timedelta(hours=1)
+
+
+def _reader(warehouse: Path, stack: contextlib.ExitStack) -> duckdb.DuckDBPyConnection:
+    from app.dashboard import reader
+
+    return reader._open(stack, warehouse, "256MB", 1)
+
+
+def test_dashboard_connections_open_at_once_on_an_unchanged_file_compute_each_answer_once(warehouse: Path) -> None:
+    count = Counter()
+    with contextlib.ExitStack() as a, contextlib.ExitStack() as b:
+        first, second = _reader(warehouse, a), _reader(warehouse, b)
+        assert [read_memo.remember(con, "k", count) for con in (first, second, first)] == [1, 1, 1]
+    with contextlib.ExitStack() as c_:  # every connection of the group closed: a writer may have been in between
+        assert read_memo.remember(_reader(warehouse, c_), "k", count) == 2
+
+
+def test_a_connection_to_a_file_that_changed_since_the_others_opened_keeps_its_own_answers(warehouse: Path) -> None:
+    count = Counter()
+    with contextlib.ExitStack() as a, contextlib.ExitStack() as b:
+        first = _reader(warehouse, a)
+        assert read_memo.remember(first, "k", count) == 1
+        later = time.time() + 5
+        os.utime(warehouse, (later, later))  # as a write between the two opens would leave it
+        assert read_memo.remember(_reader(warehouse, b), "k", count) == 2
+
+
+def test_two_threads_asking_at_once_wait_for_one_computation_and_a_failure_is_not_an_answer(warehouse: Path) -> None:
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def slow() -> str:
+        calls.append(1)
+        started.set()
+        release.wait(30)
+        return "answer"
+
+    def failing() -> str:
+        calls.append(2)
+        raise RuntimeError("query failed")
+
+    with contextlib.ExitStack() as a, contextlib.ExitStack() as b:
+        first, second = _reader(warehouse, a), _reader(warehouse, b)
+        with ThreadPoolExecutor(2) as pool:
+            one = pool.submit(read_memo.remember, first, "k", slow)
+            started.wait(30)
+            other = pool.submit(read_memo.remember, second, "k", slow)
+            release.set()
+            assert (one.result(30), other.result(30), calls) == ("answer", "answer", [1])
+        with pytest.raises(RuntimeError):
+            read_memo.remember(first, "bad", failing)
+        assert read_memo.remember(second, "bad", lambda: "now") == "now"
