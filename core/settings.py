@@ -645,6 +645,14 @@ class ExportSettings(_Section):
 class DashboardSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the dashboard binds to.")
     port: int = Field(default=8501, gt=0, lt=65536, description="Port the dashboard listens on.")
+    refresh_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="The least time between two recomputations of a page's cached frames: a collection newer than "
+        "a frame shows once the frame is this old (0: after every collection). With serve committing every 15 s, "
+        "recomputing every frame after each commit took 30% of the dashboard's one core.",
+    )
     memory_limit: str = Field(
         default="512MB",
         pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",

@@ -17,8 +17,10 @@ from core.errors import TransientError
 @pytest.fixture(autouse=True)
 def _empty() -> Iterator[None]:
     freshness.clear()
+    freshness.configure(0)  # a page run sets dashboard.refresh_seconds; these tests recompute after each collection
     yield
     freshness.clear()
+    freshness.configure(0)
 
 
 def _version(mtime: float) -> tuple[str, float, str, float]:
@@ -254,3 +256,30 @@ def test_a_cached_function_that_calls_another_cold_one_returns_instead_of_waitin
     caller.join(10)
     assert done == [{"outer": 6.0}]
     assert freshness.current(inner, _version(5.0)), "the inner value is cached for the next caller"
+
+
+def test_a_value_younger_than_the_refresh_age_stands_for_newer_collections_and_is_recomputed_once_older() -> None:
+    """serve commits every 15 s; with a 60 s refresh age, pages keep the frames they have until they are 60 s old."""
+    g = Gated()
+    freshness.configure(0.5)
+    assert g.value(_version(1.0), 7) == {"mtime": 1.0, "n": 7}
+    for mtime in (2.0, 3.0):  # two collections within the age: no recomputation, and the value counts as current
+        assert g.value(_version(mtime), 7) == {"mtime": 1.0, "n": 7}
+        assert freshness.current(g.value, _version(mtime), 7)
+    freshness.settle(10)
+    assert g.calls == [1.0]
+    time.sleep(0.6)
+    assert g.value(_version(3.0), 7) == {"mtime": 1.0, "n": 7}, "older than the age: the stale value, refreshed"
+    freshness.settle(10)
+    assert g.value(_version(3.0), 7) == {"mtime": 3.0, "n": 7} and g.calls == [1.0, 3.0]
+
+
+def test_a_changed_settings_file_is_recomputed_at_once_whatever_the_refresh_age() -> None:
+    g = Gated()
+    freshness.configure(3600)
+    g.value(_version(1.0), 7)
+    edited = ("/w.duckdb", 1.0, "/dev/null", 5.0)
+    assert not freshness.current(g.value, edited, 7)
+    g.value(edited, 7)
+    freshness.settle(10)
+    assert g.calls == [1.0, 1.0] and freshness.current(g.value, edited, 7)

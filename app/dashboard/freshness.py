@@ -14,6 +14,9 @@ connections kept the collector from ever getting DuckDB's write lock. Here:
   - or not even that: peek() answers None for a cold key and computes it on a second background thread,
     so a page shows its fast parts at once and polls for a slow panel (the overview's savings, which
     read per-step samples) without other pages' frames queueing behind it.
+  - a value younger than the refresh age (`configure`, dashboard.refresh_seconds) is not recomputed for a newer
+    collection: with `serve` committing every 15 s and 20 sessions, recomputing every page's frames after each
+    commit was 30% of the server's one GIL-bound core (py-spy), and pages queued behind it.
 Values are copied on the way out (as st.cache_data did), so pages cannot change what is cached.
 """
 
@@ -23,6 +26,7 @@ import functools
 import logging
 import pickle
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -36,7 +40,9 @@ MAX_ENTRIES = 256
 log = logging.getLogger("gpuledger.dashboard")
 
 _lock = threading.Lock()
-_entries: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+# key -> (stamp, value, time.monotonic() when stored)
+_entries: OrderedDict[Hashable, tuple[Hashable, Any, float]] = OrderedDict()
+_refresh_age = 0.0  # seconds a stored value is kept for newer collections before it is recomputed
 _pending: dict[Hashable, Future[Any]] = {}
 _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-refresh")
 # peek()'s first computations run apart, so a page's own frames never queue behind a minute-long panel
@@ -47,6 +53,24 @@ _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-p
 _POOLS = ("gpuledger-refresh", "gpuledger-panel", "gpuledger-prefetch")  # the threads' name prefixes above
 _done: Future[Any] = Future()
 _done.set_result(None)
+
+
+def configure(refresh_age: float) -> None:
+    """Keep each value for at least `refresh_age` seconds before a newer collection recomputes it (0: recompute
+    after every collection)."""
+    global _refresh_age
+    _refresh_age = max(0.0, float(refresh_age))
+
+
+def _fresh(entry: tuple[Hashable, Any, float] | None, stamp: Hashable) -> bool:
+    """Is `entry` this collection's value, or recent enough to stand for it (no refresh yet)? Not when the
+    settings file changed: a user who edits it sees the effect on the next page run."""
+    if entry is None:
+        return False
+    if entry[0] == stamp:
+        return True
+    same_settings = entry[0][1] == stamp[1]  # type: ignore[index]
+    return same_settings and time.monotonic() - entry[2] < _refresh_age
 
 
 def cached(fn: F) -> F:
@@ -69,7 +93,7 @@ def _inline(fn: Callable[..., Any], version: tuple[str, float, str, float], args
     key, stamp = _key(fn, version, args), _stamp(version)
     with _lock:
         entry = _entries.get(key)
-    if entry is not None and entry[0] == stamp:
+    if entry is not None and _fresh(entry, stamp):
         return _copy(entry[1])
     return _copy(_compute(key, stamp, fn, version, args))
 
@@ -97,7 +121,7 @@ def prefetch(
             fn = cached_fn.__wrapped__  # type: ignore[attr-defined]
             key = _key(fn, version, args)
             entry = _entries.get(key)
-            if key in _pending or (entry is not None and entry[0] == stamp):
+            if key in _pending or _fresh(entry, stamp):
                 continue
             future = _pending[key] = Future()
             todo.append((key, fn, args, future))
@@ -149,7 +173,7 @@ def _lookup(
     key, stamp = _key(fn, version, args), _stamp(version)
     with _lock:
         entry = _entries.get(key)
-        if entry is not None and entry[0] == stamp:
+        if entry is not None and _fresh(entry, stamp):
             _entries.move_to_end(key)
             return True, _copy(entry[1]), _done
         future = _pending.get(key)
@@ -161,10 +185,11 @@ def _lookup(
 
 
 def current(fn: Callable[..., Any], version: tuple[str, float, str, float], *args: Hashable) -> bool:
-    """Does the cache hold `fn`'s value for this very version (not a stale one being refreshed)?"""
+    """Does the cache hold `fn`'s value for this version, or one recent enough to stand for it (not a stale one
+    being refreshed)?"""
     with _lock:
         entry = _entries.get(_key(fn, version, args))
-    return entry is not None and entry[0] == _stamp(version)
+    return _fresh(entry, _stamp(version))
 
 
 def _key(fn: Callable[..., Any], version: tuple[str, float, str, float], args: tuple[Hashable, ...]) -> Hashable:
@@ -188,7 +213,7 @@ def _compute(
         log.exception("dashboard refresh of %s failed; the previous value stays", key[0])  # type: ignore[index]
         raise
     with _lock:  # stored and released together: no caller can start a second computation in between
-        _entries[key] = (stamp, value)
+        _entries[key] = (stamp, value, time.monotonic())
         _entries.move_to_end(key)
         while len(_entries) > MAX_ENTRIES:
             _entries.popitem(last=False)
