@@ -32,24 +32,32 @@ WHY_MISSED = {
     "whole day from the step tables, a day of node-steps read twice (cProfile at 10,000 GPUs, 45 s: the node facts "
     "20.6 s, the unpriced nodes 20.2 s, DCGM-only nodes 2.6 s; the chargeback itself 1.8 s). Since 6b1033a the node "
     "facts come from the capacity rollups once (schema 19) and both reconciliations fill in after the page. By hand "
-    "on 2026-12-07 on a 10,000-GPU fleet of 8 days (this machine restarted and lost the cached 30-day fleet; "
-    "regenerating it takes 2-3 hours), caches cleared, in a warm process: status 0.24 s with its reconciliations in "
-    "after 2.1 s (the reconciliation alone 2.8-3.3 s, 350 MB), teams 1.09 s, health 0.87 s, overview 0.81 s.",
-    "the overview's savings panel": "by hand on 2026-12-07 on a 10,000-GPU fleet of 8 days, a week's window: the panel "
-    "fills in after 15.5 s, the pass alone 15.3 s and 1.5 GB (10.8 s at 1fdb6ed on the 30-day fleet, measured by the "
-    "bench's own method). Where it goes (191,781 pods): the per-pod bill 7.0 s (its SQL 2.1 s, fetching each pod's "
-    "price list 1.3 s, the cost per pod in Python about 2.6 s), the framebuffer p95 of 3,767 right-size candidates "
-    "3.75 s (a week of their GPUs' samples), pod stats 1.45 s, off-peak 0.93 s. Next: the per-pod cost in DuckDB "
-    "with exact decimal rates, and the candidates' p95 from fewer samples.",
+    "on a 10,000-GPU fleet of 8 days (this machine restarted and lost the cached 30-day fleet; regenerating it takes "
+    "2-3 hours), caches cleared, every page in one process (bench/worker.py dashboard) on 2026-12-07 after this "
+    "stop's changes: overview 0.95 s, teams 1.40 s, health 1.08 s, status 0.22 s (reconciliations in after 2.45 s), "
+    "alerts 0.68 s, the rest under 0.1 s. The teams page alone, 4 renders each, alternating: 1.36-1.49 s before the "
+    "two lanes shared their rollup checks (4c6e24f), 0.99-1.33 s after; py-spy: its four rollup chargebacks (the "
+    "28-day budget 0.6 s, the breakdown 0.6 s, workloads 0.4 s, anomalies 0.4 s of thread time) are DuckDB reading "
+    "class rollups.",
+    "the overview's savings panel": "by hand on a 10,000-GPU fleet of 8 days, a week's window (191,781 pods): the "
+    "pass took 17.4 s before this stop's change (7ac84b6) and 6.95-8.1 s after (dashboard.memory_limit 1 GB; "
+    "8.4-8.5 s at its new 512 MB default), the same 3,841 recommendations byte for byte; the panel fills in after "
+    "7.5-8.8 s. The bill now stays in DuckDB and only the 28,400 pods a recommendation can use are priced in Python. "
+    "What is left (1 GB): the bill's tables 1.5-1.8 s, pod stats and the usable pods 0.6 s, pricing them about 1 s "
+    "of Python, the framebuffer p95 of 3,767 right-size candidates 2.3-3.8 s (a scan of a week of gpu_pod_samples "
+    "and gpu_samples by their string keys: 92 and 120 million rows; filtering by node or GPU literals did not beat "
+    "it), off-peak 0.85-0.97 s, pool rates 0.35 s. The p95 is what a per-series layout (integer keys) would cut.",
     "20 dashboard sessions": "Streamlit serves every session from one Python process, bound by its GIL to about one "
-    "core (ps during the run: the server 90-92% CPU, the 20 clients 30%, serve 20%); py-spy over 30 s of it: page "
-    "scripts 37%, recomputing the pages' frames after each of serve's commits (every 15 s) 30%, Arrow and pandas "
-    "serialization of the frames about 10%. On 2 shared cores the p95 moved between 0.96 s and 2.63 s over the day's "
-    "runs (2026-12-07); the bar charts written as Vega-Lite (2699b60), side by side with the commit before: 1.91 s "
-    "against 2.63 s.",
-    "peak RSS": "the overview's first view with its savings pass in the same process (1,805 MB) and the dashboard's "
-    "pages in one process (1,430 MB): DuckDB is capped at 1 GB (dashboard.memory_limit), Streamlit and the frames "
-    "add the rest; a chargeback with mid-hour edges reads steps (1,214 MB).",
+    "core; py-spy: page scripts 37%, recomputing the pages' frames after each of serve's commits (every 15 s) 30% "
+    "before dashboard.refresh_seconds (e71c501), Arrow and pandas serialization about 10%. On 2 shared cores the "
+    "p95 moves with the machine's other load: 2.30 and 2.85 s before that change, 1.35-1.40 s after, alternating "
+    "in the same hour (2026-12-07).",
+    "peak RSS": "kept from the 30-day run: the overview's first view with its savings pass (1,805 MB) and the "
+    "pages in one process (1,430 MB) under DuckDB's former 1 GB cap, and a chargeback with mid-hour edges (1,214 MB). "
+    "Since f62d682 DuckDB is capped at 512 MB in the dashboard and 768 MB in other commands: by hand on the 8-day "
+    "10,000-GPU fleet, every page with the savings pass in one process 1,460 MB -> 953-956 MB, the mid-hour "
+    "chargeback 1,055 MB -> 827 MB in the same time, the savings pass alone 1,289 MB -> 789-804 MB. `collect` keeps "
+    "its 1 GB cap (collect.memory_limit): its rollup refresh at 10,000 GPUs was not re-measured under a lower one.",
 }
 
 
