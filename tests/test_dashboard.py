@@ -340,3 +340,40 @@ def test_the_overviews_charts_are_valid_vega_lite_and_the_daily_cost_bars_add_up
     cost = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pandas()
     spend = next(m.value for m in at.metric if m.label.startswith("GPU spend"))
     assert f"${cost['cost (USD)'].sum():,.2f}" == spend
+
+
+def test_the_sidebar_starts_the_pages_reports_beside_the_breakdown_its_filters_read(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    """A served page's entrypoint runs the sidebar first, whose filter options read the breakdown: the page's own
+    reports start in the other lane then, not after it (AppTest's switch_page runs a page without the entrypoint,
+    so the sidebar is run here as the entrypoint runs it, for each page that has reports)."""
+    from app.dashboard import freshness
+
+    monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(direct_warehouse))
+    monkeypatch.setenv("GPULEDGER_CONFIG", "/dev/null")
+    started: list[tuple[str, list[str], int]] = []
+    real = freshness.prefetch
+
+    def recorded(calls, version, around, lanes=1):  # type: ignore[no-untyped-def]
+        started.append((page, [fn.__name__ for fn, _ in calls], lanes))
+        return real(calls, version, around, lanes)
+
+    monkeypatch.setattr(freshness, "prefetch", recorded)
+    expected = {
+        "teams": ["breakdown", "workloads_frame", "budget_frame", "anomalies_frame"],
+        "health": ["breakdown", "health_report"],
+        "alerts": ["breakdown"],
+    }
+    for page, names in expected.items():
+        freshness.clear()
+        at = AppTest.from_function(_sidebar_of, args=(page,), default_timeout=120)
+        at.run()
+        assert not at.exception, at.exception
+        assert started[-1] == (page, names, 2)
+
+
+def _sidebar_of(page: str) -> None:
+    from app.dashboard import ui
+
+    ui.sidebar_filters(page=page)

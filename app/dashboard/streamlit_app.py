@@ -34,5 +34,6 @@ pages = [
     for name in access.pages_for(scope, ALL_PAGES)
 ]
 nav = st.navigation(pages)
-st.session_state["filters"] = ui.sidebar_filters(scope)
+current = next((name for name, (title, _) in ALL_PAGES.items() if title == nav.title), "")
+st.session_state["filters"] = ui.sidebar_filters(scope, current)
 nav.run()

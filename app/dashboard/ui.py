@@ -181,8 +181,9 @@ def _query_dates(first: date, last: date) -> tuple[date, date]:
     return max(first, min(start, last)), max(first, min(end, last))
 
 
-def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
-    """Render the shared filters (kept in the URL); None when the warehouse has no data."""
+def sidebar_filters(scope: access.Scope = access.EVERYTHING, page: str = "") -> Filters | None:
+    """Render the shared filters (kept in the URL); None when the warehouse has no data. `page` (the one about to
+    run) has its reports started beside the breakdown the filters offer values from."""
     try:
         covered = span(mtime()) if warehouse().exists() else None
     except GpuledgerError as exc:
@@ -203,6 +204,7 @@ def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
         datetime.combine(end, datetime.min.time()) + timedelta(days=1),
     )
     version, teams = mtime(), tuple(sorted(scope.teams))
+    prefetch_reports(page, *window, sidebar=True)
     fresh = freshness.current(breakdown, version, *window)  # else breakdown() answers one collection behind
     offered = (filter_options if fresh else _filter_options)(version, *window, scope.admin, teams)
     picks = {}
@@ -214,11 +216,12 @@ def sidebar_filters(scope: access.Scope = access.EVERYTHING) -> Filters | None:
     return Filters(window[0], window[1], picks, scope)
 
 
-def prefetch_reports(page: str, filters: Filters) -> None:
-    """Start computing the cached reports `page` reads, in the order it reads them, in two lanes of one
-    connection each (shared_connection): the page then waits for each in turn while the rest are computed
-    (at 10,000 GPUs the teams page's four reports: 2.0-2.5 s in one lane, see the README for two)."""
-    start, end = filters.start, filters.end
+def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = False) -> None:
+    """Start computing the cached reports `page` reads, in the order it reads them, in two lanes of one connection
+    each (shared_connection): the page then waits for each in turn while the rest are computed (at 10,000 GPUs the
+    teams page's four reports: 2.0-2.5 s in one lane, see the README for two). From the `sidebar`, whose filter
+    options read the breakdown, the breakdown goes first: a page's own reports then start beside it, not after it
+    (the page's own call is then a no-op)."""
     reports: dict[str, list[tuple[Callable[..., Any], tuple[Any, ...]]]] = {
         "overview": [(breakdown, (start, end)), (budget_frame, (end,))],
         "teams": [
@@ -227,8 +230,12 @@ def prefetch_reports(page: str, filters: Filters) -> None:
             (budget_frame, (end,)),
             (anomalies_frame, (start, end)),
         ],
+        "health": [(health_report, (start, end))],
     }
-    freshness.prefetch(reports[page], mtime(), shared_connection, lanes=2)
+    calls = reports.get(page, [])
+    if sidebar:
+        calls = [(breakdown, (start, end))] + [call for call in calls if call[0] is not breakdown]
+    freshness.prefetch(calls, mtime(), shared_connection, lanes=2)
 
 
 def _filter_options(

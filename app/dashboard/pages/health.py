@@ -24,6 +24,7 @@ if filters is None:
     ui.no_data()
     st.stop()
 
+ui.prefetch_reports("health", filters.start, filters.end)  # the sidebar started them (a no-op then)
 data = ui.health_report(ui.mtime(), filters.start, filters.end)
 periods, cells = data["periods"], data["cells"]
 if cells.empty:

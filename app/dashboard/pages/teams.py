@@ -15,7 +15,7 @@ if filters is None:
     ui.no_data()
     st.stop()
 
-ui.prefetch_reports("teams", filters)
+ui.prefetch_reports("teams", filters.start, filters.end)  # the sidebar started them (a no-op then)
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
 teams = sorted(t for t in lines["team"].unique() if t not in (c.IDLE, c.UNHEALTHY))
 if not teams:
