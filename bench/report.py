@@ -38,7 +38,12 @@ WHY_MISSED = {
     "alerts 0.68 s, the rest under 0.1 s. The teams page alone, 4 renders each, alternating: 1.36-1.49 s before the "
     "two lanes shared their rollup checks (4c6e24f), 0.99-1.33 s after; py-spy: its four rollup chargebacks (the "
     "28-day budget 0.6 s, the breakdown 0.6 s, workloads 0.4 s, anomalies 0.4 s of thread time) are DuckDB reading "
-    "class rollups.",
+    "class rollups. These figures are page runs as AppTest switches to a page, without the entrypoint's sidebar; "
+    "a served first view runs the sidebar too, whose filter options read the breakdown (a 7-day chargeback by team, "
+    "day, cluster, pool and GPU model: 0.64-1.1 s on a new connection, 0.3 s of it rollup checks). Served (sidebar "
+    "and page, caches cleared, by hand, 3 runs, after 4fbd1e2 started a page's reports beside the sidebar's "
+    "breakdown): overview 1.49-1.69 s, teams 1.87-2.07 s, health 1.91-1.93 s, status 1.49-1.51 s, alerts "
+    "1.85-1.95 s; health 2.15-2.29 s and teams 2.02-2.22 s before 4fbd1e2.",
     "the overview's savings panel": "by hand on a 10,000-GPU fleet of 8 days, a week's window (191,781 pods): the "
     "pass took 17.4 s before this stop's change (7ac84b6) and 6.95-8.1 s after (dashboard.memory_limit 1 GB; "
     "8.4-8.5 s at its new 512 MB default), the same 3,841 recommendations byte for byte; the panel fills in after "
