@@ -106,7 +106,7 @@ class Bill:
         return out
 
 
-_KEY = "b.cluster, b.namespace, b.pod, b.uid"
+_KEY = ", ".join(f"b.{k}" for k in POD_KEY)
 
 
 def _semi(keys: str | None) -> str:

@@ -33,9 +33,11 @@ U = c.GPU_UNITS
 
 
 def _rows(
-    con: duckdb.DuckDBPyConnection, sql: str, window: Window, extra: dict[str, Any] | None = None
+    con: duckdb.DuckDBPyConnection, sql: str, window: Window | None = None, extra: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    cur = con.execute(sql, {"start": window.start, "end": window.end, **(extra or {})})
+    """`sql`'s rows as dicts; `window` binds $start and $end (None: a query without parameters)."""
+    params = None if window is None else {"start": window.start, "end": window.end, **(extra or {})}
+    cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -180,10 +182,8 @@ def _pods(
         (p.cluster, p.namespace, p.pod, p.uid): p
         for p in b.figures(con, f"SELECT cluster, namespace, pod, bill_uid AS uid FROM {T_USEFUL}")
     }
-    cur = con.execute(f"SELECT * FROM {T_USEFUL}")
-    names = [d[0] for d in cur.description]
     out = []
-    for stats in (dict(zip(names, r, strict=True)) for r in cur.fetchall()):
+    for stats in _rows(con, f"SELECT * FROM {T_USEFUL}"):
         f = figures[(stats["cluster"], stats["namespace"], stats["pod"], stats.pop("bill_uid") or "")]
         out.append(
             {

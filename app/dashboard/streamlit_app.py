@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.dashboard import access, ui
+from app.dashboard import access, freshness, ui
 
 st.set_page_config(page_title="gpuledger", page_icon=":bar_chart:", layout="wide")
 
@@ -27,7 +27,9 @@ ALL_PAGES = {
     "status": ("Data status", ":material/database:"),
 }
 # who is looking decides what exists: a non-admin's navigation holds only their teams' pages
-scope = ui.authenticate(ui.settings().dashboard)
+dashboard = ui.settings().dashboard
+freshness.configure(dashboard.refresh_seconds)  # once per run, not per cached call
+scope = ui.authenticate(dashboard)
 st.session_state["scope"] = scope
 pages = [
     st.Page(PAGES / f"{name}.py", title=ALL_PAGES[name][0], icon=ALL_PAGES[name][1], default=name == "overview")

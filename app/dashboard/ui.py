@@ -65,7 +65,6 @@ def mtime() -> tuple[str, float, str, float]:
     """The cache key of what pages show: the warehouse and the settings file, each path and modification time."""
     path = warehouse()
     config = Path(os.environ.get(ENV_CONFIG) or "/dev/null")
-    freshness.configure(settings().dashboard.refresh_seconds)
     return (
         str(path),
         path.stat().st_mtime if path.exists() else 0.0,
