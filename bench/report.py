@@ -21,10 +21,20 @@ WHY_MISSED = {
     "files in parallel), mapping 140,000 series ~0.6 s, grid and staging ~1.1 s, the commit with its rollup refresh "
     "1.5-1.9 s, all DuckDB or Arrow (DuckDB's COMMIT alone ~0.5 s: 1M samples/s would leave 0.53 s for "
     "everything); from Prometheus, the store alone answers the window's queries (the 12 of its 172 planned whose "
-    "metrics it holds) at 87,000-111,000 samples/s here (limit.prometheus_answers, fetched and thrown away; "
+    "metrics it holds) at 87,000-120,000 samples/s here (limit.prometheus_answers, fetched and thrown away; "
     "254,000 for a 30-minute window at 1,000 GPUs), so 300,000 samples/s is beyond what the local Prometheus "
     "serves on this machine. A 30-minute bulk load at 1,000 GPUs profiled with py-spy (2026-12-07) spreads over "
     "every stage (parsing 15%, the commit 20%, its rollup refresh 7%, staging 5%): no single part to rewrite.",
+    "collect prometheus >= 90%": "a collection fetches a commit window completely, then stages and commits it "
+    "atomically with its watermark; a scheduled 5-minute collection is one commit window (and so is the 30-minute "
+    "bulk load, inside the default 6-hour `collect.commit_window`), so its staging and commit with the rollup "
+    "refresh follow the fetch instead of overlapping it: at 10,000 GPUs 7.6 s against the store's 3.9 s for the "
+    "same queries (50%, 57% and 63% in three runs on 2026-12-07). The pipeline that fetches the next commit window "
+    "while one commits (collectors/metrics/ingest.py _pipeline) pays off only across windows of hours: the same "
+    "30-minute bulk load at 1,000 GPUs in 5-minute commit windows ran at 9% of the fetch-only rate, against 35% in "
+    "one window, in the same run (each window's names request, plan, commit and rollup refresh paid six times; a bench "
+    "variant run on 2026-12-07, not kept). Reaching 90% needs the commit's fixed cost (DuckDB's COMMIT ~0.5 s, the rollup refresh) cut, or "
+    "the fetch split into parts staged while the rest arrive.",
     "<= 2 bytes": "the warehouse keeps its string keys (cluster, node, pod, GPU UUID) per row, dictionary-compressed "
     "per row group; 2 bytes needs a per-series layout (a series table and integer keys) across every step table, a "
     "schema change not yet made.",
