@@ -218,27 +218,3 @@ def test_a_pods_framebuffer_p95_is_over_the_steps_its_own_gpu_served_it() -> Non
             "p1": float(np.percentile([fb(1, s) for s in range(10, 40)], 95)),
         }
     )
-
-
-def test_a_failure_while_pricing_is_raised_and_leaves_no_framebuffer_query_running(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The framebuffer p95 runs on a thread of its own while the pods are priced: an error in the pricing is the
-    one raised, and the thread has ended by then."""
-    import threading
-
-    con = fresh_db()
-    add_node(con, "n1", 1, steps=STEPS, model="NVIDIA-A100-SXM4-80GB")
-    add_price(con, "8", gpus=1)
-    add_pod(con, "notebook", "n1", steps=STEPS)
-    add_gpu_usage(con, "n1", "GPU-0", 0.08, pod="notebook", steps=STEPS, model="NVIDIA A100-SXM4-80GB")
-
-    def broken(*_: object) -> None:
-        raise ValueError("pricing broke")
-
-    monkeypatch.setattr(recommend, "_priced", broken)
-    with pytest.raises(ValueError, match="pricing broke"):
-        _recs(con)
-    assert not [t for t in threading.enumerate() if t.name.startswith("gpuledger-fb-p95")]
-    monkeypatch.undo()
-    assert [r.kind for r in _recs(con)].count("right-size low-utilisation pod") == 1  # the connection still works

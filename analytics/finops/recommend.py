@@ -12,7 +12,6 @@ and cost come from its bill (analytics/cost/pod_bill.py), summed column-wise fro
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -56,27 +55,13 @@ def recommendations(
     same numbers, slower)."""
     rates = pool_rates(con, window, cb, use_rollups)
     figures = _pool_figures(con, window, cb.mig_share, use_rollups)
-    b = _useful(con, window, cb, opts, use_rollups)
-    # the framebuffer p95 (a scan of the window's samples, the pass's longest query) runs on a connection of its
-    # own while the usable pods are priced in Python and the off-peak hours summed
-    # (the pool is left, and so waited for, before its connection is closed)
-    with con.cursor() as fb_con, ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-fb-p95") as pool:
-        fb = pool.submit(_fb_p95, fb_con, window, _candidate_keys(con))
-        try:
-            pods = _priced(con, b)
-            off_peak = _off_peak(con, window, cb, opts, rates, use_rollups)
-        except BaseException:
-            fb_con.interrupt()  # the pricing's error is the one to raise, at once
-            raise
-        p95 = fb.result()
-    for p in pods:
-        p["fb_p95_mib"] = p95.get((p["cluster"], p["namespace"], p["pod"]))
+    pods = _pods(con, window, cb, opts, use_rollups)
     recs = savings.release_idle(_pools(figures, rates), window)
     whole = [p for p in pods if p["whole"] == 1 and p["resources"] == 1]
     recs += savings.right_size(whole, window, opts)
     on_demand = [p for p in pods if p["capacity_type"] == "on_demand"]
     recs += savings.to_spot(on_demand, savings.spot_ratios(con), window, opts)
-    recs += savings.off_peak(off_peak, window)
+    recs += savings.off_peak(_off_peak(con, window, cb, opts, rates, use_rollups), window)
     return savings.rank(recs)
 
 
@@ -164,17 +149,17 @@ T_USEFUL = "savings_pod_useful"  # temp: the rows of T_STATS a recommendation ca
 _EFFICIENCY = f"CASE WHEN b.units > 0 AND isfinite(b.used_s) THEN (b.used_s / 3600.0) / (b.units / {U * 3600}) END"
 
 
-def _useful(
+def _pods(
     con: duckdb.DuckDBPyConnection,
     window: Window,
     cb: ChargebackOptions,
     opts: savings.SavingsOptions,
     use_rollups: bool = True,
-) -> pod_bill.Bill:
-    """Write the bill's tables, T_STATS (every pod's step facts, savings.pod_stats_sql) and T_USEFUL: the pods (a
-    uid: a recreated pod is another) a right-size or spot recommendation can use, by their bill's efficiency. Pods
-    whose cost is shared (shared namespaces or labels) are everyone's, not theirs to right-size. _priced prices
-    them; _off_peak reads the tables too.
+) -> list[dict[str, Any]]:
+    """The pods a right-size or spot recommendation can use (a uid: a recreated pod is another): its step facts
+    (savings.pod_stats_sql) and its bill (analytics/cost/pod_bill.py: the allocated cost exact, as a per-pod
+    chargeback's row holds it). Pods whose cost is shared (shared namespaces or labels) are everyone's, not theirs to
+    right-size. Writes the temp table T_STATS and the bill's tables, which _off_peak reads.
 
     At 10,000 GPUs a week holds 190,000 pods, of which about 28,000 can be used: the rest are not fetched or priced
     (fetching and pricing every pod in Python took 4.7 s of the pass, and 1 GB)."""
@@ -184,46 +169,21 @@ def _useful(
         {"start": window.start, "end": window.end},
     )
     eps = 1e-9  # a superset of what savings.right_size and savings.to_spot keep: they decide, on PodFigures
-    low = f"s.whole = 1 AND s.resources = 1 AND {_EFFICIENCY} < {opts.low_utilization + eps}"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {T_USEFUL} AS
-    SELECT s.*, b.uid AS bill_uid, coalesce({low}, false) AS low_activity FROM {T_STATS} s
+    SELECT s.*, b.uid AS bill_uid FROM {T_STATS} s
     JOIN {pod_bill.T_POD_BILL} b ON b.cluster = s.cluster AND b.namespace = s.namespace AND b.pod = s.pod
         AND coalesce(b.uid, '') = coalesce(s.uid, '')
     JOIN {pod_bill.T_POD_CLASSES} k ON k.cluster = b.cluster AND k.namespace = b.namespace AND k.labels = b.labels
-    WHERE NOT k.shared AND (({low})
+    WHERE NOT k.shared AND (
+        (s.whole = 1 AND s.resources = 1 AND {_EFFICIENCY} < {opts.low_utilization + eps})
         OR (s.capacity_type = 'on_demand' AND NOT s.serving AND s.run_hours >= {opts.min_run_hours}
             AND coalesce({_EFFICIENCY}, 0) >= {opts.busy_activity - eps}))""")
-    return b
-
-
-def _candidate_keys(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
-    """(cluster, namespace, pod) of the usable pods at low activity: a superset of savings.right_size_candidate's
-    (which also asks for a cost), so the framebuffer p95 can be read before the pods are priced."""
-    return [
-        (str(cl), str(ns), str(pod))
-        for cl, ns, pod in con.execute(
-            f"SELECT DISTINCT cluster, namespace, pod FROM {T_USEFUL} WHERE low_activity ORDER BY ALL"
-        ).fetchall()
-    ]
-
-
-def _fb_p95(
-    con: duckdb.DuckDBPyConnection, window: Window, keys: list[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], float]:
-    return {
-        (r["cluster"], r["namespace"], r["pod"]): r["fb_p95_mib"] for r in _rows(con, savings.fb_p95_sql(keys), window)
-    }
-
-
-def _priced(con: duckdb.DuckDBPyConnection, b: pod_bill.Bill) -> list[dict[str, Any]]:
-    """The usable pods (T_USEFUL) with their bill (analytics/cost/pod_bill.py: the allocated cost exact, as a
-    per-pod chargeback's row holds it); fb_p95_mib is filled in by the caller."""
     figures = {
         (p.cluster, p.namespace, p.pod, p.uid): p
         for p in b.figures(con, f"SELECT cluster, namespace, pod, bill_uid AS uid FROM {T_USEFUL}")
     }
     out = []
-    for stats in _rows(con, f"SELECT * EXCLUDE (low_activity) FROM {T_USEFUL}"):
+    for stats in _rows(con, f"SELECT * FROM {T_USEFUL}"):
         f = figures[(stats["cluster"], stats["namespace"], stats["pod"], stats.pop("bill_uid") or "")]
         out.append(
             {
@@ -238,6 +198,13 @@ def _priced(con: duckdb.DuckDBPyConnection, b: pod_bill.Bill) -> list[dict[str, 
                 "fb_p95_mib": None,
             }
         )
+    keys = {(p["cluster"], p["namespace"], p["pod"]) for p in out if savings.right_size_candidate(p, opts)}
+    fb = {
+        (r["cluster"], r["namespace"], r["pod"]): r["fb_p95_mib"]
+        for r in _rows(con, savings.fb_p95_sql(sorted(keys)), window)
+    }
+    for p in out:
+        p["fb_p95_mib"] = fb.get((p["cluster"], p["namespace"], p["pod"]))
     return out
 
 
@@ -250,7 +217,7 @@ def _off_peak(
     use_rollups: bool = True,
 ) -> list[dict[str, Any]]:
     """Per node pool and team: batch GPU-hours in peak hours and the pool's idle GPU-hours off-peak. Reads the temp
-    tables _useful wrote (each pod's team, shared flag and run hours)."""
+    tables _pods wrote (each pod's team, shared flag and run hours)."""
     # GPU-unit-seconds by hour of day: hourly rollups (whole days too: the peak split is by hour), steps
     # for edge hours, hours with a price change and stale nodes; the same integers as the step tables.
     src = fact_plan.sources_sql(fact_plan.plan(con, window, use_rollups, days=False), cb.mig_share)
