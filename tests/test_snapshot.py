@@ -1,5 +1,5 @@
-"""What a read-only connection answers once (core/store/read_memo.py): kept for its life, shared only by dashboard
-connections open at the same time on an unchanged file, never with a later one."""
+"""What a read-only connection answers once (core/store/read_memo.py): kept for its life, and shared by the dashboard's
+connections to the same version of the warehouse, never across a write."""
 
 from __future__ import annotations
 
@@ -101,13 +101,43 @@ def _reader(warehouse: Path, stack: contextlib.ExitStack) -> duckdb.DuckDBPyConn
     return reader._open(stack, warehouse, "256MB", 1)
 
 
-def test_dashboard_connections_open_at_once_on_an_unchanged_file_compute_each_answer_once(warehouse: Path) -> None:
+def test_dashboard_connections_to_an_unchanged_warehouse_compute_each_answer_once_open_at_once_or_later(
+    warehouse: Path,
+) -> None:
     count = Counter()
     with contextlib.ExitStack() as a, contextlib.ExitStack() as b:
         first, second = _reader(warehouse, a), _reader(warehouse, b)
         assert [read_memo.remember(con, "k", count) for con in (first, second, first)] == [1, 1, 1]
-    with contextlib.ExitStack() as c_:  # every connection of the group closed: a writer may have been in between
-        assert read_memo.remember(_reader(warehouse, c_), "k", count) == 2
+    with contextlib.ExitStack() as c_:  # every connection closed, the file unchanged: the same version
+        assert read_memo.remember(_reader(warehouse, c_), "k", count) == 1
+    read_memo.forget()  # a cold start
+    with contextlib.ExitStack() as d:
+        assert read_memo.remember(_reader(warehouse, d), "k", count) == 2
+
+
+WRITES = {
+    "a pod relabelled (one row rewritten in place)": f"UPDATE {c.T_PODS} SET labels = json_object('team', 'moved') "
+    f"WHERE pod = (SELECT min(pod) FROM {c.T_PODS})",
+    "a node's GPU model changed": f"UPDATE {c.T_NODES} SET gpu_model = 'NVIDIA-H100-80GB-HBM3' "
+    f"WHERE node = (SELECT min(node) FROM {c.T_NODES})",
+}
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["left in the log", "checkpointed into the file"])
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_after_a_write_between_two_dashboard_connections_the_second_checks_the_rollups_afresh(
+    warehouse: Path, write: str, checkpoint: bool
+) -> None:
+    """The class rollups were current; a write behind their back makes them stale. The dashboard's next connection
+    must see that, not the answer its earlier connection gave for the previous version."""
+    with contextlib.ExitStack() as a:
+        assert classes.valid(_reader(warehouse, a))
+    with open_warehouse(warehouse) as con:
+        con.execute(write)
+        con.execute("CHECKPOINT" if checkpoint else "PRAGMA disable_checkpoint_on_shutdown")
+    assert warehouse.with_name(warehouse.name + ".wal").exists() != checkpoint
+    with contextlib.ExitStack() as b:
+        assert not classes.valid(_reader(warehouse, b)), "an answer of the previous version leaked"
 
 
 def test_a_connection_to_a_file_that_changed_since_the_others_opened_keeps_its_own_answers(warehouse: Path) -> None:

@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from core.store import read_memo
+
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_ENTRIES = 256
 log = logging.getLogger("gpuledger.dashboard")
@@ -229,7 +231,9 @@ def _copy(value: Any) -> Any:
 
 
 def clear() -> None:
-    """Forget everything (tests), after what is under way has finished (else it would store itself after)."""
+    """Forget everything (tests, the bench's cold views), after what is under way has finished (else it would store
+    itself after), the rollup checks of the dashboard's connections too (core/store/read_memo.py)."""
     settle()
     with _lock:
         _entries.clear()
+    read_memo.forget()

@@ -3,8 +3,9 @@
 Each report opens one, waiting and retrying while a collector holds DuckDB's write lock, and closes it
 when done, so the writer gets in between reports. Inside `shared`, every read on the thread uses one
 connection instead: a page's reports computed together then share what a connection answers once
-(core/store/read_memo.py: 0.2-0.3 s of rollup checks per report at 10,000 GPUs); and connections open at the same
-time to an unchanged file share those answers too (a page's two lanes check once, not once each).
+(core/store/read_memo.py: 0.2-0.3 s of rollup checks per report at 10,000 GPUs); and every connection to the same
+version of the warehouse shares those answers too (a page's two lanes check once, and so does every later page
+until the warehouse changes).
 """
 
 from __future__ import annotations
@@ -47,15 +48,14 @@ def shared(path: Path, memory_limit: str, attempts: int = 20) -> Iterator[None]:
 
 
 def _open(stack: contextlib.ExitStack, path: Path, memory_limit: str, attempts: int) -> duckdb.DuckDBPyConnection:
-    """A read-only connection that shares its answers (core/store/read_memo.py) with the other open connections to
-    the same file, when the file did not change while it opened."""
+    """A read-only connection that shares its answers (core/store/read_memo.py) with the other connections to the same
+    version of the file, when the file did not change while it opened."""
     for attempt in range(attempts):
         try:
             before = read_memo.file_identity(path)
             con = stack.enter_context(open_warehouse(path, read_only=True, memory_limit=memory_limit))
             if read_memo.file_identity(path) == before:
                 read_memo.share(con, before)
-                stack.callback(read_memo.leave, con)
             return con
         except TransientError:
             if attempt == attempts - 1:

@@ -5,14 +5,23 @@ Every report first checks that the rollups it wants to read are current (row cou
 page's four reports. A read-only connection sees a fixed warehouse (DuckDB lets no process write the
 file while a reader has it open), so those answers cannot change while it lives: `remember` keeps them
 with the connection and forgets them with it. A writing connection changes what it reads, so there
-`remember` always computes. The dashboard's connections (app/dashboard/reader.py) `share` their answers while they
-are open at the same time on a file that did not change while they opened: a page's two lanes check once.
+`remember` always computes.
+
+The dashboard's connections (app/dashboard/reader.py) `share` their answers by warehouse version: every connection
+opened on the same version of the file answers each check once, so a page's two lanes check once, and the next
+page, window or report on an unchanged warehouse does not check again. A version is what the file system shows of
+the file and its write-ahead log (inode, size, modification time in nanoseconds), unchanged while the connection
+opened, and what DuckDB shows of its storage once open (blocks used and free, the log's size). A write is a
+commit: it appends to the log (its size changes) and a checkpoint writes new blocks and frees the old ones, each
+moving the modification time; two versions alike in all of that would need two writes, with a reader opening
+between them, inside one tick of the file system's clock. The last KEEP_VERSIONS versions are kept.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,9 +33,9 @@ T = TypeVar("T")
 _lock = threading.Lock()
 # connection -> its answers, or None for a connection that can write (nothing is kept for it)
 _answers: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Hashable, Any] | None] = weakref.WeakKeyDictionary()
-# file identity -> (the answers its open connections share, the ids of those connections); connection id -> identity
-_groups: dict[tuple[object, ...], tuple[dict[Hashable, Any], set[int]]] = {}
-_member_of: dict[int, tuple[object, ...]] = {}
+KEEP_VERSIONS = 4  # a version's answers are a few booleans and node lists: kilobytes
+# warehouse version -> the answers its connections share, most recently opened last
+_versions: OrderedDict[tuple[object, ...], dict[Hashable, Any]] = OrderedDict()
 
 
 def remember(con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
@@ -65,27 +74,22 @@ def file_identity(path: Path) -> tuple[object, ...]:
 
 
 def share(con: duckdb.DuckDBPyConnection, identity: tuple[object, ...]) -> None:
-    """Let read-only `con`, opened while the file showed `identity` before and after, share its answers with the
-    other open connections that did: while any of them is open no process can write the file, so they all read the
-    same warehouse (the dashboard's two lanes of a page then check the rollups once, not once each). `leave` when
-    `con` closes: a group lives only while one of its connections is open."""
+    """Let read-only `con`, opened while the file showed `identity` (file_identity) before and after, share its
+    answers with every connection opened on the same version of the warehouse, before or after it."""
+    rows = con.execute("SELECT total_blocks, used_blocks, free_blocks, wal_size FROM pragma_database_size()")
+    version = (*identity, *rows.fetchall())
     with _lock:
-        group = _groups.setdefault(identity, ({}, set()))
-        group[1].add(id(con))
-        _answers[con] = group[0]
-        _member_of[id(con)] = identity
+        answers = _versions.setdefault(version, {})
+        _versions.move_to_end(version)
+        while len(_versions) > KEEP_VERSIONS:
+            _versions.popitem(last=False)
+        _answers[con] = answers
 
 
-def leave(con: duckdb.DuckDBPyConnection) -> None:
+def forget() -> None:
+    """Drop every version's answers: the next connection checks afresh (a cold start, as after a collection)."""
     with _lock:
-        identity = _member_of.pop(id(con), None)
-        _answers.pop(con, None)
-        if identity is None:
-            return
-        members = _groups[identity][1]
-        members.discard(id(con))
-        if not members:
-            del _groups[identity]
+        _versions.clear()
 
 
 def _answers_of(con: duckdb.DuckDBPyConnection) -> dict[Hashable, Any] | None:
