@@ -374,6 +374,73 @@ def test_the_sidebar_starts_the_pages_reports_beside_the_breakdown_its_filters_r
 
 
 def _sidebar_of(page: str) -> None:
-    from app.dashboard import ui
+    from app.dashboard import access, ui
 
-    ui.sidebar_filters(page=page)
+    ui.serve(access.EVERYTHING, page, lambda: None)
+
+
+def _served(page: str) -> None:
+    """What the entrypoint runs for `page` (ui.serve), the page run by path: AppTest's switch_page runs a page
+    without the entrypoint."""
+    import runpy
+    from pathlib import Path
+
+    import streamlit as st
+
+    from app.dashboard import access, ui
+
+    st.session_state["scope"] = access.EVERYTHING
+    ui.serve(access.EVERYTHING, page, lambda: runpy.run_path(str(Path(ui.__file__).parent / "pages" / f"{page}.py")))
+
+
+def _served_app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, page: str, **query: str) -> AppTest:
+    from app.dashboard import freshness
+
+    monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("GPULEDGER_CONFIG", "/dev/null")
+    freshness.clear()
+    at = AppTest.from_function(_served, args=(page,), default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_a_page_without_the_breakdown_is_shown_whole_when_the_breakdown_fails_and_the_sidebar_says_why(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    """The filter lists read the breakdown after the page: the health page does not wait for it, nor fail with it."""
+    from app.dashboard import freshness, ui
+    from core.errors import TransientError
+
+    def failing(version: object, start: object, end: object) -> None:
+        raise TransientError("warehouse busy: the breakdown")
+
+    monkeypatch.setattr(ui, "breakdown", freshness.cached(failing))
+    at = _served_app(monkeypatch, direct_warehouse, "health")
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Fleet health"] and at.dataframe
+    assert [e.value for e in at.sidebar.error] == ["No filter lists: warehouse busy: the breakdown"]
+    assert not at.sidebar.multiselect
+
+
+def test_a_page_that_ends_early_still_gets_the_filter_lists(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    at = _served_app(monkeypatch, direct_warehouse, "drift", start="2026-11-02", end="2026-11-02")
+    assert not at.exception, at.exception
+    assert [i.value for i in at.info] == [
+        "Pick a window of at least two days: each day is compared with the first one."
+    ]
+    assert [m.label for m in at.sidebar.multiselect] == ["Cluster", "Team", "Gpu Model", "Node Pool"]
+
+
+@pytest.mark.parametrize("page", ["overview", "health"])
+def test_a_linked_value_the_window_does_not_hold_is_dropped_and_the_page_runs_without_it(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path, page: str
+) -> None:
+    at = _served_app(monkeypatch, direct_warehouse, page, team="no-such-team", node_pool="od-a100")
+    assert not at.exception, at.exception
+    lists = {m.label: m.value for m in at.sidebar.multiselect}
+    assert lists["Team"] == [] and lists["Node Pool"] == ["od-a100"]
+    assert at.query_params.get("team", []) in ([], "") and at.query_params["node_pool"] in ("od-a100", ["od-a100"])
+    assert at.session_state["filters"].picks == {"cluster": [], "team": [], "gpu_model": [], "node_pool": ["od-a100"]}

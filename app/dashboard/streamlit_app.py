@@ -2,6 +2,9 @@
 
 The entrypoint renders the shared sidebar filters (kept in the URL) and hands the chosen page the
 filters through session state; each page lives in app/dashboard/pages/ and reads through app/dashboard/ui.py.
+The filter lists are rendered after the page: the values they offer come from the window's breakdown, which most
+pages do not show and need not wait for (ui.sidebar_pickers; a page ends early with ui.stop, not st.stop, so the
+lists still follow it).
 """
 
 from __future__ import annotations
@@ -37,5 +40,4 @@ pages = [
 ]
 nav = st.navigation(pages)
 current = next((name for name, (title, _) in ALL_PAGES.items() if title == nav.title), "")
-st.session_state["filters"] = ui.sidebar_filters(scope, current)
-nav.run()
+ui.serve(scope, current, nav.run)

@@ -9,13 +9,14 @@ collection (app/dashboard/freshness.py: stale-while-revalidate, one computation 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import altair  # noqa: F401  (before the import thread below: see _import_heavy_modules)
 import duckdb
@@ -167,7 +168,7 @@ def require_admin() -> None:
     """Fleet-wide pages: a second guard behind the navigation, which already hides them."""
     if not current_scope().admin:
         st.error("This page shows every team's data: ask a gpuledger admin.")
-        st.stop()
+        stop()
 
 
 def _query_dates(first: date, last: date) -> tuple[date, date]:
@@ -180,9 +181,21 @@ def _query_dates(first: date, last: date) -> tuple[date, date]:
     return max(first, min(start, last)), max(first, min(end, last))
 
 
+def serve(scope: access.Scope, page: str, run: Callable[[], None]) -> None:
+    """What the entrypoint does for `page` (`run` renders it): the sidebar's window and filters, the page, then the
+    filter lists."""
+    filters = st.session_state["filters"] = sidebar_filters(scope, page)
+    with page_run():
+        run()
+    if filters is not None:  # after the page: their values come from the breakdown, which most pages do not wait for
+        sidebar_pickers(filters)
+
+
 def sidebar_filters(scope: access.Scope = access.EVERYTHING, page: str = "") -> Filters | None:
-    """Render the shared filters (kept in the URL); None when the warehouse has no data. `page` (the one about to
-    run) has its reports started beside the breakdown the filters offer values from."""
+    """The shared filters (kept in the URL), without waiting for anything: the window's date input, and what each
+    filter list holds (the user's last choice, else the URL's; sidebar_pickers renders the lists after the page).
+    None when the warehouse has no data. `page` (the one about to run) has its reports started beside the breakdown
+    the filter lists offer values from."""
     try:
         covered = span(mtime()) if warehouse().exists() else None
     except GpuledgerError as exc:
@@ -202,17 +215,71 @@ def sidebar_filters(scope: access.Scope = access.EVERYTHING, page: str = "") -> 
         datetime.combine(start, datetime.min.time()),
         datetime.combine(end, datetime.min.time()) + timedelta(days=1),
     )
-    version, teams = mtime(), tuple(sorted(scope.teams))
     prefetch_reports(page, *window, sidebar=True)
-    fresh = freshness.current(breakdown, version, *window)  # else breakdown() answers one collection behind
-    offered = (filter_options if fresh else _filter_options)(version, *window, scope.admin, teams)
-    picks = {}
-    for key in FILTER_KEYS:
-        options = offered[key]
-        chosen = [v for v in st.query_params.get_all(key) if v in options]
-        picks[key] = st.sidebar.multiselect(key.replace("_", " ").title(), options, default=chosen, key=f"f_{key}")
-        st.query_params[key] = picks[key]
+    picks = {key: _picked(key) for key in FILTER_KEYS}
+    for key, values in picks.items():
+        st.query_params[key] = values
     return Filters(window[0], window[1], picks, scope)
+
+
+def _picked(key: str) -> list[str]:
+    """What filter `key` holds: the user's last choice in its list (session state), else the URL's values."""
+    chosen = st.session_state.get(f"f_{key}")
+    return [str(v) for v in chosen] if chosen is not None else list(st.query_params.get_all(key))
+
+
+def sidebar_pickers(filters: Filters) -> None:
+    """The sidebar's filter lists, rendered after the page: the values they offer come from the window's breakdown
+    (a chargeback of the window: 0.6-1 s at 10,000 GPUs), which the pages that do not show it (health, alerts,
+    queues, status and the rest) need not wait for. A value the window does not hold (an old link, a window moved)
+    is dropped, and the page runs again without it."""
+    version, teams = mtime(), tuple(sorted(filters.scope.teams))
+    fresh = freshness.current(breakdown, version, filters.start, filters.end)  # else one collection behind
+    try:
+        offered = (filter_options if fresh else _filter_options)(
+            version, filters.start, filters.end, filters.scope.admin, teams
+        )
+    except GpuledgerError as exc:  # the page above is whole without them
+        st.sidebar.error(f"No filter lists: {exc}")
+        return
+    held = {key: [v for v in filters.picks[key] if v in offered[key]] for key in FILTER_KEYS}
+    if held != filters.picks:
+        for key, values in held.items():
+            st.session_state[f"f_{key}"] = values
+            st.query_params[key] = values
+        st.rerun()
+    for key in FILTER_KEYS:
+        # a list's value is its session state once it has one (a default beside it makes Streamlit warn)
+        default = {} if f"f_{key}" in st.session_state else {"default": held[key]}
+        st.sidebar.multiselect(key.replace("_", " ").title(), offered[key], key=f"f_{key}", **default)
+
+
+class PageDone(Exception):
+    """A page ended early (stop) inside the entrypoint's page_run."""
+
+
+_in_page_run: contextvars.ContextVar[bool] = contextvars.ContextVar("gpuledger_page_run", default=False)
+
+
+@contextlib.contextmanager
+def page_run() -> Iterator[None]:
+    """Run the chosen page (nav.run()) so that a page ending early (stop) ends the page, not the script run: the
+    sidebar's filter lists are rendered after the page, and st.stop() would leave them out."""
+    token = _in_page_run.set(True)
+    try:
+        yield
+    except PageDone:
+        pass
+    finally:
+        _in_page_run.reset(token)
+
+
+def stop() -> NoReturn:
+    """End the page here: inside page_run, the entrypoint goes on to the sidebar's filter lists; a page run alone (as
+    AppTest's switch_page runs it) stops as st.stop() does."""
+    if _in_page_run.get():
+        raise PageDone
+    st.stop()
 
 
 def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = False) -> None:

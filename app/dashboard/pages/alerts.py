@@ -36,7 +36,7 @@ for name, group in frame.groupby("file", sort=True):
 
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
-    st.stop()
+    ui.stop()
 st.subheader("Would have fired in this window")
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
 low = lines[

@@ -14,16 +14,16 @@ st.title("Drift")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 models = ui.serving_models(ui.mtime())
 if not models:
     st.info(
         "No serving histograms yet: drift needs prompt/generation length or latency histograms from a model server."
     )
-    st.stop()
+    ui.stop()
 if (filters.end - filters.start).days < 2:
     st.info("Pick a window of at least two days: each day is compared with the first one.")
-    st.stop()
+    ui.stop()
 wanted = st.query_params.get("model", "")
 model: str = st.selectbox("Model", models, index=models.index(wanted) if wanted in models else 0) or models[0]
 st.query_params["model"] = model
@@ -31,7 +31,7 @@ data = ui.drift_days(ui.mtime(), filters.start, filters.end, model)
 cells = pd.DataFrame(data["cells"])
 if cells.empty:
     st.info(f"{model} has no traffic histograms in this window.")
-    st.stop()
+    ui.stop()
 st.caption(
     f"Reference: {data['reference']['start']} to {data['reference']['end']}. Cell = the feature's drift statistic "
     "(PSI for ordered histograms, chi-square p-value for categories); bold outline = drift."

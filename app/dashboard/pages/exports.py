@@ -23,7 +23,7 @@ if not folders:
     st.info(
         f"No exports in `{root}` yet. Write one with `gpuledger export weekly --week 2026-W45`; `gpuledger serve` writes them every Monday."
     )
-    st.stop()
+    ui.stop()
 week = st.selectbox("Week", [f.name for f in folders])
 folder = root / week
 manifest = json.loads((folder / "manifest.json").read_text())

@@ -22,14 +22,14 @@ st.title("Fleet health")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 
 ui.prefetch_reports("health", filters.start, filters.end)  # the sidebar started them (a no-op then)
 data = ui.health_report(ui.mtime(), filters.start, filters.end)
 periods, cells = data["periods"], data["cells"]
 if cells.empty:
     st.info("No DCGM samples in this window: health needs dcgm-exporter metrics (`gpuledger collect`).")
-    st.stop()
+    ui.stop()
 totals = data["totals"]
 actions = periods[periods["state"].isin([c.STATE_DRAIN, c.STATE_OFFLINE, c.STATE_RMA])]
 cols = st.columns(4)

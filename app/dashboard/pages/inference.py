@@ -13,11 +13,11 @@ st.title("Inference SLOs")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 data = ui.serving(ui.mtime(), filters.start, filters.end)
 if not data["has_data"]:
     st.info("No serving metrics yet: collect vLLM, Triton, TGI or KServe metrics (`gpuledger collect`).")
-    st.stop()
+    ui.stop()
 if not data["slos"]:
     st.info("No SLO is declared: add `serving.services.<name>.slos` (or `serving.sloth_specs`) to the settings file.")
 else:

@@ -15,7 +15,7 @@ st.title("GPU spend and efficiency")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 
 ui.prefetch_reports("overview", filters.start, filters.end)  # the sidebar started them (a no-op then)
 frame = filters.apply(ui.breakdown(ui.mtime(), filters.start, filters.end))

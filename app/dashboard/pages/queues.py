@@ -12,7 +12,7 @@ st.title("Queues and capacity")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 
 data = ui.queues(ui.mtime(), filters.start, filters.end)
 totals = data["totals"]

@@ -13,7 +13,7 @@ POLL_S = 2
 st.title("Data status")
 if not ui.warehouse().exists():
     ui.no_data()
-    st.stop()
+    ui.stop()
 info = ui.status(ui.mtime())
 for warning in info["warnings"]:
     st.warning(warning)

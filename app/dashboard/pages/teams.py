@@ -13,14 +13,14 @@ st.title("Team bill")
 filters: ui.Filters | None = st.session_state.get("filters")
 if filters is None:
     ui.no_data()
-    st.stop()
+    ui.stop()
 
 ui.prefetch_reports("teams", filters.start, filters.end)  # the sidebar started them (a no-op then)
 lines = filters.apply(ui.workloads_frame(ui.mtime(), filters.start, filters.end))
 teams = sorted(t for t in lines["team"].unique() if t not in (c.IDLE, c.UNHEALTHY))
 if not teams:
     st.info("No team used GPUs in this window and filter. Widen the window or clear the filters.")
-    st.stop()
+    ui.stop()
 default = st.query_params.get("bill", teams[0])
 team = st.selectbox("Team", teams, index=teams.index(default) if default in teams else 0)
 st.query_params["bill"] = team
