@@ -250,8 +250,8 @@ def sidebar_pickers(filters: Filters) -> None:
         st.rerun()
     for key in FILTER_KEYS:
         # a list's value is its session state once it has one (a default beside it makes Streamlit warn)
-        default = {} if f"f_{key}" in st.session_state else {"default": held[key]}
-        st.sidebar.multiselect(key.replace("_", " ").title(), offered[key], key=f"f_{key}", **default)
+        default = None if f"f_{key}" in st.session_state else held[key]
+        st.sidebar.multiselect(key.replace("_", " ").title(), offered[key], default=default, key=f"f_{key}")
 
 
 class PageDone(Exception):
