@@ -444,3 +444,24 @@ def test_a_linked_value_the_window_does_not_hold_is_dropped_and_the_page_runs_wi
     assert lists["Team"] == [] and lists["Node Pool"] == ["od-a100"]
     assert at.query_params.get("team", []) in ([], "") and at.query_params["node_pool"] in ("od-a100", ["od-a100"])
     assert at.session_state["filters"].picks == {"cluster": [], "team": [], "gpu_model": [], "node_pool": ["od-a100"]}
+
+
+def test_picking_a_team_in_the_sidebar_narrows_the_page_and_the_url_and_survives_the_next_run(
+    monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
+) -> None:
+    """The lists render after the page: what the user picks reaches the page through session state on the run their
+    pick starts, before its list is drawn again. (Run as ui.serve: AppTest re-runs a multipage app's page alone.)"""
+    at = _served_app(monkeypatch, direct_warehouse, "overview", start="2026-11-02", end="2026-11-02")
+    with open_warehouse(direct_warehouse, read_only=True) as con:
+        report = chargeback(con, DAY)
+    team = sorted(r.keys["team"] for r in report.rows if not r.keys["team"].startswith("__"))[0]
+    at.sidebar.multiselect[1].select(team).run()
+    assert not at.exception, at.exception
+    spend = {m.label: m.value for m in at.metric}["GPU spend in window"]
+    assert spend == f"${sum(r.cost_usd for r in report.rows if r.keys['team'] == team):,.2f}"
+    assert at.query_params["team"] in (team, [team])
+    at.run()  # a rerun with nothing changed keeps the pick
+    assert (
+        at.sidebar.multiselect[1].value == [team]
+        and {m.label: m.value for m in at.metric}["GPU spend in window"] == spend
+    )
