@@ -342,41 +342,42 @@ def test_the_overviews_charts_are_valid_vega_lite_and_the_daily_cost_bars_add_up
     assert f"${cost['cost (USD)'].sum():,.2f}" == spend
 
 
-def test_the_sidebar_starts_the_pages_reports_beside_the_breakdown_its_filters_read(
+def test_the_sidebar_starts_the_pages_reports_beside_the_breakdown_its_filter_lists_read(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
-    """A served page's entrypoint runs the sidebar first, whose filter options read the breakdown: the page's own
-    reports start in the other lane then, not after it (AppTest's switch_page runs a page without the entrypoint,
-    so the sidebar is run here as the entrypoint runs it, for each page that has reports)."""
+    """A served page's entrypoint starts the page's reports and the breakdown its filter lists read together, in two
+    lanes: the breakdown first when the page shows it (teams); else the breakdown alone in the second lane, so the
+    page's reports, started there or asked for by the page itself, never wait behind it (health, alerts). Each
+    computation is recorded with the lane (thread) it ran in."""
+    import threading
+
     from app.dashboard import freshness
 
-    monkeypatch.setenv("GPULEDGER_WAREHOUSE", str(direct_warehouse))
-    monkeypatch.setenv("GPULEDGER_CONFIG", "/dev/null")
-    started: list[tuple[str, list[str], int]] = []
-    real = freshness.prefetch
+    ran: list[tuple[str, str]] = []
+    real = freshness._compute
 
-    def recorded(calls, version, around, lanes=1):  # type: ignore[no-untyped-def]
-        started.append((page, [fn.__name__ for fn, _ in calls], lanes))
-        return real(calls, version, around, lanes)
+    def recorded(key, stamp, fn, version, args):  # type: ignore[no-untyped-def]
+        ran.append((fn.__name__, threading.current_thread().name.rsplit("_", 1)[0]))
+        return real(key, stamp, fn, version, args)
 
-    monkeypatch.setattr(freshness, "prefetch", recorded)
+    monkeypatch.setattr(freshness, "_compute", recorded)
+    first, second = "gpuledger-refresh", "gpuledger-prefetch"
     expected = {
-        "teams": ["breakdown", "workloads_frame", "budget_frame", "anomalies_frame"],
-        "health": ["breakdown", "health_report"],
-        "alerts": ["breakdown"],
+        "teams": {
+            ("breakdown", first),
+            ("budget_frame", first),
+            ("workloads_frame", second),
+            ("anomalies_frame", second),
+        },
+        "health": {("health_report", first), ("breakdown", second)},
+        "alerts": {("workloads_frame", first), ("breakdown", second)},
     }
-    for page, names in expected.items():
-        freshness.clear()
-        at = AppTest.from_function(_sidebar_of, args=(page,), default_timeout=120)
-        at.run()
+    for page, lanes in expected.items():
+        ran.clear()
+        at = _served_app(monkeypatch, direct_warehouse, page)
+        freshness.settle(120)
         assert not at.exception, at.exception
-        assert started[-1] == (page, names, 2)
-
-
-def _sidebar_of(page: str) -> None:
-    from app.dashboard import access, ui
-
-    ui.serve(access.EVERYTHING, page, lambda: None)
+        assert {r for r in ran if r[0] in {name for name, _ in lanes}} == lanes, page
 
 
 def _served(page: str) -> None:

@@ -112,11 +112,13 @@ def prefetch(
     version: tuple[str, float, str, float],
     around: Callable[[], AbstractContextManager[Any]],
     lanes: int = 1,
+    second_lane_only: bool = False,
 ) -> None:
     """Start computing, in order, every `cached` call whose value is missing or stale and not already under
     way: in `lanes` (1 or 2) background tasks, the calls dealt out in turn, each task run inside its own
     `around()` (one warehouse connection for its calls). Callers of those keys meanwhile wait for (or, stale,
-    skip) it as for any computation."""
+    skip) it as for any computation. `second_lane_only`: all in the second lane, leaving the first free for the
+    cold keys a page asks for itself (which wait in it)."""
     stamp, todo = _stamp(version), []
     with _lock:
         for cached_fn, args in calls:
@@ -127,7 +129,7 @@ def prefetch(
                 continue
             future = _pending[key] = Future()
             todo.append((key, fn, args, future))
-    executors = (_worker, _second_lane)[: max(1, min(lanes, 2))]
+    executors = (_second_lane,) if second_lane_only else (_worker, _second_lane)[: max(1, min(lanes, 2))]
     for lane, executor in enumerate(executors):
         if todo[lane :: len(executors)]:
             executor.submit(_compute_all, todo[lane :: len(executors)], stamp, version, around)

@@ -286,8 +286,9 @@ def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = 
     """Start computing the cached reports `page` reads, in the order it reads them, in two lanes of one connection
     each (shared_connection): the page then waits for each in turn while the rest are computed (at 10,000 GPUs the
     teams page's four reports: 2.0-2.5 s in one lane, see the README for two). From the `sidebar`, whose filter
-    options read the breakdown, the breakdown goes first: a page's own reports then start beside it, not after it
-    (the page's own call is then a no-op)."""
+    lists read the breakdown: for a page that shows it, the breakdown goes first and the page's other reports start
+    beside it; for one that does not, it takes the second lane alone, and the first lane is the page's (the page's
+    own call is then a no-op)."""
     reports: dict[str, list[tuple[Callable[..., Any], tuple[Any, ...]]]] = {
         "overview": [(breakdown, (start, end)), (budget_frame, (end,))],
         "teams": [
@@ -299,6 +300,12 @@ def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = 
         "health": [(health_report, (start, end))],
     }
     calls = reports.get(page, [])
+    if sidebar and not any(fn is breakdown for fn, _ in calls):
+        # only the filter lists (rendered after the page) want it: it takes the second lane, and the first stays
+        # free for the page's reports (a page's own first call of a report waits in the first lane)
+        freshness.prefetch(calls, mtime(), shared_connection)
+        freshness.prefetch([(breakdown, (start, end))], mtime(), shared_connection, second_lane_only=True)
+        return
     if sidebar:
         calls = [(breakdown, (start, end))] + [call for call in calls if call[0] is not breakdown]
     freshness.prefetch(calls, mtime(), shared_connection, lanes=2)
