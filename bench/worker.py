@@ -315,7 +315,7 @@ def _served(page: str) -> None:
 
     import streamlit as st
 
-    from app.dashboard import access, ui
+    from app.dashboard import access, sidebar, ui
     from bench import worker
 
     def run() -> None:
@@ -325,7 +325,7 @@ def _served(page: str) -> None:
             worker.PAGE_SHOWN.append(time.perf_counter())
 
     st.session_state["scope"] = access.EVERYTHING
-    ui.serve(access.EVERYTHING, page, run)
+    sidebar.serve(access.EVERYTHING, page, run)
 
 
 def _cold_render(at: Any, page: str) -> tuple[float, float, float]:

@@ -381,17 +381,19 @@ def test_the_sidebar_starts_the_pages_reports_beside_the_breakdown_its_filter_li
 
 
 def _served(page: str) -> None:
-    """What the entrypoint runs for `page` (ui.serve), the page run by path: AppTest's switch_page runs a page
+    """What the entrypoint runs for `page` (sidebar.serve), the page run by path: AppTest's switch_page runs a page
     without the entrypoint."""
     import runpy
     from pathlib import Path
 
     import streamlit as st
 
-    from app.dashboard import access, ui
+    from app.dashboard import access, sidebar, ui
 
     st.session_state["scope"] = access.EVERYTHING
-    ui.serve(access.EVERYTHING, page, lambda: runpy.run_path(str(Path(ui.__file__).parent / "pages" / f"{page}.py")))
+    sidebar.serve(
+        access.EVERYTHING, page, lambda: runpy.run_path(str(Path(ui.__file__).parent / "pages" / f"{page}.py"))
+    )
 
 
 def _served_app(monkeypatch: pytest.MonkeyPatch, warehouse: Path, page: str, **query: str) -> AppTest:
@@ -451,7 +453,7 @@ def test_picking_a_team_in_the_sidebar_narrows_the_page_and_the_url_and_survives
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
     """The lists render after the page: what the user picks reaches the page through session state on the run their
-    pick starts, before its list is drawn again. (Run as ui.serve: AppTest re-runs a multipage app's page alone.)"""
+    pick starts, before its list is drawn again. (Run as sidebar.serve: AppTest re-runs a multipage app's page alone.)"""
     at = _served_app(monkeypatch, direct_warehouse, "overview", start="2026-11-02", end="2026-11-02")
     with open_warehouse(direct_warehouse, read_only=True) as con:
         report = chargeback(con, DAY)

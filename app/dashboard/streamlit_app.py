@@ -3,7 +3,7 @@
 The entrypoint renders the shared sidebar filters (kept in the URL) and hands the chosen page the
 filters through session state; each page lives in app/dashboard/pages/ and reads through app/dashboard/ui.py.
 The filter lists are rendered after the page: the values they offer come from the window's breakdown, which most
-pages do not show and need not wait for (ui.sidebar_pickers; a page ends early with ui.stop, not st.stop, so the
+pages do not show and need not wait for (sidebar.py; a page ends early with ui.stop, not st.stop, so the
 lists still follow it).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.dashboard import access, freshness, ui
+from app.dashboard import access, freshness, sidebar, ui
 
 st.set_page_config(page_title="gpuledger", page_icon=":bar_chart:", layout="wide")
 
@@ -40,4 +40,4 @@ pages = [
 ]
 nav = st.navigation(pages)
 current = next((name for name, (title, _) in ALL_PAGES.items() if title == nav.title), "")
-ui.serve(scope, current, nav.run)
+sidebar.serve(scope, current, nav.run)
