@@ -184,9 +184,8 @@ def page_run() -> Iterator[None]:
     sidebar's filter lists are rendered after the page, and st.stop() would leave them out."""
     token = _in_page_run.set(True)
     try:
-        yield
-    except PageDone:
-        pass
+        with contextlib.suppress(PageDone):
+            yield
     finally:
         _in_page_run.reset(token)
 
@@ -216,16 +215,16 @@ def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = 
         ],
         "health": [(health_report, (start, end))],
     }
-    calls = reports.get(page, [])
+    calls, version = reports.get(page, []), mtime()
     if sidebar and not any(fn is breakdown for fn, _ in calls):
         # only the filter lists (rendered after the page) want it: it takes the second lane, and the first stays
         # free for the page's reports (a page's own first call of a report waits in the first lane)
-        freshness.prefetch(calls, mtime(), shared_connection)
-        freshness.prefetch([(breakdown, (start, end))], mtime(), shared_connection, second_lane_only=True)
+        freshness.prefetch(calls, version, shared_connection)
+        freshness.prefetch([(breakdown, (start, end))], version, shared_connection, second_lane_only=True)
         return
     if sidebar:
         calls = [(breakdown, (start, end))] + [call for call in calls if call[0] is not breakdown]
-    freshness.prefetch(calls, mtime(), shared_connection, lanes=2)
+    freshness.prefetch(calls, version, shared_connection, lanes=2)
 
 
 def _filter_options(
