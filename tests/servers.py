@@ -50,6 +50,15 @@ def free_port() -> int:
 
 
 @contextmanager
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections for the whole block: bound and never listening, so no server
+    started meanwhile (a `free_port()` is only free until someone binds it) can take it and answer."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
+
+
+@contextmanager
 def running(args: list[str], log: Path, url: str, ready_path: str, **probe: Any) -> Iterator[None]:
     """Run a server until the block ends; it must answer 200 on ready_path within 60 s."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("w"))

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tests import servers
-from tests.conftest import FIXTURES, free_port, run_cli
+from tests.conftest import FIXTURES, run_cli
 from tests.helpers import content_digest, rows
 
 AZURE = json.loads((FIXTURES / "azure-retail-prices-CONSTRUCTED.json").read_text())
@@ -117,10 +117,11 @@ def test_without_network_fetch_fails_with_one_line_and_exit_3_and_keeps_the_pric
     wh = tmp_path / "wh.duckdb"
     shutil.copy(priced, wh)
     before = content_digest(wh)
-    unreachable = f"http://127.0.0.1:{free_port()}"
-    result = run_cli(
-        "--config", str(_config(tmp_path, unreachable)), "--warehouse", str(wh), "pricing", "fetch", provider
-    )
+    with servers.refused_port() as port:
+        result = run_cli(
+            "--config", str(_config(tmp_path, f"http://127.0.0.1:{port}")), "--warehouse", str(wh),
+            "pricing", "fetch", provider,
+        )  # fmt: skip
     assert result.exit_code == 3
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "cannot fetch prices (Connection refused); the stored prices are unchanged" in lines[0]

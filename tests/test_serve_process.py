@@ -25,6 +25,7 @@ from core.timeutil import Window, iso, iso_week_of
 from tests.conftest import free_port, run_cli, serve_prometheus
 from tests.helpers import content_digest
 from tests.serve_helpers import ROOT, ServeProcess
+from tests.servers import refused_port
 
 TOKEN = "s3cr3t-T0KEN-4b1d"
 
@@ -86,13 +87,15 @@ def test_kill_9_mid_collection_then_a_restart_ends_identical_to_an_uninterrupted
 ) -> None:
     port, sim = recent
     key = f"prometheus:http://127.0.0.1:{port}"
-    down = f"    - {{name: down, type: prometheus, url: 'http://gpuledger:{TOKEN}@127.0.0.1:{free_port()}'}}\n"
-    whole = ServeProcess(_config(tmp_path, "whole", port, down), free_port(), tmp_path / "whole.log")
-    whole.wait_ready()
-    whole.wait_for(f"{c.M_JOB_DURATION}_count", at_least=2, job=c.JOB_COLLECT)  # both sources tried
-    served = requests.get(f"{whole.url}/metrics", timeout=5).text + requests.get(f"{whole.url}/healthz", timeout=5).text
-    assert whole.value(f"{c.M_ERRORS}_total", job=c.JOB_COLLECT, kind="transient") == 1  # the down source
-    assert whole.stop() == 0
+    with refused_port() as down_port:  # a free_port() here once became the metrics port below
+        down = f"    - {{name: down, type: prometheus, url: 'http://gpuledger:{TOKEN}@127.0.0.1:{down_port}'}}\n"
+        whole = ServeProcess(_config(tmp_path, "whole", port, down), free_port(), tmp_path / "whole.log")
+        whole.wait_ready()
+        whole.wait_for(f"{c.M_JOB_DURATION}_count", at_least=2, job=c.JOB_COLLECT)  # both sources tried
+        served = requests.get(f"{whole.url}/metrics", timeout=5).text
+        served += requests.get(f"{whole.url}/healthz", timeout=5).text
+        assert whole.value(f"{c.M_ERRORS}_total", job=c.JOB_COLLECT, kind="transient") == 1  # the down source
+        assert whole.stop() == 0
 
     crashed = ServeProcess(_config(tmp_path, "crashed", port), free_port(), tmp_path / "crashed.log")
     crashed.wait_ready()
