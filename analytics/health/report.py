@@ -322,6 +322,10 @@ def _from_silence(s: cov.Silence, t: HealthThresholds) -> list[Finding]:
 def _sweep(info: GpuInfo, findings: list[Finding]) -> list[Period]:
     """Periods of constant state over the GPU's observed span; each opens with its evidence."""
     start, end = info.span
+    if not findings:
+        # most GPUs of a fleet: one healthy period, what the general sweep below gives them, built directly
+        # because at 10,000 GPUs the general path cost a quarter of a second of the health page
+        return [Period(info.key, c.STATE_HEALTHY, start, end, start, False, None, [], None)] if start < end else []
     points = {start, end}
     points |= {f.start for f in findings if start < f.start < end}
     points |= {f.end for f in findings if f.end is not None and start < f.end < end}

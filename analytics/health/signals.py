@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -30,8 +30,10 @@ from core import conventions as c
 from core.store.sql import literal
 
 
-@dataclass(frozen=True, order=True)
-class GpuKey:
+class GpuKey(NamedTuple):
+    """A GPU's identity. A tuple, not a dataclass: at 10,000 GPUs the health report hashes and sorts keys
+    about 150,000 times, and a dataclass's Python-level __hash__ and __lt__ took 0.3 s of the page."""
+
     cluster: str
     node: str
     gpu_uuid: str
