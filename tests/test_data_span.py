@@ -34,6 +34,10 @@ CASES: dict[str, Build] = {
         add_gpu_usage(con, "n1", "GPU-long", 0.5, steps=1, step_s=3600),  # 0 min, ends at 60
         add_gpu_usage(con, "n1", "GPU-short", 0.5, steps=30),  # last row 29 min, ends at 30
     ),
+    "the last instant holds a short and the longest step": lambda con: (
+        add_gpu_usage(con, "n1", "GPU-long", 0.5, steps=12, step_s=300),  # last row 55 min, ends at 60
+        add_gpu_usage(con, "n1", "GPU-short", 0.5, steps=56),  # last row 55 min, ends at 56
+    ),
     "a late start in one table, an early one in the other": lambda con: (
         add_gpu_usage(con, "n1", "GPU-a", 0.5, offset=40, steps=5),
         add_pod(con, "p", "n1", offset=2, steps=3, step_s=15),

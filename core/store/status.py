@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -46,6 +46,11 @@ def _table_span(con: duckdb.DuckDBPyConnection, table: str) -> tuple[datetime, d
     if not row or row[0] is None:
         return None
     lo, last, longest = row
+    # no step can end after last + longest, so a row at `last` with the longest step settles it: a LIMIT 1
+    # probe that stops at the first such row (3 ms), where the tail query below reads every row group holding
+    # the last step (a day's at 10,000 GPUs when a day was loaded in one piece: 0.18 s of every first view)
+    if one(con, f"SELECT 1 FROM {table} WHERE ts = ? AND step_s = ? LIMIT 1", [last, longest]):
+        return lo, last + timedelta(seconds=longest)
     tail = one(
         con,
         f"SELECT max(ts + to_seconds(step_s)) FROM {table} WHERE ts >= ?::TIMESTAMP - to_seconds(?)",
