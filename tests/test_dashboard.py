@@ -254,6 +254,20 @@ assert seen == [{"altair", "narwhals.stable.v1", "narwhals.stable.v2"}], seen
     assert done.returncode == 0, done.stderr
 
 
+def test_once_the_background_imports_are_in_the_process_objects_are_frozen_out_of_full_collections() -> None:
+    """A full collection walks every live object: frozen, the modules and Streamlit are no longer walked each time
+    one falls inside a page's reports."""
+    code = """
+import gc, threading
+before = gc.get_freeze_count()
+import app.dashboard.ui
+[t.join(120) for t in threading.enumerate() if t.name == "gpuledger-imports"]
+assert before == 0 and gc.get_freeze_count() > 50_000, (before, gc.get_freeze_count())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=APP.parent)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_data_status_pages_bill_vs_ledger_shows_what_report_reconcile_prints_for_its_window(
     monkeypatch: pytest.MonkeyPatch, direct_warehouse: Path
 ) -> None:
