@@ -20,7 +20,7 @@ from collectors.metrics.prometheus import reader
 from core import conventions as c
 from core import promql
 from core.timeutil import parse_ts, to_epoch
-from tests import counters, servers
+from tests import counters, serve_helpers, servers
 from tests.servers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -41,6 +41,15 @@ SLOWEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_outlives_its_test() -> Iterator[None]:
+    """A test that fails between starting `gpuledger serve` and stopping it left the process running (one was
+    found still collecting an hour after its test)."""
+    yield
+    while serve_helpers.STARTED:
+        serve_helpers.STARTED.pop().kill()
 
 
 def run_cli(*args: str) -> Result:

@@ -13,10 +13,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
+STARTED: list[ServeProcess] = []  # killed after each test (conftest.py), so a failed test leaves no serve running
 
 
 class ServeProcess:
     def __init__(self, config: Path, port: int, log: Path) -> None:
+        STARTED.append(self)
         self.port = port
         self.log = log
         self.proc = subprocess.Popen(
