@@ -207,7 +207,7 @@ def test_a_prefetch_in_two_lanes_starts_the_first_two_reports_at_once_each_on_it
             together.wait()
         return n * 10
 
-    freshness.prefetch([(report, (0,)), (report, (1,)), (report, (2,))], _version(1.0), around, lanes=2)
+    freshness.prefetch([(report, (0,)), (report, (1,)), (report, (2,))], _version(1.0), around, lanes=(0, 1))
     freshness.settle(10)
     assert [report(_version(1.0), n) for n in range(3)] == [0, 10, 20] and around.opened == 2
 

@@ -52,6 +52,7 @@ _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-pa
 # a prefetch's second lane: a page's reports in two lanes use both cores (DuckDB's plans do not keep two busy
 # throughout, and Python's share of one report overlaps the other's queries)
 _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch")
+_LANES = (_worker, _second_lane)  # prefetch's lanes 0 and 1
 _POOLS = ("gpuledger-refresh", "gpuledger-panel", "gpuledger-prefetch")  # the threads' name prefixes above
 _done: Future[Any] = Future()
 _done.set_result(None)
@@ -111,14 +112,12 @@ def prefetch(
     calls: list[tuple[Callable[..., Any], tuple[Hashable, ...]]],
     version: tuple[str, float, str, float],
     around: Callable[[], AbstractContextManager[Any]],
-    lanes: int = 1,
-    second_lane_only: bool = False,
+    lanes: tuple[int, ...] = (0,),
 ) -> None:
     """Start computing, in order, every `cached` call whose value is missing or stale and not already under
-    way: in `lanes` (1 or 2) background tasks, the calls dealt out in turn, each task run inside its own
-    `around()` (one warehouse connection for its calls). Callers of those keys meanwhile wait for (or, stale,
-    skip) it as for any computation. `second_lane_only`: all in the second lane, leaving the first free for the
-    cold keys a page asks for itself (which wait in it)."""
+    way: in background tasks on `lanes` (0, the first, where a page's own cold calls also wait; 1, the second),
+    the calls dealt out among them in turn, each task run inside its own `around()` (one warehouse connection
+    for its calls). Callers of those keys meanwhile wait for (or, stale, skip) it as for any computation."""
     stamp, todo = _stamp(version), []
     with _lock:
         for cached_fn, args in calls:
@@ -129,10 +128,9 @@ def prefetch(
                 continue
             future = _pending[key] = Future()
             todo.append((key, fn, args, future))
-    executors = (_second_lane,) if second_lane_only else (_worker, _second_lane)[: max(1, min(lanes, 2))]
-    for lane, executor in enumerate(executors):
-        if todo[lane :: len(executors)]:
-            executor.submit(_compute_all, todo[lane :: len(executors)], stamp, version, around)
+    for i, lane in enumerate(lanes):
+        if todo[i :: len(lanes)]:
+            _LANES[lane].submit(_compute_all, todo[i :: len(lanes)], stamp, version, around)
 
 
 def _compute_all(

@@ -226,25 +226,11 @@ def prefetch_reports(page: str, start: datetime, end: datetime, sidebar: bool = 
         # only the filter lists (rendered after the page) want it: it takes the second lane, and the first stays
         # free for the page's reports (a page's own first call of a report waits in the first lane)
         freshness.prefetch(calls, version, shared_connection)
-        freshness.prefetch([(breakdown, (start, end))], version, shared_connection, second_lane_only=True)
+        freshness.prefetch([(breakdown, (start, end))], version, shared_connection, lanes=(1,))
         return
     if sidebar:
         calls = [(breakdown, (start, end))] + [call for call in calls if call[0] is not breakdown]
-    freshness.prefetch(calls, version, shared_connection, lanes=2)
-
-
-def _filter_options(
-    version: tuple[str, float, str, float], start: datetime, end: datetime, admin: bool, teams: tuple[str, ...]
-) -> dict[str, list[str]]:
-    """What each sidebar filter offers, once per collection and window: every page run used to copy the whole
-    breakdown frame for it (a tenth of the server's CPU under load)."""
-    frame = access.Scope(admin, frozenset(teams)).restrict(breakdown(version, start, end))
-    return {
-        key: sorted(str(v) for v in frame.get(key, pd.Series(dtype=str)).dropna().unique() if v) for key in FILTER_KEYS
-    }
-
-
-filter_options = st.cache_data(show_spinner=False, max_entries=64)(_filter_options)
+    freshness.prefetch(calls, version, shared_connection, lanes=(0, 1))
 
 
 def no_data() -> None:

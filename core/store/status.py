@@ -17,9 +17,10 @@ def data_span(con: duckdb.DuckDBPyConnection) -> tuple[datetime, datetime] | Non
     """First and last covered instant of GPU data (allocations or device samples), or None.
 
     min(ts), max(ts) and max(step_s) of a bare column come from DuckDB's column statistics without a scan;
-    the end of the last step is then looked for only among rows that can reach past max(ts) (ts within
-    max(step_s) of it), which zone maps narrow to the last row groups. Exact, and milliseconds instead of
-    a pass over every row (seconds at 1,000 GPUs, every dashboard page's first view)."""
+    the end of the last step is max(ts) + max(step_s) when a row at max(ts) has the longest step (a LIMIT 1
+    probe), else it is looked for among rows that can reach past max(ts) (ts within max(step_s) of it), which
+    zone maps narrow to the last row groups. Exact, and milliseconds instead of a pass over every row (seconds
+    at 1,000 GPUs, every dashboard page's first view)."""
     spans = [span for t in (c.T_POD_ALLOCATIONS, c.T_GPU_SAMPLES) if (span := _table_span(con, t)) is not None]
     if not spans:
         return None
@@ -46,9 +47,9 @@ def _table_span(con: duckdb.DuckDBPyConnection, table: str) -> tuple[datetime, d
     if not row or row[0] is None:
         return None
     lo, last, longest = row
-    # no step can end after last + longest, so a row at `last` with the longest step settles it: a LIMIT 1
-    # probe that stops at the first such row (3 ms), where the tail query below reads every row group holding
-    # the last step (a day's at 10,000 GPUs when a day was loaded in one piece: 0.18 s of every first view)
+    # no step ends after last + longest: the probe stops at the first row that reaches it (3 ms), where the tail
+    # query reads every row group holding the last step (a day's at 10,000 GPUs when a day was loaded in one
+    # piece: 0.18 s of every first view)
     if one(con, f"SELECT 1 FROM {table} WHERE ts = ? AND step_s = ? LIMIT 1", [last, longest]):
         return lo, last + timedelta(seconds=longest)
     tail = one(
