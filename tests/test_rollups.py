@@ -101,7 +101,9 @@ def test_any_fleet_gets_the_same_chargeback_from_rollups_as_from_steps(gpus, pod
 @given(
     gpus=st.lists(st.integers(1, 8), min_size=1, max_size=3),
     pods=st.lists(POD, max_size=8),
-    window=st.tuples(st.integers(0, 200), st.integers(201, 432)),
+    # ends at or after step 210: an hour boundary falls at or before step 204 (a multiple of 6 ten-minute steps), so
+    # every window holds a whole hour the rollups answer (193..201 held none and failed the plan's assertion)
+    window=st.tuples(st.integers(0, 200), st.integers(210, 432)),
     by=st.sampled_from(RECONCILE_BY),
     mig_share=st.sampled_from(["compute", "memory"]),
 )
