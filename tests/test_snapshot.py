@@ -17,7 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.cost.chargeback import chargeback
+from analytics.cost import fact_plan
+from analytics.cost.chargeback import chargeback, namespace_labels
+from analytics.cost.prices import load_prices
 from app.stage_options import chargeback_options
 from core import conventions as c
 from core.settings import load_settings
@@ -174,3 +176,43 @@ def test_two_threads_asking_at_once_wait_for_one_computation_and_a_failure_is_no
         with pytest.raises(RuntimeError):
             read_memo.remember(first, "bad", failing)
         assert read_memo.remember(second, "bad", lambda: "now") == "now"
+
+
+def _per_version_answers(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[object, ...]:
+    """What a chargeback reads once per warehouse version: the price rows, the instants prices change at, the
+    namespaces' labels."""
+    return (load_prices(con), sorted(fact_plan._price_changes(con, window)), namespace_labels(con))
+
+
+PRICING_WRITES = {
+    "every price doubled": f"UPDATE {c.T_PRICES} SET price_per_hour_usd = 2 * price_per_hour_usd, "
+    "gpu_price_per_hour_usd = 2 * gpu_price_per_hour_usd",
+    "a discount from the middle of the window": f"INSERT INTO {c.T_PRICE_DISCOUNTS} VALUES ('promo', 10, '', '', '*', "
+    "'', $mid, NULL, 'test')",
+    "a namespace labelled for a team": f"UPDATE {c.T_NAMESPACES} SET labels = json_object('team', 'moved') "
+    f"WHERE namespace = (SELECT min(namespace) FROM {c.T_NAMESPACES})",
+}
+
+
+@pytest.mark.parametrize("write", PRICING_WRITES.values(), ids=PRICING_WRITES.keys())
+def test_prices_discounts_and_namespace_labels_written_between_two_dashboard_connections_are_read_afresh(
+    warehouse: Path, write: str
+) -> None:
+    """A dashboard connection answers them once per warehouse version; the next version's connection must read the
+    write, and its chargeback must equal a writer's (which reads them every time)."""
+    opts = chargeback_options(load_settings(Path("/dev/null")), ("team",))
+    with contextlib.ExitStack() as a:
+        con = _reader(warehouse, a)
+        first, last = data_span(con)  # type: ignore[misc]
+        window = Window(first.replace(hour=0, minute=0, second=0, microsecond=0), last)
+        before = _per_version_answers(con, window)
+        assert _per_version_answers(con, window) == before
+        chargeback(con, window, opts)
+    with open_warehouse(warehouse) as con:
+        con.execute(write, {"mid": window.start + (window.end - window.start) / 2} if "$mid" in write else None)
+        reference = _per_version_answers(con, window), chargeback(con, window, opts).rows
+    with contextlib.ExitStack() as b:
+        con = _reader(warehouse, b)
+        after = _per_version_answers(con, window), chargeback(con, window, opts).rows
+    assert after[0] != before, "the write changed none of the answers: the test proves nothing"
+    assert after == reference, "an answer of the previous version leaked"

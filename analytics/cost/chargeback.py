@@ -32,6 +32,7 @@ from analytics.cost.cost_rows import JOULE_QUANTUM, SHARED, ZERO, ChargebackRepo
 from analytics.cost.rates import UNIT_HOURS, Rates
 from core import conventions as c
 from core.money import in_money_context, to_cents
+from core.store import read_memo
 from core.timeutil import Window
 
 USED_QUANTUM = Decimal("0.001")  # used GPU-seconds, as the unused cost reads them
@@ -171,6 +172,13 @@ def labels_of(text: str | None) -> dict[str, str]:
 
 
 def namespace_labels(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
+    """(cluster, namespace) -> its labels; read once per warehouse version (core/store/read_memo.py), a new dict of
+    new label dicts each call (a caller may change what it gets)."""
+    stored = read_memo.remember(con, "chargeback.namespace_labels", lambda: _namespace_labels(con))
+    return {k: dict(v) for k, v in stored.items()}
+
+
+def _namespace_labels(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], dict[str, str]]:
     return {
         (cl, ns): labels_of(lb)
         for cl, ns, lb in con.execute(f"SELECT cluster, namespace, labels FROM {c.T_NAMESPACES}").fetchall()

@@ -109,13 +109,19 @@ def _add(ranges: Ranges, lo: datetime, hi: datetime) -> None:
 
 
 def _price_changes(con: duckdb.DuckDBPyConnection, window: Window) -> set[datetime]:
-    """Instants inside the window at which a price row or a discount starts or ends."""
+    """Instants inside the window at which a price row or a discount starts or ends (every such instant read once
+    per warehouse version: core/store/read_memo.py)."""
+    instants = read_memo.remember(con, "facts.price_changes", lambda: _price_instants(con))
+    return {t for t in instants if window.start < t < window.end}
+
+
+def _price_instants(con: duckdb.DuckDBPyConnection) -> tuple[datetime, ...]:
     rows = con.execute(
         f"""SELECT effective_from FROM {c.T_PRICES}
         UNION SELECT effective_from FROM {c.T_PRICE_DISCOUNTS}
         UNION SELECT effective_to FROM {c.T_PRICE_DISCOUNTS} WHERE effective_to IS NOT NULL"""
     ).fetchall()
-    return {r[0] for r in rows if window.start < r[0] < window.end}
+    return tuple(r[0] for r in rows)
 
 
 def _ts(t: datetime) -> str:
