@@ -83,7 +83,9 @@ WHY_MISSED = {
     "and gpu_samples by their string keys: 92 and 120 million rows; filtering by node or GPU literals did not beat "
     "it), off-peak 0.85-0.97 s, pool rates 0.35 s. Since d79692c the p95 narrows the GPUs' samples by UUID alone "
     "(medians of 5 runs 2.59 -> 2.16 s) and the pass takes 6.54-6.78 s against 7.10-8.46 s (3 runs alternating, "
-    "512 MB, the same 3,841 recommendations). The p95 is what a per-series layout (integer keys) would cut.",
+    "512 MB, the same 3,841 recommendations); since the off-peak figures sum each pod's peak hours before their "
+    "joins, off-peak takes 0.34-0.47 s against 0.63-0.83 s (6 runs alternating). The p95 is what a per-series "
+    "layout (integer keys) would cut.",
     "20 dashboard sessions": "Streamlit serves every session from one Python process, bound by its GIL to about one "
     "core; py-spy: page scripts 37%, recomputing the pages' frames after each of serve's commits (every 15 s) 30% "
     "before dashboard.refresh_seconds (e71c501), Arrow and pandas serialization about 10%. On 2 shared cores the "

@@ -232,8 +232,10 @@ def _off_peak(
     idle_off_peak = {pool: int(units) / U / 3600 for pool, units in idle}
     # only jobs short enough to fit in the off-peak hours can move there; serving pods stay put
     fits = 24 - (opts.peak_hours[1] - opts.peak_hours[0])
+    # each pod's peak-hour units summed per node before the joins: they need neither the hour nor the step
     sql = f"""
-    WITH al AS (SELECT * FROM ({src["alloc"]}) WHERE {peak})
+    WITH al AS (SELECT cluster, node, namespace, pod, uid, sum(units) AS units FROM ({src["alloc"]}) WHERE {peak}
+                GROUP BY ALL)
     SELECT coalesce(n.node_pool, '') AS node_pool, k.team, sum(al.units) AS units
     FROM al {n}
     JOIN {pod_bill.T_POD_BILL} b ON b.cluster = al.cluster AND b.namespace = al.namespace AND b.pod = al.pod
