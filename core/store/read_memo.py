@@ -5,7 +5,8 @@ Every report first checks that the rollups it wants to read are current (row cou
 page's four reports. A read-only connection sees a fixed warehouse (DuckDB lets no process write the
 file while a reader has it open), so those answers cannot change while it lives: `remember` keeps them
 with the connection and forgets them with it. A writing connection changes what it reads, so there
-`remember` always computes.
+`remember` always computes. Reports keep here too what every chargeback reads whole (the price rows, the instants
+prices change at, the namespaces' labels).
 
 The dashboard's connections (app/dashboard/reader.py) `share` their answers by warehouse version: every connection
 opened on the same version of the file answers each check once, so a page's two lanes check once, and the next
@@ -33,7 +34,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 # connection -> its answers, or None for a connection that can write (nothing is kept for it)
 _answers: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Hashable, Any] | None] = weakref.WeakKeyDictionary()
-KEEP_VERSIONS = 4  # a version's answers are a few booleans and node lists: kilobytes
+KEEP_VERSIONS = 4  # a version's answers are booleans, node lists, price rows and namespace labels: kilobytes
 # warehouse version -> the answers its connections share, most recently opened last
 _versions: OrderedDict[tuple[object, ...], dict[Hashable, Any]] = OrderedDict()
 
