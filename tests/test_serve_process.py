@@ -5,6 +5,8 @@ a known credential that must appear nowhere: logs, errors, the warehouse, /metri
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -80,6 +82,37 @@ def test_a_second_instance_is_refused_and_sigterm_stops_the_first_cleanly(tmp_pa
         WarehouseLock(tmp_path / "wh.duckdb").acquire().release()  # and by the kernel on kill -9
     finally:
         first.kill()
+
+
+# Each runs in its own interpreter: the signals are the process's, and a hang must fail, not stall the suite.
+# `held` is what the main thread holds when SIGTERM lands: Event.wait holds its event's (non-reentrant) lock
+# for a few bytecodes before it sleeps, and a handler that set an event there hung `serve` for good.
+STOP_SIGNAL_CASES = {
+    "lands while the main thread holds an event's lock": (
+        "stop = threading.Event()\nwith stop._cond:\n    os.kill(os.getpid(), signal.SIGTERM)\n    sum(range(9))",
+        "SIGTERM",
+    ),
+    "lands before the main thread waits": ("os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.2)", "SIGINT"),
+    "lands while the main thread waits": (
+        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()",
+        "SIGTERM",
+    ),
+}
+
+
+@pytest.mark.parametrize(("before_wait", "caught"), STOP_SIGNAL_CASES.values(), ids=STOP_SIGNAL_CASES)
+def test_a_stop_signal_is_caught_wherever_it_lands_and_the_old_handlers_come_back(
+    before_wait: str, caught: str
+) -> None:
+    script = (
+        "import os, signal, threading, time\nfrom app.cli.serve import StopSignals\n"
+        "with StopSignals() as signals:\n"
+        + "".join(f"    {line}\n" for line in before_wait.splitlines())
+        + "    print(signal.Signals(signals.wait()).name)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, signal.set_wakeup_fd(-1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.split()) == (0, [caught, "True", "-1"]), done.stderr
 
 
 def test_kill_9_mid_collection_then_a_restart_ends_identical_to_an_uninterrupted_run(

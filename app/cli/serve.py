@@ -97,21 +97,20 @@ def serve(service: Service, host: str, port: int) -> int:
 
     with WarehouseLock(service.warehouse):
         service.seed()
-        # signals handled and jobs planned before /healthz answers: a SIGTERM right after start-up stops cleanly
-        _on_signals(service)
-        scheduler = build_scheduler(service)
-        server = MetricsServer(host, port, service.metrics, service.health).start()
-        log.info(
-            "gpuledger serve: warehouse %s, /metrics and /healthz on http://%s:%d", service.warehouse, host, server.port
-        )
-        scheduler.start()
-        service.stop.wait()
-        log.info("stopping: no new jobs; waiting for the running one")
-        scheduler.shutdown(wait=False)
-        finished = service.running.acquire(timeout=parse_duration(service.settings.service.stop_timeout))
-        if finished:
-            service.running.release()  # jobs check `stop` under this lock: none starts any more
-        server.stop()
+        # signals caught and jobs planned before /healthz answers: a SIGTERM right after start-up stops cleanly
+        with StopSignals() as signals:
+            scheduler = build_scheduler(service)
+            server = MetricsServer(host, port, service.metrics, service.health).start()
+            log.info(
+                "gpuledger serve: warehouse %s, /metrics and /healthz on http://%s:%d",
+                service.warehouse,
+                host,
+                server.port,
+            )
+            scheduler.start()
+            log.info("received %s", signal.Signals(signals.wait()).name)
+            finished = _stop(service, scheduler)
+            server.stop()
     if not finished:
         # the open transaction dies with the process: DuckDB rolls the window back on the next open
         log.error("the running job did not finish within service.stop_timeout: exiting; its window rolls back")
@@ -121,13 +120,52 @@ def serve(service: Service, host: str, port: int) -> int:
     return 0
 
 
-def _on_signals(service: Service) -> None:
-    def handler(signum: int, frame: Any) -> None:
-        log.info("received %s", signal.Signals(signum).name)
-        service.stop.set()
+def _stop(service: Service, scheduler: BackgroundScheduler) -> bool:
+    """No job starts any more; whether the running one finished within service.stop_timeout."""
+    service.stop.set()
+    log.info("stopping: no new jobs; waiting for the running one")
+    scheduler.shutdown(wait=False)
+    finished = service.running.acquire(timeout=parse_duration(service.settings.service.stop_timeout))
+    if finished:
+        service.running.release()  # jobs check `stop` under this lock: none starts any more
+    return finished
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+
+class StopSignals:
+    """SIGTERM and SIGINT, for the main thread to wait for.
+
+    The handler only wakes the main thread (through the wakeup fd, which CPython's C-level handler writes
+    the signal's number to): it takes no lock and writes no log line. A Python handler runs on the main
+    thread between any two bytecodes, including inside `Event.wait` while it holds the event's
+    non-reentrant lock, so a handler that called `Event.set()` could hang `serve` for good (CI, stop 45).
+    """
+
+    CAUGHT = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self) -> StopSignals:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)  # the C handler must never block on a full pipe
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._old = {signum: signal.signal(signum, _wake_only) for signum in self.CAUGHT}
+        return self
+
+    def wait(self) -> int:
+        """Block until SIGTERM or SIGINT arrives (or arrived since __enter__); its number."""
+        while True:
+            for signum in os.read(self._read, 64):
+                if signum in self.CAUGHT:
+                    return signum
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._old.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._old_fd)
+        os.close(self._read)
+        os.close(self._write)
+
+
+def _wake_only(signum: int, frame: Any) -> None:
+    """The wakeup fd already carries the signal to StopSignals.wait."""
 
 
 def configure_logging(secrets: list[str], quiet: bool = False) -> None:
