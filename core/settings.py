@@ -734,7 +734,9 @@ class ServeSettings(_Section):
         default="03:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="UTC time of the daily price refresh."
     )
     stop_timeout: str = Field(
-        default="60s", description="On SIGTERM, how long the running job may take to finish before the process exits."
+        default="60s",
+        description="On SIGTERM, how long the running job may take to finish before the process exits with 3; a "
+        "second SIGTERM or Ctrl-C exits at once.",
     )
     lock_wait: str = Field(
         default="60s",

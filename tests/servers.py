@@ -59,6 +59,34 @@ def refused_port() -> Iterator[int]:
 
 
 @contextmanager
+def hanging_store() -> Iterator[tuple[str, threading.Event]]:
+    """A store that accepts connections and never answers (hung mid-request): its URL, and an event set once a
+    client has connected."""
+    connected = threading.Event()
+    held: list[socket.socket] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return  # the listener was shut down
+            connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", connected
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+@contextmanager
 def running(args: list[str], log: Path, url: str, ready_path: str, **probe: Any) -> Iterator[None]:
     """Run a server until the block ends; it must answer 200 on ready_path within 60 s."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("w"))

@@ -4,7 +4,9 @@ a known credential that must appear nowhere: logs, errors, the warehouse, /metri
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -27,7 +29,7 @@ from core.timeutil import Window, iso, iso_week_of
 from tests.conftest import free_port, run_cli, serve_prometheus
 from tests.helpers import content_digest
 from tests.serve_helpers import ROOT, ServeProcess
-from tests.servers import refused_port
+from tests.servers import hanging_store, refused_port
 
 TOKEN = "s3cr3t-T0KEN-4b1d"
 
@@ -82,6 +84,44 @@ def test_a_second_instance_is_refused_and_sigterm_stops_the_first_cleanly(tmp_pa
         WarehouseLock(tmp_path / "wh.duckdb").acquire().release()  # and by the kernel on kill -9
     finally:
         first.kill()
+
+
+# (service.stop_timeout, the signals sent 0.5 s apart, why the log says the running job is abandoned)
+ABANDON_CASES = {
+    "the stop timeout passes": ("1s", [signal.SIGTERM], "still running after service.stop_timeout (1s)"),
+    "a second signal arrives": ("300s", [signal.SIGTERM, signal.SIGINT], "a second SIGINT"),
+}
+
+
+@pytest.mark.parametrize(("stop_timeout", "signals", "why"), ABANDON_CASES.values(), ids=ABANDON_CASES)
+def test_a_job_hung_on_its_store_is_abandoned_with_exit_3_and_the_warehouse_stays_as_it_was(
+    tmp_path: Path, stop_timeout: str, signals: list[signal.Signals], why: str
+) -> None:
+    with hanging_store() as (url, connected):
+        config = tmp_path / "s.yaml"
+        config.write_text(
+            f"warehouse: {{path: {tmp_path / 'wh.duckdb'}}}\ncollect: {{retries: 0, timeout: 300s}}\n"
+            f"service:\n  weekly_export: false\n  stop_timeout: {stop_timeout}\n"
+            f"  sources:\n    - {{name: hung, type: prometheus, url: '{url}', backfill: 6h}}\n"
+        )
+        hung = ServeProcess(config, free_port(), tmp_path / "serve.log")
+        try:
+            hung.wait_ready()
+            assert connected.wait(60), hung.log.read_text()[-3000:]  # the start-up collection waits on the store
+            began = time.monotonic()
+            for sig in signals:
+                os.kill(hung.proc.pid, sig)
+                time.sleep(0.5)
+            assert hung.proc.wait(timeout=60) == 3
+            assert time.monotonic() - began < 30  # not the store's 300 s, nor a 300 s stop timeout
+        finally:
+            hung.kill()
+    log = hung.log.read_text()
+    assert f"the running job is abandoned ({why})" in log and "stopped cleanly" not in log
+    WarehouseLock(tmp_path / "wh.duckdb").acquire().release()
+    with open_warehouse(tmp_path / "wh.duckdb", read_only=True) as con:
+        assert one(con, f"SELECT count(*) FROM {c.T_WATERMARKS}") == (0,)
+        assert all(one(con, f"SELECT count(*) FROM {t}") == (0,) for t in c.FACT_TABLES)
 
 
 # Each runs in its own interpreter: the signals are the process's, and a hang must fail, not stall the suite.

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,27 +110,34 @@ def serve(service: Service, host: str, port: int) -> int:
                 server.port,
             )
             scheduler.start()
-            log.info("received %s", signal.Signals(signals.wait()).name)
-            finished = _stop(service, scheduler)
+            first = signals.wait()
+            log.info("received %s", signal.Signals(first).name if first else "a stop signal")
+            abandoned = _stop(service, scheduler, signals)
             server.stop()
-    if not finished:
+    if abandoned:
         # the open transaction dies with the process: DuckDB rolls the window back on the next open
-        log.error("the running job did not finish within service.stop_timeout: exiting; its window rolls back")
+        log.error("the running job is abandoned (%s): exiting; its window rolls back", abandoned)
         logging.shutdown()
         os._exit(3)
     log.info("stopped cleanly")
     return 0
 
 
-def _stop(service: Service, scheduler: BackgroundScheduler) -> bool:
-    """No job starts any more; whether the running one finished within service.stop_timeout."""
+def _stop(service: Service, scheduler: BackgroundScheduler, signals: StopSignals) -> str | None:
+    """No job starts any more; the running one may finish. None when it did, else why it is abandoned: a
+    second SIGTERM or Ctrl-C (whoever sends it wants out now), or service.stop_timeout passed."""
     service.stop.set()
-    log.info("stopping: no new jobs; waiting for the running one")
+    log.info("stopping: no new jobs; waiting for the running one (a second signal exits at once)")
     scheduler.shutdown(wait=False)
-    finished = service.running.acquire(timeout=parse_duration(service.settings.service.stop_timeout))
-    if finished:
-        service.running.release()  # jobs check `stop` under this lock: none starts any more
-    return finished
+    deadline = time.monotonic() + parse_duration(service.settings.service.stop_timeout)
+    while not service.running.acquire(timeout=max(0.0, min(0.1, deadline - time.monotonic()))):
+        second = signals.wait(timeout=0)
+        if second is not None:
+            return f"a second {signal.Signals(second).name}"
+        if time.monotonic() >= deadline:
+            return f"still running after service.stop_timeout ({service.settings.service.stop_timeout})"
+    service.running.release()  # jobs check `stop` under this lock: none starts any more
+    return None
 
 
 class StopSignals:
@@ -149,12 +158,17 @@ class StopSignals:
         self._old = {signum: signal.signal(signum, _wake_only) for signum in self.CAUGHT}
         return self
 
-    def wait(self) -> int:
-        """Block until SIGTERM or SIGINT arrives (or arrived since __enter__); its number."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The next SIGTERM or SIGINT (each one that arrived since __enter__ counts once), or None when none
+        comes within `timeout` seconds (None: wait for good)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            for signum in os.read(self._read, 64):
-                if signum in self.CAUGHT:
-                    return signum
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self._read], [], [], left)[0]:
+                return None
+            signum = os.read(self._read, 1)[0]  # one byte per signal: a second one stays for the next wait
+            if signum in self.CAUGHT:
+                return signum
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._old.items():
