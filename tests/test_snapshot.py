@@ -216,3 +216,33 @@ def test_prices_discounts_and_namespace_labels_written_between_two_dashboard_con
         after = _per_version_answers(con, window), chargeback(con, window, opts).rows
     assert after[0] != before, "the write changed none of the answers: the test proves nothing"
     assert after == reference, "an answer of the previous version leaked"
+
+
+def test_a_nodes_pool_changed_is_billed_in_its_new_pool_by_the_writer_at_once_and_by_the_next_dashboard_connection(
+    warehouse: Path,
+) -> None:
+    """The chargeback keeps node attributes in a temp table made once per read-only connection (fact_plan): a writer
+    must read its own write in its next report, and a dashboard connection opened after it must read it too."""
+    opts = chargeback_options(load_settings(Path("/dev/null")), ("team", "node_pool"))
+
+    def pools(con: duckdb.DuckDBPyConnection, window: Window) -> dict[str, object]:
+        rows = chargeback(con, window, opts).rows
+        return {
+            p: sum(r.cost_usd for r in rows if r.keys["node_pool"] == p) for p in {r.keys["node_pool"] for r in rows}
+        }
+
+    with contextlib.ExitStack() as a:
+        con = _reader(warehouse, a)
+        first, last = data_span(con)  # type: ignore[misc]
+        window = Window(first.replace(hour=0, minute=0, second=0, microsecond=0), last)
+        before = pools(con, window)
+        assert pools(con, window) == before  # the second report reads the connection's table
+    with open_warehouse(warehouse) as con:
+        node = con.execute(f"SELECT min(node) FROM {c.T_NODES}").fetchone()[0]  # type: ignore[index]
+        assert pools(con, window) == before
+        con.execute(f"UPDATE {c.T_NODES} SET node_pool = 'moved' WHERE node = ?", [node])
+        written = pools(con, window)
+    with contextlib.ExitStack() as b:
+        after = pools(_reader(warehouse, b), window)
+    assert "moved" not in before and written.get("moved", 0) > 0, "the node cost nothing: the test proves nothing"
+    assert sum(written.values()) == sum(before.values()) and after == written

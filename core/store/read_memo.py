@@ -6,7 +6,8 @@ page's four reports. A read-only connection sees a fixed warehouse (DuckDB lets 
 file while a reader has it open), so those answers cannot change while it lives: `remember` keeps them
 with the connection and forgets them with it. A writing connection changes what it reads, so there
 `remember` always computes. Reports keep here too what every chargeback reads whole (the price rows, the instants
-prices change at, the namespaces' labels).
+prices change at, the namespaces' labels). `per_connection` keeps what only its own connection can use: the
+chargeback's table of node attributes (a temp table), made once per read-only connection.
 
 The dashboard's connections (app/dashboard/reader.py) `share` their answers by warehouse version: every connection
 opened on the same version of the file answers each check once, so a page's two lanes check once, and the next
@@ -35,6 +36,8 @@ _lock = threading.Lock()
 # connection -> its answers, or None for a connection that can write (nothing is kept for it)
 _answers: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Hashable, Any] | None] = weakref.WeakKeyDictionary()
 KEEP_VERSIONS = 4  # a version's answers are booleans, node lists, price rows and namespace labels: kilobytes
+# connection -> what per_connection computed on it (temp table names: never shared between connections)
+_own: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Hashable, Any]] = weakref.WeakKeyDictionary()
 # warehouse version -> the answers its connections share, most recently opened last
 _versions: OrderedDict[tuple[object, ...], dict[Hashable, Any]] = OrderedDict()
 
@@ -59,6 +62,22 @@ def remember(con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[]
                 answers.pop(key, None)  # not an answer: the next caller computes it again
             future.set_exception(exc)
     return future.result()
+
+
+def per_connection(con: duckdb.DuckDBPyConnection, key: Hashable, compute: Callable[[], T]) -> T:
+    """compute()'s answer for `key`, computed once per read-only connection and never shared with another: for
+    answers that name something living on that connection only, such as a temp table. Always computed on a writer.
+    A connection is used by one thread at a time (the dashboard's lanes each have their own)."""
+    if _answers_of(con) is None:
+        return compute()
+    with _lock:
+        own = _own.setdefault(con, {})
+        if key in own:
+            return own[key]  # type: ignore[no-any-return]
+    value = compute()
+    with _lock:
+        own[key] = value
+    return value
 
 
 def file_identity(path: Path) -> tuple[object, ...]:
