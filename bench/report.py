@@ -70,7 +70,10 @@ WHY_MISSED = {
     "plans (tried, not kept) was within noise (teams 1.13-1.60 s against 1.12-1.46 s, 4 runs of 5 alternating). "
     "The overview waits for its breakdown and budget beside each other (0.9-1.2 s). Hand-timed served views "
     "before 2026-12-07 17:00 (served.py, a new AppTest per run) included AppTest's own component scan, about 0.6 s "
-    "per new AppTest (cProfile): they overstate served views by that much.",
+    "per new AppTest (cProfile): they overstate served views by that much. Since f9a9522 a chargeback's node "
+    "attributes are a temp table made once per read-only connection, not planned and run in each of its three fact "
+    "queries (20-25 ms each): the teams page's four reports on one connection 1.07-1.30 -> 0.79-1.13 s; served, "
+    "3 rounds of 3 alternating with d27fcc5: teams 1.05-1.54 -> 0.88-1.26 s, overview 0.75-1.18 -> 0.69-1.00 s.",
     "the overview's savings panel": "running the framebuffer p95 on a connection of its own while the pods are "
     "priced (46869d8, reverted) saved nothing: 7.66-7.98 s against 8.19 s, the p95 taking 5.35 s beside pricing "
     "(1 s -> 2.1 s) and off-peak (0.9 s -> 2.7 s): the pass is CPU-bound on 2 cores. By hand on a 10,000-GPU fleet "
