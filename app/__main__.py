@@ -1,5 +1,5 @@
 """`python -m app` runs the gpuledger CLI."""
 
-from app.cli import main
+from app.cli import run
 
-main()
+run()

@@ -8,7 +8,13 @@ counted and reported once, and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from collectors.metrics.prometheus import reader
 from core import conventions as c
 from core.store.warehouse import open_warehouse
 from tests.fake_store import PASS, FakeStore, Fault, serving
+from tests.serve_helpers import ROOT
 
 START, END = "2026-11-02T00:00:00Z", "2026-11-02T02:00:00Z"
 # how the collector reads the simulated day: kube-state-metrics' 5-minute scrapes, read off the store
@@ -193,6 +200,49 @@ def test_a_failure_in_a_later_window_keeps_the_committed_ones_and_the_next_run_r
     assert resumed.exit_code == 0, resumed.output
     assert f"prometheus:{url} 2026-11-02T01:00Z..2026-11-02T02:00Z" in resumed.output
     assert _window_rows(wh, c.T_POD_ALLOCATIONS) == _window_rows(direct_warehouse, c.T_POD_ALLOCATIONS)
+
+
+def test_ctrl_c_while_the_store_keeps_a_window_exits_130_at_once_keeping_the_windows_committed_before(
+    prometheus_url: str, direct_warehouse: Path, tmp_path: Path
+) -> None:
+    """The next window is fetched while the current one commits: Ctrl-C must not wait for a store that stopped
+    answering (here for 300 s, within collect.timeout), in the pipeline or at the process's exit."""
+    waiting = threading.Event()
+
+    def second_window_hangs(n: int, params: dict[str, str]) -> Fault:
+        if float(params.get("start", "0")) >= 1793581200:  # 2026-11-02T01:00:00Z
+            waiting.set()
+            return Fault("delay", seconds=300)
+        return PASS
+
+    wh, config = tmp_path / "wh.duckdb", tmp_path / "settings.yaml"
+    config.write_text("collect: {retries: 0, commit_window: 1h, timeout: 600s, cluster: sim-us-east-1}\n")
+    # Ctrl-C as a terminal sends it: SIGINT raising KeyboardInterrupt (a test worker may have it ignored)
+    command = "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); runpy.run_module('app', run_name='__main__')"
+    log = tmp_path / "collect.log"
+    with serving(FakeStore(prometheus_url, second_window_hangs)) as url, log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", command, "--config", str(config), "--warehouse", str(wh), "collect", "prometheus",
+             "--url", url, "--start", START, "--end", END],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            assert waiting.wait(120), "the collection never asked for the second window"
+            deadline = time.monotonic() + 120
+            while '"windows": 1,' not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)  # the first window commits (its progress line: one per commit window)
+            began = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+        finally:
+            proc.kill()
+    output = log.read_text()
+    assert (proc.returncode, time.monotonic() - began < 20) == (130, True), output[-3000:]
+    assert "gpuledger: interrupted" in output
+    assert _window_rows(wh, c.T_POD_ALLOCATIONS) == _window_rows(
+        direct_warehouse, c.T_POD_ALLOCATIONS, hi="2026-11-02T01:00:00Z"
+    )  # the first hour, exactly, and nothing of the second
 
 
 def test_a_malformed_series_is_skipped_counted_and_reported_once(prometheus_url: str, tmp_path: Path) -> None:

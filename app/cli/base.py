@@ -1,11 +1,13 @@
 """The `gpuledger` command group, its context and error translation; the commands live beside it.
 
 Exit codes: 0 ok; 2 bad input, configuration or query (terminal); 3 a source or the warehouse was
-unavailable (transient: retry later); 1 anything unexpected.
+unavailable (transient: retry later); 1 anything unexpected; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -35,6 +37,33 @@ def fail_cleanly(func: F) -> F:
             sys.exit(3 if isinstance(exc, TransientError) else 2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def run() -> None:
+    """The `gpuledger` command (and `python -m app`): `main`, where Ctrl-C exits 130 at once.
+
+    By the time the interrupt reaches here, the command has unwound: an open commit window is rolled back and the
+    warehouse closed. Exiting normally would then wait for worker threads still blocked on a store's answer (a
+    collection's prefetch and its queries), each for up to collect.timeout per retry, so the exit skips that wait.
+    The handler records the signal because the exception that arrives is not always a KeyboardInterrupt: DuckDB,
+    interrupted mid-query, raises "Query interrupted" instead."""
+    interrupted: list[int] = []
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where the shell ignores it (`cmd &`)
+        signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        main()
+    except BaseException:
+        if not interrupted:
+            raise
+        click.echo("gpuledger: interrupted: what was committed before is kept, the rest rolled back", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 class Context:

@@ -212,17 +212,24 @@ def _pipeline(
     committed (DuckDB and the network both release the GIL); at most two windows are in memory."""
     windows = commit_windows(window, parse_duration(settings.commit_window), reader.step_s)
     progress.begin(f"collect {source}", len(windows), "windows")
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch")
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuledger-prefetch") as ahead:
-            pending = ahead.submit(_fetch_window, reader, settings, windows[0], interval_ms)
-            for i, part_window in enumerate(windows):
-                plan_name, fetched = pending.result()
-                if i + 1 < len(windows):
-                    pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1], interval_ms)
-                part, kinds = _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
-                span = f"{iso(part_window.start)}..{iso(part_window.end)}"
-                progress.step(window=span, samples=part.samples, rows=part.total_rows)
-                yield part, kinds
+        pending = ahead.submit(_fetch_window, reader, settings, windows[0], interval_ms)
+        for i, part_window in enumerate(windows):
+            plan_name, fetched = pending.result()
+            if i + 1 < len(windows):
+                pending = ahead.submit(_fetch_window, reader, settings, windows[i + 1], interval_ms)
+            part, kinds = _commit_window(con, settings, source, part_window, plan_name, fetched, settled)
+            span = f"{iso(part_window.start)}..{iso(part_window.end)}"
+            progress.step(window=span, samples=part.samples, rows=part.total_rows)
+            yield part, kinds
+    except BaseException:
+        # an error or Ctrl-C: the window being fetched is not wanted, and waiting for it (a store that stopped
+        # answering keeps it for collect.timeout on every retry) would hold the rollback and the exit back
+        ahead.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        ahead.shutdown()
     finally:
         progress.end()
 
