@@ -57,9 +57,9 @@ def run() -> None:
         signal.signal(signal.SIGINT, on_interrupt)
     try:
         main()
-    except BaseException:
-        if not interrupted:
-            raise
+    except BaseException as exc:
+        if not interrupted or (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            raise  # no interrupt, or one the command took as its way to stop (`dashboard`: "Ctrl-C to stop")
         click.echo("gpuledger: interrupted: what was committed before is kept, the rest rolled back", err=True)
         sys.stdout.flush()
         sys.stderr.flush()
