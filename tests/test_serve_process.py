@@ -125,8 +125,8 @@ def test_a_job_hung_on_its_store_is_abandoned_with_exit_3_and_the_warehouse_stay
 
 
 # Each runs in its own interpreter: the signals are the process's, and a hang must fail, not stall the suite.
-# `held` is what the main thread holds when SIGTERM lands: Event.wait holds its event's (non-reentrant) lock
-# for a few bytecodes before it sleeps, and a handler that set an event there hung `serve` for good.
+# `before_wait` is what the main thread does when the signal lands: Event.wait holds its event's (non-reentrant)
+# lock for a few bytecodes before it sleeps, and a handler that set an event there hung `serve` for good.
 STOP_SIGNAL_CASES = {
     "lands while the main thread holds an event's lock": (
         "stop = threading.Event()\nwith stop._cond:\n    os.kill(os.getpid(), signal.SIGTERM)\n    sum(range(9))",

@@ -110,8 +110,7 @@ def serve(service: Service, host: str, port: int) -> int:
                 server.port,
             )
             scheduler.start()
-            first = signals.wait()
-            log.info("received %s", signal.Signals(first).name if first else "a stop signal")
+            log.info("received %s", signal.Signals(signals.wait()).name)
             abandoned = _stop(service, scheduler, signals)
             server.stop()
     if abandoned:
@@ -131,7 +130,7 @@ def _stop(service: Service, scheduler: BackgroundScheduler, signals: StopSignals
     scheduler.shutdown(wait=False)
     deadline = time.monotonic() + parse_duration(service.settings.service.stop_timeout)
     while not service.running.acquire(timeout=max(0.0, min(0.1, deadline - time.monotonic()))):
-        second = signals.wait(timeout=0)
+        second = signals.poll()
         if second is not None:
             return f"a second {signal.Signals(second).name}"
         if time.monotonic() >= deadline:
@@ -158,17 +157,23 @@ class StopSignals:
         self._old = {signum: signal.signal(signum, _wake_only) for signum in self.CAUGHT}
         return self
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """The next SIGTERM or SIGINT (each one that arrived since __enter__ counts once), or None when none
-        comes within `timeout` seconds (None: wait for good)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([self._read], [], [], left)[0]:
-                return None
-            signum = os.read(self._read, 1)[0]  # one byte per signal: a second one stays for the next wait
-            if signum in self.CAUGHT:
-                return signum
+    def wait(self) -> int:
+        """Block until SIGTERM or SIGINT arrives (one that arrived since __enter__ counts); its number."""
+        signum = None
+        while signum is None:  # None: another signal's byte on the wakeup fd
+            signum = self._next(None)
+        return signum
+
+    def poll(self) -> int | None:
+        """A SIGTERM or SIGINT that arrived and was not yet taken, without waiting; else None."""
+        return self._next(0.0)
+
+    def _next(self, timeout: float | None) -> int | None:
+        # one byte per signal: a second one stays for the next call
+        if not select.select([self._read], [], [], timeout)[0]:
+            return None
+        signum = os.read(self._read, 1)[0]
+        return signum if signum in self.CAUGHT else None
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._old.items():
